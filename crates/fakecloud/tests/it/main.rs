@@ -1,0 +1,9 @@
+//! Integration tests of fakecloud against real HTTP and SMTP clients.
+
+#![allow(clippy::unwrap_used)]
+
+mod entra;
+mod google;
+mod misc;
+mod smtp;
+mod support;

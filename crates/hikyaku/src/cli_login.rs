@@ -1,0 +1,92 @@
+//! `hikyaku oauth microsoft|google login`: the seed's authorization steps for
+//! hosts without a browser. The same token service as the Remote UI does the
+//! work; this module only talks to the terminal.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use crate::provider::Provider;
+use crate::store::Store;
+use crate::tokens::TokenService;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error(
+        "OAuth 2.0 ({0}) is not switched on: enable it in the Remote UI (Settings/Registration → Send) or with PUT /api/v1/oauth/{1} first"
+    )]
+    Disabled(&'static str, &'static str),
+    #[error("the server connection check failed: {0}")]
+    Connection(String),
+    #[error("{0}")]
+    Tokens(#[from] crate::tokens::TokensError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("authorization did not complete: {0}")]
+    Failed(String),
+    #[error("cannot read the terminal: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub async fn microsoft(store: &Store, tokens: &TokenService) -> Result<(), LoginError> {
+    let account = store.account_for(Provider::Microsoft).await?;
+    if !account.enabled {
+        return Err(LoginError::Disabled("Microsoft", "microsoft"));
+    }
+    let report = tokens.check_connection(account.id).await?;
+    if report.status != crate::connection::ConnectionStatus::Successful {
+        return Err(LoginError::Connection(report.reason.unwrap_or_default()));
+    }
+    let code = match tokens.pending_device_code(account.id).await? {
+        Some(c) => c,
+        None => tokens.start_device_authorization(account.id).await?,
+    };
+    println!("{}", code.message);
+    println!("  Link:      {}", code.verification_uri);
+    println!("  User code: {}", code.user_code);
+    println!("  Expires:   {}", crate::clock::from_unix(code.expires_at));
+    let spinner = ['|', '/', '-', '\\'];
+    let mut i = 0usize;
+    loop {
+        let a = store.account(account.id).await?;
+        match a.token_status.as_str() {
+            "active" => {
+                println!("\rToken Status: Active — {}", a.mailbox.unwrap_or_default());
+                return Ok(());
+            }
+            "error" | "not_registered" => {
+                println!();
+                return Err(LoginError::Failed(
+                    a.token_reason.unwrap_or_else(|| "stopped".into()),
+                ));
+            }
+            _ => {}
+        }
+        print!(
+            "\rWaiting for you to sign in {} ",
+            spinner[i % spinner.len()]
+        );
+        let _ = std::io::stdout().flush();
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub async fn google(store: &Store, tokens: &TokenService) -> Result<(), LoginError> {
+    let account = store.account_for(Provider::Google).await?;
+    if !account.enabled {
+        return Err(LoginError::Disabled("Google", "google"));
+    }
+    let auth = tokens.google_authorization_url(account.id).await?;
+    println!(
+        "Open this URL in a browser, allow access, then paste the address of the page you land on (or just its code):"
+    );
+    println!("{}", auth.url);
+    print!("Authorization code or URL: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    tokens.google_submit_code(account.id, line.trim()).await?;
+    let a = store.account(account.id).await?;
+    println!("Token Status: Active — {}", a.mailbox.unwrap_or_default());
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! "Server Connection Status": one HTTPS GET against a provider endpoint (the
+//! tenant's OpenID configuration, Google's discovery document) that tells the
+//! administrator whether the device can reach the provider and, if not, which
+//! layer failed — DNS, TCP, proxy, TLS (with the certificate reason), timeout or
+//! HTTP — and how far this device's clock is from the provider's (protocols.md
+//! §5: TLS validity and token expiry depend on the wall clock).
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::tls::{TlsPolicy, describe_tls_error};
+
+/// How long one check may take in total.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Clock difference tolerated before we warn (protocols.md §5: ±5 minutes).
+pub const MAX_SKEW_SECS: i64 = 300;
+
+/// Only this much of an error body is read, to look for a provider error code.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The status shown on the Remote UI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    NotChecked,
+    Successful,
+    Failed,
+}
+
+/// Which layer a failed check failed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    Dns,
+    Connect,
+    Tls,
+    Timeout,
+    Http,
+    /// The provider said the tenant (or similar resource) does not exist.
+    NotFound,
+    Proxy,
+}
+
+/// Result of one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionReport {
+    pub status: ConnectionStatus,
+    pub kind: Option<FailureKind>,
+    /// Human-readable reason for a failure.
+    pub reason: Option<String>,
+    /// Shown even on success, e.g. "certificate verification is off" or clock skew.
+    pub warning: Option<String>,
+    /// Server `Date` minus our clock, corrected by half the round trip.
+    pub clock_skew_secs: Option<i64>,
+    pub http_status: Option<u16>,
+    #[serde(with = "rfc3339")]
+    pub checked_at: OffsetDateTime,
+}
+
+impl ConnectionReport {
+    /// The state before any check ran.
+    pub fn not_checked(now: OffsetDateTime) -> Self {
+        Self {
+            status: ConnectionStatus::NotChecked,
+            kind: None,
+            reason: None,
+            warning: None,
+            clock_skew_secs: None,
+            http_status: None,
+            checked_at: now,
+        }
+    }
+}
+
+/// `time` is built without its serde feature; keep the wire format explicit.
+mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+    use time::format_description::well_known::Rfc3339;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        let text = t.format(&Rfc3339).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let text = String::deserialize(d)?;
+        OffsetDateTime::parse(&text, &Rfc3339).map_err(serde::de::Error::custom)
+    }
+}
+
+const VERIFY_OFF_WARNING: &str = "certificate verification is off: the connection is encrypted, \
+     but the server's identity is not checked — turn Verify Server Certificate on when possible";
+
+/// A warning when the clock is off by more than ±5 minutes.
+pub fn skew_warning(skew_secs: i64) -> Option<String> {
+    if skew_secs.abs() <= MAX_SKEW_SECS {
+        return None;
+    }
+    let direction = if skew_secs > 0 { "behind" } else { "ahead of" };
+    Some(format!(
+        "this device's clock is {} s {direction} the server's — set the date and time (or an NTP server); \
+         certificate and token checks may fail",
+        skew_secs.abs()
+    ))
+}
+
+/// Check `url` with the outbound TLS policy; see [`check_with_timeout`].
+pub async fn check(
+    url: &str,
+    policy: &TlsPolicy,
+    now: impl Fn() -> OffsetDateTime,
+) -> ConnectionReport {
+    check_with_timeout(url, policy, CHECK_TIMEOUT, now).await
+}
+
+/// GET `url` and classify the outcome. `now` is the wall clock (injectable for
+/// tests); the round trip is measured with the monotonic clock.
+// Instant::now only measures this request's round trip (monotonic, never shown).
+#[allow(clippy::disallowed_methods)]
+pub async fn check_with_timeout(
+    url: &str,
+    policy: &TlsPolicy,
+    timeout: Duration,
+    now: impl Fn() -> OffsetDateTime,
+) -> ConnectionReport {
+    let sent_at = now();
+    let mut report = ConnectionReport::not_checked(sent_at);
+    let mut warnings = Vec::new();
+    if !policy.verify {
+        warnings.push(VERIFY_OFF_WARNING.to_owned());
+    }
+
+    let client = match crate::http::client(policy, timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            report.status = ConnectionStatus::Failed;
+            report.kind = Some(FailureKind::Tls);
+            report.reason = Some(e.to_string());
+            report.warning = join(warnings);
+            return report;
+        }
+    };
+
+    let started = Instant::now();
+    let result = client.get(url).send().await;
+    let rtt = started.elapsed();
+
+    match result {
+        Err(err) => {
+            let (kind, reason) = classify(&err, url, timeout);
+            tracing::info!(url, kind = ?kind, %reason, "connection check failed");
+            report.status = ConnectionStatus::Failed;
+            report.kind = Some(kind);
+            report.reason = Some(reason);
+        }
+        Ok(mut response) => {
+            let status = response.status();
+            report.http_status = Some(status.as_u16());
+            report.clock_skew_secs = response
+                .headers()
+                .get(http::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| skew_from_date(v, sent_at, rtt));
+            if status.is_success() {
+                report.status = ConnectionStatus::Successful;
+            } else {
+                let body = read_limited(&mut response).await;
+                let (kind, reason) = classify_status(status, &body);
+                report.status = ConnectionStatus::Failed;
+                report.kind = Some(kind);
+                report.reason = Some(reason);
+            }
+        }
+    }
+    if let Some(w) = report.clock_skew_secs.and_then(skew_warning) {
+        warnings.push(w);
+    }
+    report.warning = join(warnings);
+    report
+}
+
+fn join(warnings: Vec<String>) -> Option<String> {
+    (!warnings.is_empty()).then(|| warnings.join("; "))
+}
+
+/// Server `Date` minus our estimate of the wall clock at the moment the server
+/// produced it (send time + half the round trip). `Date` has second resolution
+/// and is truncated, so its true value is on average half a second later.
+fn skew_from_date(date: &str, sent_at: OffsetDateTime, rtt: Duration) -> Option<i64> {
+    let server = OffsetDateTime::from(httpdate::parse_http_date(date).ok()?);
+    let ours = sent_at + rtt / 2;
+    let diff = (server - ours) + time::Duration::milliseconds(500);
+    Some(diff.as_seconds_f64().round() as i64)
+}
+
+async fn read_limited(response: &mut reqwest::Response) -> String {
+    let mut body = Vec::new();
+    // A body read failure only loses detail for the reason text; ignore it.
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_ERROR_BODY {
+            body.truncate(MAX_ERROR_BODY);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+fn classify_status(status: reqwest::StatusCode, body: &str) -> (FailureKind, String) {
+    let code = status.as_u16();
+    let text = status.canonical_reason().unwrap_or("");
+    // Microsoft answers an unknown tenant ID/domain with 400 + AADSTS90002.
+    if body.contains("AADSTS90002") {
+        return (
+            FailureKind::NotFound,
+            format!(
+                "tenant not found (HTTP {code}, AADSTS90002) — check the Tenant ID or domain name"
+            ),
+        );
+    }
+    if code == 407 {
+        return (
+            FailureKind::Proxy,
+            "the proxy requires authentication (HTTP 407) — check the proxy settings".to_owned(),
+        );
+    }
+    let hint = match code {
+        404 => " — check the URL (tenant, domain or endpoint path)",
+        400..=499 => " — check the settings for this provider",
+        500..=599 => " — the provider has a problem; try again later",
+        _ => "",
+    };
+    (
+        FailureKind::Http,
+        format!("the server answered HTTP {code} {text}{hint}"),
+    )
+}
+
+/// The next error in the chain. `io::Error::source()` skips the error it wraps
+/// (it returns the wrapped error's source), and hyper/tokio-rustls nest
+/// `io::Error`s around the rustls error, so step into the wrapped error instead.
+fn next_in_chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    if let Some(inner) = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        return Some(inner);
+    }
+    err.source()
+}
+
+/// Find a rustls error anywhere in the chain.
+fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        cur = next_in_chain(e);
+    }
+    None
+}
+
+fn find_io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        // Wrappers often say `Other`; the specific kind is further in.
+        if let Some(io) = e
+            .downcast_ref::<std::io::Error>()
+            .filter(|io| io.kind() != std::io::ErrorKind::Other)
+        {
+            return Some(io.kind());
+        }
+        cur = next_in_chain(e);
+    }
+    None
+}
+
+fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.contains(&s) {
+            parts.push(s);
+        }
+        cur = next_in_chain(e);
+    }
+    parts.join(": ")
+}
+
+fn host_port(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            _ => url.to_owned(),
+        },
+        Err(_) => url.to_owned(),
+    }
+}
+
+fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> (FailureKind, String) {
+    use std::io::ErrorKind as K;
+    let target = host_port(url);
+    if let Some(tls) = find_rustls(err) {
+        return (FailureKind::Tls, describe_tls_error(tls));
+    }
+    if err.is_timeout() {
+        return (
+            FailureKind::Timeout,
+            format!(
+                "no answer from {target} within {} s — check the network, firewall and proxy settings",
+                timeout.as_secs()
+            ),
+        );
+    }
+    if err.is_dns() {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| url.to_owned());
+        return (
+            FailureKind::Dns,
+            format!("could not resolve the host name '{host}' — check the DNS server settings"),
+        );
+    }
+    let text = chain_text(err);
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("proxy") || lower.contains("tunnel") {
+        return (
+            FailureKind::Proxy,
+            format!(
+                "the proxy refused or failed the connection ({text}) — check the proxy settings"
+            ),
+        );
+    }
+    match find_io_kind(err) {
+        Some(K::ConnectionRefused) => (
+            FailureKind::Connect,
+            format!(
+                "connection to {target} was refused — nothing is listening there, or a firewall rejects it"
+            ),
+        ),
+        Some(K::HostUnreachable | K::NetworkUnreachable) => (
+            FailureKind::Connect,
+            format!(
+                "{target} is unreachable — check the network settings (default gateway) and proxy"
+            ),
+        ),
+        Some(K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof) => (
+            FailureKind::Connect,
+            format!(
+                "the connection to {target} was closed unexpectedly — a firewall or proxy may be interfering"
+            ),
+        ),
+        Some(K::TimedOut) => (
+            FailureKind::Timeout,
+            format!(
+                "connecting to {target} timed out — check the network, firewall and proxy settings"
+            ),
+        ),
+        _ if err.is_connect() => (
+            FailureKind::Connect,
+            format!("could not connect to {target} ({text})"),
+        ),
+        _ if err.is_builder() => (
+            FailureKind::Http,
+            format!("the URL '{url}' is not usable ({text})"),
+        ),
+        _ => (
+            FailureKind::Http,
+            format!("the request to {target} failed ({text})"),
+        ),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+    use crate::tls::testutil::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    async fn serve(ca: &TestCa, cn: &str, response: String) -> String {
+        let leaf = ca.leaf(&["localhost"], cn, None);
+        let addr = https_server(server_config_for(&leaf), response).await;
+        format!(
+            "https://localhost:{}/common/v2.0/.well-known/openid-configuration",
+            addr.port()
+        )
+    }
+
+    fn trusting(ca: &TestCa) -> TlsPolicy {
+        TlsPolicy {
+            extra_cas: vec![ca.der()],
+            ..TlsPolicy::default()
+        }
+    }
+
+    fn ok() -> String {
+        http_response("200 OK", "", "{}")
+    }
+
+    #[tokio::test]
+    async fn trusted_with_extra_ca_only() {
+        let ca = TestCa::new("Test CA");
+        let url = serve(&ca, "localhost", ok()).await;
+        let r = check(&url, &trusting(&ca), now).await;
+        assert_eq!(r.status, ConnectionStatus::Successful, "{r:?}");
+        assert_eq!(r.http_status, Some(200));
+        assert_eq!(r.warning, None);
+
+        let r = check(&url, &TlsPolicy::default(), now).await;
+        assert_eq!(r.status, ConnectionStatus::Failed);
+        assert_eq!(r.kind, Some(FailureKind::Tls));
+        assert!(r.reason.unwrap().contains("unknown issuer"));
+    }
+
+    #[tokio::test]
+    async fn cn_check() {
+        let ca = TestCa::new("Test CA");
+        let url = serve(&ca, "other.example", ok()).await;
+        let r = check(&url, &trusting(&ca), now).await;
+        assert_eq!(r.status, ConnectionStatus::Successful, "{r:?}");
+        let strict = TlsPolicy {
+            verify_cn: true,
+            ..trusting(&ca)
+        };
+        let r = check(&url, &strict, now).await;
+        assert_eq!(r.status, ConnectionStatus::Failed);
+        assert_eq!(r.kind, Some(FailureKind::Tls));
+        let reason = r.reason.unwrap();
+        assert!(
+            reason.contains("certificate subject CN 'other.example' does not match host 'localhost' (Add CN to Verification Items is on)"),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn verify_off_succeeds_with_warning() {
+        let ca = TestCa::new("Unknown CA");
+        let url = serve(&ca, "other.example", ok()).await;
+        let policy = TlsPolicy {
+            verify: false,
+            ..TlsPolicy::default()
+        };
+        let r = check(&url, &policy, now).await;
+        assert_eq!(r.status, ConnectionStatus::Successful, "{r:?}");
+        assert!(
+            r.warning
+                .unwrap()
+                .contains("certificate verification is off")
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_leaf_fails_tls() {
+        let ca = TestCa::new("Test CA");
+        let n = now();
+        let leaf = ca.leaf(
+            &["localhost"],
+            "localhost",
+            Some((n - time::Duration::days(10), n - time::Duration::days(1))),
+        );
+        let addr = https_server(server_config_for(&leaf), ok()).await;
+        let r = check(
+            &format!("https://localhost:{}/", addr.port()),
+            &trusting(&ca),
+            now,
+        )
+        .await;
+        assert_eq!(r.kind, Some(FailureKind::Tls));
+        assert!(r.reason.unwrap().contains("expired"));
+    }
+
+    #[tokio::test]
+    async fn connection_refused() {
+        // Bind then drop to get a port nobody listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let r = check(
+            &format!("https://127.0.0.1:{port}/"),
+            &TlsPolicy::default(),
+            now,
+        )
+        .await;
+        assert_eq!(r.status, ConnectionStatus::Failed);
+        assert_eq!(r.kind, Some(FailureKind::Connect), "{r:?}");
+        assert!(r.reason.unwrap().contains("refused"));
+    }
+
+    #[tokio::test]
+    async fn dns_failure() {
+        let r = check(
+            "https://login.hikyaku-test.invalid/x",
+            &TlsPolicy::default(),
+            now,
+        )
+        .await;
+        assert_eq!(r.kind, Some(FailureKind::Dns), "{r:?}");
+        assert!(r.reason.unwrap().contains("login.hikyaku-test.invalid"));
+    }
+
+    #[tokio::test]
+    async fn timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Accept and hold the connection without ever answering the handshake.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let r = check_with_timeout(
+            &format!("https://127.0.0.1:{}/", addr.port()),
+            &TlsPolicy::default(),
+            Duration::from_millis(500),
+            now,
+        )
+        .await;
+        assert_eq!(r.kind, Some(FailureKind::Timeout), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn plain_http_port_is_a_tls_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"220 smtp.example ESMTP ready\r\n").await;
+            }
+        });
+        let r = check(
+            &format!("https://127.0.0.1:{}/", addr.port()),
+            &TlsPolicy::default(),
+            now,
+        )
+        .await;
+        assert_eq!(r.kind, Some(FailureKind::Tls), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn http_errors() {
+        let ca = TestCa::new("Test CA");
+        let url = serve(&ca, "localhost", http_response("404 Not Found", "", "nope")).await;
+        let r = check(&url, &trusting(&ca), now).await;
+        assert_eq!(r.kind, Some(FailureKind::Http));
+        assert_eq!(r.http_status, Some(404));
+        assert!(r.reason.unwrap().contains("404"));
+
+        let body = r#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'nope' not found."}"#;
+        let url = serve(&ca, "localhost", http_response("400 Bad Request", "", body)).await;
+        let r = check(&url, &trusting(&ca), now).await;
+        assert_eq!(r.kind, Some(FailureKind::NotFound));
+        assert_eq!(r.http_status, Some(400));
+        assert!(r.reason.unwrap().contains("tenant not found"));
+    }
+
+    #[tokio::test]
+    async fn clock_skew_from_date_header() {
+        let ca = TestCa::new("Test CA");
+        let ahead = std::time::SystemTime::now() + Duration::from_secs(600);
+        let header = format!("Date: {}\r\n", httpdate::fmt_http_date(ahead));
+        let url = serve(&ca, "localhost", http_response("200 OK", &header, "{}")).await;
+        let r = check(&url, &trusting(&ca), now).await;
+        assert_eq!(r.status, ConnectionStatus::Successful);
+        let skew = r.clock_skew_secs.unwrap();
+        assert!((598..=602).contains(&skew), "{skew}");
+        assert!(r.warning.unwrap().contains("behind the server"));
+
+        // In sync: no warning.
+        let header = format!(
+            "Date: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now())
+        );
+        let url = serve(&ca, "localhost", http_response("200 OK", &header, "{}")).await;
+        let r = check(&url, &trusting(&ca), now).await;
+        assert!(r.clock_skew_secs.unwrap().abs() <= 2);
+        assert_eq!(r.warning, None);
+    }
+
+    #[test]
+    fn skew_warning_threshold() {
+        assert_eq!(skew_warning(0), None);
+        assert_eq!(skew_warning(300), None);
+        assert_eq!(skew_warning(-300), None);
+        assert!(skew_warning(301).unwrap().contains("behind"));
+        assert!(skew_warning(-900).unwrap().contains("ahead of"));
+    }
+
+    #[test]
+    fn serde_names() {
+        assert_eq!(
+            serde_json::to_string(&ConnectionStatus::NotChecked).unwrap(),
+            "\"not_checked\""
+        );
+        assert_eq!(
+            serde_json::to_string(&FailureKind::NotFound).unwrap(),
+            "\"not_found\""
+        );
+        let r = ConnectionReport::not_checked(OffsetDateTime::UNIX_EPOCH);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("1970-01-01T00:00:00Z"), "{json}");
+        assert_eq!(serde_json::from_str::<ConnectionReport>(&json).unwrap(), r);
+    }
+}

@@ -1,0 +1,137 @@
+//! SMTP intake: the plain-SMTP front door that printers, cron jobs and
+//! applications submit mail to.
+//!
+//! This module owns the wire protocol only (RFC 5321 with STARTTLS, RFC 3207,
+//! and AUTH PLAIN/LOGIN, RFC 4954); everything it needs from the rest of
+//! hikyaku — credential checks, the IP allowlist and the durable queue — comes
+//! through [`IntakeSink`]. Its invariants:
+//!
+//! * **Never an open relay.** `MAIL FROM` is refused (`530 5.7.0`) unless the
+//!   session authenticated or [`IntakeSink::allowlisted`] vouches for the peer.
+//! * **`250` means durable.** The final `250` after `DATA` is written only after
+//!   [`IntakeSink::accept`] returned `Ok`; any other outcome (disconnect, size,
+//!   bare newline, sink error) stores nothing and says so.
+//! * **No smuggling.** The end of data is exactly `<CRLF>.<CRLF>`; bare CR and
+//!   bare LF are refused in commands and in message data (CVE-2023-51764), and
+//!   plaintext pipelined behind `STARTTLS` is discarded (CVE-2011-0411).
+//!
+//! Layout: [`limits`] (tunables and the per-client connection counter),
+//! `data` (the `DATA` collector), `auth` (SASL decoding), `session` (one
+//! connection's state machine) and `listener` (the accept loop).
+
+mod auth;
+pub mod cidr;
+mod data;
+pub mod limits;
+mod listener;
+mod session;
+pub mod store_sink;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+pub use limits::Limits;
+pub use listener::serve;
+pub use session::run_session;
+
+/// Who submitted a message, and the account it is relayed through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitter {
+    /// Login name, or the allowlist entry's name; used in logs and job history.
+    pub name: String,
+    /// Account to send through; `None` means the default account.
+    pub account_id: Option<i64>,
+}
+
+/// The SMTP envelope (RFC 5321 §2.3.1), as the client gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// Reverse-path without angle brackets; empty for the null sender `<>`.
+    pub mail_from: String,
+    /// Forward-paths without angle brackets, in the order given; never empty.
+    pub rcpt_to: Vec<String>,
+}
+
+/// One message handed to [`IntakeSink::accept`].
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub submitter: Submitter,
+    pub peer: SocketAddr,
+    /// The EHLO/HELO argument.
+    pub helo: String,
+    pub envelope: Envelope,
+    /// Exactly the message bytes: dot-unstuffed, CRLF line endings (no bare CR
+    /// or LF can occur), ending with the CRLF that preceded the final dot.
+    pub data: Vec<u8>,
+    /// Whether the message arrived over TLS (STARTTLS or implicit).
+    pub tls: bool,
+}
+
+/// Why the rest of hikyaku could not take a message or check a login.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Try again later: `451 4.3.0 {0}` (for AUTH: `454 4.7.0`).
+    #[error("{0}")]
+    Temporary(String),
+    /// Never going to work: `554 5.3.0 {0}`.
+    #[error("{0}")]
+    Permanent(String),
+    /// The queue's disk is full: `452 4.3.1 Insufficient system storage`.
+    #[error("insufficient system storage")]
+    StorageFull,
+}
+
+/// What the intake needs from the rest of hikyaku.
+///
+/// `accept` returns only after the message and its envelope are durably
+/// committed: the session writes `250` only after it returns `Ok`.
+pub trait IntakeSink: Send + Sync + 'static {
+    /// Checks a SASL login. `Ok(None)` means wrong credentials.
+    fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<Option<Submitter>, SinkError>> + Send;
+
+    /// Whether `peer` may submit without AUTH (e.g. a printer on the LAN).
+    fn allowlisted(&self, peer: IpAddr) -> impl Future<Output = Option<Submitter>> + Send;
+
+    /// Durably enqueues a message; returns the queue id for the `250` reply.
+    fn accept(
+        &self,
+        submission: Submission,
+    ) -> impl Future<Output = Result<String, SinkError>> + Send;
+}
+
+/// One listening socket's settings.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Our name in the greeting and the EHLO reply.
+    pub hostname: String,
+    /// Server certificate; enables STARTTLS (or implicit TLS).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS from the first byte (port 465, RFC 8314) instead of STARTTLS.
+    pub implicit_tls: bool,
+    /// Refuse AUTH over plaintext (`538 5.7.11`); true except on loopback.
+    pub require_tls_for_auth: bool,
+    pub limits: Limits,
+}
+
+/// Why a session ended abnormally. Protocol errors are not errors here: they
+/// are answered on the wire and the session goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("connection I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(#[source] std::io::Error),
+    #[error("implicit TLS listener has no TLS configuration")]
+    TlsNotConfigured,
+    #[error("client did not read our reply in time")]
+    WriteTimeout,
+}

@@ -1,0 +1,133 @@
+//! The intake's link to the rest of hikyaku: submitter logins (Argon2id), the
+//! address allowlist, and the durable queue. `accept` returns only after the
+//! store's commit, so the session's `250` means "on disk".
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::cidr::Cidr;
+use super::{IntakeSink, SinkError, Submission, Submitter};
+use crate::clock::SharedClock;
+use crate::store::jobs::NewJob;
+use crate::store::{Store, StoreError};
+
+/// The summary of a message's header the job history shows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct HeaderSummary {
+    pub from: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// Reads From and Subject (decoded) from a message; never fails.
+pub fn summarize(message: &[u8]) -> HeaderSummary {
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) else {
+        return HeaderSummary::default();
+    };
+    let from = parsed
+        .from()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .map(|s| s.chars().take(320).collect());
+    let subject = parsed.subject().map(|s| s.chars().take(500).collect());
+    HeaderSummary { from, subject }
+}
+
+/// Builds the job for an accepted message.
+pub fn new_job(
+    submitter: &str,
+    source: &str,
+    account_id: Option<i64>,
+    mail_from: &str,
+    rcpt_to: Vec<String>,
+    data: Vec<u8>,
+) -> NewJob {
+    let summary = summarize(&data);
+    NewJob {
+        id: uuid::Uuid::now_v7().to_string(),
+        account_id,
+        submitter: submitter.to_string(),
+        source: source.to_string(),
+        mail_from: mail_from.to_string(),
+        rcpt_to,
+        header_from: summary.from,
+        subject: summary.subject,
+        body: data,
+    }
+}
+
+pub fn sink_error(e: StoreError) -> SinkError {
+    match e {
+        StoreError::Full => SinkError::StorageFull,
+        other if other.is_temporary() => {
+            SinkError::Temporary("the queue is busy, try again later".into())
+        }
+        other => {
+            tracing::error!(error = %other, "cannot store an accepted message");
+            SinkError::Temporary(
+                "the queue cannot store the message right now, try again later".into(),
+            )
+        }
+    }
+}
+
+/// [`IntakeSink`] over the store.
+#[derive(Clone)]
+pub struct StoreSink {
+    pub store: Store,
+    pub clock: SharedClock,
+    /// Called after each enqueue, to wake delivery.
+    pub on_enqueue: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl IntakeSink for StoreSink {
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<Submitter>, SinkError> {
+        let found = self.store.submitter(user).await.map_err(sink_error)?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let ok = crate::passwords::verify(password.to_string(), found.password_hash.clone()).await;
+        Ok(ok.then(|| Submitter {
+            name: found.name,
+            account_id: found.account_id,
+        }))
+    }
+
+    async fn allowlisted(&self, peer: IpAddr) -> Option<Submitter> {
+        let entries = match self.store.allowlist().await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the allowlist");
+                return None;
+            }
+        };
+        entries
+            .into_iter()
+            .find(|e| Cidr::parse(&e.cidr).is_ok_and(|c| c.contains(peer)))
+            .map(|e| Submitter {
+                name: format!("allowlist:{}", e.cidr),
+                account_id: e.account_id,
+            })
+    }
+
+    async fn accept(&self, s: Submission) -> Result<String, SinkError> {
+        let job = new_job(
+            &s.submitter.name,
+            &s.peer.ip().to_string(),
+            s.submitter.account_id,
+            &s.envelope.mail_from,
+            s.envelope.rcpt_to,
+            s.data,
+        );
+        self.store
+            .enqueue(&job, self.clock.unix())
+            .await
+            .map_err(sink_error)?;
+        tracing::info!(job_id = %job.id, submitter = %job.submitter, size = job.body.len(), "message queued");
+        (self.on_enqueue)();
+        Ok(job.id)
+    }
+}

@@ -1,0 +1,88 @@
+//! Roles and what each may do. The matrix lives here once; the web layer asks
+//! [`Role::allows`] on every page and API call, and the README documents it.
+
+use serde::{Deserialize, Serialize};
+
+/// A Remote UI role, as on the seed's device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Administrator,
+    NetworkAdmin,
+    GeneralUser,
+}
+
+/// Something a request wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Portal, Send Job History, the status of both providers.
+    ViewStatus,
+    /// Settings/Registration menu and the settings pages (read).
+    ViewSettings,
+    /// OAuth 2.0 (Microsoft) settings and authorization.
+    ManageMicrosoft,
+    /// OAuth 2.0 (Google) settings and authorization: Administrator only, as the seed says.
+    ManageGoogle,
+    /// E-mail Settings, submitters and the address allowlist.
+    ManageEmail,
+    /// Date/Time, CA Certificates, network settings.
+    ManageNetwork,
+    /// Users and API tokens.
+    ManageUsers,
+    /// The audit log.
+    ReadAudit,
+    /// Retry or delete jobs.
+    ManageJobs,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Administrator, Role::NetworkAdmin, Role::GeneralUser];
+
+    /// The stored and API name (`administrator`, `network_admin`, `general_user`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::NetworkAdmin => "network_admin",
+            Role::GeneralUser => "general_user",
+        }
+    }
+
+    /// Accepts the stored name and the CLI spelling (`network-admin`).
+    pub fn parse(text: &str) -> Option<Role> {
+        match text.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "administrator" | "admin" => Some(Role::Administrator),
+            "network_admin" | "networkadmin" => Some(Role::NetworkAdmin),
+            "general_user" | "generaluser" => Some(Role::GeneralUser),
+            _ => None,
+        }
+    }
+
+    /// The role matrix.
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Administrator => true,
+            Role::NetworkAdmin => matches!(
+                permission,
+                ViewStatus | ViewSettings | ManageMicrosoft | ManageEmail | ManageNetwork
+            ),
+            Role::GeneralUser => matches!(permission, ViewStatus),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_follows_the_seed() {
+        assert!(Role::NetworkAdmin.allows(Permission::ManageMicrosoft));
+        assert!(!Role::NetworkAdmin.allows(Permission::ManageGoogle));
+        assert!(!Role::NetworkAdmin.allows(Permission::ManageUsers));
+        assert!(!Role::GeneralUser.allows(Permission::ViewSettings));
+        assert!(Role::GeneralUser.allows(Permission::ViewStatus));
+        assert_eq!(Role::parse("network-admin"), Some(Role::NetworkAdmin));
+        assert_eq!(Role::parse("root"), None);
+    }
+}

@@ -1,0 +1,326 @@
+//! Accounts: one configured sender each (provider, basic settings, connection
+//! status, token status and the sealed tokens). Sealing and opening happen in
+//! `tokens`; this module stores the blobs as they are given.
+
+use sqlx::Row;
+
+use super::{Result, Store, StoreError};
+use crate::provider::Provider;
+
+/// An account as the pages and services read it. Secrets are not here: see
+/// [`SealedSecrets`].
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: i64,
+    pub provider: Provider,
+    pub name: String,
+    pub enabled: bool,
+    pub verify_cert: bool,
+    pub verify_cn: bool,
+    pub endpoint: Option<String>,
+    pub client_id: Option<String>,
+    pub has_client_secret: bool,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_security: String,
+    pub sender: Option<String>,
+    pub is_default: bool,
+    pub connection_status: String,
+    pub connection_reason: Option<String>,
+    pub connection_warning: Option<String>,
+    pub connection_checked_at: Option<i64>,
+    pub clock_skew_secs: Option<i64>,
+    pub token_status: String,
+    pub token_reason: Option<String>,
+    pub token_warning: Option<String>,
+    pub mailbox: Option<String>,
+    pub identity_verified: Option<bool>,
+    pub access_expires_at: Option<i64>,
+    pub last_refreshed_at: Option<i64>,
+    pub authorized_at: Option<i64>,
+    pub has_refresh_token: bool,
+    pub has_authorization: bool,
+    pub updated_at: i64,
+}
+
+/// The sealed columns of an account.
+#[derive(Debug, Clone, Default)]
+pub struct SealedSecrets {
+    pub client_secret: Option<Vec<u8>>,
+    pub refresh_token: Option<Vec<u8>>,
+    pub access_token: Option<Vec<u8>>,
+    pub authorization: Option<Vec<u8>>,
+}
+
+/// What the Edit Basic Settings page saves.
+#[derive(Debug, Clone)]
+pub struct BasicSettings {
+    pub enabled: bool,
+    pub verify_cert: bool,
+    pub verify_cn: bool,
+    pub endpoint: Option<String>,
+    pub client_id: Option<String>,
+    /// `Some` replaces the stored secret; `None` keeps it.
+    pub client_secret: Option<Vec<u8>>,
+}
+
+/// What the E-mail Settings page saves.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_security: String,
+    pub sender: Option<String>,
+    pub is_default: bool,
+}
+
+/// Tokens from a successful authorization or refresh, already sealed.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub access_token: Vec<u8>,
+    pub access_expires_at: i64,
+    /// `None` keeps the stored refresh token (Google usually does not rotate).
+    pub refresh_token: Option<Vec<u8>>,
+    pub mailbox: Option<String>,
+    pub identity_verified: Option<bool>,
+    pub refreshed_at: i64,
+    /// Set on a new authorization (not on a refresh).
+    pub authorized_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at";
+
+fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
+    let provider: String = row.try_get("provider")?;
+    let port: i64 = row.try_get::<Option<i64>, _>("smtp_port")?.unwrap_or(587);
+    Ok(Account {
+        id: row.try_get("id")?,
+        provider: Provider::parse(&provider)
+            .ok_or_else(|| StoreError::Conflict(format!("unknown provider {provider}")))?,
+        name: row.try_get("name")?,
+        enabled: row.try_get("enabled")?,
+        verify_cert: row.try_get("verify_cert")?,
+        verify_cn: row.try_get("verify_cn")?,
+        endpoint: row.try_get("endpoint")?,
+        client_id: row.try_get("client_id")?,
+        has_client_secret: row.try_get("has_client_secret")?,
+        smtp_host: row
+            .try_get::<Option<String>, _>("smtp_host")?
+            .unwrap_or_default(),
+        smtp_port: u16::try_from(port).unwrap_or(587),
+        smtp_security: row
+            .try_get::<Option<String>, _>("smtp_security")?
+            .unwrap_or_else(|| "starttls".into()),
+        sender: row.try_get("sender")?,
+        is_default: row.try_get("is_default")?,
+        connection_status: row.try_get("connection_status")?,
+        connection_reason: row.try_get("connection_reason")?,
+        connection_warning: row.try_get("connection_warning")?,
+        connection_checked_at: row.try_get("connection_checked_at")?,
+        clock_skew_secs: row.try_get("clock_skew_secs")?,
+        token_status: row.try_get("token_status")?,
+        token_reason: row.try_get("token_reason")?,
+        token_warning: row.try_get("token_warning")?,
+        mailbox: row.try_get("mailbox")?,
+        identity_verified: row.try_get("identity_verified")?,
+        access_expires_at: row.try_get("access_expires_at")?,
+        last_refreshed_at: row.try_get("last_refreshed_at")?,
+        authorized_at: row.try_get("authorized_at")?,
+        has_refresh_token: row.try_get("has_refresh_token")?,
+        has_authorization: row.try_get("has_authorization")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    pub async fn account(&self, id: i64) -> Result<Account> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref()
+            .map(account_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// The first account of a provider (the seed's one setting per provider).
+    pub async fn account_for(&self, provider: Provider) -> Result<Account> {
+        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE provider = ?1 ORDER BY id LIMIT 1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(provider.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref()
+            .map(account_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    pub async fn sealed_secrets(&self, id: i64) -> Result<SealedSecrets> {
+        let row = sqlx::query("SELECT client_secret, refresh_token, access_token, authorization FROM accounts WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(SealedSecrets {
+            client_secret: row.try_get("client_secret")?,
+            refresh_token: row.try_get("refresh_token")?,
+            access_token: row.try_get("access_token")?,
+            authorization: row.try_get("authorization")?,
+        })
+    }
+
+    /// Saves the Basic Settings. Switching the account off (or changing where
+    /// it authorizes) discards tokens, authorization and statuses: the seed
+    /// requires the setup to be done again.
+    pub async fn save_basic_settings(
+        &self,
+        id: i64,
+        s: &BasicSettings,
+        reset: bool,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE accounts SET enabled = ?2, verify_cert = ?3, verify_cn = ?4, endpoint = ?5, client_id = ?6, client_secret = COALESCE(?7, client_secret), updated_at = ?8 WHERE id = ?1")
+            .bind(id)
+            .bind(s.enabled)
+            .bind(s.verify_cert)
+            .bind(s.verify_cn && s.verify_cert)
+            .bind(&s.endpoint)
+            .bind(&s.client_id)
+            .bind(&s.client_secret)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if reset {
+            sqlx::query("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, connection_status = 'not_checked', connection_reason = NULL, connection_warning = NULL, connection_checked_at = NULL WHERE id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn save_email_settings(&self, id: i64, s: &EmailSettings, now: i64) -> Result<()> {
+        let mut tx = self.write().await?;
+        if s.is_default {
+            sqlx::query("UPDATE accounts SET is_default = 0")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE accounts SET smtp_host = ?2, smtp_port = ?3, smtp_security = ?4, sender = ?5, is_default = ?6, updated_at = ?7 WHERE id = ?1")
+            .bind(id)
+            .bind(&s.smtp_host)
+            .bind(i64::from(s.smtp_port))
+            .bind(&s.smtp_security)
+            .bind(&s.sender)
+            .bind(s.is_default)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_connection_status(
+        &self,
+        id: i64,
+        status: &str,
+        reason: Option<&str>,
+        warning: Option<&str>,
+        checked_at: i64,
+        skew: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE accounts SET connection_status = ?2, connection_reason = ?3, connection_warning = ?4, connection_checked_at = ?5, clock_skew_secs = ?6 WHERE id = ?1")
+            .bind(id)
+            .bind(status)
+            .bind(reason)
+            .bind(warning)
+            .bind(checked_at)
+            .bind(skew)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_token_status(
+        &self,
+        id: i64,
+        status: &str,
+        reason: Option<&str>,
+        warning: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE accounts SET token_status = ?2, token_reason = ?3, token_warning = ?4 WHERE id = ?1")
+            .bind(id)
+            .bind(status)
+            .bind(reason)
+            .bind(warning)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a pending authorization (sealed) and sets the token status to
+    /// `authorizing`, or clears it (`None`).
+    pub async fn set_authorization(
+        &self,
+        id: i64,
+        sealed: Option<&[u8]>,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE accounts SET authorization = ?2, token_status = ?3, token_reason = ?4, token_warning = NULL WHERE id = ?1")
+            .bind(id)
+            .bind(sealed)
+            .bind(status)
+            .bind(reason)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Stores new tokens atomically (a rotated refresh token replaces the old
+    /// one in the same write) and marks the token status active.
+    pub async fn store_tokens(&self, id: i64, g: &TokenGrant) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE accounts SET access_token = ?2, access_expires_at = ?3, refresh_token = COALESCE(?4, refresh_token), mailbox = COALESCE(?5, mailbox), identity_verified = COALESCE(?6, identity_verified), last_refreshed_at = ?7, authorized_at = COALESCE(?8, authorized_at), token_status = 'active', token_reason = NULL, token_warning = NULL WHERE id = ?1")
+            .bind(id)
+            .bind(&g.access_token)
+            .bind(g.access_expires_at)
+            .bind(&g.refresh_token)
+            .bind(&g.mailbox)
+            .bind(g.identity_verified)
+            .bind(g.refreshed_at)
+            .bind(g.authorized_at)
+            .execute(&mut *tx)
+            .await?;
+        if g.authorized_at.is_some() {
+            sqlx::query("UPDATE accounts SET authorization = NULL WHERE id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets every token of an account and returns it to "not registered".
+    pub async fn clear_tokens(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL WHERE id = ?1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,308 @@
+//! The durable queue's storage. A job row and its message body are inserted in
+//! one transaction; the SMTP intake answers `250` only after that commit has
+//! returned (WAL + `synchronous=FULL`: the commit is on disk). Delivery claims
+//! a due job with a lease; a crashed worker's lease expires and the job becomes
+//! due again.
+
+use sqlx::Row;
+
+use super::{Result, Store, StoreError};
+
+/// States of a job. `queued → sending → sent`, or `→ deferred → sending …`, or `→ failed`.
+pub const QUEUED: &str = "queued";
+pub const SENDING: &str = "sending";
+pub const DEFERRED: &str = "deferred";
+pub const SENT: &str = "sent";
+pub const FAILED: &str = "failed";
+
+/// A message handed over by intake.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub account_id: Option<i64>,
+    pub submitter: String,
+    pub source: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub header_from: Option<String>,
+    pub subject: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Job {
+    pub id: String,
+    pub account_id: Option<i64>,
+    pub submitter: String,
+    pub source: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub header_from: Option<String>,
+    pub subject: Option<String>,
+    pub size: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_reply: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Filters of the Send Job History.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<String>,
+    pub account_id: Option<i64>,
+    pub search: Option<String>,
+}
+
+fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
+    let rcpt: String = row.try_get("rcpt_to")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        submitter: row.try_get("submitter")?,
+        source: row.try_get("source")?,
+        mail_from: row.try_get("mail_from")?,
+        rcpt_to: serde_json::from_str(&rcpt).unwrap_or_default(),
+        header_from: row.try_get("header_from")?,
+        subject: row.try_get("subject")?,
+        size: row.try_get("size")?,
+        state: row.try_get("state")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_reply: row.try_get("last_reply")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, created_at, updated_at";
+
+impl Store {
+    /// Stores a message durably. When this returns `Ok`, the message survives
+    /// a crash or power loss.
+    pub async fn enqueue(&self, job: &NewJob, now: i64) -> Result<()> {
+        let rcpt =
+            serde_json::to_string(&job.rcpt_to).map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let mut tx = self.write().await?;
+        sqlx::query("INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', 0, ?10, ?10, ?10)")
+            .bind(&job.id)
+            .bind(job.account_id)
+            .bind(&job.submitter)
+            .bind(&job.source)
+            .bind(&job.mail_from)
+            .bind(rcpt)
+            .bind(&job.header_from)
+            .bind(&job.subject)
+            .bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO messages (job_id, body) VALUES (?1, ?2)")
+            .bind(&job.id)
+            .bind(&job.body)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claims the most overdue job (queued or deferred, due by `now`) with a
+    /// lease until `lease_until`, and counts the attempt.
+    pub async fn claim_due_job(&self, now: i64, lease_until: i64) -> Result<Option<Job>> {
+        let sql = format!(
+            "UPDATE jobs SET state = 'sending', lease_until = ?2, attempts = attempts + 1, updated_at = ?1 \
+             WHERE id = (SELECT id FROM jobs WHERE state IN ('queued', 'deferred') AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT 1) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let mut tx = self.write().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(lease_until)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// When the next queued or deferred job falls due.
+    pub async fn next_due_at(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM jobs WHERE state IN ('queued', 'deferred')",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    pub async fn job_body(&self, id: &str) -> Result<Vec<u8>> {
+        sqlx::query_scalar("SELECT body FROM messages WHERE job_id = ?1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Records the upstream's acceptance. Only a job still in `sending` moves,
+    /// so an Administrator's delete in the meantime is not undone.
+    pub async fn mark_sent(&self, id: &str, reply: &str, now: i64) -> Result<()> {
+        self.finish(id, SENT, reply, now, None).await
+    }
+
+    pub async fn mark_failed(&self, id: &str, reply: &str, now: i64) -> Result<()> {
+        self.finish(id, FAILED, reply, now, None).await
+    }
+
+    /// Defers a job until `next_attempt_at`. `count_attempt = false` undoes the
+    /// attempt count (the job waited, e.g. for re-authorization, without trying).
+    pub async fn defer_job(
+        &self,
+        id: &str,
+        reply: &str,
+        next_attempt_at: i64,
+        now: i64,
+        count_attempt: bool,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, last_reply = ?2, next_attempt_at = ?3, updated_at = ?4, attempts = attempts - ?5 WHERE id = ?1 AND state = 'sending'")
+            .bind(id)
+            .bind(reply)
+            .bind(next_attempt_at)
+            .bind(now)
+            .bind(if count_attempt { 0 } else { 1 })
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        state: &str,
+        reply: &str,
+        now: i64,
+        next: Option<i64>,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE jobs SET state = ?2, lease_until = NULL, last_reply = ?3, updated_at = ?4, next_attempt_at = COALESCE(?5, next_attempt_at) WHERE id = ?1 AND state = 'sending'")
+            .bind(id)
+            .bind(state)
+            .bind(reply)
+            .bind(now)
+            .bind(next)
+            .execute(&mut *tx)
+            .await?;
+        if state == SENT {
+            // The body is no longer needed once the upstream has it.
+            sqlx::query("DELETE FROM messages WHERE job_id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Returns jobs whose lease ran out (a worker died mid-delivery) to the queue.
+    pub async fn requeue_expired_leases(&self, now: i64) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1 WHERE state = 'sending' AND (lease_until IS NULL OR lease_until <= ?1)")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Job> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref()
+            .map(job_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Newest first.
+    pub async fn jobs(&self, filter: &JobFilter, limit: i64, offset: i64) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2) \
+             AND (?3 IS NULL OR mail_from LIKE ?3 OR rcpt_to LIKE ?3 OR subject LIKE ?3 OR header_from LIKE ?3) \
+             ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+        );
+        let search = filter
+            .search
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("%{s}%"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&filter.state)
+            .bind(filter.account_id)
+            .bind(search)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Makes a deferred or failed job due now (Administrator's Retry now).
+    pub async fn retry_job(&self, id: &str, now: i64) -> Result<()> {
+        let mut tx = self.write().await?;
+        let has_body: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE job_id = ?1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let n = sqlx::query("UPDATE jobs SET state = 'queued', next_attempt_at = ?2, created_at = CASE WHEN state = 'failed' THEN ?2 ELSE created_at END, updated_at = ?2 WHERE id = ?1 AND state IN ('deferred', 'failed', 'queued')")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 || has_body == 0 {
+            return Err(StoreError::Conflict(
+                "only a queued, deferred or failed job can be retried".into(),
+            ));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_job(&self, id: &str) -> Result<()> {
+        let n = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state != 'sending'")
+            .bind(id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict(
+                "the job does not exist or is being sent right now".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of jobs in each state.
+    pub async fn job_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// The newest failure or deferral reply, for the Portal's "last error".
+    pub async fn last_job_error(&self) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT updated_at, last_reply FROM jobs WHERE state IN ('failed', 'deferred') AND last_reply IS NOT NULL ORDER BY updated_at DESC LIMIT 1")
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok((r.try_get("updated_at")?, r.try_get("last_reply")?)))
+            .transpose()
+    }
+}

@@ -1,0 +1,143 @@
+//! The store: every piece of state that must survive a restart. SQLite (WAL,
+//! `synchronous=FULL`) is the embedded default; callers see only [`Store`], so
+//! that a PostgreSQL engine can be added behind the same methods.
+//! Write transactions start with `BEGIN IMMEDIATE` so that a read-then-write
+//! never fails with SQLITE_BUSY_SNAPSHOT.
+
+pub mod accounts;
+pub mod audit;
+pub mod ca;
+pub mod jobs;
+pub mod submitters;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+/// File name of the SQLite database inside the data directory.
+pub const DB_FILE: &str = "hikyaku.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the disk is full: the store cannot write (free some space; nothing was half-written)")]
+    Full,
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (disk full, database busy).
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            StoreError::Full => true,
+            StoreError::Db(e) => {
+                matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+                    || db_code(e).is_some_and(|c| c == "5" || c == "6")
+            }
+            _ => false,
+        }
+    }
+}
+
+fn db_code(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        // SQLITE_FULL (13) and the extended I/O codes of a full disk.
+        let full = db_code(&e).is_some_and(|c| c == "13")
+            || matches!(&e, sqlx::Error::Io(io) if io.raw_os_error() == Some(28));
+        if full {
+            StoreError::Full
+        } else if matches!(e, sqlx::Error::RowNotFound) {
+            StoreError::NotFound
+        } else {
+            StoreError::Db(e)
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Handle to the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir` and runs migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(StoreError::Db)?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`).
+    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// A small key/value setting edited from the Remote UI.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

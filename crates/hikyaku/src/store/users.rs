@@ -1,0 +1,326 @@
+//! Remote UI users, their sessions, API tokens and the first-start setup tokens.
+//! Session ids and tokens are stored only as SHA-256 hashes.
+
+use sqlx::Row;
+
+use super::{Result, Store, StoreError};
+use crate::roles::Role;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub csrf_token: String,
+    pub last_seen_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// What became of a setup token that was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupTokenState {
+    Valid,
+    Expired,
+    Used,
+    Unknown,
+}
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Conflict(format!("unknown role {role} in store")))?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    pub async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    pub async fn create_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<i64> {
+        let result = sqlx::query(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(password_hash)
+        .bind(now)
+        .execute(self.pool())
+        .await;
+        match result {
+            Ok(r) => Ok(r.last_insert_rowid()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
+                StoreError::Conflict(format!("a user named {name} already exists")),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates the first Administrator and consumes the setup token in one
+    /// transaction, so that two racing setup forms cannot both succeed.
+    pub async fn create_first_admin(
+        &self,
+        token_hash: &str,
+        name: &str,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<i64> {
+        let mut tx = self.write().await?;
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&mut *tx)
+            .await?;
+        if users > 0 {
+            return Err(StoreError::Conflict("setup is already complete".into()));
+        }
+        let consumed = sqlx::query("UPDATE setup_tokens SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2")
+            .bind(token_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if consumed.rows_affected() != 1 {
+            return Err(StoreError::Conflict(
+                "the setup link is no longer valid".into(),
+            ));
+        }
+        let id = sqlx::query("INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, 'administrator', ?2, ?3)")
+            .bind(name)
+            .bind(password_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    /// Deletes a user and, through the foreign key, their sessions. Refuses
+    /// to delete the last Administrator.
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(role) = role else {
+            return Err(StoreError::NotFound);
+        };
+        if role == Role::Administrator.as_str() {
+            let admins: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'administrator'")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if admins <= 1 {
+                return Err(StoreError::Conflict(
+                    "the last Administrator cannot be deleted".into(),
+                ));
+            }
+        }
+        sqlx::query("DELETE FROM users WHERE name = ?1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await?;
+        // A changed password ends every session of that user.
+        sqlx::query("DELETE FROM sessions WHERE user_id = ?1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn create_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        csrf_token: &str,
+        now: i64,
+        source: &str,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, source) VALUES (?1, ?2, ?3, ?4, ?4, ?5)")
+            .bind(id_hash)
+            .bind(user_id)
+            .bind(csrf_token)
+            .bind(now)
+            .bind(source)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Loads a session that has been used within `idle_secs`, and marks it
+    /// used now; an idle one is deleted and reported as absent.
+    pub async fn touch_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+        idle_secs: i64,
+    ) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT s.csrf_token, s.last_seen_at, u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?1",
+        )
+        .bind(id_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let last_seen_at: i64 = row.try_get("last_seen_at")?;
+        if now - last_seen_at > idle_secs {
+            self.delete_session(id_hash).await?;
+            return Ok(None);
+        }
+        // Writing on every request would serialise all page views on the
+        // SQLite writer; a resolution of 10 s is plenty for an idle timeout.
+        if now - last_seen_at >= 10 {
+            sqlx::query("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")
+                .bind(id_hash)
+                .bind(now)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(Some(Session {
+            user: user_from_row(&row)?,
+            csrf_token: row.try_get("csrf_token")?,
+            last_seen_at: now,
+        }))
+    }
+
+    pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?1")
+            .bind(id_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_idle_sessions(&self, older_than: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE last_seen_at < ?1")
+            .bind(older_than)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(token_hash)
+        .bind(now)
+        .execute(self.pool())
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
+                StoreError::Conflict(format!("an API token named {name} already exists")),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn api_token(&self, token_hash: &str, now: i64) -> Result<Option<ApiToken>> {
+        let row = sqlx::query("UPDATE api_tokens SET last_used_at = ?2 WHERE token_hash = ?1 RETURNING id, name, role, created_at, last_used_at")
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let role: String = row.try_get("role")?;
+        Ok(Some(ApiToken {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            role: Role::parse(&role)
+                .ok_or_else(|| StoreError::Conflict(format!("unknown role {role}")))?,
+            created_at: row.try_get("created_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+        }))
+    }
+
+    pub async fn create_setup_token(&self, token_hash: &str, expires_at: i64) -> Result<()> {
+        sqlx::query("INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?1, ?2)")
+            .bind(token_hash)
+            .bind(expires_at)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn setup_token_state(&self, token_hash: &str, now: i64) -> Result<SetupTokenState> {
+        let row = sqlx::query("SELECT expires_at, used_at FROM setup_tokens WHERE token_hash = ?1")
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else {
+            return Ok(SetupTokenState::Unknown);
+        };
+        let used: Option<i64> = row.try_get("used_at")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        Ok(if used.is_some() {
+            SetupTokenState::Used
+        } else if expires_at <= now {
+            SetupTokenState::Expired
+        } else {
+            SetupTokenState::Valid
+        })
+    }
+}

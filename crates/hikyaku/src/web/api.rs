@@ -1,0 +1,410 @@
+//! The JSON API under `/api/v1`: the same operations as the pages, for
+//! scripts and monitoring. Callers authenticate with a bearer API token (or a
+//! session cookie plus the `X-CSRF-Token` header). Status values are
+//! lowercase snake_case. `openapi.json` describes every route.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{self, ApiCaller};
+use super::errors::WebError;
+use super::i18n::{Locale, Tr};
+use super::pages::oauth::{self, BasicInput};
+use crate::provider::Provider;
+use crate::roles::{Permission, Role};
+use crate::store::accounts::Account;
+
+/// JSON body extractor whose rejection is a clear `bad_request`.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(WebError::BadRequest(match e {
+                JsonRejection::MissingJsonContentType(_) => {
+                    "send the body as JSON with Content-Type: application/json".into()
+                }
+                other => format!("malformed JSON body: {}", other.body_text()),
+            })),
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/oauth/{provider}", get(oauth_get).put(oauth_put))
+        .route(
+            "/api/v1/oauth/{provider}/connection-check",
+            post(oauth_check),
+        )
+        .route("/api/v1/oauth/{provider}/refresh", post(oauth_refresh))
+        .route(
+            "/api/v1/oauth/microsoft/device-code",
+            post(microsoft_device_code),
+        )
+        .route(
+            "/api/v1/oauth/google/authorization-url",
+            post(google_authorization_url),
+        )
+        .route(
+            "/api/v1/oauth/google/authorization-code",
+            post(google_authorization_code),
+        )
+        .route("/api/v1/users", get(users_list).post(users_add))
+        .route("/api/v1/users/{name}", delete(users_delete))
+        .route("/api/v1/audit-log", get(audit_log))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../openapi.json"),
+    )
+        .into_response()
+}
+
+fn parse_provider(text: &str) -> Result<Provider, WebError> {
+    Provider::parse(text).ok_or(WebError::NotFound)
+}
+
+fn provider_permission(p: Provider) -> Permission {
+    match p {
+        Provider::Microsoft => Permission::ManageMicrosoft,
+        Provider::Google => Permission::ManageGoogle,
+    }
+}
+
+fn account_json(a: &Account) -> Value {
+    json!({
+        "id": a.id,
+        "provider": a.provider.as_str(),
+        "enabled": a.enabled,
+        "verify_server_certificate": a.verify_cert,
+        "verify_cn": a.verify_cn,
+        "endpoint": a.endpoint,
+        "client_id": a.client_id,
+        "client_secret_set": a.has_client_secret,
+        "connection_status": a.connection_status,
+        "connection_reason": a.connection_reason,
+        "connection_warning": a.connection_warning,
+        "connection_checked_at": a.connection_checked_at,
+        "clock_skew_secs": a.clock_skew_secs,
+        "token_status": a.token_status,
+        "token_reason": a.token_reason,
+        "token_warning": a.token_warning,
+        "mailbox": a.mailbox,
+        "identity_verified": a.identity_verified,
+        "access_token_expires_at": a.access_expires_at,
+        "last_refreshed_at": a.last_refreshed_at,
+        "authorized_at": a.authorized_at,
+    })
+}
+
+async fn status(State(state): State<AppState>, caller: ApiCaller) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ViewStatus)?;
+    let accounts = state.store.accounts().await?;
+    let counts: serde_json::Map<String, Value> = state
+        .store
+        .job_counts()
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    let last_error = state
+        .store
+        .last_job_error()
+        .await?
+        .map(|(at, reply)| json!({ "at": at, "reply": reply }));
+    Ok(Json(json!({
+        "accounts": accounts.iter().map(|a| json!({
+            "provider": a.provider.as_str(),
+            "enabled": a.enabled,
+            "token_status": a.token_status,
+            "token_reason": a.token_reason,
+            "connection_status": a.connection_status,
+            "mailbox": a.mailbox,
+        })).collect::<Vec<_>>(),
+        "queue": counts,
+        "last_error": last_error,
+    })))
+}
+
+async fn oauth_get(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(provider): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    let provider = parse_provider(&provider)?;
+    caller.require(provider_permission(provider))?;
+    let a = state.store.account_for(provider).await?;
+    let mut body = account_json(&a);
+    if provider == Provider::Microsoft && a.enabled && a.token_status == "authorizing" {
+        if let Ok(Some(d)) = state.tokens.pending_device_code(a.id).await {
+            body["device_code"] = json!({
+                "verification_uri": d.verification_uri,
+                "user_code": d.user_code,
+                "message": d.message,
+                "expires_at": d.expires_at,
+            });
+        }
+    }
+    Ok(Json(body))
+}
+
+async fn oauth_put(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(provider): Path<String>,
+    ApiJson(input): ApiJson<BasicInput>,
+) -> Result<Response, WebError> {
+    let provider = parse_provider(&provider)?;
+    caller.require(provider_permission(provider))?;
+    match oauth::save_basic(&state, provider, &input, &caller.name, &caller.source).await? {
+        Ok(()) => {
+            let a = state.store.account_for(provider).await?;
+            Ok(Json(account_json(&a)).into_response())
+        }
+        Err(errors) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": "invalid_settings", "message": errors.join("; "), "errors": errors })),
+        )
+            .into_response()),
+    }
+}
+
+async fn oauth_check(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(provider): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    let provider = parse_provider(&provider)?;
+    caller.require(provider_permission(provider))?;
+    let a = oauth::refresh(&state, provider).await?;
+    state
+        .audit(
+            &caller.name,
+            &caller.source,
+            "oauth_connection_check",
+            provider.as_str(),
+        )
+        .await;
+    Ok(Json(account_json(&a)))
+}
+
+async fn oauth_refresh(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(provider): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    let provider = parse_provider(&provider)?;
+    caller.require(provider_permission(provider))?;
+    oauth::refresh_token(&state, provider).await?;
+    let a = state.store.account_for(provider).await?;
+    Ok(Json(account_json(&a)))
+}
+
+async fn microsoft_device_code(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageMicrosoft)?;
+    let a = state.store.account_for(Provider::Microsoft).await?;
+    if !a.enabled {
+        return Err(WebError::BadRequest("OAuth 2.0 (Microsoft) is not switched on: PUT /api/v1/oauth/microsoft with enabled=true first".into()));
+    }
+    let d = state
+        .tokens
+        .start_device_authorization(a.id)
+        .await
+        .map_err(|e| {
+            if e.is_temporary() {
+                WebError::Unavailable(e.to_string())
+            } else {
+                WebError::BadRequest(e.to_string())
+            }
+        })?;
+    state
+        .audit(
+            &caller.name,
+            &caller.source,
+            "oauth_device_code",
+            "microsoft: new user code requested",
+        )
+        .await;
+    Ok(Json(json!({
+        "verification_uri": d.verification_uri,
+        "user_code": d.user_code,
+        "message": d.message,
+        "expires_at": d.expires_at,
+        "interval": d.interval,
+    })))
+}
+
+async fn google_authorization_url(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageGoogle)?;
+    let a = state.store.account_for(Provider::Google).await?;
+    if !a.enabled {
+        return Err(WebError::BadRequest("OAuth 2.0 (Google) is not switched on: PUT /api/v1/oauth/google with enabled=true first".into()));
+    }
+    let g = state
+        .tokens
+        .google_authorization_url(a.id)
+        .await
+        .map_err(|e| {
+            if e.is_temporary() {
+                WebError::Unavailable(e.to_string())
+            } else {
+                WebError::BadRequest(e.to_string())
+            }
+        })?;
+    state
+        .audit(
+            &caller.name,
+            &caller.source,
+            "oauth_google_register",
+            "authorization URL issued",
+        )
+        .await;
+    Ok(Json(
+        json!({ "url": g.url, "redirect_uri": g.redirect_uri, "loopback_listening": g.loopback_listening }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CodeBody {
+    code: String,
+}
+
+async fn google_authorization_code(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    ApiJson(body): ApiJson<CodeBody>,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageGoogle)?;
+    let a = state.store.account_for(Provider::Google).await?;
+    match state.tokens.google_submit_code(a.id, &body.code).await {
+        Ok(()) => {
+            state
+                .audit(
+                    &caller.name,
+                    &caller.source,
+                    "oauth_google_authorized",
+                    "authorization code accepted",
+                )
+                .await;
+            let a = state.store.account(a.id).await?;
+            Ok(Json(account_json(&a)))
+        }
+        Err(e) => {
+            state
+                .audit(
+                    &caller.name,
+                    &caller.source,
+                    "oauth_google_code_refused",
+                    &e.to_string(),
+                )
+                .await;
+            Err(if e.is_temporary() {
+                WebError::Unavailable(e.to_string())
+            } else {
+                WebError::BadRequest(e.to_string())
+            })
+        }
+    }
+}
+
+async fn users_list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageUsers)?;
+    let users = state.store.list_users().await?;
+    Ok(Json(json!(
+        users
+            .iter()
+            .map(|u| json!({ "name": u.name, "role": u.role.as_str(), "created_at": u.created_at }))
+            .collect::<Vec<_>>()
+    )))
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    name: String,
+    password: String,
+    role: String,
+}
+
+async fn users_add(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<Response, WebError> {
+    caller.require(Permission::ManageUsers)?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        WebError::BadRequest(format!(
+            "unknown role {:?}: use administrator, network_admin or general_user",
+            body.role
+        ))
+    })?;
+    super::pages::validate_new_user(&Tr::new(Locale::En), &body.name, &body.password)
+        .map_err(WebError::BadRequest)?;
+    let hash = auth::hash_password(body.password).await?;
+    state
+        .store
+        .create_user(&body.name, role, &hash, state.clock.unix())
+        .await?;
+    state
+        .audit(
+            &caller.name,
+            &caller.source,
+            "user_add",
+            &format!("{} ({})", body.name, role.as_str()),
+        )
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": body.name, "role": role.as_str() })),
+    )
+        .into_response())
+}
+
+async fn users_delete(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, WebError> {
+    caller.require(Permission::ManageUsers)?;
+    state.store.delete_user(&name).await?;
+    state
+        .audit(&caller.name, &caller.source, "user_delete", &name)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ReadAudit)?;
+    Ok(Json(json!(state.store.audit_entries(500, 0).await?)))
+}

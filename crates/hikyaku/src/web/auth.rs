@@ -1,0 +1,340 @@
+//! Who is asking: server-side sessions (cookie `hikyaku_session`, stored
+//! hashed, idle timeout, renewed at login), bearer API tokens, CSRF tokens,
+//! login throttling and Argon2id password hashes. Every handler gets its
+//! caller through [`Ui`] or [`ApiCaller`] and checks a [`Permission`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::{ACCEPT_LANGUAGE, AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::errors::WebError;
+use super::i18n::{LANG_COOKIE, Locale, Tr};
+use crate::roles::{Permission, Role};
+use crate::secrets::{hash_token, random_token};
+
+pub const SESSION_COOKIE: &str = "hikyaku_session";
+/// Double-submit token for the forms shown before sign-in (login, setup).
+pub const PRE_CSRF_COOKIE: &str = "hikyaku_pre";
+
+/// Reads one cookie.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub fn request_locale(headers: &HeaderMap) -> Locale {
+    Locale::negotiate(
+        cookie(headers, LANG_COOKIE),
+        headers.get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
+    )
+}
+
+/// A `Set-Cookie` value with the attributes every hikyaku cookie carries.
+pub fn set_cookie(name: &str, value: &str, secure: bool, max_age: Option<i64>) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict");
+    if secure {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Where a request came from, for the audit log and throttling.
+pub fn peer(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A signed-in Remote UI user, with the page context every template needs.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    pub user_id: i64,
+    pub name: String,
+    pub role: Role,
+    pub csrf: String,
+    pub tr: Tr,
+    pub source: String,
+    pub session_hash: String,
+}
+
+impl Ui {
+    pub fn require(&self, permission: Permission) -> Result<(), WebError> {
+        if self.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(WebError::Forbidden)
+        }
+    }
+
+    pub fn can(&self, permission: Permission) -> bool {
+        self.role.allows(permission)
+    }
+
+    /// Checks the CSRF token a form sent.
+    pub fn check_csrf(&self, sent: &str) -> Result<(), WebError> {
+        if constant_time_eq(sent, &self.csrf) {
+            Ok(())
+        } else {
+            Err(WebError::Csrf)
+        }
+    }
+
+    pub fn role_label(&self) -> String {
+        self.tr.t(&format!("role-{}", self.role.as_str()))
+    }
+}
+
+impl FromRequestParts<AppState> for Ui {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let tr = Tr::new(request_locale(&parts.headers));
+        let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(WebError::LoginRequired);
+        };
+        let session_hash = hash_token(id);
+        let session = state
+            .store
+            .touch_session(&session_hash, state.clock.unix(), state.idle_secs())
+            .await?
+            .ok_or(WebError::LoginRequired)?;
+        Ok(Ui {
+            user_id: session.user.id,
+            name: session.user.name,
+            role: session.user.role,
+            csrf: session.csrf_token,
+            tr,
+            source: peer(parts),
+            session_hash,
+        })
+    }
+}
+
+/// A caller of the JSON API: a bearer API token, or a session cookie (then
+/// state-changing methods need the `X-CSRF-Token` header).
+#[derive(Debug, Clone)]
+pub struct ApiCaller {
+    pub name: String,
+    pub role: Role,
+    pub source: String,
+}
+
+impl ApiCaller {
+    pub fn require(&self, permission: Permission) -> Result<(), WebError> {
+        if self.role.allows(permission) {
+            Ok(())
+        } else {
+            Err(WebError::Forbidden)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let source = peer(parts);
+        let now = state.clock.unix();
+        if let Some(value) = parts.headers.get(AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or(WebError::LoginRequired)?;
+            let found = state
+                .store
+                .api_token(&hash_token(token.trim()), now)
+                .await?
+                .ok_or(WebError::LoginRequired)?;
+            return Ok(ApiCaller {
+                name: format!("api:{}", found.name),
+                role: found.role,
+                source,
+            });
+        }
+        let id = cookie(&parts.headers, SESSION_COOKIE).ok_or(WebError::LoginRequired)?;
+        let session = state
+            .store
+            .touch_session(&hash_token(id), now, state.idle_secs())
+            .await?
+            .ok_or(WebError::LoginRequired)?;
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !constant_time_eq(sent, &session.csrf_token) {
+                return Err(WebError::Csrf);
+            }
+        }
+        Ok(ApiCaller {
+            name: session.user.name,
+            role: session.user.role,
+            source,
+        })
+    }
+}
+
+/// Hashes a password with Argon2id.
+pub async fn hash_password(password: String) -> Result<String, WebError> {
+    crate::passwords::hash(password)
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))
+}
+
+pub async fn verify_password(password: String, stored: String) -> bool {
+    crate::passwords::verify(password, stored).await
+}
+
+/// Login throttling: after three failures for a user name (ten for an
+/// address, which a whole office may share behind NAT), each further failure
+/// doubles the wait (2 s, 4 s, … up to 5 min).
+#[derive(Debug, Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<String, (u32, i64)>>,
+}
+
+const THROTTLE_FREE_FAILURES_USER: u32 = 3;
+const THROTTLE_FREE_FAILURES_ADDR: u32 = 10;
+const THROTTLE_MAX_DELAY: i64 = 300;
+
+impl Throttle {
+    fn delay(key: &str, failures: u32) -> i64 {
+        let free = if key.starts_with("addr:") {
+            THROTTLE_FREE_FAILURES_ADDR
+        } else {
+            THROTTLE_FREE_FAILURES_USER
+        };
+        if failures < free {
+            0
+        } else {
+            (1i64 << (failures - free + 1).min(9)).min(THROTTLE_MAX_DELAY)
+        }
+    }
+
+    /// Seconds the caller must still wait, if any, for this user or address.
+    pub fn wait(&self, keys: &[String], now: i64) -> Option<i64> {
+        let map = self.failures.lock().ok()?;
+        keys.iter()
+            .filter_map(|k| map.get(k).map(|v| (k, v)))
+            .map(|(k, (n, last))| last + Self::delay(k, *n) - now)
+            .filter(|w| *w > 0)
+            .max()
+    }
+
+    pub fn fail(&self, keys: &[String], now: i64) {
+        if let Ok(mut map) = self.failures.lock() {
+            for k in keys {
+                let entry = map.entry(k.clone()).or_insert((0, now));
+                entry.0 = entry.0.saturating_add(1);
+                entry.1 = now;
+            }
+            // Forget entries that have long cooled down, so the map stays small.
+            map.retain(|_, (n, last)| now - *last < THROTTLE_MAX_DELAY * 2 || *n > 20);
+        }
+    }
+
+    pub fn succeed(&self, keys: &[String]) {
+        if let Ok(mut map) = self.failures.lock() {
+            for k in keys {
+                map.remove(k);
+            }
+        }
+    }
+
+    pub fn keys(user: &str, addr: &str) -> Vec<String> {
+        vec![
+            format!("user:{}", user.to_ascii_lowercase()),
+            format!("addr:{addr}"),
+        ]
+    }
+}
+
+/// Starts a new session for `user_id`: a fresh random id (never the one the
+/// browser had before: fixation-safe) and a fresh CSRF token.
+pub async fn start_session(
+    state: &AppState,
+    user_id: i64,
+    source: &str,
+) -> Result<String, WebError> {
+    let id = random_token(32);
+    let csrf = random_token(32);
+    state
+        .store
+        .create_session(&hash_token(&id), user_id, &csrf, state.clock.unix(), source)
+        .await?;
+    Ok(id)
+}
+
+/// Whether an address is loopback (plain HTTP allowed there).
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_grows_and_is_per_key() {
+        let t = Throttle::default();
+        let keys = Throttle::keys("admin", "10.0.0.1");
+        t.fail(&keys, 100);
+        t.fail(&keys, 100);
+        assert_eq!(t.wait(&keys, 100), None);
+        t.fail(&keys, 100);
+        assert_eq!(t.wait(&keys, 100), Some(2));
+        t.fail(&keys, 102);
+        assert_eq!(t.wait(&keys, 102), Some(4));
+        // Another user from the same address is not held up by a few failures…
+        assert_eq!(t.wait(&Throttle::keys("other", "10.0.0.1"), 102), None);
+        // …but many failures from one address are.
+        for _ in 0..6 {
+            t.fail(&Throttle::keys("guess", "10.0.0.1"), 102);
+        }
+        assert!(t.wait(&Throttle::keys("other", "10.0.0.1"), 102).is_some());
+        assert_eq!(t.wait(&Throttle::keys("other", "10.0.0.2"), 102), None);
+        t.succeed(&keys);
+        assert_eq!(t.wait(&keys, 102), None);
+    }
+
+    #[test]
+    fn cookies_are_parsed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; hikyaku_session=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

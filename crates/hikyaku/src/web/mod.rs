@@ -1,0 +1,200 @@
+//! The Remote UI (server-rendered HTML in Japanese and English) and the JSON
+//! API beside it. Both call the same store and services; every route checks
+//! the caller's role on the server.
+
+pub mod api;
+pub mod auth;
+pub mod errors;
+pub mod i18n;
+pub mod pages;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::secrets::MasterKey;
+use crate::store::Store;
+
+/// Everything a request handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub config: Config,
+    pub key: Arc<MasterKey>,
+    pub clock: SharedClock,
+    pub throttle: auth::Throttle,
+    /// Whether the Remote UI is served over HTTPS (cookies get `Secure`).
+    pub https: bool,
+    /// Plain HTTP on a non-loopback address: show the warning banner.
+    pub insecure_banner: bool,
+    pub tokens: crate::tokens::TokenService,
+    /// The administrator's extra CA certificates, shared with every client.
+    pub extra_cas: crate::app::ExtraCas,
+    /// Wakes the delivery workers (after Retry now or a new message).
+    pub wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    /// A real Argon2id hash to verify against for unknown users.
+    pub dummy_hash: String,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn idle_secs(&self) -> i64 {
+        i64::try_from(self.config.web.session_idle_minutes.saturating_mul(60)).unwrap_or(i64::MAX)
+    }
+
+    pub fn wake_delivery(&self) {
+        (self.wake)();
+    }
+
+    /// Re-reads the extra CA certificates into the live trust set.
+    pub async fn reload_cas(&self) -> Result<(), errors::WebError> {
+        let fresh = crate::app::extra_cas(&self.store)
+            .await
+            .map_err(|e| errors::WebError::Internal(e.to_string()))?;
+        let list = fresh.read().map(|l| l.clone()).unwrap_or_default();
+        if let Ok(mut live) = self.extra_cas.write() {
+            *live = list;
+        }
+        Ok(())
+    }
+
+    /// Appends an audit entry; a failure to write it is logged, not hidden.
+    pub async fn audit(&self, actor: &str, source: &str, action: &str, detail: &str) {
+        if let Err(e) = self
+            .store
+            .audit(self.clock.unix(), actor, source, action, detail)
+            .await
+        {
+            tracing::error!(error = %e, action, "cannot write the audit log");
+        }
+    }
+}
+
+/// The whole router: pages, API, static files, and the security headers.
+pub fn router(state: AppState) -> Router {
+    let pages = Router::new()
+        .route("/", get(pages::portal))
+        .route("/login", get(pages::login_page).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route("/setup", get(pages::setup_page).post(pages::setup_submit))
+        .route("/lang/{code}", get(pages::switch_language))
+        .route("/settings", get(pages::settings_menu))
+        .route(
+            "/settings/management/users",
+            get(pages::users_page).post(pages::users_add),
+        )
+        .route(
+            "/settings/management/users/delete",
+            post(pages::users_delete),
+        )
+        .route("/settings/management/audit-log", get(pages::audit_page))
+        .route(
+            "/settings/management/datetime",
+            get(pages::datetime_page).post(pages::datetime_submit),
+        )
+        .route(
+            "/settings/management/ca-certificates",
+            get(pages::ca_page).post(pages::ca_add),
+        )
+        .route(
+            "/settings/management/ca-certificates/delete",
+            post(pages::ca_delete),
+        )
+        .route(
+            "/settings/send/email",
+            get(pages::email_page).post(pages::email_submit),
+        )
+        .route("/settings/send/submitters", post(pages::submitter_add))
+        .route(
+            "/settings/send/submitters/delete",
+            post(pages::submitter_delete),
+        )
+        .route("/settings/send/allowlist", post(pages::allowlist_add))
+        .route(
+            "/settings/send/allowlist/delete",
+            post(pages::allowlist_delete),
+        )
+        .route("/settings/send/oauth/microsoft", get(pages::microsoft_page))
+        .route(
+            "/settings/send/oauth/microsoft/edit",
+            get(pages::microsoft_edit_page).post(pages::microsoft_edit_submit),
+        )
+        .route(
+            "/settings/send/oauth/microsoft/refresh",
+            post(pages::microsoft_refresh),
+        )
+        .route(
+            "/settings/send/oauth/microsoft/new-code",
+            post(pages::microsoft_new_code),
+        )
+        .route(
+            "/settings/send/oauth/microsoft/refresh-token",
+            post(pages::microsoft_refresh_token),
+        )
+        .route("/settings/send/oauth/google", get(pages::google_page))
+        .route(
+            "/settings/send/oauth/google/edit",
+            get(pages::google_edit_page).post(pages::google_edit_submit),
+        )
+        .route(
+            "/settings/send/oauth/google/refresh",
+            post(pages::google_refresh),
+        )
+        .route(
+            "/settings/send/oauth/google/register",
+            get(pages::google_register_page).post(pages::google_register_submit),
+        )
+        .route(
+            "/settings/send/oauth/google/refresh-token",
+            post(pages::google_refresh_token),
+        )
+        .route("/jobs", get(pages::jobs_page))
+        .route("/jobs/retry", post(pages::job_retry))
+        .route("/jobs/delete", post(pages::job_delete))
+        .route("/static/style.css", get(pages::stylesheet));
+    pages
+        .merge(api::router())
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn(errors::render_errors))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(state)
+}

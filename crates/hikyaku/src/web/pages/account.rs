@@ -1,0 +1,446 @@
+//! The Portal and the two OAuth 2.0 settings areas (the seed's screens):
+//! Basic Settings, Edit Basic Settings, Server Connection Status, Token Status,
+//! and for Google the Register Authorization Information page.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{Chrome, display_offset, fmt_time};
+use crate::provider::Provider;
+use crate::roles::Permission;
+use crate::store::accounts::{Account, BasicSettings};
+use crate::web::AppState;
+use crate::web::auth::Ui;
+use crate::web::errors::WebError;
+use crate::web::i18n::Tr;
+
+/// One provider's line on the Portal.
+pub struct PortalAccount {
+    pub provider: &'static str,
+    pub label: String,
+    pub token_status: String,
+    pub token_status_label: String,
+    pub token_reason: Option<String>,
+    pub connection_status: String,
+    pub connection_status_label: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "portal.html")]
+struct PortalPage {
+    c: Chrome,
+    warnings: Vec<String>,
+    accounts: Vec<PortalAccount>,
+    queue: String,
+    last_error: String,
+}
+
+/// Warnings that the Portal and the OAuth pages show: clock skew beyond 5 min.
+pub fn skew_warnings(tr: &Tr, accounts: &[Account]) -> Vec<String> {
+    accounts
+        .iter()
+        .filter(|a| a.enabled)
+        .filter_map(|a| a.clock_skew_secs.filter(|s| s.abs() > 300).map(|s| (a, s)))
+        .map(|(a, s)| {
+            tr.args(
+                "datetime-skew-warning",
+                &[
+                    (
+                        "provider",
+                        tr.t(&format!("provider-{}", a.provider.as_str())),
+                    ),
+                    ("secs", s.to_string()),
+                ],
+            )
+        })
+        .collect()
+}
+
+pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ViewStatus)?;
+    let tr = ui.tr;
+    let accounts = state.store.accounts().await?;
+    let counts = state.store.job_counts().await?;
+    let count = |s: &str| {
+        counts
+            .iter()
+            .find(|(k, _)| k == s)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+            .to_string()
+    };
+    let queue = tr.args(
+        "portal-queue-counts",
+        &[
+            ("queued", count("queued")),
+            ("sending", count("sending")),
+            ("deferred", count("deferred")),
+            ("failed", count("failed")),
+            ("sent", count("sent")),
+        ],
+    );
+    let offset = display_offset(&state).await;
+    let last_error = match state.store.last_job_error().await? {
+        Some((at, reply)) => format!("{} — {reply}", fmt_time(at, offset)),
+        None => tr.t("portal-no-error"),
+    };
+    let page = PortalPage {
+        warnings: skew_warnings(&tr, &accounts),
+        accounts: accounts
+            .iter()
+            .map(|a| PortalAccount {
+                provider: a.provider.as_str(),
+                label: tr.t(&format!("provider-{}", a.provider.as_str())),
+                token_status: a.token_status.clone(),
+                token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
+                token_reason: a.token_reason.clone(),
+                connection_status: a.connection_status.clone(),
+                connection_status_label: tr
+                    .t(&format!("connection-status-{}", a.connection_status)),
+            })
+            .collect(),
+        queue,
+        last_error,
+        c: Chrome::for_ui(&ui, &state, "/"),
+    };
+    Ok(page.into_response())
+}
+
+fn on_off(tr: &Tr, b: bool) -> String {
+    tr.t(if b { "on" } else { "off" })
+}
+
+/// The pending device code as the Microsoft page shows it.
+pub struct DeviceView {
+    pub verification_uri: String,
+    pub user_code: String,
+    pub message: String,
+    pub expires: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_microsoft.html")]
+pub struct MicrosoftPage {
+    pub c: Chrome,
+    pub warnings: Vec<String>,
+    pub enabled: String,
+    pub verify_cert: String,
+    pub verify_cn: String,
+    pub endpoint: String,
+    pub client_id: String,
+    pub connection_status: String,
+    pub connection_label: String,
+    pub connection_reason: Option<String>,
+    pub skew: Option<String>,
+    pub device: Option<DeviceView>,
+    pub token_status: String,
+    pub token_label: String,
+    pub token_reason: Option<String>,
+    pub token_warning: Option<String>,
+    pub mailbox: Option<String>,
+    pub access_expires: Option<String>,
+    pub last_refreshed: Option<String>,
+    pub can_new_code: bool,
+    pub active: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_google.html")]
+pub struct GooglePage {
+    pub c: Chrome,
+    pub warnings: Vec<String>,
+    pub enabled: String,
+    pub enabled_bool: bool,
+    pub verify_cert: String,
+    pub verify_cn: String,
+    pub client_id: String,
+    pub has_secret: bool,
+    pub connection_status: String,
+    pub connection_label: String,
+    pub connection_reason: Option<String>,
+    pub skew: Option<String>,
+    pub token_status: String,
+    pub token_label: String,
+    pub token_reason: Option<String>,
+    pub token_warning: Option<String>,
+    pub mailbox: Option<String>,
+    pub access_expires: Option<String>,
+    pub last_refreshed: Option<String>,
+    pub active: bool,
+}
+
+/// Status lines shared by both OAuth pages.
+pub struct StatusView {
+    pub warnings: Vec<String>,
+    pub connection_label: String,
+    pub connection_reason: Option<String>,
+    pub skew: Option<String>,
+    pub token_label: String,
+    pub mailbox: Option<String>,
+    pub access_expires: Option<String>,
+    pub last_refreshed: Option<String>,
+}
+
+pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
+    let offset = display_offset(state).await;
+    let mut warnings = skew_warnings(tr, std::slice::from_ref(a));
+    if a.enabled && !a.verify_cert {
+        warnings.push(tr.t("verify-off-warning"));
+    }
+    if let Some(w) = &a.connection_warning {
+        warnings.push(w.clone());
+    }
+    let reason = match (&a.connection_reason, a.connection_status.as_str()) {
+        (Some(r), _) => Some(r.clone()),
+        _ => None,
+    };
+    let mailbox = a.mailbox.as_ref().map(|m| {
+        if a.identity_verified == Some(false) {
+            format!("{m} {}", tr.t("identity-unverified"))
+        } else {
+            m.clone()
+        }
+    });
+    StatusView {
+        warnings,
+        connection_label: tr.t(&format!("connection-status-{}", a.connection_status)),
+        connection_reason: reason,
+        skew: a.clock_skew_secs.map(|s| format!("{s:+} s")),
+        token_label: tr.t(&format!("token-status-{}", a.token_status)),
+        mailbox,
+        access_expires: a.access_expires_at.map(|t| fmt_time(t, offset)),
+        last_refreshed: a.last_refreshed_at.map(|t| fmt_time(t, offset)),
+    }
+}
+
+pub async fn microsoft_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ManageMicrosoft)?;
+    let a = state.store.account_for(Provider::Microsoft).await?;
+    let device = super::oauth::device_view(&state, &a).await?;
+    Ok(microsoft_view(&state, &ui, &a, device, None)
+        .await
+        .into_response())
+}
+
+pub async fn microsoft_view(
+    state: &AppState,
+    ui: &Ui,
+    a: &Account,
+    device: Option<DeviceView>,
+    notice: Option<String>,
+) -> MicrosoftPage {
+    let tr = ui.tr;
+    let s = status_view(state, &tr, a).await;
+    MicrosoftPage {
+        c: Chrome::for_ui(ui, state, "/settings/send/oauth/microsoft").with_notice(notice),
+        warnings: s.warnings,
+        enabled: on_off(&tr, a.enabled),
+        verify_cert: on_off(&tr, a.verify_cert),
+        verify_cn: on_off(&tr, a.verify_cn),
+        endpoint: a.endpoint.clone().unwrap_or_default(),
+        client_id: a.client_id.clone().unwrap_or_default(),
+        connection_status: a.connection_status.clone(),
+        connection_label: s.connection_label,
+        connection_reason: s.connection_reason,
+        skew: s.skew,
+        can_new_code: a.enabled
+            && a.connection_status == "successful"
+            && a.token_status != "active",
+        device,
+        token_status: a.token_status.clone(),
+        token_label: s.token_label,
+        token_reason: a.token_reason.clone(),
+        token_warning: a.token_warning.clone(),
+        mailbox: s.mailbox,
+        access_expires: s.access_expires,
+        last_refreshed: s.last_refreshed,
+        active: a.token_status == "active",
+    }
+}
+
+pub async fn google_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ManageGoogle)?;
+    let a = state.store.account_for(Provider::Google).await?;
+    Ok(google_view(&state, &ui, &a, None).await.into_response())
+}
+
+pub async fn google_view(
+    state: &AppState,
+    ui: &Ui,
+    a: &Account,
+    notice: Option<String>,
+) -> GooglePage {
+    let tr = ui.tr;
+    let s = status_view(state, &tr, a).await;
+    GooglePage {
+        c: Chrome::for_ui(ui, state, "/settings/send/oauth/google").with_notice(notice),
+        warnings: s.warnings,
+        enabled: on_off(&tr, a.enabled),
+        enabled_bool: a.enabled,
+        verify_cert: on_off(&tr, a.verify_cert),
+        verify_cn: on_off(&tr, a.verify_cn),
+        client_id: a.client_id.clone().unwrap_or_default(),
+        has_secret: a.has_client_secret,
+        connection_status: a.connection_status.clone(),
+        connection_label: s.connection_label,
+        connection_reason: s.connection_reason,
+        skew: s.skew,
+        token_status: a.token_status.clone(),
+        token_label: s.token_label,
+        token_reason: a.token_reason.clone(),
+        token_warning: a.token_warning.clone(),
+        mailbox: s.mailbox,
+        access_expires: s.access_expires,
+        last_refreshed: s.last_refreshed,
+        active: a.token_status == "active",
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_microsoft_edit.html")]
+struct MicrosoftEditPage {
+    c: Chrome,
+    errors: Vec<String>,
+    enabled: bool,
+    verify_cert: bool,
+    verify_cn: bool,
+    endpoint: String,
+    client_id: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_google_edit.html")]
+struct GoogleEditPage {
+    c: Chrome,
+    errors: Vec<String>,
+    enabled: bool,
+    verify_cert: bool,
+    verify_cn: bool,
+    client_id: String,
+    has_secret: bool,
+}
+
+pub async fn microsoft_edit_page(
+    State(state): State<AppState>,
+    ui: Ui,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageMicrosoft)?;
+    let a = state.store.account_for(Provider::Microsoft).await?;
+    Ok(MicrosoftEditPage {
+        c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
+        errors: Vec::new(),
+        enabled: a.enabled,
+        verify_cert: a.verify_cert,
+        verify_cn: a.verify_cn,
+        endpoint: a
+            .endpoint
+            .unwrap_or_else(|| crate::provider::MICROSOFT_DEFAULT_ENDPOINT.into()),
+        client_id: a.client_id.unwrap_or_default(),
+    }
+    .into_response())
+}
+
+pub async fn google_edit_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ManageGoogle)?;
+    let a = state.store.account_for(Provider::Google).await?;
+    Ok(GoogleEditPage {
+        c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
+        errors: Vec::new(),
+        enabled: a.enabled,
+        verify_cert: a.verify_cert,
+        verify_cn: a.verify_cn,
+        client_id: a.client_id.unwrap_or_default(),
+        has_secret: a.has_client_secret,
+    }
+    .into_response())
+}
+
+/// The Edit Basic Settings form of either provider. Checkboxes are absent when off.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub struct BasicForm {
+    pub csrf: String,
+    pub enabled: Option<String>,
+    pub verify_cert: Option<String>,
+    pub verify_cn: Option<String>,
+    pub endpoint: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+pub async fn microsoft_edit_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<BasicForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageMicrosoft)?;
+    ui.check_csrf(&form.csrf)?;
+    let input = super::oauth::BasicInput::from_form(&form);
+    match super::oauth::save_basic(&state, Provider::Microsoft, &input, &ui.name, &ui.source)
+        .await?
+    {
+        Ok(()) => Ok(Redirect::to("/settings/send/oauth/microsoft").into_response()),
+        Err(errors) => Ok((
+            StatusCode::BAD_REQUEST,
+            MicrosoftEditPage {
+                c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
+                errors,
+                enabled: input.enabled,
+                verify_cert: input.verify_cert,
+                verify_cn: input.verify_cn,
+                endpoint: form.endpoint,
+                client_id: form.client_id,
+            },
+        )
+            .into_response()),
+    }
+}
+
+pub async fn google_edit_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<BasicForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageGoogle)?;
+    ui.check_csrf(&form.csrf)?;
+    let input = super::oauth::BasicInput::from_form(&form);
+    match super::oauth::save_basic(&state, Provider::Google, &input, &ui.name, &ui.source).await? {
+        Ok(()) => Ok(Redirect::to("/settings/send/oauth/google").into_response()),
+        Err(errors) => {
+            let a = state.store.account_for(Provider::Google).await?;
+            Ok((
+                StatusCode::BAD_REQUEST,
+                GoogleEditPage {
+                    c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
+                    errors,
+                    enabled: input.enabled,
+                    verify_cert: input.verify_cert,
+                    verify_cn: input.verify_cn,
+                    client_id: form.client_id,
+                    has_secret: a.has_client_secret,
+                },
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Unused fields of [`BasicSettings`] built here keep the save in one place.
+pub fn basic_settings(
+    input: &super::oauth::BasicInput,
+    sealed_secret: Option<Vec<u8>>,
+) -> BasicSettings {
+    BasicSettings {
+        enabled: input.enabled,
+        verify_cert: input.verify_cert,
+        verify_cn: input.verify_cn && input.verify_cert,
+        endpoint: input.endpoint.clone(),
+        client_id: input.client_id.clone(),
+        client_secret: sealed_secret,
+    }
+}

@@ -1,0 +1,649 @@
+//! Remote UI pages: one module per area, templates beside them in
+//! `templates/`. This file holds the page chrome and the small pages.
+
+mod account;
+mod management;
+pub mod oauth;
+mod sending;
+
+pub use account::*;
+pub use management::*;
+pub use oauth::*;
+pub use sending::*;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, extract::ConnectInfo};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+use super::AppState;
+use super::auth::{self, PRE_CSRF_COOKIE, SESSION_COOKIE, Throttle, Ui};
+use super::errors::WebError;
+use super::i18n::{LANG_COOKIE, Locale, Tr};
+use crate::roles::{Permission, Role};
+use crate::secrets::{hash_token, random_token};
+use crate::store::users::SetupTokenState;
+
+/// What every page around its content shows: language switch, user, nav.
+pub struct Chrome {
+    pub tr: Tr,
+    pub user: Option<String>,
+    pub csrf: String,
+    pub banner: Option<String>,
+    pub notice: Option<String>,
+    pub show_settings: bool,
+    pub path: String,
+}
+
+impl Chrome {
+    pub fn for_ui(ui: &Ui, state: &AppState, path: &str) -> Self {
+        let role = ui.role_label();
+        Self {
+            tr: ui.tr,
+            user: Some(
+                ui.tr
+                    .args("logged-in-as", &[("user", ui.name.clone()), ("role", role)]),
+            ),
+            csrf: ui.csrf.clone(),
+            banner: state.insecure_banner.then(|| ui.tr.t("plain-http-warning")),
+            notice: None,
+            show_settings: ui.can(Permission::ViewSettings),
+            path: path.to_string(),
+        }
+    }
+
+    pub fn anonymous(tr: Tr, state: &AppState, path: &str) -> Self {
+        Self {
+            tr,
+            user: None,
+            csrf: String::new(),
+            banner: state.insecure_banner.then(|| tr.t("plain-http-warning")),
+            notice: None,
+            show_settings: false,
+            path: path.to_string(),
+        }
+    }
+
+    pub fn with_notice(mut self, notice: Option<String>) -> Self {
+        self.notice = notice;
+        self
+    }
+}
+
+/// Formats unix seconds in the display time zone.
+pub fn fmt_time(unix: i64, offset: time::UtcOffset) -> String {
+    let t = crate::clock::from_unix(unix).to_offset(offset);
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let (h, m, _) = offset.as_hms();
+    let zone = if h == 0 && m == 0 {
+        "UTC".to_string()
+    } else {
+        format!("UTC{h:+03}:{:02}", m.abs())
+    };
+    format!("{} {zone}", t.format(&format).unwrap_or_default())
+}
+
+/// The display time zone setting (a fixed UTC offset such as `+09:00`).
+pub async fn display_offset(state: &AppState) -> time::UtcOffset {
+    let setting = state
+        .store
+        .setting("display_time_zone")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    parse_offset(&setting).unwrap_or(time::UtcOffset::UTC)
+}
+
+pub fn parse_offset(text: &str) -> Option<time::UtcOffset> {
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("utc") {
+        return Some(time::UtcOffset::UTC);
+    }
+    let (sign, rest) = match text.as_bytes().first()? {
+        b'+' => (1, &text[1..]),
+        b'-' => (-1, &text[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let h: i8 = h.parse().ok()?;
+    let m: i8 = m.parse().ok()?;
+    time::UtcOffset::from_hms(sign * h, sign * m, 0).ok()
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub tr: Tr,
+    pub title: String,
+    pub message: String,
+    pub request_id: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+struct LoginPage {
+    c: Chrome,
+    error: Option<String>,
+    pre_csrf: String,
+    next: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NextQuery {
+    next: String,
+}
+
+/// A local path to return to after login; anything else goes to the Portal.
+fn safe_next(next: &str) -> String {
+    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+        next.to_string()
+    } else {
+        "/".to_string()
+    }
+}
+
+fn locale_of(headers: &HeaderMap) -> Tr {
+    Tr::new(auth::request_locale(headers))
+}
+
+/// Pages before sign-in carry a double-submit CSRF token in a cookie.
+fn with_pre_csrf(state: &AppState, token: &str, page: impl IntoResponse) -> Response {
+    let mut response = page.into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        auth::set_cookie(PRE_CSRF_COOKIE, token, state.https, None),
+    );
+    response
+}
+
+fn check_pre_csrf(headers: &HeaderMap, sent: &str) -> Result<(), WebError> {
+    match auth::cookie(headers, PRE_CSRF_COOKIE) {
+        Some(expected) if !sent.is_empty() && auth::constant_time_eq(expected, sent) => Ok(()),
+        _ => Err(WebError::Csrf),
+    }
+}
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let tr = locale_of(&headers);
+    let token = auth::cookie(&headers, PRE_CSRF_COOKIE)
+        .map(str::to_string)
+        .unwrap_or_else(|| random_token(24));
+    let page = LoginPage {
+        c: Chrome::anonymous(tr, &state, "/login"),
+        error: None,
+        pre_csrf: token.clone(),
+        next: safe_next(&q.next),
+    };
+    with_pre_csrf(&state, &token, page)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct LoginForm {
+    csrf: String,
+    username: String,
+    password: String,
+    next: String,
+}
+
+pub async fn login_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, WebError> {
+    check_pre_csrf(&headers, &form.csrf)?;
+    let tr = locale_of(&headers);
+    let source = peer.ip().to_string();
+    let now = state.clock.unix();
+    let keys = Throttle::keys(&form.username, &source);
+    let failed = |state: &AppState| {
+        let page = LoginPage {
+            c: Chrome::anonymous(tr, state, "/login"),
+            error: Some(tr.t("login-failed")),
+            pre_csrf: form.csrf.clone(),
+            next: safe_next(&form.next),
+        };
+        (StatusCode::UNAUTHORIZED, page).into_response()
+    };
+    if state.throttle.wait(&keys, now).is_some() {
+        state
+            .audit(
+                &form.username,
+                &source,
+                "login_throttled",
+                "login refused while throttled",
+            )
+            .await;
+        return Ok(failed(&state));
+    }
+    let user = state.store.user_by_name(&form.username).await?;
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.clone());
+    let ok = auth::verify_password(form.password.clone(), hash).await;
+    let Some(user) = user.filter(|_| ok) else {
+        state.throttle.fail(&keys, now);
+        state
+            .audit(
+                &form.username,
+                &source,
+                "login_failed",
+                "wrong user name or password",
+            )
+            .await;
+        return Ok(failed(&state));
+    };
+    state.throttle.succeed(&keys);
+    // A session id the browser had before sign-in is never reused.
+    if let Some(old) = auth::cookie(&headers, SESSION_COOKIE) {
+        state.store.delete_session(&hash_token(old)).await?;
+    }
+    let id = auth::start_session(&state, user.id, &source).await?;
+    state
+        .audit(
+            &user.name,
+            &source,
+            "login",
+            &format!("signed in as {}", user.role.as_str()),
+        )
+        .await;
+    let mut response = Redirect::to(&safe_next(&form.next)).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        auth::set_cookie(SESSION_COOKIE, &id, state.https, None),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    ui.check_csrf(&form.csrf)?;
+    state.store.delete_session(&ui.session_hash).await?;
+    state
+        .audit(&ui.name, &ui.source, "logout", "signed out")
+        .await;
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        auth::set_cookie(SESSION_COOKIE, "", state.https, Some(0)),
+    );
+    Ok(response)
+}
+
+pub async fn switch_language(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let locale = Locale::parse(&code).unwrap_or(Locale::En);
+    let mut response = Redirect::to(&safe_next(&q.next)).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        auth::set_cookie(
+            LANG_COOKIE,
+            locale.code(),
+            state.https,
+            Some(60 * 60 * 24 * 365),
+        ),
+    );
+    response
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "setup.html")]
+struct SetupPage {
+    c: Chrome,
+    error: Option<String>,
+    usable: bool,
+    pre_csrf: String,
+    token: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SetupQuery {
+    token: String,
+}
+
+async fn setup_state(state: &AppState, token: &str) -> Result<SetupTokenState, WebError> {
+    if token.is_empty() {
+        return Ok(SetupTokenState::Unknown);
+    }
+    Ok(state
+        .store
+        .setup_token_state(&hash_token(token), state.clock.unix())
+        .await?)
+}
+
+fn setup_message(tr: Tr, s: SetupTokenState) -> Option<String> {
+    match s {
+        SetupTokenState::Valid => None,
+        SetupTokenState::Expired => Some(tr.t("setup-expired")),
+        SetupTokenState::Used => Some(tr.t("setup-used")),
+        SetupTokenState::Unknown => Some(tr.t("setup-invalid")),
+    }
+}
+
+pub async fn setup_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<SetupQuery>,
+) -> Result<Response, WebError> {
+    let tr = locale_of(&headers);
+    let s = setup_state(&state, &q.token).await?;
+    let pre = auth::cookie(&headers, PRE_CSRF_COOKIE)
+        .map(str::to_string)
+        .unwrap_or_else(|| random_token(24));
+    let status = if s == SetupTokenState::Valid {
+        StatusCode::OK
+    } else {
+        StatusCode::GONE
+    };
+    let page = SetupPage {
+        c: Chrome::anonymous(tr, &state, "/setup"),
+        error: setup_message(tr, s),
+        usable: s == SetupTokenState::Valid,
+        pre_csrf: pre.clone(),
+        token: q.token,
+    };
+    Ok(with_pre_csrf(&state, &pre, (status, page)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SetupForm {
+    csrf: String,
+    token: String,
+    username: String,
+    password: String,
+    confirm: String,
+}
+
+/// Checks a new user name and password; the message says what to change.
+pub fn validate_new_user(tr: &Tr, name: &str, password: &str) -> Result<(), String> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
+    if !name_ok {
+        return Err(tr.t("name-invalid"));
+    }
+    if password.chars().count() < 10 {
+        return Err(tr.t("password-too-short"));
+    }
+    Ok(())
+}
+
+pub async fn setup_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SetupForm>,
+) -> Result<Response, WebError> {
+    check_pre_csrf(&headers, &form.csrf)?;
+    let tr = locale_of(&headers);
+    let s = setup_state(&state, &form.token).await?;
+    let mut error = setup_message(tr, s);
+    if error.is_none() {
+        if form.password != form.confirm {
+            error = Some(tr.t("password-mismatch"));
+        } else if let Err(e) = validate_new_user(&tr, &form.username, &form.password) {
+            error = Some(e);
+        }
+    }
+    if let Some(error) = error {
+        let page = SetupPage {
+            c: Chrome::anonymous(tr, &state, "/setup"),
+            error: Some(error),
+            usable: s == SetupTokenState::Valid,
+            pre_csrf: form.csrf.clone(),
+            token: form.token.clone(),
+        };
+        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+    }
+    let hash = auth::hash_password(form.password.clone()).await?;
+    state
+        .store
+        .create_first_admin(
+            &hash_token(&form.token),
+            &form.username,
+            &hash,
+            state.clock.unix(),
+        )
+        .await?;
+    state
+        .audit(
+            &form.username,
+            &peer.ip().to_string(),
+            "setup",
+            "first Administrator created",
+        )
+        .await;
+    let page = LoginPage {
+        c: Chrome::anonymous(tr, &state, "/login").with_notice(Some(tr.t("setup-done"))),
+        error: None,
+        pre_csrf: form.csrf,
+        next: "/".into(),
+    };
+    Ok(page.into_response())
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600"),
+            ),
+        ],
+        include_str!("../../../static/style.css"),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> WebError {
+    WebError::NotFound
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    c: Chrome,
+    can_email: bool,
+    can_microsoft: bool,
+    can_google: bool,
+    can_users: bool,
+    can_network: bool,
+    can_audit: bool,
+}
+
+pub async fn settings_menu(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ViewSettings)?;
+    Ok(SettingsPage {
+        can_email: ui.can(Permission::ManageEmail),
+        can_microsoft: ui.can(Permission::ManageMicrosoft),
+        can_google: ui.can(Permission::ManageGoogle),
+        can_users: ui.can(Permission::ManageUsers),
+        can_network: ui.can(Permission::ManageNetwork),
+        can_audit: ui.can(Permission::ReadAudit),
+        c: Chrome::for_ui(&ui, &state, "/settings"),
+    }
+    .into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "users.html")]
+struct UsersPage {
+    c: Chrome,
+    error: Option<String>,
+    users: Vec<(String, String, String)>,
+}
+
+async fn render_users(
+    state: &AppState,
+    ui: &Ui,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Result<Response, WebError> {
+    let offset = display_offset(state).await;
+    let users = state
+        .store
+        .list_users()
+        .await?
+        .into_iter()
+        .map(|u| {
+            (
+                u.name,
+                ui.tr.t(&format!("role-{}", u.role.as_str())),
+                fmt_time(u.created_at, offset),
+            )
+        })
+        .collect();
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        UsersPage {
+            c: Chrome::for_ui(ui, state, "/settings/management/users").with_notice(notice),
+            error,
+            users,
+        },
+    )
+        .into_response())
+}
+
+pub async fn users_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ManageUsers)?;
+    render_users(&state, &ui, None, None).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct UserForm {
+    csrf: String,
+    username: String,
+    password: String,
+    role: String,
+}
+
+pub async fn users_add(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<UserForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageUsers)?;
+    ui.check_csrf(&form.csrf)?;
+    let Some(role) = Role::parse(&form.role) else {
+        return render_users(
+            &state,
+            &ui,
+            None,
+            Some(format!("unknown role: {}", form.role)),
+        )
+        .await;
+    };
+    if let Err(e) = validate_new_user(&ui.tr, &form.username, &form.password) {
+        return render_users(&state, &ui, None, Some(e)).await;
+    }
+    let hash = auth::hash_password(form.password).await?;
+    match state
+        .store
+        .create_user(&form.username, role, &hash, state.clock.unix())
+        .await
+    {
+        Ok(_) => {}
+        Err(crate::store::StoreError::Conflict(m)) => {
+            return render_users(&state, &ui, None, Some(m)).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .audit(
+            &ui.name,
+            &ui.source,
+            "user_add",
+            &format!("{} ({})", form.username, role.as_str()),
+        )
+        .await;
+    render_users(&state, &ui, Some(ui.tr.t("saved")), None).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct UserDeleteForm {
+    csrf: String,
+    username: String,
+}
+
+pub async fn users_delete(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<UserDeleteForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageUsers)?;
+    ui.check_csrf(&form.csrf)?;
+    match state.store.delete_user(&form.username).await {
+        Ok(()) => {}
+        Err(crate::store::StoreError::Conflict(m)) => {
+            return render_users(&state, &ui, None, Some(m)).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .audit(&ui.name, &ui.source, "user_delete", &form.username)
+        .await;
+    render_users(&state, &ui, Some(ui.tr.t("saved")), None).await
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    c: Chrome,
+    entries: Vec<(String, crate::store::audit::AuditEntry)>,
+}
+
+pub async fn audit_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ReadAudit)?;
+    let offset = display_offset(&state).await;
+    let entries = state
+        .store
+        .audit_entries(500, 0)
+        .await?
+        .into_iter()
+        .map(|e| (fmt_time(e.at, offset), e))
+        .collect();
+    Ok(AuditPage {
+        c: Chrome::for_ui(&ui, &state, "/settings/management/audit-log"),
+        entries,
+    }
+    .into_response())
+}

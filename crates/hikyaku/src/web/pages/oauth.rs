@@ -1,0 +1,384 @@
+//! OAuth 2.0 operations shared by the Remote UI pages and the JSON API:
+//! saving Basic Settings (validated; switching off discards the tokens, as the
+//! seed's note says), Refresh (the connection check), the device code, and
+//! Google's Register Authorization Information.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::account::{BasicForm, DeviceView, basic_settings, google_view, microsoft_view};
+use super::{Chrome, CsrfOnly, display_offset, fmt_time};
+use crate::provider::Provider;
+use crate::roles::Permission;
+use crate::store::accounts::Account;
+use crate::tokens::{TokensError, validate_microsoft_endpoint};
+use crate::web::AppState;
+use crate::web::auth::Ui;
+use crate::web::errors::WebError;
+
+/// Basic Settings as entered, before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct BasicInput {
+    pub enabled: bool,
+    pub verify_cert: bool,
+    pub verify_cn: bool,
+    pub endpoint: Option<String>,
+    pub client_id: Option<String>,
+    /// Google only; empty or absent keeps the stored secret.
+    pub client_secret: Option<String>,
+}
+
+impl BasicInput {
+    pub fn from_form(f: &BasicForm) -> Self {
+        let text = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        Self {
+            enabled: f.enabled.is_some(),
+            verify_cert: f.verify_cert.is_some(),
+            verify_cn: f.verify_cn.is_some(),
+            endpoint: text(&f.endpoint),
+            client_id: text(&f.client_id),
+            client_secret: text(&f.client_secret),
+        }
+    }
+}
+
+fn token_error(e: TokensError) -> WebError {
+    if e.is_temporary() {
+        WebError::Unavailable(e.to_string())
+    } else {
+        WebError::BadRequest(e.to_string())
+    }
+}
+
+/// Validates and saves Basic Settings. The outer error is a failure of the
+/// server; the inner `Err` lists what the administrator must correct.
+pub async fn save_basic(
+    state: &AppState,
+    provider: Provider,
+    input: &BasicInput,
+    actor: &str,
+    source: &str,
+) -> Result<Result<(), Vec<String>>, WebError> {
+    let account = state.store.account_for(provider).await?;
+    let mut errors = Vec::new();
+    let mut endpoint = None;
+    let mut client_id = input.client_id.clone();
+    match provider {
+        Provider::Microsoft => {
+            match input.endpoint.as_deref() {
+                Some(text) => match validate_microsoft_endpoint(text) {
+                    Ok(check) => endpoint = Some(check.normalized),
+                    Err(reason) => errors.push(format!("Microsoft Entra ID Authorization Server Endpoint: {reason}")),
+                },
+                None if input.enabled => errors.push("Microsoft Entra ID Authorization Server Endpoint: enter https://login.microsoftonline.com/<tenant>/oauth2/v2.0".into()),
+                None => endpoint = account.endpoint.clone(),
+            }
+            if input.enabled && client_id.is_none() {
+                errors.push(
+                    "Client ID: enter the Application (client) ID of your Entra app registration"
+                        .into(),
+                );
+            }
+        }
+        Provider::Google => {
+            endpoint = None;
+            if input.enabled && client_id.is_none() {
+                errors.push("Client ID: enter the client ID of your Google Cloud OAuth client (Desktop app)".into());
+            }
+            if input.enabled && input.client_secret.is_none() && !account.has_client_secret {
+                errors.push(
+                    "Client Secret: enter the client secret of your Google Cloud OAuth client"
+                        .into(),
+                );
+            }
+            if let Some(id) = &client_id {
+                if id.contains(char::is_whitespace) || id.len() > 256 {
+                    errors.push("Client ID: must be one word without spaces".into());
+                }
+            }
+        }
+    }
+    if let Some(id) = &client_id {
+        if id.len() > 256 || id.chars().any(|c| c.is_control()) {
+            errors.push("Client ID: too long or contains control characters".into());
+        }
+    } else {
+        client_id = account.client_id.clone();
+    }
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    let sealed = match &input.client_secret {
+        Some(secret) if provider == Provider::Google => Some(
+            state
+                .key
+                .seal_str(&format!("account:{}:client_secret", account.id), secret)
+                .map_err(|e| WebError::Internal(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let changed_identity =
+        account.endpoint != endpoint || account.client_id != client_id || sealed.is_some();
+    // Switching off, or pointing at another tenant or client, ends the old
+    // authorization: the seed requires the setup to be done again.
+    let reset = (!input.enabled && account.enabled)
+        || (changed_identity && account.token_status != "not_registered");
+    if reset && account.has_refresh_token {
+        if let Err(e) = state.tokens.disable(account.id).await {
+            tracing::warn!(account = account.id, error = %e, "discarding the tokens did not fully succeed");
+        }
+    }
+    let mut input = input.clone();
+    input.endpoint = endpoint;
+    input.client_id = client_id;
+    state
+        .store
+        .save_basic_settings(
+            account.id,
+            &basic_settings(&input, sealed),
+            reset || !input.enabled,
+            state.clock.unix(),
+        )
+        .await?;
+    let detail = format!(
+        "{}: enabled={} verify_cert={} verify_cn={} endpoint={} client_id={}{}{}",
+        provider.as_str(),
+        input.enabled,
+        input.verify_cert,
+        input.verify_cn && input.verify_cert,
+        input.endpoint.as_deref().unwrap_or("-"),
+        input.client_id.as_deref().unwrap_or("-"),
+        if input.client_secret.is_some() {
+            " client_secret=(changed)"
+        } else {
+            ""
+        },
+        if reset { " (tokens discarded)" } else { "" },
+    );
+    state
+        .audit(actor, source, "oauth_basic_settings", &detail)
+        .await;
+    Ok(Ok(()))
+}
+
+/// The pending device code of a Microsoft account, for display.
+pub async fn device_view(state: &AppState, a: &Account) -> Result<Option<DeviceView>, WebError> {
+    if !a.enabled || a.token_status != "authorizing" {
+        return Ok(None);
+    }
+    let offset = display_offset(state).await;
+    let code = state
+        .tokens
+        .pending_device_code(a.id)
+        .await
+        .map_err(token_error)?;
+    Ok(code.map(|d| DeviceView {
+        verification_uri: d.verification_uri,
+        user_code: d.user_code,
+        message: d.message,
+        expires: fmt_time(d.expires_at, offset),
+    }))
+}
+
+/// The seed's Refresh button: check the connection (which, for Microsoft,
+/// requests a device code once it succeeds) and show the page again.
+pub async fn refresh(state: &AppState, provider: Provider) -> Result<Account, WebError> {
+    let account = state.store.account_for(provider).await?;
+    if account.enabled {
+        state
+            .tokens
+            .check_connection(account.id)
+            .await
+            .map_err(token_error)?;
+    }
+    Ok(state.store.account(account.id).await?)
+}
+
+pub async fn microsoft_refresh(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageMicrosoft)?;
+    ui.check_csrf(&form.csrf)?;
+    refresh(&state, Provider::Microsoft).await?;
+    Ok(Redirect::to("/settings/send/oauth/microsoft").into_response())
+}
+
+pub async fn google_refresh(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageGoogle)?;
+    ui.check_csrf(&form.csrf)?;
+    refresh(&state, Provider::Google).await?;
+    Ok(Redirect::to("/settings/send/oauth/google").into_response())
+}
+
+pub async fn microsoft_new_code(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageMicrosoft)?;
+    ui.check_csrf(&form.csrf)?;
+    let a = state.store.account_for(Provider::Microsoft).await?;
+    if !a.enabled {
+        return Err(WebError::BadRequest(
+            "OAuth 2.0 (Microsoft) is not switched on: use Edit in Basic Settings first".into(),
+        ));
+    }
+    state
+        .tokens
+        .start_device_authorization(a.id)
+        .await
+        .map_err(token_error)?;
+    state
+        .audit(
+            &ui.name,
+            &ui.source,
+            "oauth_device_code",
+            "microsoft: new user code requested",
+        )
+        .await;
+    Ok(Redirect::to("/settings/send/oauth/microsoft").into_response())
+}
+
+/// Refresh Token Now (both providers).
+pub async fn refresh_token(state: &AppState, provider: Provider) -> Result<(), WebError> {
+    let a = state.store.account_for(provider).await?;
+    state.tokens.force_refresh(a.id).await.map_err(token_error)
+}
+
+pub async fn microsoft_refresh_token(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageMicrosoft)?;
+    ui.check_csrf(&form.csrf)?;
+    let result = refresh_token(&state, Provider::Microsoft).await;
+    let a = state.store.account_for(Provider::Microsoft).await?;
+    let notice = result.err().map(|e| e.to_string());
+    Ok(microsoft_view(&state, &ui, &a, None, notice)
+        .await
+        .into_response())
+}
+
+pub async fn google_refresh_token(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageGoogle)?;
+    ui.check_csrf(&form.csrf)?;
+    let result = refresh_token(&state, Provider::Google).await;
+    let a = state.store.account_for(Provider::Google).await?;
+    let notice = result.err().map(|e| e.to_string());
+    Ok(google_view(&state, &ui, &a, notice).await.into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_google_register.html")]
+struct RegisterPage {
+    c: Chrome,
+    errors: Vec<String>,
+    url: String,
+    loopback: bool,
+}
+
+pub async fn google_register_page(
+    State(state): State<AppState>,
+    ui: Ui,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageGoogle)?;
+    let a = state.store.account_for(Provider::Google).await?;
+    if !a.enabled {
+        return Err(WebError::BadRequest(
+            "OAuth 2.0 (Google) is not switched on: use Edit in Basic Settings first".into(),
+        ));
+    }
+    let auth = state
+        .tokens
+        .google_authorization_url(a.id)
+        .await
+        .map_err(token_error)?;
+    state
+        .audit(
+            &ui.name,
+            &ui.source,
+            "oauth_google_register",
+            "authorization URL issued",
+        )
+        .await;
+    Ok(RegisterPage {
+        c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/register"),
+        errors: Vec::new(),
+        url: auth.url,
+        loopback: auth.loopback_listening,
+    }
+    .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    csrf: String,
+    code: String,
+}
+
+pub async fn google_register_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageGoogle)?;
+    ui.check_csrf(&form.csrf)?;
+    let a = state.store.account_for(Provider::Google).await?;
+    match state.tokens.google_submit_code(a.id, &form.code).await {
+        Ok(()) => {
+            state
+                .audit(
+                    &ui.name,
+                    &ui.source,
+                    "oauth_google_authorized",
+                    "authorization code accepted",
+                )
+                .await;
+            Ok(Redirect::to("/settings/send/oauth/google").into_response())
+        }
+        Err(e) => {
+            state
+                .audit(
+                    &ui.name,
+                    &ui.source,
+                    "oauth_google_code_refused",
+                    &e.to_string(),
+                )
+                .await;
+            // A fresh URL: the old state and verifier may be spent.
+            let auth = state
+                .tokens
+                .google_authorization_url(a.id)
+                .await
+                .map_err(token_error)?;
+            Ok((
+                StatusCode::BAD_REQUEST,
+                RegisterPage {
+                    c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/register"),
+                    errors: vec![e.to_string()],
+                    url: auth.url,
+                    loopback: auth.loopback_listening,
+                },
+            )
+                .into_response())
+        }
+    }
+}

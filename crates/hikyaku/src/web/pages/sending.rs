@@ -1,0 +1,463 @@
+//! Send → E-mail Settings (upstream SMTP server per account, sender, default
+//! account), SMTP submitters and the address allowlist, and the Send Job
+//! History with Retry now / Delete for Administrators.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{Chrome, display_offset, fmt_time};
+use crate::provider::Provider;
+use crate::roles::Permission;
+use crate::store::StoreError;
+use crate::store::accounts::EmailSettings;
+use crate::store::jobs::JobFilter;
+use crate::web::AppState;
+use crate::web::auth::{self, Ui};
+use crate::web::errors::WebError;
+
+pub struct EmailAccountView {
+    pub provider: &'static str,
+    pub label: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_security: String,
+    pub sender: String,
+    pub mailbox: Option<String>,
+    pub is_default: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "email.html")]
+struct EmailPage {
+    c: Chrome,
+    errors: Vec<String>,
+    accounts: Vec<EmailAccountView>,
+    submitters: Vec<(String, String)>,
+    allowlist: Vec<(String, String)>,
+}
+
+async fn account_label(state: &AppState, ui: &Ui, id: Option<i64>) -> String {
+    match id {
+        None => ui.tr.t("default-account"),
+        Some(id) => match state.store.account(id).await {
+            Ok(a) => ui.tr.t(&format!("provider-{}", a.provider.as_str())),
+            Err(_) => id.to_string(),
+        },
+    }
+}
+
+async fn render_email(
+    state: &AppState,
+    ui: &Ui,
+    notice: Option<String>,
+    errors: Vec<String>,
+) -> Result<Response, WebError> {
+    let accounts = state
+        .store
+        .accounts()
+        .await?
+        .into_iter()
+        .map(|a| EmailAccountView {
+            provider: a.provider.as_str(),
+            label: ui.tr.t(&format!("provider-{}", a.provider.as_str())),
+            smtp_host: a.smtp_host,
+            smtp_port: a.smtp_port,
+            smtp_security: a.smtp_security,
+            sender: a.sender.unwrap_or_default(),
+            mailbox: a.mailbox,
+            is_default: a.is_default,
+        })
+        .collect();
+    let mut submitters = Vec::new();
+    for s in state.store.submitters().await? {
+        submitters.push((s.name, account_label(state, ui, s.account_id).await));
+    }
+    let mut allowlist = Vec::new();
+    for e in state.store.allowlist().await? {
+        allowlist.push((e.cidr, account_label(state, ui, e.account_id).await));
+    }
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((
+        status,
+        EmailPage {
+            c: Chrome::for_ui(ui, state, "/settings/send/email").with_notice(notice),
+            errors,
+            accounts,
+            submitters,
+            allowlist,
+        },
+    )
+        .into_response())
+}
+
+pub async fn email_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ManageEmail)?;
+    render_email(&state, &ui, None, Vec::new()).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct EmailForm {
+    csrf: String,
+    provider: String,
+    smtp_host: String,
+    smtp_port: String,
+    smtp_security: String,
+    sender: String,
+    is_default: Option<String>,
+}
+
+/// Validates E-mail Settings; each message says what to correct.
+pub fn validate_email(
+    host: &str,
+    port: &str,
+    security: &str,
+    sender: &str,
+) -> Result<(u16, Option<String>), Vec<String>> {
+    let mut errors = Vec::new();
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !host_ok && host.parse::<std::net::IpAddr>().is_err() {
+        errors.push(format!(
+            "SMTP Server: {host:?} is not a host name (e.g. smtp.office365.com)"
+        ));
+    }
+    let port = match port.trim().parse::<u16>() {
+        Ok(p) if p > 0 => p,
+        _ => {
+            errors.push(
+                "Port: enter a number from 1 to 65535 (587 for STARTTLS, 465 for implicit TLS)"
+                    .into(),
+            );
+            0
+        }
+    };
+    if !matches!(security, "starttls" | "implicit") {
+        errors.push(
+            "Connection security: choose STARTTLS or TLS (implicit); plaintext is never used"
+                .into(),
+        );
+    }
+    let sender = sender.trim();
+    if !sender.is_empty()
+        && (!sender.contains('@')
+            || sender
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>'))
+    {
+        errors.push(format!(
+            "Sender address: {sender:?} is not an e-mail address"
+        ));
+    }
+    if errors.is_empty() {
+        Ok((port, Some(sender.to_string()).filter(|s| !s.is_empty())))
+    } else {
+        Err(errors)
+    }
+}
+
+pub async fn email_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<EmailForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageEmail)?;
+    ui.check_csrf(&form.csrf)?;
+    let provider = Provider::parse(&form.provider)
+        .ok_or_else(|| WebError::BadRequest("unknown provider".into()))?;
+    let host = form.smtp_host.trim().to_ascii_lowercase();
+    let (port, sender) =
+        match validate_email(&host, &form.smtp_port, &form.smtp_security, &form.sender) {
+            Ok(v) => v,
+            Err(errors) => return render_email(&state, &ui, None, errors).await,
+        };
+    let account = state.store.account_for(provider).await?;
+    let settings = EmailSettings {
+        smtp_host: host,
+        smtp_port: port,
+        smtp_security: form.smtp_security.clone(),
+        sender,
+        is_default: form.is_default.is_some(),
+    };
+    state
+        .store
+        .save_email_settings(account.id, &settings, state.clock.unix())
+        .await?;
+    state
+        .audit(
+            &ui.name,
+            &ui.source,
+            "email_settings",
+            &format!(
+                "{}: {}:{} {} sender={} default={}",
+                provider.as_str(),
+                settings.smtp_host,
+                port,
+                settings.smtp_security,
+                settings.sender.as_deref().unwrap_or("-"),
+                settings.is_default
+            ),
+        )
+        .await;
+    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SubmitterForm {
+    csrf: String,
+    name: String,
+    password: String,
+    provider: String,
+}
+
+async fn account_id_for(state: &AppState, provider: &str) -> Result<Option<i64>, WebError> {
+    if provider.is_empty() {
+        return Ok(None);
+    }
+    let p =
+        Provider::parse(provider).ok_or_else(|| WebError::BadRequest("unknown provider".into()))?;
+    Ok(Some(state.store.account_for(p).await?.id))
+}
+
+pub async fn submitter_add(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<SubmitterForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageEmail)?;
+    ui.check_csrf(&form.csrf)?;
+    if let Err(e) = super::validate_new_user(&ui.tr, &form.name, &form.password) {
+        return render_email(&state, &ui, None, vec![e]).await;
+    }
+    let account = account_id_for(&state, &form.provider).await?;
+    let hash = auth::hash_password(form.password).await?;
+    match state
+        .store
+        .add_submitter(&form.name, &hash, account, state.clock.unix())
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(m)) => return render_email(&state, &ui, None, vec![m]).await,
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .audit(&ui.name, &ui.source, "submitter_add", &form.name)
+        .await;
+    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NameForm {
+    csrf: String,
+    name: String,
+    cidr: String,
+    provider: String,
+}
+
+pub async fn submitter_delete(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<NameForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageEmail)?;
+    ui.check_csrf(&form.csrf)?;
+    state.store.delete_submitter(&form.name).await?;
+    state
+        .audit(&ui.name, &ui.source, "submitter_delete", &form.name)
+        .await;
+    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+}
+
+pub async fn allowlist_add(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<NameForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageEmail)?;
+    ui.check_csrf(&form.csrf)?;
+    let cidr = match crate::intake::cidr::Cidr::parse(&form.cidr) {
+        Ok(c) => c,
+        Err(e) => return render_email(&state, &ui, None, vec![e]).await,
+    };
+    let account = account_id_for(&state, &form.provider).await?;
+    match state
+        .store
+        .add_allow_entry(&cidr.to_string(), account, state.clock.unix())
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(m)) => return render_email(&state, &ui, None, vec![m]).await,
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .audit(&ui.name, &ui.source, "allowlist_add", &cidr.to_string())
+        .await;
+    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+}
+
+pub async fn allowlist_delete(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<NameForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageEmail)?;
+    ui.check_csrf(&form.csrf)?;
+    state.store.delete_allow_entry(&form.cidr).await?;
+    state
+        .audit(&ui.name, &ui.source, "allowlist_delete", &form.cidr)
+        .await;
+    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+}
+
+pub struct JobView {
+    pub id: String,
+    pub time: String,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub size: i64,
+    pub account: String,
+    pub state: String,
+    pub state_label: String,
+    pub attempts: i64,
+    pub next: String,
+    pub reply: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    c: Chrome,
+    jobs: Vec<JobView>,
+    states: Vec<(&'static str, String)>,
+    state: String,
+    q: String,
+    can_manage: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct JobsQuery {
+    state: String,
+    q: String,
+}
+
+pub async fn jobs_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(query): Query<JobsQuery>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ViewStatus)?;
+    render_jobs(&state, &ui, &query, None).await
+}
+
+async fn render_jobs(
+    state: &AppState,
+    ui: &Ui,
+    query: &JobsQuery,
+    notice: Option<String>,
+) -> Result<Response, WebError> {
+    let offset = display_offset(state).await;
+    let states = ["queued", "sending", "deferred", "sent", "failed"];
+    let filter = JobFilter {
+        state: states
+            .iter()
+            .find(|s| **s == query.state)
+            .map(|s| s.to_string()),
+        account_id: None,
+        search: Some(query.q.clone()).filter(|q| !q.is_empty()),
+    };
+    let accounts = state.store.accounts().await?;
+    let jobs = state
+        .store
+        .jobs(&filter, 500, 0)
+        .await?
+        .into_iter()
+        .map(|j| JobView {
+            time: fmt_time(j.created_at, offset),
+            from: j.header_from.clone().unwrap_or_else(|| j.mail_from.clone()),
+            to: j.rcpt_to.join(", "),
+            subject: j.subject.clone().unwrap_or_default(),
+            size: j.size,
+            account: j
+                .account_id
+                .and_then(|id| accounts.iter().find(|a| a.id == id))
+                .map(|a| ui.tr.t(&format!("provider-{}", a.provider.as_str())))
+                .unwrap_or_else(|| ui.tr.t("default-account")),
+            state_label: ui.tr.t(&format!("job-state-{}", j.state)),
+            next: if matches!(j.state.as_str(), "queued" | "deferred") {
+                fmt_time(j.next_attempt_at, offset)
+            } else {
+                String::new()
+            },
+            reply: j.last_reply.clone().unwrap_or_default(),
+            attempts: j.attempts,
+            state: j.state,
+            id: j.id,
+        })
+        .collect();
+    Ok(JobsPage {
+        c: Chrome::for_ui(ui, state, "/jobs").with_notice(notice),
+        jobs,
+        states: states
+            .iter()
+            .map(|s| (*s, ui.tr.t(&format!("job-state-{s}"))))
+            .collect(),
+        state: query.state.clone(),
+        q: query.q.clone(),
+        can_manage: ui.can(Permission::ManageJobs),
+    }
+    .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct JobForm {
+    csrf: String,
+    id: String,
+}
+
+pub async fn job_retry(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<JobForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageJobs)?;
+    ui.check_csrf(&form.csrf)?;
+    state.store.retry_job(&form.id, state.clock.unix()).await?;
+    state.wake_delivery();
+    state
+        .audit(&ui.name, &ui.source, "job_retry", &form.id)
+        .await;
+    Ok(Redirect::to("/jobs").into_response())
+}
+
+pub async fn job_delete(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<JobForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageJobs)?;
+    ui.check_csrf(&form.csrf)?;
+    state.store.delete_job(&form.id).await?;
+    state
+        .audit(&ui.name, &ui.source, "job_delete", &form.id)
+        .await;
+    Ok(Redirect::to("/jobs").into_response())
+}

@@ -1,0 +1,186 @@
+//! A real browser (headless Chromium over WebDriver) walks the Remote UI as
+//! the seed's administrator does, in Japanese and in English, and saves
+//! screenshots as test artifacts (`$HIKYAKU_ARTIFACTS`, default
+//! `target/artifacts`).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::support::{ADMIN_PASSWORD, TestServer};
+
+/// A chromedriver process and a WebDriver session on it.
+pub struct Chrome {
+    pub client: Client,
+    driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Chrome {
+    /// Starts chromedriver and a headless Chromium. Outside CI, a machine
+    /// without them skips browser tests (`scripts/test` installs them).
+    pub async fn start(lang: &str) -> Option<Chrome> {
+        let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let Some(driver_bin) = driver_bin else {
+            assert!(std::env::var("CI").is_err(), "chromedriver is missing in CI: scripts/test installs chromium-driver");
+            eprintln!("skipping browser test: chromedriver not installed (run scripts/test)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let driver = tokio::process::Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                    format!("--lang={lang}"), format!("--user-data-dir={}", profile.path().display()),
+                ],
+                "prefs": { "intl.accept_languages": lang },
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            match ClientBuilder::rustls().expect("tls").capabilities(caps.clone()).connect(&url).await {
+                Ok(c) => break c,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("cannot start a WebDriver session: {e}"),
+            }
+        };
+        Some(Chrome { client, driver, _profile: profile })
+    }
+
+    pub async fn shot(&self, name: &str) {
+        let dir = std::env::var("HIKYAKU_ARTIFACTS").unwrap_or_else(|_| format!("{}/../../target/artifacts", env!("CARGO_MANIFEST_DIR")));
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(format!("{dir}/{name}.png"), png);
+        }
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    pub async fn fill(&self, css: &str, text: &str) {
+        let el = self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        el.clear().await.ok();
+        el.send_keys(text).await.unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap_or_default()
+    }
+
+    pub async fn source(&self) -> String {
+        self.client.source().await.unwrap_or_default()
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+/// Signs in through the login page.
+pub async fn sign_in(c: &Chrome, base: &str, user: &str) {
+    c.client.goto(&format!("{base}/login")).await.expect("login page");
+    c.fill("#username", user).await;
+    c.fill("#password", ADMIN_PASSWORD).await;
+    c.click("#login").await;
+    c.client.wait().for_element(Locator::Css("#nav-portal")).await.expect("signed in");
+}
+
+async fn walk(lang: &str, labels: &[&str]) {
+    let server = TestServer::start().await;
+    drop(server.setup_admin().await);
+    let Some(c) = Chrome::start(lang).await else { return };
+    sign_in(&c, &server.base, "admin").await;
+    let portal = c.source().await;
+    assert!(portal.contains(labels[0]), "portal title {} in {lang}", labels[0]);
+    c.shot(&format!("{lang}-01-portal")).await;
+    c.click("#portal-settings").await;
+    c.client.wait().for_element(Locator::Css("#menu-oauth-microsoft")).await.expect("settings menu");
+    let menu = c.source().await;
+    for label in &labels[1..4] {
+        assert!(menu.contains(label), "{label} on the settings menu ({lang})");
+    }
+    c.shot(&format!("{lang}-02-settings")).await;
+    c.click("#menu-oauth-microsoft").await;
+    c.client.wait().for_element(Locator::Css("#connection-status")).await.expect("microsoft page");
+    let ms = c.source().await;
+    for label in &labels[4..7] {
+        assert!(ms.contains(label), "{label} on the Microsoft page ({lang})");
+    }
+    c.shot(&format!("{lang}-03-oauth-microsoft")).await;
+    c.click("#edit").await;
+    c.client.wait().for_element(Locator::Css("#endpoint")).await.expect("edit page");
+    assert!(c.source().await.contains(labels[7]), "{} on Edit Basic Settings ({lang})", labels[7]);
+    c.shot(&format!("{lang}-04-oauth-microsoft-edit")).await;
+    c.click("#cancel").await;
+    c.client.goto(&format!("{}/settings", server.base)).await.expect("settings");
+    c.click("#menu-oauth-google").await;
+    c.client.wait().for_element(Locator::Css("#token-status")).await.expect("google page");
+    assert!(c.source().await.contains(labels[8]), "{} on the Google page ({lang})", labels[8]);
+    c.shot(&format!("{lang}-05-oauth-google")).await;
+    c.click("#logout").await;
+    c.client.wait().for_element(Locator::Css("#username")).await.expect("back at the login page");
+    c.shot(&format!("{lang}-06-logged-out")).await;
+    // The session is gone: the Portal sends us back to the login page.
+    c.client.goto(&server.base).await.expect("portal");
+    c.client.wait().for_element(Locator::Css("#username")).await.expect("login required after logout");
+    c.close().await;
+}
+
+#[tokio::test]
+async fn browser_walks_the_seed_screens_in_japanese() {
+    walk(
+        "ja",
+        &[
+            "リモートUIのポータル画面",
+            "送信",
+            "OAuth 2.0(Microsoft)の設定",
+            "OAuth 2.0(Google)の設定",
+            "基本設定",
+            "サーバーの接続状況",
+            "トークンの稼働状況",
+            "Microsoft Entra ID認可サーバーのエンドポイント",
+            "認可用情報",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn browser_walks_the_seed_screens_in_english() {
+    walk(
+        "en",
+        &[
+            "Remote UI Portal",
+            "Send",
+            "OAuth 2.0 (Microsoft) Settings",
+            "OAuth 2.0 (Google) Settings",
+            "Basic Settings",
+            "Server Connection Status",
+            "Token Status",
+            "Microsoft Entra ID Authorization Server Endpoint",
+            "Authorization Information",
+        ],
+    )
+    .await;
+}

@@ -1,0 +1,664 @@
+//! The server and its Remote UI: first-run setup, sign-in, roles on every
+//! page and API route, CSRF, session expiry, throttling, audit, API basics.
+
+use crate::support::{ADMIN_PASSWORD, Browser, TestServer, add_user};
+
+/// Every page: (path, roles allowed as [Administrator, NetworkAdmin, GeneralUser]).
+const PAGES: &[(&str, [bool; 3])] = &[
+    ("/", [true, true, true]),
+    ("/jobs", [true, true, true]),
+    ("/settings", [true, true, false]),
+    ("/settings/send/email", [true, true, false]),
+    ("/settings/send/oauth/microsoft", [true, true, false]),
+    ("/settings/send/oauth/microsoft/edit", [true, true, false]),
+    ("/settings/send/oauth/google", [true, false, false]),
+    ("/settings/send/oauth/google/edit", [true, false, false]),
+    ("/settings/management/users", [true, false, false]),
+    ("/settings/management/datetime", [true, true, false]),
+    ("/settings/management/ca-certificates", [true, true, false]),
+    ("/settings/management/audit-log", [true, false, false]),
+];
+
+/// Every API read route with the roles allowed.
+const API_GETS: &[(&str, [bool; 3])] = &[
+    ("/api/v1/status", [true, true, true]),
+    ("/api/v1/oauth/microsoft", [true, true, false]),
+    ("/api/v1/oauth/google", [true, false, false]),
+    ("/api/v1/users", [true, false, false]),
+    ("/api/v1/audit-log", [true, false, false]),
+];
+
+#[tokio::test]
+async fn first_run_setup_link_creates_the_administrator_once() {
+    let server = TestServer::start().await;
+    let url = server
+        .setup_url
+        .clone()
+        .expect("setup link printed on first start");
+    let b = Browser::new(&server);
+    // A forged CSRF token changes nothing.
+    let token = url.split("token=").nth(1).expect("token").to_string();
+    b.get(&url).await;
+    let forged = b
+        .post_form(
+            "/setup",
+            &[
+                ("csrf", "forged"),
+                ("token", &token),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    // Mismatched passwords: a clear message, nothing created.
+    let page = b.get(&url).await;
+    let csrf = page.csrf();
+    let bad = b
+        .post_form(
+            "/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", "something else!"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("do not match"), "{}", bad.body);
+    let short = b
+        .post_form(
+            "/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("username", "admin"),
+                ("password", "short"),
+                ("confirm", "short"),
+            ],
+        )
+        .await;
+    assert!(short.body.contains("at least 10"), "{}", short.body);
+    // The real thing, then the link is spent.
+    let ok = b
+        .post_form(
+            "/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let reused = b.get(&url).await;
+    assert_eq!(reused.status, 410);
+    assert!(reused.body.contains("already been used"), "{}", reused.body);
+    let again = b
+        .post_form(
+            "/setup",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("username", "evil"),
+                ("password", ADMIN_PASSWORD),
+                ("confirm", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, 400);
+    assert!(b.login("admin", ADMIN_PASSWORD).await.location.as_deref() == Some("/"));
+    let wrong = Browser::new(&server).get("/setup?token=nonsense").await;
+    assert!(wrong.body.contains("not valid"), "{}", wrong.body);
+}
+
+#[tokio::test]
+async fn an_expired_setup_link_says_so() {
+    let server = TestServer::start().await;
+    let url = server.setup_url.clone().expect("setup link");
+    server.clock.jump(time::Duration::minutes(61));
+    let page = Browser::new(&server).get(&url).await;
+    assert_eq!(page.status, 410);
+    assert!(page.body.contains("expired"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn login_logout_and_session_rules() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let portal = admin.get("/").await;
+    assert_eq!(portal.status, 200);
+    assert!(portal.body.contains("Remote UI Portal"), "{}", portal.body);
+
+    // Wrong password: generic message, no session.
+    let b = Browser::new(&server);
+    let csrf = b.get("/login").await.csrf();
+    let r = b
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "admin"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("Login failed"), "{}", r.body);
+    let r = b
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "nobody"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+    assert!(r.body.contains("Login failed"));
+    assert_eq!(b.get("/").await.status, 303);
+
+    // Login without the pre-session CSRF token is refused.
+    let fresh = Browser::new(&server);
+    let r = fresh
+        .post_form(
+            "/login",
+            &[
+                ("csrf", "x"),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
+    // Cookies: HttpOnly, SameSite=Strict; a new id at every login.
+    let c = Browser::new(&server);
+    let csrf = c.get("/login").await.csrf();
+    let resp = c
+        .client
+        .post(c.base.clone() + "/login")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("login");
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("hikyaku_session="))
+        .expect("session cookie")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+
+    // Logout ends the session on the server: replaying the old cookie fails.
+    let old_id = cookie.split(';').next().expect("id").to_string();
+    let replay = |cookie: String| {
+        let url = server.url("/settings");
+        async move {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client")
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("get")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(replay(old_id.clone()).await, 200);
+    let csrf = c.session_csrf().await;
+    assert_eq!(c.post_form("/logout", &[("csrf", &csrf)]).await.status, 303);
+    assert_eq!(replay(old_id).await, 303);
+    let logout = admin.submit("/", "/logout", &[]).await;
+    assert_eq!(logout.status, 303);
+    assert_eq!(admin.get("/").await.status, 303);
+    // Logout without a CSRF token is refused.
+    c.login("admin", ADMIN_PASSWORD).await;
+    let no_csrf = c.post_form("/logout", &[]).await;
+    assert_eq!(no_csrf.status, 403);
+}
+
+#[tokio::test]
+async fn sessions_expire_when_idle() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    assert_eq!(admin.get("/settings").await.status, 200);
+    server.clock.jump(time::Duration::minutes(14));
+    assert_eq!(admin.get("/settings").await.status, 200);
+    server.clock.jump(time::Duration::minutes(16));
+    let r = admin.get("/settings").await;
+    assert_eq!(r.status, 303);
+    assert!(
+        r.location
+            .unwrap_or_default()
+            .starts_with("/login?next=%2Fsettings")
+    );
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_user_and_address() {
+    let server = TestServer::start().await;
+    let _admin = server.setup_admin().await;
+    let b = Browser::new(&server);
+    let csrf = b.get("/login").await.csrf();
+    for _ in 0..3 {
+        let r = b
+            .post_form(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("username", "admin"),
+                    ("password", "not the password"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    // Even the right password is refused while throttled, with the same message.
+    let r = b
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("Login failed"));
+    server.clock.jump(time::Duration::seconds(10));
+    let r = b
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", "admin"),
+                ("password", ADMIN_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let audit = b.get("/settings/management/audit-log").await.body;
+    assert!(
+        audit.contains("login_failed")
+            && audit.contains("login_throttled")
+            && audit.contains(">login<"),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn every_role_against_every_page_and_api_route() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    add_user(&admin, "netadmin", "network_admin").await;
+    add_user(&admin, "user", "general_user").await;
+    let net = Browser::new(&server);
+    net.login("netadmin", ADMIN_PASSWORD).await;
+    let user = Browser::new(&server);
+    user.login("user", ADMIN_PASSWORD).await;
+    let anon = Browser::new(&server);
+    for (i, b) in [&admin, &net, &user].into_iter().enumerate() {
+        for (path, allowed) in PAGES {
+            let r = b.get(path).await;
+            let expected = if allowed[i] { 200 } else { 403 };
+            assert_eq!(r.status, expected, "role {i} GET {path}: {}", r.body);
+        }
+        for (path, allowed) in API_GETS {
+            let r = b.get(path).await;
+            let expected = if allowed[i] { 200 } else { 403 };
+            assert_eq!(r.status, expected, "role {i} GET {path}: {}", r.body);
+            if !allowed[i] {
+                assert_eq!(r.json()["error"], "forbidden");
+            }
+        }
+    }
+    for (path, _) in PAGES {
+        assert_eq!(anon.get(path).await.status, 303, "anonymous {path}");
+    }
+    for (path, _) in API_GETS {
+        let r = anon.get(path).await;
+        assert_eq!(r.status, 401, "anonymous {path}");
+    }
+    // State-changing routes are refused to the wrong role even with a valid CSRF token.
+    let csrf = net.session_csrf().await;
+    let r = net
+        .post_form(
+            "/settings/send/oauth/google/edit",
+            &[("csrf", &csrf), ("enabled", "on"), ("client_id", "x")],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = net
+        .post_form(
+            "/settings/management/users",
+            &[
+                ("csrf", &csrf),
+                ("username", "x1234"),
+                ("password", ADMIN_PASSWORD),
+                ("role", "administrator"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let csrf = user.session_csrf().await;
+    let r = user
+        .post_form(
+            "/settings/send/oauth/microsoft/edit",
+            &[("csrf", &csrf), ("enabled", "on")],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // The Settings menu shows only what the role may open.
+    let menu = net.get("/settings").await.body;
+    assert!(
+        menu.contains("menu-oauth-microsoft")
+            && !menu.contains("menu-oauth-google")
+            && !menu.contains("menu-users"),
+        "{menu}"
+    );
+}
+
+#[tokio::test]
+async fn csrf_is_required_on_every_state_change() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    for path in [
+        "/settings/management/users",
+        "/settings/send/oauth/microsoft/edit",
+        "/settings/send/oauth/google/edit",
+        "/logout",
+    ] {
+        let missing = admin
+            .post_form(
+                path,
+                &[
+                    ("username", "x"),
+                    ("password", ADMIN_PASSWORD),
+                    ("role", "general_user"),
+                ],
+            )
+            .await;
+        assert_eq!(missing.status, 403, "no token on {path}");
+        let wrong = admin
+            .post_form(
+                path,
+                &[
+                    ("csrf", "forged"),
+                    ("username", "x"),
+                    ("password", ADMIN_PASSWORD),
+                    ("role", "general_user"),
+                ],
+            )
+            .await;
+        assert_eq!(wrong.status, 403, "forged token on {path}");
+    }
+    // Nothing changed.
+    assert!(
+        !admin
+            .get("/settings/management/users")
+            .await
+            .body
+            .contains("<td>x</td>")
+    );
+    // The API with a session cookie needs the X-CSRF-Token header.
+    let r = admin
+        .client
+        .put(server.url("/api/v1/oauth/microsoft"))
+        .json(&serde_json::json!({"enabled": false}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn user_management_refuses_bad_input_and_audits() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let r = admin
+        .submit(
+            "/settings/management/users",
+            "/settings/management/users",
+            &[
+                ("username", "bob"),
+                ("password", ADMIN_PASSWORD),
+                ("role", "superuser"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("unknown role"));
+    let r = admin
+        .submit(
+            "/settings/management/users",
+            "/settings/management/users",
+            &[
+                ("username", "bad name!"),
+                ("password", ADMIN_PASSWORD),
+                ("role", "general_user"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    add_user(&admin, "bob", "general_user").await;
+    let dup = admin
+        .submit(
+            "/settings/management/users",
+            "/settings/management/users",
+            &[
+                ("username", "bob"),
+                ("password", ADMIN_PASSWORD),
+                ("role", "general_user"),
+            ],
+        )
+        .await;
+    assert!(dup.body.contains("already exists"));
+    let last = admin
+        .submit(
+            "/settings/management/users",
+            "/settings/management/users/delete",
+            &[("username", "admin")],
+        )
+        .await;
+    assert!(last.body.contains("last Administrator"), "{}", last.body);
+    let del = admin
+        .submit(
+            "/settings/management/users",
+            "/settings/management/users/delete",
+            &[("username", "bob")],
+        )
+        .await;
+    assert_eq!(del.status, 200);
+    let audit = admin.get("/api/v1/audit-log").await.json();
+    let actions: Vec<String> = audit
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or("").to_string())
+        .collect();
+    for a in ["setup", "login", "user_add", "user_delete"] {
+        assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
+    }
+    let entry = audit
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["action"] == "user_add")
+        .expect("user_add");
+    assert_eq!(entry["actor"], "admin");
+    assert_eq!(entry["source"], "127.0.0.1");
+}
+
+#[tokio::test]
+async fn api_health_openapi_tokens_and_malformed_json() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let anon = Browser::new(&server);
+    let health = anon.get("/api/v1/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+    let spec = anon.get("/api/v1/openapi.json").await.json();
+    assert_eq!(spec["openapi"], "3.0.3");
+    for path in [
+        "/api/v1/status",
+        "/api/v1/oauth/{provider}",
+        "/api/v1/users",
+        "/api/v1/oauth/google/authorization-code",
+    ] {
+        assert!(spec["paths"].get(path).is_some(), "{path} documented");
+    }
+    // API token created through the store as the CLI does, used as a bearer.
+    let token = "hky_test_token_value";
+    let store = hikyaku::store::Store::open(server.dir.path())
+        .await
+        .expect("store");
+    store
+        .create_api_token(
+            "ci",
+            hikyaku::roles::Role::NetworkAdmin,
+            &hikyaku::secrets::hash_token(token),
+            0,
+        )
+        .await
+        .expect("token");
+    let client = reqwest::Client::new();
+    let r = client
+        .get(server.url("/api/v1/oauth/microsoft"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["token_status"], "not_registered");
+    assert_eq!(body["connection_status"], "not_checked");
+    let r = client
+        .get(server.url("/api/v1/oauth/google"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 403);
+    let r = client
+        .get(server.url("/api/v1/status"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 401);
+    // Malformed JSON and unknown roles: 400 with a message.
+    let csrf = admin.session_csrf().await;
+    let r = admin
+        .client
+        .post(server.url("/api/v1/users"))
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 400);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "bad_request");
+    let r = admin
+        .client
+        .post(server.url("/api/v1/users"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"name": "eve", "password": ADMIN_PASSWORD, "role": "root"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 400);
+    let r = admin
+        .client
+        .post(server.url("/api/v1/users"))
+        .header("x-csrf-token", &csrf)
+        .json(
+            &serde_json::json!({"name": "eve", "password": ADMIN_PASSWORD, "role": "general_user"}),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 201);
+}
+
+#[tokio::test]
+async fn japanese_pages_use_the_seeds_labels() {
+    let server = TestServer::start().await;
+    let _ = server.setup_admin().await;
+    let ja = Browser::with_lang(&server, "ja,en;q=0.5");
+    ja.login("admin", ADMIN_PASSWORD).await;
+    let portal = ja.get("/").await.body;
+    assert!(
+        portal.contains("リモートUIのポータル画面")
+            && portal.contains("設定/登録")
+            && portal.contains("トークンの稼働状況")
+            && portal.contains("ログアウト"),
+        "{portal}"
+    );
+    let menu = ja.get("/settings").await.body;
+    for label in [
+        "送信",
+        "OAuth 2.0(Microsoft)の設定",
+        "OAuth 2.0(Google)の設定",
+    ] {
+        assert!(menu.contains(label), "{label}");
+    }
+    let ms = ja.get("/settings/send/oauth/microsoft").await.body;
+    for label in [
+        "基本設定",
+        "編集",
+        "サーバーの接続状況",
+        "トークンの稼働状況",
+        "未登録",
+    ] {
+        assert!(ms.contains(label), "{label} in {ms}");
+    }
+    let edit = ja.get("/settings/send/oauth/microsoft/edit").await.body;
+    for label in [
+        "基本設定の編集",
+        "OAuth 2.0(Microsoft)を使用する",
+        "サーバー証明書を検証する",
+        "CNを検証項目に追加する",
+        "Microsoft Entra ID認可サーバーのエンドポイント",
+        "OK",
+    ] {
+        assert!(edit.contains(label), "{label}");
+    }
+    // The choice is remembered in a cookie over Accept-Language.
+    let r = ja.get("/lang/en?next=/settings").await;
+    assert_eq!(r.location.as_deref(), Some("/settings"));
+    assert!(
+        ja.get("/settings")
+            .await
+            .body
+            .contains("Settings/Registration")
+    );
+    // An open redirect through next= is not possible.
+    assert_eq!(
+        ja.get("/lang/en?next=//evil.example")
+            .await
+            .location
+            .as_deref(),
+        Some("/")
+    );
+}
