@@ -310,6 +310,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         tokens,
         extra_cas: cas,
         wake,
+        google_pending: Default::default(),
         dummy_hash,
     });
     let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();

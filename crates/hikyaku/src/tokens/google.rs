@@ -191,10 +191,10 @@ impl Inner {
         let Some(Pending::Google(p)) = self.pending(id).await? else {
             return Err(TokensError::NoPendingAuthorization);
         };
-        if let Some(s) = state {
-            if !bool::from(s.as_bytes().ct_eq(p.state.as_bytes())) {
-                return Err(TokensError::StateMismatch);
-            }
+        if let Some(s) = state
+            && !bool::from(s.as_bytes().ct_eq(p.state.as_bytes()))
+        {
+            return Err(TokensError::StateMismatch);
         }
         let sealed = self.store.sealed_secrets(id).await?;
         let (client_id, secret) = self.google_credentials(&a, sealed.client_secret.as_deref())?;
@@ -291,13 +291,15 @@ impl Inner {
     async fn listen(&self, id: i64, listener: &TcpListener) {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // E.g. out of file descriptors: do not spin.
+                tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
-            match tokio::time::timeout(Duration::from_secs(30), self.serve_redirect(id, stream))
-                .await
-            {
-                Ok(true) => return,
-                Ok(false) | Err(_) => {}
+            let served =
+                tokio::time::timeout(Duration::from_secs(30), self.serve_redirect(id, stream))
+                    .await;
+            if let Ok(true) = served {
+                return;
             }
         }
     }

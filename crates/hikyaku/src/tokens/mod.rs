@@ -280,14 +280,13 @@ impl TokenService {
             && report.status == ConnectionStatus::Successful
             && TokenStatus::parse(&a.token_status) != TokenStatus::Active
             && self.pending_device_code(account_id).await?.is_none()
+            && let Err(e) = self.start_device_authorization(account_id).await
         {
-            if let Err(e) = self.start_device_authorization(account_id).await {
-                tracing::warn!(
-                    account = account_id,
-                    temporary = e.is_temporary(),
-                    "starting the device authorization failed"
-                );
-            }
+            tracing::warn!(
+                account = account_id,
+                temporary = e.is_temporary(),
+                "starting the device authorization failed"
+            );
         }
         Ok(report)
     }
@@ -340,12 +339,11 @@ impl Inner {
         };
         let json = match self.open(id, "authorization", &blob) {
             Ok(j) => j,
-            Err(e) => {
+            Err(_) => {
                 tracing::warn!(
                     account = id,
                     "a pending authorization cannot be opened; ignoring it"
                 );
-                let _ = e;
                 return Ok(None);
             }
         };

@@ -38,6 +38,9 @@ impl TokenService {
     /// A valid access token (valid for more than 60 s) and its mailbox.
     pub async fn access_token(&self, account_id: i64) -> Result<AccessToken, TokensError> {
         let inner = &self.inner;
+        // The store is authoritative: settings reset, switched off or in Error
+        // means no token, whatever is cached.
+        inner.usable_account(account_id).await?;
         if let Some(t) = inner.cached_valid(account_id) {
             return Ok(t);
         }
@@ -46,18 +49,8 @@ impl TokenService {
         if let Some(t) = inner.cached_valid(account_id) {
             return Ok(t);
         }
-        let a = inner.account(account_id).await?;
-        match TokenStatus::parse(&a.token_status) {
-            TokenStatus::Error if a.has_refresh_token => {
-                return Err(TokensError::ReauthorizationRequired(
-                    a.token_reason
-                        .clone()
-                        .unwrap_or_else(|| status::REAUTHORIZATION_REQUIRED.to_string()),
-                ));
-            }
-            _ if !a.has_refresh_token => return Err(TokensError::NotAuthorized),
-            _ => {}
-        }
+        // Another caller may have refreshed (or failed) while we waited.
+        let a = inner.usable_account(account_id).await?;
         if let Some(t) = inner.stored_valid(&a).await? {
             return Ok(t);
         }
@@ -127,6 +120,29 @@ impl TokenService {
 }
 
 impl Inner {
+    /// The account if it has tokens that may be used; clears the cache otherwise.
+    async fn usable_account(&self, id: i64) -> Result<Account, TokensError> {
+        let a = self.account(id).await?;
+        let refused = if !a.has_refresh_token {
+            Some(TokensError::NotAuthorized)
+        } else if TokenStatus::parse(&a.token_status) == TokenStatus::Error {
+            Some(TokensError::ReauthorizationRequired(
+                a.token_reason
+                    .clone()
+                    .unwrap_or_else(|| status::REAUTHORIZATION_REQUIRED.to_string()),
+            ))
+        } else {
+            None
+        };
+        match refused {
+            Some(e) => {
+                self.with_state(id, |s| s.cached = None);
+                Err(e)
+            }
+            None => Ok(a),
+        }
+    }
+
     pub(crate) fn cached_valid(&self, id: i64) -> Option<AccessToken> {
         let now = self.clock.monotonic();
         self.with_state(id, |s| {

@@ -139,11 +139,9 @@ pub(crate) enum CallError {
 }
 
 impl CallError {
-    pub fn from_request<TE: ErrorResponse + 'static>(
-        e: RequestTokenError<TransportError, TE>,
-    ) -> Self
+    pub fn from_request<TE>(e: RequestTokenError<TransportError, TE>) -> Self
     where
-        TE: OauthErrorParts,
+        TE: ErrorResponse + OauthErrorParts + 'static,
     {
         match e {
             RequestTokenError::ServerResponse(r) => {

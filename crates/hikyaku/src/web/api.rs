@@ -266,17 +266,7 @@ async fn google_authorization_url(
     if !a.enabled {
         return Err(WebError::BadRequest("OAuth 2.0 (Google) is not switched on: PUT /api/v1/oauth/google with enabled=true first".into()));
     }
-    let g = state
-        .tokens
-        .google_authorization_url(a.id)
-        .await
-        .map_err(|e| {
-            if e.is_temporary() {
-                WebError::Unavailable(e.to_string())
-            } else {
-                WebError::BadRequest(e.to_string())
-            }
-        })?;
+    let g = super::pages::oauth::new_google_authorization(&state, a.id).await?;
     state
         .audit(
             &caller.name,

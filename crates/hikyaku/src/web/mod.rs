@@ -40,6 +40,10 @@ pub struct Inner {
     pub extra_cas: crate::app::ExtraCas,
     /// Wakes the delivery workers (after Retry now or a new message).
     pub wake: std::sync::Arc<dyn Fn() + Send + Sync>,
+    /// The Google authorization URL last shown per account, so that reloading
+    /// the Register page does not invalidate the URL the administrator opened.
+    pub google_pending:
+        std::sync::Mutex<std::collections::HashMap<i64, (crate::tokens::GoogleAuthorization, i64)>>,
     /// A real Argon2id hash to verify against for unknown users.
     pub dummy_hash: String,
 }

@@ -21,13 +21,22 @@ impl Chrome {
     /// Starts chromedriver and a headless Chromium. Outside CI, a machine
     /// without them skips browser tests (`scripts/test` installs them).
     pub async fn start(lang: &str) -> Option<Chrome> {
-        let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let driver_bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
         let Some(driver_bin) = driver_bin else {
-            assert!(std::env::var("CI").is_err(), "chromedriver is missing in CI: scripts/test installs chromium-driver");
+            assert!(
+                std::env::var("CI").is_err(),
+                "chromedriver is missing in CI: scripts/test installs chromium-driver"
+            );
             eprintln!("skipping browser test: chromedriver not installed (run scripts/test)");
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
         let driver = tokio::process::Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -53,7 +62,12 @@ impl Chrome {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let client = loop {
-            match ClientBuilder::rustls().expect("tls").capabilities(caps.clone()).connect(&url).await {
+            match ClientBuilder::rustls()
+                .expect("tls")
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
                 Ok(c) => break c,
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     let _ = e;
@@ -62,11 +76,16 @@ impl Chrome {
                 Err(e) => panic!("cannot start a WebDriver session: {e}"),
             }
         };
-        Some(Chrome { client, driver, _profile: profile })
+        Some(Chrome {
+            client,
+            driver,
+            _profile: profile,
+        })
     }
 
     pub async fn shot(&self, name: &str) {
-        let dir = std::env::var("HIKYAKU_ARTIFACTS").unwrap_or_else(|_| format!("{}/../../target/artifacts", env!("CARGO_MANIFEST_DIR")));
+        let dir = std::env::var("HIKYAKU_ARTIFACTS")
+            .unwrap_or_else(|_| format!("{}/../../target/artifacts", env!("CARGO_MANIFEST_DIR")));
         let _ = std::fs::create_dir_all(&dir);
         if let Ok(png) = self.client.screenshot().await {
             let _ = std::fs::write(format!("{dir}/{name}.png"), png);
@@ -74,17 +93,38 @@ impl Chrome {
     }
 
     pub async fn click(&self, css: &str) {
-        self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     pub async fn fill(&self, css: &str, text: &str) {
-        let el = self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        let el = self
+            .client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
         el.clear().await.ok();
-        el.send_keys(text).await.unwrap_or_else(|e| panic!("type into {css}: {e}"));
+        el.send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
     pub async fn text(&self, css: &str) -> String {
-        self.client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap_or_default()
+        self.client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap_or_default()
     }
 
     pub async fn source(&self) -> String {
@@ -99,51 +139,102 @@ impl Chrome {
 
 /// Signs in through the login page.
 pub async fn sign_in(c: &Chrome, base: &str, user: &str) {
-    c.client.goto(&format!("{base}/login")).await.expect("login page");
+    c.client
+        .goto(&format!("{base}/login"))
+        .await
+        .expect("login page");
     c.fill("#username", user).await;
     c.fill("#password", ADMIN_PASSWORD).await;
     c.click("#login").await;
-    c.client.wait().for_element(Locator::Css("#nav-portal")).await.expect("signed in");
+    c.client
+        .wait()
+        .for_element(Locator::Css("#nav-portal"))
+        .await
+        .expect("signed in");
 }
 
 async fn walk(lang: &str, labels: &[&str]) {
     let server = TestServer::start().await;
     drop(server.setup_admin().await);
-    let Some(c) = Chrome::start(lang).await else { return };
+    let Some(c) = Chrome::start(lang).await else {
+        return;
+    };
     sign_in(&c, &server.base, "admin").await;
     let portal = c.source().await;
-    assert!(portal.contains(labels[0]), "portal title {} in {lang}", labels[0]);
+    assert!(
+        portal.contains(labels[0]),
+        "portal title {} in {lang}",
+        labels[0]
+    );
     c.shot(&format!("{lang}-01-portal")).await;
     c.click("#portal-settings").await;
-    c.client.wait().for_element(Locator::Css("#menu-oauth-microsoft")).await.expect("settings menu");
+    c.client
+        .wait()
+        .for_element(Locator::Css("#menu-oauth-microsoft"))
+        .await
+        .expect("settings menu");
     let menu = c.source().await;
     for label in &labels[1..4] {
-        assert!(menu.contains(label), "{label} on the settings menu ({lang})");
+        assert!(
+            menu.contains(label),
+            "{label} on the settings menu ({lang})"
+        );
     }
     c.shot(&format!("{lang}-02-settings")).await;
     c.click("#menu-oauth-microsoft").await;
-    c.client.wait().for_element(Locator::Css("#connection-status")).await.expect("microsoft page");
+    c.client
+        .wait()
+        .for_element(Locator::Css("#connection-status"))
+        .await
+        .expect("microsoft page");
     let ms = c.source().await;
     for label in &labels[4..7] {
         assert!(ms.contains(label), "{label} on the Microsoft page ({lang})");
     }
     c.shot(&format!("{lang}-03-oauth-microsoft")).await;
     c.click("#edit").await;
-    c.client.wait().for_element(Locator::Css("#endpoint")).await.expect("edit page");
-    assert!(c.source().await.contains(labels[7]), "{} on Edit Basic Settings ({lang})", labels[7]);
+    c.client
+        .wait()
+        .for_element(Locator::Css("#endpoint"))
+        .await
+        .expect("edit page");
+    assert!(
+        c.source().await.contains(labels[7]),
+        "{} on Edit Basic Settings ({lang})",
+        labels[7]
+    );
     c.shot(&format!("{lang}-04-oauth-microsoft-edit")).await;
     c.click("#cancel").await;
-    c.client.goto(&format!("{}/settings", server.base)).await.expect("settings");
+    c.client
+        .goto(&format!("{}/settings", server.base))
+        .await
+        .expect("settings");
     c.click("#menu-oauth-google").await;
-    c.client.wait().for_element(Locator::Css("#token-status")).await.expect("google page");
-    assert!(c.source().await.contains(labels[8]), "{} on the Google page ({lang})", labels[8]);
+    c.client
+        .wait()
+        .for_element(Locator::Css("#token-status"))
+        .await
+        .expect("google page");
+    assert!(
+        c.source().await.contains(labels[8]),
+        "{} on the Google page ({lang})",
+        labels[8]
+    );
     c.shot(&format!("{lang}-05-oauth-google")).await;
     c.click("#logout").await;
-    c.client.wait().for_element(Locator::Css("#username")).await.expect("back at the login page");
+    c.client
+        .wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .expect("back at the login page");
     c.shot(&format!("{lang}-06-logged-out")).await;
     // The session is gone: the Portal sends us back to the login page.
     c.client.goto(&server.base).await.expect("portal");
-    c.client.wait().for_element(Locator::Css("#username")).await.expect("login required after logout");
+    c.client
+        .wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .expect("login required after logout");
     c.close().await;
 }
 

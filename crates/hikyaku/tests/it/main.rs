@@ -4,5 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod browser;
+mod oauth_flow;
 mod support;
+mod tokens;
 mod web;

@@ -294,6 +294,38 @@ struct RegisterPage {
     loopback: bool,
 }
 
+/// How long a shown Google authorization URL is offered again on reload.
+const GOOGLE_URL_REUSE_SECS: i64 = 10 * 60;
+
+/// A new authorization URL for Google, remembered for reloads of the page.
+pub async fn new_google_authorization(
+    state: &AppState,
+    account_id: i64,
+) -> Result<crate::tokens::GoogleAuthorization, WebError> {
+    let auth = state
+        .tokens
+        .google_authorization_url(account_id)
+        .await
+        .map_err(token_error)?;
+    if let Ok(mut cache) = state.google_pending.lock() {
+        cache.insert(account_id, (auth.clone(), state.clock.unix()));
+    }
+    Ok(auth)
+}
+
+/// The URL shown last, while that authorization is still pending and recent.
+fn current_google_authorization(
+    state: &AppState,
+    a: &Account,
+) -> Option<crate::tokens::GoogleAuthorization> {
+    if !a.has_authorization {
+        return None;
+    }
+    let cache = state.google_pending.lock().ok()?;
+    let (auth, at) = cache.get(&a.id)?;
+    (state.clock.unix() - at < GOOGLE_URL_REUSE_SECS).then(|| auth.clone())
+}
+
 pub async fn google_register_page(
     State(state): State<AppState>,
     ui: Ui,
@@ -305,19 +337,21 @@ pub async fn google_register_page(
             "OAuth 2.0 (Google) is not switched on: use Edit in Basic Settings first".into(),
         ));
     }
-    let auth = state
-        .tokens
-        .google_authorization_url(a.id)
-        .await
-        .map_err(token_error)?;
-    state
-        .audit(
-            &ui.name,
-            &ui.source,
-            "oauth_google_register",
-            "authorization URL issued",
-        )
-        .await;
+    let auth = match current_google_authorization(&state, &a) {
+        Some(auth) => auth,
+        None => {
+            let auth = new_google_authorization(&state, a.id).await?;
+            state
+                .audit(
+                    &ui.name,
+                    &ui.source,
+                    "oauth_google_register",
+                    "authorization URL issued",
+                )
+                .await;
+            auth
+        }
+    };
     Ok(RegisterPage {
         c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/register"),
         errors: Vec::new(),
@@ -364,11 +398,7 @@ pub async fn google_register_submit(
                 )
                 .await;
             // A fresh URL: the old state and verifier may be spent.
-            let auth = state
-                .tokens
-                .google_authorization_url(a.id)
-                .await
-                .map_err(token_error)?;
+            let auth = new_google_authorization(&state, a.id).await?;
             Ok((
                 StatusCode::BAD_REQUEST,
                 RegisterPage {
