@@ -39,6 +39,39 @@ enum Command {
     /// OAuth 2.0 authorization from a terminal.
     #[command(subcommand)]
     Oauth(OauthCommand),
+    /// Queue a message built from arguments (e.g. scan-to-email from a script).
+    Send(SendArgs),
+    /// sendmail-compatible submission: reads a message on standard input.
+    /// Also used when hikyaku is invoked under the name `sendmail`.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct SendArgs {
+    /// Recipient (repeatable).
+    #[arg(long, required = true)]
+    to: Vec<String>,
+    /// Copy recipient (repeatable).
+    #[arg(long)]
+    cc: Vec<String>,
+    #[arg(long, default_value = "")]
+    subject: String,
+    /// Sender address; default: the default account's sender or mailbox.
+    #[arg(long)]
+    from: Option<String>,
+    /// Body text.
+    #[arg(long, conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Read the body text from a file ("-" for standard input).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// Attach a file (repeatable).
+    #[arg(long)]
+    attach: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -155,7 +188,151 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// The address local submissions come from when none is given: the default
+/// account's sender or authorized mailbox.
+async fn default_sender(store: &hikyaku::store::Store) -> anyhow::Result<String> {
+    let accounts = store.accounts().await?;
+    let pick = accounts
+        .iter()
+        .find(|a| a.is_default && a.enabled)
+        .or_else(|| {
+            accounts
+                .iter()
+                .find(|a| a.enabled && a.token_status == "active")
+        });
+    pick.and_then(|a| a.sender.clone().or_else(|| a.mailbox.clone()))
+        .context("no sender address: give --from (or -f), or authorize an account first")
+}
+
+async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
+    use hikyaku::intake::local;
+    let args = local::parse_sendmail_args(raw)?;
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .context("cannot read the message from standard input")?;
+    let mut message = local::read_message(&input, args.ignore_dots);
+    let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
+    let mut recipients: Vec<String> = args
+        .recipients
+        .iter()
+        .map(|r| local::check_address(r))
+        .collect::<Result<_, _>>()?;
+    if args.from_headers {
+        recipients.extend(local::header_recipients(&message));
+        message = local::strip_bcc(&message);
+    }
+    let header_from = hikyaku::intake::store_sink::summarize(&message).from;
+    let sender = match (&args.sender, &header_from) {
+        (Some(s), _) => local::check_address(s)?,
+        (None, Some(f)) => f.clone(),
+        (None, None) => default_sender(&store).await?,
+    };
+    if header_from.is_none() {
+        let from = match &args.full_name {
+            Some(name) => format!(
+                "From: \"{}\" <{sender}>\r\n",
+                name.replace(['"', '\\', '\r', '\n'], "")
+            ),
+            None => format!("From: {sender}\r\n"),
+        };
+        message.splice(0..0, from.into_bytes());
+    }
+    let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
+    let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
+    let id = local::enqueue(
+        &store,
+        &SystemClock,
+        &format!("sendmail:{user}"),
+        &sender,
+        recipients,
+        message,
+        limit,
+    )
+    .await?;
+    store.close().await;
+    eprintln!("hikyaku: queued as {id}");
+    Ok(())
+}
+
+async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
+    use hikyaku::intake::local;
+    let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
+    let from = match a.from {
+        Some(f) => f,
+        None => default_sender(&store).await?,
+    };
+    let body = match (a.body, a.body_file) {
+        (Some(b), _) => b,
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read the body from standard input")?;
+            s
+        }
+        (None, Some(p)) => std::fs::read_to_string(&p)
+            .with_context(|| format!("cannot read the body file {}", p.display()))?,
+        (None, None) => String::new(),
+    };
+    let req = local::SendRequest {
+        from: from.clone(),
+        to: a.to.clone(),
+        cc: a.cc.clone(),
+        subject: a.subject,
+        body,
+        attachments: a.attach,
+    };
+    let message = local::build_message(&req)?;
+    let envelope_from = local::check_address(
+        req.from
+            .rsplit_once('<')
+            .map(|(_, r)| r.trim_end_matches('>'))
+            .unwrap_or(&req.from),
+    )?;
+    let recipients: Vec<String> =
+        a.to.iter()
+            .chain(a.cc.iter())
+            .map(|r| {
+                local::check_address(
+                    r.rsplit_once('<')
+                        .map(|(_, x)| x.trim_end_matches('>'))
+                        .unwrap_or(r),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+    let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
+    let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
+    let id = local::enqueue(
+        &store,
+        &SystemClock,
+        &format!("cli:{user}"),
+        &envelope_from,
+        recipients,
+        message,
+        limit,
+    )
+    .await?;
+    store.close().await;
+    println!("queued as {id}");
+    Ok(())
+}
+
 async fn run() -> anyhow::Result<()> {
+    // Invoked as `sendmail` (a symlink in place of /usr/sbin/sendmail).
+    let mut argv = std::env::args();
+    let argv0 = argv.next().unwrap_or_default();
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "sendmail")
+    {
+        let config = load_config(
+            std::env::var_os("HIKYAKU_CONFIG")
+                .map(PathBuf::from)
+                .as_ref(),
+        )?;
+        return run_sendmail(&config, argv.collect()).await;
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Config(ConfigCommand::Defaults) => {
@@ -232,6 +409,8 @@ async fn run() -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
+        Command::Send(a) => run_send(&load_config(cli.config.as_ref())?, a).await,
+        Command::Sendmail { args } => run_sendmail(&load_config(cli.config.as_ref())?, args).await,
         Command::Oauth(cmd) => {
             let config = load_config(cli.config.as_ref())?;
             hikyaku::tls::install_crypto_provider();

@@ -24,6 +24,7 @@ pub mod cidr;
 mod data;
 pub mod limits;
 mod listener;
+pub mod local;
 mod session;
 pub mod store_sink;
 

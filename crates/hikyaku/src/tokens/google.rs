@@ -268,7 +268,7 @@ impl Inner {
         if TokenStatus::parse(&a.token_status) != TokenStatus::Authorizing {
             return;
         }
-        let age = self.clock.unix() - p.created_at;
+        let age = self.clock.unix().saturating_sub(p.created_at);
         if age < 0 || age > i64::try_from(LISTEN_FOR.as_secs()).unwrap_or(900) {
             return;
         }

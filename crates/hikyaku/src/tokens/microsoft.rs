@@ -176,7 +176,7 @@ impl TokenService {
             verification_uri,
             user_code,
             message,
-            expires_at: now + expires_in,
+            expires_at: now.saturating_add(expires_in),
             interval,
         };
         let pending = PendingDevice {
@@ -243,7 +243,8 @@ impl Inner {
     async fn poll_device(self: &Arc<Self>, id: i64, task_id: u64, p: PendingDevice) {
         let mut base = Duration::from_secs(p.shown.interval.max(1));
         let mut wait = base;
-        let remaining = u64::try_from(p.shown.expires_at - self.clock.unix()).unwrap_or(0);
+        let remaining =
+            u64::try_from(p.shown.expires_at.saturating_sub(self.clock.unix())).unwrap_or(0);
         let deadline = self.clock.monotonic() + Duration::from_secs(remaining);
         let token_url = format!("{}/token", p.endpoint);
         let form = [

@@ -161,7 +161,7 @@ impl Inner {
         let Some(expires_at) = a.access_expires_at else {
             return Ok(None);
         };
-        let left = expires_at - self.clock.unix();
+        let left = expires_at.saturating_sub(self.clock.unix());
         let Ok(left) = u64::try_from(left) else {
             return Ok(None);
         };
@@ -359,7 +359,8 @@ impl Inner {
         let now = self.clock.unix();
         let grant = TokenGrant {
             access_token: self.seal(id, "access_token", access)?,
-            access_expires_at: now + i64::try_from(lifetime.as_secs()).unwrap_or(3600),
+            access_expires_at: now
+                .saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(3600)),
             refresh_token: refresh
                 .map(|r| self.seal(id, "refresh_token", r))
                 .transpose()?,
@@ -405,12 +406,13 @@ impl Inner {
             let near_expiry = match deadline {
                 Some(d) => d <= now_mono + KEEPALIVE_MARGIN,
                 None => a.access_expires_at.is_none_or(|e| {
-                    e - now <= i64::try_from(KEEPALIVE_MARGIN.as_secs()).unwrap_or(300)
+                    e.saturating_sub(now)
+                        <= i64::try_from(KEEPALIVE_MARGIN.as_secs()).unwrap_or(300)
                 }),
             };
             let stale = a
                 .last_refreshed_at
-                .is_none_or(|r| now - r >= KEEPALIVE_MAX_AGE_SECS);
+                .is_none_or(|r| now.saturating_sub(r) >= KEEPALIVE_MAX_AGE_SECS);
             if !(near_expiry || stale) {
                 continue;
             }

@@ -108,7 +108,7 @@ pub const GOOGLE_TESTING_HINT: &str = "Google ends the refresh tokens of apps wh
 pub fn google_seven_day_expiry(authorized_at: Option<i64>, now: i64) -> bool {
     const DAY: i64 = 86_400;
     authorized_at.is_some_and(|at| {
-        let age = now - at;
+        let age = now.saturating_sub(at);
         (6 * DAY..=8 * DAY).contains(&age)
     })
 }

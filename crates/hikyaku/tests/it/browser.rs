@@ -54,6 +54,7 @@ impl Chrome {
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                    "--ignore-certificate-errors",
                     format!("--lang={lang}"), format!("--user-data-dir={}", profile.path().display()),
                 ],
                 "prefs": { "intl.accept_languages": lang },
@@ -274,4 +275,149 @@ async fn browser_walks_the_seed_screens_in_english() {
         ],
     )
     .await;
+}
+
+/// The seed's Microsoft steps 1–14 in a real browser, in Japanese: the user
+/// code is entered on fakecloud's sign-in page like a person would.
+#[tokio::test]
+async fn browser_microsoft_seed_flow_in_japanese() {
+    use crate::oauth_flow::{MAILBOX, fakecloud, server_for, trust};
+    let fc = fakecloud(fakecloud::CertMode::Trusted).await;
+    let server = server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    trust(&admin, &fc).await;
+    let Some(c) = Chrome::start("ja").await else {
+        return;
+    };
+    // Steps 1–3.
+    sign_in(&c, &server.base, "admin").await;
+    c.click("#portal-settings").await;
+    c.click("#menu-oauth-microsoft").await;
+    // Steps 4–8.
+    c.click("#edit").await;
+    c.client
+        .wait()
+        .for_element(Locator::Css("#endpoint"))
+        .await
+        .expect("edit page");
+    assert!(c.source().await.contains("基本設定の編集"));
+    c.click("#enabled").await;
+    c.fill("#endpoint", &fc.entra_endpoint("organizations"))
+        .await;
+    c.fill("#client_id", "ms-client-id").await;
+    c.shot("ja-10-microsoft-edit-filled").await;
+    c.click("#ok").await;
+    // Steps 9–10: Refresh, 成功.
+    c.click("#refresh").await;
+    let status = c.text("#connection-status").await;
+    assert_eq!(status, "成功", "サーバーの接続状況");
+    let code = c.text("#user-code").await;
+    let page = c.source().await;
+    for label in [
+        "メッセージ",
+        "ユーザーコード",
+        "ユーザーコードの有効期限",
+        "認可処理中",
+    ] {
+        assert!(page.contains(label), "{label}");
+    }
+    c.shot("ja-11-microsoft-user-code").await;
+    // Step 11: the link, the code, the mailbox's sign-in.
+    let link = c.text("#verification-uri").await;
+    c.client.goto(&link).await.expect("sign-in page");
+    c.fill("#otc", &code).await;
+    c.fill("#mailbox", MAILBOX).await;
+    c.shot("ja-12-microsoft-sign-in").await;
+    c.click("#approve").await;
+    // Steps 12–13: back, Refresh until 稼働中.
+    c.client
+        .goto(&format!("{}/settings/send/oauth/microsoft", server.base))
+        .await
+        .expect("back");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        c.click("#refresh").await;
+        if c.text("#token-status").await == "稼働中" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "トークンの稼働状況 never became 稼働中"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(c.text("#mailbox").await, MAILBOX);
+    c.shot("ja-13-microsoft-active").await;
+    // Step 14.
+    c.click("#logout").await;
+    c.client
+        .wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .expect("logged out");
+    c.close().await;
+}
+
+/// The seed's Google Step 2 in a real browser, in Japanese; the pasted value
+/// is the redirect URL fakecloud's consent returns.
+#[tokio::test]
+async fn browser_google_seed_flow_in_japanese() {
+    use crate::oauth_flow::{GMAIL, fakecloud, server_for, trust};
+    let fc = fakecloud(fakecloud::CertMode::Trusted).await;
+    let server = server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    trust(&admin, &fc).await;
+    let Some(c) = Chrome::start("ja").await else {
+        return;
+    };
+    sign_in(&c, &server.base, "admin").await;
+    c.click("#portal-settings").await;
+    c.click("#menu-oauth-google").await;
+    c.click("#edit").await;
+    c.client
+        .wait()
+        .for_element(Locator::Css("#client_id"))
+        .await
+        .expect("edit page");
+    let page = c.source().await;
+    for label in [
+        "OAuth 2.0(Google)を使用する",
+        "クライアントID",
+        "クライアントシークレット",
+    ] {
+        assert!(page.contains(label), "{label}");
+    }
+    c.click("#enabled").await;
+    c.fill("#client_id", "google-client-id.apps.googleusercontent.com")
+        .await;
+    c.fill("#client_secret", "google-client-secret").await;
+    c.click("#ok").await;
+    c.click("#refresh").await;
+    assert_eq!(c.text("#connection-status").await, "成功");
+    c.click("#register").await;
+    c.client
+        .wait()
+        .for_element(Locator::Css("#authorization-code"))
+        .await
+        .expect("register page");
+    let page = c.source().await;
+    for label in ["認可用情報の登録", "Google認可サーバー用URL", "認可コード"] {
+        assert!(page.contains(label), "{label}");
+    }
+    c.shot("ja-20-google-register").await;
+    let url = c.text("#google-auth-url").await;
+    let redirect = fc.google_consent(&url, GMAIL).expect("consent");
+    c.fill("#authorization-code", &redirect).await;
+    c.click("#ok").await;
+    c.click("#refresh").await;
+    assert_eq!(c.text("#token-status").await, "稼働中");
+    assert_eq!(c.text("#mailbox").await, GMAIL);
+    c.shot("ja-21-google-active").await;
+    c.click("#logout").await;
+    c.client
+        .wait()
+        .for_element(Locator::Css("#username"))
+        .await
+        .expect("logged out");
+    c.close().await;
 }

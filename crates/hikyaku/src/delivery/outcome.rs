@@ -1,0 +1,218 @@
+//! What one delivery attempt came to, and how an upstream reply is judged:
+//! `4xx`, connection loss, timeouts and TLS failures are temporary; `5xx` is
+//! permanent — except where the reply says the *account* (not the message)
+//! has a problem: a refused access token, SMTP AUTH switched off for the
+//! mailbox, a daily sending quota. Those wait and are retried, so that no
+//! message is lost while an administrator fixes the setting. The upstream's
+//! full reply is always kept for the job history, with advice appended where
+//! we know what to do.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+/// The result of [`super::Delivery::deliver_one`], as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream accepted the message (its `250` reply).
+    Sent { reply: String },
+    /// A temporary failure; the job is due again at `next_attempt_at` (unix s).
+    Deferred { reply: String, next_attempt_at: i64 },
+    /// A permanent failure (or the job grew older than `max_age_hours`).
+    Failed { reply: String },
+    /// The account cannot send until an administrator acts (token status
+    /// Error / Not registered, account switched off). The attempt is not counted.
+    WaitingForAuthorization { reason: String },
+}
+
+/// Where in the SMTP dialogue something happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    Tls,
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+    EndOfData,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Tls => "tls",
+            Stage::Auth => "auth",
+            Stage::Mail => "mail",
+            Stage::Rcpt => "rcpt",
+            Stage::Data => "data",
+            Stage::EndOfData => "end of data",
+        }
+    }
+}
+
+/// How a reply is acted upon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Retry later with backoff.
+    Temporary,
+    /// Fail the job now.
+    Permanent,
+    /// The access token was refused: refresh once, then retry later.
+    TokenRejected,
+    /// SMTP AUTH is disabled for the mailbox or tenant (`5.7.139`): retry
+    /// later, with advice; only max age fails the job.
+    AuthDisabled,
+}
+
+/// Judges a negative reply `code text` received at `stage`.
+pub fn classify(stage: Stage, code: u16, text: &str) -> Class {
+    let upper = text.to_ascii_uppercase();
+    if stage == Stage::Auth {
+        if upper.contains("5.7.139") {
+            return Class::AuthDisabled;
+        }
+        return match code {
+            535 | 534 | 530 => Class::TokenRejected,
+            // Other refusals at AUTH are about the account, not the message.
+            _ => Class::Temporary,
+        };
+    }
+    match code {
+        400..=499 => Class::Temporary,
+        500..=599 if is_quota(&upper) => Class::Temporary,
+        // "Client not authenticated" after a successful AUTH: our session, not the message.
+        530 => Class::Temporary,
+        500..=599 => Class::Permanent,
+        _ => Class::Temporary,
+    }
+}
+
+/// Sending limits reported with a 5xx code that clear by themselves.
+fn is_quota(upper: &str) -> bool {
+    (upper.contains("5.4.5") && (upper.contains("LIMIT") || upper.contains("QUOTA")))
+        || upper.contains("SUBMISSIONQUOTAEXCEEDED")
+        || upper.contains("SENDING LIMIT EXCEEDED")
+}
+
+/// What an administrator should do about a reply, when we know.
+pub fn advice(text: &str) -> Option<&'static str> {
+    let upper = text.to_ascii_uppercase();
+    if upper.contains("5.7.139") {
+        Some(
+            "SMTP AUTH is disabled for this mailbox or tenant: enable \"Authenticated SMTP\" in the Microsoft 365 admin center → Users → Active users → (the user) → Mail → Manage email apps (for the whole tenant: Set-TransportConfig -SmtpClientAuthenticationDisabled $false). The message waits and is retried.",
+        )
+    } else if upper.contains("5.2.252") || upper.contains("SENDASDENIED") || upper.contains("5.7.60") {
+        Some(
+            "the mailbox may not send as this sender: clear the Sender address in the account's E-mail Settings (the authorized mailbox is then used) or grant the mailbox Send As rights for it",
+        )
+    } else if is_quota(&upper) {
+        Some("the provider's sending limit for this mailbox is reached; the message is retried later")
+    } else {
+        None
+    }
+}
+
+/// The reply with its advice appended.
+pub fn with_advice(reply: String) -> String {
+    match advice(&reply) {
+        Some(a) => format!("{reply} — {a}"),
+        None => reply,
+    }
+}
+
+/// Decodes the base64 JSON of Gmail's `334` error challenge (protocols.md
+/// §3) to one line of text; `None` when it is not base64 or not UTF-8.
+pub fn decode_challenge(b64: &str) -> Option<String> {
+    let bytes = STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    Some(
+        text.trim()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
+}
+
+/// The first enhanced status code (`x.y.z`, RFC 3463) in a reply.
+pub fn enhanced_code(reply: &str) -> Option<String> {
+    reply.split_whitespace().find_map(|word| {
+        let parts: Vec<&str> = word.split('.').collect();
+        let ok = parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+        ok.then(|| word.to_owned())
+    })
+}
+
+/// The reply code at the start of a recorded reply (`"550 5.1.1 ..."` → 550).
+pub fn reply_code(reply: &str) -> Option<u16> {
+    reply.get(..3).and_then(|c| c.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        use Class::*;
+        assert_eq!(classify(Stage::EndOfData, 451, "4.3.0 try later"), Temporary);
+        assert_eq!(classify(Stage::Mail, 421, "4.4.2 timeout"), Temporary);
+        assert_eq!(
+            classify(Stage::Rcpt, 432, "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"),
+            Temporary
+        );
+        assert_eq!(classify(Stage::Rcpt, 550, "5.1.1 User unknown"), Permanent);
+        assert_eq!(
+            classify(Stage::EndOfData, 554, "5.2.252 SendAsDenied; a not allowed to send as b"),
+            Permanent
+        );
+        assert_eq!(
+            classify(Stage::EndOfData, 550, "5.4.5 Daily user sending limit exceeded"),
+            Temporary
+        );
+        assert_eq!(classify(Stage::Auth, 535, "5.7.3 Authentication unsuccessful"), TokenRejected);
+        assert_eq!(
+            classify(Stage::Auth, 535, "5.7.8 Username and Password not accepted"),
+            TokenRejected
+        );
+        assert_eq!(
+            classify(
+                Stage::Auth,
+                535,
+                "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox"
+            ),
+            AuthDisabled
+        );
+        assert_eq!(classify(Stage::Auth, 454, "4.7.0 Temporary failure"), Temporary);
+        assert_eq!(classify(Stage::Auth, 504, "5.7.4 Unrecognized authentication type"), Temporary);
+        assert_eq!(classify(Stage::Mail, 530, "5.7.57 Client not authenticated"), Temporary);
+    }
+
+    #[test]
+    fn advice_and_codes() {
+        let r = with_advice("535 5.7.139 Authentication unsuccessful".into());
+        assert!(r.starts_with("535 5.7.139 Authentication unsuccessful — "));
+        assert!(r.contains("Manage email apps") && r.contains("Authenticated SMTP"));
+        assert!(advice("554 5.2.252 SendAsDenied").unwrap().contains("Sender"));
+        assert_eq!(with_advice("250 ok".into()), "250 ok");
+        assert_eq!(enhanced_code("550 5.1.1 <a@b>: unknown").as_deref(), Some("5.1.1"));
+        assert_eq!(enhanced_code("550 no code 1.2"), None);
+        assert_eq!(reply_code("451 4.3.0 x"), Some(451));
+        assert_eq!(reply_code("timeout"), None);
+    }
+
+    #[test]
+    fn gmail_challenge_decodes() {
+        let b64 = STANDARD.encode(r#"{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}"#);
+        assert_eq!(
+            decode_challenge(&b64).as_deref(),
+            Some(r#"{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}"#)
+        );
+        assert_eq!(decode_challenge("!!!"), None);
+        let b64 = STANDARD.encode("plain\r\ntext");
+        assert_eq!(decode_challenge(&b64).as_deref(), Some("plain  text"));
+    }
+}
