@@ -56,6 +56,9 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<Result<(), AppError>>,
 }
 
+/// How often delivery looks for jobs queued by other processes.
+const LOCAL_SUBMISSION_POLL: Duration = Duration::from_secs(3);
+
 /// Opens the store and the master key of a data directory.
 pub async fn open_data(data_dir: &Path) -> Result<(Store, Arc<MasterKey>), AppError> {
     let store = Store::open(data_dir).await?;
@@ -219,10 +222,10 @@ async fn start_intake(
     let plan = i
         .listen
         .iter()
-        .map(|a| (*a, false))
-        .chain(i.starttls_listen.iter().map(|a| (*a, false)))
-        .chain(i.implicit_tls_listen.iter().map(|a| (*a, true)));
-    for (addr, implicit) in plan {
+        .map(|a| (*a, false, false))
+        .chain(i.starttls_listen.iter().map(|a| (*a, false, true)))
+        .chain(i.implicit_tls_listen.iter().map(|a| (*a, true, true)));
+    for (addr, implicit, tls_listener) in plan {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| AppError::Listen { addr, source })?;
@@ -231,8 +234,9 @@ async fn start_intake(
             hostname: i.hostname.clone(),
             tls: tls.clone(),
             implicit_tls: implicit,
-            // AUTH over plaintext is allowed only where the wire never leaves the host.
-            require_tls_for_auth: !local.ip().is_loopback(),
+            // AUTH over plaintext is allowed only on a plain listener whose
+            // wire never leaves the host; TLS listeners always want TLS first.
+            require_tls_for_auth: tls_listener || !local.ip().is_loopback(),
             limits: limits.clone(),
         };
         tracing::info!(address = %local, implicit_tls = implicit, starttls = tls.is_some() && !implicit, "SMTP intake listening");
@@ -262,8 +266,47 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
     );
     tokens.resume();
     let shutdown = CancellationToken::new();
-    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {});
+    let delivery = crate::delivery::Delivery::new(
+        store.clone(),
+        tokens.clone(),
+        clock.clone(),
+        config.delivery.clone(),
+        cas.clone(),
+    );
+    let delivery_task = delivery.spawn(shutdown.clone());
+    let waker = delivery.clone();
+    let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || waker.wake());
+    // `hikyaku send` and `sendmail` write into the store from another process:
+    // look for their jobs every few seconds instead of only at the next timer.
+    let ticker = delivery.clone();
+    let stop_ticker = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop_ticker.cancelled() => break,
+                _ = tokio::time::sleep(LOCAL_SUBMISSION_POLL) => ticker.wake(),
+            }
+        }
+    });
     let smtp_addrs = start_intake(&config, &store, &clock, wake.clone(), &shutdown).await?;
+    // Wall-clock jumps: audit, refresh every token, re-check connections (clockjump.rs).
+    let reaction = crate::clockjump::JumpReaction {
+        store: store.clone(),
+        tokens: tokens.clone(),
+        clock: clock.clone(),
+        shutdown: shutdown.clone(),
+        wake: wake.clone(),
+    };
+    crate::clock::watch_jumps(
+        clock.clone(),
+        crate::clock::JUMP_CHECK_PERIOD,
+        crate::clock::JUMP_THRESHOLD,
+        move |secs| {
+            let reaction = reaction.clone();
+            async move { reaction.handle(secs).await }
+        },
+        shutdown.clone(),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.web.listen)
         .await
@@ -313,6 +356,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         google_pending: Default::default(),
         dummy_hash,
     });
+    let tokens_for_shutdown = state.tokens.clone();
     let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
     tracing::info!(address = %web_addr, https, "Remote UI listening");
@@ -342,6 +386,9 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
                 .await
                 .map_err(AppError::Serve),
         };
+        // Deliveries in flight finish (or are deferred) before the store closes.
+        let _ = delivery_task.await;
+        tokens_for_shutdown.shutdown();
         store.close().await;
         result
     });

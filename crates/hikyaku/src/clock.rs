@@ -67,3 +67,147 @@ impl Clock for OffsetClock {
 pub fn from_unix(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
+
+/// How often the jump watcher compares the clocks. Two clock reads per tick
+/// cost nothing, and a short period lets tokens heal within seconds.
+pub const JUMP_CHECK_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Wall-clock moves beyond what monotonic time explains by more than this
+/// count as a jump (protocols.md §5: "more than a minute").
+pub const JUMP_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Detects steps of the wall clock: between two [`JumpDetector::check`]s the
+/// wall clock should advance by the same amount as the monotonic clock; a
+/// difference beyond the threshold means an administrator or NTP stepped it.
+#[derive(Debug, Clone, Copy)]
+pub struct JumpDetector {
+    wall: OffsetDateTime,
+    mono: Instant,
+    threshold: std::time::Duration,
+}
+
+impl JumpDetector {
+    /// Starts measuring from now.
+    pub fn new(clock: &dyn Clock, threshold: std::time::Duration) -> Self {
+        Self {
+            wall: clock.now(),
+            mono: clock.monotonic(),
+            threshold,
+        }
+    }
+
+    /// The jump (whole seconds, positive: forward) since the previous check,
+    /// if it exceeds the threshold. Either way the next check measures from now.
+    pub fn check(&mut self, clock: &dyn Clock) -> Option<i64> {
+        let (wall, mono) = (clock.now(), clock.monotonic());
+        let wall_moved = wall - self.wall;
+        let mono_moved = mono.saturating_duration_since(self.mono);
+        self.wall = wall;
+        self.mono = mono;
+        let jump = wall_moved - mono_moved;
+        // Rounded: the two clocks are read a few microseconds apart.
+        (jump.unsigned_abs() > self.threshold).then(|| jump.as_seconds_f64().round() as i64)
+    }
+
+    /// Forgets the time since the last check (after handling a jump, whose
+    /// handling time must not count as one).
+    pub fn reset(&mut self, clock: &dyn Clock) {
+        *self = Self::new(clock, self.threshold);
+    }
+}
+
+/// Watches for wall-clock jumps every `period` until `shutdown`, awaiting
+/// `on_jump(seconds)` for each one (so jumps are handled one at a time).
+pub fn watch_jumps<F, Fut>(
+    clock: SharedClock,
+    period: std::time::Duration,
+    threshold: std::time::Duration,
+    on_jump: F,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(i64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut detector = JumpDetector::new(clock.as_ref(), threshold);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            if let Some(secs) = detector.check(clock.as_ref()) {
+                on_jump(secs).await;
+                detector.reset(clock.as_ref());
+            }
+        }
+    })
+}
+
+/// "+N s" / "-N s", the form the audit log and the logs use for a jump.
+pub fn signed_secs(secs: i64) -> String {
+    format!("{secs:+} s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn detector_sees_forward_and_backward_jumps_only() {
+        let clock = OffsetClock::default();
+        let mut d = JumpDetector::new(&clock, JUMP_THRESHOLD);
+        assert_eq!(d.check(&clock), None);
+        clock.jump(time::Duration::seconds(30));
+        assert_eq!(d.check(&clock), None, "30 s is below the threshold");
+        clock.jump(time::Duration::hours(2));
+        let j = d.check(&clock);
+        assert_eq!(j, Some(7200));
+        assert_eq!(d.check(&clock), None, "measured from the last check");
+        clock.jump(-time::Duration::hours(2));
+        let j = d.check(&clock);
+        assert_eq!(j, Some(-7200));
+        assert_eq!(signed_secs(7200), "+7200 s");
+        assert_eq!(signed_secs(-5), "-5 s");
+    }
+
+    #[tokio::test]
+    async fn watcher_calls_back_and_stops() {
+        let clock = Arc::new(OffsetClock::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s2 = seen.clone();
+        let handle = watch_jumps(
+            clock.clone(),
+            Duration::from_millis(20),
+            JUMP_THRESHOLD,
+            move |secs| {
+                let s2 = s2.clone();
+                async move {
+                    if let Ok(mut v) = s2.lock() {
+                        v.push(secs);
+                    }
+                }
+            },
+            stop.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        clock.jump(-time::Duration::minutes(10));
+        for _ in 0..100 {
+            if seen.lock().map(|v| !v.is_empty()).unwrap_or(false) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got = seen.lock().map(|v| v.clone()).unwrap_or_default();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0], -600);
+        stop.cancel();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), handle)
+                .await
+                .is_ok()
+        );
+    }
+}

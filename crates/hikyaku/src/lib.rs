@@ -5,8 +5,10 @@
 pub mod app;
 pub mod cli_login;
 pub mod clock;
+pub mod clockjump;
 pub mod config;
 pub mod connection;
+pub mod delivery;
 pub mod http;
 pub mod intake;
 pub mod passwords;

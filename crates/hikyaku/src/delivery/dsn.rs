@@ -132,7 +132,11 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     }
     line("");
     for (rcpt, reply) in n.failed {
-        line(&format!("  <{}>: {}", one_line(rcpt, 320), one_line(reply, 900)));
+        line(&format!(
+            "  <{}>: {}",
+            one_line(rcpt, 320),
+            one_line(reply, 900)
+        ));
     }
     line("");
     line(&format!("  Job:       {}", job.id));
@@ -226,7 +230,10 @@ mod tests {
     #[test]
     fn recipient_rules() {
         let j = job();
-        assert_eq!(notice_recipient("", &j).as_deref(), Some("scanner@printers.local"));
+        assert_eq!(
+            notice_recipient("", &j).as_deref(),
+            Some("scanner@printers.local")
+        );
         assert_eq!(notice_recipient("None", &j), None);
         assert_eq!(
             notice_recipient("admin@contoso.example", &j).as_deref(),
@@ -262,13 +269,19 @@ mod tests {
         };
         let msg = String::from_utf8(build(&n)).unwrap();
         assert!(msg.contains("multipart/report; report-type=delivery-status"));
-        assert!(msg.contains("Final-Recipient: rfc822; a@b.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"));
+        assert!(msg.contains(
+            "Final-Recipient: rfc822; a@b.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        ));
         assert!(msg.contains("Diagnostic-Code: smtp; 550 5.1.1 User unknown Bcc: x\r\n"));
-        assert!(msg.contains("Content-Type: text/rfc822-headers\r\n\r\nFrom: s@p.local\r\nSubject: Scan\r\n"));
+        assert!(msg.contains(
+            "Content-Type: text/rfc822-headers\r\n\r\nFrom: s@p.local\r\nSubject: Scan\r\n"
+        ));
         assert!(!msg.contains("secret body"));
         assert!(msg.contains("Subject: =?UTF-8?B?"));
         assert!(msg.ends_with("--BOUNDARY--\r\n"));
-        let parsed = mail_parser::MessageParser::default().parse(msg.as_bytes()).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(msg.as_bytes())
+            .unwrap();
         assert_eq!(
             parsed.subject(),
             Some("Undelivered Mail Returned to Sender: Scan ✓")

@@ -67,6 +67,10 @@ pub enum Class {
 /// Judges a negative reply `code text` received at `stage`.
 pub fn classify(stage: Stage, code: u16, text: &str) -> Class {
     let upper = text.to_ascii_uppercase();
+    if matches!(stage, Stage::Connect | Stage::Tls) {
+        // A refusing greeting is about the server or the account, never the message.
+        return Class::Temporary;
+    }
     if stage == Stage::Auth {
         if upper.contains("5.7.139") {
             return Class::AuthDisabled;
@@ -101,12 +105,17 @@ pub fn advice(text: &str) -> Option<&'static str> {
         Some(
             "SMTP AUTH is disabled for this mailbox or tenant: enable \"Authenticated SMTP\" in the Microsoft 365 admin center → Users → Active users → (the user) → Mail → Manage email apps (for the whole tenant: Set-TransportConfig -SmtpClientAuthenticationDisabled $false). The message waits and is retried.",
         )
-    } else if upper.contains("5.2.252") || upper.contains("SENDASDENIED") || upper.contains("5.7.60") {
+    } else if upper.contains("5.2.252")
+        || upper.contains("SENDASDENIED")
+        || upper.contains("5.7.60")
+    {
         Some(
             "the mailbox may not send as this sender: clear the Sender address in the account's E-mail Settings (the authorized mailbox is then used) or grant the mailbox Send As rights for it",
         )
     } else if is_quota(&upper) {
-        Some("the provider's sending limit for this mailbox is reached; the message is retried later")
+        Some(
+            "the provider's sending limit for this mailbox is reached; the message is retried later",
+        )
     } else {
         None
     }
@@ -158,22 +167,40 @@ mod tests {
     #[test]
     fn classification() {
         use Class::*;
-        assert_eq!(classify(Stage::EndOfData, 451, "4.3.0 try later"), Temporary);
+        assert_eq!(
+            classify(Stage::EndOfData, 451, "4.3.0 try later"),
+            Temporary
+        );
         assert_eq!(classify(Stage::Mail, 421, "4.4.2 timeout"), Temporary);
         assert_eq!(
-            classify(Stage::Rcpt, 432, "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"),
+            classify(
+                Stage::Rcpt,
+                432,
+                "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"
+            ),
             Temporary
         );
         assert_eq!(classify(Stage::Rcpt, 550, "5.1.1 User unknown"), Permanent);
         assert_eq!(
-            classify(Stage::EndOfData, 554, "5.2.252 SendAsDenied; a not allowed to send as b"),
+            classify(
+                Stage::EndOfData,
+                554,
+                "5.2.252 SendAsDenied; a not allowed to send as b"
+            ),
             Permanent
         );
         assert_eq!(
-            classify(Stage::EndOfData, 550, "5.4.5 Daily user sending limit exceeded"),
+            classify(
+                Stage::EndOfData,
+                550,
+                "5.4.5 Daily user sending limit exceeded"
+            ),
             Temporary
         );
-        assert_eq!(classify(Stage::Auth, 535, "5.7.3 Authentication unsuccessful"), TokenRejected);
+        assert_eq!(
+            classify(Stage::Auth, 535, "5.7.3 Authentication unsuccessful"),
+            TokenRejected
+        );
         assert_eq!(
             classify(Stage::Auth, 535, "5.7.8 Username and Password not accepted"),
             TokenRejected
@@ -186,9 +213,19 @@ mod tests {
             ),
             AuthDisabled
         );
-        assert_eq!(classify(Stage::Auth, 454, "4.7.0 Temporary failure"), Temporary);
-        assert_eq!(classify(Stage::Auth, 504, "5.7.4 Unrecognized authentication type"), Temporary);
-        assert_eq!(classify(Stage::Mail, 530, "5.7.57 Client not authenticated"), Temporary);
+        assert_eq!(
+            classify(Stage::Auth, 454, "4.7.0 Temporary failure"),
+            Temporary
+        );
+        assert_eq!(
+            classify(Stage::Auth, 504, "5.7.4 Unrecognized authentication type"),
+            Temporary
+        );
+        assert_eq!(
+            classify(Stage::Mail, 530, "5.7.57 Client not authenticated"),
+            Temporary
+        );
+        assert_eq!(classify(Stage::Connect, 554, "5.3.2 no service"), Temporary);
     }
 
     #[test]
@@ -196,9 +233,16 @@ mod tests {
         let r = with_advice("535 5.7.139 Authentication unsuccessful".into());
         assert!(r.starts_with("535 5.7.139 Authentication unsuccessful — "));
         assert!(r.contains("Manage email apps") && r.contains("Authenticated SMTP"));
-        assert!(advice("554 5.2.252 SendAsDenied").unwrap().contains("Sender"));
+        assert!(
+            advice("554 5.2.252 SendAsDenied")
+                .unwrap()
+                .contains("Sender")
+        );
         assert_eq!(with_advice("250 ok".into()), "250 ok");
-        assert_eq!(enhanced_code("550 5.1.1 <a@b>: unknown").as_deref(), Some("5.1.1"));
+        assert_eq!(
+            enhanced_code("550 5.1.1 <a@b>: unknown").as_deref(),
+            Some("5.1.1")
+        );
         assert_eq!(enhanced_code("550 no code 1.2"), None);
         assert_eq!(reply_code("451 4.3.0 x"), Some(451));
         assert_eq!(reply_code("timeout"), None);
@@ -206,7 +250,8 @@ mod tests {
 
     #[test]
     fn gmail_challenge_decodes() {
-        let b64 = STANDARD.encode(r#"{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}"#);
+        let b64 = STANDARD
+            .encode(r#"{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}"#);
         assert_eq!(
             decode_challenge(&b64).as_deref(),
             Some(r#"{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}"#)

@@ -30,7 +30,10 @@ impl RateLimiter {
             Err(poisoned) => poisoned.into_inner(),
         };
         let q = all.entry(account).or_default();
-        while q.front().is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW) {
+        while q
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+        {
             q.pop_front();
         }
         if q.len() < self.per_minute {

@@ -30,7 +30,9 @@ pub fn rewrite_from<'a>(message: &'a [u8], mailbox: &str, enabled: bool) -> Cow<
     let named = |name: &str| {
         fields
             .iter()
-            .filter(|r| field_name(&message[r.clone()]).is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .filter(|r: &&Range<usize>| {
+                field_name(&message[(*r).clone()]).is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
             .cloned()
             .collect::<Vec<_>>()
     };
@@ -265,7 +267,11 @@ mod tests {
             .parse_headers(msg.as_bytes())
             .unwrap();
         p.reply_to()
-            .map(|r| r.iter().filter_map(|a| a.address().map(str::to_owned)).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(|a| a.address().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -290,7 +296,10 @@ mod tests {
     fn existing_reply_to_is_kept() {
         let msg = "From: dev@printers.local\r\nReply-To: owner@contoso.example\r\n\r\nx";
         let out = rewrite(msg);
-        assert_eq!(header(&out, "from"), vec!["From: printer@contoso.example\r\n"]);
+        assert_eq!(
+            header(&out, "from"),
+            vec!["From: printer@contoso.example\r\n"]
+        );
         assert_eq!(
             header(&out, "reply-to"),
             vec!["Reply-To: owner@contoso.example\r\n"]
@@ -314,7 +323,8 @@ mod tests {
     fn no_header_injection_from_display_names() {
         // An encoded word that decodes to CR LF + a header.
         let evil = STANDARD.encode("Evil\r\nBcc: victim@example.com");
-        let msg = format!("From: =?UTF-8?B?{evil}?= <dev@printers.local>\r\nTo: a@b.example\r\n\r\nbody");
+        let msg =
+            format!("From: =?UTF-8?B?{evil}?= <dev@printers.local>\r\nTo: a@b.example\r\n\r\nbody");
         let out = rewrite(&msg);
         assert!(header(&out, "bcc").is_empty(), "{out}");
         let (name, addr) = parsed_from(&out);
@@ -376,7 +386,10 @@ mod tests {
     fn duplicate_from_fields_collapse_and_body_from_lines_are_ignored() {
         let msg = "From: a@x.example\r\nTo: t@y.example\r\nFrom: b@x.example\r\n\r\nFrom: not-a-header@z.example\r\n";
         let out = rewrite(msg);
-        assert_eq!(header(&out, "from"), vec!["From: printer@contoso.example\r\n"]);
+        assert_eq!(
+            header(&out, "from"),
+            vec!["From: printer@contoso.example\r\n"]
+        );
         assert_eq!(
             parsed_reply_to(&out),
             vec!["a@x.example".to_owned(), "b@x.example".to_owned()]
@@ -388,7 +401,10 @@ mod tests {
     fn headers_only_and_binary_body() {
         let msg = b"From: a@x.example";
         let out = rewrite_from(msg, MB, true);
-        assert_eq!(&out[..], b"From: printer@contoso.example\r\nReply-To: a@x.example\r\n");
+        assert_eq!(
+            &out[..],
+            b"From: printer@contoso.example\r\nReply-To: a@x.example\r\n"
+        );
         let mut msg = b"From: a@x.example\r\n\r\n".to_vec();
         msg.extend_from_slice(&[0xff, 0x00, 0xe3, 0x81, 0x82, b'\r', b'\n']);
         let out = rewrite_from(&msg, MB, true);

@@ -95,7 +95,11 @@ pub fn tls_parameters(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmtpError {
     /// A negative reply; `text` is every line of it.
-    Reply { stage: Stage, code: u16, text: String },
+    Reply {
+        stage: Stage,
+        code: u16,
+        text: String,
+    },
     /// No usable connection: refused, lost, timed out, TLS failed.
     Transport { stage: Stage, reason: String },
     /// The certificate's CN does not name the host ("Add CN"); no AUTH was sent.
@@ -113,7 +117,7 @@ impl SmtpError {
                 format!("{reason} (at {})", stage.as_str())
             }
             SmtpError::Identity(reason) => {
-                format!("TLS: {reason} — nothing was sent (Add CN to Verification Items is on)")
+                format!("TLS: {reason}; nothing was sent")
             }
             SmtpError::BadAddress { reason, .. } => reason.clone(),
         }
@@ -429,7 +433,10 @@ mod tests {
         assert_eq!(prepare_data(b"a\r\n\r\n"), b"a\r\n");
         assert_eq!(prepare_data(b"a\nb\r.\r\n"), b"a\r\nb\r\n.");
         assert_eq!(prepare_data(b""), b"");
-        assert_eq!(prepare_data(&[0xe3, 0x81, 0x82, b'\r', b'\n']), &[0xe3, 0x81, 0x82]);
+        assert_eq!(
+            prepare_data(&[0xe3, 0x81, 0x82, b'\r', b'\n']),
+            &[0xe3, 0x81, 0x82]
+        );
     }
 
     #[test]

@@ -170,6 +170,14 @@ pub fn router(state: AppState) -> Router {
             "/settings/send/oauth/google/refresh-token",
             post(pages::google_refresh_token),
         )
+        .route(
+            "/settings/send/oauth/microsoft/test",
+            post(pages::microsoft_send_test),
+        )
+        .route(
+            "/settings/send/oauth/google/test",
+            post(pages::google_send_test),
+        )
         .route("/jobs", get(pages::jobs_page))
         .route("/jobs/retry", post(pages::job_retry))
         .route("/jobs/delete", post(pages::job_delete))

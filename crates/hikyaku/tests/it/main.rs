@@ -4,7 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod browser;
+mod cli;
+mod corpus;
+mod delivery;
 mod oauth_flow;
+mod properties;
+mod sending;
 mod support;
 mod tokens;
+mod trust;
 mod web;

@@ -68,6 +68,14 @@ impl TestServer {
         }
     }
 
+    /// The SMTP intake listeners (plain first, as configured).
+    pub fn smtp_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.running
+            .as_ref()
+            .map(|r| r.smtp_addrs.clone())
+            .unwrap_or_default()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

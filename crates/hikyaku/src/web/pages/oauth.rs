@@ -412,3 +412,94 @@ pub async fn google_register_submit(
         }
     }
 }
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TestForm {
+    csrf: String,
+    to: String,
+}
+
+/// Send Test E-mail: queues a short message from the account's mailbox to
+/// `to`, through that account. Returns the job id.
+pub async fn send_test(
+    state: &AppState,
+    provider: Provider,
+    to: &str,
+    actor: &str,
+    source: &str,
+) -> Result<String, WebError> {
+    let a = state.store.account_for(provider).await?;
+    let Some(mailbox) = a.mailbox.clone().filter(|_| a.token_status == "active") else {
+        return Err(WebError::BadRequest(
+            "the token is not Active yet: finish the authorization first".into(),
+        ));
+    };
+    let to =
+        crate::intake::local::check_address(to).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let from = a.sender.clone().unwrap_or(mailbox);
+    let label = match provider {
+        Provider::Microsoft => "OAuth 2.0 (Microsoft)",
+        Provider::Google => "OAuth 2.0 (Google)",
+    };
+    let request = crate::intake::local::SendRequest {
+        from: from.clone(),
+        to: vec![to.clone()],
+        subject: format!("hikyaku test e-mail ({label})"),
+        body: format!(
+            "This test e-mail was sent by hikyaku through {label} as {from}.\r\nIf you can read it, sending works.\r\n"
+        ),
+        ..Default::default()
+    };
+    let message = crate::intake::local::build_message(&request)
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let job = crate::intake::store_sink::new_job(
+        &format!("test:{actor}"),
+        source,
+        Some(a.id),
+        &from,
+        vec![to.clone()],
+        message,
+    );
+    state.store.enqueue(&job, state.clock.unix()).await?;
+    state.wake_delivery();
+    state
+        .audit(
+            actor,
+            source,
+            "send_test",
+            &format!("{}: to {to}, job {}", provider.as_str(), job.id),
+        )
+        .await;
+    Ok(job.id)
+}
+
+pub async fn microsoft_send_test(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<TestForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageMicrosoft)?;
+    ui.check_csrf(&form.csrf)?;
+    send_test(&state, Provider::Microsoft, &form.to, &ui.name, &ui.source).await?;
+    let a = state.store.account_for(Provider::Microsoft).await?;
+    Ok(
+        microsoft_view(&state, &ui, &a, None, Some(ui.tr.t("test-sent")))
+            .await
+            .into_response(),
+    )
+}
+
+pub async fn google_send_test(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<TestForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageGoogle)?;
+    ui.check_csrf(&form.csrf)?;
+    send_test(&state, Provider::Google, &form.to, &ui.name, &ui.source).await?;
+    let a = state.store.account_for(Provider::Google).await?;
+    Ok(google_view(&state, &ui, &a, Some(ui.tr.t("test-sent")))
+        .await
+        .into_response())
+}

@@ -1,0 +1,766 @@
+//! delivery: takes due jobs from the queue and sends them upstream (design.md,
+//! "The flow of a message", step 3).
+//!
+//! For each job: choose the account (the job's own, else the default
+//! account, else the only enabled account with an active token); wait —
+//! without counting an attempt — while that account cannot send (switched
+//! off, token status Error / Not registered / Authorizing); take a slot of the
+//! account's rate limit; get an access token from [`TokenService`]; rewrite
+//! From to the mailbox ([`rewrite_from`]); then connect, secure, AUTH
+//! XOAUTH2, MAIL/RCPT/DATA ([`smtp`]). A refused token is refreshed once and
+//! tried again within the same attempt.
+//!
+//! The result is recorded at once ([`Outcome`]): sent; deferred with
+//! exponential backoff ([`backoff`]) for temporary failures, until
+//! `max_age_hours` after acceptance, when the job fails with its last reply;
+//! failed for permanent ones, with a failure notice ([`dsn`]) queued.
+//!
+//! **At-least-once.** The job is marked sent right after the upstream's
+//! `250` (retried a few times if the store is busy). Between that `250` and
+//! the commit — a crash, a full disk, the end-of-DATA reply lost on the
+//! network — the job is retried and the upstream may receive it twice. That
+//! window is unavoidable without the upstream's cooperation; losing a
+//! message is worse than a rare duplicate.
+//!
+//! **Leases.** A claimed job carries a lease (10 min); a worker that dies
+//! leaves it to expire, and the loop puts such jobs back
+//! (`requeue_expired_leases`) at start and while idle. Each delivery is cut
+//! off before its lease runs out.
+//!
+//! Logs carry job id, account, attempt and upstream code; never tokens,
+//! addresses' mail content or message bytes.
+
+pub mod backoff;
+pub mod dsn;
+pub mod outcome;
+pub mod rate;
+pub mod rewrite;
+pub mod smtp;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lettre::transport::smtp::extension::ClientId;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::ExtraCas;
+use crate::clock::SharedClock;
+use crate::config::DeliveryConfig;
+use crate::provider::Provider;
+use crate::store::Store;
+use crate::store::accounts::Account;
+use crate::store::jobs::Job;
+use crate::tokens::{AccessToken, TokenService, TokenStatus, TokensError};
+
+pub use outcome::Outcome;
+pub use rewrite::rewrite_from;
+
+use outcome::{Class, classify, with_advice};
+use smtp::{SendError, SmtpError};
+
+/// How long a claimed job belongs to its worker.
+pub const LEASE_SECS: i64 = 600;
+/// A delivery is abandoned (and deferred) this long before its lease ends.
+const LEASE_MARGIN_SECS: i64 = 60;
+/// Longest idle sleep of the loop (it also requeues expired leases then).
+const IDLE_MAX: Duration = Duration::from_secs(60);
+/// How long shutdown waits for deliveries in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The delivery service. Cheap to clone.
+#[derive(Clone)]
+pub struct Delivery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    tokens: TokenService,
+    clock: SharedClock,
+    config: DeliveryConfig,
+    extra_cas: ExtraCas,
+    wake: Notify,
+    rate: rate::RateLimiter,
+    hello: ClientId,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// One attempt, before it is recorded.
+enum Attempt {
+    Sent {
+        reply: String,
+        refused: Vec<(String, String)>,
+        account: i64,
+        mailbox: String,
+        session: Option<Box<smtp::Session>>,
+    },
+    Temporary {
+        reply: String,
+        code: Option<u16>,
+    },
+    Permanent {
+        reply: String,
+        code: Option<u16>,
+        failed: Vec<(String, String)>,
+        account: Option<(i64, String)>,
+    },
+    Waiting {
+        reason: String,
+    },
+    RateLimited {
+        wait_secs: i64,
+        reply: String,
+    },
+}
+
+fn provider_name(p: Provider) -> &'static str {
+    match p {
+        Provider::Microsoft => "Microsoft",
+        Provider::Google => "Google",
+    }
+}
+
+fn waiting_reason(a: &Account, detail: &str) -> String {
+    format!(
+        "waiting for re-authorization of the {} account ({}): {detail}",
+        provider_name(a.provider),
+        a.name
+    )
+}
+
+impl Delivery {
+    pub fn new(
+        store: Store,
+        tokens: TokenService,
+        clock: SharedClock,
+        config: DeliveryConfig,
+        extra_cas: ExtraCas,
+    ) -> Self {
+        let rate = rate::RateLimiter::new(config.rate_per_minute);
+        Delivery {
+            inner: Arc::new(Inner {
+                store,
+                tokens,
+                clock,
+                config,
+                extra_cas,
+                wake: Notify::new(),
+                rate,
+                hello: ClientId::default(),
+                in_flight: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// Something was queued (or made due): look now instead of at the next timer.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs the worker pool until `shutdown`: at most `delivery.workers`
+    /// deliveries at once. On shutdown, deliveries in flight get a short grace
+    /// period; those still running then are interrupted and deferred.
+    pub fn spawn(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.run(shutdown).await })
+    }
+
+    async fn run(&self, shutdown: CancellationToken) {
+        let inner = &self.inner;
+        let workers = usize::try_from(inner.config.workers.max(1)).unwrap_or(1);
+        let slots = Arc::new(Semaphore::new(workers));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        self.requeue_expired().await;
+        tracing::info!(workers, "delivery started");
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let now = inner.clock.unix();
+            match inner.store.claim_due_job(now, now + LEASE_SECS).await {
+                Ok(Some(job)) => {
+                    let this = self.clone();
+                    if let Ok(mut set) = inner.in_flight.lock() {
+                        set.insert(job.id.clone());
+                    }
+                    tasks.spawn(async move {
+                        let id = job.id.clone();
+                        this.deliver_one(job).await;
+                        if let Ok(mut set) = this.inner.in_flight.lock() {
+                            set.remove(&id);
+                        }
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    let wait = match inner.store.next_due_at().await {
+                        Ok(Some(t)) => {
+                            Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1))
+                        }
+                        _ => IDLE_MAX,
+                    }
+                    .min(IDLE_MAX);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = inner.wake.notified() => {}
+                        _ = tokio::time::sleep(wait) => self.requeue_expired().await,
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "delivery: cannot claim a job; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        }
+        // Shutdown: let deliveries in flight finish briefly, then stop them.
+        let grace = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if grace.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let left: Vec<String> = inner
+                .in_flight
+                .lock()
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default();
+            let now = inner.clock.unix();
+            for id in left {
+                tracing::warn!(job_id = %id, "delivery interrupted by shutdown; deferred");
+                let _ = inner
+                    .store
+                    .defer_job(
+                        &id,
+                        "interrupted by shutdown; will be retried",
+                        now,
+                        now,
+                        false,
+                    )
+                    .await;
+            }
+        }
+        tracing::info!("delivery stopped");
+    }
+
+    async fn requeue_expired(&self) {
+        let now = self.inner.clock.unix();
+        match self.inner.store.requeue_expired_leases(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "requeued jobs whose delivery lease expired"),
+            Err(e) => tracing::warn!(error = %e, "cannot requeue expired leases"),
+        }
+    }
+
+    /// Delivers one claimed job (state `sending`) and records the outcome.
+    pub async fn deliver_one(&self, job: Job) -> Outcome {
+        let limit =
+            Duration::from_secs(u64::try_from(LEASE_SECS - LEASE_MARGIN_SECS).unwrap_or(540));
+        let attempt = match tokio::time::timeout(limit, self.attempt(&job)).await {
+            Ok(a) => a,
+            Err(_) => Attempt::Temporary {
+                reply: format!(
+                    "the delivery took longer than {} s and was abandoned; it is retried",
+                    limit.as_secs()
+                ),
+                code: None,
+            },
+        };
+        self.record(&job, attempt).await
+    }
+
+    /// The account a job goes out through, or why it must wait.
+    async fn choose_account(&self, job: &Job) -> Result<Account, Attempt> {
+        let store = &self.inner.store;
+        let temporary = |e: crate::store::StoreError| Attempt::Temporary {
+            reply: format!("store: {e}"),
+            code: None,
+        };
+        if let Some(id) = job.account_id {
+            match store.account(id).await {
+                Ok(a) => return Ok(a),
+                Err(crate::store::StoreError::NotFound) => {}
+                Err(e) => return Err(temporary(e)),
+            }
+        }
+        let accounts = store.accounts().await.map_err(temporary)?;
+        if let Some(a) = accounts.iter().find(|a| a.is_default) {
+            return Ok(a.clone());
+        }
+        let active: Vec<&Account> = accounts
+            .iter()
+            .filter(|a| a.enabled && TokenStatus::parse(&a.token_status) == TokenStatus::Active)
+            .collect();
+        match active.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Attempt::Waiting {
+                reason: "waiting for re-authorization: no Microsoft or Google account can send (none is enabled with Token Status Active)".to_owned(),
+            }),
+            _ => Err(Attempt::Waiting {
+                reason: "several accounts are active and none is the default: choose the default account in E-mail Settings".to_owned(),
+            }),
+        }
+    }
+
+    /// Maps a token failure: waits for an administrator, or retries later.
+    async fn token_failure(&self, a: &Account, e: &TokensError, context: &str) -> Attempt {
+        if e.is_temporary() {
+            return Attempt::Temporary {
+                reply: format!("{context}access token unavailable: {e}"),
+                code: None,
+            };
+        }
+        match e {
+            TokensError::ReauthorizationRequired(_)
+            | TokensError::NotAuthorized
+            | TokensError::NotConfigured(_) => Attempt::Waiting {
+                reason: waiting_reason(a, &format!("{context}{e}")),
+            },
+            _ => {
+                let now_active = self
+                    .inner
+                    .store
+                    .account(a.id)
+                    .await
+                    .map(|x| TokenStatus::parse(&x.token_status) == TokenStatus::Active)
+                    .unwrap_or(true);
+                if now_active {
+                    Attempt::Temporary {
+                        reply: format!("{context}access token unavailable: {e}"),
+                        code: None,
+                    }
+                } else {
+                    Attempt::Waiting {
+                        reason: waiting_reason(a, &format!("{context}{e}")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn target(&self, a: &Account) -> Result<smtp::Target, String> {
+        let config = &self.inner.config;
+        let (default_host, default_port) = a.provider.default_smtp();
+        let host = if a.smtp_host.trim().is_empty() {
+            default_host.to_owned()
+        } else {
+            a.smtp_host.trim().to_owned()
+        };
+        let port = if a.smtp_port == 0 {
+            default_port
+        } else {
+            a.smtp_port
+        };
+        let cas = self
+            .inner
+            .extra_cas
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_default();
+        let tls = smtp::tls_parameters(&host, a.verify_cert, &cas)?;
+        Ok(smtp::Target {
+            host,
+            port,
+            security: smtp::Security::parse(&a.smtp_security),
+            tls,
+            check_cn: a.verify_cert && a.verify_cn,
+            connect_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)),
+            command_timeout: Duration::from_secs(config.command_timeout_secs.max(1)),
+            hello: self.inner.hello.clone(),
+        })
+    }
+
+    async fn attempt(&self, job: &Job) -> Attempt {
+        let inner = &self.inner;
+        let a = match self.choose_account(job).await {
+            Ok(a) => a,
+            Err(wait) => return wait,
+        };
+        if !a.enabled {
+            return Attempt::Waiting {
+                reason: waiting_reason(&a, "the account is switched off (Basic Settings)"),
+            };
+        }
+        let status = TokenStatus::parse(&a.token_status);
+        if status != TokenStatus::Active {
+            let detail = match (status, a.token_reason.as_deref()) {
+                (TokenStatus::NotRegistered, _) => {
+                    "Token Status is Not registered — do the authorization".to_owned()
+                }
+                (TokenStatus::Authorizing, _) => "an authorization is in progress".to_owned(),
+                (_, Some(r)) => format!("Token Status is Error: {r}"),
+                (_, None) => "Token Status is Error".to_owned(),
+            };
+            return Attempt::Waiting {
+                reason: waiting_reason(&a, &detail),
+            };
+        }
+        if let Err(wait) = inner.rate.try_acquire(a.id, inner.clock.monotonic()) {
+            let secs = i64::try_from(wait.as_secs()).unwrap_or(60).max(1);
+            return Attempt::RateLimited {
+                wait_secs: secs,
+                reply: format!(
+                    "rate limit of the account reached ({} messages per minute); waiting {secs} s",
+                    inner.config.rate_per_minute
+                ),
+            };
+        }
+        let mut token: AccessToken = match inner.tokens.access_token(a.id).await {
+            Ok(t) => t,
+            Err(e) => return self.token_failure(&a, &e, "").await,
+        };
+        let body = match inner.store.job_body(&job.id).await {
+            Ok(b) => b,
+            Err(crate::store::StoreError::NotFound) => {
+                return Attempt::Permanent {
+                    reply: "the message body is missing from the store".to_owned(),
+                    code: None,
+                    failed: Vec::new(),
+                    account: Some((a.id, token.mailbox.clone())),
+                };
+            }
+            Err(e) => {
+                return Attempt::Temporary {
+                    reply: format!("store: {e}"),
+                    code: None,
+                };
+            }
+        };
+        let target = match self.target(&a) {
+            Ok(t) => t,
+            Err(reason) => {
+                return Attempt::Temporary {
+                    reply: reason,
+                    code: None,
+                };
+            }
+        };
+        let mut refreshed = false;
+        loop {
+            let envelope_from = a
+                .sender
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&token.mailbox)
+                .to_owned();
+            let data = smtp::prepare_data(&rewrite_from(
+                &body,
+                &token.mailbox,
+                inner.config.rewrite_from,
+            ));
+            let mut session = match smtp::connect(&target).await {
+                Ok(s) => s,
+                Err(e) => return smtp_failure(&e),
+            };
+            if let Err(e) = session.auth_xoauth2(&token.mailbox, &token.token).await {
+                let class = match &e {
+                    SmtpError::Reply { stage, code, text } => classify(*stage, *code, text),
+                    _ => Class::Temporary,
+                };
+                session.quit().await;
+                match class {
+                    Class::TokenRejected if !refreshed => {
+                        refreshed = true;
+                        tracing::info!(
+                            job_id = %job.id,
+                            account = a.id,
+                            code = e.code(),
+                            "upstream refused the access token; refreshing once"
+                        );
+                        let context = format!("{} — ", e.reply());
+                        if let Err(te) = inner.tokens.force_refresh(a.id).await {
+                            return self.token_failure(&a, &te, &context).await;
+                        }
+                        token = match inner.tokens.access_token(a.id).await {
+                            Ok(t) => t,
+                            Err(te) => return self.token_failure(&a, &te, &context).await,
+                        };
+                        continue;
+                    }
+                    Class::TokenRejected => {
+                        return Attempt::Temporary {
+                            reply: format!(
+                                "{} — the provider refused a freshly refreshed access token; retrying later",
+                                e.reply()
+                            ),
+                            code: e.code(),
+                        };
+                    }
+                    _ => {
+                        return Attempt::Temporary {
+                            reply: with_advice(e.reply()),
+                            code: e.code(),
+                        };
+                    }
+                }
+            }
+            return match session.send(&envelope_from, &job.rcpt_to, &data).await {
+                Ok(report) => Attempt::Sent {
+                    reply: report.reply,
+                    refused: report.refused,
+                    account: a.id,
+                    mailbox: token.mailbox.clone(),
+                    session: Some(Box::new(session)),
+                },
+                Err(SendError::AllRefused(refused)) => {
+                    session.quit().await;
+                    let reply = refused
+                        .iter()
+                        .map(|(r, why)| format!("<{r}>: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    Attempt::Permanent {
+                        reply: format!("all recipients refused: {reply}"),
+                        code: refused.first().and_then(|(_, w)| outcome::reply_code(w)),
+                        failed: refused,
+                        account: Some((a.id, token.mailbox.clone())),
+                    }
+                }
+                Err(SendError::Smtp(e)) => {
+                    session.quit().await;
+                    match smtp_failure(&e) {
+                        Attempt::Permanent { reply, code, .. } => Attempt::Permanent {
+                            failed: job
+                                .rcpt_to
+                                .iter()
+                                .map(|r| (r.clone(), reply.clone()))
+                                .collect(),
+                            reply,
+                            code,
+                            account: Some((a.id, token.mailbox.clone())),
+                        },
+                        other => other,
+                    }
+                }
+            };
+        }
+    }
+
+    /// Records an attempt in the store (and queues a failure notice).
+    async fn record(&self, job: &Job, attempt: Attempt) -> Outcome {
+        let inner = &self.inner;
+        let now = inner.clock.unix();
+        let store = &inner.store;
+        let max_age = i64::try_from(inner.config.max_age_hours)
+            .unwrap_or(i64::MAX / 7200)
+            .saturating_mul(3600);
+        let expired = now.saturating_sub(job.created_at) >= max_age;
+        let log_err = |what: &str, r: crate::store::Result<()>| {
+            if let Err(e) = r {
+                tracing::error!(job_id = %job.id, error = %e, "cannot record {what}; the lease will expire and the job be retried");
+            }
+        };
+        match attempt {
+            Attempt::Sent {
+                reply,
+                refused,
+                account,
+                mailbox,
+                session,
+            } => {
+                let mut recorded = reply.clone();
+                if !refused.is_empty() {
+                    let list = refused
+                        .iter()
+                        .map(|(r, why)| format!("<{r}>: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    recorded.push_str(&format!(" (refused recipients: {list})"));
+                }
+                let mut result = store.mark_sent(&job.id, &recorded, now).await;
+                for _ in 0..3 {
+                    match &result {
+                        Err(e) if e.is_temporary() => {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            result = store
+                                .mark_sent(&job.id, &recorded, inner.clock.unix())
+                                .await;
+                        }
+                        _ => break,
+                    }
+                }
+                log_err("the upstream's acceptance", result);
+                if let Some(s) = session {
+                    s.quit().await;
+                }
+                tracing::info!(job_id = %job.id, account, attempt = job.attempts, code = outcome::reply_code(&reply), refused = refused.len(), "sent");
+                if !refused.is_empty() {
+                    self.queue_notice(job, &refused, false, Some((account, mailbox)))
+                        .await;
+                }
+                Outcome::Sent { reply: recorded }
+            }
+            Attempt::Temporary { reply, code } if expired => {
+                let reply = format!(
+                    "{reply} (gave up: not delivered within {} hours)",
+                    inner.config.max_age_hours
+                );
+                log_err("the failure", store.mark_failed(&job.id, &reply, now).await);
+                tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code, "failed: too old");
+                let failed: Vec<(String, String)> = job
+                    .rcpt_to
+                    .iter()
+                    .map(|r| (r.clone(), reply.clone()))
+                    .collect();
+                self.queue_notice(job, &failed, true, None).await;
+                Outcome::Failed { reply }
+            }
+            Attempt::Temporary { reply, code } => {
+                let next = now + backoff::next_delay_secs(job.attempts);
+                log_err(
+                    "the deferral",
+                    store.defer_job(&job.id, &reply, next, now, true).await,
+                );
+                tracing::info!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code, next_attempt_at = next, "deferred");
+                Outcome::Deferred {
+                    reply,
+                    next_attempt_at: next,
+                }
+            }
+            Attempt::Permanent {
+                reply,
+                code,
+                failed,
+                account,
+            } => {
+                let reply = with_advice(reply);
+                log_err("the failure", store.mark_failed(&job.id, &reply, now).await);
+                tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code, "failed");
+                let failed = if failed.is_empty() {
+                    job.rcpt_to
+                        .iter()
+                        .map(|r| (r.clone(), reply.clone()))
+                        .collect()
+                } else {
+                    failed
+                };
+                self.queue_notice(job, &failed, false, account).await;
+                Outcome::Failed { reply }
+            }
+            Attempt::Waiting { reason } if expired => {
+                let reply = format!(
+                    "{reason} (gave up: not delivered within {} hours)",
+                    inner.config.max_age_hours
+                );
+                log_err("the failure", store.mark_failed(&job.id, &reply, now).await);
+                tracing::warn!(job_id = %job.id, account = job.account_id, "failed: too old while waiting for authorization");
+                let failed: Vec<(String, String)> = job
+                    .rcpt_to
+                    .iter()
+                    .map(|r| (r.clone(), reply.clone()))
+                    .collect();
+                self.queue_notice(job, &failed, true, None).await;
+                Outcome::Failed { reply }
+            }
+            Attempt::Waiting { reason } => {
+                let next = now + backoff::WAIT_RECHECK_SECS;
+                log_err(
+                    "the wait",
+                    store.defer_job(&job.id, &reason, next, now, false).await,
+                );
+                tracing::info!(job_id = %job.id, account = job.account_id, "waiting for authorization");
+                Outcome::WaitingForAuthorization { reason }
+            }
+            Attempt::RateLimited { wait_secs, reply } => {
+                let next = now + wait_secs;
+                log_err(
+                    "the wait",
+                    store.defer_job(&job.id, &reply, next, now, false).await,
+                );
+                tracing::debug!(job_id = %job.id, account = job.account_id, "rate limited");
+                Outcome::Deferred {
+                    reply,
+                    next_attempt_at: next,
+                }
+            }
+        }
+    }
+
+    /// Queues a failure notice about `job`, where one is due.
+    async fn queue_notice(
+        &self,
+        job: &Job,
+        failed: &[(String, String)],
+        expired: bool,
+        account: Option<(i64, String)>,
+    ) {
+        let inner = &self.inner;
+        let Some(to) = dsn::notice_recipient(&inner.config.failure_notice_to, job) else {
+            return;
+        };
+        // The notice goes out through the same account, From its mailbox.
+        let (account_id, from) = match account {
+            Some((id, mb)) => (Some(id), mb),
+            None => match self.choose_account(job).await {
+                Ok(a) => (
+                    Some(a.id),
+                    a.mailbox
+                        .unwrap_or_else(|| format!("postmaster@{}", self.inner.hello)),
+                ),
+                Err(_) => (job.account_id, format!("postmaster@{}", self.inner.hello)),
+            },
+        };
+        let original = inner.store.job_body(&job.id).await.ok();
+        let boundary = format!("hikyaku-dsn-{}", uuid::Uuid::new_v4().simple());
+        let mta = self.inner.hello.to_string();
+        let notice = dsn::Notice {
+            job,
+            original: original.as_deref(),
+            failed,
+            expired,
+            to: &to,
+            from: &from,
+            reporting_mta: mta.trim_matches(|c| c == '[' || c == ']'),
+            now: inner.clock.now(),
+            boundary: &boundary,
+        };
+        let new = dsn::job(&notice, account_id);
+        match inner.store.enqueue(&new, inner.clock.unix()).await {
+            Ok(()) => {
+                tracing::info!(job_id = %job.id, notice_job_id = %new.id, "failure notice queued");
+                self.wake();
+            }
+            Err(e) => {
+                tracing::error!(job_id = %job.id, error = %e, "cannot queue the failure notice")
+            }
+        }
+    }
+}
+
+/// Judges an SMTP failure outside AUTH.
+fn smtp_failure(e: &SmtpError) -> Attempt {
+    match e {
+        SmtpError::Reply { stage, code, text } => match classify(*stage, *code, text) {
+            Class::Permanent => Attempt::Permanent {
+                reply: e.reply(),
+                code: Some(*code),
+                failed: Vec::new(),
+                account: None,
+            },
+            _ => Attempt::Temporary {
+                reply: with_advice(e.reply()),
+                code: Some(*code),
+            },
+        },
+        SmtpError::BadAddress { .. } | SmtpError::Transport { .. } | SmtpError::Identity(_) => {
+            Attempt::Temporary {
+                reply: e.reply(),
+                code: None,
+            }
+        }
+    }
+}

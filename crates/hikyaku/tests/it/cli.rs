@@ -1,0 +1,256 @@
+//! The `hikyaku` binary: configuration errors, headless user and token
+//! creation, and local submission with `send` and `sendmail`.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use hikyaku::store::Store;
+use hikyaku::store::jobs::JobFilter;
+
+fn hikyaku(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hikyaku"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("HIKYAKU_CONFIG")
+        .env_remove("HIKYAKU_MASTER_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hikyaku runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    child.wait_with_output().expect("hikyaku exits")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn workdir(config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("hikyaku.toml"), config).expect("config");
+    dir
+}
+
+#[test]
+fn bad_configuration_files_are_refused_with_file_key_and_reason() {
+    for (config, expect) in [
+        ("[web]\nlisen = \"127.0.0.1:1\"\n", "lisen"),
+        ("[web]\nlisten = \"somewhere\"\n", "listen"),
+        (
+            "[intake]\nmax_message_size = 0\n",
+            "intake.max_message_size",
+        ),
+        ("[web]\ntls_cert = \"a.pem\"\n", "web.tls_key"),
+        (
+            "[google]\ntoken_url = \"http://insecure\"\n",
+            "google.token_url",
+        ),
+        ("this is not toml", "hikyaku.toml"),
+    ] {
+        let dir = workdir(config);
+        for cmd in [&["config", "check"][..], &["serve"][..]] {
+            let out = hikyaku(dir.path(), cmd, b"");
+            assert!(!out.status.success(), "{config:?} accepted by {cmd:?}");
+            let msg = text(&out);
+            assert!(
+                msg.contains("hikyaku.toml") && msg.contains(expect),
+                "{config:?}: {msg}"
+            );
+        }
+    }
+    let dir = workdir("");
+    let out = hikyaku(
+        dir.path(),
+        &["config", "check", "--config", "missing.toml"],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("missing.toml"));
+    let defaults = hikyaku(dir.path(), &["config", "defaults"], b"");
+    assert!(defaults.status.success());
+    assert!(String::from_utf8_lossy(&defaults.stdout).contains("listen = \"127.0.0.1:8080\""));
+}
+
+#[test]
+fn headless_admin_and_api_token() {
+    let dir = workdir("data_dir = \"d\"\n");
+    let out = hikyaku(
+        dir.path(),
+        &[
+            "admin",
+            "add-user",
+            "root",
+            "--role",
+            "administrator",
+            "--password-stdin",
+        ],
+        b"a very good password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let dup = hikyaku(
+        dir.path(),
+        &[
+            "admin",
+            "add-user",
+            "root",
+            "--role",
+            "administrator",
+            "--password-stdin",
+        ],
+        b"a very good password\n",
+    );
+    assert!(!dup.status.success() && text(&dup).contains("already exists"));
+    let bad = hikyaku(
+        dir.path(),
+        &[
+            "admin",
+            "add-user",
+            "x",
+            "--role",
+            "superuser",
+            "--password-stdin",
+        ],
+        b"a very good password\n",
+    );
+    assert!(!bad.status.success() && text(&bad).contains("unknown role"));
+    let short = hikyaku(
+        dir.path(),
+        &[
+            "admin",
+            "add-user",
+            "y",
+            "--role",
+            "general-user",
+            "--password-stdin",
+        ],
+        b"short\n",
+    );
+    assert!(!short.status.success() && text(&short).contains("at least 10"));
+    let token = hikyaku(
+        dir.path(),
+        &["admin", "api-token", "monitor", "--role", "general-user"],
+        b"",
+    );
+    assert!(token.status.success());
+    let value = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    assert!(value.starts_with("hky_") && value.len() > 40, "{value}");
+    // Stored hashed: the token itself is not in the database.
+    let db = std::fs::read(dir.path().join("d/hikyaku.sqlite")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("d/hikyaku.sqlite-wal")).unwrap_or_default();
+    assert!(!db.windows(value.len()).any(|w| w == value.as_bytes()));
+    assert!(!wal.windows(value.len()).any(|w| w == value.as_bytes()));
+}
+
+async fn jobs(dir: &std::path::Path) -> Vec<hikyaku::store::jobs::Job> {
+    let store = Store::open(&dir.join("d")).await.expect("store");
+    let jobs = store
+        .jobs(&JobFilter::default(), 100, 0)
+        .await
+        .expect("jobs");
+    store.close().await;
+    jobs
+}
+
+#[tokio::test]
+async fn send_and_sendmail_queue_messages() {
+    let dir = workdir("data_dir = \"d\"\n[intake]\nmax_message_size = 4096\n");
+    let file = dir.path().join("scan.pdf");
+    std::fs::write(&file, b"%PDF-1.4 scan").expect("attachment");
+    let out = hikyaku(
+        dir.path(),
+        &[
+            "send",
+            "--to",
+            "boss@example.com",
+            "--from",
+            "Scanner <scanner@example.com>",
+            "--subject",
+            "Scan",
+            "--body",
+            "see attached",
+            "--attach",
+            file.to_str().expect("path"),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = hikyaku(dir.path(), &["sendmail", "-t", "-oi", "-f", "cron@example.com"], b"Subject: nightly\nTo: ops@example.com\nBcc: audit@example.com\n\nall good\n.\nstill body\n");
+    assert!(out.status.success(), "{}", text(&out));
+    let list = jobs(dir.path()).await;
+    assert_eq!(list.len(), 2);
+    let cron = list
+        .iter()
+        .find(|j| j.subject.as_deref() == Some("nightly"))
+        .expect("sendmail job");
+    assert_eq!(cron.mail_from, "cron@example.com");
+    let mut rcpt = cron.rcpt_to.clone();
+    rcpt.sort();
+    assert_eq!(rcpt, vec!["audit@example.com", "ops@example.com"]);
+    let store = Store::open(&dir.path().join("d")).await.expect("store");
+    let body = String::from_utf8(store.job_body(&cron.id).await.expect("body")).expect("utf8");
+    assert!(!body.contains("audit@example.com"), "Bcc removed: {body}");
+    assert!(
+        body.contains("From: cron@example.com\r\n") && body.contains("still body\r\n"),
+        "{body}"
+    );
+    let scan = list
+        .iter()
+        .find(|j| j.subject.as_deref() == Some("Scan"))
+        .expect("send job");
+    let scan_body = store.job_body(&scan.id).await.expect("body");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&scan_body)
+        .expect("mime");
+    assert_eq!(
+        parsed.attachments().next().expect("attachment").contents(),
+        b"%PDF-1.4 scan"
+    );
+    store.close().await;
+
+    // Refusals: clear message, non-zero exit, nothing queued.
+    let none = hikyaku(
+        dir.path(),
+        &["sendmail", "-f", "a@example.com"],
+        b"Subject: x\n\nbody\n",
+    );
+    assert!(
+        !none.status.success() && text(&none).contains("no recipients"),
+        "{}",
+        text(&none)
+    );
+    let big = hikyaku(
+        dir.path(),
+        &["sendmail", "-f", "a@example.com", "x@example.com"],
+        &vec![b'a'; 8000],
+    );
+    assert!(
+        !big.status.success() && text(&big).contains("larger than the limit"),
+        "{}",
+        text(&big)
+    );
+    let opt = hikyaku(dir.path(), &["sendmail", "-bs"], b"");
+    assert!(!opt.status.success() && text(&opt).contains("not supported"));
+    let addr = hikyaku(
+        dir.path(),
+        &["send", "--to", "not an address", "--from", "a@example.com"],
+        b"",
+    );
+    assert!(
+        !addr.status.success() && text(&addr).contains("not an address"),
+        "{}",
+        text(&addr)
+    );
+    let nofrom = hikyaku(dir.path(), &["send", "--to", "a@example.com"], b"");
+    assert!(!nofrom.status.success() && text(&nofrom).contains("no sender address"));
+    assert_eq!(jobs(dir.path()).await.len(), 2);
+}

@@ -1,0 +1,670 @@
+//! Delivery in-process against fakecloud's Exchange and Gmail SMTP: envelope,
+//! From rewrite, content fidelity, temporary and permanent failures, token
+//! refresh and re-authorization, 5.7.139, Gmail's 334 challenge, implicit
+//! TLS, the CN check, the rate limit and the worker loop.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use fakecloud::{CertMode, FakeCloud, HttpFault, Options, SmtpFault, SmtpStage};
+use hikyaku::clock::{Clock, OffsetClock, SharedClock};
+use hikyaku::config::{DeliveryConfig, GoogleConfig};
+use hikyaku::delivery::{Delivery, Outcome, rewrite_from};
+use hikyaku::provider::Provider;
+use hikyaku::secrets::MasterKey;
+use hikyaku::store::Store;
+use hikyaku::store::accounts::{BasicSettings, EmailSettings};
+use hikyaku::store::jobs::{Job, JobFilter, NewJob};
+use hikyaku::tokens::TokenService;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio_util::sync::CancellationToken;
+
+const MAILBOX: &str = "printer@contoso.example";
+const GMAIL: &str = "scanner@example.com";
+const DEVICE: &str = "mfp-3f@printers.local";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Flavor {
+    Exchange,
+    Gmail,
+    GmailImplicit,
+}
+
+struct Env {
+    cloud: FakeCloud,
+    store: Store,
+    svc: TokenService,
+    delivery: Delivery,
+    clock: Arc<OffsetClock>,
+    account: i64,
+    mailbox: &'static str,
+    _dir: tempfile::TempDir,
+}
+
+fn config() -> DeliveryConfig {
+    DeliveryConfig {
+        connect_timeout_secs: 2,
+        command_timeout_secs: 3,
+        ..DeliveryConfig::default()
+    }
+}
+
+impl Env {
+    async fn new(flavor: Flavor) -> Env {
+        Self::with(flavor, Options::default(), false, config()).await
+    }
+
+    async fn with(flavor: Flavor, opts: Options, verify_cn: bool, cfg: DeliveryConfig) -> Env {
+        hikyaku::tls::install_crypto_provider();
+        let cloud = FakeCloud::start(Options {
+            device_poll_interval_secs: 1,
+            ..opts
+        })
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let cas = vec![CertificateDer::from_pem_slice(cloud.ca_pem().as_bytes()).unwrap()];
+        let extra = Arc::new(RwLock::new(cas));
+        let key = Arc::new(MasterKey::ephemeral());
+        let clock = Arc::new(OffsetClock::default());
+        let shared: SharedClock = clock.clone();
+        let google = GoogleConfig {
+            auth_url: cloud.google_auth_url(),
+            token_url: cloud.google_token_url(),
+            revoke_url: cloud.google_revoke_url(),
+            discovery_url: format!("{}/.well-known/openid-configuration", cloud.base_url()),
+            redirect_host: "127.0.0.1".into(),
+        };
+        let svc = TokenService::new(
+            store.clone(),
+            key.clone(),
+            shared.clone(),
+            google,
+            extra.clone(),
+        );
+        let (account, mailbox, port, security) = match flavor {
+            Flavor::Exchange => {
+                let a = store.account_for(Provider::Microsoft).await.unwrap();
+                let s = BasicSettings {
+                    enabled: true,
+                    verify_cert: true,
+                    verify_cn: false,
+                    endpoint: Some(cloud.entra_endpoint("common")),
+                    client_id: Some(cloud.options().ms_client_id.clone()),
+                    client_secret: None,
+                };
+                store.save_basic_settings(a.id, &s, true, 0).await.unwrap();
+                (a.id, MAILBOX, cloud.exchange_smtp_addr().port(), "starttls")
+            }
+            Flavor::Gmail | Flavor::GmailImplicit => {
+                let a = store.account_for(Provider::Google).await.unwrap();
+                let sealed = key
+                    .seal_str(
+                        &format!("account:{}:client_secret", a.id),
+                        &cloud.options().google_client_secret,
+                    )
+                    .unwrap();
+                let s = BasicSettings {
+                    enabled: true,
+                    verify_cert: true,
+                    verify_cn: false,
+                    endpoint: None,
+                    client_id: Some(cloud.options().google_client_id.clone()),
+                    client_secret: Some(sealed),
+                };
+                store.save_basic_settings(a.id, &s, true, 0).await.unwrap();
+                if flavor == Flavor::Gmail {
+                    (a.id, GMAIL, cloud.gmail_smtp_addr().port(), "starttls")
+                } else {
+                    (a.id, GMAIL, cloud.gmail_smtps_addr().port(), "implicit")
+                }
+            }
+        };
+        store
+            .save_email_settings(
+                account,
+                &EmailSettings {
+                    smtp_host: "localhost".into(),
+                    smtp_port: port,
+                    smtp_security: security.into(),
+                    sender: None,
+                    is_default: true,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        let delivery = Delivery::new(store.clone(), svc.clone(), shared, cfg, extra);
+        let env = Env {
+            cloud,
+            store,
+            svc,
+            delivery,
+            clock,
+            account,
+            mailbox,
+            _dir: dir,
+        };
+        env.authorize().await;
+        if verify_cn {
+            // Switched on after the authorization: the token endpoint of a
+            // CN-mismatch fakecloud would fail the same check.
+            let mut s = BasicSettings {
+                enabled: true,
+                verify_cert: true,
+                verify_cn: true,
+                endpoint: None,
+                client_id: None,
+                client_secret: None,
+            };
+            let a = env.store.account(env.account).await.unwrap();
+            s.endpoint = a.endpoint;
+            s.client_id = a.client_id;
+            env.store
+                .save_basic_settings(env.account, &s, false, 0)
+                .await
+                .unwrap();
+        }
+        env
+    }
+
+    /// Runs the account's authorization flow against fakecloud to Active.
+    async fn authorize(&self) {
+        if self.mailbox == MAILBOX {
+            let code = self
+                .svc
+                .start_device_authorization(self.account)
+                .await
+                .unwrap();
+            self.cloud
+                .approve_user_code(&code.user_code, MAILBOX)
+                .unwrap();
+        } else {
+            let auth = self
+                .svc
+                .google_authorization_url(self.account)
+                .await
+                .unwrap();
+            let redirect = self.cloud.google_consent(&auth.url, GMAIL).unwrap();
+            self.svc
+                .google_submit_code(self.account, &redirect)
+                .await
+                .unwrap();
+        }
+        let start = Instant::now();
+        loop {
+            let a = self.store.account(self.account).await.unwrap();
+            if a.token_status == "active" {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(8),
+                "not active: {a:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn enqueue(&self, rcpt: &[&str], body: &[u8]) -> String {
+        let job = NewJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            account_id: None,
+            submitter: "mfp".into(),
+            source: "smtp".into(),
+            mail_from: DEVICE.into(),
+            rcpt_to: rcpt.iter().map(|s| s.to_string()).collect(),
+            header_from: Some(DEVICE.into()),
+            subject: Some("Scan".into()),
+            body: body.to_vec(),
+        };
+        self.store.enqueue(&job, self.clock.unix()).await.unwrap();
+        job.id
+    }
+
+    /// Claims the next job whatever its due time (tests skip the backoff).
+    async fn claim(&self) -> Job {
+        let later = self.clock.unix() + 30 * 86_400;
+        self.store
+            .claim_due_job(later, later + 600)
+            .await
+            .unwrap()
+            .expect("a job to claim")
+    }
+
+    async fn deliver_next(&self) -> Outcome {
+        let job = self.claim().await;
+        self.delivery.deliver_one(job).await
+    }
+
+    async fn job(&self, id: &str) -> Job {
+        self.store.job(id).await.unwrap()
+    }
+}
+
+fn simple(subject: &str) -> Vec<u8> {
+    format!(
+        "From: \"Scanner 3F\" <{DEVICE}>\r\nTo: boss@contoso.example\r\nSubject: {subject}\r\n\r\nHello.\r\n"
+    )
+    .into_bytes()
+}
+
+fn deferred_reply(o: &Outcome) -> &str {
+    match o {
+        Outcome::Deferred { reply, .. } => reply,
+        other => panic!("expected Deferred, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn delivers_with_mailbox_envelope_rewritten_from_and_intact_content() {
+    let env = Env::new(Flavor::Exchange).await;
+    // 8-bit UTF-8 text, a leading dot, a multipart body with a base64 attachment.
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "From: \"Scanner 3F\" <{DEVICE}>\r\nTo: boss@contoso.example\r\nSubject: =?UTF-8?B?44K544Kt44Oj44Oz?=\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(
+        "スキャンしました。\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n".as_bytes(),
+    );
+    body.extend_from_slice(b"--b1\r\nContent-Type: application/pdf; name=\"scan.pdf\"\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"scan.pdf\"\r\n\r\n");
+    for i in 0..200 {
+        body.extend_from_slice(
+            format!(
+                "JVBERi0xLjQKJcfsj6IKNSAwIG9iago8PC9MZW5ndGggNiAwIFIvRmlsdGVyIC9GbGF0ZUR{i:04}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"--b1--\r\n");
+    let id = env
+        .enqueue(&["boss@contoso.example", "team@contoso.example"], &body)
+        .await;
+    let outcome = env.deliver_next().await;
+    let Outcome::Sent { reply } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(reply.starts_with("250 2.0.0 OK"), "{reply}");
+    let inbox = env.cloud.inbox();
+    assert_eq!(inbox.len(), 1);
+    let m = &inbox[0];
+    assert_eq!(m.mail_from, MAILBOX);
+    assert_eq!(m.auth_user, MAILBOX);
+    assert_eq!(
+        m.rcpt_to,
+        vec![
+            "boss@contoso.example".to_owned(),
+            "team@contoso.example".to_owned()
+        ]
+    );
+    // Exactly the rewritten message: no extra blank line, dots intact.
+    let expected = rewrite_from(&body, MAILBOX, true).into_owned();
+    assert_eq!(m.data, expected);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .unwrap();
+    let from = parsed.from().unwrap().first().unwrap();
+    assert_eq!(from.name(), Some("Scanner 3F"));
+    assert_eq!(from.address(), Some(MAILBOX));
+    let reply_to = parsed.reply_to().unwrap().first().unwrap();
+    assert_eq!(reply_to.address(), Some(DEVICE));
+    assert_eq!(parsed.subject(), Some("スキャン"));
+    // The body after the header block is byte-for-byte the original's.
+    let tail = |b: &[u8]| b[b.windows(4).position(|w| w == b"\r\n\r\n").unwrap()..].to_vec();
+    assert_eq!(tail(&m.data), tail(&body));
+    let job = env.job(&id).await;
+    assert_eq!(job.state, "sent");
+    assert_eq!(job.last_reply.as_deref(), Some(reply.as_str()));
+    assert!(
+        env.store.job_body(&id).await.is_err(),
+        "body deleted once sent"
+    );
+}
+
+#[tokio::test]
+async fn temporary_451_defers_then_delivers_after_the_fault_clears() {
+    let env = Env::new(Flavor::Exchange).await;
+    let id = env
+        .enqueue(&["boss@contoso.example"], &simple("retry"))
+        .await;
+    env.cloud.set_smtp_fault(SmtpFault::ReplyAt {
+        stage: SmtpStage::EndOfData,
+        code: 451,
+        text: "4.3.0 Mail server temporarily rejected message".into(),
+    });
+    let before = env.clock.unix();
+    let o = env.deliver_next().await;
+    let Outcome::Deferred {
+        reply,
+        next_attempt_at,
+    } = &o
+    else {
+        panic!("{o:?}")
+    };
+    assert!(
+        reply.starts_with("451 4.3.0 Mail server temporarily"),
+        "{reply}"
+    );
+    assert!(
+        (before + 60..=before + 80).contains(next_attempt_at),
+        "first retry after about a minute: {next_attempt_at} vs {before}"
+    );
+    let job = env.job(&id).await;
+    assert_eq!(job.state, "deferred");
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.last_reply.as_deref(), Some(reply.as_str()));
+    env.cloud.set_smtp_fault(SmtpFault::None);
+    assert!(matches!(env.deliver_next().await, Outcome::Sent { .. }));
+    assert_eq!(env.job(&id).await.attempts, 2);
+    assert_eq!(env.cloud.inbox().len(), 1);
+}
+
+#[tokio::test]
+async fn permanent_550_fails_with_the_reply_and_queues_a_failure_notice() {
+    let env = Env::new(Flavor::Exchange).await;
+    let id = env
+        .enqueue(&["nobody@contoso.example"], &simple("bounce"))
+        .await;
+    env.cloud.set_smtp_fault(SmtpFault::ReplyAt {
+        stage: SmtpStage::EndOfData,
+        code: 550,
+        text: "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"
+            .into(),
+    });
+    let o = env.deliver_next().await;
+    let Outcome::Failed { reply } = &o else {
+        panic!("{o:?}")
+    };
+    assert_eq!(
+        reply,
+        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"
+    );
+    let job = env.job(&id).await;
+    assert_eq!(job.state, "failed");
+    assert_eq!(job.last_reply.as_deref(), Some(reply.as_str()));
+    // The notice is queued for the envelope sender, through the same account.
+    let jobs = env.store.jobs(&JobFilter::default(), 10, 0).await.unwrap();
+    let notice = jobs
+        .iter()
+        .find(|j| j.submitter == "hikyaku")
+        .expect("a failure notice job");
+    assert_eq!(notice.mail_from, "");
+    assert_eq!(notice.rcpt_to, vec![DEVICE.to_owned()]);
+    assert_eq!(notice.account_id, Some(env.account));
+    // It goes out, and a failure of the notice itself makes no new notice.
+    env.cloud.set_smtp_fault(SmtpFault::None);
+    assert!(matches!(env.deliver_next().await, Outcome::Sent { .. }));
+    let m = &env.cloud.inbox()[0];
+    assert_eq!(m.rcpt_to, vec![DEVICE.to_owned()]);
+    let text = String::from_utf8_lossy(&m.data);
+    assert!(text.contains("report-type=delivery-status"), "{text}");
+    assert!(text.contains("Final-Recipient: rfc822; nobody@contoso.example"));
+    assert!(text.contains("Status: 5.1.10"));
+    assert!(text.contains("Diagnostic-Code: smtp; 550 5.1.10"));
+    assert!(!text.contains("Hello."), "the notice carries headers only");
+}
+
+#[tokio::test]
+async fn failed_notice_makes_no_notice_and_none_disables_notices() {
+    let env = Env::with(
+        Flavor::Exchange,
+        Options::default(),
+        false,
+        DeliveryConfig {
+            failure_notice_to: "none".into(),
+            ..config()
+        },
+    )
+    .await;
+    env.enqueue(&["x@contoso.example"], &simple("a")).await;
+    env.cloud.set_smtp_fault(SmtpFault::ReplyAt {
+        stage: SmtpStage::EndOfData,
+        code: 554,
+        text: "5.6.0 Corrupt message content".into(),
+    });
+    assert!(matches!(env.deliver_next().await, Outcome::Failed { .. }));
+    let jobs = env.store.jobs(&JobFilter::default(), 10, 0).await.unwrap();
+    assert_eq!(jobs.len(), 1, "no notice with failure_notice_to = none");
+}
+
+#[tokio::test]
+async fn hang_times_out_and_defers() {
+    let env = Env::with(
+        Flavor::Exchange,
+        Options::default(),
+        false,
+        DeliveryConfig {
+            connect_timeout_secs: 1,
+            command_timeout_secs: 1,
+            ..config()
+        },
+    )
+    .await;
+    env.enqueue(&["boss@contoso.example"], &simple("hang"))
+        .await;
+    env.cloud.set_smtp_fault(SmtpFault::Hang);
+    let start = Instant::now();
+    let o = env.deliver_next().await;
+    assert!(deferred_reply(&o).contains("no answer"), "{o:?}");
+    assert!(start.elapsed() < Duration::from_secs(6));
+    // Hanging after the data (the at-least-once window) defers too.
+    env.cloud
+        .set_smtp_fault(SmtpFault::HangAt(SmtpStage::EndOfData));
+    let o = env.deliver_next().await;
+    let reply = deferred_reply(&o);
+    assert!(reply.contains("end of data"), "{reply}");
+}
+
+#[tokio::test]
+async fn close_mid_data_and_down_defer() {
+    let env = Env::new(Flavor::Exchange).await;
+    let id = env.enqueue(&["boss@contoso.example"], &simple("cut")).await;
+    env.cloud.set_smtp_fault(SmtpFault::CloseMidData);
+    let o = env.deliver_next().await;
+    deferred_reply(&o);
+    env.cloud.set_smtp_fault(SmtpFault::Down);
+    let o = env.deliver_next().await;
+    assert!(deferred_reply(&o).contains("connect"), "{o:?}");
+    let job = env.job(&id).await;
+    assert_eq!((job.state.as_str(), job.attempts), ("deferred", 2));
+    assert!(env.store.job_body(&id).await.is_ok(), "the message is kept");
+}
+
+#[tokio::test]
+async fn expired_access_token_is_refreshed_once_and_sent() {
+    let env = Env::new(Flavor::Exchange).await;
+    env.enqueue(&["boss@contoso.example"], &simple("token"))
+        .await;
+    let refreshes = env.cloud.refresh_count();
+    env.cloud.expire_access_tokens();
+    let o = env.deliver_next().await;
+    assert!(matches!(o, Outcome::Sent { .. }), "{o:?}");
+    assert_eq!(env.cloud.refresh_count(), refreshes + 1);
+}
+
+#[tokio::test]
+async fn revoked_grant_waits_without_counting_then_sends_after_reauthorization() {
+    let env = Env::new(Flavor::Exchange).await;
+    let id = env
+        .enqueue(&["boss@contoso.example"], &simple("wait"))
+        .await;
+    env.cloud.revoke_grants(MAILBOX);
+    let o = env.deliver_next().await;
+    let Outcome::WaitingForAuthorization { reason } = &o else {
+        panic!("{o:?}")
+    };
+    assert!(
+        reason.starts_with("waiting for re-authorization of the Microsoft account"),
+        "{reason}"
+    );
+    let job = env.job(&id).await;
+    assert_eq!((job.state.as_str(), job.attempts), ("deferred", 0));
+    assert!(job.next_attempt_at <= env.clock.unix() + 61);
+    assert_eq!(
+        env.store.account(env.account).await.unwrap().token_status,
+        "error"
+    );
+    // While the status is Error the job keeps waiting, still uncounted.
+    let o = env.deliver_next().await;
+    assert!(
+        matches!(o, Outcome::WaitingForAuthorization { .. }),
+        "{o:?}"
+    );
+    assert_eq!(env.job(&id).await.attempts, 0);
+    assert!(env.cloud.inbox().is_empty());
+    env.authorize().await;
+    let o = env.deliver_next().await;
+    assert!(matches!(o, Outcome::Sent { .. }), "{o:?}");
+    assert_eq!(env.job(&id).await.attempts, 1);
+    assert_eq!(env.cloud.inbox().len(), 1);
+}
+
+#[tokio::test]
+async fn smtp_auth_disabled_defers_with_advice() {
+    let env = Env::new(Flavor::Exchange).await;
+    let id = env
+        .enqueue(&["boss@contoso.example"], &simple("5.7.139"))
+        .await;
+    env.cloud.disable_smtp_auth(MAILBOX);
+    let o = env.deliver_next().await;
+    let reply = deferred_reply(&o);
+    assert!(reply.starts_with("535 5.7.139"), "{reply}");
+    assert!(
+        reply.contains("Manage email apps") && reply.contains("Authenticated SMTP"),
+        "{reply}"
+    );
+    assert_eq!(env.job(&id).await.state, "deferred");
+    env.cloud.enable_smtp_auth(MAILBOX);
+    assert!(matches!(env.deliver_next().await, Outcome::Sent { .. }));
+}
+
+#[tokio::test]
+async fn gmail_334_challenge_is_decoded_into_the_reply() {
+    let env = Env::new(Flavor::Gmail).await;
+    env.enqueue(&["boss@example.net"], &simple("gmail")).await;
+    env.cloud.expire_access_tokens();
+    env.cloud.set_token_endpoint_fault(HttpFault::Status(500));
+    let o = env.deliver_next().await;
+    let reply = deferred_reply(&o);
+    assert!(
+        reply.starts_with("535 5.7.8 Username and Password not accepted"),
+        "{reply}"
+    );
+    assert!(
+        reply.contains(r#"{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}"#),
+        "{reply}"
+    );
+    env.cloud.set_token_endpoint_fault(HttpFault::None);
+    assert!(matches!(env.deliver_next().await, Outcome::Sent { .. }));
+    let m = &env.cloud.inbox()[0];
+    assert_eq!(m.mail_from, GMAIL);
+}
+
+#[tokio::test]
+async fn gmail_implicit_tls() {
+    let env = Env::new(Flavor::GmailImplicit).await;
+    env.enqueue(&["boss@example.net"], &simple("465")).await;
+    let o = env.deliver_next().await;
+    assert!(matches!(o, Outcome::Sent { .. }), "{o:?}");
+    assert_eq!(env.cloud.inbox()[0].auth_user, GMAIL);
+}
+
+#[tokio::test]
+async fn cn_mismatch_defers_before_auth() {
+    let env = Env::with(
+        Flavor::Exchange,
+        Options {
+            cert: CertMode::CnMismatch,
+            ..Options::default()
+        },
+        true,
+        config(),
+    )
+    .await;
+    env.enqueue(&["boss@contoso.example"], &simple("cn")).await;
+    let o = env.deliver_next().await;
+    let reply = deferred_reply(&o);
+    assert!(
+        reply.contains("CN 'other.example' does not match host 'localhost'"),
+        "{reply}"
+    );
+    // The check runs right after the handshake, before AUTH.
+    assert!(reply.contains("nothing was sent"), "{reply}");
+    assert!(env.cloud.inbox().is_empty());
+}
+
+#[tokio::test]
+async fn refused_recipients_are_recorded_and_rate_limit_waits() {
+    let env = Env::with(
+        Flavor::Exchange,
+        Options::default(),
+        false,
+        DeliveryConfig {
+            rate_per_minute: 1,
+            ..config()
+        },
+    )
+    .await;
+    let id = env
+        .enqueue(
+            &["boss@contoso.example", "not an address"],
+            &simple("partial"),
+        )
+        .await;
+    let o = env.deliver_next().await;
+    let Outcome::Sent { reply } = &o else {
+        panic!("{o:?}")
+    };
+    assert!(
+        reply.contains("refused recipients: <not an address>"),
+        "{reply}"
+    );
+    assert_eq!(
+        env.cloud.inbox()[0].rcpt_to,
+        vec!["boss@contoso.example".to_owned()]
+    );
+    assert_eq!(env.job(&id).await.state, "sent");
+    // The notice about the refused recipient is over the rate limit: it waits, uncounted.
+    let o = env.deliver_next().await;
+    assert!(deferred_reply(&o).contains("rate limit"), "{o:?}");
+    let notice = env
+        .store
+        .jobs(&JobFilter::default(), 10, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.submitter == "hikyaku")
+        .unwrap();
+    assert_eq!((notice.state.as_str(), notice.attempts), ("deferred", 0));
+}
+
+#[tokio::test]
+async fn worker_pool_delivers_queued_jobs_on_wake() {
+    let env = Env::new(Flavor::Exchange).await;
+    let shutdown = CancellationToken::new();
+    let handle = env.delivery.spawn(shutdown.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a = env.enqueue(&["a@contoso.example"], &simple("one")).await;
+    let b = env.enqueue(&["b@contoso.example"], &simple("two")).await;
+    env.delivery.wake();
+    let inbox = env.cloud.wait_for_inbox(2, Duration::from_secs(10)).await;
+    assert_eq!(inbox.len(), 2);
+    let start = Instant::now();
+    loop {
+        let (ja, jb) = (env.job(&a).await, env.job(&b).await);
+        if ja.state == "sent" && jb.state == "sent" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{ja:?} {jb:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap();
+}

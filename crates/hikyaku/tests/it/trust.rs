@@ -1,0 +1,555 @@
+//! Date/Time and certificate trust, end to end: clock jumps (forward and
+//! backward, with the token endpoint up and down), the clock skew measured from
+//! a shifted `Date` header, the CA Certificates page, Add CN, the Date/Time
+//! page and its roles, and the outbound proxy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fakecloud::{CertMode, FakeCloud, HttpFault, Options};
+
+use crate::oauth_flow::{
+    authorize_microsoft, by_id, edit_microsoft, fakecloud, refresh, server_for, trust,
+};
+use crate::support::{ADMIN_PASSWORD, Browser, Page, TestServer, add_user, eventually};
+
+async fn fakecloud_with(opts: Options) -> FakeCloud {
+    FakeCloud::start(Options {
+        device_poll_interval_secs: 1,
+        ..opts
+    })
+    .await
+    .expect("fakecloud starts")
+}
+
+async fn microsoft_api(admin: &Browser) -> serde_json::Value {
+    admin.get("/api/v1/oauth/microsoft").await.json()
+}
+
+async fn audit_log(admin: &Browser) -> String {
+    admin.get("/settings/management/audit-log").await.body
+}
+
+/// Waits until the refresh counter passes `above`.
+async fn refreshed_beyond(fc: &FakeCloud, above: u64, what: &str) -> u64 {
+    eventually(Duration::from_secs(20), what, || async {
+        let n = fc.refresh_count();
+        (n > above).then_some(n)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn clock_jumps_refresh_every_token_and_keep_it_active() {
+    let fc = fakecloud(CertMode::Trusted).await;
+    let server = server_for(&fc).await;
+    let admin = authorize_microsoft(&server, &fc).await;
+    let before = fc.refresh_count();
+
+    server.clock.jump(time::Duration::hours(2));
+    // Sessions time out on the wall clock: sign in again after each jump.
+    admin.login("admin", ADMIN_PASSWORD).await;
+    let after_forward = refreshed_beyond(&fc, before, "a refresh after +2 h").await;
+    let log = eventually(Duration::from_secs(10), "the jump audited", || async {
+        let log = audit_log(&admin).await;
+        log.contains("+7200 s").then_some(log)
+    })
+    .await;
+    assert!(
+        log.contains("clock_jump") && log.contains("system"),
+        "{log}"
+    );
+    let api = microsoft_api(&admin).await;
+    assert_eq!(api["token_status"], "active", "{api}");
+
+    server.clock.jump(-time::Duration::hours(2));
+    admin.login("admin", ADMIN_PASSWORD).await;
+    refreshed_beyond(&fc, after_forward, "a refresh after -2 h").await;
+    eventually(
+        Duration::from_secs(10),
+        "the backward jump audited",
+        || async { audit_log(&admin).await.contains("-7200 s").then_some(()) },
+    )
+    .await;
+    let page = admin.get("/settings/send/oauth/microsoft").await;
+    assert_eq!(by_id(&page, "token-status").as_deref(), Some("Active"));
+    // The connections were checked again too.
+    assert_eq!(
+        by_id(&page, "connection-status").as_deref(),
+        Some("Successful")
+    );
+}
+
+#[tokio::test]
+async fn jump_with_the_token_endpoint_down_keeps_a_valid_token_and_heals() {
+    let fc = fakecloud(CertMode::Trusted).await;
+    let server = server_for(&fc).await;
+    let admin = authorize_microsoft(&server, &fc).await;
+    let before = fc.refresh_count();
+    fc.set_token_endpoint_fault(HttpFault::Down);
+    server.clock.jump(time::Duration::hours(2));
+    admin.login("admin", ADMIN_PASSWORD).await;
+    // The access token is still valid (its deadline is monotonic): Active,
+    // with the warning that the endpoint cannot be reached.
+    let api = eventually(Duration::from_secs(20), "the warning", || async {
+        let api = microsoft_api(&admin).await;
+        api.to_string().contains("unreachable").then_some(api)
+    })
+    .await;
+    assert_eq!(api["token_status"], "active", "{api}");
+    fc.set_token_endpoint_fault(HttpFault::None);
+    refreshed_beyond(&fc, before, "the healing refresh").await;
+    eventually(Duration::from_secs(10), "the warning gone", || async {
+        let api = microsoft_api(&admin).await;
+        (api["token_status"] == "active" && !api.to_string().contains("unreachable")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn jump_with_the_token_endpoint_down_and_no_valid_token_is_an_error_until_it_is_back() {
+    // 62 s tokens stop being handed out 2 s after issue (a minute must remain).
+    let fc = fakecloud_with(Options {
+        access_token_lifetime_secs: 62,
+        ..Options::default()
+    })
+    .await;
+    let server = server_for(&fc).await;
+    let admin = authorize_microsoft(&server, &fc).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = fc.refresh_count();
+    fc.set_token_endpoint_fault(HttpFault::Down);
+    server.clock.jump(time::Duration::hours(2));
+    admin.login("admin", ADMIN_PASSWORD).await;
+    let page = eventually(Duration::from_secs(20), "Token Status Error", || async {
+        let p = admin.get("/settings/send/oauth/microsoft").await;
+        by_id(&p, "token-status")
+            .is_some_and(|s| s.starts_with("Error"))
+            .then_some(p)
+    })
+    .await;
+    let status = by_id(&page, "token-status").unwrap_or_default();
+    assert!(
+        status.contains("retries") && status.contains("system clock changed"),
+        "{status}"
+    );
+    // The endpoint is back: Active again without anyone doing anything.
+    fc.set_token_endpoint_fault(HttpFault::None);
+    refreshed_beyond(&fc, before, "the healing refresh").await;
+    eventually(Duration::from_secs(10), "Active again", || async {
+        let p = admin.get("/settings/send/oauth/microsoft").await;
+        (by_id(&p, "token-status").as_deref() == Some("Active")).then_some(())
+    })
+    .await;
+}
+
+const SKEW_TEXT: &str = "The clock differs from";
+
+#[tokio::test]
+async fn skew_from_a_shifted_date_header_is_warned_everywhere() {
+    for (offset, warned) in [(600, true), (0, false)] {
+        let fc = fakecloud_with(Options {
+            date_offset_secs: offset,
+            ..Options::default()
+        })
+        .await;
+        let server = server_for(&fc).await;
+        let admin = server.setup_admin().await;
+        trust(&admin, &fc).await;
+        edit_microsoft(&admin, &fc.entra_endpoint("organizations"), &[]).await;
+        let ms = refresh(&admin, "microsoft").await;
+        assert_eq!(
+            by_id(&ms, "connection-status").as_deref(),
+            Some("Successful"),
+            "{}",
+            ms.body
+        );
+        let portal = admin.get("/").await;
+        let datetime = admin.get("/settings/management/datetime").await;
+        for (name, page) in [
+            ("microsoft", &ms),
+            ("portal", &portal),
+            ("datetime", &datetime),
+        ] {
+            assert_eq!(
+                page.body.contains(SKEW_TEXT),
+                warned,
+                "offset {offset}, {name}: {}",
+                page.body
+            );
+        }
+        if warned {
+            assert!(
+                datetime.body.contains("+600 s")
+                    || datetime.body.contains("+599 s")
+                    || datetime.body.contains("+601 s"),
+                "{}",
+                datetime.body
+            );
+        }
+    }
+}
+
+fn ca_ids(page: &Page) -> Vec<String> {
+    let marker = "name=\"id\" value=\"";
+    page.body
+        .match_indices(marker)
+        .filter_map(|(i, _)| {
+            let rest = &page.body[i + marker.len()..];
+            rest.find('"').map(|end| rest[..end].to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_ca_upload_trusts_fakecloud_and_deleting_it_distrusts_it_again() {
+    let fc = fakecloud(CertMode::Trusted).await;
+    let server = server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    edit_microsoft(&admin, &fc.entra_endpoint("organizations"), &[]).await;
+    let page = refresh(&admin, "microsoft").await;
+    let status = by_id(&page, "connection-status").unwrap_or_default();
+    assert!(
+        status.starts_with("Failed") && status.contains("unknown issuer"),
+        "{status}"
+    );
+
+    trust(&admin, &fc).await;
+    let list = admin.get("/settings/management/ca-certificates").await;
+    assert!(list.body.contains("fakecloud"), "{}", list.body);
+    // Subject and issuer of a root are the same name; validity; fingerprint.
+    assert!(list.body.matches("fakecloud").count() >= 2, "{}", list.body);
+    assert!(list.body.contains(" — "), "validity range: {}", list.body);
+    let fingerprint_like = list.body.split("<code>").skip(1).any(|s| {
+        let fp: String = s.chars().take_while(|c| *c != '<').collect();
+        fp.len() >= 64 && fp.chars().all(|c| c.is_ascii_hexdigit() || c == ':')
+    });
+    assert!(fingerprint_like, "{}", list.body);
+    let page = refresh(&admin, "microsoft").await;
+    assert_eq!(
+        by_id(&page, "connection-status").as_deref(),
+        Some("Successful"),
+        "{}",
+        page.body
+    );
+
+    let ids = ca_ids(&list);
+    assert_eq!(ids.len(), 1, "{}", list.body);
+    let r = admin
+        .submit(
+            "/settings/management/ca-certificates",
+            "/settings/management/ca-certificates/delete",
+            &[("id", &ids[0])],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(ca_ids(&r).is_empty(), "{}", r.body);
+    let page = refresh(&admin, "microsoft").await;
+    let status = by_id(&page, "connection-status").unwrap_or_default();
+    assert!(
+        status.starts_with("Failed") && status.contains("unknown issuer"),
+        "{status}"
+    );
+    assert!(audit_log(&admin).await.contains("ca_delete"));
+}
+
+fn ca_pem(
+    cn: &str,
+    ca: bool,
+    validity: Option<(time::OffsetDateTime, time::OffsetDateTime)>,
+) -> String {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+    let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    if ca {
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    }
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    if let Some((nb, na)) = validity {
+        p.not_before = nb;
+        p.not_after = na;
+    }
+    let key = KeyPair::generate().unwrap();
+    p.self_signed(&key).unwrap().pem()
+}
+
+#[tokio::test]
+async fn bad_pem_leaf_and_expired_ca_are_refused_with_the_reason() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let now = time::OffsetDateTime::now_utc();
+    let expired = ca_pem(
+        "Old CA",
+        true,
+        Some((
+            now - time::Duration::days(400),
+            now - time::Duration::days(1),
+        )),
+    );
+    let leaf = ca_pem("printer.example", false, None);
+    let good = ca_pem("Good CA", true, None);
+    let broken = "-----BEGIN CERTIFICATE-----\nnot base64 at all!!\n-----END CERTIFICATE-----\n";
+    for (pem, reason) in [
+        ("hello", "no certificate found"),
+        (broken, "malformed"),
+        (leaf.as_str(), "not a CA certificate"),
+        (expired.as_str(), "expired"),
+        // One bad block refuses the whole upload: the good one is not stored either.
+        (&format!("{good}{leaf}"), "not a CA certificate"),
+    ] {
+        let r = admin
+            .submit(
+                "/settings/management/ca-certificates",
+                "/settings/management/ca-certificates",
+                &[("pem", pem)],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{reason}: {}", r.body);
+        let error = by_id(&r, "ca-error").unwrap_or_default();
+        assert!(error.contains(reason), "{reason}: {error}");
+        assert!(ca_ids(&r).is_empty(), "nothing stored: {}", r.body);
+    }
+    let r = admin
+        .submit(
+            "/settings/management/ca-certificates",
+            "/settings/management/ca-certificates",
+            &[("pem", &good)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ca_ids(&r).len(), 1);
+    assert!(r.body.contains("Good CA"));
+}
+
+#[tokio::test]
+async fn add_cn_against_matching_and_mismatching_common_names() {
+    for (mode, cn_on, ok) in [
+        (CertMode::Trusted, false, true),
+        (CertMode::Trusted, true, true),
+        (CertMode::CnMismatch, false, true),
+        (CertMode::CnMismatch, true, false),
+    ] {
+        let fc = fakecloud(mode).await;
+        let server = server_for(&fc).await;
+        let admin = server.setup_admin().await;
+        trust(&admin, &fc).await;
+        let extra: &[(&str, &str)] = if cn_on { &[("verify_cn", "on")] } else { &[] };
+        edit_microsoft(&admin, &fc.entra_endpoint("organizations"), extra).await;
+        let page = refresh(&admin, "microsoft").await;
+        let status = by_id(&page, "connection-status").unwrap_or_default();
+        if ok {
+            assert_eq!(status, "Successful", "{mode:?} cn={cn_on}: {}", page.body);
+        } else {
+            assert!(
+                status.starts_with("Failed") && status.contains("CN 'other.example'"),
+                "{status}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn datetime_page_zone_and_roles() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let page = admin.get("/settings/management/datetime").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        by_id(&page, "now-utc").is_some_and(|t| t.contains("UTC")),
+        "{}",
+        page.body
+    );
+    assert!(by_id(&page, "clock-sync").is_some());
+    let r = admin
+        .submit(
+            "/settings/management/datetime",
+            "/settings/management/datetime",
+            &[("zone", "+09:00")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Tokyo"), "{}", r.body);
+    assert!(
+        by_id(&r, "now-local").is_some_and(|t| t.contains("+09:00")),
+        "{}",
+        r.body
+    );
+    for zone in ["+03:17", "Mars/Olympus", ""] {
+        let r = admin
+            .submit(
+                "/settings/management/datetime",
+                "/settings/management/datetime",
+                &[("zone", zone)],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{zone}: {}", r.body);
+    }
+    let kept = admin.get("/settings/management/datetime").await;
+    assert!(kept.body.contains("selected>UTC+09:00"), "{}", kept.body);
+
+    add_user(&admin, "net", "network_admin").await;
+    add_user(&admin, "user", "general_user").await;
+    let net = Browser::new(&server);
+    net.login("net", ADMIN_PASSWORD).await;
+    let user = Browser::new(&server);
+    user.login("user", ADMIN_PASSWORD).await;
+    for path in [
+        "/settings/management/datetime",
+        "/settings/management/ca-certificates",
+        "/settings/management/network",
+    ] {
+        assert_eq!(net.get(path).await.status, 200, "network admin: {path}");
+        assert_eq!(user.get(path).await.status, 403, "general user: {path}");
+    }
+}
+
+// ---------------------------------------------------------------- proxy
+
+/// A tiny HTTP CONNECT proxy on 127.0.0.1 that counts the tunnels it opened.
+struct ConnectProxy {
+    port: u16,
+    tunnels: Arc<AtomicUsize>,
+}
+
+impl ConnectProxy {
+    async fn start() -> ConnectProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tunnels = Arc::new(AtomicUsize::new(0));
+        let count = tunnels.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head).to_string();
+                    let mut words = text.split_whitespace();
+                    let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if client
+                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                        .await
+                        .is_ok()
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        ConnectProxy { port, tunnels }
+    }
+
+    fn tunnels(&self) -> usize {
+        self.tunnels.load(Ordering::SeqCst)
+    }
+}
+
+async fn set_proxy(admin: &Browser, port: u16, no_proxy: &str) -> Page {
+    let port = port.to_string();
+    admin
+        .submit(
+            "/settings/management/network",
+            "/settings/management/network",
+            &[
+                ("enabled", "on"),
+                ("host", "127.0.0.1"),
+                ("port", &port),
+                ("username", ""),
+                ("password", ""),
+                ("no_proxy", no_proxy),
+            ],
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_connect_proxy_carries_the_oauth_calls_and_its_absence_is_reported() {
+    let fc = fakecloud(CertMode::Trusted).await;
+    let server = server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    trust(&admin, &fc).await;
+    let proxy = ConnectProxy::start().await;
+    let r = set_proxy(&admin, proxy.port, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The connection check, the device authorization and the token poll all go through it.
+    edit_microsoft(&admin, &fc.entra_endpoint("organizations"), &[]).await;
+    let page = refresh(&admin, "microsoft").await;
+    assert_eq!(
+        by_id(&page, "connection-status").as_deref(),
+        Some("Successful"),
+        "{}",
+        page.body
+    );
+    let after_check = proxy.tunnels();
+    assert!(after_check >= 1, "no tunnel for the connection check");
+    let code = by_id(&page, "user-code").expect("a user code");
+    fc.approve_user_code(&code, crate::oauth_flow::MAILBOX)
+        .expect("approve");
+    eventually(Duration::from_secs(10), "token Active", || async {
+        (microsoft_api(&admin).await["token_status"] == "active").then_some(())
+    })
+    .await;
+    let before = proxy.tunnels();
+    let refreshes = fc.refresh_count();
+    let r = admin
+        .submit(
+            "/settings/send/oauth/microsoft",
+            "/settings/send/oauth/microsoft/refresh-token",
+            &[],
+        )
+        .await;
+    assert!(r.status == 303 || r.status == 200, "{}", r.body);
+    refreshed_beyond(&fc, refreshes, "a refresh through the proxy").await;
+    assert!(
+        proxy.tunnels() > before,
+        "the token call bypassed the proxy"
+    );
+
+    // The API shows the setting, never the password.
+    let api = admin.get("/api/v1/network/proxy").await.json();
+    assert_eq!(api["host"], "127.0.0.1", "{api}");
+    assert_eq!(api["port"], proxy.port, "{api}");
+
+    // A proxy that is not there: Failed, and the reason names the proxy.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    set_proxy(&admin, closed, "").await;
+    let page = refresh(&admin, "microsoft").await;
+    let status = by_id(&page, "connection-status").unwrap_or_default();
+    assert!(
+        status.starts_with("Failed") && status.to_lowercase().contains("proxy"),
+        "{status}"
+    );
+
+    // The no-proxy list bypasses it.
+    set_proxy(&admin, closed, "localhost").await;
+    let page = refresh(&admin, "microsoft").await;
+    assert_eq!(
+        by_id(&page, "connection-status").as_deref(),
+        Some("Successful"),
+        "{}",
+        page.body
+    );
+}

@@ -1,0 +1,8 @@
+//! Fuzz target: see `hikyaku_fuzz::checks::check_config` for the invariants.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    hikyaku_fuzz::checks::check_config(data);
+});
