@@ -353,14 +353,18 @@ mod tests {
 
     #[test]
     fn encoded_word_names_survive() {
-        let msg = "From: =?ISO-2022-JP?B?GyRCO0gkJBsoQg==?= <dev@printers.local>\r\n\r\nx";
-        let (orig_name, _) = parsed_from(msg);
-        let out = rewrite(msg);
-        let (name, addr) = parsed_from(&out);
-        assert_eq!(name, orig_name);
-        assert_eq!(addr.as_deref(), Some(MB));
-        assert!(out.contains("=?UTF-8?B?"), "{out}");
-        assert_eq!(parsed_reply_to(&out), vec!["dev@printers.local".to_owned()]);
+        for (encoded, decoded) in [
+            ("=?UTF-8?B?44K544Kt44Oj44OK44O8?=", "スキャナー"),
+            ("=?ISO-8859-1?Q?J=F6rg_M=FCller?=", "Jörg Müller"),
+        ] {
+            let msg = format!("From: {encoded} <dev@printers.local>\r\n\r\nx");
+            let out = rewrite(&msg);
+            let (name, addr) = parsed_from(&out);
+            assert_eq!(name.as_deref(), Some(decoded));
+            assert_eq!(addr.as_deref(), Some(MB));
+            assert!(out.contains("=?UTF-8?B?"), "{out}");
+            assert_eq!(parsed_reply_to(&out), vec!["dev@printers.local".to_owned()]);
+        }
         // A long Japanese name is split into words of at most 75 characters.
         let long = "複合機".repeat(20);
         let msg = format!("From: \"{long}\" <dev@printers.local>\r\n\r\nx");

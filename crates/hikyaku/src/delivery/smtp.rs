@@ -169,11 +169,19 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return format!("TLS: {}", crate::tls::describe_tls_error(tls));
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
-        {
-            return format!("TLS: {}", crate::tls::describe_tls_error(tls));
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return format!("TLS: {}", crate::tls::describe_tls_error(tls));
+            }
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+                    return "the server closed the connection".to_owned();
+                }
+                K::ConnectionRefused => return "connection refused".to_owned(),
+                K::TimedOut => return "timed out".to_owned(),
+                _ => {}
+            }
         }
         source = err.source();
     }

@@ -66,6 +66,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/users", get(users_list).post(users_add))
         .route("/api/v1/users/{name}", delete(users_delete))
         .route("/api/v1/audit-log", get(audit_log))
+        .merge(super::api_sending::router())
 }
 
 async fn health() -> Json<Value> {
@@ -168,14 +169,42 @@ async fn oauth_get(
     Ok(Json(body))
 }
 
+/// The body of `PUT /api/v1/oauth/{provider}`: [`BasicInput`], but unknown
+/// keys are refused (a misspelt `enable` must not silently switch nothing on),
+/// as the document's `additionalProperties: false` says.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct BasicBody {
+    enabled: bool,
+    verify_cert: bool,
+    verify_cn: bool,
+    endpoint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+impl From<BasicBody> for BasicInput {
+    fn from(b: BasicBody) -> Self {
+        BasicInput {
+            enabled: b.enabled,
+            verify_cert: b.verify_cert,
+            verify_cn: b.verify_cn,
+            endpoint: b.endpoint,
+            client_id: b.client_id,
+            client_secret: b.client_secret,
+        }
+    }
+}
+
 async fn oauth_put(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(provider): Path<String>,
-    ApiJson(input): ApiJson<BasicInput>,
+    ApiJson(body): ApiJson<BasicBody>,
 ) -> Result<Response, WebError> {
     let provider = parse_provider(&provider)?;
     caller.require(provider_permission(provider))?;
+    let input = BasicInput::from(body);
     match oauth::save_basic(&state, provider, &input, &caller.name, &caller.source).await? {
         Ok(()) => {
             let a = state.store.account_for(provider).await?;

@@ -91,6 +91,44 @@ impl IntoResponse for WebError {
     }
 }
 
+/// An error response that did not come from a handler (axum's own rejections
+/// of a malformed path, query or body, 404, 405) becomes the API's JSON shape.
+async fn api_rejection(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let status = response.status();
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let code = match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        s if s >= 500 => "internal",
+        _ => "bad_request",
+    };
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    (
+        status,
+        Json(serde_json::json!({ "error": code, "message": message })),
+    )
+        .into_response()
+}
+
 /// Middleware: renders a [`WebError`] left in a response.
 pub async fn render_errors(request: Request, next: Next) -> Response {
     let api = request.uri().path().starts_with("/api/");
@@ -102,6 +140,9 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         .unwrap_or_default();
     let response = next.run(request).await;
     let Some(error) = response.extensions().get::<WebError>().cloned() else {
+        if api && (response.status().is_client_error() || response.status().is_server_error()) {
+            return api_rejection(response).await;
+        }
         return response;
     };
     let request_id = crate::secrets::random_token(6);

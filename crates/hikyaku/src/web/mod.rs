@@ -3,6 +3,7 @@
 //! the caller's role on the server.
 
 pub mod api;
+mod api_sending;
 pub mod auth;
 pub mod errors;
 pub mod i18n;

@@ -222,6 +222,25 @@ async fn walk(lang: &str, labels: &[&str]) {
         labels[8]
     );
     c.shot(&format!("{lang}-05-oauth-google")).await;
+    // The other areas of the menu, for the screenshots of the README.
+    for (path, name) in [
+        ("/settings/send/email", "07-email-settings"),
+        ("/jobs", "08-job-history"),
+        ("/settings/management/datetime", "09-datetime"),
+        ("/settings/management/ca-certificates", "10-ca-certificates"),
+        ("/settings/management/users", "11-users"),
+    ] {
+        c.client
+            .goto(&format!("{}{path}", server.base))
+            .await
+            .expect("page");
+        c.client
+            .wait()
+            .for_element(Locator::Css("h1"))
+            .await
+            .expect("page heading");
+        c.shot(&format!("{lang}-{name}")).await;
+    }
     c.click("#logout").await;
     c.client
         .wait()

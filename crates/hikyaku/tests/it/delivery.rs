@@ -52,10 +52,20 @@ fn config() -> DeliveryConfig {
 
 impl Env {
     async fn new(flavor: Flavor) -> Env {
-        Self::with(flavor, Options::default(), false, config()).await
+        Self::with(flavor, Options::default(), None, config()).await
     }
 
-    async fn with(flavor: Flavor, opts: Options, verify_cn: bool, cfg: DeliveryConfig) -> Env {
+    /// `tls_after`: (verify certificate, verify CN) switched on after the
+    /// authorization, which runs with verification matching `opts.cert` (the
+    /// token endpoint of a CN-mismatch or untrusted fakecloud would fail the
+    /// same checks).
+    async fn with(
+        flavor: Flavor,
+        opts: Options,
+        tls_after: Option<(bool, bool)>,
+        cfg: DeliveryConfig,
+    ) -> Env {
+        let verify_for_authorization = opts.cert != CertMode::Untrusted;
         hikyaku::tls::install_crypto_provider();
         let cloud = FakeCloud::start(Options {
             device_poll_interval_secs: 1,
@@ -89,7 +99,7 @@ impl Env {
                 let a = store.account_for(Provider::Microsoft).await.unwrap();
                 let s = BasicSettings {
                     enabled: true,
-                    verify_cert: true,
+                    verify_cert: verify_for_authorization,
                     verify_cn: false,
                     endpoint: Some(cloud.entra_endpoint("common")),
                     client_id: Some(cloud.options().ms_client_id.clone()),
@@ -108,7 +118,7 @@ impl Env {
                     .unwrap();
                 let s = BasicSettings {
                     enabled: true,
-                    verify_cert: true,
+                    verify_cert: verify_for_authorization,
                     verify_cn: false,
                     endpoint: None,
                     client_id: Some(cloud.options().google_client_id.clone()),
@@ -148,20 +158,16 @@ impl Env {
             _dir: dir,
         };
         env.authorize().await;
-        if verify_cn {
-            // Switched on after the authorization: the token endpoint of a
-            // CN-mismatch fakecloud would fail the same check.
-            let mut s = BasicSettings {
+        if let Some((verify_cert, verify_cn)) = tls_after {
+            let a = env.store.account(env.account).await.unwrap();
+            let s = BasicSettings {
                 enabled: true,
-                verify_cert: true,
-                verify_cn: true,
-                endpoint: None,
-                client_id: None,
+                verify_cert,
+                verify_cn,
+                endpoint: a.endpoint,
+                client_id: a.client_id,
                 client_secret: None,
             };
-            let a = env.store.account(env.account).await.unwrap();
-            s.endpoint = a.endpoint;
-            s.client_id = a.client_id;
             env.store
                 .save_basic_settings(env.account, &s, false, 0)
                 .await
@@ -364,6 +370,33 @@ async fn temporary_451_defers_then_delivers_after_the_fault_clears() {
 }
 
 #[tokio::test]
+async fn temporary_failure_past_max_age_fails_with_the_last_reply() {
+    let env = Env::new(Flavor::Exchange).await;
+    let id = env.enqueue(&["boss@contoso.example"], &simple("old")).await;
+    env.clock.jump(time::Duration::hours(121));
+    env.cloud.set_smtp_fault(SmtpFault::ReplyAt {
+        stage: SmtpStage::Rcpt,
+        code: 452,
+        text: "4.5.3 Too many recipients".into(),
+    });
+    let o = env.deliver_next().await;
+    let Outcome::Failed { reply } = &o else {
+        panic!("{o:?}")
+    };
+    assert!(
+        reply.starts_with("452 4.5.3 Too many recipients"),
+        "{reply}"
+    );
+    assert!(reply.contains("not delivered within 120 hours"), "{reply}");
+    assert_eq!(env.job(&id).await.state, "failed");
+    let jobs = env.store.jobs(&JobFilter::default(), 10, 0).await.unwrap();
+    assert!(
+        jobs.iter().any(|j| j.submitter == "hikyaku"),
+        "a notice is queued"
+    );
+}
+
+#[tokio::test]
 async fn permanent_550_fails_with_the_reply_and_queues_a_failure_notice() {
     let env = Env::new(Flavor::Exchange).await;
     let id = env
@@ -413,7 +446,7 @@ async fn failed_notice_makes_no_notice_and_none_disables_notices() {
     let env = Env::with(
         Flavor::Exchange,
         Options::default(),
-        false,
+        None,
         DeliveryConfig {
             failure_notice_to: "none".into(),
             ..config()
@@ -436,7 +469,7 @@ async fn hang_times_out_and_defers() {
     let env = Env::with(
         Flavor::Exchange,
         Options::default(),
-        false,
+        None,
         DeliveryConfig {
             connect_timeout_secs: 1,
             command_timeout_secs: 1,
@@ -581,7 +614,7 @@ async fn cn_mismatch_defers_before_auth() {
             cert: CertMode::CnMismatch,
             ..Options::default()
         },
-        true,
+        Some((true, true)),
         config(),
     )
     .await;
@@ -598,11 +631,35 @@ async fn cn_mismatch_defers_before_auth() {
 }
 
 #[tokio::test]
+async fn untrusted_certificate_defers_with_the_tls_reason() {
+    let env = Env::with(
+        Flavor::Exchange,
+        Options {
+            cert: CertMode::Untrusted,
+            ..Options::default()
+        },
+        Some((true, false)),
+        config(),
+    )
+    .await;
+    env.enqueue(&["boss@contoso.example"], &simple("untrusted"))
+        .await;
+    let o = env.deliver_next().await;
+    let reply = deferred_reply(&o);
+    assert!(
+        reply.starts_with("TLS: certificate is not trusted (unknown issuer)")
+            && reply.contains("(at tls)"),
+        "{reply}"
+    );
+    assert!(env.cloud.inbox().is_empty());
+}
+
+#[tokio::test]
 async fn refused_recipients_are_recorded_and_rate_limit_waits() {
     let env = Env::with(
         Flavor::Exchange,
         Options::default(),
-        false,
+        None,
         DeliveryConfig {
             rate_per_minute: 1,
             ..config()

@@ -1,0 +1,418 @@
+//! The JSON API of the sending side: the job history (with Retry now and
+//! Delete), E-mail Settings, submitters, the address allowlist, CA
+//! certificates and Send Test E-mail. Same operations and checks as the pages.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::ApiJson;
+use super::auth::ApiCaller;
+use super::errors::WebError;
+use super::i18n::{Locale, Tr};
+use crate::intake::cidr::Cidr;
+use crate::provider::Provider;
+use crate::roles::Permission;
+use crate::store::accounts::EmailSettings;
+use crate::store::jobs::JobFilter;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/jobs", get(jobs_list))
+        .route("/api/v1/jobs/{id}", get(job_get).delete(job_delete))
+        .route("/api/v1/jobs/{id}/retry", post(job_retry))
+        .route("/api/v1/email/{provider}", get(email_get).put(email_put))
+        .route("/api/v1/oauth/{provider}/test-email", post(test_email))
+        .route(
+            "/api/v1/submitters",
+            get(submitters_list).post(submitters_add),
+        )
+        .route("/api/v1/submitters/{name}", delete(submitters_delete))
+        .route("/api/v1/allowlist", get(allowlist_list).post(allowlist_add))
+        .route("/api/v1/allowlist/{entry}", delete(allowlist_delete))
+        .route("/api/v1/ca-certificates", get(ca_list).post(ca_add))
+        .route("/api/v1/ca-certificates/{id}", delete(ca_delete))
+}
+
+fn provider(text: &str) -> Result<Provider, WebError> {
+    Provider::parse(text).ok_or(WebError::NotFound)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct JobsQuery {
+    state: Option<String>,
+    q: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+const JOB_STATES: [&str; 5] = ["queued", "sending", "deferred", "sent", "failed"];
+
+async fn jobs_list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ViewStatus)?;
+    if let Some(s) = &q.state {
+        if !JOB_STATES.contains(&s.as_str()) {
+            return Err(WebError::BadRequest(format!(
+                "unknown state {s:?}: use one of {}",
+                JOB_STATES.join(", ")
+            )));
+        }
+    }
+    let filter = JobFilter {
+        state: q.state,
+        account_id: None,
+        search: q.q,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = q.offset.unwrap_or(0).max(0);
+    Ok(Json(json!(state.store.jobs(&filter, limit, offset).await?)))
+}
+
+async fn job_get(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ViewStatus)?;
+    Ok(Json(json!(state.store.job(&id).await?)))
+}
+
+async fn job_retry(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageJobs)?;
+    state.store.job(&id).await?;
+    state.store.retry_job(&id, state.clock.unix()).await?;
+    state.wake_delivery();
+    state
+        .audit(&caller.name, &caller.source, "job_retry", &id)
+        .await;
+    Ok(Json(json!(state.store.job(&id).await?)))
+}
+
+async fn job_delete(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, WebError> {
+    caller.require(Permission::ManageJobs)?;
+    state.store.job(&id).await?;
+    state.store.delete_job(&id).await?;
+    state
+        .audit(&caller.name, &caller.source, "job_delete", &id)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn email_json(a: &crate::store::accounts::Account) -> Value {
+    json!({
+        "provider": a.provider.as_str(),
+        "smtp_host": a.smtp_host,
+        "smtp_port": a.smtp_port,
+        "smtp_security": a.smtp_security,
+        "sender": a.sender,
+        "mailbox": a.mailbox,
+        "is_default": a.is_default,
+    })
+}
+
+async fn email_get(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(p): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    Ok(Json(email_json(
+        &state.store.account_for(provider(&p)?).await?,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailBody {
+    smtp_host: String,
+    smtp_port: u16,
+    smtp_security: String,
+    #[serde(default)]
+    sender: Option<String>,
+    #[serde(default)]
+    is_default: bool,
+}
+
+async fn email_put(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(p): Path<String>,
+    ApiJson(b): ApiJson<EmailBody>,
+) -> Result<Response, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    let p = provider(&p)?;
+    let host = b.smtp_host.trim().to_ascii_lowercase();
+    let (port, sender) = match super::pages::validate_email(
+        &host,
+        &b.smtp_port.to_string(),
+        &b.smtp_security,
+        b.sender.as_deref().unwrap_or(""),
+    ) {
+        Ok(v) => v,
+        Err(errors) => {
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": "invalid_settings", "message": errors.join("; "), "errors": errors }))).into_response());
+        }
+    };
+    let a = state.store.account_for(p).await?;
+    let settings = EmailSettings {
+        smtp_host: host,
+        smtp_port: port,
+        smtp_security: b.smtp_security,
+        sender,
+        is_default: b.is_default,
+    };
+    state
+        .store
+        .save_email_settings(a.id, &settings, state.clock.unix())
+        .await?;
+    state
+        .audit(
+            &caller.name,
+            &caller.source,
+            "email_settings",
+            &format!(
+                "{}: {}:{} {}",
+                p.as_str(),
+                settings.smtp_host,
+                port,
+                settings.smtp_security
+            ),
+        )
+        .await;
+    Ok(Json(email_json(&state.store.account(a.id).await?)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestBody {
+    to: String,
+}
+
+async fn test_email(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(p): Path<String>,
+    ApiJson(b): ApiJson<TestBody>,
+) -> Result<Response, WebError> {
+    let p = provider(&p)?;
+    caller.require(match p {
+        Provider::Microsoft => Permission::ManageMicrosoft,
+        Provider::Google => Permission::ManageGoogle,
+    })?;
+    let id = super::pages::oauth::send_test(&state, p, &b.to, &caller.name, &caller.source).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))).into_response())
+}
+
+async fn account_id(state: &AppState, p: Option<&str>) -> Result<Option<i64>, WebError> {
+    match p.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(p) => Ok(Some(
+            state
+                .store
+                .account_for(
+                    provider(p)
+                        .map_err(|_| WebError::BadRequest(format!("unknown provider {p:?}")))?,
+                )
+                .await?
+                .id,
+        )),
+    }
+}
+
+async fn provider_of(state: &AppState, id: Option<i64>) -> Option<&'static str> {
+    match id {
+        Some(id) => state
+            .store
+            .account(id)
+            .await
+            .ok()
+            .map(|a| a.provider.as_str()),
+        None => None,
+    }
+}
+
+async fn submitters_list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    let mut out = Vec::new();
+    for s in state.store.submitters().await? {
+        out.push(json!({ "name": s.name, "provider": provider_of(&state, s.account_id).await, "created_at": s.created_at }));
+    }
+    Ok(Json(json!(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitterBody {
+    name: String,
+    password: String,
+    #[serde(default)]
+    provider: Option<String>,
+}
+
+async fn submitters_add(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    ApiJson(b): ApiJson<SubmitterBody>,
+) -> Result<Response, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    super::pages::validate_new_user(&Tr::new(Locale::En), &b.name, &b.password)
+        .map_err(WebError::BadRequest)?;
+    let account = account_id(&state, b.provider.as_deref()).await?;
+    let hash = super::auth::hash_password(b.password).await?;
+    state
+        .store
+        .add_submitter(&b.name, &hash, account, state.clock.unix())
+        .await?;
+    state
+        .audit(&caller.name, &caller.source, "submitter_add", &b.name)
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": b.name, "provider": b.provider.filter(|p| !p.is_empty()) })),
+    )
+        .into_response())
+}
+
+async fn submitters_delete(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    state.store.delete_submitter(&name).await?;
+    state
+        .audit(&caller.name, &caller.source, "submitter_delete", &name)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn allowlist_list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    let mut out = Vec::new();
+    for e in state.store.allowlist().await? {
+        out.push(json!({ "cidr": e.cidr, "provider": provider_of(&state, e.account_id).await, "created_at": e.created_at }));
+    }
+    Ok(Json(json!(out)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowBody {
+    cidr: String,
+    #[serde(default)]
+    provider: Option<String>,
+}
+
+async fn allowlist_add(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    ApiJson(b): ApiJson<AllowBody>,
+) -> Result<Response, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    let cidr = Cidr::parse(&b.cidr)
+        .map_err(WebError::BadRequest)?
+        .to_string();
+    let account = account_id(&state, b.provider.as_deref()).await?;
+    state
+        .store
+        .add_allow_entry(&cidr, account, state.clock.unix())
+        .await?;
+    state
+        .audit(&caller.name, &caller.source, "allowlist_add", &cidr)
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "cidr": cidr, "provider": b.provider.filter(|p| !p.is_empty()) })),
+    )
+        .into_response())
+}
+
+/// The entry is the CIDR with `/` written as `_` or percent-encoded.
+async fn allowlist_delete(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(entry): Path<String>,
+) -> Result<StatusCode, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    let cidr = Cidr::parse(&entry.replace('_', "/"))
+        .map_err(WebError::BadRequest)?
+        .to_string();
+    state.store.delete_allow_entry(&cidr).await?;
+    state
+        .audit(&caller.name, &caller.source, "allowlist_delete", &cidr)
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn ca_list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageNetwork)?;
+    Ok(Json(json!(state.store.ca_certificates().await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaBody {
+    pem: String,
+}
+
+async fn ca_add(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    ApiJson(b): ApiJson<CaBody>,
+) -> Result<Response, WebError> {
+    caller.require(Permission::ManageNetwork)?;
+    match super::pages::add_cas(&state, &b.pem, &caller.name, &caller.source).await? {
+        Ok(n) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "added": n, "certificates": state.store.ca_certificates().await? })),
+        )
+            .into_response()),
+        Err(reason) => Err(WebError::BadRequest(reason)),
+    }
+}
+
+async fn ca_delete(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, WebError> {
+    caller.require(Permission::ManageNetwork)?;
+    let removed = state.store.delete_ca_certificate(id).await?;
+    state.reload_cas().await?;
+    state
+        .audit(
+            &caller.name,
+            &caller.source,
+            "ca_delete",
+            &format!("{} ({})", removed.subject, removed.fingerprint),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
