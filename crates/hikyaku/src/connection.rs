@@ -382,6 +382,7 @@ fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> (FailureKind,
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests compare against the real clock
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;

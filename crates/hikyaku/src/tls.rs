@@ -866,7 +866,7 @@ pub(crate) mod testutil {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests may unwrap
+#[allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests may unwrap and read the real clock
 mod tests {
     use super::testutil::*;
     use super::*;

@@ -90,7 +90,7 @@ impl IntakeSink for StoreSink {
             return Ok(None);
         };
         let ok = crate::passwords::verify(password.to_string(), found.password_hash.clone()).await;
-        Ok(ok.then(|| Submitter {
+        Ok(ok.then_some(Submitter {
             name: found.name,
             account_id: found.account_id,
         }))

@@ -156,15 +156,17 @@ async fn oauth_get(
     caller.require(provider_permission(provider))?;
     let a = state.store.account_for(provider).await?;
     let mut body = account_json(&a);
-    if provider == Provider::Microsoft && a.enabled && a.token_status == "authorizing" {
-        if let Ok(Some(d)) = state.tokens.pending_device_code(a.id).await {
-            body["device_code"] = json!({
-                "verification_uri": d.verification_uri,
-                "user_code": d.user_code,
-                "message": d.message,
-                "expires_at": d.expires_at,
-            });
-        }
+    if provider == Provider::Microsoft
+        && a.enabled
+        && a.token_status == "authorizing"
+        && let Ok(Some(d)) = state.tokens.pending_device_code(a.id).await
+    {
+        body["device_code"] = json!({
+            "verification_uri": d.verification_uri,
+            "user_code": d.user_code,
+            "message": d.message,
+            "expires_at": d.expires_at,
+        });
     }
     Ok(Json(body))
 }

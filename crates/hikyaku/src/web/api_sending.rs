@@ -60,13 +60,13 @@ async fn jobs_list(
     Query(q): Query<JobsQuery>,
 ) -> Result<Json<Value>, WebError> {
     caller.require(Permission::ViewStatus)?;
-    if let Some(s) = &q.state {
-        if !JOB_STATES.contains(&s.as_str()) {
-            return Err(WebError::BadRequest(format!(
-                "unknown state {s:?}: use one of {}",
-                JOB_STATES.join(", ")
-            )));
-        }
+    if let Some(s) = &q.state
+        && !JOB_STATES.contains(&s.as_str())
+    {
+        return Err(WebError::BadRequest(format!(
+            "unknown state {s:?}: use one of {}",
+            JOB_STATES.join(", ")
+        )));
     }
     let filter = JobFilter {
         state: q.state,

@@ -2,6 +2,8 @@
 //! real server in-process on free ports against `fakecloud` on 127.0.0.1.
 
 #![allow(clippy::unwrap_used)]
+// Tests compare against the real clock where the product must not.
+#![allow(clippy::disallowed_methods)]
 
 mod browser;
 mod cli;

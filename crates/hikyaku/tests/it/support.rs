@@ -20,8 +20,10 @@ pub struct TestServer {
 
 /// A config that listens on free loopback ports and keeps data in `dir`.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_path_buf();
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
     config.web.listen = "127.0.0.1:0".parse().expect("address");
     config.intake.listen = vec!["127.0.0.1:0".parse().expect("address")];
     config

@@ -97,10 +97,10 @@ pub async fn save_basic(
                         .into(),
                 );
             }
-            if let Some(id) = &client_id {
-                if id.contains(char::is_whitespace) || id.len() > 256 {
-                    errors.push("Client ID: must be one word without spaces".into());
-                }
+            if let Some(id) = &client_id
+                && (id.contains(char::is_whitespace) || id.len() > 256)
+            {
+                errors.push("Client ID: must be one word without spaces".into());
             }
         }
     }
@@ -129,10 +129,11 @@ pub async fn save_basic(
     // authorization: the seed requires the setup to be done again.
     let reset = (!input.enabled && account.enabled)
         || (changed_identity && account.token_status != "not_registered");
-    if reset && account.has_refresh_token {
-        if let Err(e) = state.tokens.disable(account.id).await {
-            tracing::warn!(account = account.id, error = %e, "discarding the tokens did not fully succeed");
-        }
+    if reset
+        && account.has_refresh_token
+        && let Err(e) = state.tokens.disable(account.id).await
+    {
+        tracing::warn!(account = account.id, error = %e, "discarding the tokens did not fully succeed");
     }
     let mut input = input.clone();
     input.endpoint = endpoint;
