@@ -27,8 +27,8 @@
 //! (`requeue_expired_leases`) at start and while idle. Each delivery is cut
 //! off before its lease runs out.
 //!
-//! Logs carry job id, account, attempt and upstream code; never tokens,
-//! addresses' mail content or message bytes.
+//! Logs carry job id, account, attempt and upstream code; never tokens or
+//! message content.
 
 pub mod backoff;
 pub mod dsn;
@@ -68,7 +68,7 @@ const LEASE_MARGIN_SECS: i64 = 60;
 /// Longest idle sleep of the loop (it also requeues expired leases then).
 const IDLE_MAX: Duration = Duration::from_secs(60);
 /// How long shutdown waits for deliveries in flight.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The delivery service. Cheap to clone.
 #[derive(Clone)]

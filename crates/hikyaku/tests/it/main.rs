@@ -11,6 +11,7 @@ mod corpus;
 mod delivery;
 mod oauth_flow;
 mod properties;
+mod secrets;
 mod sending;
 mod support;
 mod tokens;

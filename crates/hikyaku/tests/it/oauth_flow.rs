@@ -45,7 +45,12 @@ pub async fn trust(admin: &Browser, fc: &FakeCloud) {
             &[("pem", &fc.ca_pem())],
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    // Trusting the same CA twice is refused as "already trusted": fine here.
+    assert!(
+        r.status == 200 || r.body.contains("already trusted"),
+        "{}",
+        r.body
+    );
 }
 
 /// The text of the element with `id` in a page.
