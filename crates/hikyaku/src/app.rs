@@ -266,6 +266,13 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
     );
     tokens.resume();
     let shutdown = CancellationToken::new();
+    let interrupted = store.requeue_interrupted(clock.unix()).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            jobs = interrupted,
+            "messages whose delivery was interrupted by the last stop are queued again"
+        );
+    }
     let delivery = crate::delivery::Delivery::new(
         store.clone(),
         tokens.clone(),

@@ -204,6 +204,20 @@ impl Store {
         Ok(())
     }
 
+    /// At start of the only instance (the embedded SQLite store serves one
+    /// hikyaku): every job still marked `sending` was interrupted by a crash
+    /// or kill, whatever its lease says, and is due again now.
+    pub async fn requeue_interrupted(&self, now: i64) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, 'interrupted by a restart of hikyaku') WHERE state = 'sending'")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Returns jobs whose lease ran out (a worker died mid-delivery) to the queue.
     pub async fn requeue_expired_leases(&self, now: i64) -> Result<u64> {
         let mut tx = self.write().await?;

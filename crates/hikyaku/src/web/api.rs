@@ -260,17 +260,7 @@ async fn microsoft_device_code(
     if !a.enabled {
         return Err(WebError::BadRequest("OAuth 2.0 (Microsoft) is not switched on: PUT /api/v1/oauth/microsoft with enabled=true first".into()));
     }
-    let d = state
-        .tokens
-        .start_device_authorization(a.id)
-        .await
-        .map_err(|e| {
-            if e.is_temporary() {
-                WebError::Unavailable(e.to_string())
-            } else {
-                WebError::BadRequest(e.to_string())
-            }
-        })?;
+    let d = state.tokens.start_device_authorization(a.id).await?;
     state
         .audit(
             &caller.name,
@@ -345,11 +335,7 @@ async fn google_authorization_code(
                     &e.to_string(),
                 )
                 .await;
-            Err(if e.is_temporary() {
-                WebError::Unavailable(e.to_string())
-            } else {
-                WebError::BadRequest(e.to_string())
-            })
+            Err(e.into())
         }
     }
 }

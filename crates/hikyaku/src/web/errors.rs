@@ -83,6 +83,18 @@ impl From<StoreError> for WebError {
     }
 }
 
+impl From<crate::tokens::TokensError> for WebError {
+    /// Token errors carry text for the administrator; a temporary one (the
+    /// provider unreachable) is a 503, anything else is the request's fault.
+    fn from(e: crate::tokens::TokensError) -> Self {
+        if e.is_temporary() {
+            WebError::Unavailable(e.to_string())
+        } else {
+            WebError::BadRequest(e.to_string())
+        }
+    }
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let mut response = self.status().into_response();

@@ -143,16 +143,8 @@ pub fn router(state: AppState) -> Router {
             get(pages::microsoft_edit_page).post(pages::microsoft_edit_submit),
         )
         .route(
-            "/settings/send/oauth/microsoft/refresh",
-            post(pages::microsoft_refresh),
-        )
-        .route(
             "/settings/send/oauth/microsoft/new-code",
             post(pages::microsoft_new_code),
-        )
-        .route(
-            "/settings/send/oauth/microsoft/refresh-token",
-            post(pages::microsoft_refresh_token),
         )
         .route("/settings/send/oauth/google", get(pages::google_page))
         .route(
@@ -160,24 +152,20 @@ pub fn router(state: AppState) -> Router {
             get(pages::google_edit_page).post(pages::google_edit_submit),
         )
         .route(
-            "/settings/send/oauth/google/refresh",
-            post(pages::google_refresh),
-        )
-        .route(
             "/settings/send/oauth/google/register",
             get(pages::google_register_page).post(pages::google_register_submit),
         )
         .route(
-            "/settings/send/oauth/google/refresh-token",
-            post(pages::google_refresh_token),
+            "/settings/send/oauth/{provider}/refresh",
+            post(pages::refresh_submit),
         )
         .route(
-            "/settings/send/oauth/microsoft/test",
-            post(pages::microsoft_send_test),
+            "/settings/send/oauth/{provider}/refresh-token",
+            post(pages::refresh_token_submit),
         )
         .route(
-            "/settings/send/oauth/google/test",
-            post(pages::google_send_test),
+            "/settings/send/oauth/{provider}/test",
+            post(pages::send_test_submit),
         )
         .route("/jobs", get(pages::jobs_page))
         .route("/jobs/retry", post(pages::job_retry))

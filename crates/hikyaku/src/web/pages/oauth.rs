@@ -6,7 +6,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use super::{Chrome, CsrfOnly, display_offset, fmt_time};
 use crate::provider::Provider;
 use crate::roles::Permission;
 use crate::store::accounts::Account;
-use crate::tokens::{TokensError, validate_microsoft_endpoint};
+use crate::tokens::validate_microsoft_endpoint;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
@@ -45,14 +45,6 @@ impl BasicInput {
             client_id: text(&f.client_id),
             client_secret: text(&f.client_secret),
         }
-    }
-}
-
-fn token_error(e: TokensError) -> WebError {
-    if e.is_temporary() {
-        WebError::Unavailable(e.to_string())
-    } else {
-        WebError::BadRequest(e.to_string())
     }
 }
 
@@ -178,7 +170,7 @@ pub async fn device_view(state: &AppState, a: &Account) -> Result<Option<DeviceV
         .tokens
         .pending_device_code(a.id)
         .await
-        .map_err(token_error)?;
+        .map_err(WebError::from)?;
     Ok(code.map(|d| DeviceView {
         verification_uri: d.verification_uri,
         user_code: d.user_code,
@@ -196,31 +188,9 @@ pub async fn refresh(state: &AppState, provider: Provider) -> Result<Account, We
             .tokens
             .check_connection(account.id)
             .await
-            .map_err(token_error)?;
+            .map_err(WebError::from)?;
     }
     Ok(state.store.account(account.id).await?)
-}
-
-pub async fn microsoft_refresh(
-    State(state): State<AppState>,
-    ui: Ui,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, WebError> {
-    ui.require(Permission::ManageMicrosoft)?;
-    ui.check_csrf(&form.csrf)?;
-    refresh(&state, Provider::Microsoft).await?;
-    Ok(Redirect::to("/settings/send/oauth/microsoft").into_response())
-}
-
-pub async fn google_refresh(
-    State(state): State<AppState>,
-    ui: Ui,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, WebError> {
-    ui.require(Permission::ManageGoogle)?;
-    ui.check_csrf(&form.csrf)?;
-    refresh(&state, Provider::Google).await?;
-    Ok(Redirect::to("/settings/send/oauth/google").into_response())
 }
 
 pub async fn microsoft_new_code(
@@ -240,7 +210,7 @@ pub async fn microsoft_new_code(
         .tokens
         .start_device_authorization(a.id)
         .await
-        .map_err(token_error)?;
+        .map_err(WebError::from)?;
     state
         .audit(
             &ui.name,
@@ -255,35 +225,11 @@ pub async fn microsoft_new_code(
 /// Refresh Token Now (both providers).
 pub async fn refresh_token(state: &AppState, provider: Provider) -> Result<(), WebError> {
     let a = state.store.account_for(provider).await?;
-    state.tokens.force_refresh(a.id).await.map_err(token_error)
-}
-
-pub async fn microsoft_refresh_token(
-    State(state): State<AppState>,
-    ui: Ui,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, WebError> {
-    ui.require(Permission::ManageMicrosoft)?;
-    ui.check_csrf(&form.csrf)?;
-    let result = refresh_token(&state, Provider::Microsoft).await;
-    let a = state.store.account_for(Provider::Microsoft).await?;
-    let notice = result.err().map(|e| e.to_string());
-    Ok(microsoft_view(&state, &ui, &a, None, notice)
+    state
+        .tokens
+        .force_refresh(a.id)
         .await
-        .into_response())
-}
-
-pub async fn google_refresh_token(
-    State(state): State<AppState>,
-    ui: Ui,
-    Form(form): Form<CsrfOnly>,
-) -> Result<Response, WebError> {
-    ui.require(Permission::ManageGoogle)?;
-    ui.check_csrf(&form.csrf)?;
-    let result = refresh_token(&state, Provider::Google).await;
-    let a = state.store.account_for(Provider::Google).await?;
-    let notice = result.err().map(|e| e.to_string());
-    Ok(google_view(&state, &ui, &a, notice).await.into_response())
+        .map_err(WebError::from)
 }
 
 #[derive(Template, WebTemplate)]
@@ -307,7 +253,7 @@ pub async fn new_google_authorization(
         .tokens
         .google_authorization_url(account_id)
         .await
-        .map_err(token_error)?;
+        .map_err(WebError::from)?;
     if let Ok(mut cache) = state.google_pending.lock() {
         cache.insert(account_id, (auth.clone(), state.clock.unix()));
     }
@@ -475,32 +421,76 @@ pub async fn send_test(
     Ok(job.id)
 }
 
-pub async fn microsoft_send_test(
-    State(state): State<AppState>,
-    ui: Ui,
-    Form(form): Form<TestForm>,
-) -> Result<Response, WebError> {
-    ui.require(Permission::ManageMicrosoft)?;
-    ui.check_csrf(&form.csrf)?;
-    send_test(&state, Provider::Microsoft, &form.to, &ui.name, &ui.source).await?;
-    let a = state.store.account_for(Provider::Microsoft).await?;
-    Ok(
-        microsoft_view(&state, &ui, &a, None, Some(ui.tr.t("test-sent")))
-            .await
-            .into_response(),
-    )
+/// The permission an OAuth page of `provider` needs (the seed: Google is
+/// Administrator only).
+pub fn provider_permission(provider: Provider) -> Permission {
+    match provider {
+        Provider::Microsoft => Permission::ManageMicrosoft,
+        Provider::Google => Permission::ManageGoogle,
+    }
 }
 
-pub async fn google_send_test(
+/// The provider named in a page path, after the caller's role is checked.
+fn provider_for(ui: &Ui, name: &str) -> Result<Provider, WebError> {
+    let provider = Provider::parse(name).ok_or(WebError::NotFound)?;
+    ui.require(provider_permission(provider))?;
+    Ok(provider)
+}
+
+/// The provider's settings page again, with a notice.
+async fn provider_page(
+    state: &AppState,
+    ui: &Ui,
+    provider: Provider,
+    notice: Option<String>,
+) -> Result<Response, WebError> {
+    let a = state.store.account_for(provider).await?;
+    Ok(match provider {
+        Provider::Microsoft => microsoft_view(state, ui, &a, device_view(state, &a).await?, notice)
+            .await
+            .into_response(),
+        Provider::Google => google_view(state, ui, &a, notice).await.into_response(),
+    })
+}
+
+/// The seed's Refresh button.
+pub async fn refresh_submit(
     State(state): State<AppState>,
     ui: Ui,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    let provider = provider_for(&ui, &name)?;
+    ui.check_csrf(&form.csrf)?;
+    refresh(&state, provider).await?;
+    Ok(Redirect::to(&format!("/settings/send/oauth/{}", provider.as_str())).into_response())
+}
+
+/// Refresh Token Now.
+pub async fn refresh_token_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    let provider = provider_for(&ui, &name)?;
+    ui.check_csrf(&form.csrf)?;
+    let notice = refresh_token(&state, provider)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    provider_page(&state, &ui, provider, notice).await
+}
+
+/// Send Test E-mail.
+pub async fn send_test_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(name): Path<String>,
     Form(form): Form<TestForm>,
 ) -> Result<Response, WebError> {
-    ui.require(Permission::ManageGoogle)?;
+    let provider = provider_for(&ui, &name)?;
     ui.check_csrf(&form.csrf)?;
-    send_test(&state, Provider::Google, &form.to, &ui.name, &ui.source).await?;
-    let a = state.store.account_for(Provider::Google).await?;
-    Ok(google_view(&state, &ui, &a, Some(ui.tr.t("test-sent")))
-        .await
-        .into_response())
+    send_test(&state, provider, &form.to, &ui.name, &ui.source).await?;
+    provider_page(&state, &ui, provider, Some(ui.tr.t("test-sent"))).await
 }
