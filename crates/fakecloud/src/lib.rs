@@ -359,6 +359,23 @@ impl FakeCloud {
         }
     }
 
+    /// Issues a Microsoft access token for Exchange SMTP AUTH (XOAUTH2) as
+    /// `mailbox` without any OAuth flow, as if the user had signed in: for
+    /// benches that talk to the SMTP listener directly.
+    pub fn issue_access_token(&self, mailbox: &str) -> String {
+        let shared = self.shared();
+        shared
+            .issue_tokens(
+                state::Provider::Microsoft,
+                mailbox,
+                state::MS_SMTP_SCOPE,
+                &shared.opts.ms_client_id,
+                "organizations",
+                state::RefreshChoice::None,
+            )
+            .0
+    }
+
     /// Every access token issued so far expires now.
     pub fn expire_access_tokens(&self) {
         let now = Instant::now();

@@ -108,12 +108,6 @@ impl JumpDetector {
         // Rounded: the two clocks are read a few microseconds apart.
         (jump.unsigned_abs() > self.threshold).then(|| jump.as_seconds_f64().round() as i64)
     }
-
-    /// Forgets the time since the last check (after handling a jump, whose
-    /// handling time must not count as one).
-    pub fn reset(&mut self, clock: &dyn Clock) {
-        *self = Self::new(clock, self.threshold);
-    }
 }
 
 /// Watches for wall-clock jumps every `period` until `shutdown`, awaiting
@@ -137,8 +131,9 @@ where
                 _ = tokio::time::sleep(period) => {}
             }
             if let Some(secs) = detector.check(clock.as_ref()) {
+                // No reset afterwards: the handling time passes on both
+                // clocks alike, and a jump during it must still be seen.
                 on_jump(secs).await;
-                detector.reset(clock.as_ref());
             }
         }
     })

@@ -16,7 +16,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection as _, Sqlite, SqlitePool, Transaction};
 
 /// File name of the SQLite database inside the data directory.
 pub const DB_FILE: &str = "hikyaku.sqlite";
@@ -102,6 +102,21 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // When SQLite rolls a transaction back by itself (SQLITE_FULL,
+            // some SQLITE_IOERR), sqlx's ROLLBACK fails and the connection
+            // stays "inside a transaction": every later BEGIN on it would fail
+            // ("begin_with at non-zero transaction depth") long after the disk
+            // has space again. Such a connection is closed, not reused.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    // Let a rollback queued by a dropped transaction run first.
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;

@@ -143,8 +143,22 @@ mod tests {
         let ja = keys("ja");
         assert_eq!(en, ja);
         for key in &en {
-            assert!(LOCALES.try_lookup(&JA, key).is_some(), "ja lacks {key}");
-            assert!(LOCALES.try_lookup(&EN, key).is_some(), "en lacks {key}");
+            // Messages with arguments need them to resolve; look them up with dummies.
+            let args: HashMap<Cow<'static, str>, FluentValue> = [
+                "user", "role", "zone", "provider", "secs", "queued", "sending", "deferred",
+                "failed", "sent",
+            ]
+            .iter()
+            .map(|k| (Cow::Borrowed(*k), FluentValue::from("x")))
+            .collect();
+            assert!(
+                LOCALES.try_lookup_with_args(&JA, key, &args).is_some(),
+                "ja lacks {key}"
+            );
+            assert!(
+                LOCALES.try_lookup_with_args(&EN, key, &args).is_some(),
+                "en lacks {key}"
+            );
         }
     }
 

@@ -78,7 +78,15 @@ fn bad_configuration_files_are_refused_with_file_key_and_reason() {
     assert!(text(&out).contains("missing.toml"));
     let defaults = hikyaku(dir.path(), &["config", "defaults"], b"");
     assert!(defaults.status.success());
-    assert!(String::from_utf8_lossy(&defaults.stdout).contains("listen = \"127.0.0.1:8080\""));
+    let defaults = String::from_utf8_lossy(&defaults.stdout).into_owned();
+    assert!(defaults.contains("listen = \"127.0.0.1:8080\""));
+    // The README's configuration reference is exactly what the binary prints.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README");
+    assert!(
+        readme.contains(&defaults),
+        "README.md's configuration reference is stale: paste the output of `hikyaku config defaults`"
+    );
 }
 
 #[test]

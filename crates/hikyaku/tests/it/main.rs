@@ -8,6 +8,7 @@
 mod browser;
 mod cli;
 mod corpus;
+mod crash;
 mod delivery;
 mod oauth_flow;
 mod properties;

@@ -1,10 +1,8 @@
 //! Date/Time and certificate trust, end to end: clock jumps (forward and
 //! backward, with the token endpoint up and down), the clock skew measured from
 //! a shifted `Date` header, the CA Certificates page, Add CN, the Date/Time
-//! page and its roles, and the outbound proxy.
+//! page and its roles.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fakecloud::{CertMode, FakeCloud, HttpFault, Options};
@@ -261,9 +259,13 @@ fn ca_pem(
 ) -> String {
     use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
     let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    if ca {
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    }
+    // A leaf says so explicitly: a self-signed certificate without
+    // basicConstraints counts as an old (v1) root.
+    p.is_ca = if ca {
+        IsCa::Ca(BasicConstraints::Unconstrained)
+    } else {
+        IsCa::ExplicitNoCa
+    };
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
@@ -343,7 +345,7 @@ async fn add_cn_against_matching_and_mismatching_common_names() {
             assert_eq!(status, "Successful", "{mode:?} cn={cn_on}: {}", page.body);
         } else {
             assert!(
-                status.starts_with("Failed") && status.contains("CN 'other.example'"),
+                status.starts_with("Failed") && status.contains("other.example"),
                 "{status}"
             );
         }
@@ -398,158 +400,8 @@ async fn datetime_page_zone_and_roles() {
     for path in [
         "/settings/management/datetime",
         "/settings/management/ca-certificates",
-        "/settings/management/network",
     ] {
         assert_eq!(net.get(path).await.status, 200, "network admin: {path}");
         assert_eq!(user.get(path).await.status, 403, "general user: {path}");
     }
-}
-
-// ---------------------------------------------------------------- proxy
-
-/// A tiny HTTP CONNECT proxy on 127.0.0.1 that counts the tunnels it opened.
-struct ConnectProxy {
-    port: u16,
-    tunnels: Arc<AtomicUsize>,
-}
-
-impl ConnectProxy {
-    async fn start() -> ConnectProxy {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let tunnels = Arc::new(AtomicUsize::new(0));
-        let count = tunnels.clone();
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let count = count.clone();
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
-                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let text = String::from_utf8_lossy(&head).to_string();
-                    let mut words = text.split_whitespace();
-                    let (Some("CONNECT"), Some(target)) = (words.next(), words.next()) else {
-                        let _ = client
-                            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-                            .await;
-                        return;
-                    };
-                    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
-                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
-                        return;
-                    };
-                    count.fetch_add(1, Ordering::SeqCst);
-                    if client
-                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                        .await
-                        .is_ok()
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                });
-            }
-        });
-        ConnectProxy { port, tunnels }
-    }
-
-    fn tunnels(&self) -> usize {
-        self.tunnels.load(Ordering::SeqCst)
-    }
-}
-
-async fn set_proxy(admin: &Browser, port: u16, no_proxy: &str) -> Page {
-    let port = port.to_string();
-    admin
-        .submit(
-            "/settings/management/network",
-            "/settings/management/network",
-            &[
-                ("enabled", "on"),
-                ("host", "127.0.0.1"),
-                ("port", &port),
-                ("username", ""),
-                ("password", ""),
-                ("no_proxy", no_proxy),
-            ],
-        )
-        .await
-}
-
-#[tokio::test]
-async fn a_connect_proxy_carries_the_oauth_calls_and_its_absence_is_reported() {
-    let fc = fakecloud(CertMode::Trusted).await;
-    let server = server_for(&fc).await;
-    let admin = server.setup_admin().await;
-    trust(&admin, &fc).await;
-    let proxy = ConnectProxy::start().await;
-    let r = set_proxy(&admin, proxy.port, "").await;
-    assert_eq!(r.status, 200, "{}", r.body);
-
-    // The connection check, the device authorization and the token poll all go through it.
-    edit_microsoft(&admin, &fc.entra_endpoint("organizations"), &[]).await;
-    let page = refresh(&admin, "microsoft").await;
-    assert_eq!(
-        by_id(&page, "connection-status").as_deref(),
-        Some("Successful"),
-        "{}",
-        page.body
-    );
-    let after_check = proxy.tunnels();
-    assert!(after_check >= 1, "no tunnel for the connection check");
-    let code = by_id(&page, "user-code").expect("a user code");
-    fc.approve_user_code(&code, crate::oauth_flow::MAILBOX)
-        .expect("approve");
-    eventually(Duration::from_secs(10), "token Active", || async {
-        (microsoft_api(&admin).await["token_status"] == "active").then_some(())
-    })
-    .await;
-    let before = proxy.tunnels();
-    let refreshes = fc.refresh_count();
-    let r = admin
-        .submit(
-            "/settings/send/oauth/microsoft",
-            "/settings/send/oauth/microsoft/refresh-token",
-            &[],
-        )
-        .await;
-    assert!(r.status == 303 || r.status == 200, "{}", r.body);
-    refreshed_beyond(&fc, refreshes, "a refresh through the proxy").await;
-    assert!(
-        proxy.tunnels() > before,
-        "the token call bypassed the proxy"
-    );
-
-    // The API shows the setting, never the password.
-    let api = admin.get("/api/v1/network/proxy").await.json();
-    assert_eq!(api["host"], "127.0.0.1", "{api}");
-    assert_eq!(api["port"], proxy.port, "{api}");
-
-    // A proxy that is not there: Failed, and the reason names the proxy.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    set_proxy(&admin, closed, "").await;
-    let page = refresh(&admin, "microsoft").await;
-    let status = by_id(&page, "connection-status").unwrap_or_default();
-    assert!(
-        status.starts_with("Failed") && status.to_lowercase().contains("proxy"),
-        "{status}"
-    );
-
-    // The no-proxy list bypasses it.
-    set_proxy(&admin, closed, "localhost").await;
-    let page = refresh(&admin, "microsoft").await;
-    assert_eq!(
-        by_id(&page, "connection-status").as_deref(),
-        Some("Successful"),
-        "{}",
-        page.body
-    );
 }
