@@ -146,11 +146,11 @@ impl Store {
     /// Records the upstream's acceptance. Only a job still in `sending` moves,
     /// so an Administrator's delete in the meantime is not undone.
     pub async fn mark_sent(&self, id: &str, reply: &str, now: i64) -> Result<()> {
-        self.finish(id, SENT, reply, now, None).await
+        self.finish(id, SENT, reply, now).await
     }
 
     pub async fn mark_failed(&self, id: &str, reply: &str, now: i64) -> Result<()> {
-        self.finish(id, FAILED, reply, now, None).await
+        self.finish(id, FAILED, reply, now).await
     }
 
     /// Defers a job until `next_attempt_at`. `count_attempt = false` undoes the
@@ -176,21 +176,13 @@ impl Store {
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        id: &str,
-        state: &str,
-        reply: &str,
-        now: i64,
-        next: Option<i64>,
-    ) -> Result<()> {
+    async fn finish(&self, id: &str, state: &str, reply: &str, now: i64) -> Result<()> {
         let mut tx = self.write().await?;
-        sqlx::query("UPDATE jobs SET state = ?2, lease_until = NULL, last_reply = ?3, updated_at = ?4, next_attempt_at = COALESCE(?5, next_attempt_at) WHERE id = ?1 AND state = 'sending'")
+        sqlx::query("UPDATE jobs SET state = ?2, lease_until = NULL, last_reply = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'sending'")
             .bind(id)
             .bind(state)
             .bind(reply)
             .bind(now)
-            .bind(next)
             .execute(&mut *tx)
             .await?;
         if state == SENT {
