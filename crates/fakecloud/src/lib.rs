@@ -34,7 +34,9 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use state::{HttpFault, ReceivedMessage, RecordedRequest, SmtpFault, SmtpFlavor, SmtpStage};
+pub use state::{
+    HttpFault, ReceivedMessage, RecordedRequest, SmtpConnections, SmtpFault, SmtpFlavor, SmtpStage,
+};
 
 use crate::smtp::ListenerKind;
 use crate::state::{RefreshStatus, Shared};
@@ -413,6 +415,17 @@ impl FakeCloud {
     /// Fault for all SMTP listeners (until changed).
     pub fn set_smtp_fault(&self, f: SmtpFault) {
         self.shared().lock().smtp_fault = f;
+    }
+
+    /// SMTP connection counts so far.
+    pub fn smtp_connections(&self) -> SmtpConnections {
+        self.shared().lock().smtp_connections
+    }
+
+    /// Closes every SMTP connection that is waiting for a command, as
+    /// servers do with idle connections.
+    pub fn close_idle_smtp_connections(&self) {
+        self.shared().idle_kick.send_modify(|k| *k += 1);
     }
 
     /// Messages accepted so far, in order.

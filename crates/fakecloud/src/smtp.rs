@@ -52,7 +52,9 @@ pub(crate) async fn serve(
         let Ok((tcp, _peer)) = accepted else {
             continue;
         };
+        let (open, connection) = OpenConnection::new(shared.clone());
         let session = Session {
+            connection,
             shared: shared.clone(),
             acceptor: acceptor.clone(),
             kind,
@@ -66,6 +68,7 @@ pub(crate) async fn serve(
         };
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let _open = open;
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 r = session.run() => {
@@ -124,6 +127,31 @@ struct Session {
     auth_user: Option<String>,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
+    connection: u64,
+}
+
+/// Counts a connection as open while it lives.
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn new(shared: Arc<Shared>) -> (Self, u64) {
+        let id = {
+            let mut inner = shared.lock();
+            let c = &mut inner.smtp_connections;
+            c.opened += 1;
+            c.open += 1;
+            c.max_open = c.max_open.max(c.open);
+            c.opened
+        };
+        (OpenConnection(shared), id)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.smtp_connections.open = inner.smtp_connections.open.saturating_sub(1);
+    }
 }
 
 /// Formats a (possibly multi-line) reply.
@@ -239,7 +267,15 @@ impl Session {
             };
             self.send(220, &greeting).await?;
         }
-        while let Some(line) = self.read_line().await? {
+        let mut kick = self.shared.idle_kick.subscribe();
+        kick.mark_unchanged();
+        loop {
+            let line = tokio::select! {
+                l = self.read_line() => l?,
+                // An idle close: the server hangs up between commands.
+                _ = kick.changed() => None,
+            };
+            let Some(line) = line else { break };
             match self.command(&line).await? {
                 Flow::Continue => {}
                 Flow::Close => break,
@@ -356,7 +392,12 @@ impl Session {
         } else {
             "2.0.0 Ready to start TLS"
         };
-        self.send(220, text).await?;
+        if matches!(self.fault(), SmtpFault::InjectAfterStartTls) {
+            let both = format!("{}250 2.0.0 injected\r\n", reply(220, text));
+            self.stream.write_all(both.as_bytes()).await?;
+        } else {
+            self.send(220, text).await?;
+        }
         // Anything pipelined after STARTTLS is dropped (CVE-2011-0411), and
         // the session starts over.
         self.buf.clear();
@@ -430,6 +471,7 @@ impl Session {
         match outcome {
             Ok(mailbox) => {
                 self.auth_user = Some(mailbox);
+                self.shared.lock().smtp_connections.authentications += 1;
                 let text = if self.exchange() {
                     "2.7.0 Authentication successful"
                 } else {
@@ -627,6 +669,7 @@ impl Session {
             data,
             auth_user: user,
             listener: self.kind.flavor,
+            connection: self.connection,
         });
         let id = crate::state::random_token(20);
         let text = if self.exchange() {

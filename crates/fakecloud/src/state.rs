@@ -72,6 +72,9 @@ pub enum SmtpFault {
     HangAt(SmtpStage),
     /// After `354`, close the connection as soon as message data arrives.
     CloseMidData,
+    /// Answer STARTTLS with `220` and, in the same write, an injected
+    /// second reply (a response-injection attack on the client).
+    InjectAfterStartTls,
     /// Close every new connection immediately, without a greeting.
     Down,
 }
@@ -95,6 +98,21 @@ pub struct ReceivedMessage {
     /// The mailbox of the access token used in AUTH.
     pub auth_user: String,
     pub listener: SmtpFlavor,
+    /// Which SMTP connection carried it (numbered from 1 per fakecloud).
+    pub connection: u64,
+}
+
+/// Counts of SMTP connections, for tests of connection reuse and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SmtpConnections {
+    /// Connections accepted so far.
+    pub opened: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Most connections open at the same time.
+    pub max_open: u64,
+    /// Successful AUTH commands so far.
+    pub authentications: u64,
 }
 
 /// One HTTP request the HTTPS server received.
@@ -205,6 +223,7 @@ pub(crate) struct Inner {
     pub smtp_auth_disabled: HashSet<String>,
     pub inbox: Vec<ReceivedMessage>,
     pub requests: Vec<RecordedRequest>,
+    pub smtp_connections: SmtpConnections,
 }
 
 pub(crate) struct Shared {
@@ -213,6 +232,9 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     /// Number of messages in the inbox, so tests can wait without polling.
     pub inbox_len: watch::Sender<usize>,
+    /// Bumped to make every SMTP session waiting for a command close, as a
+    /// server does with idle connections.
+    pub idle_kick: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -222,6 +244,7 @@ impl Shared {
             base_url,
             inner: Mutex::new(Inner::default()),
             inbox_len: watch::Sender::new(0),
+            idle_kick: watch::Sender::new(0),
         }
     }
 

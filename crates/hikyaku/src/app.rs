@@ -217,6 +217,10 @@ async fn start_intake(
         store: store.clone(),
         clock: clock.clone(),
         on_enqueue: wake,
+        // A device reconnecting within this time skips Argon2.
+        logins: Arc::new(crate::passwords::LoginCache::new(Duration::from_secs(
+            15 * 60,
+        ))),
     });
     let mut addrs = Vec::new();
     let plan = i

@@ -90,6 +90,8 @@ pub struct DeliveryConfig {
     pub rewrite_from: bool,
     pub connect_timeout_secs: u64,
     pub command_timeout_secs: u64,
+    pub connections_per_account: u64,
+    pub connection_idle_secs: u64,
     pub failure_notice_to: String,
 }
 
@@ -168,6 +170,8 @@ impl Default for DeliveryConfig {
             rewrite_from: true,
             connect_timeout_secs: 30,
             command_timeout_secs: 120,
+            connections_per_account: 3,
+            connection_idle_secs: 30,
             failure_notice_to: String::new(),
         }
     }
@@ -340,6 +344,16 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "Timeout for each upstream SMTP reply.",
     },
     KeyDoc {
+        key: "delivery.connections_per_account",
+        ty: "integer",
+        doc: "Upstream SMTP connections per account at once, in use or kept open for the next message (Exchange Online allows 3 per mailbox).",
+    },
+    KeyDoc {
+        key: "delivery.connection_idle_secs",
+        ty: "seconds",
+        doc: "How long an upstream connection is kept open for the next message. 0: a new connection for every message.",
+    },
+    KeyDoc {
         key: "delivery.failure_notice_to",
         ty: "address",
         doc: "Where failure notices (DSN) go. Empty: to the message's envelope sender. \"none\": no notices.",
@@ -398,7 +412,7 @@ impl Config {
             key,
             reason: reason.to_string(),
         };
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 10] = [
             ("web.session_idle_minutes", self.web.session_idle_minutes),
             ("web.setup_link_minutes", self.web.setup_link_minutes),
             ("intake.max_message_size", self.intake.max_message_size),
@@ -411,6 +425,10 @@ impl Config {
             ("intake.idle_timeout_secs", self.intake.idle_timeout_secs),
             ("delivery.workers", self.delivery.workers),
             ("delivery.rate_per_minute", self.delivery.rate_per_minute),
+            (
+                "delivery.connections_per_account",
+                self.delivery.connections_per_account,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -208,6 +208,41 @@ pub fn client_config(policy: &TlsPolicy) -> Result<Arc<rustls::ClientConfig>, Tl
     Ok(Arc::new(config))
 }
 
+/// Client configurations built once per policy: building one loads the
+/// platform's root store, far too slow to do per connection. Each built
+/// configuration gets an id, so whoever keeps connections can tell which
+/// policy they were opened under.
+#[derive(Default)]
+pub struct ClientConfigs {
+    built: std::sync::Mutex<Vec<(TlsPolicy, u64, Arc<rustls::ClientConfig>)>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// Policies remembered at once (accounts rarely differ; CA lists change rarely).
+const CACHED_POLICIES: usize = 8;
+
+impl ClientConfigs {
+    /// The configuration for `policy` and its id.
+    pub fn get(&self, policy: &TlsPolicy) -> Result<(u64, Arc<rustls::ClientConfig>), TlsError> {
+        if let Ok(built) = self.built.lock()
+            && let Some((_, id, c)) = built.iter().find(|(p, _, _)| p == policy)
+        {
+            return Ok((*id, c.clone()));
+        }
+        let config = client_config(policy)?;
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut built) = self.built.lock() {
+            if built.len() >= CACHED_POLICIES {
+                built.remove(0);
+            }
+            built.push((policy.clone(), id, config.clone()));
+        }
+        Ok((id, config))
+    }
+}
+
 /// Platform roots + extra CAs, or bundled roots + extra CAs when the platform
 /// store is empty.
 fn standard_verifier(

@@ -33,6 +33,7 @@
 pub mod backoff;
 pub mod dsn;
 pub mod outcome;
+pub mod pool;
 pub mod rate;
 pub mod rewrite;
 pub mod smtp;
@@ -67,6 +68,10 @@ pub const LEASE_SECS: i64 = 600;
 const LEASE_MARGIN_SECS: i64 = 60;
 /// Longest idle sleep of the loop (it also requeues expired leases then).
 const IDLE_MAX: Duration = Duration::from_secs(60);
+/// How often idle upstream sessions are checked for closing.
+const POOL_SWEEP: Duration = Duration::from_secs(5);
+/// How long a delivery waits for one of its account's upstream connections.
+const CONNECTION_WAIT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for deliveries in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -86,6 +91,8 @@ struct Inner {
     rate: rate::RateLimiter,
     hello: ClientId,
     in_flight: Mutex<HashSet<String>>,
+    tls: crate::tls::ClientConfigs,
+    pool: pool::Pool,
 }
 
 /// One attempt, before it is recorded.
@@ -95,7 +102,7 @@ enum Attempt {
         refused: Vec<(String, String)>,
         account: i64,
         mailbox: String,
-        session: Option<Box<smtp::Session>>,
+        lease: Option<Box<pool::Lease>>,
     },
     Temporary {
         reply: String,
@@ -140,6 +147,10 @@ impl Delivery {
         extra_cas: ExtraCas,
     ) -> Self {
         let rate = rate::RateLimiter::new(config.rate_per_minute);
+        let pool = pool::Pool::new(
+            usize::try_from(config.connections_per_account).unwrap_or(1),
+            Duration::from_secs(config.connection_idle_secs),
+        );
         Delivery {
             inner: Arc::new(Inner {
                 store,
@@ -151,6 +162,8 @@ impl Delivery {
                 rate,
                 hello: ClientId::default(),
                 in_flight: Mutex::new(HashSet::new()),
+                tls: crate::tls::ClientConfigs::default(),
+                pool,
             }),
         }
     }
@@ -174,6 +187,18 @@ impl Delivery {
         let slots = Arc::new(Semaphore::new(workers));
         let mut tasks: JoinSet<()> = JoinSet::new();
         self.requeue_expired().await;
+        let sweeper = {
+            let this = self.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(POOL_SWEEP) => this.inner.pool.sweep(),
+                    }
+                }
+            })
+        };
         tracing::info!(workers, "delivery started");
         loop {
             while tasks.try_join_next().is_some() {}
@@ -253,6 +278,8 @@ impl Delivery {
                     .await;
             }
         }
+        let _ = sweeper.await;
+        inner.pool.close_idle();
         tracing::info!("delivery stopped");
     }
 
@@ -364,19 +391,27 @@ impl Delivery {
         } else {
             a.smtp_port
         };
-        let cas = self
+        let policy = crate::tls::TlsPolicy {
+            verify: a.verify_cert,
+            verify_cn: a.verify_cert && a.verify_cn,
+            extra_cas: self
+                .inner
+                .extra_cas
+                .read()
+                .map(|g| g.clone())
+                .unwrap_or_default(),
+        };
+        let (tls_id, tls) = self
             .inner
-            .extra_cas
-            .read()
-            .map(|g| g.clone())
-            .unwrap_or_default();
-        let tls = smtp::tls_parameters(&host, a.verify_cert, &cas)?;
+            .tls
+            .get(&policy)
+            .map_err(|e| format!("TLS setup failed: {e}"))?;
         Ok(smtp::Target {
             host,
             port,
             security: smtp::Security::parse(&a.smtp_security),
             tls,
-            check_cn: a.verify_cert && a.verify_cn,
+            tls_id,
             connect_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)),
             command_timeout: Duration::from_secs(config.command_timeout_secs.max(1)),
             hello: self.inner.hello.clone(),
@@ -449,6 +484,7 @@ impl Delivery {
             }
         };
         let mut refreshed = false;
+        let mut fresh_only = false;
         loop {
             let envelope_from = a
                 .sender
@@ -462,62 +498,64 @@ impl Delivery {
                 &token.mailbox,
                 inner.config.rewrite_from,
             ));
-            let mut session = match smtp::connect(&target).await {
-                Ok(s) => s,
-                Err(e) => return smtp_failure(&e),
+            let key = inner.pool.key(a.id, &target, &token.mailbox, &token.token);
+            let got = if fresh_only {
+                inner.pool.get_slot(&key, CONNECTION_WAIT).await
+            } else {
+                inner.pool.get(&key, CONNECTION_WAIT).await
             };
-            if let Err(e) = session.auth_xoauth2(&token.mailbox, &token.token).await {
-                let class = match &e {
-                    SmtpError::Reply { stage, code, text } => classify(*stage, *code, text),
-                    _ => Class::Temporary,
-                };
-                session.quit().await;
-                match class {
-                    Class::TokenRejected if !refreshed => {
-                        refreshed = true;
-                        tracing::info!(
-                            job_id = %job.id,
-                            account = a.id,
-                            code = e.code(),
-                            "upstream refused the access token; refreshing once"
-                        );
-                        let context = format!("{} — ", e.reply());
-                        if let Err(te) = inner.tokens.force_refresh(a.id).await {
-                            return self.token_failure(&a, &te, &context).await;
+            let mut lease = match got {
+                Some(pool::Got::Idle(lease)) => *lease,
+                Some(pool::Got::Slot(permit)) => {
+                    let mut session = match smtp::connect(&target).await {
+                        Ok(s) => s,
+                        Err(e) => return smtp_failure(&e),
+                    };
+                    if let Err(e) = session.auth_xoauth2(&token.mailbox, &token.token).await {
+                        session.quit().await;
+                        drop(permit);
+                        match self.auth_refused(&a, job, &e, &mut refreshed).await {
+                            Ok(t) => {
+                                token = t;
+                                continue;
+                            }
+                            Err(attempt) => return attempt,
                         }
-                        token = match inner.tokens.access_token(a.id).await {
-                            Ok(t) => t,
-                            Err(te) => return self.token_failure(&a, &te, &context).await,
-                        };
-                        continue;
                     }
-                    Class::TokenRejected => {
-                        return Attempt::Temporary {
-                            reply: format!(
-                                "{} — the provider refused a freshly refreshed access token; retrying later",
-                                e.reply()
-                            ),
-                            code: e.code(),
-                        };
-                    }
-                    _ => {
-                        return Attempt::Temporary {
-                            reply: with_advice(e.reply()),
-                            code: e.code(),
-                        };
-                    }
+                    inner.pool.lease(key, session, permit)
                 }
-            }
-            return match session.send(&envelope_from, &job.rcpt_to, &data).await {
+                None => {
+                    return Attempt::RateLimited {
+                        wait_secs: 5,
+                        reply: format!(
+                            "all {} upstream connections of the account are busy; waiting",
+                            inner.config.connections_per_account
+                        ),
+                    };
+                }
+            };
+            return match lease
+                .session
+                .send(&envelope_from, &job.rcpt_to, &data)
+                .await
+            {
                 Ok(report) => Attempt::Sent {
                     reply: report.reply,
                     refused: report.refused,
                     account: a.id,
                     mailbox: token.mailbox.clone(),
-                    session: Some(Box::new(session)),
+                    lease: Some(Box::new(lease)),
                 },
+                Err(SendError::Smtp(e)) if lease.reused && closed_while_idle(&e) => {
+                    // The server closed the idle session; nothing was sent.
+                    tracing::debug!(job_id = %job.id, account = a.id, "reused upstream session was closed; opening a new one");
+                    lease.close().await;
+                    fresh_only = true;
+                    continue;
+                }
                 Err(SendError::AllRefused(refused)) => {
-                    session.quit().await;
+                    // The session stays usable (RSET was sent).
+                    inner.pool.put(lease);
                     let reply = refused
                         .iter()
                         .map(|(r, why)| format!("<{r}>: {why}"))
@@ -531,7 +569,7 @@ impl Delivery {
                     }
                 }
                 Err(SendError::Smtp(e)) => {
-                    session.quit().await;
+                    lease.close().await;
                     match smtp_failure(&e) {
                         Attempt::Permanent { reply, code, .. } => Attempt::Permanent {
                             failed: job
@@ -547,6 +585,52 @@ impl Delivery {
                     }
                 }
             };
+        }
+    }
+
+    /// AUTH was refused: a token the provider rejects is refreshed once
+    /// (the new token returned, to try again); anything else ends the attempt.
+    async fn auth_refused(
+        &self,
+        a: &Account,
+        job: &Job,
+        e: &SmtpError,
+        refreshed: &mut bool,
+    ) -> Result<AccessToken, Attempt> {
+        let inner = &self.inner;
+        let class = match e {
+            SmtpError::Reply { stage, code, text } => classify(*stage, *code, text),
+            _ => Class::Temporary,
+        };
+        match class {
+            Class::TokenRejected if !*refreshed => {
+                *refreshed = true;
+                tracing::info!(
+                    job_id = %job.id,
+                    account = a.id,
+                    code = e.code(),
+                    "upstream refused the access token; refreshing once"
+                );
+                let context = format!("{} — ", e.reply());
+                if let Err(te) = inner.tokens.force_refresh(a.id).await {
+                    return Err(self.token_failure(a, &te, &context).await);
+                }
+                match inner.tokens.access_token(a.id).await {
+                    Ok(t) => Ok(t),
+                    Err(te) => Err(self.token_failure(a, &te, &context).await),
+                }
+            }
+            Class::TokenRejected => Err(Attempt::Temporary {
+                reply: format!(
+                    "{} — the provider refused a freshly refreshed access token; retrying later",
+                    e.reply()
+                ),
+                code: e.code(),
+            }),
+            _ => Err(Attempt::Temporary {
+                reply: with_advice(e.reply()),
+                code: e.code(),
+            }),
         }
     }
 
@@ -570,7 +654,7 @@ impl Delivery {
                 refused,
                 account,
                 mailbox,
-                session,
+                lease,
             } => {
                 let mut recorded = reply.clone();
                 if !refused.is_empty() {
@@ -594,8 +678,8 @@ impl Delivery {
                     }
                 }
                 log_err("the upstream's acceptance", result);
-                if let Some(s) = session {
-                    s.quit().await;
+                if let Some(l) = lease {
+                    inner.pool.put(*l);
                 }
                 tracing::info!(job_id = %job.id, account, attempt = job.attempts, code = outcome::reply_code(&reply), refused = refused.len(), "sent");
                 if !refused.is_empty() {
@@ -741,6 +825,16 @@ impl Delivery {
     }
 }
 
+/// Whether a failure on a reused session means the server had closed it
+/// while idle: lost at MAIL, before anything of the message was sent.
+fn closed_while_idle(e: &SmtpError) -> bool {
+    match e {
+        SmtpError::Transport { stage, .. } => *stage == outcome::Stage::Mail,
+        SmtpError::Reply { stage, code, .. } => *stage == outcome::Stage::Mail && *code == 421,
+        SmtpError::BadAddress { .. } => false,
+    }
+}
+
 /// Judges an SMTP failure outside AUTH.
 fn smtp_failure(e: &SmtpError) -> Attempt {
     match e {
@@ -756,11 +850,9 @@ fn smtp_failure(e: &SmtpError) -> Attempt {
                 code: Some(*code),
             },
         },
-        SmtpError::BadAddress { .. } | SmtpError::Transport { .. } | SmtpError::Identity(_) => {
-            Attempt::Temporary {
-                reply: e.reply(),
-                code: None,
-            }
-        }
+        SmtpError::BadAddress { .. } | SmtpError::Transport { .. } => Attempt::Temporary {
+            reply: e.reply(),
+            code: None,
+        },
     }
 }

@@ -1,13 +1,21 @@
-//! The upstream SMTP transport: lettre's low-level [`AsyncSmtpConnection`],
-//! driven step by step so that each step can be judged on its own.
+//! The upstream SMTP transport: lettre's low-level [`AsyncSmtpConnection`]
+//! over a socket we open and secure ourselves, driven step by step so that
+//! each step can be judged on its own.
 //!
-//! * TLS: `smtp_security = "starttls"` requires STARTTLS — a server that does
-//!   not offer it is refused, never used in plain text; `"implicit"` speaks
-//!   TLS from the first byte. Trust comes from the account's Verify Server
-//!   Certificate setting and the administrator's extra CAs. lettre takes no
-//!   custom certificate verifier, so the "Add CN" check
-//!   ([`crate::tls::check_cn`]) runs on `peer_certificate()` right after the
-//!   handshake, before AUTH: no credential has been sent when it fails.
+//! * The socket: TCP with `TCP_NODELAY` (lettre writes the message and the
+//!   final dot separately; with Nagle's algorithm and delayed ACKs every
+//!   message would stall for tens of milliseconds), TLS by tokio-rustls with
+//!   [`crate::tls::client_config`] — the same Verify Server Certificate, Add
+//!   CN and extra-CA rules as every HTTPS call, checked during the handshake,
+//!   so nothing is sent to a server that fails them.
+//! * `smtp_security = "starttls"` requires STARTTLS — a server that does not
+//!   offer it is refused, never used in plain text; `"implicit"` speaks TLS
+//!   from the first byte. The plain-text part of STARTTLS (greeting, EHLO,
+//!   STARTTLS) is spoken here, before lettre takes over the encrypted
+//!   stream: lettre cannot hand over its socket, and this way any byte the
+//!   server sends after its `220` to STARTTLS (a response-injection attempt)
+//!   is caught and refused. lettre then reads the server's greeting again
+//!   (replayed from what we read) and sends EHLO over TLS (RFC 3207 §4.2).
 //! * AUTH XOAUTH2 is sent by us through `command()` (lettre's own `auth()`
 //!   cannot answer Gmail's `334` error challenge): a `334` is answered with an
 //!   empty line, and its base64 JSON is kept in the recorded reply.
@@ -19,30 +27,38 @@
 //!   would grow a blank line) and turns stray bare CR/LF into CRLF (lettre's
 //!   dot-stuffing only recognises lines that end in CRLF).
 //! * Every step is bounded: connecting by `connect_timeout_secs` (plus one
-//!   command timeout for the greeting and EHLO), each reply by
+//!   command timeout for the TLS handshake, greeting and EHLO), each reply by
 //!   `command_timeout_secs`, the end of DATA additionally by the time to
 //!   upload the message at 64 KiB/s.
 //!
-//! One connection per job: relay volumes are small, the access token may
-//! change between jobs, and lettre's pool breaks on server-side idle closes
-//! (lettre issue #743, "incomplete response"). lettre's `tracing` feature
-//! must stay off: it would log the AUTH line, i.e. the access token.
+//! Sessions are reused between jobs by [`super::pool`]. lettre's `tracing`
+//! feature must stay off: it would log the AUTH line, i.e. the access token.
 
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use lettre::Address;
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
 use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::extension::{
+    ClientId, Extension, MailBodyParameter, MailParameter, ServerInfo,
+};
 use lettre::transport::smtp::response::Response;
-use rustls_pki_types::CertificateDer;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::outcome::{Stage, decode_challenge};
 
 /// How the TLS of an upstream connection starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Security {
     StartTls,
     Implicit,
@@ -65,30 +81,13 @@ pub struct Target {
     pub host: String,
     pub port: u16,
     pub security: Security,
-    pub tls: TlsParameters,
-    /// Run the "Add CN" check after the handshake.
-    pub check_cn: bool,
+    /// The account's TLS policy, built once and shared ([`crate::tls::client_config`]).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Which policy `tls` was built for ([`crate::tls::ClientConfigs`]).
+    pub tls_id: u64,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub hello: ClientId,
-}
-
-/// Builds the TLS parameters of an account.
-pub fn tls_parameters(
-    host: &str,
-    verify: bool,
-    extra_cas: &[CertificateDer<'static>],
-) -> Result<TlsParameters, String> {
-    let mut b = TlsParameters::builder(host.to_owned());
-    for der in extra_cas {
-        match Certificate::from_der(der.to_vec()) {
-            Ok(c) => b = b.add_root_certificate(c),
-            Err(e) => tracing::warn!(error = %e, "an extra CA certificate is unusable; skipped"),
-        }
-    }
-    b.dangerous_accept_invalid_certs(!verify)
-        .build_rustls()
-        .map_err(|e| format!("TLS setup failed: {}", describe(&e)))
 }
 
 /// A failure of the SMTP dialogue.
@@ -100,10 +99,9 @@ pub enum SmtpError {
         code: u16,
         text: String,
     },
-    /// No usable connection: refused, lost, timed out, TLS failed.
+    /// No usable connection: refused, lost, timed out, TLS failed (which
+    /// includes the Add-CN check: nothing was sent then).
     Transport { stage: Stage, reason: String },
-    /// The certificate's CN does not name the host ("Add CN"); no AUTH was sent.
-    Identity(String),
     /// An address we were given is not valid.
     BadAddress { stage: Stage, reason: String },
 }
@@ -115,9 +113,6 @@ impl SmtpError {
             SmtpError::Reply { code, text, .. } => format!("{code} {text}"),
             SmtpError::Transport { stage, reason } => {
                 format!("{reason} (at {})", stage.as_str())
-            }
-            SmtpError::Identity(reason) => {
-                format!("TLS: {reason}; nothing was sent")
             }
             SmtpError::BadAddress { reason, .. } => reason.clone(),
         }
@@ -151,6 +146,8 @@ pub enum SendError {
 pub struct Session {
     conn: AsyncSmtpConnection,
     command_timeout: Duration,
+    /// Messages sent over this session so far.
+    pub sent: u32,
 }
 
 fn reply_text(r: &Response) -> String {
@@ -169,19 +166,8 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return format!("TLS: {}", crate::tls::describe_tls_error(tls));
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return format!("TLS: {}", crate::tls::describe_tls_error(tls));
-            }
-            use std::io::ErrorKind as K;
-            match io.kind() {
-                K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
-                    return "the server closed the connection".to_owned();
-                }
-                K::ConnectionRefused => return "connection refused".to_owned(),
-                K::TimedOut => return "timed out".to_owned(),
-                _ => {}
-            }
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return describe_io(io);
         }
         source = err.source();
     }
@@ -216,59 +202,247 @@ fn timed_out(stage: Stage, after: Duration) -> SmtpError {
     }
 }
 
-/// Connects, secures the connection (STARTTLS or implicit TLS) and runs the
-/// CN check. Never returns a plain-text session.
-pub async fn connect(t: &Target) -> Result<Session, SmtpError> {
-    let implicit = (t.security == Security::Implicit).then(|| t.tls.clone());
-    let limit = t.connect_timeout + t.command_timeout;
-    let fut = AsyncSmtpConnection::connect_tokio1(
-        (t.host.as_str(), t.port),
-        Some(t.connect_timeout),
-        &t.hello,
-        implicit,
-        None,
-    );
-    let mut conn = match tokio::time::timeout(limit, fut).await {
-        Err(_) => return Err(timed_out(Stage::Connect, limit)),
-        Ok(Err(e)) => return Err(from_lettre(Stage::Connect, &e)),
-        Ok(Ok(c)) => c,
-    };
-    if t.security == Security::StartTls {
-        if !conn.server_info().supports_feature(Extension::StartTls) {
-            abort(&mut conn, t.command_timeout).await;
+/// The stream under lettre: TLS over TCP, and first the server's greeting
+/// again when STARTTLS was spoken before lettre took over.
+struct Wire {
+    replay: Vec<u8>,
+    replayed: usize,
+    tls: tokio_rustls::client::TlsStream<TcpStream>,
+}
+
+impl std::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wire { .. }")
+    }
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.replayed < this.replay.len() {
+            let rest = &this.replay[this.replayed..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.replayed += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tls).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for Wire {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tls.get_ref().0.peer_addr()
+    }
+}
+
+/// Longest reply we read in plain text (a greeting or an EHLO list).
+const MAX_PLAIN_REPLY: usize = 16 * 1024;
+
+/// Reads one whole reply in plain text. Bytes after it mean the server
+/// talks out of turn; after our STARTTLS that is a response-injection
+/// attempt, and in any case nothing we can trust.
+async fn read_plain_reply(
+    tcp: &mut TcpStream,
+    stage: Stage,
+) -> Result<(Vec<u8>, Response), SmtpError> {
+    let mut raw = Vec::with_capacity(512);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = tcp
+            .read(&mut chunk)
+            .await
+            .map_err(|e| SmtpError::Transport {
+                stage,
+                reason: describe_io(&e),
+            })?;
+        if n == 0 {
             return Err(SmtpError::Transport {
-                stage: Stage::Tls,
-                reason: "the server does not offer STARTTLS; refusing to send in plain text (check the port, or choose implicit TLS for port 465)".to_owned(),
+                stage,
+                reason: "the server closed the connection".to_owned(),
             });
         }
-        match tokio::time::timeout(t.command_timeout, conn.starttls(t.tls.clone(), &t.hello)).await
-        {
-            Err(_) => return Err(timed_out(Stage::Tls, t.command_timeout)),
-            Ok(Err(e)) => return Err(from_lettre(Stage::Tls, &e)),
-            Ok(Ok(())) => {}
+        raw.extend_from_slice(&chunk[..n]);
+        if raw.len() > MAX_PLAIN_REPLY {
+            return Err(SmtpError::Transport {
+                stage,
+                reason: "the server sent an over-long reply; is this an SMTP server?".to_owned(),
+            });
         }
+        // Complete when the last line ends in CRLF and is a final line ("250 ...").
+        if !raw.ends_with(b"\r\n") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let lines: Vec<&str> = text.trim_end_matches("\r\n").split("\r\n").collect();
+        let is_final = |l: &str| l.as_bytes().get(3) != Some(&b'-');
+        let Some(end) = lines.iter().position(|l| is_final(l)) else {
+            continue;
+        };
+        if end + 1 < lines.len() {
+            return Err(SmtpError::Transport {
+                stage,
+                reason: "the server sent more than one reply at once before TLS (a possible STARTTLS response injection); refusing the connection".to_owned(),
+            });
+        }
+        let parsed = Response::from_str(&text).map_err(|_| SmtpError::Transport {
+            stage,
+            reason: format!(
+                "the server's reply is not SMTP ({:?}); is this an SMTP port?",
+                text.chars().take(80).collect::<String>()
+            ),
+        })?;
+        return Ok((raw, parsed));
     }
-    if !conn.is_encrypted() {
-        abort(&mut conn, t.command_timeout).await;
+}
+
+fn describe_io(e: &io::Error) -> String {
+    if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        return format!("TLS: {}", crate::tls::describe_tls_error(tls));
+    }
+    use io::ErrorKind as K;
+    match e.kind() {
+        K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+            "the server closed the connection".to_owned()
+        }
+        K::ConnectionRefused => "connection refused".to_owned(),
+        K::TimedOut => "timed out".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+fn negative(stage: Stage, r: &Response) -> SmtpError {
+    SmtpError::Reply {
+        stage,
+        code: code_of(r),
+        text: reply_text(r),
+    }
+}
+
+/// The plain-text part of STARTTLS: greeting, EHLO, STARTTLS and its `220`.
+/// Returns the greeting, for lettre to read again over TLS.
+async fn starttls_plain(tcp: &mut TcpStream, hello: &ClientId) -> Result<Vec<u8>, SmtpError> {
+    let (greeting, r) = read_plain_reply(tcp, Stage::Connect).await?;
+    if !r.is_positive() {
+        return Err(negative(Stage::Connect, &r));
+    }
+    let write = |e: io::Error| SmtpError::Transport {
+        stage: Stage::Tls,
+        reason: describe_io(&e),
+    };
+    tcp.write_all(format!("EHLO {hello}\r\n").as_bytes())
+        .await
+        .map_err(write)?;
+    let (_, ehlo) = read_plain_reply(tcp, Stage::Tls).await?;
+    if !ehlo.is_positive() {
+        return Err(negative(Stage::Tls, &ehlo));
+    }
+    let offers = ServerInfo::from_response(&ehlo)
+        .map(|info| info.supports_feature(Extension::StartTls))
+        .unwrap_or(false);
+    if !offers {
+        let _ = tcp.write_all(b"QUIT\r\n").await;
         return Err(SmtpError::Transport {
             stage: Stage::Tls,
-            reason: "the connection is not encrypted; refusing to send".to_owned(),
+            reason: "the server does not offer STARTTLS; refusing to send in plain text (check the port, or choose implicit TLS for port 465)".to_owned(),
         });
     }
-    if t.check_cn {
-        let checked = conn
-            .peer_certificate()
-            .map_err(|e| format!("no server certificate: {}", describe(&e)))
-            .and_then(|leaf| crate::tls::check_cn(&leaf, &t.host).map_err(|e| e.to_string()));
-        if let Err(reason) = checked {
-            abort(&mut conn, t.command_timeout).await;
-            return Err(SmtpError::Identity(reason));
+    tcp.write_all(b"STARTTLS\r\n").await.map_err(write)?;
+    let (_, ready) = read_plain_reply(tcp, Stage::Tls).await?;
+    if code_of(&ready) != 220 {
+        return Err(negative(Stage::Tls, &ready));
+    }
+    Ok(greeting)
+}
+
+/// Opens TCP (with `TCP_NODELAY`) to the first address of `host` that answers.
+async fn open_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpStream, SmtpError> {
+    let transport = |reason: String| SmtpError::Transport {
+        stage: Stage::Connect,
+        reason,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| transport(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    let mut last = transport(format!("{host} has no address"));
+    for addr in addrs {
+        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => {
+                tcp.set_nodelay(true)
+                    .map_err(|e| transport(describe_io(&e)))?;
+                return Ok(tcp);
+            }
+            Ok(Err(e)) => last = transport(describe_io(&e)),
+            Err(_) => last = timed_out(Stage::Connect, limit),
         }
     }
+    Err(last)
+}
+
+async fn connect_inner(t: &Target) -> Result<Session, SmtpError> {
+    let mut tcp = open_tcp(&t.host, t.port, t.connect_timeout).await?;
+    let replay = match t.security {
+        Security::StartTls => starttls_plain(&mut tcp, &t.hello).await?,
+        Security::Implicit => Vec::new(),
+    };
+    let name = ServerName::try_from(t.host.clone()).map_err(|_| SmtpError::Transport {
+        stage: Stage::Tls,
+        reason: format!("{:?} is not a valid server name for TLS", t.host),
+    })?;
+    let tls = tokio_rustls::TlsConnector::from(t.tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| SmtpError::Transport {
+            stage: Stage::Tls,
+            reason: describe_io(&e),
+        })?;
+    let wire = Wire {
+        replay,
+        replayed: 0,
+        tls,
+    };
+    let conn = AsyncSmtpConnection::connect_with_transport(Box::new(wire), &t.hello)
+        .await
+        .map_err(|e| from_lettre(Stage::Connect, &e))?;
     Ok(Session {
         conn,
         command_timeout: t.command_timeout,
+        sent: 0,
     })
+}
+
+/// Connects and secures the connection (STARTTLS or implicit TLS), checking
+/// the server's certificate by the account's rules. Never returns a
+/// plain-text session.
+pub async fn connect(t: &Target) -> Result<Session, SmtpError> {
+    let limit = t.connect_timeout + t.command_timeout;
+    match tokio::time::timeout(limit, connect_inner(t)).await {
+        Err(_) => Err(timed_out(Stage::Connect, limit)),
+        Ok(r) => r,
+    }
 }
 
 async fn abort(conn: &mut AsyncSmtpConnection, limit: Duration) {
@@ -389,10 +563,16 @@ impl Session {
             Ok(Err(e)) => return Err(smtp(from_lettre(Stage::EndOfData, &e))),
             Ok(Ok(r)) => r,
         };
+        self.sent = self.sent.saturating_add(1);
         Ok(SendReport {
             reply: format!("{} {}", code_of(&reply), reply_text(&reply)),
             refused,
         })
+    }
+
+    /// Whether the connection is still fit for another message.
+    pub fn is_usable(&self) -> bool {
+        !self.conn.has_broken()
     }
 
     /// QUIT, best effort.

@@ -77,6 +77,8 @@ pub struct StoreSink {
     pub clock: SharedClock,
     /// Called after each enqueue, to wake delivery.
     pub on_enqueue: Arc<dyn Fn() + Send + Sync>,
+    /// Recent successful submitter logins.
+    pub logins: Arc<crate::passwords::LoginCache>,
 }
 
 impl IntakeSink for StoreSink {
@@ -89,7 +91,10 @@ impl IntakeSink for StoreSink {
         let Some(found) = found else {
             return Ok(None);
         };
-        let ok = crate::passwords::verify(password.to_string(), found.password_hash.clone()).await;
+        let ok = self
+            .logins
+            .verify(&found.name, password, &found.password_hash)
+            .await;
         Ok(ok.then_some(Submitter {
             name: found.name,
             account_id: found.account_id,

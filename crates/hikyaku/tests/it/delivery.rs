@@ -625,8 +625,8 @@ async fn cn_mismatch_defers_before_auth() {
         reply.contains("CN 'other.example' does not match host 'localhost'"),
         "{reply}"
     );
-    // The check runs right after the handshake, before AUTH.
-    assert!(reply.contains("nothing was sent"), "{reply}");
+    // The check is part of the handshake: no AUTH was sent.
+    assert!(reply.contains("(at tls)"), "{reply}");
     assert!(env.cloud.inbox().is_empty());
 }
 
@@ -724,4 +724,111 @@ async fn worker_pool_delivers_queued_jobs_on_wake() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn sessions_are_reused_and_replaced_when_the_server_closed_them() {
+    let env = Env::new(Flavor::Exchange).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(
+            env.enqueue(&["boss@contoso.example"], &simple(&format!("reuse {i}")))
+                .await,
+        );
+        let o = env.deliver_next().await;
+        assert!(matches!(o, Outcome::Sent { .. }), "{o:?}");
+    }
+    let inbox = env.cloud.inbox();
+    assert_eq!(inbox.len(), 3);
+    assert!(
+        inbox.iter().all(|m| m.connection == inbox[0].connection),
+        "one connection carries all three: {:?}",
+        inbox.iter().map(|m| m.connection).collect::<Vec<_>>()
+    );
+    let c = env.cloud.smtp_connections();
+    assert_eq!((c.opened, c.authentications), (1, 1), "{c:?}");
+
+    // The server hangs up the idle session; the next job notices at MAIL,
+    // before anything was sent, and goes out over a new session in the
+    // same attempt.
+    env.cloud.close_idle_smtp_connections();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = env
+        .enqueue(&["boss@contoso.example"], &simple("after idle close"))
+        .await;
+    let o = env.deliver_next().await;
+    assert!(matches!(o, Outcome::Sent { .. }), "{o:?}");
+    let job = env.job(&id).await;
+    assert_eq!((job.state.as_str(), job.attempts), ("sent", 1), "{job:?}");
+    let inbox = env.cloud.inbox();
+    assert_eq!(inbox.len(), 4);
+    assert_ne!(inbox[3].connection, inbox[0].connection);
+    assert_eq!(env.cloud.smtp_connections().authentications, 2);
+    for id in ids {
+        assert_eq!(env.job(&id).await.state, "sent");
+    }
+}
+
+#[tokio::test]
+async fn a_refreshed_token_opens_a_new_session() {
+    let env = Env::new(Flavor::Exchange).await;
+    env.enqueue(&["boss@contoso.example"], &simple("old token"))
+        .await;
+    assert!(matches!(env.deliver_next().await, Outcome::Sent { .. }));
+    env.svc.force_refresh(env.account).await.unwrap();
+    env.enqueue(&["boss@contoso.example"], &simple("new token"))
+        .await;
+    assert!(matches!(env.deliver_next().await, Outcome::Sent { .. }));
+    let inbox = env.cloud.inbox();
+    assert_ne!(inbox[0].connection, inbox[1].connection);
+    assert_eq!(env.cloud.smtp_connections().authentications, 2);
+}
+
+#[tokio::test]
+async fn idle_zero_closes_each_session_and_the_account_limit_holds() {
+    let env = Env::with(
+        Flavor::Exchange,
+        Options::default(),
+        None,
+        DeliveryConfig {
+            workers: 8,
+            connections_per_account: 2,
+            connection_idle_secs: 0,
+            rate_per_minute: 100_000,
+            ..config()
+        },
+    )
+    .await;
+    let n = 24;
+    for i in 0..n {
+        env.enqueue(&["boss@contoso.example"], &simple(&format!("limit {i}")))
+            .await;
+    }
+    let shutdown = CancellationToken::new();
+    let handle = env.delivery.spawn(shutdown.clone());
+    let inbox = env.cloud.wait_for_inbox(n, Duration::from_secs(30)).await;
+    assert_eq!(inbox.len(), n);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), handle)
+        .await
+        .unwrap()
+        .unwrap();
+    let c = env.cloud.smtp_connections();
+    // 8 workers, but never more than 2 connections of the account at once;
+    // with reuse off, one connection per message.
+    assert!(c.max_open <= 2, "{c:?}");
+    assert_eq!(c.opened, n as u64, "{c:?}");
+}
+
+#[tokio::test]
+async fn an_injected_reply_after_starttls_is_refused() {
+    let env = Env::new(Flavor::Exchange).await;
+    env.cloud.set_smtp_fault(SmtpFault::InjectAfterStartTls);
+    env.enqueue(&["boss@contoso.example"], &simple("injection"))
+        .await;
+    let o = env.deliver_next().await;
+    let reply = deferred_reply(&o);
+    assert!(reply.contains("STARTTLS response injection"), "{reply}");
+    assert!(env.cloud.inbox().is_empty());
+    assert_eq!(env.cloud.smtp_connections().authentications, 0);
 }
