@@ -210,23 +210,36 @@ impl Delivery {
                 },
             };
             let now = inner.clock.unix();
-            match inner.store.claim_due_job(now, now + LEASE_SECS).await {
-                Ok(Some(job)) => {
-                    let this = self.clone();
-                    if let Ok(mut set) = inner.in_flight.lock() {
-                        set.insert(job.id.clone());
-                    }
-                    tasks.spawn(async move {
-                        let id = job.id.clone();
-                        this.deliver_one(job).await;
-                        if let Ok(mut set) = this.inner.in_flight.lock() {
-                            set.remove(&id);
+            // As many jobs as there are free workers, in one claim.
+            let mut permits = vec![permit];
+            while let Ok(p) = slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let want = u32::try_from(permits.len()).unwrap_or(1);
+            match inner
+                .store
+                .claim_due_jobs(now, now + LEASE_SECS, want)
+                .await
+            {
+                Ok(jobs) if !jobs.is_empty() => {
+                    for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+                        let this = self.clone();
+                        if let Ok(mut set) = inner.in_flight.lock() {
+                            set.insert(job.id.clone());
                         }
-                        drop(permit);
-                    });
+                        tasks.spawn(async move {
+                            let id = job.id.clone();
+                            this.deliver_one(job).await;
+                            if let Ok(mut set) = this.inner.in_flight.lock() {
+                                set.remove(&id);
+                            }
+                            drop(permit);
+                        });
+                    }
+                    // Unused permits go back with `permits`.
                 }
-                Ok(None) => {
-                    drop(permit);
+                Ok(_) => {
+                    drop(permits);
                     let wait = match inner.store.next_due_at().await {
                         Ok(Some(t)) => {
                             Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1))
@@ -241,7 +254,7 @@ impl Delivery {
                     }
                 }
                 Err(e) => {
-                    drop(permit);
+                    drop(permits);
                     tracing::warn!(error = %e, "delivery: cannot claim a job; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,

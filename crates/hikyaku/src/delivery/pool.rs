@@ -69,6 +69,8 @@ pub struct Pool {
     hasher: RandomState,
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
     slots: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    /// Woken when a session is given back.
+    returned: tokio::sync::Notify,
 }
 
 impl Pool {
@@ -79,6 +81,7 @@ impl Pool {
             hasher: RandomState::new(),
             idle: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
+            returned: tokio::sync::Notify::new(),
         }
     }
 
@@ -177,10 +180,17 @@ impl Pool {
             if left.is_zero() {
                 return None;
             }
-            // Wake for a freed slot, or look again soon for a session given back.
-            let nap = left.min(Duration::from_millis(50));
-            if let Ok(Ok(p)) = tokio::time::timeout(nap, slots.clone().acquire_owned()).await {
-                return Some(Got::Slot(p));
+            // Wake for a freed slot or a session given back (looked at
+            // again at the top; a short nap covers a missed wake-up).
+            let returned = self.returned.notified();
+            tokio::select! {
+                p = slots.clone().acquire_owned() => {
+                    if let Ok(p) = p {
+                        return Some(Got::Slot(p));
+                    }
+                }
+                _ = returned => {}
+                _ = tokio::time::sleep(left.min(Duration::from_millis(50))) => {}
             }
         }
     }
@@ -219,6 +229,7 @@ impl Pool {
             since: Instant::now(),
             permit: lease.permit,
         });
+        self.returned.notify_waiters();
     }
 
     /// Closes idle sessions older than the idle limit.

@@ -85,45 +85,45 @@ impl Store {
     pub async fn enqueue(&self, job: &NewJob, now: i64) -> Result<()> {
         let rcpt =
             serde_json::to_string(&job.rcpt_to).map_err(|e| StoreError::Conflict(e.to_string()))?;
-        let mut tx = self.write().await?;
-        sqlx::query("INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', 0, ?10, ?10, ?10)")
-            .bind(&job.id)
-            .bind(job.account_id)
-            .bind(&job.submitter)
-            .bind(&job.source)
-            .bind(&job.mail_from)
-            .bind(rcpt)
-            .bind(&job.header_from)
-            .bind(&job.subject)
-            .bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO messages (job_id, body) VALUES (?1, ?2)")
-            .bind(&job.id)
-            .bind(&job.body)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.batch
+            .submit(super::batch::Op::Enqueue {
+                job: job.clone(),
+                rcpt,
+                now,
+            })
+            .await
     }
 
     /// Claims the most overdue job (queued or deferred, due by `now`) with a
     /// lease until `lease_until`, and counts the attempt.
     pub async fn claim_due_job(&self, now: i64, lease_until: i64) -> Result<Option<Job>> {
+        Ok(self
+            .claim_due_jobs(now, lease_until, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Claims up to `limit` due jobs at once, most overdue first (one commit
+    /// for all of them).
+    pub async fn claim_due_jobs(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<Job>> {
         let sql = format!(
             "UPDATE jobs SET state = 'sending', lease_until = ?2, attempts = attempts + 1, updated_at = ?1 \
-             WHERE id = (SELECT id FROM jobs WHERE state IN ('queued', 'deferred') AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT 1) \
+             WHERE id IN (SELECT id FROM jobs WHERE state IN ('queued', 'deferred') AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?3) \
              RETURNING {JOB_COLUMNS}"
         );
         let mut tx = self.write().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(lease_until)
-            .fetch_optional(&mut *tx)
+            .bind(limit.max(1))
+            .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        row.as_ref().map(job_from_row).transpose()
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+        // RETURNING gives no order; deliver the most overdue first.
+        jobs.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+        Ok(jobs)
     }
 
     /// When the next queued or deferred job falls due.
@@ -176,24 +176,15 @@ impl Store {
         Ok(())
     }
 
-    async fn finish(&self, id: &str, state: &str, reply: &str, now: i64) -> Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE jobs SET state = ?2, lease_until = NULL, last_reply = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'sending'")
-            .bind(id)
-            .bind(state)
-            .bind(reply)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if state == SENT {
-            // The body is no longer needed once the upstream has it.
-            sqlx::query("DELETE FROM messages WHERE job_id = ?1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    async fn finish(&self, id: &str, state: &'static str, reply: &str, now: i64) -> Result<()> {
+        self.batch
+            .submit(super::batch::Op::Finish {
+                id: id.to_owned(),
+                state,
+                reply: reply.to_owned(),
+                now,
+            })
+            .await
     }
 
     /// At start of the only instance (the embedded SQLite store serves one

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod audit;
+mod batch;
 pub mod ca;
 pub mod jobs;
 pub mod submitters;
@@ -13,6 +14,7 @@ pub mod users;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -38,6 +40,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// A failure shared by every write of a group commit.
+    #[error("database error: {message}")]
+    Shared { message: String, temporary: bool },
 }
 
 impl StoreError {
@@ -45,6 +50,7 @@ impl StoreError {
     pub fn is_temporary(&self) -> bool {
         match self {
             StoreError::Full => true,
+            StoreError::Shared { temporary, .. } => *temporary,
             StoreError::Db(e) => {
                 matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
                     || db_code(e).is_some_and(|c| c == "5" || c == "6")
@@ -78,10 +84,49 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+async fn begin_write(pool: &SqlitePool, lock: &Arc<tokio::sync::Mutex<()>>) -> Result<WriteTx> {
+    let guard = lock.clone().lock_owned().await;
+    Ok(WriteTx {
+        tx: pool.begin_with("BEGIN IMMEDIATE").await?,
+        _lock: guard,
+    })
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Held for the life of every write transaction. SQLite allows one
+    /// writer; waiting here (a fair queue) instead of in SQLite's busy
+    /// handler, which sleeps in growing steps, keeps writes back to back.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Group commit of accepted messages and finished jobs ([`batch`]).
+    batch: batch::Batcher,
+}
+
+/// A write transaction that holds the store's write lock.
+pub(crate) struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _lock: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -120,7 +165,13 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        let write_lock = Arc::new(tokio::sync::Mutex::new(()));
+        let batch = batch::Batcher::start(pool.clone(), write_lock.clone());
+        Ok(Self {
+            pool,
+            write_lock,
+            batch,
+        })
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -128,8 +179,8 @@ impl Store {
     }
 
     /// Begins a write transaction (`BEGIN IMMEDIATE`).
-    pub(crate) async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    pub(crate) async fn write(&self) -> Result<WriteTx> {
+        begin_write(&self.pool, &self.write_lock).await
     }
 
     /// A small key/value setting edited from the Remote UI.

@@ -188,7 +188,7 @@ impl Hikyaku {
         let config = format!(
             "data_dir = {data:?}\n\n[web]\nlisten = \"{web}\"\n\n[log]\nlevel = \"warn\"\n\n\
              [intake]\nlisten = [\"{smtp}\"]\nmax_connections_per_client = 100\n\n\
-             [delivery]\nworkers = {workers}\nrate_per_minute = 1000000\n",
+             [delivery]\nworkers = {workers}\nrate_per_minute = 1000000\nconnections_per_account = {workers}\n",
             data = data_dir.display().to_string(),
         );
         std::fs::write(&config_path, config).expect("write the configuration");
