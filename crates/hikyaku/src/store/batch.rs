@@ -4,10 +4,12 @@
 //! gets its answer only after the commit (so `250` still means "on disk"),
 //! but eight sessions accepting at once cost one fsync instead of eight.
 //!
-//! Each operation runs under its own SAVEPOINT: one that breaks a constraint
-//! is undone alone and answered with its error. A failure that dooms the
-//! transaction (a full disk, I/O) fails the whole batch, and every caller
-//! gets that error — nothing of the batch was written.
+//! A failure that dooms the transaction (a full disk, I/O) fails the whole
+//! batch, and every caller gets that error — nothing of the batch was
+//! written. Any other failure of one operation (a broken constraint) rolls
+//! the batch back and runs each operation again in its own transaction, so
+//! only the faulty one is refused. (Per-operation savepoints would do the
+//! same at the cost of two more statements for every message.)
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -167,39 +169,82 @@ async fn commit(
     lock: &std::sync::Arc<tokio::sync::Mutex<()>>,
     batch: &[Request],
 ) -> Vec<Result<()>> {
-    let all = |e: &StoreError| batch.iter().map(|_| Err(share(e))).collect();
-    let mut tx = match super::begin_write(pool, lock).await {
-        Ok(tx) => tx,
-        Err(e) => return all(&e),
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    for (op, _) in batch {
-        if let Err(e) = sqlx::query("SAVEPOINT op").execute(&mut *tx).await {
-            return all(&e.into());
+    let ops: Vec<&Op> = batch.iter().map(|(op, _)| op).collect();
+    match commit_all(pool, lock, &ops).await {
+        Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+        Err(e) if e.is_temporary() || ops.len() == 1 => {
+            batch.iter().map(|_| Err(share(&e))).collect()
         }
-        match op.apply(&mut tx).await {
-            Ok(()) => {
-                if let Err(e) = sqlx::query("RELEASE op").execute(&mut *tx).await {
-                    return all(&e.into());
-                }
-                results.push(Ok(()));
+        Err(_) => {
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                results.push(commit_all(pool, lock, &[op]).await);
             }
-            // The transaction may be gone (SQLite rolls back by itself on a
-            // full disk): nothing of the batch can be trusted to commit.
-            Err(e) if e.is_temporary() => return all(&e),
-            Err(e) => {
-                let undone = sqlx::query("ROLLBACK TO op; RELEASE op")
-                    .execute(&mut *tx)
-                    .await;
-                if let Err(u) = undone {
-                    return all(&u.into());
-                }
-                results.push(Err(e));
-            }
+            results
         }
     }
-    match tx.commit().await {
-        Ok(()) => results,
-        Err(e) => all(&e),
+}
+
+/// All of `ops` in one transaction, or none.
+async fn commit_all(
+    pool: &sqlx::SqlitePool,
+    lock: &std::sync::Arc<tokio::sync::Mutex<()>>,
+    ops: &[&Op],
+) -> Result<()> {
+    let mut tx = super::begin_write(pool, lock).await?;
+    for op in ops {
+        op.apply(&mut tx).await?;
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::Store;
+    use crate::store::jobs::NewJob;
+
+    fn job(id: &str) -> NewJob {
+        NewJob {
+            id: id.to_owned(),
+            account_id: None,
+            submitter: "mfp".into(),
+            source: "127.0.0.1".into(),
+            mail_from: "scanner@printer.local".into(),
+            rcpt_to: vec!["boss@example.com".into()],
+            header_from: None,
+            subject: None,
+            body: format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_commit_together_and_a_bad_one_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        store.enqueue(&job("dup"), 1).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            // Job 17 reuses an existing id and must be the only one refused.
+            let j = if i == 17 { job("dup") } else { job(&format!("j{i}")) };
+            tasks.push(tokio::spawn(async move { store.enqueue(&j, 2).await }));
+        }
+        let mut refused = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            if t.await.unwrap().is_err() {
+                refused.push(i);
+            }
+        }
+        assert_eq!(refused, vec![17]);
+        for i in (0..40).filter(|i| *i != 17) {
+            let stored = store.job(&format!("j{i}")).await.unwrap();
+            assert_eq!(stored.state, "queued");
+            assert_eq!(
+                store.job_body(&format!("j{i}")).await.unwrap(),
+                format!("Subject: j{i}\r\n\r\nbody\r\n").into_bytes()
+            );
+        }
+        // The original "dup" is untouched.
+        assert_eq!(store.job("dup").await.unwrap().created_at, 1);
     }
 }
