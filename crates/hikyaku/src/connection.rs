@@ -677,6 +677,80 @@ mod tests {
         assert_eq!(r.warning, None);
     }
 
+    /// A proxy that answers every CONNECT with `reply` (empty: closes at once).
+    async fn fake_proxy(reply: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    fn proxy_at(port: u16, username: Option<&str>) -> ProxySettings {
+        ProxySettings {
+            host: "127.0.0.1".into(),
+            port,
+            username: username.map(str::to_owned),
+            password: username.map(|_| "pw".to_owned()),
+            no_proxy: vec!["127.0.0.2".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn proxy_failures_are_named_as_such() {
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let p407 =
+            fake_proxy("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        let p403 = fake_proxy("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+        let closes = fake_proxy("").await;
+        for (proxy, needle) in [
+            (proxy_at(dead, None), "refused the connection"),
+            (proxy_at(p407, None), "asked for credentials (HTTP 407)"),
+            (
+                proxy_at(p407, Some("alice")),
+                "refused the credentials (HTTP 407)",
+            ),
+            (
+                proxy_at(p403, None),
+                "refused to open a connection to login.example:443",
+            ),
+            (proxy_at(closes, None), "closed the connection"),
+        ] {
+            let r = check(
+                "https://login.example/x",
+                &TlsPolicy::default(),
+                Some(&proxy),
+                now,
+            )
+            .await;
+            assert_eq!(r.kind, Some(FailureKind::Proxy), "{needle}: {r:?}");
+            let reason = r.reason.unwrap();
+            assert!(
+                reason.contains(needle) && reason.contains(&proxy.address()),
+                "{needle}: {reason}"
+            );
+            assert!(!reason.contains("pw"), "{reason}");
+        }
+        // A host on the no-proxy list is reached directly: its failure is its own.
+        let r = check(
+            &format!("https://127.0.0.2:{dead}/"),
+            &TlsPolicy::default(),
+            Some(&proxy_at(p407, None)),
+            now,
+        )
+        .await;
+        assert_eq!(r.kind, Some(FailureKind::Connect), "{r:?}");
+    }
+
     #[test]
     fn skew_warning_threshold() {
         assert_eq!(skew_warning(0), None);
