@@ -26,8 +26,6 @@ pub enum AppError {
     Secrets(#[from] crate::secrets::SecretsError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    #[error(transparent)]
-    Proxy(#[from] crate::proxy::ProxyError),
     #[error("cannot listen on {addr}: {source} (is another program using the port?)")]
     Listen {
         addr: SocketAddr,
@@ -85,8 +83,20 @@ pub async fn extra_cas(store: &Store) -> Result<ExtraCas, AppError> {
 }
 
 /// Loads the outbound proxy (Management → Network) from the store.
+///
+/// An unreadable stored proxy (another master key, a hand-edited value) does
+/// not stop hikyaku: it starts without the proxy and says so, so that the
+/// administrator can save Management → Network again.
 pub async fn proxy(store: &Store, key: &MasterKey) -> Result<SharedProxy, AppError> {
-    Ok(Arc::new(RwLock::new(crate::proxy::load(store, key).await?)))
+    let loaded = match crate::proxy::load(store, key).await {
+        Ok(p) => p,
+        Err(crate::proxy::ProxyError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the outbound proxy setting is unusable; connecting directly");
+            None
+        }
+    };
+    Ok(Arc::new(RwLock::new(loaded)))
 }
 
 /// Builds the token service over a store (also used by the CLI).
