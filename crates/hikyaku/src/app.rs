@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::proxy::SharedProxy;
 use crate::secrets::{MasterKey, hash_token, random_token};
 use crate::store::Store;
 use crate::tokens::TokenService;
@@ -81,6 +82,23 @@ pub async fn extra_cas(store: &Store) -> Result<ExtraCas, AppError> {
     Ok(Arc::new(RwLock::new(cas)))
 }
 
+/// Loads the outbound proxy (Management → Network) from the store.
+///
+/// An unreadable stored proxy (another master key, a hand-edited value) does
+/// not stop hikyaku: it starts without the proxy and says so, so that the
+/// administrator can save Management → Network again.
+pub async fn proxy(store: &Store, key: &MasterKey) -> Result<SharedProxy, AppError> {
+    let loaded = match crate::proxy::load(store, key).await {
+        Ok(p) => p,
+        Err(crate::proxy::ProxyError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the outbound proxy setting is unusable; connecting directly");
+            None
+        }
+    };
+    Ok(Arc::new(RwLock::new(loaded)))
+}
+
 /// Builds the token service over a store (also used by the CLI).
 pub async fn token_service(
     config: &Config,
@@ -89,12 +107,14 @@ pub async fn token_service(
     clock: SharedClock,
 ) -> Result<TokenService, AppError> {
     let cas = extra_cas(store).await?;
-    Ok(TokenService::new(
+    let proxy = proxy(store, &key).await?;
+    Ok(TokenService::with_proxy(
         store.clone(),
         key,
         clock,
         config.google.clone(),
         cas,
+        proxy,
     ))
 }
 
@@ -261,12 +281,14 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
     crate::tls::install_crypto_provider();
     let (store, key) = open_data(&config.data_dir).await?;
     let cas = extra_cas(&store).await?;
-    let tokens = TokenService::new(
+    let proxy = proxy(&store, &key).await?;
+    let tokens = TokenService::with_proxy(
         store.clone(),
         key.clone(),
         clock.clone(),
         config.google.clone(),
         cas.clone(),
+        proxy.clone(),
     );
     tokens.resume();
     let shutdown = CancellationToken::new();
@@ -363,6 +385,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         insecure_banner: !loopback && !https,
         tokens,
         extra_cas: cas,
+        proxy,
         wake,
         google_pending: Default::default(),
         dummy_hash,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::proxy::ProxySettings;
 use crate::tls::{TlsPolicy, describe_tls_error};
 
 /// How long one check may take in total.
@@ -108,13 +109,14 @@ pub fn skew_warning(skew_secs: i64) -> Option<String> {
     ))
 }
 
-/// Check `url` with the outbound TLS policy; see [`check_with_timeout`].
+/// Check `url` with the outbound TLS policy and proxy; see [`check_with_timeout`].
 pub async fn check(
     url: &str,
     policy: &TlsPolicy,
+    proxy: Option<&ProxySettings>,
     now: impl Fn() -> OffsetDateTime,
 ) -> ConnectionReport {
-    check_with_timeout(url, policy, CHECK_TIMEOUT, now).await
+    check_with_timeout(url, policy, proxy, CHECK_TIMEOUT, now).await
 }
 
 /// GET `url` and classify the outcome. `now` is the wall clock (injectable for
@@ -124,6 +126,7 @@ pub async fn check(
 pub async fn check_with_timeout(
     url: &str,
     policy: &TlsPolicy,
+    proxy: Option<&ProxySettings>,
     timeout: Duration,
     now: impl Fn() -> OffsetDateTime,
 ) -> ConnectionReport {
@@ -134,7 +137,7 @@ pub async fn check_with_timeout(
         warnings.push(VERIFY_OFF_WARNING.to_owned());
     }
 
-    let client = match crate::http::client(policy, timeout) {
+    let client = match crate::http::client_via(policy, proxy, timeout) {
         Ok(c) => c,
         Err(e) => {
             report.status = ConnectionStatus::Failed;
@@ -151,7 +154,11 @@ pub async fn check_with_timeout(
 
     match result {
         Err(err) => {
-            let (kind, reason) = classify(&err, url, timeout);
+            let via = proxy.filter(|p| !bypassed(p, url));
+            let (kind, reason) = match via.and_then(|p| proxy_failure(&err, p, url)) {
+                Some(reason) => (FailureKind::Proxy, reason),
+                None => classify(&err, url, timeout),
+            };
             tracing::info!(url, kind = ?kind, %reason, "connection check failed");
             report.status = ConnectionStatus::Failed;
             report.kind = Some(kind);
@@ -306,6 +313,75 @@ fn host_port(url: &str) -> String {
     }
 }
 
+/// Whether `url`'s host is on the proxy's no-proxy list.
+fn bypassed(proxy: &ProxySettings, url: &str) -> bool {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| proxy.bypasses(h)))
+        .unwrap_or(false)
+}
+
+/// Describes a failure of the proxy itself (unreachable, refused the tunnel,
+/// wants credentials, closed), or `None` when the error happened beyond it.
+/// reqwest reports these only as text ("tunnel error: …") from hyper-util, so
+/// the chain's text is what there is to go by.
+pub fn proxy_failure(
+    err: &(dyn std::error::Error + 'static),
+    proxy: &ProxySettings,
+    url: &str,
+) -> Option<String> {
+    use std::io::ErrorKind as K;
+    let text = chain_text(err).to_ascii_lowercase();
+    if !text.contains("tunnel error") && !text.contains("proxy") {
+        return None;
+    }
+    let address = proxy.address();
+    let target = host_port(url);
+    const WHERE: &str = "in Management → Network";
+    let reason = if text.contains("proxy authorization required") {
+        if proxy.username.is_some() {
+            format!(
+                "the proxy {address} refused the credentials (HTTP 407) — check the proxy user name and password {WHERE}"
+            )
+        } else {
+            format!(
+                "the proxy {address} asked for credentials (HTTP 407) — enter the proxy user name and password {WHERE}"
+            )
+        }
+    } else if text.contains("failed to create underlying connection") {
+        match find_io_kind(err) {
+            Some(K::ConnectionRefused) => format!(
+                "the proxy {address} refused the connection — check the proxy host and port {WHERE}, and that the proxy is running"
+            ),
+            Some(K::TimedOut) => format!(
+                "connecting to the proxy {address} timed out — check the proxy host and port {WHERE}, and the firewall"
+            ),
+            _ if text.contains("dns") || text.contains("resolve") || text.contains("lookup") => {
+                format!(
+                    "the proxy host name '{}' could not be resolved — check the proxy host {WHERE} and the DNS server settings",
+                    proxy.host
+                )
+            }
+            _ => format!(
+                "could not connect to the proxy {address} ({text}) — check the proxy host and port {WHERE}"
+            ),
+        }
+    } else if text.contains("unsuccessful") {
+        format!(
+            "the proxy {address} refused to open a connection to {target} (for example HTTP 403) — ask the proxy administrator to allow it, or add the host to the no-proxy list {WHERE}"
+        )
+    } else if text.contains("unexpected end of file") || text.contains("io error") {
+        format!(
+            "the proxy {address} closed the connection while opening the tunnel to {target} — check the proxy port {WHERE} (it must be an HTTP proxy)"
+        )
+    } else {
+        format!(
+            "the proxy {address} failed the connection to {target} ({text}) — check the proxy settings {WHERE}"
+        )
+    };
+    Some(reason)
+}
+
 fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> (FailureKind, String) {
     use std::io::ErrorKind as K;
     let target = host_port(url);
@@ -417,12 +493,12 @@ mod tests {
     async fn trusted_with_extra_ca_only() {
         let ca = TestCa::new("Test CA");
         let url = serve(&ca, "localhost", ok()).await;
-        let r = check(&url, &trusting(&ca), now).await;
+        let r = check(&url, &trusting(&ca), None, now).await;
         assert_eq!(r.status, ConnectionStatus::Successful, "{r:?}");
         assert_eq!(r.http_status, Some(200));
         assert_eq!(r.warning, None);
 
-        let r = check(&url, &TlsPolicy::default(), now).await;
+        let r = check(&url, &TlsPolicy::default(), None, now).await;
         assert_eq!(r.status, ConnectionStatus::Failed);
         assert_eq!(r.kind, Some(FailureKind::Tls));
         assert!(r.reason.unwrap().contains("unknown issuer"));
@@ -432,13 +508,13 @@ mod tests {
     async fn cn_check() {
         let ca = TestCa::new("Test CA");
         let url = serve(&ca, "other.example", ok()).await;
-        let r = check(&url, &trusting(&ca), now).await;
+        let r = check(&url, &trusting(&ca), None, now).await;
         assert_eq!(r.status, ConnectionStatus::Successful, "{r:?}");
         let strict = TlsPolicy {
             verify_cn: true,
             ..trusting(&ca)
         };
-        let r = check(&url, &strict, now).await;
+        let r = check(&url, &strict, None, now).await;
         assert_eq!(r.status, ConnectionStatus::Failed);
         assert_eq!(r.kind, Some(FailureKind::Tls));
         let reason = r.reason.unwrap();
@@ -456,7 +532,7 @@ mod tests {
             verify: false,
             ..TlsPolicy::default()
         };
-        let r = check(&url, &policy, now).await;
+        let r = check(&url, &policy, None, now).await;
         assert_eq!(r.status, ConnectionStatus::Successful, "{r:?}");
         assert!(
             r.warning
@@ -478,6 +554,7 @@ mod tests {
         let r = check(
             &format!("https://localhost:{}/", addr.port()),
             &trusting(&ca),
+            None,
             now,
         )
         .await;
@@ -495,6 +572,7 @@ mod tests {
         let r = check(
             &format!("https://127.0.0.1:{port}/"),
             &TlsPolicy::default(),
+            None,
             now,
         )
         .await;
@@ -508,6 +586,7 @@ mod tests {
         let r = check(
             "https://login.hikyaku-test.invalid/x",
             &TlsPolicy::default(),
+            None,
             now,
         )
         .await;
@@ -529,6 +608,7 @@ mod tests {
         let r = check_with_timeout(
             &format!("https://127.0.0.1:{}/", addr.port()),
             &TlsPolicy::default(),
+            None,
             Duration::from_millis(500),
             now,
         )
@@ -550,6 +630,7 @@ mod tests {
         let r = check(
             &format!("https://127.0.0.1:{}/", addr.port()),
             &TlsPolicy::default(),
+            None,
             now,
         )
         .await;
@@ -560,14 +641,14 @@ mod tests {
     async fn http_errors() {
         let ca = TestCa::new("Test CA");
         let url = serve(&ca, "localhost", http_response("404 Not Found", "", "nope")).await;
-        let r = check(&url, &trusting(&ca), now).await;
+        let r = check(&url, &trusting(&ca), None, now).await;
         assert_eq!(r.kind, Some(FailureKind::Http));
         assert_eq!(r.http_status, Some(404));
         assert!(r.reason.unwrap().contains("404"));
 
         let body = r#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'nope' not found."}"#;
         let url = serve(&ca, "localhost", http_response("400 Bad Request", "", body)).await;
-        let r = check(&url, &trusting(&ca), now).await;
+        let r = check(&url, &trusting(&ca), None, now).await;
         assert_eq!(r.kind, Some(FailureKind::NotFound));
         assert_eq!(r.http_status, Some(400));
         assert!(r.reason.unwrap().contains("tenant not found"));
@@ -579,7 +660,7 @@ mod tests {
         let ahead = std::time::SystemTime::now() + Duration::from_secs(600);
         let header = format!("Date: {}\r\n", httpdate::fmt_http_date(ahead));
         let url = serve(&ca, "localhost", http_response("200 OK", &header, "{}")).await;
-        let r = check(&url, &trusting(&ca), now).await;
+        let r = check(&url, &trusting(&ca), None, now).await;
         assert_eq!(r.status, ConnectionStatus::Successful);
         let skew = r.clock_skew_secs.unwrap();
         assert!((598..=602).contains(&skew), "{skew}");
@@ -591,9 +672,83 @@ mod tests {
             httpdate::fmt_http_date(std::time::SystemTime::now())
         );
         let url = serve(&ca, "localhost", http_response("200 OK", &header, "{}")).await;
-        let r = check(&url, &trusting(&ca), now).await;
+        let r = check(&url, &trusting(&ca), None, now).await;
         assert!(r.clock_skew_secs.unwrap().abs() <= 2);
         assert_eq!(r.warning, None);
+    }
+
+    /// A proxy that answers every CONNECT with `reply` (empty: closes at once).
+    async fn fake_proxy(reply: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    fn proxy_at(port: u16, username: Option<&str>) -> ProxySettings {
+        ProxySettings {
+            host: "127.0.0.1".into(),
+            port,
+            username: username.map(str::to_owned),
+            password: username.map(|_| "pw".to_owned()),
+            no_proxy: vec!["127.0.0.2".into()],
+        }
+    }
+
+    #[tokio::test]
+    async fn proxy_failures_are_named_as_such() {
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let p407 =
+            fake_proxy("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        let p403 = fake_proxy("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+        let closes = fake_proxy("").await;
+        for (proxy, needle) in [
+            (proxy_at(dead, None), "refused the connection"),
+            (proxy_at(p407, None), "asked for credentials (HTTP 407)"),
+            (
+                proxy_at(p407, Some("alice")),
+                "refused the credentials (HTTP 407)",
+            ),
+            (
+                proxy_at(p403, None),
+                "refused to open a connection to login.example:443",
+            ),
+            (proxy_at(closes, None), "closed the connection"),
+        ] {
+            let r = check(
+                "https://login.example/x",
+                &TlsPolicy::default(),
+                Some(&proxy),
+                now,
+            )
+            .await;
+            assert_eq!(r.kind, Some(FailureKind::Proxy), "{needle}: {r:?}");
+            let reason = r.reason.unwrap();
+            assert!(
+                reason.contains(needle) && reason.contains(&proxy.address()),
+                "{needle}: {reason}"
+            );
+            assert!(!reason.contains("pw"), "{reason}");
+        }
+        // A host on the no-proxy list is reached directly: its failure is its own.
+        let r = check(
+            &format!("https://127.0.0.2:{dead}/"),
+            &TlsPolicy::default(),
+            Some(&proxy_at(p407, None)),
+            now,
+        )
+        .await;
+        assert_eq!(r.kind, Some(FailureKind::Connect), "{r:?}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::proxy::ProxySettings;
 use crate::tls::{self, TlsError, TlsPolicy};
 
 /// User agent sent on every request, so provider-side logs can tell us apart.
@@ -25,14 +26,35 @@ const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 ///   following one would carry credentials to wherever the response points
 ///   (oauth2's own SSRF advice);
 /// * `timeout` bounds the whole request, the connect phase at most 10 s;
-/// * proxies come from the usual `HTTPS_PROXY`/`NO_PROXY` environment variables.
+/// * without a configured proxy, proxies come from the usual
+///   `HTTPS_PROXY`/`NO_PROXY` environment variables.
 pub fn client(policy: &TlsPolicy, timeout: Duration) -> Result<reqwest::Client, TlsError> {
+    client_via(policy, None, timeout)
+}
+
+/// [`client`] through `proxy` (Management → Network) when one is configured.
+/// A configured proxy takes precedence over the environment's: reqwest then
+/// ignores `HTTPS_PROXY` and uses the configured no-proxy list instead of `NO_PROXY`.
+pub fn client_via(
+    policy: &TlsPolicy,
+    proxy: Option<&ProxySettings>,
+    timeout: Duration,
+) -> Result<reqwest::Client, TlsError> {
     let shared = tls::client_config(policy)?;
     let mut config = (*shared).clone();
     // reqwest leaves ALPN alone on a preconfigured config; without it we would
     // never negotiate HTTP/2.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(p) = proxy {
+        let mut rp = reqwest::Proxy::all(p.url()).map_err(TlsError::HttpClient)?;
+        if let Some(user) = &p.username {
+            rp = rp.basic_auth(user, p.password.as_deref().unwrap_or(""));
+        }
+        rp = rp.no_proxy(reqwest::NoProxy::from_string(&p.no_proxy.join(",")));
+        builder = builder.proxy(rp);
+    }
+    builder
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
         .timeout(timeout)

@@ -13,6 +13,7 @@ pub mod http;
 pub mod intake;
 pub mod passwords;
 pub mod provider;
+pub mod proxy;
 pub mod roles;
 pub mod secrets;
 pub mod store;

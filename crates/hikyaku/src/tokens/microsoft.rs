@@ -280,7 +280,7 @@ impl Inner {
                     return;
                 }
             };
-            match wire::post_token_form(transport.reqwest(), &token_url, &form).await {
+            match wire::post_token_form(&transport, &token_url, &form).await {
                 FormOutcome::Tokens(t) => {
                     if !self.is_current(id, task_id) {
                         return;

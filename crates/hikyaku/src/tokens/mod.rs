@@ -36,6 +36,7 @@ use crate::clock::SharedClock;
 use crate::config::GoogleConfig;
 use crate::connection::{ConnectionReport, ConnectionStatus};
 use crate::provider::Provider;
+use crate::proxy::SharedProxy;
 use crate::secrets::{MasterKey, SecretsError};
 use crate::store::accounts::Account;
 use crate::store::{Store, StoreError};
@@ -170,6 +171,8 @@ pub(crate) struct Inner {
     pub clock: SharedClock,
     pub google: GoogleConfig,
     pub extra_cas: Arc<RwLock<Vec<CertificateDer<'static>>>>,
+    /// The outbound proxy (Management → Network), read at each request.
+    pub proxy: SharedProxy,
     pub cancel: CancellationToken,
     pub accounts: Mutex<HashMap<i64, AccountState>>,
     pub next_task: AtomicU64,
@@ -200,12 +203,25 @@ impl std::fmt::Debug for TokenService {
 }
 
 impl TokenService {
+    /// A token service without an outbound proxy (environment proxies apply).
     pub fn new(
         store: Store,
         key: Arc<MasterKey>,
         clock: SharedClock,
         google: GoogleConfig,
         extra_cas: Arc<RwLock<Vec<CertificateDer<'static>>>>,
+    ) -> Self {
+        Self::with_proxy(store, key, clock, google, extra_cas, SharedProxy::default())
+    }
+
+    /// A token service whose HTTPS calls go through the shared `proxy` setting.
+    pub fn with_proxy(
+        store: Store,
+        key: Arc<MasterKey>,
+        clock: SharedClock,
+        google: GoogleConfig,
+        extra_cas: Arc<RwLock<Vec<CertificateDer<'static>>>>,
+        proxy: SharedProxy,
     ) -> Self {
         let cancel = CancellationToken::new();
         TokenService {
@@ -215,6 +231,7 @@ impl TokenService {
                 clock,
                 google,
                 extra_cas,
+                proxy,
                 cancel: cancel.clone(),
                 accounts: Mutex::new(HashMap::new()),
                 next_task: AtomicU64::new(1),
@@ -272,7 +289,9 @@ impl TokenService {
         };
         let policy = self.inner.policy(&a);
         let clock = self.inner.clock.clone();
-        let report = crate::connection::check(&url, &policy, move || clock.now()).await;
+        let proxy = crate::proxy::current(&self.inner.proxy);
+        let report =
+            crate::connection::check(&url, &policy, proxy.as_ref(), move || clock.now()).await;
         self.inner.save_report(account_id, &report).await?;
         tracing::info!(account = account_id, status = ?report.status, "connection checked");
         if a.provider == Provider::Microsoft
@@ -320,7 +339,8 @@ impl Inner {
     }
 
     pub fn transport(&self, a: &Account) -> Result<wire::Transport, TokensError> {
-        wire::Transport::new(&self.policy(a)).map_err(TokensError::NotConfigured)
+        wire::Transport::new(&self.policy(a), crate::proxy::current(&self.proxy))
+            .map_err(TokensError::NotConfigured)
     }
 
     pub fn seal(&self, id: i64, field: &str, value: &str) -> Result<Vec<u8>, TokensError> {

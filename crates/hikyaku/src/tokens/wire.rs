@@ -19,6 +19,7 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 
 use crate::http::{OAuthHttp, OAuthHttpError};
+use crate::proxy::ProxySettings;
 use crate::tls::TlsPolicy;
 
 /// Timeout of one request to a token or device-code endpoint.
@@ -71,25 +72,35 @@ pub(crate) type OClient<
 /// Transport failure or an HTTP status that means "try again later".
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TransportError {
-    #[error("{}", chain(.0))]
-    Http(OAuthHttpError),
+    /// The failure, described (as a proxy problem when the proxy failed).
+    #[error("{0}")]
+    Http(String),
     #[error("the endpoint answered HTTP {0}")]
     Status(u16),
 }
 
-/// The oauth2 adapter used by every flow.
+/// The oauth2 adapter used by every flow, with the proxy it goes through.
 #[derive(Debug, Clone)]
-pub(crate) struct Transport(pub OAuthHttp);
+pub(crate) struct Transport(pub OAuthHttp, pub Option<ProxySettings>);
 
 impl Transport {
-    pub fn new(policy: &TlsPolicy) -> Result<Self, String> {
-        crate::http::client(policy, TOKEN_TIMEOUT)
-            .map(|c| Transport(OAuthHttp(c)))
+    pub fn new(policy: &TlsPolicy, proxy: Option<ProxySettings>) -> Result<Self, String> {
+        crate::http::client_via(policy, proxy.as_ref(), TOKEN_TIMEOUT)
+            .map(|c| Transport(OAuthHttp(c), proxy))
             .map_err(|e| e.to_string())
     }
 
     pub fn reqwest(&self) -> &reqwest::Client {
         &self.0.0
+    }
+
+    /// A request failure in words: a failing proxy is named as such, so the
+    /// token status points at Management → Network rather than the provider.
+    pub fn describe(&self, e: &(dyn std::error::Error + 'static), url: &str) -> String {
+        self.1
+            .as_ref()
+            .and_then(|p| crate::connection::proxy_failure(e, p, url))
+            .unwrap_or_else(|| chain(e))
     }
 }
 
@@ -100,7 +111,12 @@ impl<'c> AsyncHttpClient<'c> for Transport {
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let response = self.0.call(request).await.map_err(TransportError::Http)?;
+            let url = request.uri().to_string();
+            let response = self
+                .0
+                .call(request)
+                .await
+                .map_err(|e: OAuthHttpError| TransportError::Http(self.describe(&e, &url)))?;
             let status = response.status();
             if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
                 return Err(TransportError::Status(status.as_u16()));
@@ -197,13 +213,13 @@ pub(crate) enum FormOutcome {
 
 /// POSTs `form` to `url` and reads a token response or an OAuth error.
 pub(crate) async fn post_token_form(
-    client: &reqwest::Client,
+    transport: &Transport,
     url: &str,
     form: &[(&str, &str)],
 ) -> FormOutcome {
-    let response = match client.post(url).form(form).send().await {
+    let response = match transport.reqwest().post(url).form(form).send().await {
         Ok(r) => r,
-        Err(e) => return FormOutcome::Error(CallError::Temporary(chain(&e))),
+        Err(e) => return FormOutcome::Error(CallError::Temporary(transport.describe(&e, url))),
     };
     let status = response.status();
     let body = match response.bytes().await {

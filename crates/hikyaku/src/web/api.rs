@@ -66,6 +66,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/users", get(users_list).post(users_add))
         .route("/api/v1/users/{name}", delete(users_delete))
         .route("/api/v1/audit-log", get(audit_log))
+        .route("/api/v1/network/proxy", get(proxy_get).put(proxy_put))
         .merge(super::api_sending::router())
 }
 
@@ -414,4 +415,73 @@ async fn audit_log(
 ) -> Result<Json<Value>, WebError> {
     caller.require(Permission::ReadAudit)?;
     Ok(Json(json!(state.store.audit_entries(500, 0).await?)))
+}
+
+/// The proxy as the API shows it: the password only as `password_set`.
+fn proxy_json(p: Option<&crate::proxy::ProxySettings>) -> Value {
+    match p {
+        Some(p) => json!({
+            "enabled": true,
+            "host": p.host,
+            "port": p.port,
+            "username": p.username,
+            "password_set": p.password.is_some(),
+            "no_proxy": p.no_proxy,
+        }),
+        None => json!({
+            "enabled": false,
+            "host": null,
+            "port": null,
+            "username": null,
+            "password_set": false,
+            "no_proxy": [],
+        }),
+    }
+}
+
+async fn proxy_get(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ManageNetwork)?;
+    Ok(Json(proxy_json(
+        crate::proxy::current(&state.proxy).as_ref(),
+    )))
+}
+
+/// The body of `PUT /api/v1/network/proxy`. An empty or missing host turns
+/// the proxy off; a missing password keeps the stored one.
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ProxyBody {
+    host: String,
+    port: Option<i64>,
+    username: Option<String>,
+    password: Option<String>,
+    remove_password: bool,
+    no_proxy: Vec<String>,
+}
+
+async fn proxy_put(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    ApiJson(body): ApiJson<ProxyBody>,
+) -> Result<Response, WebError> {
+    caller.require(Permission::ManageNetwork)?;
+    let input = crate::proxy::ProxyInput {
+        host: body.host,
+        port: body.port.map(|p| p.to_string()).unwrap_or_default(),
+        username: body.username.unwrap_or_default(),
+        password: body.password.unwrap_or_default(),
+        remove_password: body.remove_password,
+        no_proxy: body.no_proxy.join("\n"),
+    };
+    match super::pages::save_proxy(&state, &input, &caller.name, &caller.source).await? {
+        Ok(saved) => Ok(Json(proxy_json(saved.as_ref())).into_response()),
+        Err(errors) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": "invalid_settings", "message": errors.join("; "), "errors": errors })),
+        )
+            .into_response()),
+    }
 }

@@ -39,6 +39,8 @@ pub struct Inner {
     pub tokens: crate::tokens::TokenService,
     /// The administrator's extra CA certificates, shared with every client.
     pub extra_cas: crate::app::ExtraCas,
+    /// The outbound proxy (Management → Network), shared with the token service.
+    pub proxy: crate::proxy::SharedProxy,
     /// Wakes the delivery workers (after Retry now or a new message).
     pub wake: std::sync::Arc<dyn Fn() + Send + Sync>,
     /// The Google authorization URL last shown per account, so that reloading
@@ -122,6 +124,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/settings/management/ca-certificates/delete",
             post(pages::ca_delete),
+        )
+        .route(
+            "/settings/management/network",
+            get(pages::network_page).post(pages::network_submit),
         )
         .route(
             "/settings/send/email",

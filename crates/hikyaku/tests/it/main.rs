@@ -10,6 +10,7 @@ mod cli;
 mod corpus;
 mod crash;
 mod delivery;
+mod network;
 mod oauth_flow;
 mod properties;
 mod secrets;

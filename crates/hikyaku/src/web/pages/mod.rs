@@ -3,11 +3,13 @@
 
 mod account;
 mod management;
+mod network;
 pub mod oauth;
 mod sending;
 
 pub use account::*;
 pub use management::*;
+pub use network::*;
 pub use oauth::*;
 pub use sending::*;
 

@@ -1,0 +1,143 @@
+//! Management → Network: the outbound HTTP(S) proxy.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::Chrome;
+use crate::proxy::{self, ProxyInput, ProxySettings};
+use crate::roles::Permission;
+use crate::web::AppState;
+use crate::web::auth::Ui;
+use crate::web::errors::WebError;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "network.html")]
+struct NetworkPage {
+    c: Chrome,
+    errors: Vec<String>,
+    enabled: bool,
+    host: String,
+    port: String,
+    username: String,
+    password_set: bool,
+    no_proxy: String,
+}
+
+/// Validates and applies a proxy change: store, live setting, audit. The
+/// inner error lists what the administrator must correct.
+pub async fn save_proxy(
+    state: &AppState,
+    input: &ProxyInput,
+    actor: &str,
+    source: &str,
+) -> Result<Result<Option<ProxySettings>, Vec<String>>, WebError> {
+    let stored_password = proxy::current(&state.proxy).and_then(|p| p.password);
+    let settings = match proxy::validate(input, stored_password) {
+        Ok(s) => s,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    proxy::save(&state.store, &state.key, settings.as_ref())
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    if let Ok(mut live) = state.proxy.write() {
+        *live = settings.clone();
+    }
+    state
+        .audit(
+            actor,
+            source,
+            "network_proxy",
+            &proxy::audit_detail(settings.as_ref()),
+        )
+        .await;
+    Ok(Ok(settings))
+}
+
+async fn render_network(
+    state: &AppState,
+    ui: &Ui,
+    notice: Option<String>,
+    errors: Vec<String>,
+    submitted: Option<&ProxyInput>,
+) -> Result<Response, WebError> {
+    let live = proxy::current(&state.proxy);
+    let password_set = live.as_ref().is_some_and(|p| p.password.is_some());
+    // After a refused save the form shows what was typed (never the password).
+    let (host, port, username, no_proxy) = match (submitted, &live) {
+        (Some(i), _) => (
+            i.host.clone(),
+            i.port.clone(),
+            i.username.clone(),
+            i.no_proxy.clone(),
+        ),
+        (None, Some(p)) => (
+            p.host.clone(),
+            p.port.to_string(),
+            p.username.clone().unwrap_or_default(),
+            p.no_proxy.join("\n"),
+        ),
+        (None, None) => Default::default(),
+    };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((
+        status,
+        NetworkPage {
+            c: Chrome::for_ui(ui, state, "/settings/management/network").with_notice(notice),
+            errors,
+            enabled: live.is_some(),
+            host,
+            port,
+            username,
+            password_set,
+            no_proxy,
+        },
+    )
+        .into_response())
+}
+
+pub async fn network_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+    ui.require(Permission::ManageNetwork)?;
+    render_network(&state, &ui, None, Vec::new(), None).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct NetworkForm {
+    csrf: String,
+    host: String,
+    port: String,
+    username: String,
+    password: String,
+    remove_password: Option<String>,
+    no_proxy: String,
+}
+
+pub async fn network_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Form(form): Form<NetworkForm>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ManageNetwork)?;
+    ui.check_csrf(&form.csrf)?;
+    let input = ProxyInput {
+        host: form.host,
+        port: form.port,
+        username: form.username,
+        password: form.password,
+        remove_password: form.remove_password.is_some(),
+        no_proxy: form.no_proxy,
+    };
+    match save_proxy(&state, &input, &ui.name, &ui.source).await? {
+        Ok(_) => render_network(&state, &ui, Some(ui.tr.t("saved")), Vec::new(), None).await,
+        Err(errors) => render_network(&state, &ui, None, errors, Some(&input)).await,
+    }
+}
