@@ -226,7 +226,11 @@ mod tests {
         for i in 0..40 {
             let store = store.clone();
             // Job 17 reuses an existing id and must be the only one refused.
-            let j = if i == 17 { job("dup") } else { job(&format!("j{i}")) };
+            let j = if i == 17 {
+                job("dup")
+            } else {
+                job(&format!("j{i}"))
+            };
             tasks.push(tokio::spawn(async move { store.enqueue(&j, 2).await }));
         }
         let mut refused = Vec::new();
