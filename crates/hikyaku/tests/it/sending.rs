@@ -165,7 +165,7 @@ pub async fn submit(server: &TestServer, subject: &str, body: &str) -> String {
     r
 }
 
-async fn job_state(admin: &Browser, subject: &str) -> Option<(String, String)> {
+pub async fn job_state(admin: &Browser, subject: &str) -> Option<(String, String)> {
     let page = admin
         .get(&format!(
             "/jobs?q={}",

@@ -252,6 +252,54 @@ async fn a_ca_upload_trusts_fakecloud_and_deleting_it_distrusts_it_again() {
     assert!(audit_log(&admin).await.contains("ca_delete"));
 }
 
+/// The SMTP half: the same CA list decides whether delivery trusts the
+/// upstream SMTP server, and a change applies to the next connection (a
+/// session opened under the old list is not reused).
+#[tokio::test]
+async fn the_ca_list_governs_smtp_delivery_too() {
+    use crate::sending::{job_state, microsoft_ready, submit};
+    let (fc, server, admin) = microsoft_ready().await;
+    let r = submit(&server, "while trusted", "one").await;
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(fc.wait_for_inbox(1, Duration::from_secs(15)).await.len(), 1);
+
+    let list = admin.get("/settings/management/ca-certificates").await;
+    for id in ca_ids(&list) {
+        let r = admin
+            .submit(
+                "/settings/management/ca-certificates",
+                "/settings/management/ca-certificates/delete",
+                &[("id", &id)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = submit(&server, "after the CA was deleted", "two").await;
+    assert!(r.starts_with("250"), "{r}");
+    let row = eventually(Duration::from_secs(15), "deferred for TLS", || async {
+        job_state(&admin, "after the CA was deleted")
+            .await
+            .filter(|(state, _)| state == "deferred")
+            .map(|(_, row)| row)
+    })
+    .await;
+    assert!(row.contains("unknown issuer"), "{row}");
+    assert_eq!(fc.inbox().len(), 1, "nothing went to an untrusted server");
+
+    trust(&admin, &fc).await;
+    let id = row
+        .split("<tr id=\"job-")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the row carries the job id")
+        .to_string();
+    let r = admin.submit("/jobs", "/jobs/retry", &[("id", &id)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let inbox = fc.wait_for_inbox(2, Duration::from_secs(15)).await;
+    assert_eq!(inbox.len(), 2);
+    assert!(String::from_utf8_lossy(&inbox[1].data).contains("after the CA was deleted"));
+}
+
 fn ca_pem(
     cn: &str,
     ca: bool,
