@@ -1,15 +1,16 @@
 //! Argon2id password hashes for Remote UI users and SMTP submitters. Hashing
 //! takes tens of milliseconds of CPU and 19 MiB of memory, so it runs off the
-//! async threads, on [`THREADS`] threads of its own: a burst of logins (eight
-//! devices connecting together) then costs time, not hundreds of MiB. (On
-//! tokio's blocking pool each computation could land on a new thread, and
-//! the allocator keeps a freed 19 MiB block per thread.)
+//! async threads, on [`THREADS`] threads of its own, and each of them checks
+//! passwords in one working memory it keeps: a burst of logins (eight
+//! devices connecting together) then costs time, not memory. (Allocating
+//! 19 MiB per check left the allocator holding several such blocks per
+//! thread: 150 MiB after eight simultaneous logins.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHasher};
 use sha2::{Digest, Sha256};
 
 /// Argon2 computations at once.
@@ -80,16 +81,63 @@ pub async fn hash(password: String) -> Result<String, HashError> {
 /// Whether `password` matches the stored hash; a malformed hash never matches.
 pub async fn verify(password: String, stored: String) -> bool {
     on_argon2_thread(move || {
-        argon2::PasswordHash::new(&stored)
-            .map(|hash| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &hash)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+        WORKING_MEMORY.with(|m| match m.try_borrow_mut() {
+            Ok(mut blocks) => verify_in(&mut blocks, password.as_bytes(), &stored),
+            Err(_) => false,
+        })
     })
     .await
     .unwrap_or(false)
+}
+
+/// Largest working memory a stored hash may ask for (our hashes use 19 MiB);
+/// a hash asking for more was not made here and is refused.
+const MAX_BLOCKS: usize = 256 * 1024;
+
+thread_local! {
+    /// The Argon2 thread's working memory, grown to the largest hash seen.
+    static WORKING_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2 verification of a PHC string in `blocks`.
+fn verify_in(blocks: &mut Vec<argon2::Block>, password: &[u8], stored: &str) -> bool {
+    let Ok(hash) = argon2::PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let need = params.block_count();
+    if need > MAX_BLOCKS {
+        return false;
+    }
+    if blocks.len() < need {
+        blocks.resize(need, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt.as_ref(),
+        &mut out,
+        &mut blocks[..need],
+    );
+    computed.is_ok()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            out.as_slice(),
+            expected.as_ref(),
+        ))
 }
 
 /// Remembers recent successful logins, so a device that opens a new SMTP
@@ -190,6 +238,35 @@ mod tests {
         assert!(super::verify("a long password".into(), h.clone()).await);
         assert!(!super::verify("another password".into(), h).await);
         assert!(!super::verify("x".into(), "not a hash".into()).await);
+    }
+
+    #[test]
+    fn verification_in_kept_memory_agrees_with_the_library() {
+        use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+        let mut blocks = Vec::new();
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8 * 1024, 3, 1, None).unwrap(),
+        );
+        for hasher in [Argon2::default(), small] {
+            let h = hasher.hash_password(b"pass phrase").unwrap().to_string();
+            let lib = |p: &[u8]| {
+                Argon2::default()
+                    .verify_password(p, &argon2::PasswordHash::new(&h).unwrap())
+                    .is_ok()
+            };
+            assert!(super::verify_in(&mut blocks, b"pass phrase", &h));
+            assert!(lib(b"pass phrase"));
+            assert!(!super::verify_in(&mut blocks, b"pass phrasE", &h));
+            assert!(!lib(b"pass phrasE"));
+        }
+        // The memory grew to the larger hash and is reused.
+        assert_eq!(blocks.len(), 19 * 1024);
+        // A hash asking for 1 GiB was not made here.
+        let huge = "$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        assert!(!super::verify_in(&mut blocks, b"x", huge));
+        assert!(!super::verify_in(&mut blocks, b"x", "$argon2id$garbage"));
     }
 
     #[tokio::test]
