@@ -13,7 +13,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::jobs::{NewJob, SENT};
+use super::jobs::{NewJob, QUEUED as JOB_QUEUED, SENT};
 use super::{Result, StoreError, WriteTx};
 
 /// Operations at most per transaction.
@@ -47,26 +47,7 @@ impl Op {
 
     async fn apply(&self, tx: &mut WriteTx) -> Result<()> {
         match self {
-            Op::Enqueue { job, rcpt, now } => {
-                sqlx::query("INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', 0, ?10, ?10, ?10)")
-                    .bind(&job.id)
-                    .bind(job.account_id)
-                    .bind(&job.submitter)
-                    .bind(&job.source)
-                    .bind(&job.mail_from)
-                    .bind(rcpt)
-                    .bind(&job.header_from)
-                    .bind(&job.subject)
-                    .bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
-                sqlx::query("INSERT INTO messages (job_id, body) VALUES (?1, ?2)")
-                    .bind(&job.id)
-                    .bind(&job.body)
-                    .execute(&mut **tx)
-                    .await?;
-            }
+            Op::Enqueue { .. } => insert_jobs(tx, &[self]).await?,
             Op::Finish {
                 id,
                 state,
@@ -192,10 +173,59 @@ async fn commit_all(
     ops: &[&Op],
 ) -> Result<()> {
     let mut tx = super::begin_write(pool, lock).await?;
+    // Accepted messages go in with one multi-row INSERT per table: every
+    // statement is a round trip to SQLite's thread.
+    let enqueued: Vec<&Op> = ops
+        .iter()
+        .copied()
+        .filter(|op| matches!(op, Op::Enqueue { .. }))
+        .collect();
+    for chunk in enqueued.chunks(ROWS_PER_INSERT) {
+        insert_jobs(&mut tx, chunk).await?;
+    }
     for op in ops {
-        op.apply(&mut tx).await?;
+        if !matches!(op, Op::Enqueue { .. }) {
+            op.apply(&mut tx).await?;
+        }
     }
     tx.commit().await
+}
+
+/// Rows per multi-row INSERT (14 bound values each; SQLite allows 32766).
+const ROWS_PER_INSERT: usize = 64;
+
+async fn insert_jobs(tx: &mut WriteTx, ops: &[&Op]) -> Result<()> {
+    let mut jobs = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, created_at, updated_at) ",
+    );
+    jobs.push_values(ops.iter().copied(), |mut row, op| {
+        if let Op::Enqueue { job, rcpt, now } = op {
+            row.push_bind(job.id.clone())
+                .push_bind(job.account_id)
+                .push_bind(job.submitter.clone())
+                .push_bind(job.source.clone())
+                .push_bind(job.mail_from.clone())
+                .push_bind(rcpt.clone())
+                .push_bind(job.header_from.clone())
+                .push_bind(job.subject.clone())
+                .push_bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
+                .push_bind(JOB_QUEUED)
+                .push_bind(0i64)
+                .push_bind(*now)
+                .push_bind(*now)
+                .push_bind(*now);
+        }
+    });
+    jobs.build().execute(&mut **tx).await?;
+    let mut bodies =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO messages (job_id, body) ");
+    bodies.push_values(ops.iter().copied(), |mut row, op| {
+        if let Op::Enqueue { job, .. } = op {
+            row.push_bind(job.id.clone()).push_bind(job.body.as_slice());
+        }
+    });
+    bodies.build().execute(&mut **tx).await?;
+    Ok(())
 }
 
 #[cfg(test)]
