@@ -702,19 +702,8 @@ impl Delivery {
                 Outcome::Sent { reply: recorded }
             }
             Attempt::Temporary { reply, code } if expired => {
-                let reply = format!(
-                    "{reply} (gave up: not delivered within {} hours)",
-                    inner.config.max_age_hours
-                );
-                log_err("the failure", store.mark_failed(&job.id, &reply, now).await);
                 tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code, "failed: too old");
-                let failed: Vec<(String, String)> = job
-                    .rcpt_to
-                    .iter()
-                    .map(|r| (r.clone(), reply.clone()))
-                    .collect();
-                self.queue_notice(job, &failed, true, None).await;
-                Outcome::Failed { reply }
+                self.give_up(job, &reply, now).await
             }
             Attempt::Temporary { reply, code } => {
                 let next = now + backoff::next_delay_secs(job.attempts);
@@ -749,19 +738,8 @@ impl Delivery {
                 Outcome::Failed { reply }
             }
             Attempt::Waiting { reason } if expired => {
-                let reply = format!(
-                    "{reason} (gave up: not delivered within {} hours)",
-                    inner.config.max_age_hours
-                );
-                log_err("the failure", store.mark_failed(&job.id, &reply, now).await);
                 tracing::warn!(job_id = %job.id, account = job.account_id, "failed: too old while waiting for authorization");
-                let failed: Vec<(String, String)> = job
-                    .rcpt_to
-                    .iter()
-                    .map(|r| (r.clone(), reply.clone()))
-                    .collect();
-                self.queue_notice(job, &failed, true, None).await;
-                Outcome::Failed { reply }
+                self.give_up(job, &reason, now).await
             }
             Attempt::Waiting { reason } => {
                 let next = now + backoff::WAIT_RECHECK_SECS;
@@ -785,6 +763,25 @@ impl Delivery {
                 }
             }
         }
+    }
+
+    /// Fails a job that is too old to keep trying, with its last reply, and
+    /// queues the failure notice.
+    async fn give_up(&self, job: &Job, last: &str, now: i64) -> Outcome {
+        let reply = format!(
+            "{last} (gave up: not delivered within {} hours)",
+            self.inner.config.max_age_hours
+        );
+        if let Err(e) = self.inner.store.mark_failed(&job.id, &reply, now).await {
+            tracing::error!(job_id = %job.id, error = %e, "cannot record the failure; the lease will expire and the job be retried");
+        }
+        let failed: Vec<(String, String)> = job
+            .rcpt_to
+            .iter()
+            .map(|r| (r.clone(), reply.clone()))
+            .collect();
+        self.queue_notice(job, &failed, true, None).await;
+        Outcome::Failed { reply }
     }
 
     /// Queues a failure notice about `job`, where one is due.

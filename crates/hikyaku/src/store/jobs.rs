@@ -191,21 +191,26 @@ impl Store {
     /// hikyaku): every job still marked `sending` was interrupted by a crash
     /// or kill, whatever its lease says, and is due again now.
     pub async fn requeue_interrupted(&self, now: i64) -> Result<u64> {
-        let mut tx = self.write().await?;
-        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, 'interrupted by a restart of hikyaku') WHERE state = 'sending'")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(n)
+        self.requeue_sending(now, false).await
     }
 
     /// Returns jobs whose lease ran out (a worker died mid-delivery) to the queue.
     pub async fn requeue_expired_leases(&self, now: i64) -> Result<u64> {
+        self.requeue_sending(now, true).await
+    }
+
+    /// `sending` jobs (only those with an expired lease when `expired_only`)
+    /// become deferred and due now.
+    async fn requeue_sending(&self, now: i64, expired_only: bool) -> Result<u64> {
         let mut tx = self.write().await?;
-        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1 WHERE state = 'sending' AND (lease_until IS NULL OR lease_until <= ?1)")
+        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, ?3) WHERE state = 'sending' AND (?2 = 0 OR lease_until IS NULL OR lease_until <= ?1)")
             .bind(now)
+            .bind(expired_only)
+            .bind(if expired_only {
+                "the delivery was interrupted (its lease expired)"
+            } else {
+                "interrupted by a restart of hikyaku"
+            })
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -301,5 +306,67 @@ impl Store {
             .await?;
         row.map(|r| Ok((r.try_get("updated_at")?, r.try_get("last_reply")?)))
             .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NewJob;
+    use crate::store::Store;
+
+    fn job(id: &str) -> NewJob {
+        NewJob {
+            id: id.to_owned(),
+            account_id: None,
+            submitter: "mfp".into(),
+            source: "127.0.0.1".into(),
+            mail_from: "scanner@printer.local".into(),
+            rcpt_to: vec!["boss@example.com".into()],
+            header_from: None,
+            subject: None,
+            body: b"Subject: x\r\n\r\nbody\r\n".to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_leases_and_interrupted_deliveries_are_requeued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        store.enqueue(&job("short"), 100).await.unwrap();
+        store.enqueue(&job("long"), 101).await.unwrap();
+        // "short" is claimed with a lease to 200, "long" with one to 10_000.
+        assert_eq!(
+            store.claim_due_job(150, 200).await.unwrap().unwrap().id,
+            "short"
+        );
+        assert_eq!(
+            store.claim_due_job(150, 10_000).await.unwrap().unwrap().id,
+            "long"
+        );
+        assert!(store.claim_due_job(150, 10_000).await.unwrap().is_none());
+
+        // At 300 only the expired lease comes back, due at once.
+        assert_eq!(store.requeue_expired_leases(300).await.unwrap(), 1);
+        let short = store.job("short").await.unwrap();
+        assert_eq!(
+            (short.state.as_str(), short.next_attempt_at),
+            ("deferred", 300)
+        );
+        assert!(short.last_reply.unwrap().contains("lease expired"));
+        assert_eq!(store.job("long").await.unwrap().state, "sending");
+
+        // After a restart every `sending` job comes back, lease or not.
+        assert_eq!(store.requeue_interrupted(400).await.unwrap(), 1);
+        let long = store.job("long").await.unwrap();
+        assert_eq!(
+            (long.state.as_str(), long.next_attempt_at),
+            ("deferred", 400)
+        );
+        assert!(long.last_reply.unwrap().contains("restart"));
+        // Both are claimable again, the most overdue first.
+        let again = store.claim_due_jobs(500, 1_000, 5).await.unwrap();
+        let ids: Vec<&str> = again.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, vec!["short", "long"]);
+        assert!(again.iter().all(|j| j.attempts == 2));
     }
 }
