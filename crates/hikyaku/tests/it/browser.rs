@@ -93,15 +93,30 @@ impl Chrome {
         }
     }
 
+    /// Clicks `css`. A button or link loads a page: then this returns once
+    /// the old page is gone, so what is read next is the new page (WebDriver's
+    /// click does not wait for the navigation it starts).
     pub async fn click(&self, css: &str) {
-        self.client
+        let el = self
+            .client
             .wait()
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("{css}: {e}"))
-            .click()
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        let tag = el.tag_name().await.unwrap_or_default().to_ascii_lowercase();
+        let kind = el.attr("type").await.ok().flatten().unwrap_or_default();
+        let navigates = tag == "a" || tag == "button" || (tag == "input" && kind == "submit");
+        let old_page = self.client.find(Locator::Css("html")).await.ok();
+        el.click()
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        if let (true, Some(old)) = (navigates, old_page) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+            // A stale <html> element means the new page replaced the old one.
+            while old.tag_name().await.is_ok() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
     }
 
     pub async fn fill(&self, css: &str, text: &str) {
