@@ -222,14 +222,19 @@ impl Delivery {
                 .await
             {
                 Ok(jobs) if !jobs.is_empty() => {
+                    // The bodies of the whole claim in one read; a job whose
+                    // body is not there reads it again itself (and fails).
+                    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+                    let mut bodies = inner.store.job_bodies(&ids).await.unwrap_or_default();
                     for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+                        let body = bodies.remove(&job.id);
                         let this = self.clone();
                         if let Ok(mut set) = inner.in_flight.lock() {
                             set.insert(job.id.clone());
                         }
                         tasks.spawn(async move {
                             let id = job.id.clone();
-                            this.deliver_one(job).await;
+                            this.deliver(job, body).await;
                             if let Ok(mut set) = this.inner.in_flight.lock() {
                                 set.remove(&id);
                             }
@@ -307,9 +312,14 @@ impl Delivery {
 
     /// Delivers one claimed job (state `sending`) and records the outcome.
     pub async fn deliver_one(&self, job: Job) -> Outcome {
+        self.deliver(job, None).await
+    }
+
+    /// Delivers a claimed job whose body may already have been read.
+    async fn deliver(&self, job: Job, body: Option<Vec<u8>>) -> Outcome {
         let limit =
             Duration::from_secs(u64::try_from(LEASE_SECS - LEASE_MARGIN_SECS).unwrap_or(540));
-        let attempt = match tokio::time::timeout(limit, self.attempt(&job)).await {
+        let attempt = match tokio::time::timeout(limit, self.attempt(&job, body)).await {
             Ok(a) => a,
             Err(_) => Attempt::Temporary {
                 reply: format!(
@@ -431,7 +441,7 @@ impl Delivery {
         })
     }
 
-    async fn attempt(&self, job: &Job) -> Attempt {
+    async fn attempt(&self, job: &Job, body: Option<Vec<u8>>) -> Attempt {
         let inner = &self.inner;
         let a = match self.choose_account(job).await {
             Ok(a) => a,
@@ -470,7 +480,11 @@ impl Delivery {
             Ok(t) => t,
             Err(e) => return self.token_failure(&a, &e, "").await,
         };
-        let body = match inner.store.job_body(&job.id).await {
+        let read = match body {
+            Some(b) => Ok(b),
+            None => inner.store.job_body(&job.id).await,
+        };
+        let body = match read {
             Ok(b) => b,
             Err(crate::store::StoreError::NotFound) => {
                 return Attempt::Permanent {

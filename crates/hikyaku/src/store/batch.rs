@@ -44,34 +44,6 @@ impl Op {
             Op::Finish { reply, .. } => reply.len(),
         }
     }
-
-    async fn apply(&self, tx: &mut WriteTx) -> Result<()> {
-        match self {
-            Op::Enqueue { .. } => insert_jobs(tx, &[self]).await?,
-            Op::Finish {
-                id,
-                state,
-                reply,
-                now,
-            } => {
-                sqlx::query("UPDATE jobs SET state = ?2, lease_until = NULL, last_reply = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'sending'")
-                    .bind(id)
-                    .bind(state)
-                    .bind(reply)
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
-                if *state == SENT {
-                    // The body is no longer needed once the upstream has it.
-                    sqlx::query("DELETE FROM messages WHERE job_id = ?1")
-                        .bind(id)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 type Request = (Op, oneshot::Sender<Result<()>>);
@@ -173,7 +145,7 @@ async fn commit_all(
     ops: &[&Op],
 ) -> Result<()> {
     let mut tx = super::begin_write(pool, lock).await?;
-    // Accepted messages go in with one multi-row INSERT per table: every
+    // One multi-row statement per table and kind of operation: every
     // statement is a round trip to SQLite's thread.
     let enqueued: Vec<&Op> = ops
         .iter()
@@ -183,12 +155,61 @@ async fn commit_all(
     for chunk in enqueued.chunks(ROWS_PER_INSERT) {
         insert_jobs(&mut tx, chunk).await?;
     }
-    for op in ops {
-        if !matches!(op, Op::Enqueue { .. }) {
-            op.apply(&mut tx).await?;
-        }
+    let finished: Vec<&Op> = ops
+        .iter()
+        .copied()
+        .filter(|op| matches!(op, Op::Finish { .. }))
+        .collect();
+    for chunk in finished.chunks(ROWS_PER_INSERT) {
+        finish_jobs(&mut tx, chunk).await?;
     }
     tx.commit().await
+}
+
+/// Records the end of several jobs with one UPDATE, and drops the bodies of
+/// the sent ones with one DELETE. Only jobs still `sending` move, so an
+/// Administrator's delete in the meantime is not undone.
+async fn finish_jobs(tx: &mut WriteTx, ops: &[&Op]) -> Result<()> {
+    let mut update = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "UPDATE jobs SET state = v.column2, lease_until = NULL, last_reply = v.column3, updated_at = v.column4 FROM (",
+    );
+    update.push_values(ops.iter().copied(), |mut row, op| {
+        if let Op::Finish {
+            id,
+            state,
+            reply,
+            now,
+        } = op
+        {
+            row.push_bind(id.clone())
+                .push_bind(*state)
+                .push_bind(reply.clone())
+                .push_bind(*now);
+        }
+    });
+    update.push(") AS v WHERE jobs.id = v.column1 AND jobs.state = 'sending'");
+    update.build().execute(&mut **tx).await?;
+    let sent: Vec<&str> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Finish { id, state, .. } if *state == SENT => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !sent.is_empty() {
+        // The bodies are no longer needed once the upstream has them.
+        let mut delete =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM messages WHERE job_id IN (");
+        let mut list = delete.separated(", ");
+        for id in sent {
+            list.push_bind(id);
+        }
+        // Only where the UPDATE applied: a job put back in the queue
+        // meanwhile (its lease ran out) still needs its body.
+        delete.push(") AND job_id IN (SELECT id FROM jobs WHERE state = 'sent')");
+        delete.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Rows per multi-row INSERT (14 bound values each; SQLite allows 32766).

@@ -143,6 +143,28 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
+    /// The bodies of several jobs, by job id (missing ones are left out).
+    pub async fn job_bodies(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT job_id, body FROM messages WHERE job_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("job_id")?, r.try_get("body")?)))
+            .collect()
+    }
+
     /// Records the upstream's acceptance. Only a job still in `sending` moves,
     /// so an Administrator's delete in the meantime is not undone.
     pub async fn mark_sent(&self, id: &str, reply: &str, now: i64) -> Result<()> {
@@ -368,5 +390,66 @@ mod tests {
         let ids: Vec<&str> = again.iter().map(|j| j.id.as_str()).collect();
         assert_eq!(ids, vec!["short", "long"]);
         assert!(again.iter().all(|j| j.attempts == 2));
+    }
+
+    #[tokio::test]
+    async fn finishing_many_jobs_at_once_records_each_and_keeps_failed_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        for i in 0..10 {
+            store
+                .enqueue(&job(&format!("f{i}")), 100 + i)
+                .await
+                .unwrap();
+        }
+        let claimed = store.claim_due_jobs(200, 1_000, 10).await.unwrap();
+        assert_eq!(claimed.len(), 10);
+        let bodies = store
+            .job_bodies(&claimed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert_eq!(bodies.len(), 10);
+        // f9 was deleted meanwhile (an Administrator); finishing must not revive it.
+        store.defer_job("f9", "x", 300, 200, false).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("f{i}");
+                if i == 3 {
+                    store.mark_failed(&id, "550 5.1.1 unknown", 250).await
+                } else {
+                    store
+                        .mark_sent(&id, &format!("250 2.0.0 OK id{i}"), 250)
+                        .await
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        for i in 0..9 {
+            let j = store.job(&format!("f{i}")).await.unwrap();
+            if i == 3 {
+                assert_eq!(
+                    (j.state.as_str(), j.last_reply.as_deref()),
+                    ("failed", Some("550 5.1.1 unknown"))
+                );
+                assert!(
+                    store.job_body("f3").await.is_ok(),
+                    "a failed job keeps its body"
+                );
+            } else {
+                assert_eq!(j.state, "sent");
+                assert_eq!(j.last_reply, Some(format!("250 2.0.0 OK id{i}")));
+                assert!(
+                    store.job_body(&j.id).await.is_err(),
+                    "a sent job's body is dropped"
+                );
+            }
+            assert_eq!(j.updated_at, 250);
+        }
+        assert_eq!(store.job("f9").await.unwrap().state, "deferred");
+        assert!(store.job_body("f9").await.is_ok());
     }
 }
