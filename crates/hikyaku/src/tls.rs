@@ -181,8 +181,22 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Build the client configuration for `policy`.
+/// The client configuration for `policy` (built once, then shared).
 pub fn client_config(policy: &TlsPolicy) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    client_config_with_id(policy).map(|(_, config)| config)
+}
+
+/// The client configuration for `policy` and the id of that build, so whoever
+/// keeps connections open can tell which policy they were opened under.
+pub fn client_config_with_id(
+    policy: &TlsPolicy,
+) -> Result<(u64, Arc<rustls::ClientConfig>), TlsError> {
+    static BUILT: std::sync::LazyLock<ClientConfigs> =
+        std::sync::LazyLock::new(ClientConfigs::default);
+    BUILT.get(policy)
+}
+
+fn build_client_config(policy: &TlsPolicy) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let verifier: Arc<dyn ServerCertVerifier> = if policy.verify {
         let standard = standard_verifier(provider.clone(), &policy.extra_cas)?;
@@ -208,12 +222,13 @@ pub fn client_config(policy: &TlsPolicy) -> Result<Arc<rustls::ClientConfig>, Tl
     Ok(Arc::new(config))
 }
 
-/// Client configurations built once per policy: building one loads the
-/// platform's root store, far too slow to do per connection. Each built
-/// configuration gets an id, so whoever keeps connections can tell which
-/// policy they were opened under.
+/// Client configurations built once per policy, for every outbound TLS
+/// connection (HTTPS and SMTP): building one loads the platform's root
+/// store, far too slow to do per connection or per request. (Roots the OS
+/// gains later are seen after a restart; the administrator's CAs are part of
+/// the policy and apply at once.)
 #[derive(Default)]
-pub struct ClientConfigs {
+struct ClientConfigs {
     built: std::sync::Mutex<Vec<(TlsPolicy, u64, Arc<rustls::ClientConfig>)>>,
     next_id: std::sync::atomic::AtomicU64,
 }
@@ -223,13 +238,13 @@ const CACHED_POLICIES: usize = 8;
 
 impl ClientConfigs {
     /// The configuration for `policy` and its id.
-    pub fn get(&self, policy: &TlsPolicy) -> Result<(u64, Arc<rustls::ClientConfig>), TlsError> {
+    fn get(&self, policy: &TlsPolicy) -> Result<(u64, Arc<rustls::ClientConfig>), TlsError> {
         if let Ok(built) = self.built.lock()
             && let Some((_, id, c)) = built.iter().find(|(p, _, _)| p == policy)
         {
             return Ok((*id, c.clone()));
         }
-        let config = client_config(policy)?;
+        let config = build_client_config(policy)?;
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

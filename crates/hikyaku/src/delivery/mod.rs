@@ -91,7 +91,6 @@ struct Inner {
     rate: rate::RateLimiter,
     hello: ClientId,
     in_flight: Mutex<HashSet<String>>,
-    tls: crate::tls::ClientConfigs,
     pool: pool::Pool,
 }
 
@@ -162,7 +161,6 @@ impl Delivery {
                 rate,
                 hello: ClientId::default(),
                 in_flight: Mutex::new(HashSet::new()),
-                tls: crate::tls::ClientConfigs::default(),
                 pool,
             }),
         }
@@ -424,10 +422,7 @@ impl Delivery {
                 .map(|g| g.clone())
                 .unwrap_or_default(),
         };
-        let (tls_id, tls) = self
-            .inner
-            .tls
-            .get(&policy)
+        let (tls_id, tls) = crate::tls::client_config_with_id(&policy)
             .map_err(|e| format!("TLS setup failed: {e}"))?;
         Ok(smtp::Target {
             host,

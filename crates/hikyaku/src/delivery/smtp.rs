@@ -83,7 +83,7 @@ pub struct Target {
     pub security: Security,
     /// The account's TLS policy, built once and shared ([`crate::tls::client_config`]).
     pub tls: Arc<rustls::ClientConfig>,
-    /// Which policy `tls` was built for ([`crate::tls::ClientConfigs`]).
+    /// Which policy `tls` was built for ([`crate::tls::client_config_with_id`]).
     pub tls_id: u64,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,

@@ -127,12 +127,13 @@ impl IntakeSink for StoreSink {
             s.envelope.rcpt_to,
             s.data,
         );
+        let (id, submitter, size) = (job.id.clone(), job.submitter.clone(), job.body.len());
         self.store
-            .enqueue(&job, self.clock.unix())
+            .enqueue_owned(job, self.clock.unix())
             .await
             .map_err(sink_error)?;
-        tracing::info!(job_id = %job.id, submitter = %job.submitter, size = job.body.len(), "message queued");
+        tracing::info!(job_id = %id, submitter = %submitter, size, "message queued");
         (self.on_enqueue)();
-        Ok(job.id)
+        Ok(id)
     }
 }

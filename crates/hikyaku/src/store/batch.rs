@@ -252,21 +252,7 @@ async fn insert_jobs(tx: &mut WriteTx, ops: &[&Op]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use crate::store::Store;
-    use crate::store::jobs::NewJob;
-
-    fn job(id: &str) -> NewJob {
-        NewJob {
-            id: id.to_owned(),
-            account_id: None,
-            submitter: "mfp".into(),
-            source: "127.0.0.1".into(),
-            mail_from: "scanner@printer.local".into(),
-            rcpt_to: vec!["boss@example.com".into()],
-            header_from: None,
-            subject: None,
-            body: format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes(),
-        }
-    }
+    use crate::store::jobs::tests::job;
 
     #[tokio::test]
     async fn concurrent_writes_commit_together_and_a_bad_one_fails_alone() {

@@ -101,6 +101,15 @@ pub async fn display_offset(state: &AppState) -> time::UtcOffset {
     parse_offset(&setting).unwrap_or(time::UtcOffset::UTC)
 }
 
+/// The status of a page that shows a form again: 400 when it has errors.
+pub fn form_status<T>(errors: &[T]) -> StatusCode {
+    if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
 pub fn parse_offset(text: &str) -> Option<time::UtcOffset> {
     let text = text.trim();
     if text.is_empty() || text.eq_ignore_ascii_case("utc") {
