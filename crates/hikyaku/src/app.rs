@@ -205,6 +205,7 @@ async fn start_intake(
     store: &Store,
     clock: &SharedClock,
     wake: Arc<dyn Fn() + Send + Sync>,
+    handoff: crate::delivery::Handoff,
     shutdown: &CancellationToken,
 ) -> Result<Vec<SocketAddr>, AppError> {
     let i = &config.intake;
@@ -237,6 +238,7 @@ async fn start_intake(
         store: store.clone(),
         clock: clock.clone(),
         on_enqueue: wake,
+        handoff: Some(handoff),
         // A device reconnecting within this time skips Argon2.
         logins: Arc::new(crate::passwords::LoginCache::new(Duration::from_secs(
             15 * 60,
@@ -321,7 +323,15 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
             }
         }
     });
-    let smtp_addrs = start_intake(&config, &store, &clock, wake.clone(), &shutdown).await?;
+    let smtp_addrs = start_intake(
+        &config,
+        &store,
+        &clock,
+        wake.clone(),
+        delivery.handoff(),
+        &shutdown,
+    )
+    .await?;
     // Wall-clock jumps: audit, refresh every token, re-check connections (clockjump.rs).
     let reaction = crate::clockjump::JumpReaction {
         store: store.clone(),

@@ -197,7 +197,7 @@ pub fn job(n: &Notice<'_>, account_id: Option<i64>) -> NewJob {
                 .map(|s| format!("Undelivered Mail Returned to Sender: {}", one_line(s, 200)))
                 .unwrap_or_else(|| "Undelivered Mail Returned to Sender".to_owned()),
         ),
-        body,
+        body: body.into(),
     }
 }
 

@@ -27,11 +27,16 @@
 //! (`requeue_expired_leases`) at start and while idle. Each delivery is cut
 //! off before its lease runs out.
 //!
+//! **Hand-over.** A message the intake accepts while a worker is free comes
+//! straight from memory ([`handoff`]); the queue is read for everything
+//! else: retries, jobs from `hikyaku send`, and the overflow.
+//!
 //! Logs carry job id, account, attempt and upstream code; never tokens or
 //! message content.
 
 pub mod backoff;
 pub mod dsn;
+pub mod handoff;
 pub mod outcome;
 pub mod pool;
 pub mod rate;
@@ -42,8 +47,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use lettre::transport::smtp::extension::ClientId;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -56,8 +62,11 @@ use crate::store::accounts::Account;
 use crate::store::jobs::Job;
 use crate::tokens::{AccessToken, TokenService, TokenStatus, TokensError};
 
+pub use handoff::Handoff;
 pub use outcome::Outcome;
 pub use rewrite::rewrite_from;
+
+use handoff::Fresh;
 
 use outcome::{Class, classify, with_advice};
 use smtp::{SendError, SmtpError};
@@ -92,6 +101,25 @@ struct Inner {
     hello: ClientId,
     in_flight: Mutex<HashSet<String>>,
     pool: pool::Pool,
+    handoff: Handoff,
+    /// Taken by the loop when it starts.
+    fresh: Mutex<Option<mpsc::Receiver<Fresh>>>,
+}
+
+/// What the idle loop woke up for.
+enum Woke {
+    Stop,
+    Fresh(Option<Box<Fresh>>),
+    Look,
+    Timer,
+}
+
+/// The next handed-over job; never, once the channel is gone.
+async fn next_fresh(rx: &mut Option<mpsc::Receiver<Fresh>>) -> Option<Fresh> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One attempt, before it is recorded.
@@ -150,6 +178,11 @@ impl Delivery {
             usize::try_from(config.connections_per_account).unwrap_or(1),
             Duration::from_secs(config.connection_idle_secs),
         );
+        let (handoff, fresh) = Handoff::channel(
+            usize::try_from(config.workers.max(1))
+                .unwrap_or(1)
+                .saturating_mul(handoff::PLACES_PER_WORKER),
+        );
         Delivery {
             inner: Arc::new(Inner {
                 store,
@@ -162,6 +195,8 @@ impl Delivery {
                 hello: ClientId::default(),
                 in_flight: Mutex::new(HashSet::new()),
                 pool,
+                handoff,
+                fresh: Mutex::new(Some(fresh)),
             }),
         }
     }
@@ -169,6 +204,42 @@ impl Delivery {
     /// Something was queued (or made due): look now instead of at the next timer.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Where the intake hands over jobs it stored claimed.
+    pub fn handoff(&self) -> Handoff {
+        self.inner.handoff.clone()
+    }
+
+    /// Starts delivering one job on a worker.
+    fn start(
+        &self,
+        tasks: &mut JoinSet<()>,
+        job: Job,
+        body: Option<Bytes>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let this = self.clone();
+        if let Ok(mut set) = self.inner.in_flight.lock() {
+            set.insert(job.id.clone());
+        }
+        tasks.spawn(async move {
+            let id = job.id.clone();
+            this.deliver(job, body, Some(permit)).await;
+            if let Ok(mut set) = this.inner.in_flight.lock() {
+                set.remove(&id);
+            }
+        });
+    }
+
+    /// Starts a handed-over job, unless it waited so long that its lease is
+    /// near its end: the queue gives such a job back instead.
+    fn start_fresh(&self, tasks: &mut JoinSet<()>, fresh: Fresh, permit: OwnedSemaphorePermit) {
+        if fresh.handed_at.elapsed() > Fresh::MAX_WAIT {
+            tracing::warn!(job_id = %fresh.job.id, "handed-over job waited too long; left to its lease");
+            return;
+        }
+        self.start(tasks, fresh.job, Some(fresh.body), permit);
     }
 
     /// Runs the worker pool until `shutdown`: at most `delivery.workers`
@@ -184,6 +255,7 @@ impl Delivery {
         let workers = usize::try_from(inner.config.workers.max(1)).unwrap_or(1);
         let slots = Arc::new(Semaphore::new(workers));
         let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut fresh = inner.fresh.lock().ok().and_then(|mut rx| rx.take());
         self.requeue_expired().await;
         let sweeper = {
             let this = self.clone();
@@ -198,6 +270,11 @@ impl Delivery {
             })
         };
         tracing::info!(workers, "delivery started");
+        // Whether the queue may hold due jobs: at start, after a wake, when a
+        // timer ran out, or after a claim that filled every free worker.
+        let mut look = true;
+        let mut since_claim = 0;
+        let mut next_look = tokio::time::Instant::now() + IDLE_MAX;
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -207,6 +284,40 @@ impl Delivery {
                     Err(_) => break,
                 },
             };
+            if tokio::time::Instant::now() >= next_look {
+                self.requeue_expired().await;
+                look = true;
+                next_look = tokio::time::Instant::now() + IDLE_MAX;
+            }
+            // Handed-over jobs first (they cost no read), but the queue gets
+            // its turn after every `workers` of them while it may hold due jobs.
+            let queue_turn = look && since_claim >= workers;
+            if !queue_turn {
+                let ready = fresh.as_mut().and_then(|rx| rx.try_recv().ok());
+                if let Some(f) = ready {
+                    since_claim += 1;
+                    self.start_fresh(&mut tasks, f, permit);
+                    continue;
+                }
+            }
+            if !look {
+                let woke = tokio::select! {
+                    _ = shutdown.cancelled() => Woke::Stop,
+                    f = next_fresh(&mut fresh) => Woke::Fresh(f.map(Box::new)),
+                    _ = inner.wake.notified() => Woke::Look,
+                    _ = tokio::time::sleep_until(next_look) => Woke::Timer,
+                };
+                match woke {
+                    Woke::Stop => break,
+                    Woke::Fresh(Some(f)) => self.start_fresh(&mut tasks, *f, permit),
+                    Woke::Fresh(None) => fresh = None,
+                    Woke::Look => look = true,
+                    // Handled at the top of the loop.
+                    Woke::Timer => {}
+                }
+                continue;
+            }
+            since_claim = 0;
             let now = inner.clock.unix();
             // As many jobs as there are free workers, in one claim.
             let mut permits = vec![permit];
@@ -216,54 +327,44 @@ impl Delivery {
             let want = u32::try_from(permits.len()).unwrap_or(1);
             match inner
                 .store
-                .claim_due_jobs(now, now + LEASE_SECS, want)
+                .claim_due_jobs_with_bodies(now, now + LEASE_SECS, want)
                 .await
             {
-                Ok(jobs) if !jobs.is_empty() => {
-                    // The bodies of the whole claim in one read; a job whose
-                    // body is not there reads it again itself (and fails).
-                    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
-                    let mut bodies = inner.store.job_bodies(&ids).await.unwrap_or_default();
-                    for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
-                        let body = bodies.remove(&job.id);
-                        let this = self.clone();
-                        if let Ok(mut set) = inner.in_flight.lock() {
-                            set.insert(job.id.clone());
-                        }
-                        tasks.spawn(async move {
-                            let id = job.id.clone();
-                            this.deliver(job, body).await;
-                            if let Ok(mut set) = this.inner.in_flight.lock() {
-                                set.remove(&id);
-                            }
-                            drop(permit);
-                        });
+                Ok(jobs) => {
+                    look = jobs.len() == permits.len();
+                    // A job whose body is missing reads it again itself (and fails).
+                    for ((job, body), permit) in jobs.into_iter().zip(permits.drain(..)) {
+                        self.start(&mut tasks, job, body, permit);
                     }
                     // Unused permits go back with `permits`.
-                }
-                Ok(_) => {
-                    drop(permits);
-                    let wait = match inner.store.next_due_at().await {
-                        Ok(Some(t)) => {
-                            Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1))
+                    if !look {
+                        let wait = match inner.store.next_due_at().await {
+                            Ok(Some(t)) => {
+                                Duration::from_secs(u64::try_from(t - now).unwrap_or(0).max(1))
+                            }
+                            _ => IDLE_MAX,
                         }
-                        _ => IDLE_MAX,
-                    }
-                    .min(IDLE_MAX);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = inner.wake.notified() => {}
-                        _ = tokio::time::sleep(wait) => self.requeue_expired().await,
+                        .min(IDLE_MAX);
+                        next_look = tokio::time::Instant::now() + wait;
                     }
                 }
                 Err(e) => {
                     drop(permits);
                     tracing::warn!(error = %e, "delivery: cannot claim a job; retrying");
+                    look = true;
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                     }
                 }
+            }
+        }
+        // Handed-over jobs no worker took wait for the next start.
+        let mut left: Vec<String> = Vec::new();
+        if let Some(rx) = fresh.as_mut() {
+            rx.close();
+            while let Ok(f) = rx.try_recv() {
+                left.push(f.job.id);
             }
         }
         // Shutdown: let deliveries in flight finish briefly, then stop them.
@@ -274,25 +375,27 @@ impl Delivery {
         if grace.is_err() {
             tasks.abort_all();
             while tasks.join_next().await.is_some() {}
-            let left: Vec<String> = inner
-                .in_flight
-                .lock()
-                .map(|s| s.iter().cloned().collect())
-                .unwrap_or_default();
-            let now = inner.clock.unix();
-            for id in left {
-                tracing::warn!(job_id = %id, "delivery interrupted by shutdown; deferred");
-                let _ = inner
-                    .store
-                    .defer_job(
-                        &id,
-                        "interrupted by shutdown; will be retried",
-                        now,
-                        now,
-                        false,
-                    )
-                    .await;
-            }
+            left.extend(
+                inner
+                    .in_flight
+                    .lock()
+                    .map(|s| s.iter().cloned().collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
+        }
+        let now = inner.clock.unix();
+        for id in left {
+            tracing::warn!(job_id = %id, "delivery interrupted by shutdown; deferred");
+            let _ = inner
+                .store
+                .defer_job(
+                    &id,
+                    "interrupted by shutdown; will be retried",
+                    now,
+                    now,
+                    false,
+                )
+                .await;
         }
         let _ = sweeper.await;
         inner.pool.close_idle();
@@ -310,11 +413,18 @@ impl Delivery {
 
     /// Delivers one claimed job (state `sending`) and records the outcome.
     pub async fn deliver_one(&self, job: Job) -> Outcome {
-        self.deliver(job, None).await
+        self.deliver(job, None, None).await
     }
 
     /// Delivers a claimed job whose body may already have been read.
-    async fn deliver(&self, job: Job, body: Option<Vec<u8>>) -> Outcome {
+    /// The worker's `permit` is given back once the upstream has answered:
+    /// waiting for the record's commit is not upstream work.
+    async fn deliver(
+        &self,
+        job: Job,
+        body: Option<Bytes>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Outcome {
         let limit =
             Duration::from_secs(u64::try_from(LEASE_SECS - LEASE_MARGIN_SECS).unwrap_or(540));
         let attempt = match tokio::time::timeout(limit, self.attempt(&job, body)).await {
@@ -327,6 +437,7 @@ impl Delivery {
                 code: None,
             },
         };
+        drop(permit);
         self.record(&job, attempt).await
     }
 
@@ -436,7 +547,7 @@ impl Delivery {
         })
     }
 
-    async fn attempt(&self, job: &Job, body: Option<Vec<u8>>) -> Attempt {
+    async fn attempt(&self, job: &Job, body: Option<Bytes>) -> Attempt {
         let inner = &self.inner;
         let a = match self.choose_account(job).await {
             Ok(a) => a,
@@ -477,7 +588,7 @@ impl Delivery {
         };
         let read = match body {
             Some(b) => Ok(b),
-            None => inner.store.job_body(&job.id).await,
+            None => inner.store.job_body(&job.id).await.map(Bytes::from),
         };
         let body = match read {
             Ok(b) => b,
@@ -687,6 +798,10 @@ impl Delivery {
                         .join("; ");
                     recorded.push_str(&format!(" (refused recipients: {list})"));
                 }
+                // The session is ready for the next message now.
+                if let Some(l) = lease {
+                    inner.pool.put(*l);
+                }
                 let mut result = store.mark_sent(&job.id, &recorded, now).await;
                 for _ in 0..3 {
                     match &result {
@@ -700,9 +815,6 @@ impl Delivery {
                     }
                 }
                 log_err("the upstream's acceptance", result);
-                if let Some(l) = lease {
-                    inner.pool.put(*l);
-                }
                 tracing::info!(job_id = %job.id, account, attempt = job.attempts, code = outcome::reply_code(&reply), refused = refused.len(), "sent");
                 if !refused.is_empty() {
                     self.queue_notice(job, &refused, false, Some((account, mailbox)))

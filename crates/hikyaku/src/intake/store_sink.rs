@@ -51,7 +51,7 @@ pub fn new_job(
         rcpt_to,
         header_from: summary.from,
         subject: summary.subject,
-        body: data,
+        body: data.into(),
     }
 }
 
@@ -75,8 +75,10 @@ pub fn sink_error(e: StoreError) -> SinkError {
 pub struct StoreSink {
     pub store: Store,
     pub clock: SharedClock,
-    /// Called after each enqueue, to wake delivery.
+    /// Called after each enqueue into the queue, to wake delivery.
     pub on_enqueue: Arc<dyn Fn() + Send + Sync>,
+    /// Delivery's short way for messages a free worker can take at once.
+    pub handoff: Option<crate::delivery::Handoff>,
     /// Recent successful submitter logins.
     pub logins: Arc<crate::passwords::LoginCache>,
 }
@@ -128,12 +130,26 @@ impl IntakeSink for StoreSink {
             s.data,
         );
         let (id, submitter, size) = (job.id.clone(), job.submitter.clone(), job.body.len());
-        self.store
-            .enqueue_owned(job, self.clock.unix())
-            .await
-            .map_err(sink_error)?;
-        tracing::info!(job_id = %id, submitter = %submitter, size, "message queued");
-        (self.on_enqueue)();
+        let now = self.clock.unix();
+        match self.handoff.as_ref().and_then(|h| h.reserve(size)) {
+            Some(slot) => {
+                let (claimed, body) = (job.claimed(now), job.body.clone());
+                self.store
+                    .enqueue_claimed(job, now, now + crate::delivery::LEASE_SECS)
+                    .await
+                    .map_err(sink_error)?;
+                tracing::info!(job_id = %id, submitter = %submitter, size, "message queued");
+                slot.hand(claimed, body);
+            }
+            None => {
+                self.store
+                    .enqueue_owned(job, now)
+                    .await
+                    .map_err(sink_error)?;
+                tracing::info!(job_id = %id, submitter = %submitter, size, "message queued");
+                (self.on_enqueue)();
+            }
+        }
         Ok(id)
     }
 }

@@ -2,10 +2,70 @@
 //! status, token status and the sealed tokens). Sealing and opening happen in
 //! `tokens`; this module stores the blobs as they are given.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use sqlx::Row;
 
 use super::{Result, Store, StoreError};
 use crate::provider::Provider;
+
+/// How long a read of the accounts is reused at most. Writes through this
+/// process invalidate it at once; the bound is for another process writing
+/// the same database (`hikyaku oauth … login` while the server runs).
+const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The accounts as last read. Delivery and the token service look at an
+/// account for every message; the rows change rarely. Every write in this
+/// module bumps the generation when it ends, and a read is reused only while
+/// the generation it was taken under is still current, so a reader that raced
+/// a write never keeps what it read.
+#[derive(Debug, Default)]
+pub(crate) struct AccountsCache {
+    generation: AtomicU64,
+    last: RwLock<Option<Snapshot>>,
+}
+
+#[derive(Debug)]
+struct Snapshot {
+    generation: u64,
+    read_at: Instant,
+    accounts: Arc<Vec<Account>>,
+}
+
+impl AccountsCache {
+    fn get(&self) -> Option<Arc<Vec<Account>>> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let last = self.last.read().ok()?;
+        last.as_ref()
+            .filter(|s| s.generation == generation && s.read_at.elapsed() < CACHE_TTL)
+            .map(|s| s.accounts.clone())
+    }
+
+    fn put(&self, generation: u64, read_at: Instant, accounts: Arc<Vec<Account>>) {
+        if let Ok(mut last) = self.last.write() {
+            *last = Some(Snapshot {
+                generation,
+                read_at,
+                accounts,
+            });
+        }
+    }
+
+    /// Held for the length of a write; its end invalidates every read.
+    fn changing(&self) -> Changing<'_> {
+        Changing(self)
+    }
+}
+
+struct Changing<'a>(&'a AccountsCache);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
 
 /// An account as the pages and services read it. Secrets are not here: see
 /// [`SealedSecrets`].
@@ -133,36 +193,46 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
 }
 
 impl Store {
-    pub async fn accounts(&self) -> Result<Vec<Account>> {
+    /// Every account, by id (from [`AccountsCache`] when it is current).
+    async fn all_accounts(&self) -> Result<Arc<Vec<Account>>> {
+        if let Some(list) = self.accounts.get() {
+            return Ok(list);
+        }
+        let generation = self.accounts.generation.load(Ordering::Acquire);
+        let read_at = Instant::now();
         let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(account_from_row).collect()
+        let list = Arc::new(
+            rows.iter()
+                .map(account_from_row)
+                .collect::<Result<Vec<_>>>()?,
+        );
+        self.accounts.put(generation, read_at, list.clone());
+        Ok(list)
+    }
+
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        Ok(self.all_accounts().await?.as_ref().clone())
     }
 
     pub async fn account(&self, id: i64) -> Result<Account> {
-        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref()
-            .map(account_from_row)
-            .transpose()?
+        self.all_accounts()
+            .await?
+            .iter()
+            .find(|a| a.id == id)
+            .cloned()
             .ok_or(StoreError::NotFound)
     }
 
     /// The first account of a provider (the seed's one setting per provider).
     pub async fn account_for(&self, provider: Provider) -> Result<Account> {
-        let sql = format!("SELECT {COLUMNS} FROM accounts WHERE provider = ?1 ORDER BY id LIMIT 1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(provider.as_str())
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref()
-            .map(account_from_row)
-            .transpose()?
+        self.all_accounts()
+            .await?
+            .iter()
+            .find(|a| a.provider == provider)
+            .cloned()
             .ok_or(StoreError::NotFound)
     }
 
@@ -190,6 +260,7 @@ impl Store {
         reset: bool,
         now: i64,
     ) -> Result<()> {
+        let _changing = self.accounts.changing();
         let mut tx = self.write().await?;
         sqlx::query("UPDATE accounts SET enabled = ?2, verify_cert = ?3, verify_cn = ?4, endpoint = ?5, client_id = ?6, client_secret = COALESCE(?7, client_secret), updated_at = ?8 WHERE id = ?1")
             .bind(id)
@@ -213,6 +284,7 @@ impl Store {
     }
 
     pub async fn save_email_settings(&self, id: i64, s: &EmailSettings, now: i64) -> Result<()> {
+        let _changing = self.accounts.changing();
         let mut tx = self.write().await?;
         if s.is_default {
             sqlx::query("UPDATE accounts SET is_default = 0")
@@ -242,6 +314,7 @@ impl Store {
         checked_at: i64,
         skew: Option<i64>,
     ) -> Result<()> {
+        let _changing = self.accounts.changing();
         sqlx::query("UPDATE accounts SET connection_status = ?2, connection_reason = ?3, connection_warning = ?4, connection_checked_at = ?5, clock_skew_secs = ?6 WHERE id = ?1")
             .bind(id)
             .bind(status)
@@ -261,6 +334,7 @@ impl Store {
         reason: Option<&str>,
         warning: Option<&str>,
     ) -> Result<()> {
+        let _changing = self.accounts.changing();
         sqlx::query("UPDATE accounts SET token_status = ?2, token_reason = ?3, token_warning = ?4 WHERE id = ?1")
             .bind(id)
             .bind(status)
@@ -280,6 +354,7 @@ impl Store {
         status: &str,
         reason: Option<&str>,
     ) -> Result<()> {
+        let _changing = self.accounts.changing();
         sqlx::query("UPDATE accounts SET authorization = ?2, token_status = ?3, token_reason = ?4, token_warning = NULL WHERE id = ?1")
             .bind(id)
             .bind(sealed)
@@ -293,6 +368,7 @@ impl Store {
     /// Stores new tokens atomically (a rotated refresh token replaces the old
     /// one in the same write) and marks the token status active.
     pub async fn store_tokens(&self, id: i64, g: &TokenGrant) -> Result<()> {
+        let _changing = self.accounts.changing();
         let mut tx = self.write().await?;
         sqlx::query("UPDATE accounts SET access_token = ?2, access_expires_at = ?3, refresh_token = COALESCE(?4, refresh_token), mailbox = COALESCE(?5, mailbox), identity_verified = COALESCE(?6, identity_verified), last_refreshed_at = ?7, authorized_at = COALESCE(?8, authorized_at), token_status = 'active', token_reason = NULL, token_warning = NULL WHERE id = ?1")
             .bind(id)
@@ -317,10 +393,71 @@ impl Store {
 
     /// Forgets every token of an account and returns it to "not registered".
     pub async fn clear_tokens(&self, id: i64) -> Result<()> {
+        let _changing = self.accounts.changing();
         sqlx::query("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL WHERE id = ?1")
             .bind(id)
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::provider::Provider;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn a_write_is_seen_at_once_here_and_soon_by_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = Store::open(dir.path()).await.unwrap();
+        let id = here.account_for(Provider::Microsoft).await.unwrap().id;
+        assert_eq!(
+            here.account(id).await.unwrap().token_status,
+            "not_registered"
+        );
+        // A write through this store: the next read sees it, cache or not.
+        here.set_token_status(id, "error", Some("revoked"), None)
+            .await
+            .unwrap();
+        let a = here.account(id).await.unwrap();
+        assert_eq!(
+            (a.token_status.as_str(), a.token_reason.as_deref()),
+            ("error", Some("revoked"))
+        );
+        assert_eq!(
+            here.accounts()
+                .await
+                .unwrap()
+                .iter()
+                .find(|a| a.id == id)
+                .unwrap()
+                .token_status,
+            "error"
+        );
+        // Another store on the same file stands for another process (the
+        // CLI): its write shows here within the cache's lifetime.
+        let other = Store::open(dir.path()).await.unwrap();
+        other
+            .set_token_status(id, "active", None, None)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if here.account(id).await.unwrap().token_status == "active" {
+                break;
+            }
+            assert!(
+                start.elapsed() < super::CACHE_TTL + Duration::from_secs(2),
+                "another process's write was not seen"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(matches!(
+            here.account(9999).await,
+            Err(crate::store::StoreError::NotFound)
+        ));
     }
 }

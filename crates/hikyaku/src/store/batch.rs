@@ -4,6 +4,15 @@
 //! gets its answer only after the commit (so `250` still means "on disk"),
 //! but eight sessions accepting at once cost one fsync instead of eight.
 //!
+//! Delivery's claims of due jobs run in the same transactions (with the
+//! bodies of the claimed jobs returned by the same statement), so that the
+//! queue's one writer never waits for a second one.
+//!
+//! The task owns its own SQLite connection rather than borrowing one from the
+//! pool: SQLite drops a connection's page cache whenever another connection
+//! has written, so a connection that does all the hot writes keeps the pages
+//! of the job tables cached.
+//!
 //! A failure that dooms the transaction (a full disk, I/O) fails the whole
 //! batch, and every caller gets that error — nothing of the batch was
 //! written. Any other failure of one operation (a broken constraint) rolls
@@ -11,10 +20,12 @@
 //! only the faulty one is refused. (Per-operation savepoints would do the
 //! same at the cost of two more statements for every message.)
 
+use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::jobs::{NewJob, QUEUED as JOB_QUEUED, SENT};
-use super::{Result, StoreError, WriteTx};
+use super::jobs::{JOB_COLUMNS, Job, NewJob, QUEUED as JOB_QUEUED, SENDING, SENT, job_from_row};
+use super::{Result, StoreError};
+use sqlx::Row as _;
 
 /// Operations at most per transaction.
 const MAX_OPS: usize = 64;
@@ -28,12 +39,21 @@ pub(crate) enum Op {
         job: NewJob,
         rcpt: String,
         now: i64,
+        /// Stored already claimed (`sending`, first attempt counted) with
+        /// this lease: delivery takes the job from memory, not from the queue.
+        lease_until: Option<i64>,
     },
     Finish {
         id: String,
         state: &'static str,
         reply: String,
         now: i64,
+    },
+    /// Up to `limit` due jobs, most overdue first, leased until `lease_until`.
+    Claim {
+        now: i64,
+        lease_until: i64,
+        limit: u32,
     },
 }
 
@@ -42,11 +62,22 @@ impl Op {
         match self {
             Op::Enqueue { job, .. } => job.body.len(),
             Op::Finish { reply, .. } => reply.len(),
+            Op::Claim { .. } => 0,
         }
     }
 }
 
-type Request = (Op, oneshot::Sender<Result<()>>);
+/// A claimed job and its body (`None` if the body is missing).
+pub(crate) type Claimed = (Job, Option<bytes::Bytes>);
+
+/// What an operation gives back once committed.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Done,
+    Claimed(Vec<Claimed>),
+}
+
+type Request = (Op, oneshot::Sender<Result<Answer>>);
 
 /// The handle to the group-commit task. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -56,16 +87,17 @@ pub(crate) struct Batcher {
 
 impl Batcher {
     pub(crate) fn start(
-        pool: sqlx::SqlitePool,
+        conn: SqliteConnection,
+        options: sqlx::sqlite::SqliteConnectOptions,
         lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, lock, rx));
+        tokio::spawn(run(Writer { conn, options }, lock, rx));
         Batcher { queue }
     }
 
     /// Runs `op` in the next group commit and waits for that commit.
-    pub(crate) async fn submit(&self, op: Op) -> Result<()> {
+    pub(crate) async fn submit(&self, op: Op) -> Result<Answer> {
         let (done, answer) = oneshot::channel();
         self.queue.send((op, done)).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
@@ -92,8 +124,33 @@ fn share(e: &StoreError) -> StoreError {
     }
 }
 
+/// The batch task's connection, and how to open it again.
+struct Writer {
+    conn: SqliteConnection,
+    options: sqlx::sqlite::SqliteConnectOptions,
+}
+
+impl Writer {
+    /// After a failed batch: ends whatever the batch left open (SQLite may
+    /// already have rolled back by itself, on SQLITE_FULL for instance), and
+    /// replaces a connection that no longer answers.
+    async fn recover(&mut self) {
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
+        if self.conn.ping().await.is_ok() {
+            return;
+        }
+        match self.options.connect().await {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut self.conn, fresh);
+                let _ = old.close_hard().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "store: cannot reopen the write connection"),
+        }
+    }
+}
+
 async fn run(
-    pool: sqlx::SqlitePool,
+    mut writer: Writer,
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     mut rx: mpsc::Receiver<Request>,
 ) {
@@ -109,7 +166,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let results = commit(&pool, &lock, &batch).await;
+        let results = commit(&mut writer, &lock, &batch).await;
         for ((_, done), result) in batch.into_iter().zip(results) {
             // The caller may have gone (its session closed); the write stands.
             let _ = done.send(result);
@@ -118,42 +175,47 @@ async fn run(
 }
 
 async fn commit(
-    pool: &sqlx::SqlitePool,
+    writer: &mut Writer,
     lock: &std::sync::Arc<tokio::sync::Mutex<()>>,
     batch: &[Request],
-) -> Vec<Result<()>> {
+) -> Vec<Result<Answer>> {
     let ops: Vec<&Op> = batch.iter().map(|(op, _)| op).collect();
-    match commit_all(pool, lock, &ops).await {
-        Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+    match commit_all(writer, lock, &ops).await {
+        Ok(answers) => answers.into_iter().map(Ok).collect(),
         Err(e) if e.is_temporary() || ops.len() == 1 => {
             batch.iter().map(|_| Err(share(&e))).collect()
         }
         Err(_) => {
             let mut results = Vec::with_capacity(ops.len());
             for op in ops {
-                results.push(commit_all(pool, lock, &[op]).await);
+                results.push(
+                    commit_all(writer, lock, &[op])
+                        .await
+                        .map(|mut a| a.pop().unwrap_or(Answer::Done)),
+                );
             }
             results
         }
     }
 }
 
-/// All of `ops` in one transaction, or none.
+/// All of `ops` in one transaction, or none; an answer for each. The whole
+/// transaction — `BEGIN`, one multi-row statement per table and kind of
+/// operation, the claims, `COMMIT` — is one script sent to SQLite's thread
+/// at once: every separate statement would be another round trip to it.
 async fn commit_all(
-    pool: &sqlx::SqlitePool,
+    writer: &mut Writer,
     lock: &std::sync::Arc<tokio::sync::Mutex<()>>,
     ops: &[&Op],
-) -> Result<()> {
-    let mut tx = super::begin_write(pool, lock).await?;
-    // One multi-row statement per table and kind of operation: every
-    // statement is a round trip to SQLite's thread.
+) -> Result<Vec<Answer>> {
+    let mut script = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN IMMEDIATE; ");
     let enqueued: Vec<&Op> = ops
         .iter()
         .copied()
         .filter(|op| matches!(op, Op::Enqueue { .. }))
         .collect();
     for chunk in enqueued.chunks(ROWS_PER_INSERT) {
-        insert_jobs(&mut tx, chunk).await?;
+        insert_jobs(&mut script, chunk);
     }
     let finished: Vec<&Op> = ops
         .iter()
@@ -161,19 +223,115 @@ async fn commit_all(
         .filter(|op| matches!(op, Op::Finish { .. }))
         .collect();
     for chunk in finished.chunks(ROWS_PER_INSERT) {
-        finish_jobs(&mut tx, chunk).await?;
+        finish_jobs(&mut script, chunk);
     }
-    tx.commit().await
+    // After the writes: a job finished in this batch is not claimed again.
+    let mut claims = 0usize;
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Claim {
+            now,
+            lease_until,
+            limit,
+        } = op
+        {
+            claim_jobs(&mut script, i, *now, *lease_until, *limit);
+            claims += 1;
+        }
+    }
+    script.push("COMMIT");
+    // The store's write lock keeps the pool's writers out; SQLite would make
+    // them wait in its busy handler otherwise.
+    let _guard = lock.lock().await;
+    let ran = if claims == 0 {
+        script
+            .build()
+            .execute(&mut writer.conn)
+            .await
+            .map(|_| Vec::new())
+    } else {
+        script.build().fetch_all(&mut writer.conn).await
+    };
+    let rows = match ran {
+        Ok(rows) => rows,
+        Err(e) => {
+            writer.recover().await;
+            return Err(e.into());
+        }
+    };
+    let mut answers: Vec<Answer> = ops
+        .iter()
+        .map(|op| match op {
+            Op::Claim { .. } => Answer::Claimed(Vec::new()),
+            _ => Answer::Done,
+        })
+        .collect();
+    for row in &rows {
+        // The claim a row answers is in its `claim` column.
+        let claim = row
+            .try_get::<i64, _>("claim")
+            .ok()
+            .and_then(|c| usize::try_from(c).ok());
+        if let Some(Answer::Claimed(list)) = claim.and_then(|c| answers.get_mut(c)) {
+            let body: Option<Vec<u8>> = row.try_get("body")?;
+            list.push((job_from_row(row)?, body.map(bytes::Bytes::from)));
+        }
+    }
+    for answer in &mut answers {
+        if let Answer::Claimed(list) = answer {
+            // RETURNING gives no order; deliver the most overdue first.
+            list.sort_by(|(a, _), (b, _)| {
+                (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id))
+            });
+        }
+    }
+    Ok(answers)
 }
+
+/// Claims due jobs, returning each with its body and the number of the
+/// claim (`tag`) it answers.
+fn claim_jobs(script: &mut Script, tag: usize, now: i64, lease_until: i64, limit: u32) {
+    script.push("UPDATE jobs SET state = 'sending', lease_until = ");
+    script.push_bind(lease_until);
+    script.push(", attempts = attempts + 1, updated_at = ");
+    script.push_bind(now);
+    // The most overdue of each state by the `jobs_due` index, then the most
+    // overdue of those: an `IN ('queued', 'deferred')` would sort every due
+    // job, and a backlog has thousands. Equal times go by insertion (rowid).
+    let limit = i64::from(limit.max(1));
+    script.push(" WHERE id IN (SELECT id FROM (");
+    for (i, state) in ["queued", "deferred"].into_iter().enumerate() {
+        if i > 0 {
+            script.push(" UNION ALL ");
+        }
+        script.push(
+            "SELECT * FROM (SELECT id, next_attempt_at, rowid AS r FROM jobs WHERE state = '",
+        );
+        script.push(state);
+        script.push("' AND next_attempt_at <= ");
+        script.push_bind(now);
+        script.push(" ORDER BY next_attempt_at, rowid LIMIT ");
+        script.push_bind(limit);
+        script.push(")");
+    }
+    script.push(") ORDER BY next_attempt_at, r LIMIT ");
+    script.push_bind(limit);
+    script.push(") RETURNING ");
+    script.push(JOB_COLUMNS);
+    script.push(", (SELECT body FROM messages WHERE messages.job_id = jobs.id) AS body, ");
+    script.push_bind(i64::try_from(tag).unwrap_or(i64::MAX));
+    script.push(" AS claim; ");
+}
+
+type Script = sqlx::QueryBuilder<sqlx::Sqlite>;
 
 /// Records the end of several jobs with one UPDATE, and drops the bodies of
 /// the sent ones with one DELETE. Only jobs still `sending` move, so an
 /// Administrator's delete in the meantime is not undone.
-async fn finish_jobs(tx: &mut WriteTx, ops: &[&Op]) -> Result<()> {
-    let mut update = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+fn finish_jobs(script: &mut Script, ops: &[&Op]) {
+    script.push(
         "UPDATE jobs SET state = v.column2, lease_until = NULL, last_reply = v.column3, updated_at = v.column4 FROM (",
     );
-    update.push_values(ops.iter().copied(), |mut row, op| {
+    script.push_values(ops.iter().copied(), |mut row, op| {
         if let Op::Finish {
             id,
             state,
@@ -181,14 +339,13 @@ async fn finish_jobs(tx: &mut WriteTx, ops: &[&Op]) -> Result<()> {
             now,
         } = op
         {
-            row.push_bind(id.clone())
+            row.push_bind(id.as_str())
                 .push_bind(*state)
-                .push_bind(reply.clone())
+                .push_bind(reply.as_str())
                 .push_bind(*now);
         }
     });
-    update.push(") AS v WHERE jobs.id = v.column1 AND jobs.state = 'sending'");
-    update.build().execute(&mut **tx).await?;
+    script.push(") AS v WHERE jobs.id = v.column1 AND jobs.state = 'sending'; ");
     let sent: Vec<&str> = ops
         .iter()
         .filter_map(|op| match op {
@@ -197,56 +354,66 @@ async fn finish_jobs(tx: &mut WriteTx, ops: &[&Op]) -> Result<()> {
         })
         .collect();
     if !sent.is_empty() {
-        // The bodies are no longer needed once the upstream has them.
-        let mut delete =
-            sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM messages WHERE job_id IN (");
-        let mut list = delete.separated(", ");
+        // The bodies are no longer needed once the upstream has them; only
+        // where the UPDATE applied: a job put back in the queue meanwhile
+        // (its lease ran out) still needs its body. (Written as EXISTS on
+        // the job's id: `id IN (SELECT … WHERE state = 'sent')` lets SQLite
+        // walk every sent job through the `jobs_due` index.)
+        script.push("DELETE FROM messages WHERE job_id IN (");
+        let mut list = script.separated(", ");
         for id in sent {
             list.push_bind(id);
         }
-        // Only where the UPDATE applied: a job put back in the queue
-        // meanwhile (its lease ran out) still needs its body.
-        delete.push(") AND job_id IN (SELECT id FROM jobs WHERE state = 'sent')");
-        delete.build().execute(&mut **tx).await?;
+        script.push(
+            ") AND EXISTS (SELECT 1 FROM jobs WHERE jobs.id = messages.job_id AND jobs.state = 'sent'); ",
+        );
     }
-    Ok(())
 }
 
-/// Rows per multi-row INSERT (14 bound values each; SQLite allows 32766).
+/// Rows per multi-row INSERT (15 bound values each; SQLite allows 32766 per
+/// statement).
 const ROWS_PER_INSERT: usize = 64;
 
-async fn insert_jobs(tx: &mut WriteTx, ops: &[&Op]) -> Result<()> {
-    let mut jobs = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, created_at, updated_at) ",
+fn insert_jobs(script: &mut Script, ops: &[&Op]) {
+    script.push(
+        "INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, lease_until, next_attempt_at, created_at, updated_at) ",
     );
-    jobs.push_values(ops.iter().copied(), |mut row, op| {
-        if let Op::Enqueue { job, rcpt, now } = op {
-            row.push_bind(job.id.clone())
+    script.push_values(ops.iter().copied(), |mut row, op| {
+        if let Op::Enqueue {
+            job,
+            rcpt,
+            now,
+            lease_until,
+        } = op
+        {
+            row.push_bind(job.id.as_str())
                 .push_bind(job.account_id)
-                .push_bind(job.submitter.clone())
-                .push_bind(job.source.clone())
-                .push_bind(job.mail_from.clone())
-                .push_bind(rcpt.clone())
-                .push_bind(job.header_from.clone())
-                .push_bind(job.subject.clone())
+                .push_bind(job.submitter.as_str())
+                .push_bind(job.source.as_str())
+                .push_bind(job.mail_from.as_str())
+                .push_bind(rcpt.as_str())
+                .push_bind(job.header_from.as_deref())
+                .push_bind(job.subject.as_deref())
                 .push_bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
-                .push_bind(JOB_QUEUED)
-                .push_bind(0i64)
+                .push_bind(if lease_until.is_some() {
+                    SENDING
+                } else {
+                    JOB_QUEUED
+                })
+                .push_bind(i64::from(lease_until.is_some()))
+                .push_bind(*lease_until)
                 .push_bind(*now)
                 .push_bind(*now)
                 .push_bind(*now);
         }
     });
-    jobs.build().execute(&mut **tx).await?;
-    let mut bodies =
-        sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO messages (job_id, body) ");
-    bodies.push_values(ops.iter().copied(), |mut row, op| {
+    script.push("; INSERT INTO messages (job_id, body) ");
+    script.push_values(ops.iter().copied(), |mut row, op| {
         if let Op::Enqueue { job, .. } = op {
-            row.push_bind(job.id.clone()).push_bind(job.body.as_slice());
+            row.push_bind(job.id.as_str()).push_bind(&job.body[..]);
         }
     });
-    bodies.build().execute(&mut **tx).await?;
-    Ok(())
+    script.push("; ");
 }
 
 #[cfg(test)]

@@ -26,7 +26,31 @@ pub struct NewJob {
     pub rcpt_to: Vec<String>,
     pub header_from: Option<String>,
     pub subject: Option<String>,
-    pub body: Vec<u8>,
+    /// Shared, not copied, between the store's write and delivery.
+    pub body: bytes::Bytes,
+}
+
+impl NewJob {
+    /// The job as delivery sees it right after [`Store::enqueue_claimed`].
+    pub fn claimed(&self, now: i64) -> Job {
+        Job {
+            id: self.id.clone(),
+            account_id: self.account_id,
+            submitter: self.submitter.clone(),
+            source: self.source.clone(),
+            mail_from: self.mail_from.clone(),
+            rcpt_to: self.rcpt_to.clone(),
+            header_from: self.header_from.clone(),
+            subject: self.subject.clone(),
+            size: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
+            state: SENDING.to_owned(),
+            attempts: 1,
+            next_attempt_at: now,
+            last_reply: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -56,7 +80,7 @@ pub struct JobFilter {
     pub search: Option<String>,
 }
 
-fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
+pub(super) fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
     let rcpt: String = row.try_get("rcpt_to")?;
     Ok(Job {
         id: row.try_get("id")?,
@@ -77,7 +101,7 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
     })
 }
 
-const JOB_COLUMNS: &str = "id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, created_at, updated_at";
+pub(super) const JOB_COLUMNS: &str = "id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, created_at, updated_at";
 
 impl Store {
     /// Stores a message durably. When this returns `Ok`, the message survives
@@ -88,11 +112,29 @@ impl Store {
 
     /// [`Store::enqueue`] without copying the message (the intake's path).
     pub async fn enqueue_owned(&self, job: NewJob, now: i64) -> Result<()> {
+        self.insert_job(job, now, None).await
+    }
+
+    /// Stores a message durably as already claimed for delivery (`sending`,
+    /// first attempt counted, leased until `lease_until`): the caller hands
+    /// it to delivery from memory. Should the process die first, the start
+    /// puts it back in the queue ([`Store::requeue_interrupted`]).
+    pub async fn enqueue_claimed(&self, job: NewJob, now: i64, lease_until: i64) -> Result<()> {
+        self.insert_job(job, now, Some(lease_until)).await
+    }
+
+    async fn insert_job(&self, job: NewJob, now: i64, lease_until: Option<i64>) -> Result<()> {
         let rcpt =
             serde_json::to_string(&job.rcpt_to).map_err(|e| StoreError::Conflict(e.to_string()))?;
         self.batch
-            .submit(super::batch::Op::Enqueue { job, rcpt, now })
+            .submit(super::batch::Op::Enqueue {
+                job,
+                rcpt,
+                now,
+                lease_until,
+            })
             .await
+            .map(|_| ())
     }
 
     /// Claims the most overdue job (queued or deferred, due by `now`) with a
@@ -108,23 +150,34 @@ impl Store {
     /// Claims up to `limit` due jobs at once, most overdue first (one commit
     /// for all of them).
     pub async fn claim_due_jobs(&self, now: i64, lease_until: i64, limit: u32) -> Result<Vec<Job>> {
-        let sql = format!(
-            "UPDATE jobs SET state = 'sending', lease_until = ?2, attempts = attempts + 1, updated_at = ?1 \
-             WHERE id IN (SELECT id FROM jobs WHERE state IN ('queued', 'deferred') AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?3) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        let mut tx = self.write().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(lease_until)
-            .bind(limit.max(1))
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
-        // RETURNING gives no order; deliver the most overdue first.
-        jobs.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
-        Ok(jobs)
+        Ok(self
+            .claim_due_jobs_with_bodies(now, lease_until, limit)
+            .await?
+            .into_iter()
+            .map(|(job, _)| job)
+            .collect())
+    }
+
+    /// [`Store::claim_due_jobs`], with each job's body (`None` when it is
+    /// missing), in the group commit of the queue's other writes.
+    pub async fn claim_due_jobs_with_bodies(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<(Job, Option<bytes::Bytes>)>> {
+        match self
+            .batch
+            .submit(super::batch::Op::Claim {
+                now,
+                lease_until,
+                limit,
+            })
+            .await?
+        {
+            super::batch::Answer::Claimed(list) => Ok(list),
+            super::batch::Answer::Done => Ok(Vec::new()),
+        }
     }
 
     /// When the next queued or deferred job falls due.
@@ -142,28 +195,6 @@ impl Store {
             .fetch_optional(self.pool())
             .await?
             .ok_or(StoreError::NotFound)
-    }
-
-    /// The bodies of several jobs, by job id (missing ones are left out).
-    pub async fn job_bodies(
-        &self,
-        ids: &[&str],
-    ) -> Result<std::collections::HashMap<String, Vec<u8>>> {
-        if ids.is_empty() {
-            return Ok(std::collections::HashMap::new());
-        }
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT job_id, body FROM messages WHERE job_id IN (",
-        );
-        let mut list = q.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        q.push(")");
-        let rows = q.build().fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("job_id")?, r.try_get("body")?)))
-            .collect()
     }
 
     /// Records the upstream's acceptance. Only a job still in `sending` moves,
@@ -208,6 +239,7 @@ impl Store {
                 now,
             })
             .await
+            .map(|_| ())
     }
 
     /// At start of the only instance (the embedded SQLite store serves one
@@ -348,7 +380,7 @@ pub(crate) mod tests {
             rcpt_to: vec!["boss@example.com".into()],
             header_from: None,
             subject: None,
-            body: format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes(),
+            body: format!("Subject: {id}\r\n\r\nbody\r\n").into_bytes().into(),
         }
     }
 
@@ -395,6 +427,28 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_claim_takes_the_most_overdue_of_queued_and_deferred_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        for (id, at) in [("q300", 300), ("q100", 100), ("d", 150), ("late", 900)] {
+            store.enqueue(&job(id), at).await.unwrap();
+        }
+        // "d" is deferred to 200: after q100, before q300.
+        let d = store.claim_due_jobs(150, 1_000, 1).await.unwrap();
+        assert_eq!(d[0].id, "q100");
+        store
+            .defer_job("q100", "451 later", 200, 150, true)
+            .await
+            .unwrap();
+        let claimed = store.claim_due_jobs(500, 1_000, 2).await.unwrap();
+        let ids: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, vec!["d", "q100"]);
+        let rest = store.claim_due_jobs(500, 1_000, 5).await.unwrap();
+        let ids: Vec<&str> = rest.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, vec!["q300"], "not yet due: late");
+    }
+
+    #[tokio::test]
     async fn finishing_many_jobs_at_once_records_each_and_keeps_failed_bodies() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
@@ -404,13 +458,28 @@ pub(crate) mod tests {
                 .await
                 .unwrap();
         }
-        let claimed = store.claim_due_jobs(200, 1_000, 10).await.unwrap();
-        assert_eq!(claimed.len(), 10);
-        let bodies = store
-            .job_bodies(&claimed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>())
+        let claimed = store
+            .claim_due_jobs_with_bodies(200, 1_000, 10)
             .await
             .unwrap();
-        assert_eq!(bodies.len(), 10);
+        // The most overdue first, each with its own body.
+        let ids: Vec<String> = claimed.iter().map(|(j, _)| j.id.clone()).collect();
+        assert_eq!(ids, (0..10).map(|i| format!("f{i}")).collect::<Vec<_>>());
+        for (j, body) in &claimed {
+            assert_eq!(
+                body.as_deref(),
+                Some(format!("Subject: {}\r\n\r\nbody\r\n", j.id).as_bytes())
+            );
+            assert_eq!((j.state.as_str(), j.attempts), ("sending", 1));
+        }
+        // Nothing is left to claim.
+        assert!(
+            store
+                .claim_due_jobs(200, 1_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // f9 was deleted meanwhile (an Administrator); finishing must not revive it.
         store.defer_job("f9", "x", 300, 200, false).await.unwrap();
         let mut tasks = Vec::new();

@@ -102,6 +102,8 @@ pub struct Store {
     write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Group commit of accepted messages and finished jobs ([`batch`]).
     batch: batch::Batcher,
+    /// The accounts as last read ([`accounts::AccountsCache`]).
+    accounts: Arc<accounts::AccountsCache>,
 }
 
 /// A write transaction that holds the store's write lock.
@@ -162,15 +164,19 @@ impl Store {
                     Ok(!conn.is_in_transaction())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let write_lock = Arc::new(tokio::sync::Mutex::new(()));
-        let batch = batch::Batcher::start(pool.clone(), write_lock.clone());
+        // The queue's writer keeps the job tables in a larger cache.
+        let options = options.pragma("cache_size", "-16384");
+        let batch_conn = sqlx::ConnectOptions::connect(&options).await?;
+        let batch = batch::Batcher::start(batch_conn, options, write_lock.clone());
         Ok(Self {
             pool,
             write_lock,
             batch,
+            accounts: Arc::default(),
         })
     }
 

@@ -223,7 +223,7 @@ impl Env {
             rcpt_to: rcpt.iter().map(|s| s.to_string()).collect(),
             header_from: Some(DEVICE.into()),
             subject: Some("Scan".into()),
-            body: body.to_vec(),
+            body: body.to_vec().into(),
         };
         self.store.enqueue(&job, self.clock.unix()).await.unwrap();
         job.id

@@ -223,6 +223,78 @@ async fn smtp_message_is_delivered_through_exchange_with_xoauth2() {
 }
 
 #[tokio::test]
+async fn large_messages_and_bursts_arrive_whole_and_once() {
+    let (fc, server, admin) = microsoft_ready().await;
+    // Over a megabyte: this one goes through the queue, not the hand-over.
+    let line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let big: String = (0..20_000).map(|i| format!("{i:05} {line}\r\n")).collect();
+    assert!(big.len() > hikyaku::delivery::handoff::MAX_BYTES);
+    let r = submit(&server, "Large scan", &big).await;
+    assert!(r.starts_with("250"), "{r}");
+    // A burst over several sessions at once, more than delivery's 16 places
+    // (4 workers): what finds no place goes through the queue. With the large
+    // one, it stays within the account's rate limit (30 a minute).
+    let burst = 24;
+    let mut tasks = Vec::new();
+    for s in 0..4 {
+        let addr = server.smtp_addrs()[0];
+        tasks.push(tokio::spawn(async move {
+            let (mut c, _) = Smtp::connect(addr).await;
+            c.cmd("EHLO printer.local").await;
+            assert!(
+                c.auth_plain(SUBMITTER, ADMIN_PASSWORD)
+                    .await
+                    .starts_with("235")
+            );
+            for i in (s..burst).step_by(4) {
+                let r = c
+                    .send(
+                        "scanner@printer.local",
+                        &["boss@example.com"],
+                        &message("scanner@printer.local", &format!("Burst {i:03}"), "x"),
+                    )
+                    .await;
+                assert!(r.starts_with("250"), "{r}");
+            }
+            c.cmd("QUIT").await;
+        }));
+    }
+    for t in tasks {
+        t.await.expect("session");
+    }
+    let inbox = fc.wait_for_inbox(burst + 1, Duration::from_secs(30)).await;
+    assert_eq!(inbox.len(), burst + 1);
+    let large = inbox
+        .iter()
+        .find(|m| String::from_utf8_lossy(&m.data).contains("Subject: Large scan"))
+        .expect("the large message arrived");
+    let data = String::from_utf8(large.data.clone()).expect("utf-8");
+    assert!(
+        data.contains(&format!("\r\n\r\n{big}")),
+        "body intact: …{:?}",
+        &data[data.len().saturating_sub(200)..]
+    );
+    let mut subjects: Vec<String> = inbox
+        .iter()
+        .filter_map(|m| {
+            String::from_utf8_lossy(&m.data)
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: Burst ").map(str::to_owned))
+        })
+        .collect();
+    subjects.sort();
+    let want: Vec<String> = (0..burst).map(|i| format!("{i:03}")).collect();
+    assert_eq!(subjects, want, "every message of the burst exactly once");
+    let (state, _) = eventually(Duration::from_secs(10), "large job sent", || async {
+        job_state(&admin, "Large scan")
+            .await
+            .filter(|(s, _)| s == "sent")
+    })
+    .await;
+    assert_eq!(state, "sent");
+}
+
+#[tokio::test]
 async fn the_cli_hands_messages_to_the_running_server() {
     let (fc, server, _admin) = microsoft_ready().await;
     let dir = tempfile::tempdir().expect("tempdir");
