@@ -168,8 +168,6 @@ impl Store {
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let write_lock = Arc::new(tokio::sync::Mutex::new(()));
-        // The queue's writer keeps the job tables in a larger cache.
-        let options = options.pragma("cache_size", "-16384");
         let batch_conn = sqlx::ConnectOptions::connect(&options).await?;
         let batch = batch::Batcher::start(batch_conn, options, write_lock.clone());
         Ok(Self {
