@@ -359,7 +359,8 @@ impl Delivery {
                 }
             }
         }
-        // Handed-over jobs no worker took wait for the next start.
+        // Handed-over jobs no worker took are deferred like interrupted
+        // deliveries (due at once; the next start sends them).
         let mut left: Vec<String> = Vec::new();
         if let Some(rx) = fresh.as_mut() {
             rx.close();

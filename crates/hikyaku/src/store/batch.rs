@@ -31,6 +31,9 @@ use sqlx::Row as _;
 const MAX_OPS: usize = 64;
 /// Message bytes at most per transaction (a few large messages commit alone).
 const MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Times the task lets other tasks run before it commits, so that writes
+/// being prepared at that moment join the same commit.
+const GATHER_YIELDS: usize = 2;
 /// Requests waiting at most; callers wait for room beyond that.
 const QUEUE: usize = 1024;
 
@@ -157,13 +160,18 @@ async fn run(
     while let Some(first) = rx.recv().await {
         let mut bytes = first.0.bytes();
         let mut batch = vec![first];
-        while batch.len() < MAX_OPS && bytes < MAX_BYTES {
-            match rx.try_recv() {
-                Ok(r) => {
-                    bytes += r.0.bytes();
-                    batch.push(r);
+        for round in 0..=GATHER_YIELDS {
+            if round > 0 {
+                tokio::task::yield_now().await;
+            }
+            while batch.len() < MAX_OPS && bytes < MAX_BYTES {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        bytes += r.0.bytes();
+                        batch.push(r);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
         }
         let results = commit(&mut writer, &lock, &batch).await;
