@@ -131,24 +131,29 @@ impl IntakeSink for StoreSink {
         );
         let (id, submitter, size) = (job.id.clone(), job.submitter.clone(), job.body.len());
         let now = self.clock.unix();
-        match self.handoff.as_ref().and_then(|h| h.reserve(size)) {
+        // With a place at delivery, the job is stored already claimed and
+        // handed over after the commit; otherwise delivery finds it queued.
+        let hand_over = match self.handoff.as_ref().and_then(|h| h.reserve(size)) {
             Some(slot) => {
                 let (claimed, body) = (job.claimed(now), job.body.clone());
                 self.store
                     .enqueue_claimed(job, now, now + crate::delivery::LEASE_SECS)
                     .await
                     .map_err(sink_error)?;
-                tracing::info!(job_id = %id, submitter = %submitter, size, "message queued");
-                slot.hand(claimed, body);
+                Some((slot, claimed, body))
             }
             None => {
                 self.store
                     .enqueue_owned(job, now)
                     .await
                     .map_err(sink_error)?;
-                tracing::info!(job_id = %id, submitter = %submitter, size, "message queued");
-                (self.on_enqueue)();
+                None
             }
+        };
+        tracing::info!(job_id = %id, submitter = %submitter, size, "message queued");
+        match hand_over {
+            Some((slot, claimed, body)) => slot.hand(claimed, body),
+            None => (self.on_enqueue)(),
         }
         Ok(id)
     }

@@ -100,7 +100,7 @@ pub struct Store {
     /// writer; waiting here (a fair queue) instead of in SQLite's busy
     /// handler, which sleeps in growing steps, keeps writes back to back.
     write_lock: Arc<tokio::sync::Mutex<()>>,
-    /// Group commit of accepted messages and finished jobs ([`batch`]).
+    /// Group commit of accepted messages, claims and finished jobs ([`batch`]).
     batch: batch::Batcher,
     /// The accounts as last read ([`accounts::AccountsCache`]).
     accounts: Arc<accounts::AccountsCache>,
