@@ -536,7 +536,11 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             ehlo.capabilities |= EXT_AUTH;
             ehlo.auth_mechanisms = AUTH_PLAIN | AUTH_LOGIN;
         }
-        let _ = ehlo.write(&mut self.outbuf);
+        let mut reply = Vec::with_capacity(256);
+        let _ = ehlo.write(&mut reply);
+        // smtp-proto ends the first line with a joke; a relay answers plainly.
+        let plain = String::from_utf8_lossy(&reply).replacen(" you had me at EHLO", "", 1);
+        self.outbuf.extend_from_slice(plain.as_bytes());
     }
 
     fn handle_starttls(&mut self) -> Flow {

@@ -241,7 +241,10 @@ async fn happy_path_with_pipelining() {
         plain_auth()
     );
     let out = transcript(plain_config(), &sink, STRANGER, input.as_bytes()).await;
-    assert!(out.starts_with("220 mx.test ESMTP hikyaku\r\n"), "{out}");
+    assert!(
+        out.starts_with("220 mx.test ESMTP hikyaku\r\n250-mx.test\r\n"),
+        "{out}"
+    );
     for capability in [
         "SIZE 10000",
         "8BITMIME",
