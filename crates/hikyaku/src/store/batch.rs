@@ -234,7 +234,6 @@ async fn commit_all(
         finish_jobs(&mut script, chunk);
     }
     // After the writes: a job finished in this batch is not claimed again.
-    let mut claims = 0usize;
     for (i, op) in ops.iter().enumerate() {
         if let Op::Claim {
             now,
@@ -243,14 +242,14 @@ async fn commit_all(
         } = op
         {
             claim_jobs(&mut script, i, *now, *lease_until, *limit);
-            claims += 1;
         }
     }
+    let claims = ops.iter().any(|op| matches!(op, Op::Claim { .. }));
     script.push("COMMIT");
     // The store's write lock keeps the pool's writers out; SQLite would make
     // them wait in its busy handler otherwise.
     let _guard = lock.lock().await;
-    let ran = if claims == 0 {
+    let ran = if !claims {
         script
             .build()
             .execute(&mut writer.conn)

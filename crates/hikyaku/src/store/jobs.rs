@@ -165,7 +165,7 @@ impl Store {
         now: i64,
         lease_until: i64,
         limit: u32,
-    ) -> Result<Vec<(Job, Option<bytes::Bytes>)>> {
+    ) -> Result<Vec<super::batch::Claimed>> {
         match self
             .batch
             .submit(super::batch::Op::Claim {

@@ -84,14 +84,6 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-async fn begin_write(pool: &SqlitePool, lock: &Arc<tokio::sync::Mutex<()>>) -> Result<WriteTx> {
-    let guard = lock.clone().lock_owned().await;
-    Ok(WriteTx {
-        tx: pool.begin_with("BEGIN IMMEDIATE").await?,
-        _lock: guard,
-    })
-}
-
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -184,7 +176,11 @@ impl Store {
 
     /// Begins a write transaction (`BEGIN IMMEDIATE`).
     pub(crate) async fn write(&self) -> Result<WriteTx> {
-        begin_write(&self.pool, &self.write_lock).await
+        let guard = self.write_lock.clone().lock_owned().await;
+        Ok(WriteTx {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _lock: guard,
+        })
     }
 
     /// A small key/value setting edited from the Remote UI.
