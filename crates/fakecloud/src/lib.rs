@@ -412,6 +412,33 @@ impl FakeCloud {
             .remove(&mailbox.to_ascii_lowercase());
     }
 
+    /// Every write of SMTP replies waits this long first, as if the link
+    /// to the service had that round-trip time (load runs of a WAN).
+    pub fn set_smtp_reply_delay(&self, delay: Duration) {
+        self.shared().lock().smtp_reply_delay = delay;
+    }
+
+    /// Whether EHLO offers PIPELINING (it does unless told otherwise).
+    pub fn set_pipelining(&self, offered: bool) {
+        self.shared().lock().no_pipelining = !offered;
+    }
+
+    /// RCPT of this address is refused with `code`: a `5xx` as for a
+    /// mailbox that does not exist (`5.1.10` Exchange, `5.1.1` Gmail), a
+    /// `4xx` as for one that cannot take mail now. `0` accepts it again.
+    pub fn refuse_recipient(&self, address: &str, code: u16) {
+        let mut inner = self.shared().lock();
+        if code == 0 {
+            inner
+                .refused_recipients
+                .remove(&address.to_ascii_lowercase());
+        } else {
+            inner
+                .refused_recipients
+                .insert(address.to_ascii_lowercase(), code);
+        }
+    }
+
     /// Fault for all SMTP listeners (until changed).
     pub fn set_smtp_fault(&self, f: SmtpFault) {
         self.shared().lock().smtp_fault = f;

@@ -60,6 +60,7 @@ pub(crate) async fn serve(
             kind,
             stream: Stream::Plain(tcp),
             buf: Vec::new(),
+            out: Vec::new(),
             tls: false,
             greeted: false,
             auth_user: None,
@@ -122,6 +123,9 @@ struct Session {
     stream: Stream,
     /// Bytes read but not yet consumed (pipelined commands, message data).
     buf: Vec<u8>,
+    /// Replies not yet written: while pipelined commands wait in `buf`,
+    /// their replies go out together, as real servers send them (RFC 2920).
+    out: Vec<u8>,
     tls: bool,
     greeted: bool,
     auth_user: Option<String>,
@@ -191,11 +195,28 @@ impl Session {
     }
 
     async fn send(&mut self, code: u16, text: &str) -> io::Result<()> {
-        let r = reply(code, text);
-        self.stream.write_all(r.as_bytes()).await
+        self.out.extend_from_slice(reply(code, text).as_bytes());
+        if self.buf.contains(&b'\n') {
+            return Ok(());
+        }
+        self.flush_out().await
+    }
+
+    async fn flush_out(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let delay = self.shared.lock().smtp_reply_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.stream.write_all(&out).await
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
+        // Nothing is waited for while a reply is still held back.
+        self.flush_out().await?;
         let mut tmp = [0u8; 8192];
         let n = self.stream.read(&mut tmp).await?;
         self.buf.extend_from_slice(&tmp[..n]);
@@ -227,6 +248,7 @@ impl Session {
     }
 
     async fn start_tls(&mut self) -> io::Result<()> {
+        self.flush_out().await?;
         match std::mem::replace(&mut self.stream, Stream::Gone) {
             Stream::Plain(tcp) => {
                 let tls = self.acceptor.accept(tcp).await?;
@@ -242,6 +264,12 @@ impl Session {
     }
 
     async fn run(mut self) -> io::Result<()> {
+        let ended = self.dialogue().await;
+        let flushed = self.flush_out().await;
+        ended.and(flushed)
+    }
+
+    async fn dialogue(&mut self) -> io::Result<()> {
         if matches!(self.fault(), SmtpFault::Down) {
             return Ok(());
         }
@@ -368,7 +396,9 @@ impl Session {
             format!("smtp.gmail.com at your service, [{host}]")
         }];
         lines.push(format!("SIZE {MAX_MESSAGE}"));
-        lines.push("PIPELINING".into());
+        if !self.shared.lock().no_pipelining {
+            lines.push("PIPELINING".into());
+        }
         lines.push("8BITMIME".into());
         lines.push("ENHANCEDSTATUSCODES".into());
         if !self.tls {
@@ -394,6 +424,7 @@ impl Session {
         };
         if matches!(self.fault(), SmtpFault::InjectAfterStartTls) {
             let both = format!("{}250 2.0.0 injected\r\n", reply(220, text));
+            self.flush_out().await?;
             self.stream.write_all(both.as_bytes()).await?;
         } else {
             self.send(220, text).await?;
@@ -547,6 +578,9 @@ impl Session {
         if self.mail_from.is_some() {
             return self.send(503, "5.5.1 Sender already specified").await;
         }
+        if self.buf.contains(&b'\n') {
+            self.shared.lock().smtp_connections.pipelined_envelopes += 1;
+        }
         if let Some((code, text)) = self.reply_fault(SmtpStage::Mail) {
             return self.send(code, &text).await;
         }
@@ -576,6 +610,26 @@ impl Session {
             return self.send(503, "5.5.1 Need mail command").await;
         }
         if let Some((code, text)) = self.reply_fault(SmtpStage::Rcpt) {
+            return self.send(code, &text).await;
+        }
+        let refused = self
+            .shared
+            .lock()
+            .refused_recipients
+            .get(&to.to_ascii_lowercase())
+            .copied();
+        if let Some(code) = refused {
+            let text = match (code >= 500, self.exchange()) {
+                (true, true) => format!(
+                    "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient {to} not found by SMTP address lookup"
+                ),
+                (true, false) => format!(
+                    "5.1.1 The email account that you tried to reach does not exist. {to} fakecloud - gsmtp"
+                ),
+                (false, _) => {
+                    format!("4.2.1 Mailbox {to} cannot take mail right now, try again later")
+                }
+            };
             return self.send(code, &text).await;
         }
         self.rcpt_to.push(to.to_owned());

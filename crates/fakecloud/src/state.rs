@@ -113,6 +113,9 @@ pub struct SmtpConnections {
     pub max_open: u64,
     /// Successful AUTH commands so far.
     pub authentications: u64,
+    /// MAIL commands that arrived with the rest of their envelope already
+    /// sent behind them (a client pipelining, RFC 2920).
+    pub pipelined_envelopes: u64,
 }
 
 /// One HTTP request the HTTPS server received.
@@ -221,6 +224,12 @@ pub(crate) struct Inner {
     pub smtp_fault: SmtpFault,
     /// Lower-cased mailboxes for which Exchange refuses SMTP AUTH.
     pub smtp_auth_disabled: HashSet<String>,
+    /// EHLO leaves PIPELINING out (a server that does not offer it).
+    pub no_pipelining: bool,
+    /// Held before each write of SMTP replies: a link's round trip.
+    pub smtp_reply_delay: std::time::Duration,
+    /// Lower-cased recipients refused at RCPT, and the code they get.
+    pub refused_recipients: HashMap<String, u16>,
     pub inbox: Vec<ReceivedMessage>,
     pub requests: Vec<RecordedRequest>,
     pub smtp_connections: SmtpConnections,

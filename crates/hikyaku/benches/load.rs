@@ -9,7 +9,10 @@
 //! ```
 //!
 //! Options: `--messages N` (2000), `--connections C` (8), `--size BYTES`
-//! (body size, 2000), `--workers W` (hikyaku's delivery.workers, 8).
+//! (body size, 2000), `--workers W` (hikyaku's delivery.workers, 8),
+//! `--upstream-rtt MS` (0): fakecloud holds each SMTP reply this long, as
+//! a link to the cloud would; the load tool reaches hikyaku without delay,
+//! as a device on hikyaku's LAN does.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,6 +33,7 @@ struct Args {
     connections: usize,
     size: usize,
     workers: u64,
+    upstream_rtt_ms: usize,
 }
 
 fn args() -> Args {
@@ -38,6 +42,7 @@ fn args() -> Args {
         connections: 8,
         size: 2000,
         workers: 8,
+        upstream_rtt_ms: 0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -52,6 +57,7 @@ fn args() -> Args {
             "--connections" => a.connections = value("--connections").max(1),
             "--size" => a.size = value("--size"),
             "--workers" => a.workers = value("--workers").max(1) as u64,
+            "--upstream-rtt" => a.upstream_rtt_ms = value("--upstream-rtt"),
             // cargo bench passes --bench; ignore anything else.
             _ => {}
         }
@@ -202,10 +208,11 @@ fn ms(d: Duration) -> String {
 async fn run(a: Args) {
     let (n, c) = (a.messages, a.connections);
     println!(
-        "load: {n} messages of ~{} bytes over {c} connections, hikyaku delivery.workers = {}",
-        a.size, a.workers
+        "load: {n} messages of ~{} bytes over {c} connections, hikyaku delivery.workers = {}, upstream round trip {} ms",
+        a.size, a.workers, a.upstream_rtt_ms
     );
     let fc = harness::start_fakecloud().await;
+    fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
     let data = harness::prepare_data_dir(&fc).await;
     let work = tempfile::tempdir().expect("tempdir");
     let mut hk = Hikyaku::new(data.path(), work.path(), a.workers);
@@ -226,6 +233,7 @@ async fn run(a: Args) {
 
     // hikyaku: accepted by the intake, then delivered to fakecloud.
     let before = fc.inbox().len();
+    let cpu_before = (hk.cpu_time(), harness::cpu_time(None));
     let start = Instant::now();
     let intake = load(&Target::Intake(hk.smtp), "h", n, c, a.size).await;
     let accepted = start.elapsed();
@@ -233,6 +241,7 @@ async fn run(a: Args) {
     let timeout = Duration::from_secs(60 + (n as u64) / 5);
     let arrived = fc.wait_for_inbox(want, timeout).await.len() - before;
     let end_to_end = start.elapsed();
+    let cpu_after = (hk.cpu_time(), harness::cpu_time(None));
     assert_eq!(
         arrived,
         n - intake.refused,
@@ -248,7 +257,11 @@ async fn run(a: Args) {
         ca_pem: fc.ca_pem(),
         token: fc.issue_access_token(MAILBOX),
     };
+    let base_cpu_before = harness::cpu_time(None);
     let base = load(&exchange, "b", n, c, a.size).await;
+    let base_cpu = harness::cpu_time(None)
+        .zip(base_cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
     hk.terminate(Duration::from_secs(20));
 
     let hk_rate = n as f64 / end_to_end.as_secs_f64();
@@ -278,6 +291,27 @@ async fn run(a: Args) {
         ms(percentile(&base.latencies, 50.0)),
         ms(percentile(&base.latencies, 99.0))
     );
+    // Where the CPU went, per message: on a machine where all three share
+    // the cores, these bound the ratio whatever the latencies.
+    let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    if let ((Some(h0), Some(l0)), (Some(h1), Some(l1)), Some(b)) = (cpu_before, cpu_after, base_cpu)
+    {
+        let (hk_us, load_us, base_us) = (
+            per_message(h1.saturating_sub(h0)),
+            per_message(l1.saturating_sub(l0)),
+            per_message(b),
+        );
+        println!(
+            "CPU per message: hikyaku {hk_us:.0} µs, load tool + fakecloud {load_us:.0} µs; baseline (load tool + fakecloud) {base_us:.0} µs"
+        );
+        // Without a round trip to wait for, the baseline is bound by CPU.
+        if a.upstream_rtt_ms == 0 {
+            println!(
+                "the three share every core and the baseline is bound by CPU: CPU alone keeps the ratio under {:.0}%",
+                100.0 * base_us / (hk_us + load_us).max(1.0)
+            );
+        }
+    }
     println!(
         "refused: hikyaku {}, baseline {}",
         intake.refused, base.refused

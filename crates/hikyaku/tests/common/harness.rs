@@ -165,6 +165,22 @@ pub fn memory(pid: u32) -> Option<Memory> {
     })
 }
 
+/// CPU time (user + system, every thread) a process used so far; `None`
+/// for this process. In clock ticks of 10 ms (Linux's `USER_HZ`).
+pub fn cpu_time(pid: Option<u32>) -> Option<std::time::Duration> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(std::time::Duration::from_millis(ticks * 10))
+}
+
 /// The real `hikyaku serve` over a prepared data directory, as a child
 /// process on fixed free ports (so that clients find it again after a
 /// restart). Its log goes to `hikyaku.log` in the work directory.
@@ -251,6 +267,10 @@ impl Hikyaku {
 
     pub fn memory(&self) -> Option<Memory> {
         memory(self.pid()?)
+    }
+
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        cpu_time(Some(self.pid()?))
     }
 
     /// SIGKILL: no shutdown code runs, like a power cut for the process.

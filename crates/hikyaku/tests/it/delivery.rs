@@ -244,6 +244,19 @@ impl Env {
         self.delivery.deliver_one(job).await
     }
 
+    /// Delivers due jobs (notices included) until `id` had its attempt.
+    async fn deliver_job(&self, id: &str) -> Outcome {
+        for _ in 0..5 {
+            let job = self.claim().await;
+            let mine = job.id == id;
+            let o = self.delivery.deliver_one(job).await;
+            if mine {
+                return o;
+            }
+        }
+        panic!("job {id} was not claimed");
+    }
+
     async fn job(&self, id: &str) -> Job {
         self.store.job(id).await.unwrap()
     }
@@ -697,6 +710,88 @@ async fn refused_recipients_are_recorded_and_rate_limit_waits() {
         .find(|j| j.submitter == "hikyaku")
         .unwrap();
     assert_eq!((notice.state.as_str(), notice.attempts), ("deferred", 0));
+}
+
+/// With PIPELINING offered, MAIL, RCPT and DATA go out in one write (RFC
+/// 2920), and each reply of the group is still judged on its own; without
+/// it, the same happens step by step. A refused recipient is recorded and
+/// the others get the message; every recipient refused fails the job and
+/// leaves the session in step for the next one; a temporary refusal of one
+/// recipient abandons the transaction with nothing sent.
+#[tokio::test]
+async fn pipelined_and_stepwise_envelopes_judge_each_reply() {
+    for pipelining in [true, false] {
+        let env = Env::new(Flavor::Exchange).await;
+        env.cloud.set_pipelining(pipelining);
+        env.cloud.refuse_recipient("ghost@contoso.example", 550);
+
+        let id = env
+            .enqueue(
+                &["boss@contoso.example", "ghost@contoso.example"],
+                &simple("partial"),
+            )
+            .await;
+        let o = env.deliver_job(&id).await;
+        let Outcome::Sent { reply } = &o else {
+            panic!("{o:?}")
+        };
+        assert!(
+            reply.contains("<ghost@contoso.example>: 550 5.1.10 RESOLVER.ADR.RecipientNotFound"),
+            "{reply}"
+        );
+        let inbox = env.cloud.inbox();
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(inbox[0].rcpt_to, vec!["boss@contoso.example".to_owned()]);
+        assert!(String::from_utf8_lossy(&inbox[0].data).contains("Subject: partial"));
+
+        let id = env
+            .enqueue(&["ghost@contoso.example"], &simple("nobody"))
+            .await;
+        let o = env.deliver_job(&id).await;
+        let Outcome::Failed { reply } = &o else {
+            panic!("{o:?}")
+        };
+        assert!(reply.contains("all recipients refused"), "{reply}");
+        assert!(reply.contains("5.1.10"), "{reply}");
+
+        // The session is still usable: the next job goes over it.
+        let id = env
+            .enqueue(&["boss@contoso.example"], &simple("after"))
+            .await;
+        assert!(matches!(env.deliver_job(&id).await, Outcome::Sent { .. }));
+        let connections = env.cloud.smtp_connections();
+        assert_eq!(connections.opened, 1, "pipelining {pipelining}");
+        assert_eq!(
+            connections.pipelined_envelopes > 0,
+            pipelining,
+            "{connections:?}"
+        );
+
+        // One recipient busy (4xx) while the other is accepted: nothing is
+        // sent to anyone now, the whole job is tried again later.
+        env.cloud.refuse_recipient("busy@contoso.example", 451);
+        let before = env.cloud.inbox().len();
+        let id = env
+            .enqueue(
+                &["boss@contoso.example", "busy@contoso.example"],
+                &simple("later"),
+            )
+            .await;
+        let o = env.deliver_job(&id).await;
+        assert!(deferred_reply(&o).contains("451 4.2.1"), "{o:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(env.cloud.inbox().len(), before, "nothing was delivered");
+        env.cloud.refuse_recipient("busy@contoso.example", 0);
+        assert!(matches!(env.deliver_job(&id).await, Outcome::Sent { .. }));
+        let last = env.cloud.inbox().pop().unwrap();
+        assert_eq!(
+            last.rcpt_to,
+            vec![
+                "boss@contoso.example".to_owned(),
+                "busy@contoso.example".to_owned()
+            ]
+        );
+    }
 }
 
 #[tokio::test]
