@@ -291,8 +291,8 @@ async fn run(a: Args) {
         ms(percentile(&base.latencies, 50.0)),
         ms(percentile(&base.latencies, 99.0))
     );
-    // Where the CPU went, per message: on a machine where all three share
-    // the cores, these bound the ratio whatever the latencies.
+    // Where the CPU went, per message: with all three sharing the cores,
+    // they bound the ratio when the baseline is bound by CPU.
     let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     if let ((Some(h0), Some(l0)), (Some(h1), Some(l1)), Some(b)) = (cpu_before, cpu_after, base_cpu)
     {

@@ -46,7 +46,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -235,29 +235,25 @@ struct Wire {
 }
 
 /// What the session tells its [`Wire`] once lettre owns it.
-#[derive(Default)]
 struct Control {
-    /// Flushes to skip: 1 before lettre's `message()`, so that the message
-    /// and its final dot leave together.
-    hold: AtomicU8,
-    /// While lettre connects: the bytes it reads (greeting and EHLO reply),
-    /// kept to learn the extensions lettre does not record (PIPELINING).
+    /// Skip the next flush: set before lettre's `message()`, so that the
+    /// message and its final dot leave together.
+    hold: AtomicBool,
+    /// While lettre connects (`Some`): the bytes it reads (greeting and EHLO
+    /// reply), kept to learn the extensions lettre does not record.
     heard: std::sync::Mutex<Option<Vec<u8>>>,
-    listening: AtomicBool,
 }
 
 impl Control {
-    fn listen(&self) {
-        if let Ok(mut heard) = self.heard.lock() {
-            *heard = Some(Vec::new());
-            self.listening.store(true, Ordering::Relaxed);
+    /// Listening from the start.
+    fn listening() -> Self {
+        Control {
+            hold: AtomicBool::new(false),
+            heard: std::sync::Mutex::new(Some(Vec::new())),
         }
     }
 
     fn heard(&self, bytes: &[u8]) {
-        if !self.listening.load(Ordering::Relaxed) {
-            return;
-        }
         if let Ok(mut heard) = self.heard.lock()
             && let Some(h) = heard.as_mut()
             && h.len() + bytes.len() <= MAX_PLAIN_REPLY * 2
@@ -268,7 +264,6 @@ impl Control {
 
     /// Stops listening and returns what was heard.
     fn stop(&self) -> Vec<u8> {
-        self.listening.store(false, Ordering::Relaxed);
         self.heard
             .lock()
             .ok()
@@ -276,11 +271,13 @@ impl Control {
             .unwrap_or_default()
     }
 
+    fn hold_next_flush(&self, hold: bool) {
+        self.hold.store(hold, Ordering::Relaxed);
+    }
+
     /// Whether this flush is to be skipped (and counts it as skipped).
     fn skip_flush(&self) -> bool {
-        self.hold
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok()
+        self.hold.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -541,8 +538,7 @@ async fn connect_inner(t: &Target) -> Result<Session, SmtpError> {
             stage: Stage::Tls,
             reason: describe_io(&e),
         })?;
-    let control = Arc::new(Control::default());
-    control.listen();
+    let control = Arc::new(Control::listening());
     let wire = Wire {
         replay,
         replayed: 0,
@@ -702,9 +698,9 @@ impl Session {
         let size_allowance =
             Duration::from_secs(u64::try_from(data.len() / 65_536).unwrap_or(u64::MAX));
         let limit = self.command_timeout + size_allowance;
-        self.control.hold.store(1, Ordering::Relaxed);
+        self.control.hold_next_flush(true);
         let reply = tokio::time::timeout(limit, self.conn.message(data)).await;
-        self.control.hold.store(0, Ordering::Relaxed);
+        self.control.hold_next_flush(false);
         let reply = match reply {
             Err(_) => return Err(smtp(timed_out(Stage::EndOfData, limit))),
             Ok(Err(e)) => return Err(smtp(from_lettre(Stage::EndOfData, &e))),
