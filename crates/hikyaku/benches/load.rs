@@ -13,6 +13,10 @@
 //! `--upstream-rtt MS` (0): fakecloud holds each SMTP reply this long, as
 //! a link to the cloud would; the load tool reaches hikyaku without delay,
 //! as a device on hikyaku's LAN does.
+//!
+//! A third run sends the baseline's traffic through a process that only
+//! forwards bytes (no SMTP, no TLS termination, no disk): the floor of what
+//! any relay in the path costs on this machine, side by side with the rest.
 
 #![allow(clippy::unwrap_used)]
 
@@ -264,6 +268,21 @@ async fn run(a: Args) {
         .map(|(a, b)| a.saturating_sub(b));
     hk.terminate(Duration::from_secs(20));
 
+    // The floor: the baseline's sessions through a byte forwarder.
+    let mut forwarder = Forwarder::start(fc.exchange_smtp_addr());
+    let forwarded = Target::Exchange {
+        addr: forwarder.addr,
+        ca_pem: fc.ca_pem(),
+        token: fc.issue_access_token(MAILBOX),
+    };
+    let floor_cpu_before = forwarder.cpu_time();
+    let floor = load(&forwarded, "f", n, c, a.size).await;
+    let floor_cpu = forwarder
+        .cpu_time()
+        .zip(floor_cpu_before)
+        .map(|(a, b)| a.saturating_sub(b));
+    forwarder.stop();
+
     let hk_rate = n as f64 / end_to_end.as_secs_f64();
     let accept_rate = n as f64 / accepted.as_secs_f64();
     let base_rate = n as f64 / base.elapsed.as_secs_f64();
@@ -279,6 +298,12 @@ async fn run(a: Args) {
     println!(
         "ratio hikyaku/baseline: {:.1}% (budget: at least 80%)",
         100.0 * hk_rate / base_rate
+    );
+    let floor_rate = n as f64 / floor.elapsed.as_secs_f64();
+    println!(
+        "floor, the baseline through a byte forwarder (no SMTP, TLS or disk in it): {floor_rate:.1} messages/s = {:.1}% of the baseline; hikyaku = {:.1}% of the floor",
+        100.0 * floor_rate / base_rate,
+        100.0 * hk_rate / floor_rate
     );
     println!(
         "hikyaku accept latency (final dot to 250): p50 {}, p99 {}, max {}",
@@ -304,6 +329,12 @@ async fn run(a: Args) {
         println!(
             "CPU per message: hikyaku {hk_us:.0} µs, load tool + fakecloud {load_us:.0} µs; baseline (load tool + fakecloud) {base_us:.0} µs"
         );
+        if let Some(f) = floor_cpu {
+            println!(
+                "CPU per message of the byte forwarder: {:.0} µs",
+                per_message(f)
+            );
+        }
         // Without a round trip to wait for, the baseline is bound by CPU.
         if a.upstream_rtt_ms == 0 {
             println!(
@@ -343,11 +374,87 @@ async fn run(a: Args) {
     );
 }
 
+/// The byte forwarder as a child process (this binary with `--forward`), so
+/// that its CPU time is its own.
+struct Forwarder {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Forwarder {
+    fn start(to: SocketAddr) -> Self {
+        use std::io::BufRead as _;
+        let exe = std::env::current_exe().expect("the load tool's path");
+        let mut child = std::process::Command::new(exe)
+            .args(["--bench", "--forward", &to.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the forwarder");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("the forwarder's stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the forwarder's address");
+        let addr = line.trim().parse().expect("the forwarder's address");
+        Forwarder { child, addr }
+    }
+
+    fn cpu_time(&self) -> Option<Duration> {
+        harness::cpu_time(Some(self.child.id()))
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--forward ADDR`: accepts on a free loopback port, prints it, and copies
+/// the bytes of every connection to and from ADDR; the least a relay does.
+/// One thread, as the cheapest forwarder would be.
+fn forward(to: SocketAddr) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the forwarder");
+        println!(
+            "{}",
+            listener.local_addr().expect("the forwarder's address")
+        );
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not, and
     // the suite has no time for a load run (scripts/test runs a small one).
     if !std::env::args().any(|a| a == "--bench") {
         println!("load: not run under cargo test; see benches/load.rs for cargo bench");
+        return;
+    }
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(to) = argv
+        .iter()
+        .position(|a| a == "--forward")
+        .and_then(|i| argv.get(i + 1))
+    {
+        forward(to.parse().expect("--forward needs an address"));
         return;
     }
     let a = args();
