@@ -35,6 +35,20 @@ pub enum Permission {
     ManageJobs,
 }
 
+impl Permission {
+    /// Managing what sends as a provider's mailbox: its OAuth settings, and
+    /// the E-mail Settings, submitters and allowlist entries that send
+    /// through it. So a NetworkAdmin cannot point Google's token at another
+    /// server or send as the Google mailbox: the seed reserves Google to
+    /// Administrators.
+    pub fn manage(provider: crate::provider::Provider) -> Permission {
+        match provider {
+            crate::provider::Provider::Microsoft => Permission::ManageMicrosoft,
+            crate::provider::Provider::Google => Permission::ManageGoogle,
+        }
+    }
+}
+
 impl Role {
     pub const ALL: [Role; 3] = [Role::Administrator, Role::NetworkAdmin, Role::GeneralUser];
 
@@ -84,5 +98,9 @@ mod tests {
         assert!(Role::GeneralUser.allows(Permission::ViewStatus));
         assert_eq!(Role::parse("network-admin"), Some(Role::NetworkAdmin));
         assert_eq!(Role::parse("root"), None);
+        use crate::provider::Provider;
+        assert!(Role::NetworkAdmin.allows(Permission::manage(Provider::Microsoft)));
+        assert!(!Role::NetworkAdmin.allows(Permission::manage(Provider::Google)));
+        assert!(Role::Administrator.allows(Permission::manage(Provider::Google)));
     }
 }

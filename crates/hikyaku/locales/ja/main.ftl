@@ -128,6 +128,7 @@ smtp-starttls = STARTTLS
 smtp-implicit = TLS(暗黙)
 sender = 送信者アドレス
 sender-hint = 空欄の場合は認可されたメールボックス
+account-admin-only = このアカウントで送信する設定は管理者だけが変更できます。
 default-sender = 送信に使う既定のアカウント
 jobs-title = 送信ジョブ履歴
 job-time = 日時

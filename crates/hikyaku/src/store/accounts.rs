@@ -346,7 +346,13 @@ impl Store {
     }
 
     /// Stores a pending authorization (sealed) and sets the token status to
-    /// `authorizing`, or clears it (`None`).
+    /// `authorizing`, or clears it (`None`) with the status it ended in.
+    ///
+    /// While the account's token is Active, a new authorization runs beside
+    /// it: the status stays Active, so that delivery goes on with the grant
+    /// in use (merely opening Google's Register page must not stop the
+    /// mail), and a new authorization that fails leaves that grant in place,
+    /// with the reason as a warning instead of an Error.
     pub async fn set_authorization(
         &self,
         id: i64,
@@ -355,7 +361,14 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<()> {
         let _changing = self.accounts.changing();
-        sqlx::query("UPDATE accounts SET authorization = ?2, token_status = ?3, token_reason = ?4, token_warning = NULL WHERE id = ?1")
+        // SET expressions read the row as it was before the UPDATE.
+        sqlx::query("UPDATE accounts SET authorization = ?2, \
+             token_status = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN 'active' ELSE ?3 END, \
+             token_reason = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN NULL ELSE ?4 END, \
+             token_warning = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL AND ?3 = 'error' \
+                 THEN 'A new authorization ended: ' || COALESCE(?4, 'no reason given') || '. The current authorization is still in use.' \
+                 WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN token_warning ELSE NULL END \
+             WHERE id = ?1")
             .bind(id)
             .bind(sealed)
             .bind(status)

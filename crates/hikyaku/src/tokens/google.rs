@@ -265,9 +265,6 @@ impl Inner {
 
     /// After a restart: listen again on the stored redirect port, if it is free.
     pub(crate) async fn resume_google(self: &Arc<Self>, a: &Account, p: PendingGoogle) {
-        if TokenStatus::parse(&a.token_status) != TokenStatus::Authorizing {
-            return;
-        }
         let age = self.clock.unix().saturating_sub(p.created_at);
         if age < 0 || age > i64::try_from(LISTEN_FOR.as_secs()).unwrap_or(900) {
             return;
@@ -361,9 +358,10 @@ impl Inner {
             },
             Err(PasteError::Provider { error, .. }) if error == "access_denied" => {
                 let text = TokensError::AccessDenied.to_string();
+                // Ends this authorization; an Active grant beside it stays.
                 if let Err(e) = self
                     .store
-                    .set_token_status(id, TokenStatus::Error.as_str(), Some(&text), None)
+                    .set_authorization(id, None, TokenStatus::Error.as_str(), Some(&text))
                     .await
                 {
                     tracing::warn!(account = id, error = %e, "cannot store the token status");

@@ -297,7 +297,10 @@ impl TokenService {
         if a.provider == Provider::Microsoft
             && a.enabled
             && report.status == ConnectionStatus::Successful
-            && TokenStatus::parse(&a.token_status) != TokenStatus::Active
+            // Only the first time (the seed's step 9): after an Error (a
+            // declined or expired code), Refresh re-reads the status and
+            // keeps the reason in view; "Get a new code" starts again.
+            && TokenStatus::parse(&a.token_status) == TokenStatus::NotRegistered
             && self.pending_device_code(account_id).await?.is_none()
             && let Err(e) = self.start_device_authorization(account_id).await
         {

@@ -159,6 +159,7 @@ async fn email_put(
 ) -> Result<Response, WebError> {
     caller.require(Permission::ManageEmail)?;
     let p = provider(&p)?;
+    caller.require(Permission::manage(p))?;
     let host = b.smtp_host.trim().to_ascii_lowercase();
     let (port, sender) = match super::pages::validate_email(
         &host,
@@ -213,10 +214,7 @@ async fn test_email(
     ApiJson(b): ApiJson<TestBody>,
 ) -> Result<Response, WebError> {
     let p = provider(&p)?;
-    caller.require(match p {
-        Provider::Microsoft => Permission::ManageMicrosoft,
-        Provider::Google => Permission::ManageGoogle,
-    })?;
+    caller.require(Permission::manage(p))?;
     let id = super::pages::oauth::send_test(&state, p, &b.to, &caller.name, &caller.source).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))).into_response())
 }
@@ -279,6 +277,9 @@ async fn submitters_add(
     super::pages::validate_new_user(&Tr::new(Locale::En), &b.name, &b.password)
         .map_err(WebError::BadRequest)?;
     let account = account_id(&state, b.provider.as_deref()).await?;
+    if let Some(p) = super::pages::sending_permission(&state, account).await? {
+        caller.require(p)?;
+    }
     let hash = super::auth::hash_password(b.password).await?;
     state
         .store
@@ -337,6 +338,9 @@ async fn allowlist_add(
         .map_err(WebError::BadRequest)?
         .to_string();
     let account = account_id(&state, b.provider.as_deref()).await?;
+    if let Some(p) = super::pages::sending_permission(&state, account).await? {
+        caller.require(p)?;
+    }
     state
         .store
         .add_allow_entry(&cidr, account, state.clock.unix())

@@ -333,6 +333,16 @@ async fn declined_and_expired_codes_then_a_new_code_works() {
         "{}",
         page.body
     );
+    // Refresh (the seed's step 12) re-reads the status: the reason stays in
+    // view and no code replaces it until one is asked for.
+    let page = refresh(&admin, "microsoft").await;
+    assert!(
+        by_id(&page, "token-status")
+            .is_some_and(|s| s.starts_with("Error") && s.contains("declined")),
+        "{}",
+        page.body
+    );
+    assert!(by_id(&page, "user-code").is_none(), "{}", page.body);
     // A new code, which then expires.
     let r = admin
         .submit(
@@ -513,8 +523,13 @@ async fn google_step_2_with_the_pasted_url_and_with_the_bare_code() {
             "{body}"
         );
     }
-    // Register again with only the code part.
+    // Register again with only the code part. Opening the page does not take
+    // the Active token out of service: mail goes on meanwhile.
     let url = register_url(&admin).await;
+    assert_eq!(
+        admin.get("/api/v1/oauth/google").await.json()["token_status"],
+        "active"
+    );
     let redirect = fc.google_consent(&url, GMAIL).expect("consent");
     let code = url::Url::parse(&redirect)
         .expect("url")
@@ -618,6 +633,71 @@ async fn google_is_administrator_only_and_switching_off_revokes() {
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 403);
+    // Nor can a NetworkAdmin change what sends through the Google account:
+    // its upstream server (where its token would go), or a submitter or an
+    // allowlist entry that sends as its mailbox. Microsoft's stay open.
+    let email = |provider: &'static str| {
+        vec![
+            ("provider", provider),
+            ("smtp_host", "elsewhere.example"),
+            ("smtp_port", "587"),
+            ("smtp_security", "starttls"),
+        ]
+    };
+    let r = net
+        .submit(
+            "/settings/send/email",
+            "/settings/send/email",
+            &email("google"),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = net
+        .submit(
+            "/settings/send/email",
+            "/settings/send/email",
+            &email("microsoft"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let put = net
+        .client
+        .put(server.url("/api/v1/email/google"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"smtp_host": "elsewhere.example", "smtp_port": 587, "smtp_security": "starttls"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status().as_u16(), 403);
+    let r = net
+        .submit(
+            "/settings/send/email",
+            "/settings/send/submitters",
+            &[
+                ("name", "copier"),
+                ("password", "a long password 1"),
+                ("provider", "google"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = net
+        .submit(
+            "/settings/send/email",
+            "/settings/send/allowlist",
+            &[("cidr", "192.0.2.9/32"), ("provider", "google")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let api = admin.get("/api/v1/email/google").await.json();
+    assert_ne!(api["smtp_host"], "elsewhere.example", "{api}");
+    let page = net.get("/settings/send/email").await;
+    assert!(
+        page.body
+            .contains("Only an Administrator can change what sends through this account"),
+        "{}",
+        page.body
+    );
     authorize_google(&server, &fc, &admin).await;
     let r = admin
         .submit(

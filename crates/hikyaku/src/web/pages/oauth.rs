@@ -162,7 +162,8 @@ pub async fn save_basic(
 
 /// The pending device code of a Microsoft account, for display.
 pub async fn device_view(state: &AppState, a: &Account) -> Result<Option<DeviceView>, WebError> {
-    if !a.enabled || a.token_status != "authorizing" {
+    // A new code may be pending beside an Active token (re-authorization).
+    if !a.enabled || !a.has_authorization {
         return Ok(None);
     }
     let offset = display_offset(state).await;

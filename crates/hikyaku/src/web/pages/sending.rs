@@ -28,6 +28,8 @@ pub struct EmailAccountView {
     pub sender: String,
     pub mailbox: Option<String>,
     pub is_default: bool,
+    /// Whether the signed-in role may change what sends through it.
+    pub manageable: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -36,6 +38,8 @@ struct EmailPage {
     c: Chrome,
     errors: Vec<String>,
     accounts: Vec<EmailAccountView>,
+    /// Whether the role may add what sends through the default account.
+    default_manageable: bool,
     submitters: Vec<(String, String)>,
     allowlist: Vec<(String, String)>,
 }
@@ -50,13 +54,33 @@ async fn account_label(state: &AppState, ui: &Ui, id: Option<i64>) -> String {
     }
 }
 
+/// What it takes to make a submitter or allowlist entry send through
+/// `account` (`None`: the default account, if one is chosen): managing that
+/// account's provider.
+pub async fn sending_permission(
+    state: &AppState,
+    account: Option<i64>,
+) -> Result<Option<Permission>, WebError> {
+    let provider = match account {
+        Some(id) => Some(state.store.account(id).await?.provider),
+        None => state
+            .store
+            .accounts()
+            .await?
+            .into_iter()
+            .find(|a| a.is_default)
+            .map(|a| a.provider),
+    };
+    Ok(provider.map(Permission::manage))
+}
+
 async fn render_email(
     state: &AppState,
     ui: &Ui,
     notice: Option<String>,
     errors: Vec<String>,
 ) -> Result<Response, WebError> {
-    let accounts = state
+    let accounts: Vec<EmailAccountView> = state
         .store
         .accounts()
         .await?
@@ -70,6 +94,7 @@ async fn render_email(
             sender: a.sender.unwrap_or_default(),
             mailbox: a.mailbox,
             is_default: a.is_default,
+            manageable: ui.can(Permission::manage(a.provider)),
         })
         .collect();
     let mut submitters = Vec::new();
@@ -86,6 +111,10 @@ async fn render_email(
         EmailPage {
             c: Chrome::for_ui(ui, state, "/settings/send/email").with_notice(notice),
             errors,
+            default_manageable: accounts
+                .iter()
+                .find(|a| a.is_default)
+                .is_none_or(|a| a.manageable),
             accounts,
             submitters,
             allowlist,
@@ -174,6 +203,7 @@ pub async fn email_submit(
     ui.check_csrf(&form.csrf)?;
     let provider = Provider::parse(&form.provider)
         .ok_or_else(|| WebError::BadRequest("unknown provider".into()))?;
+    ui.require(Permission::manage(provider))?;
     let host = form.smtp_host.trim().to_ascii_lowercase();
     let (port, sender) =
         match validate_email(&host, &form.smtp_port, &form.smtp_security, &form.sender) {
@@ -240,6 +270,9 @@ pub async fn submitter_add(
         return render_email(&state, &ui, None, vec![e]).await;
     }
     let account = account_id_for(&state, &form.provider).await?;
+    if let Some(p) = sending_permission(&state, account).await? {
+        ui.require(p)?;
+    }
     let hash = auth::hash_password(form.password).await?;
     match state
         .store
@@ -291,6 +324,9 @@ pub async fn allowlist_add(
         Err(e) => return render_email(&state, &ui, None, vec![e]).await,
     };
     let account = account_id_for(&state, &form.provider).await?;
+    if let Some(p) = sending_permission(&state, account).await? {
+        ui.require(p)?;
+    }
     match state
         .store
         .add_allow_entry(&cidr.to_string(), account, state.clock.unix())
