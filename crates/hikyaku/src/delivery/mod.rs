@@ -803,13 +803,15 @@ impl Delivery {
                 if let Some(l) = lease {
                     inner.pool.put(*l);
                 }
-                let mut result = store.mark_sent(&job.id, &recorded, now).await;
+                let mut result = store
+                    .mark_sent(&job.id, Some(account), &recorded, now)
+                    .await;
                 for _ in 0..3 {
                     match &result {
                         Err(e) if e.is_temporary() => {
                             tokio::time::sleep(Duration::from_millis(500)).await;
                             result = store
-                                .mark_sent(&job.id, &recorded, inner.clock.unix())
+                                .mark_sent(&job.id, Some(account), &recorded, inner.clock.unix())
                                 .await;
                         }
                         _ => break,
@@ -846,7 +848,11 @@ impl Delivery {
                 account,
             } => {
                 let reply = with_advice(reply);
-                log_err("the failure", store.mark_failed(&job.id, &reply, now).await);
+                let via = account.as_ref().map(|(id, _)| *id);
+                log_err(
+                    "the failure",
+                    store.mark_failed(&job.id, via, &reply, now).await,
+                );
                 tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code, "failed");
                 let failed = if failed.is_empty() {
                     job.rcpt_to
@@ -894,7 +900,12 @@ impl Delivery {
             "{last} (gave up: not delivered within {} hours)",
             self.inner.config.max_age_hours
         );
-        if let Err(e) = self.inner.store.mark_failed(&job.id, &reply, now).await {
+        if let Err(e) = self
+            .inner
+            .store
+            .mark_failed(&job.id, None, &reply, now)
+            .await
+        {
             tracing::error!(job_id = %job.id, error = %e, "cannot record the failure; the lease will expire and the job be retried");
         }
         let failed: Vec<(String, String)> = job

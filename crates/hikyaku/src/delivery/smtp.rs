@@ -119,6 +119,12 @@ impl SmtpError {
     pub fn reply(&self) -> String {
         match self {
             SmtpError::Reply { code, text, .. } => format!("{code} {text}"),
+            SmtpError::Transport {
+                stage: Stage::Connect,
+                reason,
+            } => format!(
+                "{reason} (at connect) — check SMTP Server and Port in E-mail Settings, and that this machine can reach that server (firewall, outbound proxy)"
+            ),
             SmtpError::Transport { stage, reason } => {
                 format!("{reason} (at {})", stage.as_str())
             }
@@ -498,9 +504,10 @@ async fn starttls_plain(tcp: &mut TcpStream, hello: &ClientId) -> Result<Vec<u8>
 
 /// Opens TCP (with `TCP_NODELAY`) to the first address of `host` that answers.
 async fn open_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpStream, SmtpError> {
+    // The reason names the server: the history shows which one failed.
     let transport = |reason: String| SmtpError::Transport {
         stage: Stage::Connect,
-        reason,
+        reason: format!("{host}:{port}: {reason}"),
     };
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
@@ -515,7 +522,7 @@ async fn open_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpStream, S
                 return Ok(tcp);
             }
             Ok(Err(e)) => last = transport(describe_io(&e)),
-            Err(_) => last = timed_out(Stage::Connect, limit),
+            Err(_) => last = transport(format!("no answer within {} s", limit.as_secs())),
         }
     }
     Err(last)
@@ -908,6 +915,16 @@ mod tests {
             stage: Stage::Connect,
             reason: "refused".into(),
         };
-        assert_eq!(e.reply(), "refused (at connect)");
+        assert!(
+            e.reply()
+                .starts_with("refused (at connect) — check SMTP Server and Port"),
+            "{}",
+            e.reply()
+        );
+        let e = SmtpError::Transport {
+            stage: Stage::Tls,
+            reason: "handshake".into(),
+        };
+        assert_eq!(e.reply(), "handshake (at tls)");
     }
 }

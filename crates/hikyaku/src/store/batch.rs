@@ -49,6 +49,8 @@ pub(crate) enum Op {
     Finish {
         id: String,
         state: &'static str,
+        /// The account it went out through (kept as it was when `None`).
+        via: Option<i64>,
         reply: String,
         now: i64,
     },
@@ -336,12 +338,13 @@ type Script = sqlx::QueryBuilder<sqlx::Sqlite>;
 /// Administrator's delete in the meantime is not undone.
 fn finish_jobs(script: &mut Script, ops: &[&Op]) {
     script.push(
-        "UPDATE jobs SET state = v.column2, lease_until = NULL, last_reply = v.column3, updated_at = v.column4 FROM (",
+        "UPDATE jobs SET state = v.column2, lease_until = NULL, last_reply = v.column3, updated_at = v.column4, via_account_id = COALESCE(v.column5, jobs.via_account_id) FROM (",
     );
     script.push_values(ops.iter().copied(), |mut row, op| {
         if let Op::Finish {
             id,
             state,
+            via,
             reply,
             now,
         } = op
@@ -349,7 +352,8 @@ fn finish_jobs(script: &mut Script, ops: &[&Op]) {
             row.push_bind(id.as_str())
                 .push_bind(*state)
                 .push_bind(reply.as_str())
-                .push_bind(*now);
+                .push_bind(*now)
+                .push_bind(*via);
         }
     });
     script.push(") AS v WHERE jobs.id = v.column1 AND jobs.state = 'sending'; ");

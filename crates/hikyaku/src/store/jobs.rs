@@ -47,6 +47,7 @@ impl NewJob {
             attempts: 1,
             next_attempt_at: now,
             last_reply: None,
+            via_account_id: None,
             created_at: now,
             updated_at: now,
         }
@@ -68,6 +69,8 @@ pub struct Job {
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_reply: Option<String>,
+    /// The account the job was last tried or delivered through.
+    pub via_account_id: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -96,12 +99,13 @@ pub(super) fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
         attempts: row.try_get("attempts")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
         last_reply: row.try_get("last_reply")?,
+        via_account_id: row.try_get("via_account_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
 }
 
-pub(super) const JOB_COLUMNS: &str = "id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, created_at, updated_at";
+pub(super) const JOB_COLUMNS: &str = "id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, via_account_id, created_at, updated_at";
 
 impl Store {
     /// Stores a message durably. When this returns `Ok`, the message survives
@@ -197,14 +201,22 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    /// Records the upstream's acceptance. Only a job still in `sending` moves,
-    /// so an Administrator's delete in the meantime is not undone.
-    pub async fn mark_sent(&self, id: &str, reply: &str, now: i64) -> Result<()> {
-        self.finish(id, SENT, reply, now).await
+    /// Records the upstream's acceptance through account `via`. Only a job
+    /// still in `sending` moves, so an Administrator's delete in the
+    /// meantime is not undone.
+    pub async fn mark_sent(&self, id: &str, via: Option<i64>, reply: &str, now: i64) -> Result<()> {
+        self.finish(id, SENT, via, reply, now).await
     }
 
-    pub async fn mark_failed(&self, id: &str, reply: &str, now: i64) -> Result<()> {
-        self.finish(id, FAILED, reply, now).await
+    /// Records a permanent failure (`via`: the account that refused it, if one did).
+    pub async fn mark_failed(
+        &self,
+        id: &str,
+        via: Option<i64>,
+        reply: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.finish(id, FAILED, via, reply, now).await
     }
 
     /// Defers a job until `next_attempt_at`. `count_attempt = false` undoes the
@@ -230,11 +242,19 @@ impl Store {
         Ok(())
     }
 
-    async fn finish(&self, id: &str, state: &'static str, reply: &str, now: i64) -> Result<()> {
+    async fn finish(
+        &self,
+        id: &str,
+        state: &'static str,
+        via: Option<i64>,
+        reply: &str,
+        now: i64,
+    ) -> Result<()> {
         self.batch
             .submit(super::batch::Op::Finish {
                 id: id.to_owned(),
                 state,
+                via,
                 reply: reply.to_owned(),
                 now,
             })
@@ -311,6 +331,13 @@ impl Store {
     /// Makes a deferred or failed job due now (Administrator's Retry now).
     pub async fn retry_job(&self, id: &str, now: i64) -> Result<()> {
         let mut tx = self.write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
         let has_body: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE job_id = ?1")
             .bind(id)
             .fetch_one(&mut *tx)
@@ -488,10 +515,10 @@ pub(crate) mod tests {
             tasks.push(tokio::spawn(async move {
                 let id = format!("f{i}");
                 if i == 3 {
-                    store.mark_failed(&id, "550 5.1.1 unknown", 250).await
+                    store.mark_failed(&id, None, "550 5.1.1 unknown", 250).await
                 } else {
                     store
-                        .mark_sent(&id, &format!("250 2.0.0 OK id{i}"), 250)
+                        .mark_sent(&id, None, &format!("250 2.0.0 OK id{i}"), 250)
                         .await
                 }
             }));

@@ -535,6 +535,16 @@ async fn upstream_down_then_restart_then_delivered_exactly_once() {
     assert_eq!(inbox.len(), 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(fc.inbox().len(), 1, "delivered once");
+    // The history names the account that delivered it and offers no
+    // Retry Now for a sent job; an unknown job is not found.
+    let (state, row) = job_state(&admin, "Survives restart").await.expect("row");
+    assert_eq!(state, "sent", "{row}");
+    assert!(row.contains("<td>Microsoft</td>"), "{row}");
+    assert!(!row.contains("/jobs/retry"), "{row}");
+    let r = admin
+        .submit("/jobs", "/jobs/retry", &[("id", "no-such-job")])
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
     assert_eq!(
         by_id(
             &admin.get("/settings/send/oauth/microsoft").await,

@@ -38,7 +38,23 @@ async fn first_run_setup_link_creates_the_administrator_once() {
     let b = Browser::new(&server);
     // A forged CSRF token changes nothing.
     let token = url.split("token=").nth(1).expect("token").to_string();
-    b.get(&url).await;
+    let page = b.get(&url).await;
+    // Switching the language keeps the one-time link.
+    let link = page
+        .body
+        .split("href=\"")
+        .find(|s| s.starts_with("/lang/ja"))
+        .and_then(|s| s.split('"').next())
+        .expect("language link")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let back = b.get(&link).await;
+    assert_eq!(back.status, 303);
+    assert_eq!(
+        back.location.as_deref(),
+        Some(format!("/setup?token={token}").as_str())
+    );
+    b.get("/lang/en?next=/").await;
     let forged = b
         .post_form(
             "/setup",
@@ -950,4 +966,43 @@ async fn sending_api_routes_validate_and_check_roles() {
     let (s, b) = call(Method::PATCH, "/api/v1/users", "adm", None).await;
     assert_eq!(s, 405);
     assert_eq!(b["error"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn job_history_pages_through_older_jobs() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let store = hikyaku::store::Store::open(server.dir.path())
+        .await
+        .expect("store");
+    for i in 0..105 {
+        let job = hikyaku::intake::store_sink::new_job(
+            "test",
+            "local",
+            None,
+            "a@example.com",
+            vec!["b@example.com".into()],
+            format!("Subject: page {i}\r\n\r\nx\r\n").into_bytes(),
+        );
+        store.enqueue(&job, 1_000 + i).await.expect("enqueue");
+    }
+    let rows = |p: &crate::support::Page| p.body.matches("<tr id=\"job-").count();
+    let first = admin.get("/jobs").await;
+    assert_eq!(rows(&first), 100);
+    assert!(first.body.contains("page 104") && !first.body.contains("page 4<"));
+    assert!(!first.body.contains("id=\"jobs-newer\""));
+    let older = first
+        .body
+        .split("id=\"jobs-older\"")
+        .next()
+        .and_then(|s| s.rsplit("href=\"").next())
+        .and_then(|s| s.split('"').next())
+        .expect("a link to older jobs")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let second = admin.get(&older).await;
+    assert_eq!(rows(&second), 5, "{}", second.body);
+    assert!(second.body.contains("page 4<") && second.body.contains("page 0<"));
+    assert!(second.body.contains("id=\"jobs-newer\""));
+    assert!(!second.body.contains("id=\"jobs-older\""));
 }

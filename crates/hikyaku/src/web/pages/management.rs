@@ -23,6 +23,8 @@ struct DateTimePage {
     now_utc: String,
     now_local: String,
     local_label: String,
+    /// The display zone's offset from UTC (its row is left out when 0).
+    offset_secs: i32,
     sync: String,
     skews: Vec<(String, String)>,
     zones: Vec<(String, String)>,
@@ -101,6 +103,7 @@ async fn render_datetime(
         warnings: super::skew_warnings(&ui.tr, &accounts),
         now_utc: fmt_time(now, time::UtcOffset::UTC),
         now_local: fmt_time(now, offset),
+        offset_secs: offset.whole_seconds(),
         local_label: ui.tr.args("datetime-local", &[("zone", zone_label)]),
         sync,
         skews,

@@ -371,8 +371,13 @@ pub async fn setup_page(
     } else {
         StatusCode::GONE
     };
+    // The language links come back to this page with its one-time token.
+    let here = format!(
+        "/setup?token={}",
+        url::form_urlencoded::byte_serialize(q.token.as_bytes()).collect::<String>()
+    );
     let page = SetupPage {
-        c: Chrome::anonymous(tr, &state, "/setup"),
+        c: Chrome::anonymous(tr, &state, &here),
         error: setup_message(tr, s),
         usable: s == SetupTokenState::Valid,
         pre_csrf: pre.clone(),

@@ -380,6 +380,9 @@ struct JobsPage {
     state: String,
     q: String,
     can_manage: bool,
+    /// Links to the newer and the older page, when there is one.
+    newer: Option<String>,
+    older: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -387,6 +390,20 @@ struct JobsPage {
 pub struct JobsQuery {
     state: String,
     q: String,
+    /// Page number, 0 for the newest jobs.
+    page: u32,
+}
+
+/// Jobs on one page of the history.
+const JOBS_PER_PAGE: u32 = 100;
+
+/// The history's address with these filters, on `page`.
+fn jobs_href(query: &JobsQuery, page: u32) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("state", &query.state)
+        .append_pair("q", &query.q)
+        .append_pair("page", &page.to_string());
+    format!("/jobs?{}", q.finish())
 }
 
 pub async fn jobs_page(
@@ -415,10 +432,18 @@ async fn render_jobs(
         search: Some(query.q.clone()).filter(|q| !q.is_empty()),
     };
     let accounts = state.store.accounts().await?;
-    let jobs = state
+    // One more than a page: whether an older page exists.
+    let mut found = state
         .store
-        .jobs(&filter, 500, 0)
-        .await?
+        .jobs(
+            &filter,
+            i64::from(JOBS_PER_PAGE) + 1,
+            i64::from(query.page) * i64::from(JOBS_PER_PAGE),
+        )
+        .await?;
+    let has_older = found.len() > JOBS_PER_PAGE as usize;
+    found.truncate(JOBS_PER_PAGE as usize);
+    let jobs = found
         .into_iter()
         .map(|j| JobView {
             time: fmt_time(j.created_at, offset),
@@ -426,8 +451,11 @@ async fn render_jobs(
             to: j.rcpt_to.join(", "),
             subject: j.subject.clone().unwrap_or_default(),
             size: j.size,
+            // The account that delivered (or refused) it, else the one it is
+            // bound to, else the default.
             account: j
-                .account_id
+                .via_account_id
+                .or(j.account_id)
                 .and_then(|id| accounts.iter().find(|a| a.id == id))
                 .map(|a| ui.tr.t(&format!("provider-{}", a.provider.as_str())))
                 .unwrap_or_else(|| ui.tr.t("default-account")),
@@ -444,7 +472,9 @@ async fn render_jobs(
         })
         .collect();
     Ok(JobsPage {
-        c: Chrome::for_ui(ui, state, "/jobs").with_notice(notice),
+        c: Chrome::for_ui(ui, state, &jobs_href(query, query.page)).with_notice(notice),
+        newer: (query.page > 0).then(|| jobs_href(query, query.page - 1)),
+        older: has_older.then(|| jobs_href(query, query.page.saturating_add(1))),
         jobs,
         states: states
             .iter()
