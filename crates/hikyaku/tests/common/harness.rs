@@ -65,7 +65,7 @@ pub async fn prepare(fc: &FakeCloud, dir: tempfile::TempDir) -> (TestServer, Bro
     let admin = server.setup_admin().await;
     let ca = "/settings/management/ca-certificates";
     let r = admin.submit(ca, ca, &[("pem", &fc.ca_pem())]).await;
-    assert_eq!(r.status, 200, "trust the CA: {}", r.body);
+    assert_eq!(r.status, 303, "trust the CA: {}", r.body);
     let edit = "/settings/send/oauth/microsoft/edit";
     let r = admin
         .submit(
@@ -109,7 +109,7 @@ pub async fn prepare(fc: &FakeCloud, dir: tempfile::TempDir) -> (TestServer, Bro
             ],
         )
         .await;
-    assert_eq!(r.status, 200, "E-mail Settings: {}", r.body);
+    assert_eq!(r.status, 303, "E-mail Settings: {}", r.body);
     let r = admin
         .submit(
             email,
@@ -121,7 +121,7 @@ pub async fn prepare(fc: &FakeCloud, dir: tempfile::TempDir) -> (TestServer, Bro
             ],
         )
         .await;
-    assert_eq!(r.status, 200, "submitter: {}", r.body);
+    assert_eq!(r.status, 303, "submitter: {}", r.body);
     (server, admin)
 }
 

@@ -202,7 +202,9 @@ impl Env {
         let start = Instant::now();
         loop {
             let a = self.store.account(self.account).await.unwrap();
-            if a.token_status == "active" {
+            // Until the new authorization is done: the status may have
+            // stayed Active beside it, with the old grant.
+            if a.token_status == "active" && !a.has_authorization {
                 return;
             }
             assert!(

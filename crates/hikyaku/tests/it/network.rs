@@ -14,8 +14,14 @@ use crate::support::{
 
 const NETWORK: &str = "/settings/management/network";
 
+/// Saves the proxy settings: the page after the save (its redirect followed),
+/// or the page with the errors.
 async fn set_proxy(admin: &Browser, fields: &[(&str, &str)]) -> Page {
-    admin.submit(NETWORK, NETWORK, fields).await
+    let r = admin.submit(NETWORK, NETWORK, fields).await;
+    match (r.status, &r.location) {
+        (303, Some(to)) if to.contains("?done=saved") => admin.get(to).await,
+        _ => r,
+    }
 }
 
 /// fakecloud's `host:port`, as a CONNECT request names it.

@@ -225,6 +225,16 @@ impl Browser {
         self.post_form(path, &form).await
     }
 
+    /// A change that succeeds: the answer is a redirect (303) back to a
+    /// page with its notice (`?done=`), which is then read.
+    pub async fn submit_done(&self, from: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+        let r = self.submit(from, path, fields).await;
+        assert_eq!(r.status, 303, "{path}: {}", r.body);
+        let to = r.location.unwrap_or_default();
+        assert!(to.contains("?done="), "{path} redirected to {to}");
+        self.get(&to).await
+    }
+
     pub async fn login(&self, user: &str, password: &str) -> Page {
         let page = self.get("/login").await;
         let csrf = page.csrf();
@@ -280,7 +290,7 @@ pub async fn add_user(admin: &Browser, name: &str, role: &str) {
             ],
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 303, "{}", r.body);
 }
 
 /// A small HTTP proxy that only does `CONNECT` (as HTTPS clients use it), on

@@ -503,7 +503,7 @@ async fn user_management_refuses_bad_input_and_audits() {
             &[("username", "bob")],
         )
         .await;
-    assert_eq!(del.status, 200);
+    assert_eq!(del.status, 303);
     let audit = admin.get("/api/v1/audit-log").await.json();
     let actions: Vec<String> = audit
         .as_array()

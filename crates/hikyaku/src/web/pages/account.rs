@@ -5,7 +5,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -218,11 +218,15 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
     }
 }
 
-pub async fn microsoft_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+pub async fn microsoft_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<super::DoneQuery>,
+) -> Result<Response, WebError> {
     ui.require(Permission::ManageMicrosoft)?;
     let a = state.store.account_for(Provider::Microsoft).await?;
     let device = super::oauth::device_view(&state, &a).await?;
-    Ok(microsoft_view(&state, &ui, &a, device, None)
+    Ok(microsoft_view(&state, &ui, &a, device, q.notice(&ui.tr))
         .await
         .into_response())
 }
@@ -263,10 +267,16 @@ pub async fn microsoft_view(
     }
 }
 
-pub async fn google_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+pub async fn google_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<super::DoneQuery>,
+) -> Result<Response, WebError> {
     ui.require(Permission::ManageGoogle)?;
     let a = state.store.account_for(Provider::Google).await?;
-    Ok(google_view(&state, &ui, &a, None).await.into_response())
+    Ok(google_view(&state, &ui, &a, q.notice(&ui.tr))
+        .await
+        .into_response())
 }
 
 pub async fn google_view(

@@ -3,7 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -116,9 +116,13 @@ async fn render_datetime(
     .into_response())
 }
 
-pub async fn datetime_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+pub async fn datetime_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<super::DoneQuery>,
+) -> Result<Response, WebError> {
     ui.require(Permission::ManageNetwork)?;
-    render_datetime(&state, &ui, None).await
+    render_datetime(&state, &ui, q.notice(&ui.tr)).await
 }
 
 #[derive(Deserialize, Default)]
@@ -148,7 +152,7 @@ pub async fn datetime_submit(
     state
         .audit(&ui.name, &ui.source, "display_time_zone", &form.zone)
         .await;
-    render_datetime(&state, &ui, Some(ui.tr.t("saved"))).await
+    Ok(super::done("/settings/management/datetime", "saved"))
 }
 
 pub struct CaView {
@@ -204,9 +208,16 @@ async fn render_ca(
         .into_response())
 }
 
-pub async fn ca_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+/// The CA Certificates page.
+const CA_PAGE: &str = "/settings/management/ca-certificates";
+
+pub async fn ca_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<super::DoneQuery>,
+) -> Result<Response, WebError> {
     ui.require(Permission::ManageNetwork)?;
-    render_ca(&state, &ui, None, Vec::new()).await
+    render_ca(&state, &ui, q.notice(&ui.tr), Vec::new()).await
 }
 
 #[derive(Deserialize, Default)]
@@ -270,7 +281,7 @@ pub async fn ca_add(
     ui.require(Permission::ManageNetwork)?;
     ui.check_csrf(&form.csrf)?;
     match add_cas(&state, &form.pem, &ui.name, &ui.source).await? {
-        Ok(_) => render_ca(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await,
+        Ok(_) => Ok(super::done(CA_PAGE, "saved")),
         Err(e) => render_ca(&state, &ui, None, vec![e]).await,
     }
 }
@@ -292,5 +303,5 @@ pub async fn ca_delete(
             &format!("{} ({})", removed.subject, removed.fingerprint),
         )
         .await;
-    render_ca(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+    Ok(super::done(CA_PAGE, "saved"))
 }

@@ -151,6 +151,31 @@ pub struct NextQuery {
 }
 
 /// A local path to return to after login; anything else goes to the Portal.
+/// Notices a page shows after a change (`?done=KEY`), by their Fluent key.
+const NOTICES: [&str; 2] = ["saved", "test-sent"];
+
+/// After a change: 303 to `page` with `?done=KEY`, so that reloading the page
+/// does not send the form again. The page shows the notice.
+pub fn done(page: &str, key: &'static str) -> Response {
+    Redirect::to(&format!("{page}?done={key}")).into_response()
+}
+
+/// The `done` parameter of a page that a change redirected to.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct DoneQuery {
+    done: String,
+}
+
+impl DoneQuery {
+    /// The notice to show; only known keys, never text from the address.
+    pub fn notice(&self, tr: &Tr) -> Option<String> {
+        NOTICES
+            .contains(&self.done.as_str())
+            .then(|| tr.t(&self.done))
+    }
+}
+
 fn safe_next(next: &str) -> String {
     if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
         next.to_string()
@@ -557,9 +582,13 @@ async fn render_users(
         .into_response())
 }
 
-pub async fn users_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+pub async fn users_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<DoneQuery>,
+) -> Result<Response, WebError> {
     ui.require(Permission::ManageUsers)?;
-    render_users(&state, &ui, None, None).await
+    render_users(&state, &ui, q.notice(&ui.tr), None).await
 }
 
 #[derive(Deserialize, Default)]
@@ -610,7 +639,7 @@ pub async fn users_add(
             &format!("{} ({})", form.username, role.as_str()),
         )
         .await;
-    render_users(&state, &ui, Some(ui.tr.t("saved")), None).await
+    Ok(done("/settings/management/users", "saved"))
 }
 
 #[derive(Deserialize, Default)]
@@ -637,7 +666,7 @@ pub async fn users_delete(
     state
         .audit(&ui.name, &ui.source, "user_delete", &form.username)
         .await;
-    render_users(&state, &ui, Some(ui.tr.t("saved")), None).await
+    Ok(done("/settings/management/users", "saved"))
 }
 
 #[derive(Template, WebTemplate)]

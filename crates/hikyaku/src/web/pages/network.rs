@@ -3,7 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -99,9 +99,16 @@ async fn render_network(
         .into_response())
 }
 
-pub async fn network_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+/// The network settings page.
+const NETWORK_PAGE: &str = "/settings/management/network";
+
+pub async fn network_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<super::DoneQuery>,
+) -> Result<Response, WebError> {
     ui.require(Permission::ManageNetwork)?;
-    render_network(&state, &ui, None, Vec::new(), None).await
+    render_network(&state, &ui, q.notice(&ui.tr), Vec::new(), None).await
 }
 
 #[derive(Deserialize, Default)]
@@ -132,7 +139,7 @@ pub async fn network_submit(
         no_proxy: form.no_proxy,
     };
     match save_proxy(&state, &input, &ui.name, &ui.source).await? {
-        Ok(_) => render_network(&state, &ui, Some(ui.tr.t("saved")), Vec::new(), None).await,
+        Ok(_) => Ok(super::done(NETWORK_PAGE, "saved")),
         Err(errors) => render_network(&state, &ui, None, errors, Some(&input)).await,
     }
 }

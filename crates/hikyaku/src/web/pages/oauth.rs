@@ -493,5 +493,8 @@ pub async fn send_test_submit(
     let provider = provider_for(&ui, &name)?;
     ui.check_csrf(&form.csrf)?;
     send_test(&state, provider, &form.to, &ui.name, &ui.source).await?;
-    provider_page(&state, &ui, provider, Some(ui.tr.t("test-sent"))).await
+    Ok(super::done(
+        &format!("/settings/send/oauth/{}", provider.as_str()),
+        "test-sent",
+    ))
 }

@@ -123,9 +123,13 @@ async fn render_email(
         .into_response())
 }
 
-pub async fn email_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
+pub async fn email_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(q): Query<super::DoneQuery>,
+) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
-    render_email(&state, &ui, None, Vec::new()).await
+    render_email(&state, &ui, q.notice(&ui.tr), Vec::new()).await
 }
 
 #[derive(Deserialize, Default)]
@@ -238,7 +242,7 @@ pub async fn email_submit(
             ),
         )
         .await;
-    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+    Ok(super::done("/settings/send/email", "saved"))
 }
 
 #[derive(Deserialize, Default)]
@@ -286,7 +290,7 @@ pub async fn submitter_add(
     state
         .audit(&ui.name, &ui.source, "submitter_add", &form.name)
         .await;
-    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+    Ok(super::done("/settings/send/email", "saved"))
 }
 
 #[derive(Deserialize, Default)]
@@ -309,7 +313,7 @@ pub async fn submitter_delete(
     state
         .audit(&ui.name, &ui.source, "submitter_delete", &form.name)
         .await;
-    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+    Ok(super::done("/settings/send/email", "saved"))
 }
 
 pub async fn allowlist_add(
@@ -339,7 +343,7 @@ pub async fn allowlist_add(
     state
         .audit(&ui.name, &ui.source, "allowlist_add", &cidr.to_string())
         .await;
-    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+    Ok(super::done("/settings/send/email", "saved"))
 }
 
 pub async fn allowlist_delete(
@@ -353,7 +357,7 @@ pub async fn allowlist_delete(
     state
         .audit(&ui.name, &ui.source, "allowlist_delete", &form.cidr)
         .await;
-    render_email(&state, &ui, Some(ui.tr.t("saved")), Vec::new()).await
+    Ok(super::done("/settings/send/email", "saved"))
 }
 
 pub struct JobView {
