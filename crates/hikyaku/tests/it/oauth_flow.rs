@@ -307,6 +307,15 @@ async fn add_cn_fails_only_when_switched_on_and_verify_off_warns() {
         Some("Successful")
     );
     assert!(page.body.contains("verification is off"), "{}", page.body);
+    // The portal flags it too.
+    let portal = admin.get("/").await;
+    assert!(
+        portal
+            .body
+            .contains("Microsoft: Server certificate verification is off"),
+        "{}",
+        portal.body
+    );
 }
 
 #[tokio::test]

@@ -89,8 +89,16 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
         Some((at, reply)) => format!("{} — {reply}", fmt_time(at, offset)),
         None => tr.t("portal-no-error"),
     };
+    let mut warnings = skew_warnings(&tr, &accounts);
+    for a in accounts.iter().filter(|a| a.enabled && !a.verify_cert) {
+        warnings.push(format!(
+            "{}: {}",
+            tr.t(&format!("provider-{}", a.provider.as_str())),
+            tr.t("verify-off-warning")
+        ));
+    }
     let page = PortalPage {
-        warnings: skew_warnings(&tr, &accounts),
+        warnings,
         accounts: accounts
             .iter()
             .map(|a| PortalAccount {
