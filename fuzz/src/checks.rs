@@ -36,6 +36,7 @@ impl IntakeSink for MemorySink {
         &self,
         user: &str,
         password: &str,
+        _peer: IpAddr,
     ) -> Result<Option<Submitter>, SinkError> {
         Ok((user == USER && password == PASSWORD).then(|| Submitter {
             name: USER.to_owned(),

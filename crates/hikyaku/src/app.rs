@@ -243,6 +243,7 @@ async fn start_intake(
         logins: Arc::new(crate::passwords::LoginCache::new(Duration::from_secs(
             15 * 60,
         ))),
+        throttle: Arc::default(),
     });
     let mut addrs = Vec::new();
     let plan = i

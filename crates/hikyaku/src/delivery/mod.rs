@@ -875,7 +875,12 @@ impl Delivery {
                     "the wait",
                     store.defer_job(&job.id, &reason, next, now, false).await,
                 );
-                tracing::info!(job_id = %job.id, account = job.account_id, "waiting for authorization");
+                // Once per job and reason: the recheck comes every minute.
+                if job.last_reply.as_deref() == Some(reason.as_str()) {
+                    tracing::debug!(job_id = %job.id, account = job.account_id, "still waiting for authorization");
+                } else {
+                    tracing::info!(job_id = %job.id, account = job.account_id, %reason, "waiting for authorization");
+                }
                 Outcome::WaitingForAuthorization { reason }
             }
             Attempt::RateLimited { wait_secs, reply } => {

@@ -33,7 +33,8 @@ pub async fn serve<S: IntakeSink>(
     );
     let sessions = TaskTracker::new();
     let busy = format!("421 4.7.0 {} Too many connections\r\n", config.hostname);
-    info!(address = ?listener.local_addr().ok(), implicit_tls = config.implicit_tls, "SMTP intake listening");
+    // The start-up logs the address once (app.rs); this is for tracing.
+    debug!(address = ?listener.local_addr().ok(), implicit_tls = config.implicit_tls, "SMTP intake accepting");
 
     loop {
         let accepted = tokio::select! {

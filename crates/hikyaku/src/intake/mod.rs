@@ -85,6 +85,10 @@ pub enum SinkError {
     /// The queue's disk is full: `452 4.3.1 Insufficient system storage`.
     #[error("insufficient system storage")]
     StorageFull,
+    /// Too many failed logins for this user or from this address; the
+    /// credentials were not checked: `454 4.7.0`, try again after this long.
+    #[error("too many failed logins: try again in {0} s")]
+    Throttled(i64),
 }
 
 /// What the intake needs from the rest of hikyaku.
@@ -92,11 +96,12 @@ pub enum SinkError {
 /// `accept` returns only after the message and its envelope are durably
 /// committed: the session writes `250` only after it returns `Ok`.
 pub trait IntakeSink: Send + Sync + 'static {
-    /// Checks a SASL login. `Ok(None)` means wrong credentials.
+    /// Checks a SASL login from `peer`. `Ok(None)` means wrong credentials.
     fn authenticate(
         &self,
         user: &str,
         password: &str,
+        peer: IpAddr,
     ) -> impl Future<Output = Result<Option<Submitter>, SinkError>> + Send;
 
     /// Whether `peer` may submit without AUTH (e.g. a printer on the LAN).

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{
     AUTH_LOGIN, AUTH_PLAIN, EXT_8BIT_MIME, EXT_AUTH, EXT_ENHANCED_STATUS_CODES, EXT_PIPELINING,
-    EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, MailFrom, RcptTo, Request, Response,
+    EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS, EhloResponse, MAIL_BODY_BINARYMIME, MailFrom, RcptTo,
+    Request, Response,
 };
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::{Instant, timeout};
@@ -447,6 +448,10 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                 mechanism,
                 initial_response,
             } => return Ok(self.handle_auth(mechanism, initial_response).await),
+            // RFC 3207 §4: STARTTLS has no parameters (smtp-proto ignores them).
+            Request::StartTls if line.trim_ascii().len() != "STARTTLS".len() => {
+                self.reply(501, [5, 5, 4], "Syntax: STARTTLS (no parameters)");
+            }
             Request::StartTls => return Ok(self.handle_starttls()),
             Request::Rset => {
                 self.transaction = None;
@@ -672,8 +677,10 @@ impl<'a, S: IntakeSink> Session<'a, S> {
     async fn verify(&mut self, credentials: Credentials) -> Flow {
         let result = self
             .sink
-            .authenticate(&credentials.user, &credentials.password)
+            .authenticate(&credentials.user, &credentials.password, self.peer.ip())
             .await;
+        // The name tried helps an operator find a misconfigured device.
+        let user = printable(&credentials.user, 64);
         drop(credentials);
         match result {
             Ok(Some(submitter)) => {
@@ -682,21 +689,36 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                 self.reply(235, [2, 7, 0], "Authentication successful");
                 Flow::Continue
             }
+            Err(SinkError::Throttled(wait)) => {
+                warn!(peer = %self.peer, wait_secs = wait, "authentication refused: too many failed logins");
+                self.auth_failures += 1;
+                self.reply(
+                    454,
+                    [4, 7, 0],
+                    format_args!(
+                        "Too many failed logins for this user or from this address: try again in {wait} s"
+                    ),
+                );
+                if self.auth_failures >= self.config.limits.max_auth_failures {
+                    return Flow::Close;
+                }
+                Flow::Continue
+            }
             Err(SinkError::Temporary(reason)) => {
                 warn!(peer = %self.peer, %reason, "authentication backend unavailable");
                 self.reply(454, [4, 7, 0], "Temporary authentication failure");
                 Flow::Continue
             }
-            Ok(None) | Err(_) => self.auth_failed().await,
+            Ok(None) | Err(_) => self.auth_failed(&user).await,
         }
     }
 
     /// A failed login: wait longer each time (slows guessing), then 535, or
     /// 421 and hang up once the limit is reached.
-    async fn auth_failed(&mut self) -> Flow {
+    async fn auth_failed(&mut self, user: &str) -> Flow {
         self.auth_failures += 1;
         let failures = self.auth_failures;
-        warn!(peer = %self.peer, failures, "authentication failed");
+        warn!(peer = %self.peer, user, failures, "authentication failed");
         let delay = self
             .config
             .limits
@@ -707,8 +729,13 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             () = self.shutdown.cancelled() => {}
         }
         if failures >= self.config.limits.max_auth_failures {
+            // protocols.md §7: 535, then disconnect.
             warn!(peer = %self.peer, "closing: too many authentication failures");
-            self.reply(421, [4, 7, 0], "Too many authentication failures");
+            self.reply(
+                535,
+                [5, 7, 8],
+                "Authentication credentials invalid; too many failures, closing the connection",
+            );
             return Flow::Close;
         }
         self.reply(535, [5, 7, 8], "Authentication credentials invalid");
@@ -740,6 +767,15 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         if self.submitter().await.is_none() {
             info!(peer = %self.peer, "MAIL refused: not authenticated and not allowlisted");
             self.reply(530, [5, 7, 0], "Authentication required");
+            return;
+        }
+        // BINARYMIME needs CHUNKING (RFC 3030), which is not offered.
+        if from.flags & MAIL_BODY_BINARYMIME != 0 {
+            self.reply(
+                555,
+                [5, 5, 4],
+                "BODY=BINARYMIME is not supported (CHUNKING is not offered)",
+            );
             return;
         }
         // RFC 1870 §6.1: refuse a declared size over our limit up front.
@@ -831,7 +867,21 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         let data = match outcome {
             Outcome::Message(data) => data,
             Outcome::Rejected(why) => {
-                warn!(peer = %self.peer, ?why, "message refused");
+                let reason = match why {
+                    Rejection::BareNewline => {
+                        "a bare CR or LF in the data (the client must send CRLF line endings)"
+                            .to_owned()
+                    }
+                    Rejection::LineTooLong => {
+                        "a line over 1000 octets (RFC 5321; the client must wrap or encode it)"
+                            .to_owned()
+                    }
+                    Rejection::TooBig => format!(
+                        "larger than intake.max_message_size ({} bytes)",
+                        self.config.limits.max_message_size
+                    ),
+                };
+                warn!(peer = %self.peer, %reason, "message refused");
                 match why {
                     Rejection::BareNewline => {
                         self.reply(554, [5, 6, 0], "Bare LF or CR not allowed");
@@ -878,6 +928,9 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                     SinkError::Temporary(reason) => {
                         let reason = printable(&reason, 200);
                         self.reply(451, [4, 3, 0], reason);
+                    }
+                    SinkError::Throttled(_) => {
+                        self.reply(451, [4, 3, 0], "Try again later");
                     }
                     SinkError::StorageFull => {
                         self.reply(452, [4, 3, 1], "Insufficient system storage");

@@ -81,6 +81,8 @@ pub struct StoreSink {
     pub handoff: Option<crate::delivery::Handoff>,
     /// Recent successful submitter logins.
     pub logins: Arc<crate::passwords::LoginCache>,
+    /// Failed logins, per user name and per address, across connections.
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 impl IntakeSink for StoreSink {
@@ -88,18 +90,31 @@ impl IntakeSink for StoreSink {
         &self,
         user: &str,
         password: &str,
+        peer: IpAddr,
     ) -> Result<Option<Submitter>, SinkError> {
+        use crate::throttle::Throttle;
+        let keys = Throttle::keys(user, &format!("smtp:{peer}"));
+        let now = self.clock.unix();
+        if let Some(wait) = self.throttle.wait(&keys, now) {
+            return Err(SinkError::Throttled(wait));
+        }
         let found = self.store.submitter(user).await.map_err(sink_error)?;
-        let Some(found) = found else {
-            return Ok(None);
+        let ok = match &found {
+            Some(f) => {
+                self.logins
+                    .verify(&f.name, password, &f.password_hash)
+                    .await
+            }
+            None => false,
         };
-        let ok = self
-            .logins
-            .verify(&found.name, password, &found.password_hash)
-            .await;
-        Ok(ok.then_some(Submitter {
-            name: found.name,
-            account_id: found.account_id,
+        if !ok {
+            self.throttle.fail(&keys, now);
+            return Ok(None);
+        }
+        self.throttle.succeed(&keys);
+        Ok(found.map(|f| Submitter {
+            name: f.name,
+            account_id: f.account_id,
         }))
     }
 
@@ -150,7 +165,8 @@ impl IntakeSink for StoreSink {
                 None
             }
         };
-        tracing::info!(job_id = %id, submitter = %submitter, size, "message queued");
+        // The session logs the acceptance with its peer; this is the store's side.
+        tracing::debug!(job_id = %id, submitter = %submitter, size, "message stored");
         match hand_over {
             Some((slot, claimed, body)) => slot.hand(claimed, body),
             None => (self.on_enqueue)(),

@@ -42,6 +42,7 @@ impl IntakeSink for TestSink {
         &self,
         user: &str,
         password: &str,
+        _peer: IpAddr,
     ) -> Result<Option<Submitter>, SinkError> {
         Ok((user == USER && password == PASSWORD).then(|| Submitter {
             name: USER.to_owned(),
@@ -656,9 +657,12 @@ async fn repeated_auth_failures_disconnect() {
     );
     let started = std::time::Instant::now();
     let out = transcript(plain_config(), &sink, STRANGER, input.as_bytes()).await;
-    assert_eq!(codes(&out), [220, 250, 535, 535, 421], "{out}");
+    // protocols.md §7: 535 every time, the last one then disconnects.
+    assert_eq!(codes(&out), [220, 250, 535, 535, 535], "{out}");
     assert!(
-        out.ends_with("421 4.7.0 Too many authentication failures\r\n"),
+        out.ends_with(
+            "535 5.7.8 Authentication credentials invalid; too many failures, closing the connection\r\n"
+        ),
         "{out}"
     );
     // 10 + 20 + 30 ms of growing delay.
@@ -723,6 +727,23 @@ async fn misc_commands_and_ordering() {
     assert!(out.contains("252 2.5.0 "), "{out}");
     assert!(
         out.contains("502 5.5.1 CHUNKING not supported\r\n"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn parameters_that_are_not_offered_are_refused() {
+    let sink = Arc::new(TestSink::default());
+    let input = "EHLO c\r\nSTARTTLS now\r\nMAIL FROM:<a@b> BODY=BINARYMIME\r\nMAIL FROM:<a@b> BODY=8BITMIME\r\nQUIT\r\n";
+    let (server_tls, _) = tls_pair();
+    let out = transcript(tls_config(server_tls), &sink, FRIEND, input.as_bytes()).await;
+    assert_eq!(codes(&out), [220, 250, 501, 555, 250, 221], "{out}");
+    assert!(
+        out.contains("501 5.5.4 Syntax: STARTTLS (no parameters)\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("555 5.5.4 BODY=BINARYMIME is not supported"),
         "{out}"
     );
 }

@@ -378,6 +378,27 @@ async fn hikyaku_is_never_an_open_relay() {
     );
     assert!(s.cmd("MAIL FROM:<a@example.com>").await.starts_with("530"));
     drop(s);
+    // Guesses spread over several connections add up: after four more wrong
+    // passwords for the submitter, even the right one is not checked for a
+    // while (4 s after the last failure).
+    let guesses: Vec<_> = (0..4)
+        .map(|i| {
+            tokio::spawn(async move {
+                let (mut s, _) = Smtp::connect(addr).await;
+                s.cmd("EHLO x").await;
+                s.auth_plain(SUBMITTER, &format!("guess {i}")).await
+            })
+        })
+        .collect();
+    for g in guesses {
+        let r = g.await.expect("guess");
+        assert!(r.starts_with("535"), "{r}");
+    }
+    let (mut s, _) = Smtp::connect(addr).await;
+    s.cmd("EHLO x").await;
+    let r = s.auth_plain(SUBMITTER, ADMIN_PASSWORD).await;
+    assert!(r.starts_with("454 4.7.0 Too many failed logins"), "{r}");
+    drop(s);
     // An allowlisted address may send without AUTH; removing it closes the door.
     let r = admin
         .submit(
