@@ -19,7 +19,7 @@ use hikyaku::secrets::{hash_token, random_token};
     about = "Send mail from plain-SMTP devices and apps through Exchange Online and Gmail with OAuth 2.0"
 )]
 struct Cli {
-    /// Configuration file (TOML). Default: ./hikyaku.toml if it exists, else built-in defaults.
+    /// Configuration file (TOML). Default: ./hikyaku.toml, else /etc/hikyaku/hikyaku.toml, else built-in defaults.
     #[arg(long, short, env = "HIKYAKU_CONFIG", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -121,18 +121,38 @@ enum LoginAction {
     Login,
 }
 
+/// The system-wide configuration, found from any directory (cron runs
+/// `sendmail` from the user's home).
+const SYSTEM_CONFIG: &str = "/etc/hikyaku/hikyaku.toml";
+
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => Ok(Config::load(p)?),
-        None => {
-            let default = PathBuf::from("hikyaku.toml");
-            if default.exists() {
-                Ok(Config::load(&default)?)
-            } else {
-                Ok(Config::default())
-            }
+    if let Some(p) = path {
+        return Ok(Config::load(p)?);
+    }
+    for candidate in ["hikyaku.toml", SYSTEM_CONFIG] {
+        let candidate = PathBuf::from(candidate);
+        if candidate.exists() {
+            return Ok(Config::load(&candidate)?);
         }
     }
+    Ok(Config::default())
+}
+
+/// The commands that hand a message to the server use its existing queue,
+/// never a new one that no server would read (as a relative `data_dir`
+/// would give from another working directory).
+fn require_queue(config: &Config) -> anyhow::Result<()> {
+    if config.data_dir.join(hikyaku::store::DB_FILE).exists() {
+        return Ok(());
+    }
+    let shown = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    bail!(
+        "no hikyaku queue in {}; nothing was queued. The server creates it at its first start: \
+         run this command where the server runs (its working directory), or give the server's \
+         configuration with --config or HIKYAKU_CONFIG, or install it as {SYSTEM_CONFIG} with an \
+         absolute data_dir",
+        shown.display()
+    )
 }
 
 fn init_logging(config: &Config) {
@@ -207,21 +227,32 @@ async fn default_sender(store: &hikyaku::store::Store) -> anyhow::Result<String>
 async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
     use hikyaku::intake::local;
     let args = local::parse_sendmail_args(raw)?;
+    require_queue(config)?;
+    let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
+    // Read no more than fits: a runaway producer must not fill the memory.
     let mut input = Vec::new();
     std::io::stdin()
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
         .read_to_end(&mut input)
         .context("cannot read the message from standard input")?;
+    if input.len() > limit {
+        return Err(local::LocalError::TooLargeInput { limit }.into());
+    }
     let mut message = local::read_message(&input, args.ignore_dots);
-    let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
     let mut recipients: Vec<String> = args
         .recipients
         .iter()
         .map(|r| local::check_address(r))
         .collect::<Result<_, _>>()?;
     if args.from_headers {
-        recipients.extend(local::header_recipients(&message));
-        message = local::strip_bcc(&message);
+        recipients.extend(local::header_recipients(&message)?);
     }
+    if recipients.is_empty() {
+        return Err(local::LocalError::NoRecipients.into());
+    }
+    // As sendmail does, with or without -t: Bcc recipients stay hidden.
+    message = local::strip_bcc(&message);
+    let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
     let header_from = hikyaku::intake::store_sink::summarize(&message).from;
     let sender = match (&args.sender, &header_from) {
         (Some(s), _) => local::check_address(s)?,
@@ -238,7 +269,8 @@ async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
         };
         message.splice(0..0, from.into_bytes());
     }
-    let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
+    let domain = sender.rsplit_once('@').map_or("localhost", |(_, d)| d);
+    local::complete_header(&mut message, domain, SystemClock.now());
     let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
     let id = local::enqueue(
         &store,
@@ -251,12 +283,15 @@ async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
     )
     .await?;
     store.close().await;
-    eprintln!("hikyaku: queued as {id}");
+    // Silent on success, as sendmail is: cron mails whatever a job prints.
+    tracing::debug!(job_id = %id, "queued");
     Ok(())
 }
 
 async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
     use hikyaku::intake::local;
+    require_queue(config)?;
+    let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
     let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
     let from = match a.from {
         Some(f) => f,
@@ -271,8 +306,16 @@ async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
                 .context("cannot read the body from standard input")?;
             s
         }
-        (None, Some(p)) => std::fs::read_to_string(&p)
-            .with_context(|| format!("cannot read the body file {}", p.display()))?,
+        (None, Some(p)) => {
+            let size = std::fs::metadata(&p)
+                .with_context(|| format!("cannot read the body file {}", p.display()))?
+                .len();
+            if size > u64::try_from(limit).unwrap_or(u64::MAX) {
+                return Err(local::LocalError::TooLargeInput { limit }.into());
+            }
+            std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read the body file {}", p.display()))?
+        }
         (None, None) => String::new(),
     };
     let req = local::SendRequest {
@@ -283,7 +326,7 @@ async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
         body,
         attachments: a.attach,
     };
-    let message = local::build_message(&req)?;
+    let message = local::build_message(&req, limit)?;
     let envelope_from = local::check_address(
         req.from
             .rsplit_once('<')
@@ -301,7 +344,6 @@ async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
                 )
             })
             .collect::<Result<_, _>>()?;
-    let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
     let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
     let id = local::enqueue(
         &store,

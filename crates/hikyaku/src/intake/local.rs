@@ -31,6 +31,10 @@ pub enum LocalError {
     )]
     TooLarge { size: usize, limit: usize },
     #[error(
+        "the message is larger than the limit of {limit} bytes (intake.max_message_size); nothing was queued"
+    )]
+    TooLargeInput { limit: usize },
+    #[error(
         "no recipients: give them as arguments, or use -t to read them from the To, Cc and Bcc headers"
     )]
     NoRecipients,
@@ -54,13 +58,37 @@ fn mailbox(text: &str) -> Result<Mailbox, LocalError> {
         .map_err(|e| LocalError::Address(text.to_string(), e.to_string()))
 }
 
-/// Builds a MIME message (text body plus attachments) with lettre.
-pub fn build_message(req: &SendRequest) -> Result<Vec<u8>, LocalError> {
+/// Builds a MIME message (text body plus attachments) with lettre, with a
+/// Date and a Message-ID. Attachments are sized before they are read: one
+/// that cannot fit in `limit` bytes once encoded is refused without reading it.
+pub fn build_message(req: &SendRequest, limit: usize) -> Result<Vec<u8>, LocalError> {
     if req.to.is_empty() && req.cc.is_empty() {
         return Err(LocalError::NoRecipients);
     }
+    let mut encoded = req.body.len();
+    for path in &req.attachments {
+        let size = std::fs::metadata(path)
+            .map_err(|source| LocalError::Read {
+                path: path.display().to_string(),
+                source,
+            })?
+            .len();
+        // Base64 makes 4 bytes of 3 (line ends aside).
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        encoded = encoded.saturating_add(size.saturating_mul(4) / 3);
+        if encoded > limit {
+            return Err(LocalError::TooLargeInput { limit });
+        }
+    }
+    let from = mailbox(&req.from)?;
+    let message_id = format!(
+        "<{}@{}>",
+        uuid::Uuid::now_v7().simple(),
+        from.email.domain()
+    );
     let mut builder = lettre::Message::builder()
-        .from(mailbox(&req.from)?)
+        .from(from)
+        .message_id(Some(message_id))
         .subject(req.subject.clone());
     for t in &req.to {
         builder = builder.to(mailbox(t)?);
@@ -204,10 +232,12 @@ pub fn read_message(input: &[u8], ignore_dots: bool) -> Vec<u8> {
     out
 }
 
-/// The addresses of the To, Cc and Bcc headers.
-pub fn header_recipients(message: &[u8]) -> Vec<String> {
+/// The addresses of the To, Cc and Bcc headers; an entry that is not an
+/// address is an error, not silently left out (an empty group such as
+/// `undisclosed-recipients:;` has no entries).
+pub fn header_recipients(message: &[u8]) -> Result<Vec<String>, LocalError> {
     let Some(parsed) = mail_parser::MessageParser::default().parse_headers(message) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for list in [parsed.to(), parsed.cc(), parsed.bcc()]
@@ -215,12 +245,40 @@ pub fn header_recipients(message: &[u8]) -> Vec<String> {
         .flatten()
     {
         for addr in list.iter() {
-            if let Some(a) = addr.address() {
-                out.push(a.to_string());
+            match (addr.address(), addr.name()) {
+                (Some(a), _) => out.push(check_address(a)?),
+                (None, Some(name)) => {
+                    return Err(LocalError::Address(
+                        name.to_string(),
+                        "not an e-mail address (in the To, Cc or Bcc header)".into(),
+                    ));
+                }
+                (None, None) => {}
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// Adds a Date and a Message-ID to a message that lacks them, as sendmail
+/// does; `domain` goes to the right of the Message-ID's `@`.
+pub fn complete_header(message: &mut Vec<u8>, domain: &str, now: time::OffsetDateTime) {
+    let parsed = mail_parser::MessageParser::default().parse_headers(message.as_slice());
+    let (has_date, has_id) = parsed
+        .as_ref()
+        .map(|p| (p.date().is_some(), p.message_id().is_some()))
+        .unwrap_or((false, false));
+    let mut added = String::new();
+    if !has_date && let Ok(date) = now.format(&time::format_description::well_known::Rfc2822) {
+        added.push_str(&format!("Date: {date}\r\n"));
+    }
+    if !has_id {
+        added.push_str(&format!(
+            "Message-ID: <{}@{domain}>\r\n",
+            uuid::Uuid::now_v7().simple()
+        ));
+    }
+    message.splice(0..0, added.into_bytes());
 }
 
 /// Removes Bcc headers (with their folded continuation lines) from the header block.
@@ -342,7 +400,7 @@ mod tests {
     #[test]
     fn recipients_from_headers_and_bcc_removed() {
         let m = b"From: a@x\r\nTo: B <b@x>, c@x\r\nBcc: secret@x,\r\n  other@x\r\nSubject: s\r\n\r\nBcc: body stays\r\n";
-        let mut r = header_recipients(m);
+        let mut r = header_recipients(m).unwrap();
         r.sort();
         assert_eq!(r, vec!["b@x", "c@x", "other@x", "secret@x"]);
         let stripped = strip_bcc(m);
@@ -352,6 +410,33 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Subject: s\r\n\r\nBcc: body stays"), "{text}");
+        // Not an address: an error naming it. An empty group is no recipient.
+        let e = header_recipients(b"To: boss, a@x\r\n\r\nx\r\n").unwrap_err();
+        assert!(e.to_string().contains("\"boss\""), "{e}");
+        assert_eq!(
+            header_recipients(b"To: undisclosed-recipients:;\r\n\r\n").unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn date_and_message_id_are_added_when_missing() {
+        let mut m = b"Subject: s\r\n\r\nbody\r\n".to_vec();
+        let now = time::macros::datetime!(2026-11-27 10:00 UTC);
+        complete_header(&mut m, "example.com", now);
+        let parsed = mail_parser::MessageParser::default().parse(&m).unwrap();
+        assert!(parsed.date().is_some(), "{}", String::from_utf8_lossy(&m));
+        assert!(
+            parsed
+                .message_id()
+                .is_some_and(|id| id.ends_with("@example.com")),
+            "{}",
+            String::from_utf8_lossy(&m)
+        );
+        let kept = b"Date: Mon, 2 Jan 2006 15:04:05 +0000\r\nMessage-ID: <a@b>\r\n\r\nx\r\n";
+        let mut same = kept.to_vec();
+        complete_header(&mut same, "example.com", now);
+        assert_eq!(same, kept);
     }
 
     #[test]
@@ -367,17 +452,31 @@ mod tests {
             attachments: vec![file],
             ..Default::default()
         };
-        let bytes = build_message(&req).unwrap();
+        let bytes = build_message(&req, 1 << 20).unwrap();
         let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
         assert_eq!(parsed.subject(), Some("Scan ✓"));
+        assert!(parsed.date().is_some());
+        assert!(
+            parsed
+                .message_id()
+                .is_some_and(|id| id.ends_with("@example.com"))
+        );
+        // Sized before it is read: too big once encoded, refused.
+        assert!(matches!(
+            build_message(&req, 10),
+            Err(LocalError::TooLargeInput { limit: 10 })
+        ));
         let att = parsed.attachments().next().unwrap();
         assert_eq!(att.attachment_name(), Some("scan.pdf"));
         assert_eq!(att.contents(), b"%PDF-1.4 \x00\x01\x02");
         assert!(
-            build_message(&SendRequest {
-                from: "a@b".into(),
-                ..Default::default()
-            })
+            build_message(
+                &SendRequest {
+                    from: "a@b".into(),
+                    ..Default::default()
+                },
+                1 << 20
+            )
             .is_err()
         );
     }

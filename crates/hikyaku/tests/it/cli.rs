@@ -174,6 +174,26 @@ async fn send_and_sendmail_queue_messages() {
     let dir = workdir("data_dir = \"d\"\n[intake]\nmax_message_size = 4096\n");
     let file = dir.path().join("scan.pdf");
     std::fs::write(&file, b"%PDF-1.4 scan").expect("attachment");
+    // No queue yet (the server has never started here): refused, and no new
+    // queue is made that no server would read.
+    for args in [
+        &["sendmail", "-f", "a@example.com", "b@example.com"][..],
+        &["send", "--to", "b@example.com", "--from", "a@example.com"][..],
+    ] {
+        let out = hikyaku(dir.path(), args, b"Subject: x\n\nbody\n");
+        assert!(
+            !out.status.success() && text(&out).contains("no hikyaku queue in"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(!dir.path().join("d").exists());
+    // The server's first start creates it.
+    Store::open(&dir.path().join("d"))
+        .await
+        .expect("store")
+        .close()
+        .await;
     let out = hikyaku(
         dir.path(),
         &[
@@ -194,6 +214,8 @@ async fn send_and_sendmail_queue_messages() {
     assert!(out.status.success(), "{}", text(&out));
     let out = hikyaku(dir.path(), &["sendmail", "-t", "-oi", "-f", "cron@example.com"], b"Subject: nightly\nTo: ops@example.com\nBcc: audit@example.com\n\nall good\n.\nstill body\n");
     assert!(out.status.success(), "{}", text(&out));
+    // Silent on success: cron would mail anything printed.
+    assert_eq!(text(&out), "");
     let list = jobs(dir.path()).await;
     assert_eq!(list.len(), 2);
     let cron = list
@@ -209,6 +231,14 @@ async fn send_and_sendmail_queue_messages() {
     assert!(!body.contains("audit@example.com"), "Bcc removed: {body}");
     assert!(
         body.contains("From: cron@example.com\r\n") && body.contains("still body\r\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\r\nDate: ") || body.starts_with("Date: "),
+        "{body}"
+    );
+    assert!(
+        body.contains("Message-ID: <") && body.contains("@example.com>"),
         "{body}"
     );
     let scan = list
@@ -260,5 +290,130 @@ async fn send_and_sendmail_queue_messages() {
     );
     let nofrom = hikyaku(dir.path(), &["send", "--to", "a@example.com"], b"");
     assert!(!nofrom.status.success() && text(&nofrom).contains("no sender address"));
+    // No recipients is said first, before a missing sender.
+    let neither = hikyaku(dir.path(), &["sendmail"], b"Subject: x\n\nbody\n");
+    assert!(
+        !neither.status.success() && text(&neither).contains("no recipients"),
+        "{}",
+        text(&neither)
+    );
+    // -t with a To entry that is not an address: refused, naming it.
+    let bad_to = hikyaku(
+        dir.path(),
+        &["sendmail", "-t", "-f", "a@example.com"],
+        b"To: boss, ops@example.com\nSubject: x\n\nbody\n",
+    );
+    assert!(
+        !bad_to.status.success() && text(&bad_to).contains("\"boss\""),
+        "{}",
+        text(&bad_to)
+    );
+    // A huge attachment is sized, not read: refused at once.
+    let huge = dir.path().join("huge.bin");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(1 << 30))
+        .expect("sparse file");
+    let started = std::time::Instant::now();
+    let big_attach = hikyaku(
+        dir.path(),
+        &[
+            "send",
+            "--to",
+            "b@example.com",
+            "--from",
+            "a@example.com",
+            "--attach",
+            huge.to_str().expect("path"),
+        ],
+        b"",
+    );
+    assert!(
+        !big_attach.status.success() && text(&big_attach).contains("larger than the limit"),
+        "{}",
+        text(&big_attach)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(jobs(dir.path()).await.len(), 2);
+
+    // Without -t, Bcc is still removed, as sendmail does.
+    let out = hikyaku(
+        dir.path(),
+        &["sendmail", "-f", "a@example.com", "b@example.com"],
+        b"Subject: hidden\nBcc: secret@example.com\n\nbody\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let hidden = jobs(dir.path())
+        .await
+        .into_iter()
+        .find(|j| j.subject.as_deref() == Some("hidden"))
+        .expect("job");
+    let store = Store::open(&dir.path().join("d")).await.expect("store");
+    let body = String::from_utf8(store.job_body(&hidden.id).await.expect("body")).expect("utf8");
+    assert!(!body.contains("secret@example.com"), "{body}");
+    assert_eq!(hidden.rcpt_to, vec!["b@example.com"]);
+    store.close().await;
+}
+
+/// `sendmail` as a symlink, run by cron from another directory: with the
+/// server's configuration it queues there; without it, it refuses rather
+/// than start a queue of its own.
+#[cfg(unix)]
+#[tokio::test]
+async fn sendmail_symlink_from_another_directory() {
+    let dir = workdir("data_dir = \"d\"\n");
+    Store::open(&dir.path().join("d"))
+        .await
+        .expect("store")
+        .close()
+        .await;
+    let link = dir.path().join("sendmail");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_hikyaku"), &link).expect("symlink");
+    let home = tempfile::tempdir().expect("home");
+    let run = |config: Option<std::path::PathBuf>| {
+        let mut cmd = Command::new(&link);
+        cmd.current_dir(home.path())
+            .args(["-f", "cron@example.com", "ops@example.com"])
+            .env_remove("HIKYAKU_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(c) = config {
+            cmd.env("HIKYAKU_CONFIG", c);
+        }
+        let mut child = cmd.spawn().expect("sendmail runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"Subject: from cron\n\nok\n")
+            .expect("write");
+        child.wait_with_output().expect("exit")
+    };
+    let lost = run(None);
+    // Unless this machine has a system-wide configuration, nothing is queued.
+    if !std::path::Path::new("/etc/hikyaku/hikyaku.toml").exists() {
+        assert!(
+            !lost.status.success() && text(&lost).contains("no hikyaku queue in"),
+            "{}",
+            text(&lost)
+        );
+        assert!(!home.path().join("d").exists());
+    }
+    // HIKYAKU_CONFIG's data_dir is relative to the working directory, so
+    // the server's configuration names its queue absolutely.
+    let config = home.path().join("hikyaku.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n",
+            dir.path().join("d").display().to_string()
+        ),
+    )
+    .expect("config");
+    let queued = run(Some(config));
+    assert!(queued.status.success(), "{}", text(&queued));
+    assert_eq!(text(&queued), "");
+    let list = jobs(dir.path()).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].subject.as_deref(), Some("from cron"));
 }

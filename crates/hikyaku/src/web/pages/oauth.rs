@@ -399,7 +399,8 @@ pub async fn send_test(
         ),
         ..Default::default()
     };
-    let message = crate::intake::local::build_message(&request)
+    // A short text message: no attachment to size.
+    let message = crate::intake::local::build_message(&request, usize::MAX)
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
     let job = crate::intake::store_sink::new_job(
         &format!("test:{actor}"),
