@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
+use super::{Conflict, Result, Store, StoreError};
 use crate::provider::Provider;
 
 /// How long a read of the accounts is reused at most. Writes through this
@@ -155,8 +155,9 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
     let port: i64 = row.try_get::<Option<i64>, _>("smtp_port")?.unwrap_or(587);
     Ok(Account {
         id: row.try_get("id")?,
-        provider: Provider::parse(&provider)
-            .ok_or_else(|| StoreError::Conflict(format!("unknown provider {provider}")))?,
+        provider: Provider::parse(&provider).ok_or_else(|| {
+            StoreError::Conflict(Conflict::Corrupt(format!("unknown provider {provider}")))
+        })?,
         name: row.try_get("name")?,
         enabled: row.try_get("enabled")?,
         verify_cert: row.try_get("verify_cert")?,

@@ -446,7 +446,7 @@ async fn user_management_refuses_bad_input_and_audits() {
         )
         .await;
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("unknown role"));
+    assert!(r.body.contains("Unknown role: superuser"));
     let r = admin
         .submit(
             "/settings/management/users",
@@ -950,4 +950,211 @@ async fn sending_api_routes_validate_and_check_roles() {
     let (s, b) = call(Method::PATCH, "/api/v1/users", "adm", None).await;
     assert_eq!(s, 405);
     assert_eq!(b["error"], "method_not_allowed");
+}
+
+/// Refused forms and operations say what is wrong in the page's language:
+/// the same refusals with Accept-Language en and ja, and no English sentence
+/// on the Japanese pages.
+#[tokio::test]
+async fn refusals_are_shown_in_the_page_language() {
+    let server = TestServer::start().await;
+    let en = server.setup_admin().await;
+    add_user(&en, "guser", "general_user").await;
+    let ja = Browser::with_lang(&server, "ja");
+    ja.login("admin", ADMIN_PASSWORD).await;
+
+    struct Case {
+        what: &'static str,
+        status: u16,
+        en: &'static [&'static str],
+        ja: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            what: "basic settings without endpoint and client id",
+            status: 400,
+            en: &[
+                "Microsoft Entra ID Authorization Server Endpoint: enter https://login.microsoftonline.com/",
+                "Client ID: enter the Application (client) ID of your Entra app registration",
+            ],
+            ja: &[
+                "Microsoft Entra ID認可サーバーのエンドポイント:https://login.microsoftonline.com/",
+                "クライアントID:Microsoft Entraで登録したアプリのアプリケーション(クライアント)IDを入力してください。",
+            ],
+        },
+        Case {
+            what: "basic settings with an http endpoint",
+            status: 400,
+            en: &["the endpoint must use https, not http"],
+            ja: &["Microsoft Entra ID認可サーバーのエンドポイント:httpは使用できません。"],
+        },
+        Case {
+            what: "duplicate user",
+            status: 400,
+            en: &["A user named guser already exists. Choose another name."],
+            ja: &["ユーザー名「guser」はすでに登録されています。別の名前を入力してください。"],
+        },
+        Case {
+            what: "unknown role",
+            status: 400,
+            en: &["Unknown role: superuser."],
+            ja: &["権限「superuser」は使用できません。"],
+        },
+        Case {
+            what: "e-mail settings",
+            status: 400,
+            en: &[
+                "is not a host name (e.g. smtp.office365.com)",
+                "Port: enter a number from 1 to 65535",
+            ],
+            ja: &[
+                "はホスト名ではありません。smtp.office365.comのようなホスト名を入力してください。",
+                "ポート番号:1〜65535の数値を入力してください",
+            ],
+        },
+        Case {
+            what: "google not switched on",
+            status: 400,
+            en: &["OAuth 2.0 (Google) is not switched on: use Edit in Basic Settings first."],
+            ja: &[
+                "OAuth 2.0(Google)が使用する設定になっていません。先に基本設定の[編集]で使用する設定にしてください。",
+            ],
+        },
+        Case {
+            what: "unknown time zone",
+            status: 400,
+            en: &["Unknown time zone"],
+            ja: &["タイムゾーン「+99:00」は使用できません。一覧から選択してください。"],
+        },
+        Case {
+            what: "proxy settings",
+            status: 400,
+            en: &[
+                "Proxy port",
+                "is not usable — enter a number from 1 to 65535",
+            ],
+            ja: &["プロキシのポート番号「0」は使用できません。"],
+        },
+    ];
+    // English sentences that must not appear on a Japanese page.
+    let english = [
+        "already exists",
+        "Client ID:",
+        "enter https://",
+        "must use https",
+        "is not a host name",
+        "Unknown role",
+        "is not switched on",
+        "Unknown time zone",
+        "is not usable",
+    ];
+    for (b, lang) in [(&en, "en"), (&ja, "ja")] {
+        for case in &cases {
+            let page = match case.what {
+                "basic settings without endpoint and client id" => {
+                    b.submit(
+                        "/settings/send/oauth/microsoft/edit",
+                        "/settings/send/oauth/microsoft/edit",
+                        &[("enabled", "on"), ("endpoint", ""), ("client_id", "")],
+                    )
+                    .await
+                }
+                "basic settings with an http endpoint" => {
+                    b.submit(
+                        "/settings/send/oauth/microsoft/edit",
+                        "/settings/send/oauth/microsoft/edit",
+                        &[
+                            ("enabled", "on"),
+                            (
+                                "endpoint",
+                                "http://login.microsoftonline.com/common/oauth2/v2.0",
+                            ),
+                            ("client_id", "abc"),
+                        ],
+                    )
+                    .await
+                }
+                "duplicate user" | "unknown role" => {
+                    let role = if case.what == "unknown role" {
+                        "superuser"
+                    } else {
+                        "general_user"
+                    };
+                    b.submit(
+                        "/settings/management/users",
+                        "/settings/management/users",
+                        &[
+                            ("username", "guser"),
+                            ("password", ADMIN_PASSWORD),
+                            ("role", role),
+                        ],
+                    )
+                    .await
+                }
+                "e-mail settings" => {
+                    b.submit(
+                        "/settings/send/email",
+                        "/settings/send/email",
+                        &[
+                            ("provider", "microsoft"),
+                            ("smtp_host", "bad host"),
+                            ("smtp_port", "0"),
+                            ("smtp_security", "starttls"),
+                            ("sender", ""),
+                        ],
+                    )
+                    .await
+                }
+                "google not switched on" => b.get("/settings/send/oauth/google/register").await,
+                "unknown time zone" => {
+                    b.submit(
+                        "/settings/management/datetime",
+                        "/settings/management/datetime",
+                        &[("zone", "+99:00")],
+                    )
+                    .await
+                }
+                "proxy settings" => {
+                    b.submit(
+                        "/settings/management/network",
+                        "/settings/management/network",
+                        &[("host", "proxy.example.com"), ("port", "0")],
+                    )
+                    .await
+                }
+                other => unreachable!("{other}"),
+            };
+            assert_eq!(
+                page.status, case.status,
+                "{lang} {}: {}",
+                case.what, page.body
+            );
+            let (expected, other) = if lang == "en" {
+                (case.en, case.ja)
+            } else {
+                (case.ja, case.en)
+            };
+            for text in expected {
+                assert!(
+                    page.body.contains(text),
+                    "{lang} {}: {text:?} missing in {}",
+                    case.what,
+                    page.body
+                );
+            }
+            for text in other {
+                assert!(!page.body.contains(text), "{lang} {}: {text:?}", case.what);
+            }
+            if lang == "ja" {
+                for text in english {
+                    assert!(
+                        !page.body.contains(text),
+                        "English {text:?} on a Japanese page ({}): {}",
+                        case.what,
+                        page.body
+                    );
+                }
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@ use crate::store::accounts::{Account, BasicSettings};
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
-use crate::web::i18n::Tr;
+use crate::web::i18n::{Tr, render_all};
 
 /// One provider's line on the Portal.
 pub struct PortalAccount {
@@ -389,7 +389,7 @@ pub async fn microsoft_edit_submit(
             StatusCode::BAD_REQUEST,
             MicrosoftEditPage {
                 c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
-                errors,
+                errors: render_all(&ui.tr, &errors),
                 enabled: input.enabled,
                 verify_cert: input.verify_cert,
                 verify_cn: input.verify_cn,
@@ -417,7 +417,7 @@ pub async fn google_edit_submit(
                 StatusCode::BAD_REQUEST,
                 GoogleEditPage {
                     c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
-                    errors,
+                    errors: render_all(&ui.tr, &errors),
                     enabled: input.enabled,
                     verify_cert: input.verify_cert,
                     verify_cn: input.verify_cn,

@@ -25,7 +25,8 @@ use std::net::SocketAddr;
 use super::AppState;
 use super::auth::{self, PRE_CSRF_COOKIE, SESSION_COOKIE, Throttle, Ui};
 use super::errors::WebError;
-use super::i18n::{LANG_COOKIE, Locale, Tr};
+use super::i18n::{LANG_COOKIE, Locale, Msg, Tr};
+use super::messages;
 use crate::roles::{Permission, Role};
 use crate::secrets::{hash_token, random_token};
 use crate::store::users::SetupTokenState;
@@ -392,17 +393,17 @@ pub struct SetupForm {
 }
 
 /// Checks a new user name and password; the message says what to change.
-pub fn validate_new_user(tr: &Tr, name: &str, password: &str) -> Result<(), String> {
+pub fn validate_new_user(name: &str, password: &str) -> Result<(), Msg> {
     let name_ok = !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
     if !name_ok {
-        return Err(tr.t("name-invalid"));
+        return Err(Msg::new("name-invalid"));
     }
     if password.chars().count() < 10 {
-        return Err(tr.t("password-too-short"));
+        return Err(Msg::new("password-too-short"));
     }
     Ok(())
 }
@@ -420,8 +421,8 @@ pub async fn setup_submit(
     if error.is_none() {
         if form.password != form.confirm {
             error = Some(tr.t("password-mismatch"));
-        } else if let Err(e) = validate_new_user(&tr, &form.username, &form.password) {
-            error = Some(e);
+        } else if let Err(e) = validate_new_user(&form.username, &form.password) {
+            error = Some(e.render(&tr));
         }
     }
     if let Some(error) = error {
@@ -578,12 +579,16 @@ pub async fn users_add(
             &state,
             &ui,
             None,
-            Some(format!("unknown role: {}", form.role)),
+            Some(
+                Msg::new("err-unknown-role")
+                    .arg("role", &form.role)
+                    .render(&ui.tr),
+            ),
         )
         .await;
     };
-    if let Err(e) = validate_new_user(&ui.tr, &form.username, &form.password) {
-        return render_users(&state, &ui, None, Some(e)).await;
+    if let Err(e) = validate_new_user(&form.username, &form.password) {
+        return render_users(&state, &ui, None, Some(e.render(&ui.tr))).await;
     }
     let hash = auth::hash_password(form.password).await?;
     match state
@@ -592,8 +597,9 @@ pub async fn users_add(
         .await
     {
         Ok(_) => {}
-        Err(crate::store::StoreError::Conflict(m)) => {
-            return render_users(&state, &ui, None, Some(m)).await;
+        Err(crate::store::StoreError::Conflict(c)) => {
+            let text = messages::conflict(&c).render(&ui.tr);
+            return render_users(&state, &ui, None, Some(text)).await;
         }
         Err(e) => return Err(e.into()),
     }
@@ -624,8 +630,9 @@ pub async fn users_delete(
     ui.check_csrf(&form.csrf)?;
     match state.store.delete_user(&form.username).await {
         Ok(()) => {}
-        Err(crate::store::StoreError::Conflict(m)) => {
-            return render_users(&state, &ui, None, Some(m)).await;
+        Err(crate::store::StoreError::Conflict(c)) => {
+            let text = messages::conflict(&c).render(&ui.tr);
+            return render_users(&state, &ui, None, Some(text)).await;
         }
         Err(e) => return Err(e.into()),
     }
