@@ -1,9 +1,307 @@
 //! Status reasons and warnings stored with an account (Server Connection
-//! Status, Token Status) in the language of the page.
+//! Status, Token Status) in the language of the page. The store keeps the
+//! English text that the library wrote (the CLI, logs and the JSON API show
+//! it); the texts are recognised here by their templates and shown as the
+//! matching Fluent message. Text that is not recognised, and any text a
+//! remote server sent, is shown as it is.
 
 use super::i18n::Msg;
+use crate::connection::texts as C;
+use crate::provider::Provider;
+use crate::template::captures;
+use crate::tokens::status;
 
-/// A stored token reason.
+/// Connection reasons and warnings: template and message id.
+const CONNECTION: &[(&str, &str)] = &[
+    (C::VERIFY_OFF, "reason-verify-off"),
+    (C::SKEW_BEHIND, "reason-skew-behind"),
+    (C::SKEW_AHEAD, "reason-skew-ahead"),
+    (C::TENANT_NOT_FOUND, "reason-tenant-not-found"),
+    (C::PROXY_AUTH, "reason-proxy-auth"),
+    (C::HTTP_404, "reason-http-404"),
+    (C::HTTP_4XX, "reason-http-4xx"),
+    (C::HTTP_5XX, "reason-http-5xx"),
+    (C::HTTP_OTHER, "reason-http-other"),
+    (C::NO_ANSWER, "reason-no-answer"),
+    (C::DNS, "reason-dns"),
+    (C::PROXY_FAILED, "reason-proxy-failed"),
+    (C::REFUSED, "reason-refused"),
+    (C::UNREACHABLE, "reason-unreachable"),
+    (C::CLOSED, "reason-closed"),
+    (C::CONNECT_TIMEOUT, "reason-connect-timeout"),
+    (C::CONNECT_FAILED, "reason-connect-failed"),
+    (C::URL_UNUSABLE, "reason-url-unusable"),
+    (C::REQUEST_FAILED, "reason-request-failed"),
+    (
+        C::VIA_PROXY_CREDENTIALS_REFUSED,
+        "reason-via-proxy-credentials-refused",
+    ),
+    (
+        C::VIA_PROXY_CREDENTIALS_MISSING,
+        "reason-via-proxy-credentials-missing",
+    ),
+    (C::VIA_PROXY_REFUSED, "reason-via-proxy-refused"),
+    (C::VIA_PROXY_TIMEOUT, "reason-via-proxy-timeout"),
+    (C::VIA_PROXY_DNS, "reason-via-proxy-dns"),
+    (C::VIA_PROXY_CONNECT, "reason-via-proxy-connect"),
+    (C::VIA_PROXY_FORBIDDEN, "reason-via-proxy-forbidden"),
+    (C::VIA_PROXY_CLOSED, "reason-via-proxy-closed"),
+    (C::VIA_PROXY_OTHER, "reason-via-proxy-other"),
+];
+
+/// Token reasons without arguments: text and message id.
+const TOKEN: &[(&str, &str)] = &[
+    (status::DECLINED, "reason-declined"),
+    (status::CODE_EXPIRED, "reason-code-expired"),
+    (status::ENDPOINT_UNREACHABLE, "reason-endpoint-unreachable"),
+    (
+        crate::clockjump::NO_TOKEN_AFTER_JUMP,
+        "reason-no-token-after-jump",
+    ),
+];
+
+/// The advice that follows "re-authorization required:", as the library
+/// words it, and its message id.
+fn advice_table() -> Vec<(&'static str, &'static str)> {
+    let mut table: Vec<(&'static str, &'static str)> = [
+        (50076, "reason-aadsts-mfa"),
+        (700082, "reason-aadsts-expired"),
+        (70000, "reason-aadsts-invalid-grant"),
+        (65001, "reason-aadsts-consent"),
+        (7000218, "reason-aadsts-public-client"),
+        (700016, "reason-aadsts-app-not-found"),
+        (50020, "reason-aadsts-other-tenant"),
+        (90002, "reason-aadsts-tenant-not-found"),
+        (50173, "reason-aadsts-revoked"),
+        (70016, "reason-aadsts-pending"),
+    ]
+    .into_iter()
+    .filter_map(|(code, key)| status::aadsts_advice(code).map(|a| (a, key)))
+    .collect();
+    let generic = |p, e| status::generic_advice(p, e);
+    table.extend([
+        (status::GOOGLE_TESTING_HINT, "reason-google-testing"),
+        (
+            generic(Provider::Microsoft, "invalid_grant"),
+            "reason-advice-invalid-grant",
+        ),
+        (
+            generic(Provider::Google, "invalid_client"),
+            "reason-advice-google-invalid-client",
+        ),
+        (
+            generic(Provider::Microsoft, "invalid_client"),
+            "reason-advice-microsoft-invalid-client",
+        ),
+        (
+            generic(Provider::Microsoft, "invalid_scope"),
+            "reason-advice-invalid-scope",
+        ),
+        (
+            generic(Provider::Microsoft, "access_denied"),
+            "reason-advice-access-denied",
+        ),
+        (
+            generic(Provider::Microsoft, "other"),
+            "reason-advice-authorize-again",
+        ),
+    ]);
+    table
+}
+
+fn from_table(table: &[(&str, &'static str)], text: &str) -> Option<Msg> {
+    table.iter().find_map(|(template, key)| {
+        let args = captures(template, text)?;
+        Some(args.into_iter().fold(Msg::new(key), |m, (name, value)| {
+            // Holes are named in the library; Fluent needs static names.
+            let name: &'static str = match name.as_str() {
+                "secs" => "secs",
+                "code" => "code",
+                "status" => "status",
+                "target" => "target",
+                "host" => "host",
+                "detail" => "detail",
+                "url" => "url",
+                "proxy" => "proxy",
+                _ => "detail",
+            };
+            m.arg(name, value)
+        }))
+    })
+}
+
+/// One advice of a refresh failure.
+fn advice(text: &str) -> Msg {
+    advice_table()
+        .into_iter()
+        .find(|(a, _)| *a == text)
+        .map(|(_, key)| Msg::new(key))
+        .unwrap_or_else(|| Msg::verbatim(text))
+}
+
+/// Joins messages with the list separator of the language.
+fn list(items: Vec<Msg>) -> Msg {
+    let mut items = items.into_iter();
+    let first = items.next().unwrap_or_else(|| Msg::verbatim(""));
+    items.fold(first, |acc, m| {
+        Msg::new("reason-list")
+            .nested("first", acc)
+            .nested("second", m)
+    })
+}
+
+/// A stored token reason or warning.
 pub fn token(text: &str) -> Msg {
-    Msg::verbatim(text)
+    if let Some(m) = from_table(TOKEN, text) {
+        return m;
+    }
+    if text == crate::tokens::TokensError::AccessDenied.to_string() {
+        return Msg::new("err-tokens-access-denied");
+    }
+    let unreachable = format!("{} ({{detail}})", status::ENDPOINT_UNREACHABLE);
+    if let Some(args) = captures(&unreachable, text) {
+        let detail = args.into_iter().next().map(|(_, v)| v).unwrap_or_default();
+        return Msg::new("reason-endpoint-unreachable-detail").arg("detail", detail);
+    }
+    if let Some(rest) = text.strip_prefix(status::REAUTHORIZATION_REQUIRED) {
+        let (error, advices) = match rest.strip_prefix(": ") {
+            Some(a) => (None, a),
+            None => match rest.strip_prefix(" (").and_then(|r| r.split_once("): ")) {
+                Some((e, a)) => (Some(e), a),
+                None => return Msg::verbatim(text),
+            },
+        };
+        let advices = list(advices.split("; ").map(advice).collect());
+        return match error {
+            None => Msg::new("reason-reauthorize").nested("advice", advices),
+            Some(e) => Msg::new("reason-reauthorize-error")
+                .arg("error", e)
+                .nested("advice", advices),
+        };
+    }
+    connection(text)
+}
+
+/// A stored connection reason or warning; warnings are joined with "; "
+/// (which some warnings contain themselves: the longest match wins).
+pub fn connection(text: &str) -> Msg {
+    let parts: Vec<&str> = text.split("; ").collect();
+    let mut msgs = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        let found = (i + 1..=parts.len())
+            .rev()
+            .find_map(|j| from_table(CONNECTION, &parts[i..j].join("; ")).map(|m| (j, m)));
+        match found {
+            Some((j, m)) => {
+                msgs.push(m);
+                i = j;
+            }
+            None => return Msg::verbatim(text),
+        }
+    }
+    list(msgs)
+}
+
+/// Audit Log details that are sentences of ours (the rest is data: names,
+/// addresses, settings): text and message id.
+const AUDIT: &[(&str, &str)] = &[
+    ("signed out", "audit-signed-out"),
+    ("wrong user name or password", "audit-login-failed"),
+    ("login refused while throttled", "audit-login-throttled"),
+    ("first Administrator created", "audit-setup"),
+    ("authorization URL issued", "audit-google-url"),
+    ("authorization code accepted", "audit-google-code"),
+    ("microsoft: new user code requested", "audit-device-code"),
+];
+
+/// The prefix of the login entry's detail, followed by the role's name.
+pub const SIGNED_IN_AS: &str = "signed in as ";
+
+/// An Audit Log detail in the language of the page.
+pub fn audit(detail: &str) -> Msg {
+    if let Some((_, key)) = AUDIT.iter().find(|(t, _)| *t == detail) {
+        return Msg::new(key);
+    }
+    if let Some(role) = detail
+        .strip_prefix(SIGNED_IN_AS)
+        .and_then(crate::roles::Role::parse)
+    {
+        let role = match role.as_str() {
+            "administrator" => "role-administrator",
+            "network_admin" => "role-network_admin",
+            _ => "role-general_user",
+        };
+        return Msg::new("audit-signed-in").nested("role", Msg::new(role));
+    }
+    Msg::verbatim(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::fill;
+    use crate::web::i18n::{Locale, Tr};
+
+    fn ja(m: &Msg) -> String {
+        m.render(&Tr::new(Locale::Ja))
+    }
+
+    #[test]
+    fn connection_reasons_are_translated_with_their_arguments() {
+        let text = fill(C::REFUSED, &[("target", "localhost:1")]);
+        let m = connection(&text);
+        assert_eq!(m.key, "reason-refused");
+        assert_eq!(m.en(), text, "the English message is the library's text");
+        assert!(ja(&m).contains("localhost:1"), "{}", ja(&m));
+        assert!(!ja(&m).contains("refused"), "{}", ja(&m));
+        // Every template is recognised, and its English message is the same text.
+        for (template, key) in CONNECTION {
+            let m = connection(template);
+            assert_eq!(m.key, *key, "{template}");
+        }
+        let both = format!(
+            "{}; {}",
+            C::VERIFY_OFF,
+            fill(C::SKEW_AHEAD, &[("secs", "400")])
+        );
+        assert!(ja(&connection(&both)).contains("400"));
+        assert_eq!(connection("from a server").key, "verbatim");
+    }
+
+    #[test]
+    fn audit_details_of_ours_are_translated() {
+        for (text, _) in AUDIT {
+            assert_eq!(audit(text).en(), *text);
+            assert_ne!(ja(&audit(text)), *text);
+        }
+        let m = audit("signed in as administrator");
+        assert_eq!(m.en(), "signed in as Administrator");
+        assert_eq!(ja(&m), "Administratorとしてログイン");
+        assert_eq!(audit("bob (general_user)").key, "verbatim");
+    }
+
+    #[test]
+    fn token_reasons_are_translated() {
+        assert_eq!(token(status::DECLINED).key, "reason-declined");
+        assert_eq!(token(status::DECLINED).en(), status::DECLINED);
+        let r = status::refresh_failure_reason(
+            Provider::Microsoft,
+            "invalid_grant",
+            Some("AADSTS50173: The provided grant has expired. Trace ID: 1"),
+            None,
+            0,
+        );
+        let m = token(&r);
+        assert_eq!(m.key, "reason-reauthorize", "{r}");
+        assert_eq!(m.en(), r);
+        assert!(!ja(&m).contains("authorize again"), "{}", ja(&m));
+        let r = status::refresh_failure_reason(Provider::Google, "invalid_client", None, None, 0);
+        assert_eq!(token(&r).en(), r);
+        assert!(ja(&token(&r)).contains("invalid_client"));
+        for (text, _) in advice_table() {
+            assert_ne!(advice(text).key, "verbatim", "{text}");
+            assert_eq!(advice(text).en(), text);
+        }
+    }
 }

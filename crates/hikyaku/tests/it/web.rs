@@ -1158,3 +1158,63 @@ async fn refusals_are_shown_in_the_page_language() {
         }
     }
 }
+
+/// The reason after the Server Connection Status label, and the Audit Log's
+/// own sentences, are in the page's language; names and addresses stay.
+#[tokio::test]
+async fn status_reasons_and_audit_details_are_shown_in_the_page_language() {
+    let server = TestServer::start().await;
+    let en = server.setup_admin().await;
+    let ja = Browser::with_lang(&server, "ja");
+    ja.login("admin", ADMIN_PASSWORD).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let endpoint = format!("https://127.0.0.1:{dead}/common/oauth2/v2.0");
+    let page = "/settings/send/oauth/microsoft";
+    let saved = en
+        .submit(
+            &format!("{page}/edit"),
+            &format!("{page}/edit"),
+            &[
+                ("enabled", "on"),
+                ("verify_cert", "on"),
+                ("endpoint", &endpoint),
+                ("client_id", "11111111-2222-3333-4444-555555555555"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    en.submit(page, &format!("{page}/refresh"), &[]).await;
+    let target = format!("127.0.0.1:{dead}");
+    let status = |body: &str| {
+        let start = body.find("id=\"connection-status\"").expect("status cell");
+        let end = body[start..].find("</td>").expect("end") + start;
+        body[start..end].to_string()
+    };
+    let en_status = status(&en.get(page).await.body);
+    assert!(
+        en_status.contains(&format!("Failed — connection to {target} was refused")),
+        "{en_status}"
+    );
+    let ja_status = status(&ja.get(page).await.body);
+    assert!(
+        ja_status.contains(&format!("失敗 — {target}への接続が拒否されました。")),
+        "{ja_status}"
+    );
+    assert!(!ja_status.contains("refused"), "{ja_status}");
+
+    let audit = "/settings/management/audit-log";
+    let en_audit = en.get(audit).await.body;
+    assert!(
+        en_audit.contains("signed in as Administrator"),
+        "{en_audit}"
+    );
+    let ja_audit = ja.get(audit).await.body;
+    assert!(
+        ja_audit.contains("Administratorとしてログイン"),
+        "{ja_audit}"
+    );
+    assert!(!ja_audit.contains("signed in as"), "{ja_audit}");
+}

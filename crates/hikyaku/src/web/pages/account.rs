@@ -18,6 +18,7 @@ use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
 use crate::web::i18n::{Tr, render_all};
+use crate::web::reasons;
 
 /// One provider's line on the Portal.
 pub struct PortalAccount {
@@ -98,7 +99,10 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
                 label: tr.t(&format!("provider-{}", a.provider.as_str())),
                 token_status: a.token_status.clone(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
-                token_reason: a.token_reason.clone(),
+                token_reason: a
+                    .token_reason
+                    .as_deref()
+                    .map(|r| reasons::token(r).render(&tr)),
                 connection_status: a.connection_status.clone(),
                 connection_status_label: tr
                     .t(&format!("connection-status-{}", a.connection_status)),
@@ -174,6 +178,17 @@ pub struct GooglePage {
     pub active: bool,
 }
 
+/// A clock skew such as "+3 s" in the language of `tr`.
+pub fn signed_seconds(tr: &Tr, secs: i64) -> String {
+    tr.args("seconds-signed", &[("secs", format!("{secs:+}"))])
+}
+
+/// The stored token reason and warning of `a` in the language of `tr`.
+fn token_texts(tr: &Tr, a: &Account) -> (Option<String>, Option<String>) {
+    let render = |t: &Option<String>| t.as_deref().map(|r| reasons::token(r).render(tr));
+    (render(&a.token_reason), render(&a.token_warning))
+}
+
 /// Status lines shared by both OAuth pages.
 pub struct StatusView {
     pub warnings: Vec<String>,
@@ -193,12 +208,12 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
         warnings.push(tr.t("verify-off-warning"));
     }
     if let Some(w) = &a.connection_warning {
-        warnings.push(w.clone());
+        warnings.push(reasons::connection(w).render(tr));
     }
-    let reason = match (&a.connection_reason, a.connection_status.as_str()) {
-        (Some(r), _) => Some(r.clone()),
-        _ => None,
-    };
+    let reason = a
+        .connection_reason
+        .as_deref()
+        .map(|r| reasons::connection(r).render(tr));
     let mailbox = a.mailbox.as_ref().map(|m| {
         if a.identity_verified == Some(false) {
             format!("{m} {}", tr.t("identity-unverified"))
@@ -210,7 +225,7 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
         warnings,
         connection_label: tr.t(&format!("connection-status-{}", a.connection_status)),
         connection_reason: reason,
-        skew: a.clock_skew_secs.map(|s| format!("{s:+} s")),
+        skew: a.clock_skew_secs.map(|s| signed_seconds(tr, s)),
         token_label: tr.t(&format!("token-status-{}", a.token_status)),
         mailbox,
         access_expires: a.access_expires_at.map(|t| fmt_time(t, offset)),
@@ -236,6 +251,7 @@ pub async fn microsoft_view(
 ) -> MicrosoftPage {
     let tr = ui.tr;
     let s = status_view(state, &tr, a).await;
+    let (token_reason, token_warning) = token_texts(&tr, a);
     MicrosoftPage {
         c: Chrome::for_ui(ui, state, "/settings/send/oauth/microsoft").with_notice(notice),
         warnings: s.warnings,
@@ -254,8 +270,8 @@ pub async fn microsoft_view(
         device,
         token_status: a.token_status.clone(),
         token_label: s.token_label,
-        token_reason: a.token_reason.clone(),
-        token_warning: a.token_warning.clone(),
+        token_reason,
+        token_warning,
         mailbox: s.mailbox,
         access_expires: s.access_expires,
         last_refreshed: s.last_refreshed,
@@ -277,6 +293,7 @@ pub async fn google_view(
 ) -> GooglePage {
     let tr = ui.tr;
     let s = status_view(state, &tr, a).await;
+    let (token_reason, token_warning) = token_texts(&tr, a);
     GooglePage {
         c: Chrome::for_ui(ui, state, "/settings/send/oauth/google").with_notice(notice),
         warnings: s.warnings,
@@ -292,8 +309,8 @@ pub async fn google_view(
         skew: s.skew,
         token_status: a.token_status.clone(),
         token_label: s.token_label,
-        token_reason: a.token_reason.clone(),
-        token_warning: a.token_warning.clone(),
+        token_reason,
+        token_warning,
         mailbox: s.mailbox,
         access_expires: s.access_expires,
         last_refreshed: s.last_refreshed,

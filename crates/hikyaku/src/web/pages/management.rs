@@ -88,7 +88,7 @@ async fn render_datetime(
             a.clock_skew_secs.map(|s| {
                 (
                     ui.tr.t(&format!("provider-{}", a.provider.as_str())),
-                    format!("{s:+} s"),
+                    super::signed_seconds(&ui.tr, s),
                 )
             })
         })

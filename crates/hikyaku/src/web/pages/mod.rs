@@ -268,7 +268,7 @@ pub async fn login_submit(
             &user.name,
             &source,
             "login",
-            &format!("signed in as {}", user.role.as_str()),
+            &format!("{}{}", super::reasons::SIGNED_IN_AS, user.role.as_str()),
         )
         .await;
     let mut response = Redirect::to(&safe_next(&form.next)).into_response();
@@ -657,7 +657,10 @@ pub async fn audit_page(State(state): State<AppState>, ui: Ui) -> Result<Respons
         .audit_entries(500, 0)
         .await?
         .into_iter()
-        .map(|e| (fmt_time(e.at, offset), e))
+        .map(|mut e| {
+            e.detail = super::reasons::audit(&e.detail).render(&ui.tr);
+            (fmt_time(e.at, offset), e)
+        })
         .collect();
     Ok(AuditPage {
         c: Chrome::for_ui(&ui, &state, "/settings/management/audit-log"),
