@@ -14,7 +14,7 @@ pub fn fill(template: &str, args: &[(&str, &str)]) -> String {
 /// The values of the holes if `text` is `template` filled, else `None`.
 /// Every hole but the last ends at the first occurrence of the literal after
 /// it; the last takes everything up to the template's trailing literal.
-pub fn captures(template: &str, text: &str) -> Option<Vec<(String, String)>> {
+pub fn captures<'t>(template: &'t str, text: &str) -> Option<Vec<(&'t str, String)>> {
     // Literal, hole, literal, hole, …, literal.
     let mut literals = Vec::new();
     let mut names = Vec::new();
@@ -22,7 +22,7 @@ pub fn captures(template: &str, text: &str) -> Option<Vec<(String, String)>> {
     while let Some(open) = rest.find('{') {
         let close = rest[open..].find('}')? + open;
         literals.push(&rest[..open]);
-        names.push(rest[open + 1..close].to_owned());
+        names.push(&rest[open + 1..close]);
         rest = &rest[close + 1..];
     }
     literals.push(rest);
@@ -48,7 +48,7 @@ pub fn captures(template: &str, text: &str) -> Option<Vec<(String, String)>> {
         if value.is_empty() {
             return None;
         }
-        values.push((name.clone(), value.to_owned()));
+        values.push((*name, value.to_owned()));
     }
     Some(values)
 }
@@ -65,8 +65,8 @@ mod tests {
         assert_eq!(
             captures(t, &text).unwrap(),
             [
-                ("target".to_owned(), "localhost:1".to_owned()),
-                ("detail".to_owned(), "a (b)".to_owned())
+                ("target", "localhost:1".to_owned()),
+                ("detail", "a (b)".to_owned())
             ]
         );
         assert!(captures(t, "something else").is_none());

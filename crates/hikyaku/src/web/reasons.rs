@@ -9,10 +9,25 @@ use super::i18n::Msg;
 use crate::connection::texts as C;
 use crate::provider::Provider;
 use crate::template::captures;
+use crate::tls::texts as TLS;
 use crate::tokens::status;
+
+/// The texts of `TlsError::CnMismatch` and `NoCommonName`, as templates.
+const CN_MISMATCH: &str = "certificate subject CN '{cn}' does not match host '{host}' (Add CN to Verification Items is on) — use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off";
+const NO_CN: &str = "certificate has no subject CN to compare with host '{host}' (Add CN to Verification Items is on) — use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off";
 
 /// Connection reasons and warnings: template and message id.
 const CONNECTION: &[(&str, &str)] = &[
+    (TLS::UNKNOWN_ISSUER, "reason-tls-unknown-issuer"),
+    (TLS::EXPIRED, "reason-tls-expired"),
+    (TLS::EXPIRED_AT, "reason-tls-expired-at"),
+    (TLS::NOT_YET_VALID, "reason-tls-not-yet-valid"),
+    (TLS::NOT_YET_VALID_AT, "reason-tls-not-yet-valid-at"),
+    (TLS::WRONG_NAME, "reason-tls-wrong-name"),
+    (TLS::NOT_TLS, "reason-tls-not-tls"),
+    (TLS::ALERT, "reason-tls-alert"),
+    (CN_MISMATCH, "reason-tls-cn-mismatch"),
+    (NO_CN, "reason-tls-no-cn"),
     (C::VERIFY_OFF, "reason-verify-off"),
     (C::SKEW_BEHIND, "reason-skew-behind"),
     (C::SKEW_AHEAD, "reason-skew-ahead"),
@@ -109,24 +124,13 @@ fn advice_table() -> Vec<(&'static str, &'static str)> {
     table
 }
 
-fn from_table(table: &[(&str, &'static str)], text: &str) -> Option<Msg> {
+fn from_table(table: &[(&'static str, &'static str)], text: &str) -> Option<Msg> {
     table.iter().find_map(|(template, key)| {
         let args = captures(template, text)?;
-        Some(args.into_iter().fold(Msg::new(key), |m, (name, value)| {
-            // Holes are named in the library; Fluent needs static names.
-            let name: &'static str = match name.as_str() {
-                "secs" => "secs",
-                "code" => "code",
-                "status" => "status",
-                "target" => "target",
-                "host" => "host",
-                "detail" => "detail",
-                "url" => "url",
-                "proxy" => "proxy",
-                _ => "detail",
-            };
-            m.arg(name, value)
-        }))
+        Some(
+            args.into_iter()
+                .fold(Msg::new(key), |m, (name, value)| m.arg(name, value)),
+        )
     })
 }
 
@@ -279,6 +283,22 @@ mod tests {
         assert_eq!(m.en(), "signed in as Administrator");
         assert_eq!(ja(&m), "Administratorとしてログイン");
         assert_eq!(audit("bob (general_user)").key, "verbatim");
+    }
+
+    #[test]
+    fn cn_templates_are_the_tls_errors_texts() {
+        use crate::tls::TlsError;
+        let e = TlsError::CnMismatch {
+            cn: "a".into(),
+            host: "b".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            fill(CN_MISMATCH, &[("cn", "a"), ("host", "b")])
+        );
+        let e = TlsError::NoCommonName { host: "b".into() };
+        assert_eq!(e.to_string(), fill(NO_CN, &[("host", "b")]));
+        assert_eq!(connection(&e.to_string()).key, "reason-tls-no-cn");
     }
 
     #[test]
