@@ -1030,7 +1030,7 @@ async fn refusals_are_shown_in_the_page_language() {
             what: "proxy settings",
             status: 400,
             en: &[
-                "Proxy port",
+                "proxy port",
                 "is not usable — enter a number from 1 to 65535",
             ],
             ja: &["プロキシのポート番号「0」は使用できません。"],
