@@ -7,6 +7,7 @@
 
 use super::i18n::Msg;
 use crate::connection::texts as C;
+use crate::delivery::texts as D;
 use crate::provider::Provider;
 use crate::template::captures;
 use crate::tls::texts as TLS;
@@ -207,6 +208,52 @@ pub fn connection(text: &str) -> Msg {
     list(msgs)
 }
 
+/// Job replies that hikyaku writes itself: template and message id.
+const JOB: &[(&str, &str)] = &[
+    (D::ABANDONED, "job-reply-abandoned"),
+    (D::RATE_LIMITED, "job-reply-rate-limited"),
+    (D::BUSY, "job-reply-busy"),
+];
+
+/// What a job waits for, after "waiting for re-authorization of …:".
+fn waiting_detail(detail: &str) -> Msg {
+    let fixed: &[(&str, &'static str)] = &[
+        (D::SWITCHED_OFF, "job-wait-switched-off"),
+        (D::NOT_REGISTERED, "job-wait-not-registered"),
+        (D::AUTHORIZING, "job-wait-authorizing"),
+        (D::TOKEN_ERROR_BARE, "job-wait-token-error-bare"),
+    ];
+    if let Some((_, key)) = fixed.iter().find(|(t, _)| *t == detail) {
+        return Msg::new(key);
+    }
+    if let Some(args) = captures(D::TOKEN_ERROR, detail) {
+        let reason = args.into_iter().next().map(|(_, v)| v).unwrap_or_default();
+        return Msg::new("job-wait-token-error").nested("reason", token(&reason));
+    }
+    token(detail)
+}
+
+/// A job's last reply: ours translated, the upstream server's as it came.
+pub fn job(text: &str) -> Msg {
+    if let Some(m) = from_table(JOB, text) {
+        return m;
+    }
+    if let Some(args) = captures(D::WAITING, text) {
+        let mut args = args.into_iter();
+        let mut next = || args.next().map(|(_, v)| v).unwrap_or_default();
+        let (provider, name, detail) = (next(), next(), next());
+        return Msg::new("job-reply-waiting")
+            .arg("provider", provider)
+            .arg("name", name)
+            .nested("detail", waiting_detail(&detail));
+    }
+    if let Some(args) = captures(D::ALL_REFUSED, text) {
+        let reply = args.into_iter().next().map(|(_, v)| v).unwrap_or_default();
+        return Msg::new("job-reply-all-refused").arg("reply", reply);
+    }
+    Msg::verbatim(text)
+}
+
 /// Audit Log details that are sentences of ours (the rest is data: names,
 /// addresses, settings): text and message id.
 const AUDIT: &[(&str, &str)] = &[
@@ -271,6 +318,40 @@ mod tests {
         );
         assert!(ja(&connection(&both)).contains("400"));
         assert_eq!(connection("from a server").key, "verbatim");
+    }
+
+    #[test]
+    fn job_replies_of_ours_are_translated() {
+        let waiting = fill(
+            D::WAITING,
+            &[
+                ("provider", "Microsoft"),
+                ("name", "microsoft"),
+                (
+                    "detail",
+                    &fill(D::TOKEN_ERROR, &[("reason", status::DECLINED)]),
+                ),
+            ],
+        );
+        let m = job(&waiting);
+        assert_eq!(m.en(), waiting);
+        assert!(ja(&m).contains("ユーザーが拒否しました"), "{}", ja(&m));
+        for detail in [
+            D::SWITCHED_OFF,
+            D::NOT_REGISTERED,
+            D::AUTHORIZING,
+            D::TOKEN_ERROR_BARE,
+        ] {
+            assert_ne!(waiting_detail(detail).key, "verbatim", "{detail}");
+            assert_eq!(waiting_detail(detail).en(), detail);
+        }
+        for (template, key) in JOB {
+            assert_eq!(job(template).key, *key);
+            assert_eq!(job(template).en(), *template);
+        }
+        let refused = fill(D::ALL_REFUSED, &[("reply", "550 5.1.1 <x>: no such user")]);
+        assert!(ja(&job(&refused)).contains("550 5.1.1 <x>: no such user"));
+        assert_eq!(job("250 2.0.0 OK").key, "verbatim");
     }
 
     #[test]

@@ -87,7 +87,11 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
     );
     let offset = display_offset(&state).await;
     let last_error = match state.store.last_job_error().await? {
-        Some((at, reply)) => format!("{} — {reply}", fmt_time(at, offset)),
+        Some((at, reply)) => format!(
+            "{} — {}",
+            fmt_time(at, offset),
+            reasons::job(&reply).render(&tr)
+        ),
         None => tr.t("portal-no-error"),
     };
     let page = PortalPage {

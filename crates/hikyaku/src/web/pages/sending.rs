@@ -401,7 +401,11 @@ async fn render_jobs(
             } else {
                 String::new()
             },
-            reply: j.last_reply.clone().unwrap_or_default(),
+            reply: j
+                .last_reply
+                .as_deref()
+                .map(|r| crate::web::reasons::job(r).render(&ui.tr))
+                .unwrap_or_default(),
             attempts: j.attempts,
             state: j.state,
             id: j.id,
