@@ -93,20 +93,69 @@ mod rfc3339 {
     }
 }
 
-const VERIFY_OFF_WARNING: &str = "certificate verification is off: the connection is encrypted, \
-     but the server's identity is not checked — turn Verify Server Certificate on when possible";
+/// The texts of connection reasons and warnings, with `{holes}` (see
+/// [`crate::template`]); the Remote UI recognises them to translate them.
+pub mod texts {
+    pub const VERIFY_OFF: &str = "certificate verification is off: the connection is encrypted, \
+         but the server's identity is not checked — turn Verify Server Certificate on when possible";
+    pub const SKEW_BEHIND: &str = "this device's clock is {secs} s behind the server's — set the date and time (or an NTP server); \
+         certificate and token checks may fail";
+    pub const SKEW_AHEAD: &str = "this device's clock is {secs} s ahead of the server's — set the date and time (or an NTP server); \
+         certificate and token checks may fail";
+    pub const TENANT_NOT_FOUND: &str =
+        "tenant not found (HTTP {code}, AADSTS90002) — check the Tenant ID or domain name";
+    pub const PROXY_AUTH: &str =
+        "the proxy requires authentication (HTTP 407) — check the proxy settings";
+    pub const HTTP_404: &str =
+        "the server answered HTTP {status} — check the URL (tenant, domain or endpoint path)";
+    pub const HTTP_4XX: &str =
+        "the server answered HTTP {status} — check the settings for this provider";
+    pub const HTTP_5XX: &str =
+        "the server answered HTTP {status} — the provider has a problem; try again later";
+    pub const HTTP_OTHER: &str = "the server answered HTTP {status}";
+    pub const NO_ANSWER: &str =
+        "no answer from {target} within {secs} s — check the network, firewall and proxy settings";
+    pub const DNS: &str =
+        "could not resolve the host name '{host}' — check the DNS server settings";
+    pub const PROXY_FAILED: &str =
+        "the proxy refused or failed the connection ({detail}) — check the proxy settings";
+    pub const REFUSED: &str =
+        "connection to {target} was refused — nothing is listening there, or a firewall rejects it";
+    pub const UNREACHABLE: &str =
+        "{target} is unreachable — check the network settings (default gateway) and proxy";
+    pub const CLOSED: &str = "the connection to {target} was closed unexpectedly — a firewall or proxy may be interfering";
+    pub const CONNECT_TIMEOUT: &str =
+        "connecting to {target} timed out — check the network, firewall and proxy settings";
+    pub const CONNECT_FAILED: &str = "could not connect to {target} ({detail})";
+    pub const URL_UNUSABLE: &str = "the URL '{url}' is not usable ({detail})";
+    pub const REQUEST_FAILED: &str = "the request to {target} failed ({detail})";
+    pub const VIA_PROXY_CREDENTIALS_REFUSED: &str = "the proxy {proxy} refused the credentials (HTTP 407) — check the proxy user name and password in Management → Network";
+    pub const VIA_PROXY_CREDENTIALS_MISSING: &str = "the proxy {proxy} asked for credentials (HTTP 407) — enter the proxy user name and password in Management → Network";
+    pub const VIA_PROXY_REFUSED: &str = "the proxy {proxy} refused the connection — check the proxy host and port in Management → Network, and that the proxy is running";
+    pub const VIA_PROXY_TIMEOUT: &str = "connecting to the proxy {proxy} timed out — check the proxy host and port in Management → Network, and the firewall";
+    pub const VIA_PROXY_DNS: &str = "the proxy host name '{host}' could not be resolved — check the proxy host in Management → Network and the DNS server settings";
+    pub const VIA_PROXY_CONNECT: &str = "could not connect to the proxy {proxy} ({detail}) — check the proxy host and port in Management → Network";
+    pub const VIA_PROXY_FORBIDDEN: &str = "the proxy {proxy} refused to open a connection to {target} (for example HTTP 403) — ask the proxy administrator to allow it, or add the host to the no-proxy list in Management → Network";
+    pub const VIA_PROXY_CLOSED: &str = "the proxy {proxy} closed the connection while opening the tunnel to {target} — check the proxy port in Management → Network (it must be an HTTP proxy)";
+    pub const VIA_PROXY_OTHER: &str = "the proxy {proxy} failed the connection to {target} ({detail}) — check the proxy settings in Management → Network";
+}
+
+use crate::template::fill;
+use texts as T;
+
+const VERIFY_OFF_WARNING: &str = T::VERIFY_OFF;
 
 /// A warning when the clock is off by more than ±5 minutes.
 pub fn skew_warning(skew_secs: i64) -> Option<String> {
     if skew_secs.abs() <= MAX_SKEW_SECS {
         return None;
     }
-    let direction = if skew_secs > 0 { "behind" } else { "ahead of" };
-    Some(format!(
-        "this device's clock is {} s {direction} the server's — set the date and time (or an NTP server); \
-         certificate and token checks may fail",
-        skew_secs.abs()
-    ))
+    let template = if skew_secs > 0 {
+        T::SKEW_BEHIND
+    } else {
+        T::SKEW_AHEAD
+    };
+    Some(fill(template, &[("secs", &skew_secs.abs().to_string())]))
 }
 
 /// Check `url` with the outbound TLS policy and proxy; see [`check_with_timeout`].
@@ -224,26 +273,22 @@ fn classify_status(status: reqwest::StatusCode, body: &str) -> (FailureKind, Str
     if body.contains("AADSTS90002") {
         return (
             FailureKind::NotFound,
-            format!(
-                "tenant not found (HTTP {code}, AADSTS90002) — check the Tenant ID or domain name"
-            ),
+            fill(T::TENANT_NOT_FOUND, &[("code", &code.to_string())]),
         );
     }
     if code == 407 {
-        return (
-            FailureKind::Proxy,
-            "the proxy requires authentication (HTTP 407) — check the proxy settings".to_owned(),
-        );
+        return (FailureKind::Proxy, T::PROXY_AUTH.to_owned());
     }
-    let hint = match code {
-        404 => " — check the URL (tenant, domain or endpoint path)",
-        400..=499 => " — check the settings for this provider",
-        500..=599 => " — the provider has a problem; try again later",
-        _ => "",
+    let template = match code {
+        404 => T::HTTP_404,
+        400..=499 => T::HTTP_4XX,
+        500..=599 => T::HTTP_5XX,
+        _ => T::HTTP_OTHER,
     };
+    let status = format!("{code} {text}");
     (
         FailureKind::Http,
-        format!("the server answered HTTP {code} {text}{hint}"),
+        fill(template, &[("status", status.trim_end())]),
     )
 }
 
@@ -337,46 +382,39 @@ pub fn proxy_failure(
     }
     let address = proxy.address();
     let target = host_port(url);
-    const WHERE: &str = "in Management → Network";
     let reason = if text.contains("proxy authorization required") {
-        if proxy.username.is_some() {
-            format!(
-                "the proxy {address} refused the credentials (HTTP 407) — check the proxy user name and password {WHERE}"
-            )
+        let template = if proxy.username.is_some() {
+            T::VIA_PROXY_CREDENTIALS_REFUSED
         } else {
-            format!(
-                "the proxy {address} asked for credentials (HTTP 407) — enter the proxy user name and password {WHERE}"
-            )
-        }
+            T::VIA_PROXY_CREDENTIALS_MISSING
+        };
+        fill(template, &[("proxy", &address)])
     } else if text.contains("failed to create underlying connection") {
         match find_io_kind(err) {
-            Some(K::ConnectionRefused) => format!(
-                "the proxy {address} refused the connection — check the proxy host and port {WHERE}, and that the proxy is running"
-            ),
-            Some(K::TimedOut) => format!(
-                "connecting to the proxy {address} timed out — check the proxy host and port {WHERE}, and the firewall"
-            ),
+            Some(K::ConnectionRefused) => fill(T::VIA_PROXY_REFUSED, &[("proxy", &address)]),
+            Some(K::TimedOut) => fill(T::VIA_PROXY_TIMEOUT, &[("proxy", &address)]),
             _ if text.contains("dns") || text.contains("resolve") || text.contains("lookup") => {
-                format!(
-                    "the proxy host name '{}' could not be resolved — check the proxy host {WHERE} and the DNS server settings",
-                    proxy.host
-                )
+                fill(T::VIA_PROXY_DNS, &[("host", &proxy.host)])
             }
-            _ => format!(
-                "could not connect to the proxy {address} ({text}) — check the proxy host and port {WHERE}"
+            _ => fill(
+                T::VIA_PROXY_CONNECT,
+                &[("proxy", &address), ("detail", &text)],
             ),
         }
     } else if text.contains("unsuccessful") {
-        format!(
-            "the proxy {address} refused to open a connection to {target} (for example HTTP 403) — ask the proxy administrator to allow it, or add the host to the no-proxy list {WHERE}"
+        fill(
+            T::VIA_PROXY_FORBIDDEN,
+            &[("proxy", &address), ("target", &target)],
         )
     } else if text.contains("unexpected end of file") || text.contains("io error") {
-        format!(
-            "the proxy {address} closed the connection while opening the tunnel to {target} — check the proxy port {WHERE} (it must be an HTTP proxy)"
+        fill(
+            T::VIA_PROXY_CLOSED,
+            &[("proxy", &address), ("target", &target)],
         )
     } else {
-        format!(
-            "the proxy {address} failed the connection to {target} ({text}) — check the proxy settings {WHERE}"
+        fill(
+            T::VIA_PROXY_OTHER,
+            &[("proxy", &address), ("target", &target), ("detail", &text)],
         )
     };
     Some(reason)
@@ -391,9 +429,12 @@ fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> (FailureKind,
     if err.is_timeout() {
         return (
             FailureKind::Timeout,
-            format!(
-                "no answer from {target} within {} s — check the network, firewall and proxy settings",
-                timeout.as_secs()
+            fill(
+                T::NO_ANSWER,
+                &[
+                    ("target", &target),
+                    ("secs", &timeout.as_secs().to_string()),
+                ],
             ),
         );
     }
@@ -402,57 +443,44 @@ fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> (FailureKind,
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_else(|| url.to_owned());
-        return (
-            FailureKind::Dns,
-            format!("could not resolve the host name '{host}' — check the DNS server settings"),
-        );
+        return (FailureKind::Dns, fill(T::DNS, &[("host", &host)]));
     }
     let text = chain_text(err);
     let lower = text.to_ascii_lowercase();
     if lower.contains("proxy") || lower.contains("tunnel") {
         return (
             FailureKind::Proxy,
-            format!(
-                "the proxy refused or failed the connection ({text}) — check the proxy settings"
-            ),
+            fill(T::PROXY_FAILED, &[("detail", &text)]),
         );
     }
     match find_io_kind(err) {
         Some(K::ConnectionRefused) => (
             FailureKind::Connect,
-            format!(
-                "connection to {target} was refused — nothing is listening there, or a firewall rejects it"
-            ),
+            fill(T::REFUSED, &[("target", &target)]),
         ),
         Some(K::HostUnreachable | K::NetworkUnreachable) => (
             FailureKind::Connect,
-            format!(
-                "{target} is unreachable — check the network settings (default gateway) and proxy"
-            ),
+            fill(T::UNREACHABLE, &[("target", &target)]),
         ),
         Some(K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof) => (
             FailureKind::Connect,
-            format!(
-                "the connection to {target} was closed unexpectedly — a firewall or proxy may be interfering"
-            ),
+            fill(T::CLOSED, &[("target", &target)]),
         ),
         Some(K::TimedOut) => (
             FailureKind::Timeout,
-            format!(
-                "connecting to {target} timed out — check the network, firewall and proxy settings"
-            ),
+            fill(T::CONNECT_TIMEOUT, &[("target", &target)]),
         ),
         _ if err.is_connect() => (
             FailureKind::Connect,
-            format!("could not connect to {target} ({text})"),
+            fill(T::CONNECT_FAILED, &[("target", &target), ("detail", &text)]),
         ),
         _ if err.is_builder() => (
             FailureKind::Http,
-            format!("the URL '{url}' is not usable ({text})"),
+            fill(T::URL_UNUSABLE, &[("url", url), ("detail", &text)]),
         ),
         _ => (
             FailureKind::Http,
-            format!("the request to {target} failed ({text})"),
+            fill(T::REQUEST_FAILED, &[("target", &target), ("detail", &text)]),
         ),
     }
 }

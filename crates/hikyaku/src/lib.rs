@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod roles;
 pub mod secrets;
 pub mod store;
+pub mod template;
 pub mod throttle;
 pub mod tls;
 pub mod tokens;

@@ -407,10 +407,9 @@ async fn run() -> anyhow::Result<()> {
                     password_stdin,
                 } => {
                     let role = parse_role(&role)?;
-                    let tr = hikyaku::web::i18n::Tr::new(hikyaku::web::i18n::Locale::En);
                     let password = read_password(password_stdin)?;
-                    hikyaku::web::pages::validate_new_user(&tr, &name, &password)
-                        .map_err(anyhow::Error::msg)?;
+                    hikyaku::web::pages::validate_new_user(&name, &password)
+                        .map_err(|m| anyhow::Error::msg(m.en()))?;
                     let hash = hikyaku::web::auth::hash_password(password)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -147,10 +147,54 @@ pub struct ProxyInput {
 /// Validates `input`. `stored_password` is kept when no new one is given.
 /// An empty host means "no proxy" (`Ok(None)`). Errors are sentences that say
 /// what to change, one per problem.
+/// What is wrong with a proxy setting; each text says what to enter instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyProblem {
+    #[error(
+        "proxy host {0:?} must be a host name or IP address only — leave out http:// and any path"
+    )]
+    HostHasScheme(String),
+    #[error(
+        "proxy host {0:?} must not contain credentials — use the User Name and Password fields"
+    )]
+    HostHasCredentials(String),
+    #[error("proxy host {0:?} contains ':' — enter the port in the Port field, not after the host")]
+    HostHasPort(String),
+    #[error(
+        "proxy host {0:?} is not a valid host name — use letters, digits, '-' and '.', without spaces"
+    )]
+    HostInvalid(String),
+    #[error("proxy port {0:?} is not usable — enter a number from 1 to 65535 (often 3128 or 8080)")]
+    Port(String),
+    #[error(
+        "the proxy user name must not contain ':' or control characters — enter the user name only"
+    )]
+    UserName,
+    #[error("the proxy password must not contain control characters")]
+    Password,
+    #[error(
+        "a proxy password was given without a user name — enter the user name too, or leave both empty"
+    )]
+    PasswordWithoutUser,
+    #[error(
+        "the no-proxy list has {0} entries — at most {MAX_NO_PROXY} are allowed; use domains (.example.com) or ranges (10.0.0.0/8)"
+    )]
+    NoProxyTooMany(usize),
+    #[error(
+        "no-proxy entry {0:?} is not usable — use a host name, a domain such as .example.com, an IP address, a range such as 10.0.0.0/8, or *"
+    )]
+    NoProxyEntry(String),
+}
+
+impl ProxyProblem {
+    /// The most entries a no-proxy list may have.
+    pub const MAX_NO_PROXY: usize = MAX_NO_PROXY;
+}
+
 pub fn validate(
     input: &ProxyInput,
     stored_password: Option<String>,
-) -> Result<Option<ProxySettings>, Vec<String>> {
+) -> Result<Option<ProxySettings>, Vec<ProxyProblem>> {
     let host = input.host.trim();
     if host.is_empty() {
         return Ok(None);
@@ -163,22 +207,16 @@ pub fn validate(
     let port = match input.port.trim().parse::<u16>() {
         Ok(p) if p >= 1 => p,
         _ => {
-            errors.push(format!(
-                "proxy port {:?} is not usable — enter a number from 1 to 65535 (often 3128 or 8080)",
-                input.port.trim()
-            ));
+            errors.push(ProxyProblem::Port(input.port.trim().to_owned()));
             0
         }
     };
     let username = input.username.trim();
     if username.contains(':') || username.chars().any(char::is_control) {
-        errors.push(
-            "the proxy user name must not contain ':' or control characters — enter the user name only"
-                .to_owned(),
-        );
+        errors.push(ProxyProblem::UserName);
     }
     if input.password.chars().any(char::is_control) {
-        errors.push("the proxy password must not contain control characters".to_owned());
+        errors.push(ProxyProblem::Password);
     }
     let username = (!username.is_empty()).then(|| username.to_owned());
     let password = if username.is_none() || input.remove_password {
@@ -189,10 +227,7 @@ pub fn validate(
         stored_password
     };
     if username.is_none() && !input.password.is_empty() {
-        errors.push(
-            "a proxy password was given without a user name — enter the user name too, or leave both empty"
-                .to_owned(),
-        );
+        errors.push(ProxyProblem::PasswordWithoutUser);
     }
     let no_proxy = parse_no_proxy(&input.no_proxy).unwrap_or_else(|mut e| {
         errors.append(&mut e);
@@ -210,29 +245,21 @@ pub fn validate(
     }))
 }
 
-fn check_host(host: &str) -> Result<(), String> {
+fn check_host(host: &str) -> Result<(), ProxyProblem> {
     if host.contains("://") || host.contains('/') {
-        return Err(format!(
-            "proxy host {host:?} must be a host name or IP address only — leave out http:// and any path"
-        ));
+        return Err(ProxyProblem::HostHasScheme(host.to_owned()));
     }
     if host.contains('@') {
-        return Err(format!(
-            "proxy host {host:?} must not contain credentials — use the User Name and Password fields"
-        ));
+        return Err(ProxyProblem::HostHasCredentials(host.to_owned()));
     }
     if host.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
     if host.contains(':') {
-        return Err(format!(
-            "proxy host {host:?} contains ':' — enter the port in the Port field, not after the host"
-        ));
+        return Err(ProxyProblem::HostHasPort(host.to_owned()));
     }
     if !is_domain(host) {
-        return Err(format!(
-            "proxy host {host:?} is not a valid host name — use letters, digits, '-' and '.', without spaces"
-        ));
+        return Err(ProxyProblem::HostInvalid(host.to_owned()));
     }
     Ok(())
 }
@@ -250,7 +277,7 @@ fn is_domain(s: &str) -> bool {
 }
 
 /// Splits a no-proxy list on commas and line breaks and checks each entry.
-pub fn parse_no_proxy(text: &str) -> Result<Vec<String>, Vec<String>> {
+pub fn parse_no_proxy(text: &str) -> Result<Vec<String>, Vec<ProxyProblem>> {
     let entries: Vec<String> = text
         .split([',', '\n', '\r'])
         .map(str::trim)
@@ -259,16 +286,11 @@ pub fn parse_no_proxy(text: &str) -> Result<Vec<String>, Vec<String>> {
         .collect();
     let mut errors = Vec::new();
     if entries.len() > MAX_NO_PROXY {
-        errors.push(format!(
-            "the no-proxy list has {} entries — at most {MAX_NO_PROXY} are allowed; use domains (.example.com) or ranges (10.0.0.0/8)",
-            entries.len()
-        ));
+        errors.push(ProxyProblem::NoProxyTooMany(entries.len()));
     }
     for e in &entries {
         if !no_proxy_entry_ok(e) {
-            errors.push(format!(
-                "no-proxy entry {e:?} is not usable — use a host name, a domain such as .example.com, an IP address, a range such as 10.0.0.0/8, or *"
-            ));
+            errors.push(ProxyProblem::NoProxyEntry(e.clone()));
         }
     }
     if errors.is_empty() {
@@ -447,7 +469,10 @@ mod tests {
             ("proxy", "", "1 to 65535"),
         ] {
             let e = validate(&input(host, port), None).unwrap_err();
-            assert!(e.iter().any(|m| m.contains(needle)), "{host} {port}: {e:?}");
+            assert!(
+                e.iter().any(|m| m.to_string().contains(needle)),
+                "{host} {port}: {e:?}"
+            );
         }
         let mut i = input("proxy", "3128");
         i.no_proxy = "ok.example, http://bad, 10.0.0.0/40".into();
@@ -455,10 +480,18 @@ mod tests {
         assert_eq!(e.len(), 2, "{e:?}");
         let mut i = input("proxy", "3128");
         i.password = "p".into();
-        assert!(validate(&i, None).unwrap_err()[0].contains("without a user name"));
+        assert!(
+            validate(&i, None).unwrap_err()[0]
+                .to_string()
+                .contains("without a user name")
+        );
         let mut i = input("proxy", "3128");
         i.username = "a:b".into();
-        assert!(validate(&i, None).unwrap_err()[0].contains("':'"));
+        assert!(
+            validate(&i, None).unwrap_err()[0]
+                .to_string()
+                .contains("':'")
+        );
     }
 
     #[test]

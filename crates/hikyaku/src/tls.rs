@@ -513,22 +513,35 @@ fn format_unix(secs: u64) -> String {
         .unwrap_or_else(|| format!("{secs} (Unix time)"))
 }
 
+/// The texts of the commonest TLS failure reasons, with `{holes}` (see
+/// [`crate::template`]); the Remote UI recognises them to translate them.
+pub mod texts {
+    pub const UNKNOWN_ISSUER: &str = "certificate is not trusted (unknown issuer) — add the issuing CA under CA Certificates \
+         (a TLS-inspecting proxy needs its CA added too)";
+    pub const EXPIRED: &str = "certificate has expired — renew the server certificate, or check this device's date and time";
+    pub const EXPIRED_AT: &str = "certificate has expired (valid until {not_after}, this device's clock says {now}) — renew the server certificate, \
+         or check this device's date and time";
+    pub const NOT_YET_VALID: &str =
+        "certificate is not valid yet — check this device's date and time";
+    pub const NOT_YET_VALID_AT: &str = "certificate is not valid yet (valid from {not_before}, this device's clock says {now}) — check this device's date and time";
+    pub const WRONG_NAME: &str = "certificate is not valid for host {host} (it names: {names}) — check the server name, or use a certificate that lists it";
+    pub const NOT_TLS: &str = "the server did not answer with TLS — check the port (is it a plain-text port?) and any proxy in between";
+    pub const ALERT: &str = "the server aborted the TLS handshake (alert: {alert}) — it may not support TLS 1.2 or later, or it requires a client certificate";
+}
+
+use crate::template::fill;
+
 /// A human-readable reason for a TLS failure, for the status pages and logs.
 pub fn describe_tls_error(err: &rustls::Error) -> String {
     use rustls::Error as E;
     match err {
         E::InvalidCertificate(ce) => describe_certificate_error(ce),
         E::NoCertificatesPresented => "the server presented no certificate".to_owned(),
-        E::AlertReceived(alert) => format!(
-            "the server aborted the TLS handshake (alert: {alert:?}) — it may not support TLS 1.2 or later, or it requires a client certificate"
-        ),
+        E::AlertReceived(alert) => fill(texts::ALERT, &[("alert", &format!("{alert:?}"))]),
         E::PeerIncompatible(p) => format!(
             "the server does not support a TLS version or cipher suite we accept (TLS 1.2 or later): {p:?}"
         ),
-        E::InvalidMessage(_) => {
-            "the server did not answer with TLS — check the port (is it a plain-text port?) and any proxy in between"
-                .to_owned()
-        }
+        E::InvalidMessage(_) => texts::NOT_TLS.to_owned(),
         E::PeerMisbehaved(p) => format!("the server broke the TLS protocol ({p:?})"),
         E::General(msg) => format!("TLS error: {msg}"),
         other => format!("TLS error: {other}"),
@@ -538,41 +551,51 @@ pub fn describe_tls_error(err: &rustls::Error) -> String {
 fn describe_certificate_error(ce: &CertificateError) -> String {
     use CertificateError as C;
     match ce {
-        C::UnknownIssuer => "certificate is not trusted (unknown issuer) — add the issuing CA under CA Certificates \
-             (a TLS-inspecting proxy needs its CA added too)"
-            .to_owned(),
-        C::Expired => "certificate has expired — renew the server certificate, or check this device's date and time"
-            .to_owned(),
-        C::ExpiredContext { time, not_after } => format!(
-            "certificate has expired (valid until {}, this device's clock says {}) — renew the server certificate, \
-             or check this device's date and time",
-            format_unix(not_after.as_secs()),
-            format_unix(time.as_secs())
+        C::UnknownIssuer => texts::UNKNOWN_ISSUER.to_owned(),
+        C::Expired => texts::EXPIRED.to_owned(),
+        C::ExpiredContext { time, not_after } => fill(
+            texts::EXPIRED_AT,
+            &[
+                ("not_after", &format_unix(not_after.as_secs())),
+                ("now", &format_unix(time.as_secs())),
+            ],
         ),
-        C::NotValidYet => "certificate is not valid yet — check this device's date and time".to_owned(),
-        C::NotValidYetContext { time, not_before } => format!(
-            "certificate is not valid yet (valid from {}, this device's clock says {}) — check this device's date and time",
-            format_unix(not_before.as_secs()),
-            format_unix(time.as_secs())
+        C::NotValidYet => texts::NOT_YET_VALID.to_owned(),
+        C::NotValidYetContext { time, not_before } => fill(
+            texts::NOT_YET_VALID_AT,
+            &[
+                ("not_before", &format_unix(not_before.as_secs())),
+                ("now", &format_unix(time.as_secs())),
+            ],
         ),
         C::NotValidForName => "certificate is not valid for this host name".to_owned(),
-        C::NotValidForNameContext { expected, presented } => format!(
-            "certificate is not valid for host {} (it names: {}) — check the server name, or use a certificate that lists it",
-            server_name_string(expected),
-            if presented.is_empty() {
-                "nothing".to_owned()
-            } else {
-                presented
-                    .iter()
-                    .map(|p| unquote_presented(p))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => fill(
+            texts::WRONG_NAME,
+            &[
+                ("host", &server_name_string(expected)),
+                (
+                    "names",
+                    &if presented.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        presented
+                            .iter()
+                            .map(|p| unquote_presented(p))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                ),
+            ],
         ),
         C::Revoked => "certificate has been revoked".to_owned(),
         C::BadSignature => "certificate signature is invalid".to_owned(),
         C::BadEncoding => "certificate is malformed".to_owned(),
-        C::UnhandledCriticalExtension => "certificate has a critical extension we do not understand".to_owned(),
+        C::UnhandledCriticalExtension => {
+            "certificate has a critical extension we do not understand".to_owned()
+        }
         C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
             "certificate is not meant for TLS servers (extended key usage)".to_owned()
         }

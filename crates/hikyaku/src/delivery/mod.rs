@@ -157,11 +157,34 @@ fn provider_name(p: Provider) -> &'static str {
     }
 }
 
+/// The texts of the replies hikyaku writes itself into a job's last reply,
+/// with `{holes}` (see [`crate::template`]); the Remote UI recognises them to
+/// translate them. Replies of the upstream server are stored as they came.
+pub mod texts {
+    pub const WAITING: &str =
+        "waiting for re-authorization of the {provider} account ({name}): {detail}";
+    pub const SWITCHED_OFF: &str = "the account is switched off (Basic Settings)";
+    pub const NOT_REGISTERED: &str = "Token Status is Not registered — do the authorization";
+    pub const AUTHORIZING: &str = "an authorization is in progress";
+    pub const TOKEN_ERROR: &str = "Token Status is Error: {reason}";
+    pub const TOKEN_ERROR_BARE: &str = "Token Status is Error";
+    pub const ABANDONED: &str =
+        "the delivery took longer than {secs} s and was abandoned; it is retried";
+    pub const RATE_LIMITED: &str =
+        "rate limit of the account reached ({count} messages per minute); waiting {secs} s";
+    pub const BUSY: &str = "all {count} upstream connections of the account are busy; waiting";
+    pub const ALL_REFUSED: &str = "all recipients refused: {reply}";
+    pub const CONNECT_FAILED: &str = "{detail} (at connect) — check SMTP Server and Port in E-mail Settings, and that this machine can reach that server (firewall, outbound proxy)";
+}
+
 fn waiting_reason(a: &Account, detail: &str) -> String {
-    format!(
-        "waiting for re-authorization of the {} account ({}): {detail}",
-        provider_name(a.provider),
-        a.name
+    crate::template::fill(
+        texts::WAITING,
+        &[
+            ("provider", provider_name(a.provider)),
+            ("name", &a.name),
+            ("detail", detail),
+        ],
     )
 }
 
@@ -431,9 +454,9 @@ impl Delivery {
         let attempt = match tokio::time::timeout(limit, self.attempt(&job, body)).await {
             Ok(a) => a,
             Err(_) => Attempt::Temporary {
-                reply: format!(
-                    "the delivery took longer than {} s and was abandoned; it is retried",
-                    limit.as_secs()
+                reply: crate::template::fill(
+                    texts::ABANDONED,
+                    &[("secs", &limit.as_secs().to_string())],
                 ),
                 code: None,
             },
@@ -556,18 +579,16 @@ impl Delivery {
         };
         if !a.enabled {
             return Attempt::Waiting {
-                reason: waiting_reason(&a, "the account is switched off (Basic Settings)"),
+                reason: waiting_reason(&a, texts::SWITCHED_OFF),
             };
         }
         let status = TokenStatus::parse(&a.token_status);
         if status != TokenStatus::Active {
             let detail = match (status, a.token_reason.as_deref()) {
-                (TokenStatus::NotRegistered, _) => {
-                    "Token Status is Not registered — do the authorization".to_owned()
-                }
-                (TokenStatus::Authorizing, _) => "an authorization is in progress".to_owned(),
-                (_, Some(r)) => format!("Token Status is Error: {r}"),
-                (_, None) => "Token Status is Error".to_owned(),
+                (TokenStatus::NotRegistered, _) => texts::NOT_REGISTERED.to_owned(),
+                (TokenStatus::Authorizing, _) => texts::AUTHORIZING.to_owned(),
+                (_, Some(r)) => crate::template::fill(texts::TOKEN_ERROR, &[("reason", r)]),
+                (_, None) => texts::TOKEN_ERROR_BARE.to_owned(),
             };
             return Attempt::Waiting {
                 reason: waiting_reason(&a, &detail),
@@ -577,9 +598,12 @@ impl Delivery {
             let secs = i64::try_from(wait.as_secs()).unwrap_or(60).max(1);
             return Attempt::RateLimited {
                 wait_secs: secs,
-                reply: format!(
-                    "rate limit of the account reached ({} messages per minute); waiting {secs} s",
-                    inner.config.rate_per_minute
+                reply: crate::template::fill(
+                    texts::RATE_LIMITED,
+                    &[
+                        ("count", &inner.config.rate_per_minute.to_string()),
+                        ("secs", &secs.to_string()),
+                    ],
                 ),
             };
         }
@@ -661,9 +685,9 @@ impl Delivery {
                 None => {
                     return Attempt::RateLimited {
                         wait_secs: 5,
-                        reply: format!(
-                            "all {} upstream connections of the account are busy; waiting",
-                            inner.config.connections_per_account
+                        reply: crate::template::fill(
+                            texts::BUSY,
+                            &[("count", &inner.config.connections_per_account.to_string())],
                         ),
                     };
                 }
@@ -696,7 +720,7 @@ impl Delivery {
                         .collect::<Vec<_>>()
                         .join("; ");
                     Attempt::Permanent {
-                        reply: format!("all recipients refused: {reply}"),
+                        reply: crate::template::fill(texts::ALL_REFUSED, &[("reply", &reply)]),
                         code: refused.first().and_then(|(_, w)| outcome::reply_code(w)),
                         failed: refused,
                         account: Some((a.id, token.mailbox.clone())),

@@ -122,9 +122,7 @@ impl SmtpError {
             SmtpError::Transport {
                 stage: Stage::Connect,
                 reason,
-            } => format!(
-                "{reason} (at connect) — check SMTP Server and Port in E-mail Settings, and that this machine can reach that server (firewall, outbound proxy)"
-            ),
+            } => crate::template::fill(super::texts::CONNECT_FAILED, &[("detail", reason)]),
             SmtpError::Transport { stage, reason } => {
                 format!("{reason} (at {})", stage.as_str())
             }

@@ -4,6 +4,19 @@
 use std::fmt;
 use std::net::IpAddr;
 
+/// Why an allowlist entry is refused; each text says what to enter instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    #[error("{0:?} is not an IP address or range (e.g. 192.0.2.10 or 192.0.2.0/24)")]
+    NotAddress(String),
+    #[error("the prefix of {0:?} must be 0 to {1}")]
+    Prefix(String, u8),
+    #[error(
+        "a range of every address would make hikyaku an open relay; name the devices' addresses"
+    )]
+    Everything,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     addr: IpAddr,
@@ -11,16 +24,16 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// Parses `addr` or `addr/prefix`; the message says what is wrong.
-    pub fn parse(text: &str) -> Result<Cidr, String> {
+    /// Parses `addr` or `addr/prefix`; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Cidr, CidrError> {
         let text = text.trim();
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| {
-            format!("{text:?} is not an IP address or range (e.g. 192.0.2.10 or 192.0.2.0/24)")
-        })?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| CidrError::NotAddress(text.to_owned()))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -28,10 +41,10 @@ impl Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|p| *p <= max)
-                .ok_or_else(|| format!("the prefix of {text:?} must be 0 to {max}"))?,
+                .ok_or_else(|| CidrError::Prefix(text.to_owned(), max))?,
         };
         if prefix == 0 {
-            return Err("a range of every address would make hikyaku an open relay; name the devices' addresses".into());
+            return Err(CidrError::Everything);
         }
         Ok(Cidr {
             addr: mask(addr, prefix),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
+use super::{Conflict, Result, Store, StoreError};
 use crate::provider::Provider;
 
 /// How long a read of the accounts is reused at most. Writes through this
@@ -148,6 +148,11 @@ pub struct TokenGrant {
     pub authorized_at: Option<i64>,
 }
 
+/// The warning left when a new authorization beside an Active token fails
+/// ([`Store::set_authorization`]); a template (see [`crate::template`]).
+pub const NEW_AUTHORIZATION_ENDED: &str =
+    "A new authorization ended: {reason}. The current authorization is still in use.";
+
 const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at";
 
 fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
@@ -155,8 +160,9 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
     let port: i64 = row.try_get::<Option<i64>, _>("smtp_port")?.unwrap_or(587);
     Ok(Account {
         id: row.try_get("id")?,
-        provider: Provider::parse(&provider)
-            .ok_or_else(|| StoreError::Conflict(format!("unknown provider {provider}")))?,
+        provider: Provider::parse(&provider).ok_or_else(|| {
+            StoreError::Conflict(Conflict::Corrupt(format!("unknown provider {provider}")))
+        })?,
         name: row.try_get("name")?,
         enabled: row.try_get("enabled")?,
         verify_cert: row.try_get("verify_cert")?,
@@ -361,18 +367,22 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<()> {
         let _changing = self.accounts.changing();
+        let ended = crate::template::fill(
+            NEW_AUTHORIZATION_ENDED,
+            &[("reason", reason.unwrap_or("no reason given"))],
+        );
         // SET expressions read the row as it was before the UPDATE.
         sqlx::query("UPDATE accounts SET authorization = ?2, \
              token_status = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN 'active' ELSE ?3 END, \
              token_reason = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN NULL ELSE ?4 END, \
-             token_warning = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL AND ?3 = 'error' \
-                 THEN 'A new authorization ended: ' || COALESCE(?4, 'no reason given') || '. The current authorization is still in use.' \
+             token_warning = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL AND ?3 = 'error' THEN ?5 \
                  WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN token_warning ELSE NULL END \
              WHERE id = ?1")
             .bind(id)
             .bind(sealed)
             .bind(status)
             .bind(reason)
+            .bind(ended)
             .execute(self.pool())
             .await?;
         Ok(())

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
+use super::{Conflict, Result, Store, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoredCa {
@@ -45,10 +45,7 @@ impl Store {
             match r {
                 Ok(_) => {}
                 Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                    return Err(StoreError::Conflict(format!(
-                        "the certificate {} is already trusted",
-                        c.subject
-                    )));
+                    return Err(StoreError::Conflict(Conflict::CaExists(c.subject.clone())));
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -6,7 +6,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
+use super::{Conflict, Result, Store, StoreError};
 
 /// States of a job. `queued → sending → sent`, or `→ deferred → sending …`, or `→ failed`.
 pub const QUEUED: &str = "queued";
@@ -128,8 +128,8 @@ impl Store {
     }
 
     async fn insert_job(&self, job: NewJob, now: i64, lease_until: Option<i64>) -> Result<()> {
-        let rcpt =
-            serde_json::to_string(&job.rcpt_to).map_err(|e| StoreError::Conflict(e.to_string()))?;
+        let rcpt = serde_json::to_string(&job.rcpt_to)
+            .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
         self.batch
             .submit(super::batch::Op::Enqueue {
                 job,
@@ -349,9 +349,7 @@ impl Store {
             .await?
             .rows_affected();
         if n == 0 || has_body == 0 {
-            return Err(StoreError::Conflict(
-                "only a queued, deferred or failed job can be retried".into(),
-            ));
+            return Err(StoreError::Conflict(Conflict::JobNotRetryable));
         }
         tx.commit().await?;
         Ok(())
@@ -364,9 +362,7 @@ impl Store {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(StoreError::Conflict(
-                "the job does not exist or is being sent right now".into(),
-            ));
+            return Err(StoreError::Conflict(Conflict::JobNotDeletable));
         }
         Ok(())
     }

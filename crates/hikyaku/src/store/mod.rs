@@ -39,10 +39,40 @@ pub enum StoreError {
     #[error("not found")]
     NotFound,
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Conflict),
     /// A failure shared by every write of a group commit.
     #[error("database error: {message}")]
     Shared { message: String, temporary: bool },
+}
+
+/// Why the store refused a change that conflicts with what it holds. The
+/// texts (English) go to the CLI and logs; the Remote UI shows its own
+/// translation of each case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error("a user named {0} already exists")]
+    UserExists(String),
+    #[error("an API token named {0} already exists")]
+    ApiTokenExists(String),
+    #[error("a submitter named {0} already exists")]
+    SubmitterExists(String),
+    #[error("{0} is already in the allowlist")]
+    AllowEntryExists(String),
+    #[error("the certificate {0} is already trusted")]
+    CaExists(String),
+    #[error("the last Administrator cannot be deleted")]
+    LastAdministrator,
+    #[error("setup is already complete")]
+    SetupComplete,
+    #[error("the setup link is no longer valid")]
+    SetupLinkInvalid,
+    #[error("only a queued, deferred or failed job can be retried")]
+    JobNotRetryable,
+    #[error("the job does not exist or is being sent right now")]
+    JobNotDeletable,
+    /// A row the store cannot read (an unknown role or provider name).
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl StoreError {

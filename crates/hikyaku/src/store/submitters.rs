@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
+use super::{Conflict, Result, Store, StoreError};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Submitter {
@@ -24,7 +24,7 @@ pub struct AllowEntry {
     pub created_at: i64,
 }
 
-fn unique(e: sqlx::Error, what: String) -> StoreError {
+fn unique(e: sqlx::Error, what: Conflict) -> StoreError {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
         other => other.into(),
@@ -46,7 +46,7 @@ impl Store {
             .bind(now)
             .execute(self.pool())
             .await
-            .map_err(|e| unique(e, format!("a submitter named {name} already exists")))?;
+            .map_err(|e| unique(e, Conflict::SubmitterExists(name.to_string())))?;
         Ok(())
     }
 
@@ -100,7 +100,7 @@ impl Store {
             .bind(now)
             .execute(self.pool())
             .await
-            .map_err(|e| unique(e, format!("{cidr} is already in the allowlist")))?;
+            .map_err(|e| unique(e, Conflict::AllowEntryExists(cidr.to_string())))?;
         Ok(())
     }
 

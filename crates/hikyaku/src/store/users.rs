@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
+use super::{Conflict, Result, Store, StoreError};
 use crate::roles::Role;
 
 #[derive(Debug, Clone)]
@@ -45,8 +45,9 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
     Ok(User {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        role: Role::parse(&role)
-            .ok_or_else(|| StoreError::Conflict(format!("unknown role {role} in store")))?,
+        role: Role::parse(&role).ok_or_else(|| {
+            StoreError::Conflict(Conflict::Corrupt(format!("unknown role {role} in store")))
+        })?,
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
     })
@@ -77,9 +78,9 @@ impl Store {
         .await;
         match result {
             Ok(r) => Ok(r.last_insert_rowid()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
-                StoreError::Conflict(format!("a user named {name} already exists")),
-            ),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::Conflict(Conflict::UserExists(name.to_string())))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -98,7 +99,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         if users > 0 {
-            return Err(StoreError::Conflict("setup is already complete".into()));
+            return Err(StoreError::Conflict(Conflict::SetupComplete));
         }
         let consumed = sqlx::query("UPDATE setup_tokens SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2")
             .bind(token_hash)
@@ -106,9 +107,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if consumed.rows_affected() != 1 {
-            return Err(StoreError::Conflict(
-                "the setup link is no longer valid".into(),
-            ));
+            return Err(StoreError::Conflict(Conflict::SetupLinkInvalid));
         }
         let id = sqlx::query("INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, 'administrator', ?2, ?3)")
             .bind(name)
@@ -153,9 +152,7 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
             if admins <= 1 {
-                return Err(StoreError::Conflict(
-                    "the last Administrator cannot be deleted".into(),
-                ));
+                return Err(StoreError::Conflict(Conflict::LastAdministrator));
             }
         }
         sqlx::query("DELETE FROM users WHERE name = ?1")
@@ -272,7 +269,7 @@ impl Store {
         match result {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
-                StoreError::Conflict(format!("an API token named {name} already exists")),
+                StoreError::Conflict(Conflict::ApiTokenExists(name.to_string())),
             ),
             Err(e) => Err(e.into()),
         }
@@ -289,8 +286,9 @@ impl Store {
         Ok(Some(ApiToken {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
-            role: Role::parse(&role)
-                .ok_or_else(|| StoreError::Conflict(format!("unknown role {role}")))?,
+            role: Role::parse(&role).ok_or_else(|| {
+                StoreError::Conflict(Conflict::Corrupt(format!("unknown role {role}")))
+            })?,
             created_at: row.try_get("created_at")?,
             last_used_at: row.try_get("last_used_at")?,
         }))

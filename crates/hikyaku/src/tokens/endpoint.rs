@@ -18,32 +18,60 @@ pub struct EndpointCheck {
 
 const EXAMPLE: &str = "https://login.microsoftonline.com/common/oauth2/v2.0";
 
+/// Why an endpoint is refused; each text says what to enter instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("the endpoint is empty: enter e.g. {EXAMPLE}")]
+    Empty,
+    #[error("not a URL ({0}): enter e.g. {EXAMPLE}")]
+    NotUrl(String),
+    #[error("the endpoint must use https, not {0}: enter e.g. {EXAMPLE}")]
+    NotHttps(String),
+    #[error("the endpoint has no host name: enter e.g. {EXAMPLE}")]
+    NoHost,
+    #[error("the endpoint must not contain a user name or password")]
+    Credentials,
+    #[error("the endpoint must not contain '?' or '#' parts: enter e.g. {EXAMPLE}")]
+    QueryOrFragment,
+    #[error("the path must end in /oauth2/v2.0 (e.g. {EXAMPLE}); got '{0}'")]
+    WrongPath(String),
+    #[error(
+        "no tenant: put common, organizations, consumers, your tenant ID or your domain before /oauth2/v2.0 (e.g. {EXAMPLE})"
+    )]
+    NoTenant,
+    #[error(
+        "the path must be /{{tenant}}/oauth2/v2.0 with a single tenant segment (e.g. {EXAMPLE}); got '{0}'"
+    )]
+    TenantSegments(String),
+    #[error(
+        "'{0}' is not a tenant: use common, organizations, consumers, a tenant ID (GUID such as 00000000-0000-0000-0000-000000000000) or a domain name (such as contoso.onmicrosoft.com)"
+    )]
+    BadTenant(String),
+}
+
+impl EndpointError {
+    /// The example endpoint the messages offer.
+    pub const EXAMPLE: &'static str = EXAMPLE;
+}
+
 /// Checks the endpoint field; the error says precisely what is wrong.
-pub fn validate_microsoft_endpoint(text: &str) -> Result<EndpointCheck, String> {
+pub fn validate_microsoft_endpoint(text: &str) -> Result<EndpointCheck, EndpointError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(format!("the endpoint is empty: enter e.g. {EXAMPLE}"));
+        return Err(EndpointError::Empty);
     }
-    let url =
-        url::Url::parse(text).map_err(|e| format!("not a URL ({e}): enter e.g. {EXAMPLE}"))?;
+    let url = url::Url::parse(text).map_err(|e| EndpointError::NotUrl(e.to_string()))?;
     if url.scheme() != "https" {
-        return Err(format!(
-            "the endpoint must use https, not {}: enter e.g. {EXAMPLE}",
-            url.scheme()
-        ));
+        return Err(EndpointError::NotHttps(url.scheme().to_string()));
     }
     let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-        return Err(format!(
-            "the endpoint has no host name: enter e.g. {EXAMPLE}"
-        ));
+        return Err(EndpointError::NoHost);
     };
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("the endpoint must not contain a user name or password".to_string());
+        return Err(EndpointError::Credentials);
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "the endpoint must not contain '?' or '#' parts: enter e.g. {EXAMPLE}"
-        ));
+        return Err(EndpointError::QueryOrFragment);
     }
     let path = url.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -51,23 +79,15 @@ pub fn validate_microsoft_endpoint(text: &str) -> Result<EndpointCheck, String> 
         && segments[segments.len() - 2].eq_ignore_ascii_case("oauth2")
         && segments[segments.len() - 1].eq_ignore_ascii_case("v2.0");
     if !ends_right {
-        return Err(format!(
-            "the path must end in /oauth2/v2.0 (e.g. {EXAMPLE}); got '{}'",
-            url.path()
-        ));
+        return Err(EndpointError::WrongPath(url.path().to_string()));
     }
     let tenant = match segments.len() {
         2 => {
-            return Err(format!(
-                "no tenant: put common, organizations, consumers, your tenant ID or your domain before /oauth2/v2.0 (e.g. {EXAMPLE})"
-            ));
+            return Err(EndpointError::NoTenant);
         }
         3 => segments[0],
         _ => {
-            return Err(format!(
-                "the path must be /{{tenant}}/oauth2/v2.0 with a single tenant segment (e.g. {EXAMPLE}); got '{}'",
-                url.path()
-            ));
+            return Err(EndpointError::TenantSegments(url.path().to_string()));
         }
     };
     let tenant = normalize_tenant(tenant)?;
@@ -89,7 +109,7 @@ pub fn validate_microsoft_endpoint(text: &str) -> Result<EndpointCheck, String> 
 }
 
 /// Accepts `common`, `organizations`, `consumers`, a GUID, or a domain name.
-fn normalize_tenant(tenant: &str) -> Result<String, String> {
+fn normalize_tenant(tenant: &str) -> Result<String, EndpointError> {
     let lower = tenant.to_ascii_lowercase();
     if matches!(lower.as_str(), "common" | "organizations" | "consumers") || is_guid(&lower) {
         return Ok(lower);
@@ -97,9 +117,7 @@ fn normalize_tenant(tenant: &str) -> Result<String, String> {
     if is_domain(&lower) {
         return Ok(lower);
     }
-    Err(format!(
-        "'{tenant}' is not a tenant: use common, organizations, consumers, a tenant ID (GUID such as 00000000-0000-0000-0000-000000000000) or a domain name (such as contoso.onmicrosoft.com)"
-    ))
+    Err(EndpointError::BadTenant(tenant.to_string()))
 }
 
 fn is_guid(s: &str) -> bool {
@@ -192,29 +210,37 @@ mod tests {
     #[test]
     fn refuses_with_precise_reasons() {
         let e = validate_microsoft_endpoint("http://login.microsoftonline.com/common/oauth2/v2.0")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("https"), "{e}");
         let e = validate_microsoft_endpoint("https://login.microsoftonline.com/oauth2/v2.0")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("no tenant"), "{e}");
-        let e = validate_microsoft_endpoint("login.microsoftonline.com/common").unwrap_err();
+        let e = validate_microsoft_endpoint("login.microsoftonline.com/common")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("not a URL"), "{e}");
         let e =
             validate_microsoft_endpoint("https://login.microsoftonline.com/common/oauth2/token")
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("/oauth2/v2.0"), "{e}");
         let e =
             validate_microsoft_endpoint("https://login.microsoftonline.com/com mon!/oauth2/v2.0")
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("not a tenant"), "{e}");
         let e = validate_microsoft_endpoint("https://login.microsoftonline.com/a/b/oauth2/v2.0")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("single tenant"), "{e}");
         let e =
             validate_microsoft_endpoint("https://login.microsoftonline.com/common/oauth2/v2.0?x=1")
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(e.contains('?'), "{e}");
-        let e = validate_microsoft_endpoint("").unwrap_err();
+        let e = validate_microsoft_endpoint("").unwrap_err().to_string();
         assert!(e.contains("empty"), "{e}");
         assert!(
             validate_microsoft_endpoint(

@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::paste::{self, PasteError};
 use super::status::{self, TokenStatus};
 use super::wire::{CallError, OClient};
-use super::{Inner, Pending, TokenService, TokensError, html_escape};
+use super::{Inner, Pending, Setup, TokenService, TokensError, html_escape};
 use crate::provider::{GOOGLE_SCOPES, Provider};
 use crate::store::accounts::Account;
 
@@ -79,9 +79,7 @@ impl TokenService {
         let sealed = inner.store.sealed_secrets(account_id).await?;
         let (client_id, _secret) = inner.google_credentials(&a, sealed.client_secret.as_deref())?;
         if !a.enabled {
-            return Err(TokensError::NotConfigured(
-                "Use OAuth 2.0 (Google) is off: switch it on in Basic Settings first".into(),
-            ));
+            return Err(TokensError::NotConfigured(Setup::GoogleOff));
         }
         inner.stop_task(account_id);
         let host = inner.google.redirect_host.trim().to_string();
@@ -106,10 +104,14 @@ impl TokenService {
         };
         let redirect_uri = format!("http://{host_part}:{port}");
         let auth_url = AuthUrl::new(inner.google.auth_url.clone()).map_err(|e| {
-            TokensError::NotConfigured(format!("invalid Google authorization URL: {e}"))
+            TokensError::NotConfigured(Setup::BadUrl(format!(
+                "invalid Google authorization URL: {e}"
+            )))
         })?;
         let redirect = RedirectUrl::new(redirect_uri.clone()).map_err(|e| {
-            TokensError::NotConfigured(format!("invalid redirect address {redirect_uri}: {e}"))
+            TokensError::NotConfigured(Setup::BadUrl(format!(
+                "invalid redirect address {redirect_uri}: {e}"
+            )))
         })?;
         let client: OClient =
             OClient::new(ClientId::new(client_id)).set_auth_type(AuthType::RequestBody);
@@ -162,7 +164,7 @@ impl TokenService {
                 TokensError::AccessDenied
             }
             other @ PasteError::Provider { .. } => TokensError::Provider(other.to_string()),
-            PasteError::Invalid(text) => TokensError::Pasted(text),
+            PasteError::Invalid(problem) => TokensError::Pasted(problem),
         })?;
         self.inner
             .google_complete(account_id, &parsed.code, parsed.state.as_deref())
@@ -184,9 +186,9 @@ impl Inner {
         let _guard = lock.lock().await;
         let a = self.account(id).await?;
         if a.provider != Provider::Google {
-            return Err(TokensError::NotConfigured(
-                "this account is not a Google account".into(),
-            ));
+            return Err(TokensError::NotConfigured(Setup::WrongProvider(
+                Provider::Google,
+            )));
         }
         let Some(Pending::Google(p)) = self.pending(id).await? else {
             return Err(TokensError::NoPendingAuthorization);
@@ -198,10 +200,12 @@ impl Inner {
         }
         let sealed = self.store.sealed_secrets(id).await?;
         let (client_id, secret) = self.google_credentials(&a, sealed.client_secret.as_deref())?;
-        let token_url = TokenUrl::new(self.google.token_url.clone())
-            .map_err(|e| TokensError::NotConfigured(format!("invalid Google token URL: {e}")))?;
-        let redirect = RedirectUrl::new(p.redirect_uri.clone())
-            .map_err(|e| TokensError::NotConfigured(format!("invalid redirect address: {e}")))?;
+        let token_url = TokenUrl::new(self.google.token_url.clone()).map_err(|e| {
+            TokensError::NotConfigured(Setup::BadUrl(format!("invalid Google token URL: {e}")))
+        })?;
+        let redirect = RedirectUrl::new(p.redirect_uri.clone()).map_err(|e| {
+            TokensError::NotConfigured(Setup::BadUrl(format!("invalid redirect address: {e}")))
+        })?;
         let client: OClient = OClient::new(ClientId::new(client_id))
             .set_client_secret(ClientSecret::new(secret))
             .set_auth_type(AuthType::RequestBody);

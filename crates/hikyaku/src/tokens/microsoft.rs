@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::status::{self, CODE_EXPIRED, DECLINED, TokenStatus};
 use super::wire::{self, CallError, FormOutcome, MsDeviceExtra, OClient, TokenResp};
-use super::{Inner, Pending, TokenService, TokensError, sleep_or_cancel};
+use super::{Inner, Pending, Setup, TokenService, TokensError, sleep_or_cancel};
 use crate::provider::{MICROSOFT_DEFAULT_ENDPOINT, MICROSOFT_SCOPES, Provider};
 use crate::store::accounts::Account;
 
@@ -67,9 +67,9 @@ impl std::fmt::Debug for PendingDevice {
 /// The normalized endpoint and client id of a Microsoft account.
 pub(crate) fn microsoft_settings(a: &Account) -> Result<(String, String), TokensError> {
     if a.provider != Provider::Microsoft {
-        return Err(TokensError::NotConfigured(
-            "this account is not a Microsoft account".into(),
-        ));
+        return Err(TokensError::NotConfigured(Setup::WrongProvider(
+            Provider::Microsoft,
+        )));
     }
     let raw = a
         .endpoint
@@ -77,22 +77,14 @@ pub(crate) fn microsoft_settings(a: &Account) -> Result<(String, String), Tokens
         .filter(|e| !e.trim().is_empty())
         .unwrap_or(MICROSOFT_DEFAULT_ENDPOINT);
     let endpoint = super::validate_microsoft_endpoint(raw)
-        .map_err(|reason| {
-            TokensError::NotConfigured(format!(
-                "Microsoft Entra ID Authorization Server Endpoint: {reason}"
-            ))
-        })?
+        .map_err(|reason| TokensError::NotConfigured(Setup::Endpoint(reason)))?
         .normalized;
     let client_id = a
         .client_id
         .as_deref()
         .map(str::trim)
         .filter(|c| !c.is_empty())
-        .ok_or_else(|| {
-            TokensError::NotConfigured(
-                "enter the Client ID in Basic Settings (Entra admin center → App registrations → your app → Application (client) ID)".into(),
-            )
-        })?
+        .ok_or_else(|| TokensError::NotConfigured(Setup::MicrosoftClientId))?
         .to_string();
     Ok((endpoint, client_id))
 }
@@ -108,14 +100,14 @@ impl TokenService {
         let a = inner.account(account_id).await?;
         let (endpoint, client_id) = microsoft_settings(&a)?;
         if !a.enabled {
-            return Err(TokensError::NotConfigured(
-                "Use OAuth 2.0 (Microsoft) is off: switch it on in Basic Settings first".into(),
-            ));
+            return Err(TokensError::NotConfigured(Setup::MicrosoftOff));
         }
         let transport = inner.transport(&a)?;
         let device_url =
             DeviceAuthorizationUrl::new(format!("{endpoint}/devicecode")).map_err(|e| {
-                TokensError::NotConfigured(format!("the device code URL is invalid: {e}"))
+                TokensError::NotConfigured(Setup::BadUrl(format!(
+                    "the device code URL is invalid: {e}"
+                )))
             })?;
         let client: OClient =
             OClient::new(ClientId::new(client_id.clone())).set_auth_type(AuthType::RequestBody);

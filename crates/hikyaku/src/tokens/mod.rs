@@ -42,11 +42,11 @@ use crate::store::accounts::Account;
 use crate::store::{Store, StoreError};
 use crate::tls::TlsPolicy;
 
-pub use endpoint::{EndpointCheck, validate_microsoft_endpoint};
+pub use endpoint::{EndpointCheck, EndpointError, validate_microsoft_endpoint};
 pub use google::GoogleAuthorization;
 pub use idtoken::mailbox_from_id_token;
 pub use microsoft::DeviceCode;
-pub use paste::{PastedCode, parse_pasted_code};
+pub use paste::{PasteProblem, PastedCode, parse_pasted_code};
 pub use status::TokenStatus;
 
 /// An access token ready for XOAUTH2, and the mailbox it belongs to.
@@ -73,7 +73,7 @@ pub enum TokensError {
     NoAccount(i64),
     /// A setting is missing or unusable (Client ID, secret, endpoint, switched off).
     #[error("{0}")]
-    NotConfigured(String),
+    NotConfigured(Setup),
     #[error(
         "the account is not authorized (Token Status: Not registered): do the authorization first"
     )]
@@ -113,11 +113,40 @@ pub enum TokensError {
     NoPendingAuthorization,
     /// The pasted text is not a code or a redirect address.
     #[error("{0}")]
-    Pasted(String),
+    Pasted(PasteProblem),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
     Secrets(#[from] SecretsError),
+}
+
+/// A setting that is missing or unusable; each text says what to set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Setup {
+    #[error("this account is not a {} account", .0.as_str())]
+    WrongProvider(Provider),
+    #[error("Use OAuth 2.0 (Microsoft) is off: switch it on in Basic Settings first")]
+    MicrosoftOff,
+    #[error("Use OAuth 2.0 (Google) is off: switch it on in Basic Settings first")]
+    GoogleOff,
+    #[error("Microsoft Entra ID Authorization Server Endpoint: {0}")]
+    Endpoint(EndpointError),
+    #[error(
+        "enter the Client ID in Basic Settings (Entra admin center → App registrations → your app → Application (client) ID)"
+    )]
+    MicrosoftClientId,
+    #[error("enter the Client ID in Basic Settings (Google Cloud → APIs & Services → Credentials)")]
+    GoogleClientId,
+    #[error(
+        "enter the Client Secret in Basic Settings (Google Cloud → APIs & Services → Credentials)"
+    )]
+    GoogleClientSecret,
+    /// An address built from the settings is not a URL (the detail says why).
+    #[error("{0}")]
+    BadUrl(String),
+    /// The HTTPS client could not be built (certificates, proxy).
+    #[error("{0}")]
+    Transport(String),
 }
 
 impl TokensError {
@@ -279,7 +308,7 @@ impl TokenService {
                     Err(reason) => {
                         let mut report = ConnectionReport::not_checked(self.inner.clock.now());
                         report.status = ConnectionStatus::Failed;
-                        report.reason = Some(reason);
+                        report.reason = Some(reason.to_string());
                         self.inner.save_report(account_id, &report).await?;
                         return Ok(report);
                     }
@@ -343,7 +372,7 @@ impl Inner {
 
     pub fn transport(&self, a: &Account) -> Result<wire::Transport, TokensError> {
         wire::Transport::new(&self.policy(a), crate::proxy::current(&self.proxy))
-            .map_err(TokensError::NotConfigured)
+            .map_err(|e| TokensError::NotConfigured(Setup::Transport(e)))
     }
 
     pub fn seal(&self, id: i64, field: &str, value: &str) -> Result<Vec<u8>, TokensError> {

@@ -27,8 +27,35 @@ pub(crate) enum PasteError {
         error: String,
         description: Option<String>,
     },
-    /// Anything else; the text says what is wrong.
-    Invalid(String),
+    /// Anything else.
+    Invalid(PasteProblem),
+}
+
+/// What is wrong with a pasted code or address; each text says what to paste.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasteProblem {
+    #[error(
+        "nothing was entered: paste the authorization code, or the whole address of the page the browser showed"
+    )]
+    Empty,
+    #[error("the text is too long to be an authorization code or its address")]
+    TooLong,
+    #[error("the code contains a malformed %-escape: paste it exactly as shown in the address")]
+    CodeEscape,
+    #[error(
+        "the address has no code= part: paste the whole address of the page the browser showed after you allowed access, or only the code"
+    )]
+    NoCode,
+    #[error("the code is empty: paste the part after code= up to the next &")]
+    EmptyCode,
+    #[error("the code is too long to be an authorization code")]
+    CodeTooLong,
+    #[error(
+        "the code contains spaces or characters a Google authorization code never has: paste it again without extra text"
+    )]
+    CodeCharacters,
+    #[error("the address contains a malformed %-escape: paste it exactly as shown")]
+    AddressEscape,
 }
 
 impl std::fmt::Display for PasteError {
@@ -44,7 +71,7 @@ impl std::fmt::Display for PasteError {
                 }
                 Ok(())
             }
-            PasteError::Invalid(text) => f.write_str(text),
+            PasteError::Invalid(problem) => write!(f, "{problem}"),
         }
     }
 }
@@ -60,24 +87,15 @@ pub fn parse_pasted_code(pasted: &str) -> Result<PastedCode, String> {
 pub(crate) fn parse(pasted: &str) -> Result<PastedCode, PasteError> {
     let text = pasted.trim();
     if text.is_empty() {
-        return Err(PasteError::Invalid(
-            "nothing was entered: paste the authorization code, or the whole address of the page the browser showed".into(),
-        ));
+        return Err(PasteError::Invalid(PasteProblem::Empty));
     }
     if text.len() > MAX_PASTE {
-        return Err(PasteError::Invalid(
-            "the text is too long to be an authorization code or its address".into(),
-        ));
+        return Err(PasteError::Invalid(PasteProblem::TooLong));
     }
     let looks_like_url =
         text.contains("://") || text.contains('=') || text.contains('?') || text.contains('&');
     if !looks_like_url {
-        let code = percent_decode(text).ok_or_else(|| {
-            PasteError::Invalid(
-                "the code contains a malformed %-escape: paste it exactly as shown in the address"
-                    .into(),
-            )
-        })?;
+        let code = percent_decode(text).ok_or(PasteError::Invalid(PasteProblem::CodeEscape))?;
         check_code(&code)?;
         return Ok(PastedCode { code, state: None });
     }
@@ -112,9 +130,7 @@ pub(crate) fn parse(pasted: &str) -> Result<PastedCode, PasteError> {
         });
     }
     let Some(code) = code else {
-        return Err(PasteError::Invalid(
-            "the address has no code= part: paste the whole address of the page the browser showed after you allowed access, or only the code".into(),
-        ));
+        return Err(PasteError::Invalid(PasteProblem::NoCode));
     };
     check_code(&code)?;
     Ok(PastedCode {
@@ -125,30 +141,20 @@ pub(crate) fn parse(pasted: &str) -> Result<PastedCode, PasteError> {
 
 fn check_code(code: &str) -> Result<(), PasteError> {
     if code.is_empty() {
-        return Err(PasteError::Invalid(
-            "the code is empty: paste the part after code= up to the next &".into(),
-        ));
+        return Err(PasteError::Invalid(PasteProblem::EmptyCode));
     }
     if code.len() > MAX_CODE {
-        return Err(PasteError::Invalid(
-            "the code is too long to be an authorization code".into(),
-        ));
+        return Err(PasteError::Invalid(PasteProblem::CodeTooLong));
     }
     if !code.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(PasteError::Invalid(
-            "the code contains spaces or characters a Google authorization code never has: paste it again without extra text".into(),
-        ));
+        return Err(PasteError::Invalid(PasteProblem::CodeCharacters));
     }
     Ok(())
 }
 
 /// `application/x-www-form-urlencoded` value decoding ('+' is a space).
 fn form_decode(v: &str) -> Result<String, PasteError> {
-    percent_decode(&v.replace('+', " ")).ok_or_else(|| {
-        PasteError::Invalid(
-            "the address contains a malformed %-escape: paste it exactly as shown".into(),
-        )
-    })
+    percent_decode(&v.replace('+', " ")).ok_or(PasteError::Invalid(PasteProblem::AddressEscape))
 }
 
 /// Percent-decoding that refuses malformed escapes and non-UTF-8 results.

@@ -16,7 +16,9 @@ use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, Scope, TokenRespons
 use super::microsoft::microsoft_settings;
 use super::status::{self, ENDPOINT_UNREACHABLE, TokenStatus};
 use super::wire::{CallError, OClient, TokenResp, Transport};
-use super::{AccessToken, Cached, Inner, MIN_VALIDITY, TokenService, TokensError, sleep_or_cancel};
+use super::{
+    AccessToken, Cached, Inner, MIN_VALIDITY, Setup, TokenService, TokensError, sleep_or_cancel,
+};
 use crate::provider::{MICROSOFT_REFRESH_SCOPES, Provider};
 use crate::store::accounts::{Account, TokenGrant};
 
@@ -302,9 +304,9 @@ impl Inner {
             Provider::Microsoft => {
                 let (endpoint, client_id) = microsoft_settings(a).map_err(RefreshFailure::Setup)?;
                 let token_url = TokenUrl::new(format!("{endpoint}/token")).map_err(|e| {
-                    RefreshFailure::Setup(TokensError::NotConfigured(format!(
+                    RefreshFailure::Setup(TokensError::NotConfigured(Setup::BadUrl(format!(
                         "invalid token URL: {e}"
-                    )))
+                    ))))
                 })?;
                 let client: OClient =
                     OClient::new(ClientId::new(client_id)).set_auth_type(AuthType::RequestBody);
@@ -324,9 +326,9 @@ impl Inner {
                     .google_credentials(a, sealed_secret)
                     .map_err(RefreshFailure::Setup)?;
                 let token_url = TokenUrl::new(self.google.token_url.clone()).map_err(|e| {
-                    RefreshFailure::Setup(TokensError::NotConfigured(format!(
+                    RefreshFailure::Setup(TokensError::NotConfigured(Setup::BadUrl(format!(
                         "invalid Google token URL: {e}"
-                    )))
+                    ))))
                 })?;
                 let client: OClient = OClient::new(ClientId::new(client_id))
                     .set_client_secret(ClientSecret::new(secret))
@@ -450,20 +452,19 @@ impl Inner {
         sealed_secret: Option<&[u8]>,
     ) -> Result<(String, String), TokensError> {
         if a.provider != Provider::Google {
-            return Err(TokensError::NotConfigured(
-                "this account is not a Google account".into(),
-            ));
+            return Err(TokensError::NotConfigured(Setup::WrongProvider(
+                Provider::Google,
+            )));
         }
         let client_id = a
             .client_id
             .as_deref()
             .map(str::trim)
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| TokensError::NotConfigured("enter the Client ID in Basic Settings (Google Cloud → APIs & Services → Credentials)".into()))?
+            .ok_or_else(|| TokensError::NotConfigured(Setup::GoogleClientId))?
             .to_string();
-        let blob = sealed_secret.ok_or_else(|| {
-            TokensError::NotConfigured("enter the Client Secret in Basic Settings (Google Cloud → APIs & Services → Credentials)".into())
-        })?;
+        let blob =
+            sealed_secret.ok_or_else(|| TokensError::NotConfigured(Setup::GoogleClientSecret))?;
         let secret = self.open(a.id, "client_secret", blob)?;
         Ok((client_id, secret))
     }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{self, ApiCaller};
 use super::errors::WebError;
-use super::i18n::{Locale, Tr};
+use super::i18n::Msg;
 use super::pages::oauth::{self, BasicInput};
 use crate::provider::Provider;
 use crate::roles::{Permission, Role};
@@ -24,6 +24,12 @@ use crate::store::accounts::Account;
 /// JSON body extractor whose rejection is a clear `bad_request`.
 pub struct ApiJson<T>(pub T);
 
+/// The 422 body of refused settings: the messages in English.
+pub fn invalid_settings(errors: &[Msg]) -> Json<Value> {
+    let errors: Vec<String> = errors.iter().map(Msg::en).collect();
+    Json(json!({ "error": "invalid_settings", "message": errors.join("; "), "errors": errors }))
+}
+
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = WebError;
 
@@ -31,10 +37,8 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(e) => Err(WebError::BadRequest(match e {
-                JsonRejection::MissingJsonContentType(_) => {
-                    "send the body as JSON with Content-Type: application/json".into()
-                }
-                other => format!("malformed JSON body: {}", other.body_text()),
+                JsonRejection::MissingJsonContentType(_) => Msg::new("err-api-json-content-type"),
+                other => Msg::new("err-api-json-body").arg("detail", other.body_text()),
             })),
         }
     }
@@ -213,11 +217,9 @@ async fn oauth_put(
             let a = state.store.account_for(provider).await?;
             Ok(Json(account_json(&a)).into_response())
         }
-        Err(errors) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": "invalid_settings", "message": errors.join("; "), "errors": errors })),
-        )
-            .into_response()),
+        Err(errors) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, invalid_settings(&errors)).into_response())
+        }
     }
 }
 
@@ -259,7 +261,7 @@ async fn microsoft_device_code(
     caller.require(Permission::ManageMicrosoft)?;
     let a = state.store.account_for(Provider::Microsoft).await?;
     if !a.enabled {
-        return Err(WebError::BadRequest("OAuth 2.0 (Microsoft) is not switched on: PUT /api/v1/oauth/microsoft with enabled=true first".into()));
+        return Err(WebError::bad("err-api-microsoft-off"));
     }
     let d = state.tokens.start_device_authorization(a.id).await?;
     state
@@ -286,7 +288,7 @@ async fn google_authorization_url(
     caller.require(Permission::ManageGoogle)?;
     let a = state.store.account_for(Provider::Google).await?;
     if !a.enabled {
-        return Err(WebError::BadRequest("OAuth 2.0 (Google) is not switched on: PUT /api/v1/oauth/google with enabled=true first".into()));
+        return Err(WebError::bad("err-api-google-off"));
     }
     let g = super::pages::oauth::new_google_authorization(&state, a.id).await?;
     state
@@ -369,13 +371,9 @@ async fn users_add(
 ) -> Result<Response, WebError> {
     caller.require(Permission::ManageUsers)?;
     let role = Role::parse(&body.role).ok_or_else(|| {
-        WebError::BadRequest(format!(
-            "unknown role {:?}: use administrator, network_admin or general_user",
-            body.role
-        ))
+        WebError::BadRequest(Msg::new("err-api-unknown-role").arg("role", &body.role))
     })?;
-    super::pages::validate_new_user(&Tr::new(Locale::En), &body.name, &body.password)
-        .map_err(WebError::BadRequest)?;
+    super::pages::validate_new_user(&body.name, &body.password).map_err(WebError::BadRequest)?;
     let hash = auth::hash_password(body.password).await?;
     state
         .store
@@ -478,10 +476,8 @@ async fn proxy_put(
     };
     match super::pages::save_proxy(&state, &input, &caller.name, &caller.source).await? {
         Ok(saved) => Ok(Json(proxy_json(saved.as_ref())).into_response()),
-        Err(errors) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": "invalid_settings", "message": errors.join("; "), "errors": errors })),
-        )
-            .into_response()),
+        Err(errors) => {
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, invalid_settings(&errors)).into_response())
+        }
     }
 }

@@ -14,7 +14,7 @@ use super::AppState;
 use super::api::ApiJson;
 use super::auth::ApiCaller;
 use super::errors::WebError;
-use super::i18n::{Locale, Tr};
+use super::i18n::Msg;
 use crate::intake::cidr::Cidr;
 use crate::provider::Provider;
 use crate::roles::Permission;
@@ -63,10 +63,11 @@ async fn jobs_list(
     if let Some(s) = &q.state
         && !JOB_STATES.contains(&s.as_str())
     {
-        return Err(WebError::BadRequest(format!(
-            "unknown state {s:?}: use one of {}",
-            JOB_STATES.join(", ")
-        )));
+        return Err(WebError::BadRequest(
+            Msg::new("err-api-unknown-state")
+                .arg("state", s)
+                .arg("states", JOB_STATES.join(", ")),
+        ));
     }
     let filter = JobFilter {
         state: q.state,
@@ -169,7 +170,11 @@ async fn email_put(
     ) {
         Ok(v) => v,
         Err(errors) => {
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": "invalid_settings", "message": errors.join("; "), "errors": errors }))).into_response());
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                super::api::invalid_settings(&errors),
+            )
+                .into_response());
         }
     };
     let a = state.store.account_for(p).await?;
@@ -225,10 +230,9 @@ async fn account_id(state: &AppState, p: Option<&str>) -> Result<Option<i64>, We
         Some(p) => Ok(Some(
             state
                 .store
-                .account_for(
-                    provider(p)
-                        .map_err(|_| WebError::BadRequest(format!("unknown provider {p:?}")))?,
-                )
+                .account_for(provider(p).map_err(|_| {
+                    WebError::BadRequest(Msg::new("err-unknown-provider").arg("provider", p))
+                })?)
                 .await?
                 .id,
         )),
@@ -274,8 +278,7 @@ async fn submitters_add(
     ApiJson(b): ApiJson<SubmitterBody>,
 ) -> Result<Response, WebError> {
     caller.require(Permission::ManageEmail)?;
-    super::pages::validate_new_user(&Tr::new(Locale::En), &b.name, &b.password)
-        .map_err(WebError::BadRequest)?;
+    super::pages::validate_new_user(&b.name, &b.password).map_err(WebError::BadRequest)?;
     let account = account_id(&state, b.provider.as_deref()).await?;
     if let Some(p) = super::pages::sending_permission(&state, account).await? {
         caller.require(p)?;
@@ -335,7 +338,7 @@ async fn allowlist_add(
 ) -> Result<Response, WebError> {
     caller.require(Permission::ManageEmail)?;
     let cidr = Cidr::parse(&b.cidr)
-        .map_err(WebError::BadRequest)?
+        .map_err(|e| WebError::BadRequest(super::messages::cidr(&e)))?
         .to_string();
     let account = account_id(&state, b.provider.as_deref()).await?;
     if let Some(p) = super::pages::sending_permission(&state, account).await? {
@@ -363,7 +366,7 @@ async fn allowlist_delete(
 ) -> Result<StatusCode, WebError> {
     caller.require(Permission::ManageEmail)?;
     let cidr = Cidr::parse(&entry.replace('_', "/"))
-        .map_err(WebError::BadRequest)?
+        .map_err(|e| WebError::BadRequest(super::messages::cidr(&e)))?
         .to_string();
     state.store.delete_allow_entry(&cidr).await?;
     state

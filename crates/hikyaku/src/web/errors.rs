@@ -10,8 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::i18n::{Locale, Tr};
-use crate::store::StoreError;
+use super::i18n::{Msg, Tr};
+use crate::store::{Conflict, StoreError};
 
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum WebError {
@@ -24,16 +24,21 @@ pub enum WebError {
     #[error("not found")]
     NotFound,
     #[error("{0}")]
-    BadRequest(String),
+    BadRequest(Msg),
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Msg),
     #[error("{0}")]
-    Unavailable(String),
+    Unavailable(Msg),
     #[error("internal error")]
     Internal(String),
 }
 
 impl WebError {
+    /// A 400 with the message `key` (no arguments).
+    pub fn bad(key: &'static str) -> Self {
+        WebError::BadRequest(Msg::new(key))
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             WebError::LoginRequired => StatusCode::UNAUTHORIZED,
@@ -60,13 +65,16 @@ impl WebError {
         }
     }
 
-    fn user_text(&self, tr: &Tr) -> String {
+    /// The message for a user, in the language of `tr`.
+    pub fn user_text(&self, tr: &Tr) -> String {
         match self {
             WebError::LoginRequired => tr.t("login-title"),
             WebError::Forbidden => tr.t("forbidden"),
             WebError::Csrf => tr.t("csrf-failed"),
             WebError::NotFound => tr.t("not-found"),
-            WebError::BadRequest(m) | WebError::Conflict(m) | WebError::Unavailable(m) => m.clone(),
+            WebError::BadRequest(m) | WebError::Conflict(m) | WebError::Unavailable(m) => {
+                m.render(tr)
+            }
             WebError::Internal(_) => tr.t("error-title"),
         }
     }
@@ -76,21 +84,24 @@ impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => WebError::NotFound,
-            StoreError::Conflict(m) => WebError::Conflict(m),
-            StoreError::Full => WebError::Unavailable(e.to_string()),
+            StoreError::Conflict(Conflict::Corrupt(m)) => WebError::Internal(m),
+            StoreError::Conflict(c) => WebError::Conflict(super::messages::conflict(&c)),
+            StoreError::Full => WebError::Unavailable(Msg::new("err-disk-full")),
             other => WebError::Internal(other.to_string()),
         }
     }
 }
 
 impl From<crate::tokens::TokensError> for WebError {
-    /// Token errors carry text for the administrator; a temporary one (the
-    /// provider unreachable) is a 503, anything else is the request's fault.
+    /// A temporary token error (the provider unreachable) is a 503, a store
+    /// failure is the store's, anything else is the request's fault.
     fn from(e: crate::tokens::TokensError) -> Self {
-        if e.is_temporary() {
-            WebError::Unavailable(e.to_string())
-        } else {
-            WebError::BadRequest(e.to_string())
+        use crate::tokens::TokensError;
+        match e {
+            TokensError::Store(s) if !s.is_temporary() => s.into(),
+            TokensError::Secrets(s) => WebError::Internal(s.to_string()),
+            e if e.is_temporary() => WebError::Unavailable(super::messages::tokens(&e)),
+            e => WebError::BadRequest(super::messages::tokens(&e)),
         }
     }
 }
@@ -167,7 +178,7 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
     if api {
         let body = serde_json::json!({
             "error": error.code(),
-            "message": error.user_text(&Tr::new(Locale::En)),
+            "message": error.user_text(&Tr::new(super::i18n::Locale::En)),
             "request_id": request_id,
         });
         return (error.status(), Json(body)).into_response();

@@ -123,43 +123,199 @@ impl Tr {
     }
 }
 
+/// A message for a user: a Fluent id and its arguments. Pages render it in
+/// the request's language; logs and the JSON API get the English text
+/// (`Display`). Text that comes verbatim from elsewhere (a remote server's
+/// reply) travels as [`Msg::verbatim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    pub key: &'static str,
+    pub args: Vec<(&'static str, String)>,
+    /// Arguments that are messages themselves, rendered in the same language.
+    pub nested: Vec<(&'static str, Msg)>,
+}
+
+impl Msg {
+    pub fn new(key: &'static str) -> Self {
+        Self {
+            key,
+            args: Vec::new(),
+            nested: Vec::new(),
+        }
+    }
+
+    /// Adds the argument `$name`.
+    pub fn arg(mut self, name: &'static str, value: impl std::fmt::Display) -> Self {
+        self.args.push((name, value.to_string()));
+        self
+    }
+
+    /// Adds the argument `$name`, a message in the same language.
+    pub fn nested(mut self, name: &'static str, value: Msg) -> Self {
+        self.nested.push((name, value));
+        self
+    }
+
+    /// Text shown as it is, in every language.
+    pub fn verbatim(text: impl Into<String>) -> Self {
+        Self::new("verbatim").arg("text", text.into())
+    }
+
+    pub fn render(&self, tr: &Tr) -> String {
+        if self.args.is_empty() && self.nested.is_empty() {
+            return tr.t(self.key);
+        }
+        let mut args = self.args.clone();
+        args.extend(self.nested.iter().map(|(k, m)| (*k, m.render(tr))));
+        tr.args(self.key, &args)
+    }
+
+    /// The English text, for logs and the JSON API.
+    pub fn en(&self) -> String {
+        self.render(&Tr::new(Locale::En))
+    }
+}
+
+impl std::fmt::Display for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.en())
+    }
+}
+
+/// Renders a list of messages in one language.
+pub fn render_all(tr: &Tr, msgs: &[Msg]) -> Vec<String> {
+    msgs.iter().map(|m| m.render(tr)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(locale: &str) -> Vec<String> {
+    /// The messages of a locale: id and text, in file order.
+    fn messages(locale: &str) -> Vec<(String, String)> {
         let path = format!("{}/locales/{locale}/main.ftl", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(path)
             .unwrap()
             .lines()
-            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k.trim().to_string()))
-            .filter(|k| !k.is_empty() && !k.starts_with('#'))
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                l.split_once(" = ")
+                    .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+            })
+            .filter(|(k, _)| !k.is_empty())
             .collect()
+    }
+
+    /// The `$variables` a message text uses, sorted.
+    fn variables(text: &str) -> Vec<String> {
+        let mut vars: Vec<String> = text
+            .split('$')
+            .skip(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                    .collect()
+            })
+            .collect();
+        vars.sort();
+        vars.dedup();
+        vars
     }
 
     #[test]
     fn every_key_exists_in_both_locales() {
-        let en = keys("en");
-        let ja = keys("ja");
-        assert_eq!(en, ja);
-        for key in &en {
-            // Messages with arguments need them to resolve; look them up with dummies.
-            let args: HashMap<Cow<'static, str>, FluentValue> = [
-                "user", "role", "zone", "provider", "secs", "queued", "sending", "deferred",
-                "failed", "sent",
-            ]
-            .iter()
-            .map(|k| (Cow::Borrowed(*k), FluentValue::from("x")))
-            .collect();
-            assert!(
-                LOCALES.try_lookup_with_args(&JA, key, &args).is_some(),
-                "ja lacks {key}"
+        let en = messages("en");
+        let ja = messages("ja");
+        let en_keys: Vec<&String> = en.iter().map(|(k, _)| k).collect();
+        let ja_keys: Vec<&String> = ja.iter().map(|(k, _)| k).collect();
+        assert_eq!(en_keys, ja_keys);
+        for ((key, en_text), (_, ja_text)) in en.iter().zip(&ja) {
+            let vars = variables(en_text);
+            assert_eq!(
+                vars,
+                variables(ja_text),
+                "{key}: en and ja use other arguments"
             );
-            assert!(
-                LOCALES.try_lookup_with_args(&EN, key, &args).is_some(),
-                "en lacks {key}"
-            );
+            // Resolve with every argument given, so that Fluent reports no error.
+            let args: HashMap<Cow<'static, str>, FluentValue> = vars
+                .iter()
+                .map(|k| (Cow::Owned(k.clone()), FluentValue::from("x")))
+                .collect();
+            for (id, name) in [(&JA, "ja"), (&EN, "en")] {
+                let text = LOCALES.try_lookup_with_args(id, key, &args);
+                assert!(
+                    text.as_deref()
+                        .is_some_and(|t| !t.contains("{$") && !t.contains("{ $")),
+                    "{name} cannot render {key}: {text:?}"
+                );
+            }
         }
+    }
+
+    /// Fluent ids named in the code: the literal after `.t(`, `.args(`,
+    /// `.try_t(`, `Msg::new(`, `::bad(`, and any `"err-…"` literal.
+    fn ids_in(text: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (i, _) in text.match_indices('"') {
+            let before = &text[..i];
+            let rest = &text[i + 1..];
+            let Some(end) = rest.find('"') else { continue };
+            let lit = &rest[..end];
+            let is_id = !lit.is_empty()
+                && lit
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            let called = [".t(", ".args(", ".try_t(", "Msg::new(", "::bad("]
+                .iter()
+                .any(|f| before.ends_with(f) && !before.ends_with("format!("));
+            if is_id && (called || lit.starts_with("err-") || lit.starts_with("reason-")) {
+                ids.push(lit.to_string());
+            }
+        }
+        ids
+    }
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "html") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                // Tests may name ids that do not exist.
+                let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+                out.push((path.display().to_string(), code));
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_used_in_code_exists_in_both_locales() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        sources(&root.join("src"), &mut files);
+        sources(&root.join("templates"), &mut files);
+        let en: Vec<String> = messages("en").into_iter().map(|(k, _)| k).collect();
+        let ja: Vec<String> = messages("ja").into_iter().map(|(k, _)| k).collect();
+        let mut seen = 0;
+        for (path, text) in &files {
+            for id in ids_in(text) {
+                seen += 1;
+                assert!(
+                    en.contains(&id),
+                    "{path} uses {id}, which en/main.ftl lacks"
+                );
+                assert!(
+                    ja.contains(&id),
+                    "{path} uses {id}, which ja/main.ftl lacks"
+                );
+            }
+        }
+        assert!(seen > 200, "only {seen} ids found: the scan is broken");
+        assert_eq!(
+            ids_in(r#"tr.t("a-b") Msg::new("err-x") x("Hello") format!("y-{}")"#),
+            ["a-b", "err-x"]
+        );
     }
 
     #[test]

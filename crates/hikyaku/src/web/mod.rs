@@ -7,7 +7,9 @@ mod api_sending;
 pub mod auth;
 pub mod errors;
 pub mod i18n;
+pub mod messages;
 pub mod pages;
+pub mod reasons;
 
 use std::sync::Arc;
 

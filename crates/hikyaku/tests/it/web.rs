@@ -462,7 +462,7 @@ async fn user_management_refuses_bad_input_and_audits() {
         )
         .await;
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("unknown role"));
+    assert!(r.body.contains("Unknown role: superuser"));
     let r = admin
         .submit(
             "/settings/management/users",
@@ -1005,4 +1005,271 @@ async fn job_history_pages_through_older_jobs() {
     assert!(second.body.contains("page 4<") && second.body.contains("page 0<"));
     assert!(second.body.contains("id=\"jobs-newer\""));
     assert!(!second.body.contains("id=\"jobs-older\""));
+}
+
+/// Refused forms and operations say what is wrong in the page's language:
+/// the same refusals with Accept-Language en and ja, and no English sentence
+/// on the Japanese pages.
+#[tokio::test]
+async fn refusals_are_shown_in_the_page_language() {
+    let server = TestServer::start().await;
+    let en = server.setup_admin().await;
+    add_user(&en, "guser", "general_user").await;
+    let ja = Browser::with_lang(&server, "ja");
+    ja.login("admin", ADMIN_PASSWORD).await;
+
+    struct Case {
+        what: &'static str,
+        status: u16,
+        en: &'static [&'static str],
+        ja: &'static [&'static str],
+    }
+    let cases = [
+        Case {
+            what: "basic settings without endpoint and client id",
+            status: 400,
+            en: &[
+                "Microsoft Entra ID Authorization Server Endpoint: enter https://login.microsoftonline.com/",
+                "Client ID: enter the Application (client) ID of your Entra app registration",
+            ],
+            ja: &[
+                "Microsoft Entra ID認可サーバーのエンドポイント:https://login.microsoftonline.com/",
+                "クライアントID:Microsoft Entraで登録したアプリのアプリケーション(クライアント)IDを入力してください。",
+            ],
+        },
+        Case {
+            what: "basic settings with an http endpoint",
+            status: 400,
+            en: &["the endpoint must use https, not http"],
+            ja: &["Microsoft Entra ID認可サーバーのエンドポイント:httpは使用できません。"],
+        },
+        Case {
+            what: "duplicate user",
+            status: 400,
+            en: &["A user named guser already exists. Choose another name."],
+            ja: &["ユーザー名「guser」はすでに登録されています。別の名前を入力してください。"],
+        },
+        Case {
+            what: "unknown role",
+            status: 400,
+            en: &["Unknown role: superuser."],
+            ja: &["権限「superuser」は使用できません。"],
+        },
+        Case {
+            what: "e-mail settings",
+            status: 400,
+            en: &[
+                "is not a host name (e.g. smtp.office365.com)",
+                "Port: enter a number from 1 to 65535",
+            ],
+            ja: &[
+                "はホスト名ではありません。smtp.office365.comのようなホスト名を入力してください。",
+                "ポート番号:1〜65535の数値を入力してください",
+            ],
+        },
+        Case {
+            what: "google not switched on",
+            status: 400,
+            en: &["OAuth 2.0 (Google) is not switched on: use Edit in Basic Settings first."],
+            ja: &[
+                "OAuth 2.0(Google)が使用する設定になっていません。先に基本設定の[編集]で使用する設定にしてください。",
+            ],
+        },
+        Case {
+            what: "unknown time zone",
+            status: 400,
+            en: &["Unknown time zone"],
+            ja: &["タイムゾーン「+99:00」は使用できません。一覧から選択してください。"],
+        },
+        Case {
+            what: "proxy settings",
+            status: 400,
+            en: &[
+                "proxy port",
+                "is not usable — enter a number from 1 to 65535",
+            ],
+            ja: &["プロキシのポート番号「0」は使用できません。"],
+        },
+    ];
+    // English sentences that must not appear on a Japanese page.
+    let english = [
+        "already exists",
+        "Client ID:",
+        "enter https://",
+        "must use https",
+        "is not a host name",
+        "Unknown role",
+        "is not switched on",
+        "Unknown time zone",
+        "is not usable",
+    ];
+    for (b, lang) in [(&en, "en"), (&ja, "ja")] {
+        for case in &cases {
+            let page = match case.what {
+                "basic settings without endpoint and client id" => {
+                    b.submit(
+                        "/settings/send/oauth/microsoft/edit",
+                        "/settings/send/oauth/microsoft/edit",
+                        &[("enabled", "on"), ("endpoint", ""), ("client_id", "")],
+                    )
+                    .await
+                }
+                "basic settings with an http endpoint" => {
+                    b.submit(
+                        "/settings/send/oauth/microsoft/edit",
+                        "/settings/send/oauth/microsoft/edit",
+                        &[
+                            ("enabled", "on"),
+                            (
+                                "endpoint",
+                                "http://login.microsoftonline.com/common/oauth2/v2.0",
+                            ),
+                            ("client_id", "abc"),
+                        ],
+                    )
+                    .await
+                }
+                "duplicate user" | "unknown role" => {
+                    let role = if case.what == "unknown role" {
+                        "superuser"
+                    } else {
+                        "general_user"
+                    };
+                    b.submit(
+                        "/settings/management/users",
+                        "/settings/management/users",
+                        &[
+                            ("username", "guser"),
+                            ("password", ADMIN_PASSWORD),
+                            ("role", role),
+                        ],
+                    )
+                    .await
+                }
+                "e-mail settings" => {
+                    b.submit(
+                        "/settings/send/email",
+                        "/settings/send/email",
+                        &[
+                            ("provider", "microsoft"),
+                            ("smtp_host", "bad host"),
+                            ("smtp_port", "0"),
+                            ("smtp_security", "starttls"),
+                            ("sender", ""),
+                        ],
+                    )
+                    .await
+                }
+                "google not switched on" => b.get("/settings/send/oauth/google/register").await,
+                "unknown time zone" => {
+                    b.submit(
+                        "/settings/management/datetime",
+                        "/settings/management/datetime",
+                        &[("zone", "+99:00")],
+                    )
+                    .await
+                }
+                "proxy settings" => {
+                    b.submit(
+                        "/settings/management/network",
+                        "/settings/management/network",
+                        &[("host", "proxy.example.com"), ("port", "0")],
+                    )
+                    .await
+                }
+                other => unreachable!("{other}"),
+            };
+            assert_eq!(
+                page.status, case.status,
+                "{lang} {}: {}",
+                case.what, page.body
+            );
+            let (expected, other) = if lang == "en" {
+                (case.en, case.ja)
+            } else {
+                (case.ja, case.en)
+            };
+            for text in expected {
+                assert!(
+                    page.body.contains(text),
+                    "{lang} {}: {text:?} missing in {}",
+                    case.what,
+                    page.body
+                );
+            }
+            for text in other {
+                assert!(!page.body.contains(text), "{lang} {}: {text:?}", case.what);
+            }
+            if lang == "ja" {
+                for text in english {
+                    assert!(
+                        !page.body.contains(text),
+                        "English {text:?} on a Japanese page ({}): {}",
+                        case.what,
+                        page.body
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The reason after the Server Connection Status label, and the Audit Log's
+/// own sentences, are in the page's language; names and addresses stay.
+#[tokio::test]
+async fn status_reasons_and_audit_details_are_shown_in_the_page_language() {
+    let server = TestServer::start().await;
+    let en = server.setup_admin().await;
+    let ja = Browser::with_lang(&server, "ja");
+    ja.login("admin", ADMIN_PASSWORD).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let endpoint = format!("https://127.0.0.1:{dead}/common/oauth2/v2.0");
+    let page = "/settings/send/oauth/microsoft";
+    let saved = en
+        .submit(
+            &format!("{page}/edit"),
+            &format!("{page}/edit"),
+            &[
+                ("enabled", "on"),
+                ("verify_cert", "on"),
+                ("endpoint", &endpoint),
+                ("client_id", "11111111-2222-3333-4444-555555555555"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    en.submit(page, &format!("{page}/refresh"), &[]).await;
+    let target = format!("127.0.0.1:{dead}");
+    let status = |body: &str| {
+        let start = body.find("id=\"connection-status\"").expect("status cell");
+        let end = body[start..].find("</td>").expect("end") + start;
+        body[start..end].to_string()
+    };
+    let en_status = status(&en.get(page).await.body);
+    assert!(
+        en_status.contains(&format!("Failed — connection to {target} was refused")),
+        "{en_status}"
+    );
+    let ja_status = status(&ja.get(page).await.body);
+    assert!(
+        ja_status.contains(&format!("失敗 — {target}への接続が拒否されました。")),
+        "{ja_status}"
+    );
+    assert!(!ja_status.contains("refused"), "{ja_status}");
+
+    let audit = "/settings/management/audit-log";
+    let en_audit = en.get(audit).await.body;
+    assert!(
+        en_audit.contains("signed in as Administrator"),
+        "{en_audit}"
+    );
+    let ja_audit = ja.get(audit).await.body;
+    assert!(
+        ja_audit.contains("Administratorとしてログイン"),
+        "{ja_audit}"
+    );
+    assert!(!ja_audit.contains("signed in as"), "{ja_audit}");
 }

@@ -17,7 +17,8 @@ use crate::store::accounts::{Account, BasicSettings};
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
-use crate::web::i18n::Tr;
+use crate::web::i18n::{Tr, render_all};
+use crate::web::reasons;
 
 /// One provider's line on the Portal.
 pub struct PortalAccount {
@@ -86,7 +87,11 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
     );
     let offset = display_offset(&state).await;
     let last_error = match state.store.last_job_error().await? {
-        Some((at, reply)) => format!("{} — {reply}", fmt_time(at, offset)),
+        Some((at, reply)) => format!(
+            "{} — {}",
+            fmt_time(at, offset),
+            reasons::job(&reply).render(&tr)
+        ),
         None => tr.t("portal-no-error"),
     };
     let mut warnings = skew_warnings(&tr, &accounts);
@@ -106,7 +111,10 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
                 label: tr.t(&format!("provider-{}", a.provider.as_str())),
                 token_status: a.token_status.clone(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
-                token_reason: a.token_reason.clone(),
+                token_reason: a
+                    .token_reason
+                    .as_deref()
+                    .map(|r| reasons::token(r).render(&tr)),
                 connection_status: a.connection_status.clone(),
                 connection_status_label: tr
                     .t(&format!("connection-status-{}", a.connection_status)),
@@ -182,6 +190,17 @@ pub struct GooglePage {
     pub active: bool,
 }
 
+/// A clock skew such as "+3 s" in the language of `tr`.
+pub fn signed_seconds(tr: &Tr, secs: i64) -> String {
+    tr.args("seconds-signed", &[("secs", format!("{secs:+}"))])
+}
+
+/// The stored token reason and warning of `a` in the language of `tr`.
+fn token_texts(tr: &Tr, a: &Account) -> (Option<String>, Option<String>) {
+    let render = |t: &Option<String>| t.as_deref().map(|r| reasons::token(r).render(tr));
+    (render(&a.token_reason), render(&a.token_warning))
+}
+
 /// Status lines shared by both OAuth pages.
 pub struct StatusView {
     pub warnings: Vec<String>,
@@ -201,12 +220,12 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
         warnings.push(tr.t("verify-off-warning"));
     }
     if let Some(w) = &a.connection_warning {
-        warnings.push(w.clone());
+        warnings.push(reasons::connection(w).render(tr));
     }
-    let reason = match (&a.connection_reason, a.connection_status.as_str()) {
-        (Some(r), _) => Some(r.clone()),
-        _ => None,
-    };
+    let reason = a
+        .connection_reason
+        .as_deref()
+        .map(|r| reasons::connection(r).render(tr));
     let mailbox = a.mailbox.as_ref().map(|m| {
         if a.identity_verified == Some(false) {
             format!("{m} {}", tr.t("identity-unverified"))
@@ -218,7 +237,7 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
         warnings,
         connection_label: tr.t(&format!("connection-status-{}", a.connection_status)),
         connection_reason: reason,
-        skew: a.clock_skew_secs.map(|s| format!("{s:+} s")),
+        skew: a.clock_skew_secs.map(|s| signed_seconds(tr, s)),
         token_label: tr.t(&format!("token-status-{}", a.token_status)),
         mailbox,
         access_expires: a.access_expires_at.map(|t| fmt_time(t, offset)),
@@ -248,6 +267,7 @@ pub async fn microsoft_view(
 ) -> MicrosoftPage {
     let tr = ui.tr;
     let s = status_view(state, &tr, a).await;
+    let (token_reason, token_warning) = token_texts(&tr, a);
     MicrosoftPage {
         c: Chrome::for_ui(ui, state, "/settings/send/oauth/microsoft").with_notice(notice),
         warnings: s.warnings,
@@ -266,8 +286,8 @@ pub async fn microsoft_view(
         device,
         token_status: a.token_status.clone(),
         token_label: s.token_label,
-        token_reason: a.token_reason.clone(),
-        token_warning: a.token_warning.clone(),
+        token_reason,
+        token_warning,
         mailbox: s.mailbox,
         access_expires: s.access_expires,
         last_refreshed: s.last_refreshed,
@@ -295,6 +315,7 @@ pub async fn google_view(
 ) -> GooglePage {
     let tr = ui.tr;
     let s = status_view(state, &tr, a).await;
+    let (token_reason, token_warning) = token_texts(&tr, a);
     GooglePage {
         c: Chrome::for_ui(ui, state, "/settings/send/oauth/google").with_notice(notice),
         warnings: s.warnings,
@@ -310,8 +331,8 @@ pub async fn google_view(
         skew: s.skew,
         token_status: a.token_status.clone(),
         token_label: s.token_label,
-        token_reason: a.token_reason.clone(),
-        token_warning: a.token_warning.clone(),
+        token_reason,
+        token_warning,
         mailbox: s.mailbox,
         access_expires: s.access_expires,
         last_refreshed: s.last_refreshed,
@@ -407,7 +428,7 @@ pub async fn microsoft_edit_submit(
             StatusCode::BAD_REQUEST,
             MicrosoftEditPage {
                 c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
-                errors,
+                errors: render_all(&ui.tr, &errors),
                 enabled: input.enabled,
                 verify_cert: input.verify_cert,
                 verify_cn: input.verify_cn,
@@ -435,7 +456,7 @@ pub async fn google_edit_submit(
                 StatusCode::BAD_REQUEST,
                 GoogleEditPage {
                     c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
-                    errors,
+                    errors: render_all(&ui.tr, &errors),
                     enabled: input.enabled,
                     verify_cert: input.verify_cert,
                     verify_cn: input.verify_cn,

@@ -14,6 +14,8 @@ use crate::store::ca::NewCa;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
+use crate::web::i18n::Msg;
+use crate::web::messages;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "datetime.html")]
@@ -88,7 +90,7 @@ async fn render_datetime(
             a.clock_skew_secs.map(|s| {
                 (
                     ui.tr.t(&format!("provider-{}", a.provider.as_str())),
-                    format!("{s:+} s"),
+                    super::signed_seconds(&ui.tr, s),
                 )
             })
         })
@@ -140,10 +142,9 @@ pub async fn datetime_submit(
     ui.require(Permission::ManageNetwork)?;
     ui.check_csrf(&form.csrf)?;
     if parse_offset(&form.zone).is_none() || !ZONES.iter().any(|(z, _)| *z == form.zone) {
-        return Err(WebError::BadRequest(format!(
-            "unknown time zone {:?}",
-            form.zone
-        )));
+        return Err(WebError::BadRequest(
+            Msg::new("err-unknown-time-zone").arg("zone", &form.zone),
+        ));
     }
     state
         .store
@@ -234,10 +235,10 @@ pub async fn add_cas(
     pem: &str,
     actor: &str,
     source: &str,
-) -> Result<Result<usize, String>, WebError> {
+) -> Result<Result<usize, Msg>, WebError> {
     let parsed = match crate::tls::parse_ca_pem(pem, state.clock.now()) {
         Ok(p) => p,
-        Err(e) => return Ok(Err(e.to_string())),
+        Err(e) => return Ok(Err(messages::ca(&e))),
     };
     let new: Vec<NewCa> = parsed
         .iter()
@@ -256,7 +257,7 @@ pub async fn add_cas(
         .await
     {
         Ok(()) => {}
-        Err(StoreError::Conflict(m)) => return Ok(Err(m)),
+        Err(StoreError::Conflict(c)) => return Ok(Err(messages::conflict(&c))),
         Err(e) => return Err(e.into()),
     }
     state.reload_cas().await?;
@@ -282,7 +283,7 @@ pub async fn ca_add(
     ui.check_csrf(&form.csrf)?;
     match add_cas(&state, &form.pem, &ui.name, &ui.source).await? {
         Ok(_) => Ok(super::done(CA_PAGE, "saved")),
-        Err(e) => render_ca(&state, &ui, None, vec![e]).await,
+        Err(e) => render_ca(&state, &ui, None, vec![e.render(&ui.tr)]).await,
     }
 }
 

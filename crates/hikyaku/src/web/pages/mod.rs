@@ -25,7 +25,8 @@ use std::net::SocketAddr;
 use super::AppState;
 use super::auth::{self, PRE_CSRF_COOKIE, SESSION_COOKIE, Throttle, Ui};
 use super::errors::WebError;
-use super::i18n::{LANG_COOKIE, Locale, Tr};
+use super::i18n::{LANG_COOKIE, Locale, Msg, Tr};
+use super::messages;
 use crate::roles::{Permission, Role};
 use crate::secrets::{hash_token, random_token};
 use crate::store::users::SetupTokenState;
@@ -292,7 +293,7 @@ pub async fn login_submit(
             &user.name,
             &source,
             "login",
-            &format!("signed in as {}", user.role.as_str()),
+            &format!("{}{}", super::reasons::SIGNED_IN_AS, user.role.as_str()),
         )
         .await;
     let mut response = Redirect::to(&safe_next(&form.next)).into_response();
@@ -422,17 +423,17 @@ pub struct SetupForm {
 }
 
 /// Checks a new user name and password; the message says what to change.
-pub fn validate_new_user(tr: &Tr, name: &str, password: &str) -> Result<(), String> {
+pub fn validate_new_user(name: &str, password: &str) -> Result<(), Msg> {
     let name_ok = !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
     if !name_ok {
-        return Err(tr.t("name-invalid"));
+        return Err(Msg::new("name-invalid"));
     }
     if password.chars().count() < 10 {
-        return Err(tr.t("password-too-short"));
+        return Err(Msg::new("password-too-short"));
     }
     Ok(())
 }
@@ -450,8 +451,8 @@ pub async fn setup_submit(
     if error.is_none() {
         if form.password != form.confirm {
             error = Some(tr.t("password-mismatch"));
-        } else if let Err(e) = validate_new_user(&tr, &form.username, &form.password) {
-            error = Some(e);
+        } else if let Err(e) = validate_new_user(&form.username, &form.password) {
+            error = Some(e.render(&tr));
         }
     }
     if let Some(error) = error {
@@ -612,12 +613,16 @@ pub async fn users_add(
             &state,
             &ui,
             None,
-            Some(format!("unknown role: {}", form.role)),
+            Some(
+                Msg::new("err-unknown-role")
+                    .arg("role", &form.role)
+                    .render(&ui.tr),
+            ),
         )
         .await;
     };
-    if let Err(e) = validate_new_user(&ui.tr, &form.username, &form.password) {
-        return render_users(&state, &ui, None, Some(e)).await;
+    if let Err(e) = validate_new_user(&form.username, &form.password) {
+        return render_users(&state, &ui, None, Some(e.render(&ui.tr))).await;
     }
     let hash = auth::hash_password(form.password).await?;
     match state
@@ -626,8 +631,9 @@ pub async fn users_add(
         .await
     {
         Ok(_) => {}
-        Err(crate::store::StoreError::Conflict(m)) => {
-            return render_users(&state, &ui, None, Some(m)).await;
+        Err(crate::store::StoreError::Conflict(c)) => {
+            let text = messages::conflict(&c).render(&ui.tr);
+            return render_users(&state, &ui, None, Some(text)).await;
         }
         Err(e) => return Err(e.into()),
     }
@@ -658,8 +664,9 @@ pub async fn users_delete(
     ui.check_csrf(&form.csrf)?;
     match state.store.delete_user(&form.username).await {
         Ok(()) => {}
-        Err(crate::store::StoreError::Conflict(m)) => {
-            return render_users(&state, &ui, None, Some(m)).await;
+        Err(crate::store::StoreError::Conflict(c)) => {
+            let text = messages::conflict(&c).render(&ui.tr);
+            return render_users(&state, &ui, None, Some(text)).await;
         }
         Err(e) => return Err(e.into()),
     }
@@ -684,7 +691,10 @@ pub async fn audit_page(State(state): State<AppState>, ui: Ui) -> Result<Respons
         .audit_entries(500, 0)
         .await?
         .into_iter()
-        .map(|e| (fmt_time(e.at, offset), e))
+        .map(|mut e| {
+            e.detail = super::reasons::audit(&e.detail).render(&ui.tr);
+            (fmt_time(e.at, offset), e)
+        })
         .collect();
     Ok(AuditPage {
         c: Chrome::for_ui(&ui, &state, "/settings/management/audit-log"),

@@ -13,6 +13,8 @@ use crate::roles::Permission;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
+use crate::web::i18n::{Msg, render_all};
+use crate::web::messages;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "network.html")]
@@ -34,11 +36,11 @@ pub async fn save_proxy(
     input: &ProxyInput,
     actor: &str,
     source: &str,
-) -> Result<Result<Option<ProxySettings>, Vec<String>>, WebError> {
+) -> Result<Result<Option<ProxySettings>, Vec<Msg>>, WebError> {
     let stored_password = proxy::current(&state.proxy).and_then(|p| p.password);
     let settings = match proxy::validate(input, stored_password) {
         Ok(s) => s,
-        Err(errors) => return Ok(Err(errors)),
+        Err(errors) => return Ok(Err(errors.iter().map(messages::proxy).collect())),
     };
     proxy::save(&state.store, &state.key, settings.as_ref())
         .await
@@ -140,6 +142,9 @@ pub async fn network_submit(
     };
     match save_proxy(&state, &input, &ui.name, &ui.source).await? {
         Ok(_) => Ok(super::done(NETWORK_PAGE, "saved")),
-        Err(errors) => render_network(&state, &ui, None, errors, Some(&input)).await,
+        Err(errors) => {
+            let errors = render_all(&ui.tr, &errors);
+            render_network(&state, &ui, None, errors, Some(&input)).await
+        }
     }
 }

@@ -20,6 +20,8 @@ use crate::tokens::validate_microsoft_endpoint;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
+use crate::web::i18n::Msg;
+use crate::web::messages;
 
 /// Basic Settings as entered, before validation.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -56,7 +58,7 @@ pub async fn save_basic(
     input: &BasicInput,
     actor: &str,
     source: &str,
-) -> Result<Result<(), Vec<String>>, WebError> {
+) -> Result<Result<(), Vec<Msg>>, WebError> {
     let account = state.store.account_for(provider).await?;
     let mut errors = Vec::new();
     let mut endpoint = None;
@@ -66,39 +68,33 @@ pub async fn save_basic(
             match input.endpoint.as_deref() {
                 Some(text) => match validate_microsoft_endpoint(text) {
                     Ok(check) => endpoint = Some(check.normalized),
-                    Err(reason) => errors.push(format!("Microsoft Entra ID Authorization Server Endpoint: {reason}")),
+                    Err(reason) => errors.push(messages::endpoint_field(&reason)),
                 },
-                None if input.enabled => errors.push("Microsoft Entra ID Authorization Server Endpoint: enter https://login.microsoftonline.com/<tenant>/oauth2/v2.0".into()),
+                None if input.enabled => errors.push(Msg::new("err-ms-endpoint-missing")),
                 None => endpoint = account.endpoint.clone(),
             }
             if input.enabled && client_id.is_none() {
-                errors.push(
-                    "Client ID: enter the Application (client) ID of your Entra app registration"
-                        .into(),
-                );
+                errors.push(Msg::new("err-ms-client-id-missing"));
             }
         }
         Provider::Google => {
             endpoint = None;
             if input.enabled && client_id.is_none() {
-                errors.push("Client ID: enter the client ID of your Google Cloud OAuth client (Desktop app)".into());
+                errors.push(Msg::new("err-google-client-id-missing"));
             }
             if input.enabled && input.client_secret.is_none() && !account.has_client_secret {
-                errors.push(
-                    "Client Secret: enter the client secret of your Google Cloud OAuth client"
-                        .into(),
-                );
+                errors.push(Msg::new("err-google-client-secret-missing"));
             }
             if let Some(id) = &client_id
                 && (id.contains(char::is_whitespace) || id.len() > 256)
             {
-                errors.push("Client ID: must be one word without spaces".into());
+                errors.push(Msg::new("err-client-id-spaces"));
             }
         }
     }
     if let Some(id) = &client_id {
         if id.len() > 256 || id.chars().any(|c| c.is_control()) {
-            errors.push("Client ID: too long or contains control characters".into());
+            errors.push(Msg::new("err-client-id-invalid"));
         }
     } else {
         client_id = account.client_id.clone();
@@ -203,9 +199,7 @@ pub async fn microsoft_new_code(
     ui.check_csrf(&form.csrf)?;
     let a = state.store.account_for(Provider::Microsoft).await?;
     if !a.enabled {
-        return Err(WebError::BadRequest(
-            "OAuth 2.0 (Microsoft) is not switched on: use Edit in Basic Settings first".into(),
-        ));
+        return Err(WebError::bad("err-microsoft-off"));
     }
     state
         .tokens
@@ -281,9 +275,7 @@ pub async fn google_register_page(
     ui.require(Permission::ManageGoogle)?;
     let a = state.store.account_for(Provider::Google).await?;
     if !a.enabled {
-        return Err(WebError::BadRequest(
-            "OAuth 2.0 (Google) is not switched on: use Edit in Basic Settings first".into(),
-        ));
+        return Err(WebError::bad("err-google-off"));
     }
     let auth = match current_google_authorization(&state, &a) {
         Some(auth) => auth,
@@ -351,7 +343,7 @@ pub async fn google_register_submit(
                 StatusCode::BAD_REQUEST,
                 RegisterPage {
                     c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/register"),
-                    errors: vec![e.to_string()],
+                    errors: vec![messages::tokens(&e).render(&ui.tr)],
                     url: auth.url,
                     loopback: auth.loopback_listening,
                 },
@@ -379,12 +371,10 @@ pub async fn send_test(
 ) -> Result<String, WebError> {
     let a = state.store.account_for(provider).await?;
     let Some(mailbox) = a.mailbox.clone().filter(|_| a.token_status == "active") else {
-        return Err(WebError::BadRequest(
-            "the token is not Active yet: finish the authorization first".into(),
-        ));
+        return Err(WebError::bad("err-token-not-active"));
     };
-    let to =
-        crate::intake::local::check_address(to).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let to = crate::intake::local::check_address(to)
+        .map_err(|e| WebError::BadRequest(messages::local(&e)))?;
     let from = a.sender.clone().unwrap_or(mailbox);
     let label = match provider {
         Provider::Microsoft => "OAuth 2.0 (Microsoft)",
@@ -401,7 +391,7 @@ pub async fn send_test(
     };
     // A short text message: no attachment to size.
     let message = crate::intake::local::build_message(&request, usize::MAX)
-        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+        .map_err(|e| WebError::BadRequest(messages::local(&e)))?;
     let job = crate::intake::store_sink::new_job(
         &format!("test:{actor}"),
         source,
@@ -480,7 +470,7 @@ pub async fn refresh_token_submit(
     let notice = refresh_token(&state, provider)
         .await
         .err()
-        .map(|e| e.to_string());
+        .map(|e| e.user_text(&ui.tr));
     provider_page(&state, &ui, provider, notice).await
 }
 

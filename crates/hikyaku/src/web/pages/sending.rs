@@ -18,6 +18,8 @@ use crate::store::jobs::JobFilter;
 use crate::web::AppState;
 use crate::web::auth::{self, Ui};
 use crate::web::errors::WebError;
+use crate::web::i18n::{Msg, render_all};
+use crate::web::messages;
 
 pub struct EmailAccountView {
     pub provider: &'static str,
@@ -78,8 +80,9 @@ async fn render_email(
     state: &AppState,
     ui: &Ui,
     notice: Option<String>,
-    errors: Vec<String>,
+    errors: Vec<Msg>,
 ) -> Result<Response, WebError> {
+    let errors = render_all(&ui.tr, &errors);
     let accounts: Vec<EmailAccountView> = state
         .store
         .accounts()
@@ -150,7 +153,7 @@ pub fn validate_email(
     port: &str,
     security: &str,
     sender: &str,
-) -> Result<(u16, Option<String>), Vec<String>> {
+) -> Result<(u16, Option<String>), Vec<Msg>> {
     let mut errors = Vec::new();
     let host_ok = !host.is_empty()
         && host.len() <= 253
@@ -160,25 +163,17 @@ pub fn validate_email(
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     if !host_ok && host.parse::<std::net::IpAddr>().is_err() {
-        errors.push(format!(
-            "SMTP Server: {host:?} is not a host name (e.g. smtp.office365.com)"
-        ));
+        errors.push(Msg::new("err-smtp-host").arg("host", host));
     }
     let port = match port.trim().parse::<u16>() {
         Ok(p) if p > 0 => p,
         _ => {
-            errors.push(
-                "Port: enter a number from 1 to 65535 (587 for STARTTLS, 465 for implicit TLS)"
-                    .into(),
-            );
+            errors.push(Msg::new("err-smtp-port"));
             0
         }
     };
     if !matches!(security, "starttls" | "implicit") {
-        errors.push(
-            "Connection security: choose STARTTLS or TLS (implicit); plaintext is never used"
-                .into(),
-        );
+        errors.push(Msg::new("err-smtp-security"));
     }
     let sender = sender.trim();
     if !sender.is_empty()
@@ -187,9 +182,7 @@ pub fn validate_email(
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>'))
     {
-        errors.push(format!(
-            "Sender address: {sender:?} is not an e-mail address"
-        ));
+        errors.push(Msg::new("err-sender").arg("sender", sender));
     }
     if errors.is_empty() {
         Ok((port, Some(sender.to_string()).filter(|s| !s.is_empty())))
@@ -205,8 +198,8 @@ pub async fn email_submit(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
-    let provider = Provider::parse(&form.provider)
-        .ok_or_else(|| WebError::BadRequest("unknown provider".into()))?;
+    let provider =
+        Provider::parse(&form.provider).ok_or_else(|| unknown_provider(&form.provider))?;
     ui.require(Permission::manage(provider))?;
     let host = form.smtp_host.trim().to_ascii_lowercase();
     let (port, sender) =
@@ -254,12 +247,15 @@ pub struct SubmitterForm {
     provider: String,
 }
 
+fn unknown_provider(name: &str) -> WebError {
+    WebError::BadRequest(Msg::new("err-unknown-provider").arg("provider", name))
+}
+
 async fn account_id_for(state: &AppState, provider: &str) -> Result<Option<i64>, WebError> {
     if provider.is_empty() {
         return Ok(None);
     }
-    let p =
-        Provider::parse(provider).ok_or_else(|| WebError::BadRequest("unknown provider".into()))?;
+    let p = Provider::parse(provider).ok_or_else(|| unknown_provider(provider))?;
     Ok(Some(state.store.account_for(p).await?.id))
 }
 
@@ -270,7 +266,7 @@ pub async fn submitter_add(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
-    if let Err(e) = super::validate_new_user(&ui.tr, &form.name, &form.password) {
+    if let Err(e) = super::validate_new_user(&form.name, &form.password) {
         return render_email(&state, &ui, None, vec![e]).await;
     }
     let account = account_id_for(&state, &form.provider).await?;
@@ -284,7 +280,9 @@ pub async fn submitter_add(
         .await
     {
         Ok(()) => {}
-        Err(StoreError::Conflict(m)) => return render_email(&state, &ui, None, vec![m]).await,
+        Err(StoreError::Conflict(c)) => {
+            return render_email(&state, &ui, None, vec![messages::conflict(&c)]).await;
+        }
         Err(e) => return Err(e.into()),
     }
     state
@@ -325,7 +323,7 @@ pub async fn allowlist_add(
     ui.check_csrf(&form.csrf)?;
     let cidr = match crate::intake::cidr::Cidr::parse(&form.cidr) {
         Ok(c) => c,
-        Err(e) => return render_email(&state, &ui, None, vec![e]).await,
+        Err(e) => return render_email(&state, &ui, None, vec![messages::cidr(&e)]).await,
     };
     let account = account_id_for(&state, &form.provider).await?;
     if let Some(p) = sending_permission(&state, account).await? {
@@ -337,7 +335,9 @@ pub async fn allowlist_add(
         .await
     {
         Ok(()) => {}
-        Err(StoreError::Conflict(m)) => return render_email(&state, &ui, None, vec![m]).await,
+        Err(StoreError::Conflict(c)) => {
+            return render_email(&state, &ui, None, vec![messages::conflict(&c)]).await;
+        }
         Err(e) => return Err(e.into()),
     }
     state
@@ -469,7 +469,11 @@ async fn render_jobs(
             } else {
                 String::new()
             },
-            reply: j.last_reply.clone().unwrap_or_default(),
+            reply: j
+                .last_reply
+                .as_deref()
+                .map(|r| crate::web::reasons::job(r).render(&ui.tr))
+                .unwrap_or_default(),
             attempts: j.attempts,
             state: j.state,
             id: j.id,
