@@ -122,25 +122,29 @@ enum LoginAction {
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => Ok(Config::load(p)?),
-        None => {
-            let default = PathBuf::from("hikyaku.toml");
-            if default.exists() {
-                Ok(Config::load(&default)?)
-            } else {
-                Ok(Config::default())
-            }
-        }
-    }
+    Ok(load_config_from(path)?.0)
+}
+
+/// The configuration and the name of where it came from.
+fn load_config_from(path: Option<&PathBuf>) -> anyhow::Result<(Config, String)> {
+    let default = PathBuf::from("hikyaku.toml");
+    let file = match path {
+        Some(p) => p,
+        None if default.exists() => &default,
+        None => return Ok((Config::default(), "the built-in defaults".into())),
+    };
+    Ok((Config::load(file)?, file.display().to_string()))
 }
 
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: a journal or a log file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
@@ -340,7 +344,8 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {
-            let config = load_config(cli.config.as_ref())?;
+            let (config, origin) = load_config_from(cli.config.as_ref())?;
+            config.check_tls_files(&origin)?;
             println!("configuration is valid");
             print!(
                 "{}",
