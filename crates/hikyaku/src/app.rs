@@ -18,6 +18,11 @@ use crate::store::Store;
 use crate::tokens::TokenService;
 use crate::web::{self, AppState};
 
+/// Why hikyaku could not start or stopped.
+///
+/// Each message is complete on its own (the cause's text is part of it) and
+/// no variant chains its cause as `source()`, so printing the error with its
+/// chain (`{:#}`) says the cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -26,21 +31,18 @@ pub enum AppError {
     Secrets(#[from] crate::secrets::SecretsError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    #[error("cannot listen on {addr}: {source} (is another program using the port?)")]
+    #[error(transparent)]
+    TlsFile(#[from] crate::tls::TlsFileError),
+    #[error("cannot listen on {addr} ({key}): {error} (is another program using the port?)")]
     Listen {
+        key: &'static str,
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot read {path}: {source}")]
-    ReadFile {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    WriteFile {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {error}")]
+    ReadFile { path: String, error: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    WriteFile { path: String, error: std::io::Error },
     #[error("web server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -139,43 +141,46 @@ fn base_url(config: &Config, addr: SocketAddr, https: bool) -> String {
     )
 }
 
-/// Loads or creates the Remote UI's TLS certificate.
-fn ui_tls(config: &Config) -> Result<Arc<rustls::ServerConfig>, AppError> {
-    let read = |p: &str| {
-        std::fs::read_to_string(p).map_err(|source| AppError::ReadFile {
-            path: p.to_string(),
-            source,
-        })
-    };
-    if !config.web.tls_cert.is_empty() {
-        return Ok(crate::tls::server_config(
-            &read(&config.web.tls_cert)?,
-            &read(&config.web.tls_key)?,
-        )?);
+/// The Remote UI's TLS configuration: the configured files (loaded before
+/// anything starts, see [`start`]) or a self-signed certificate kept in the
+/// data directory, generated at the first start.
+fn ui_tls(
+    config: &Config,
+    configured: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Arc<rustls::ServerConfig>, AppError> {
+    if let Some(tls) = configured {
+        return Ok(tls);
     }
     let dir = config.data_dir.join("tls");
     let cert_path: PathBuf = dir.join("ui-cert.pem");
     let key_path: PathBuf = dir.join("ui-key.pem");
     if !cert_path.exists() {
-        std::fs::create_dir_all(&dir).map_err(|source| AppError::WriteFile {
+        std::fs::create_dir_all(&dir).map_err(|error| AppError::WriteFile {
             path: dir.display().to_string(),
-            source,
+            error,
         })?;
         let hosts = vec!["localhost".to_string(), config.web.listen.ip().to_string()];
         let generated = crate::tls::generate_self_signed(&hosts)?;
         write_private(&key_path, &generated.key_pem)?;
-        std::fs::write(&cert_path, &generated.cert_pem).map_err(|source| AppError::WriteFile {
+        std::fs::write(&cert_path, &generated.cert_pem).map_err(|error| AppError::WriteFile {
             path: cert_path.display().to_string(),
-            source,
+            error,
         })?;
         tracing::warn!(
             fingerprint = %generated.sha256_fingerprint,
             "generated a self-signed certificate for the Remote UI; compare this SHA-256 fingerprint with the one your browser shows"
         );
     }
-    let cert = read(&cert_path.display().to_string())?;
-    let key = read(&key_path.display().to_string())?;
-    Ok(crate::tls::server_config(&cert, &key)?)
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|error| AppError::ReadFile {
+            path: p.display().to_string(),
+            error,
+        })
+    };
+    Ok(crate::tls::server_config(
+        &read(&cert_path)?,
+        &read(&key_path)?,
+    )?)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), AppError> {
@@ -188,41 +193,68 @@ fn write_private(path: &Path, text: &str) -> Result<(), AppError> {
         options.mode(0o600);
     }
     let shown = path.display().to_string();
-    let mut f = options.open(path).map_err(|source| AppError::WriteFile {
+    let mut f = options.open(path).map_err(|error| AppError::WriteFile {
         path: shown.clone(),
-        source,
+        error,
     })?;
     f.write_all(text.as_bytes())
-        .map_err(|source| AppError::WriteFile {
-            path: shown,
-            source,
-        })
+        .map_err(|error| AppError::WriteFile { path: shown, error })
 }
 
-/// Binds every SMTP listener of the configuration and serves it in the background.
-async fn start_intake(
-    config: &Config,
-    store: &Store,
-    clock: &SharedClock,
-    wake: Arc<dyn Fn() + Send + Sync>,
-    handoff: crate::delivery::Handoff,
-    shutdown: &CancellationToken,
-) -> Result<Vec<SocketAddr>, AppError> {
+/// One bound SMTP listener, not yet accepting.
+struct BoundIntake {
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    implicit_tls: bool,
+    tls_listener: bool,
+}
+
+/// Binds every SMTP listener of the configuration; nothing is served yet.
+async fn bind_intake(config: &Config) -> Result<Vec<BoundIntake>, AppError> {
     let i = &config.intake;
-    let tls = if i.tls_cert.is_empty() {
-        None
-    } else {
-        let read = |p: &str| {
-            std::fs::read_to_string(p).map_err(|source| AppError::ReadFile {
-                path: p.to_string(),
-                source,
-            })
-        };
-        Some(crate::tls::server_config(
-            &read(&i.tls_cert)?,
-            &read(&i.tls_key)?,
-        )?)
-    };
+    let plan = i
+        .listen
+        .iter()
+        .map(|a| ("intake.listen", *a, false, false))
+        .chain(
+            i.starttls_listen
+                .iter()
+                .map(|a| ("intake.starttls_listen", *a, false, true)),
+        )
+        .chain(
+            i.implicit_tls_listen
+                .iter()
+                .map(|a| ("intake.implicit_tls_listen", *a, true, true)),
+        );
+    let mut bound = Vec::new();
+    for (key, addr, implicit_tls, tls_listener) in plan {
+        let listener = bind(key, addr).await?;
+        let local = listener.local_addr().map_err(AppError::Serve)?;
+        bound.push(BoundIntake {
+            listener,
+            local,
+            implicit_tls,
+            tls_listener,
+        });
+    }
+    Ok(bound)
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, AppError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|error| AppError::Listen { key, addr, error })
+}
+
+/// Serves the bound SMTP listeners in the background.
+fn serve_intake(
+    config: &Config,
+    bound: Vec<BoundIntake>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    sink: Arc<crate::intake::store_sink::StoreSink>,
+    shutdown: &CancellationToken,
+) -> Vec<SocketAddr> {
+    let i = &config.intake;
     let limits = crate::intake::Limits {
         max_message_size: usize::try_from(i.max_message_size).unwrap_or(usize::MAX),
         max_recipients: usize::try_from(i.max_recipients).unwrap_or(usize::MAX),
@@ -230,45 +262,27 @@ async fn start_intake(
         max_connections_per_client: usize::try_from(i.max_connections_per_client)
             .unwrap_or(usize::MAX),
         idle_timeout: Duration::from_secs(i.idle_timeout_secs),
-        session_timeout: Duration::from_secs(i.session_timeout_secs.max(1)),
-        max_auth_failures: i.max_auth_failures.max(1),
+        // Both are greater than 0: the configuration refuses 0.
+        session_timeout: Duration::from_secs(i.session_timeout_secs),
+        max_auth_failures: i.max_auth_failures,
         ..Default::default()
     };
-    let sink = Arc::new(crate::intake::store_sink::StoreSink {
-        store: store.clone(),
-        clock: clock.clone(),
-        on_enqueue: wake,
-        handoff: Some(handoff),
-        // A device reconnecting within this time skips Argon2.
-        logins: Arc::new(crate::passwords::LoginCache::new(Duration::from_secs(
-            15 * 60,
-        ))),
-        throttle: Arc::default(),
-    });
     let mut addrs = Vec::new();
-    let plan = i
-        .listen
-        .iter()
-        .map(|a| (*a, false, false))
-        .chain(i.starttls_listen.iter().map(|a| (*a, false, true)))
-        .chain(i.implicit_tls_listen.iter().map(|a| (*a, true, true)));
-    for (addr, implicit, tls_listener) in plan {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Listen { addr, source })?;
-        let local = listener.local_addr().map_err(AppError::Serve)?;
+    for b in bound {
+        let local = b.local;
         let cfg = crate::intake::ListenerConfig {
             hostname: i.hostname.clone(),
             tls: tls.clone(),
-            implicit_tls: implicit,
+            implicit_tls: b.implicit_tls,
             // AUTH over plaintext is allowed only on a plain listener whose
             // wire never leaves the host; TLS listeners always want TLS first.
-            require_tls_for_auth: tls_listener || !local.ip().is_loopback(),
+            require_tls_for_auth: b.tls_listener || !local.ip().is_loopback(),
             limits: limits.clone(),
         };
-        tracing::info!(address = %local, implicit_tls = implicit, starttls = tls.is_some() && !implicit, "SMTP intake listening");
+        tracing::info!(address = %local, implicit_tls = b.implicit_tls, starttls = tls.is_some() && !b.implicit_tls, "SMTP intake listening");
         let sink = sink.clone();
         let stop = shutdown.clone();
+        let listener = b.listener;
         tokio::spawn(async move {
             if let Err(e) = crate::intake::serve(listener, cfg, sink, stop).await {
                 tracing::error!(error = %e, address = %local, "SMTP listener stopped");
@@ -276,15 +290,97 @@ async fn start_intake(
         });
         addrs.push(local);
     }
-    Ok(addrs)
+    addrs
+}
+
+/// What [`start`] prepares before anything runs.
+struct Prepared {
+    web_tls: Option<Arc<rustls::ServerConfig>>,
+    cas: ExtraCas,
+    proxy: SharedProxy,
+    /// Jobs whose delivery the last stop interrupted, queued again.
+    interrupted: u64,
+    setup_url: Option<String>,
+    dummy_hash: String,
+}
+
+/// The part of start-up that reads and prepares the store but starts nothing.
+async fn prepare(
+    config: &Config,
+    store: &Store,
+    key: &MasterKey,
+    clock: &SharedClock,
+    web_addr: SocketAddr,
+    https: bool,
+    configured_web_tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Prepared, AppError> {
+    let web_tls = if https {
+        Some(ui_tls(config, configured_web_tls)?)
+    } else {
+        None
+    };
+    let cas = extra_cas(store).await?;
+    let proxy = proxy(store, key).await?;
+    let interrupted = store.requeue_interrupted(clock.unix()).await?;
+    let setup_url = if store.count_users().await? == 0 {
+        let token = random_token(24);
+        let minutes = i64::try_from(config.web.setup_link_minutes).unwrap_or(60);
+        store
+            .create_setup_token(&hash_token(&token), clock.unix() + minutes * 60)
+            .await?;
+        Some(format!(
+            "{}/setup?token={token}",
+            base_url(config, web_addr, https)
+        ))
+    } else {
+        None
+    };
+    let dummy_hash = web::auth::hash_password(random_token(16))
+        .await
+        .map_err(|e| AppError::Serve(std::io::Error::other(e.to_string())))?;
+    Ok(Prepared {
+        web_tls,
+        cas,
+        proxy,
+        interrupted,
+        setup_url,
+        dummy_hash,
+    })
 }
 
 /// Starts hikyaku and returns once it listens.
+///
+/// Everything that depends on the configuration is checked first — the TLS
+/// files are read, every port is bound, the store is opened — and only then
+/// do the delivery workers, token refreshes and listeners start. A failed
+/// start therefore leaves nothing running behind its error.
 pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppError> {
     crate::tls::install_crypto_provider();
+    let web_files = config.web_tls_files().map(|f| f.load()).transpose()?;
+    let intake_tls = config.intake_tls_files().map(|f| f.load()).transpose()?;
+    let intake_bound = bind_intake(&config).await?;
+    let listener = bind("web.listen", config.web.listen).await?;
+    let web_addr = listener.local_addr().map_err(AppError::Serve)?;
+    let loopback = web_addr.ip().is_loopback();
+    let https = !loopback && !config.web.allow_plain_http;
+
     let (store, key) = open_data(&config.data_dir).await?;
-    let cas = extra_cas(&store).await?;
-    let proxy = proxy(&store, &key).await?;
+    let Prepared {
+        web_tls: tls,
+        cas,
+        proxy,
+        interrupted,
+        setup_url,
+        dummy_hash,
+    } = match prepare(&config, &store, &key, &clock, web_addr, https, web_files).await {
+        Ok(p) => p,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+
+    // From here on things run.
     let tokens = TokenService::with_proxy(
         store.clone(),
         key.clone(),
@@ -295,7 +391,6 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
     );
     tokens.resume();
     let shutdown = CancellationToken::new();
-    let interrupted = store.requeue_interrupted(clock.unix()).await?;
     if interrupted > 0 {
         tracing::warn!(
             jobs = interrupted,
@@ -324,15 +419,18 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
             }
         }
     });
-    let smtp_addrs = start_intake(
-        &config,
-        &store,
-        &clock,
-        wake.clone(),
-        delivery.handoff(),
-        &shutdown,
-    )
-    .await?;
+    let sink = Arc::new(crate::intake::store_sink::StoreSink {
+        store: store.clone(),
+        clock: clock.clone(),
+        on_enqueue: wake.clone(),
+        handoff: Some(delivery.handoff()),
+        // A device reconnecting within this time skips Argon2.
+        logins: Arc::new(crate::passwords::LoginCache::new(Duration::from_secs(
+            15 * 60,
+        ))),
+        throttle: Arc::default(),
+    });
+    let smtp_addrs = serve_intake(&config, intake_bound, intake_tls, sink, &shutdown);
     // Wall-clock jumps: audit, refresh every token, re-check connections (clockjump.rs).
     let reaction = crate::clockjump::JumpReaction {
         store: store.clone(),
@@ -352,40 +450,19 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         shutdown.clone(),
     );
 
-    let listener = tokio::net::TcpListener::bind(config.web.listen)
-        .await
-        .map_err(|source| AppError::Listen {
-            addr: config.web.listen,
-            source,
-        })?;
-    let web_addr = listener.local_addr().map_err(AppError::Serve)?;
-    let loopback = web_addr.ip().is_loopback();
-    let https = !loopback && !config.web.allow_plain_http;
-    let tls = if https { Some(ui_tls(&config)?) } else { None };
     if !loopback && !https {
         tracing::warn!(
             "the Remote UI is served over plain HTTP on a network address (web.allow_plain_http); passwords cross the network unencrypted"
         );
     }
 
-    let setup_url = if store.count_users().await? == 0 {
-        let token = random_token(24);
-        let minutes = i64::try_from(config.web.setup_link_minutes).unwrap_or(60);
-        store
-            .create_setup_token(&hash_token(&token), clock.unix() + minutes * 60)
-            .await?;
-        let url = format!("{}/setup?token={token}", base_url(&config, web_addr, https));
+    if let Some(url) = &setup_url {
+        let minutes = config.web.setup_link_minutes;
         tracing::warn!(
             "no user exists yet: open {url} within {minutes} minutes to create the first Administrator (or run: hikyaku admin add-user NAME --role administrator)"
         );
-        Some(url)
-    } else {
-        None
-    };
+    }
 
-    let dummy_hash = web::auth::hash_password(random_token(16))
-        .await
-        .map_err(|e| AppError::Serve(std::io::Error::other(e.to_string())))?;
     let state = AppState::new(web::Inner {
         store: store.clone(),
         config: config.clone(),
@@ -481,5 +558,86 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    fn not_found() -> std::io::Error {
+        std::io::Error::from_raw_os_error(2)
+    }
+
+    /// Printed with its chain, as `main` prints it, every error says its
+    /// cause once.
+    #[test]
+    fn every_error_says_its_cause_once() {
+        let errors: Vec<anyhow::Error> = vec![
+            AppError::ReadFile {
+                path: "/x".into(),
+                error: not_found(),
+            }
+            .into(),
+            AppError::WriteFile {
+                path: "/x".into(),
+                error: not_found(),
+            }
+            .into(),
+            AppError::Listen {
+                key: "web.listen",
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+                error: not_found(),
+            }
+            .into(),
+            AppError::from(crate::store::StoreError::DataDir {
+                path: "/x".into(),
+                error: not_found(),
+            })
+            .into(),
+            AppError::from(crate::store::StoreError::DbFile {
+                path: "/x".into(),
+                error: not_found(),
+            })
+            .into(),
+            AppError::from(crate::secrets::SecretsError::KeyFile {
+                path: "/x".into(),
+                error: not_found(),
+            })
+            .into(),
+            AppError::from(crate::tls::TlsFileError::Read {
+                key: "intake.tls_cert",
+                path: "/x".into(),
+                error: not_found(),
+            })
+            .into(),
+            crate::config::ConfigError::Read {
+                path: "/x".into(),
+                error: not_found(),
+            }
+            .into(),
+            crate::intake::local::LocalError::Read {
+                path: "/x".into(),
+                error: not_found(),
+            }
+            .into(),
+            crate::cli_login::LoginError::from(not_found()).into(),
+            crate::intake::IntakeError::from(not_found()).into(),
+            crate::tokens::TokensError::from(crate::secrets::SecretsError::KeyFile {
+                path: "/x".into(),
+                error: not_found(),
+            })
+            .into(),
+            crate::proxy::ProxyError::from(crate::store::StoreError::DataDir {
+                path: "/x".into(),
+                error: not_found(),
+            })
+            .into(),
+        ];
+        for e in errors {
+            let printed = format!("{e:#}");
+            assert_eq!(printed.matches("os error 2").count(), 1, "{printed}");
+        }
     }
 }

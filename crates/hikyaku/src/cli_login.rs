@@ -17,14 +17,21 @@ pub enum LoginError {
     Disabled(&'static str, &'static str),
     #[error("the server connection check failed: {0}")]
     Connection(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Tokens(#[from] crate::tokens::TokensError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("authorization did not complete: {0}")]
     Failed(String),
+    // The I/O error is part of the message, not a chained source: said once.
     #[error("cannot read the terminal: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for LoginError {
+    fn from(e: std::io::Error) -> Self {
+        LoginError::Io(e)
+    }
 }
 
 pub async fn microsoft(store: &Store, tokens: &TokenService) -> Result<(), LoginError> {

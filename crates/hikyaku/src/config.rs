@@ -10,11 +10,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read the configuration file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("invalid configuration file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("invalid configuration file {path}: key `{key}`: {reason}")]
@@ -22,6 +19,13 @@ pub enum ConfigError {
         path: String,
         key: &'static str,
         reason: String,
+    },
+    /// A configured certificate or key file is missing or unusable (the
+    /// message names the key and the file).
+    #[error("invalid configuration file {path}: {error}")]
+    TlsFile {
+        path: String,
+        error: Box<crate::tls::TlsFileError>,
     },
 }
 
@@ -241,7 +245,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "log.level",
         ty: "string",
-        doc: "Log filter (trace, debug, info, warn, error, or a tracing filter such as \"hikyaku=debug\"). RUST_LOG overrides it.",
+        doc: "Log level: trace, debug, info, warn, error or off; or comma-separated target=level directives such as \"hikyaku=debug,sqlx=warn\" (a bare level may stand among them as the default). RUST_LOG overrides it.",
     },
     KeyDoc {
         key: "log.format",
@@ -276,7 +280,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "intake.hostname",
         ty: "string",
-        doc: "Name hikyaku gives itself in the SMTP greeting.",
+        doc: "Name hikyaku gives itself in the SMTP greeting: a domain name or an address literal such as [192.0.2.1].",
     },
     KeyDoc {
         key: "intake.max_message_size",
@@ -356,7 +360,7 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "delivery.failure_notice_to",
         ty: "address",
-        doc: "Where failure notices (DSN) go. Empty: to the message's envelope sender. \"none\": no notices.",
+        doc: "Where failure notices (DSN) go: an e-mail address. Empty: to the message's envelope sender. \"none\": no notices.",
     },
     KeyDoc {
         key: "google.auth_url",
@@ -389,9 +393,9 @@ impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: shown.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &shown)
     }
@@ -412,7 +416,7 @@ impl Config {
             key,
             reason: reason.to_string(),
         };
-        let positive: [(&'static str, u64); 10] = [
+        let positive: [(&'static str, u64); 12] = [
             ("web.session_idle_minutes", self.web.session_idle_minutes),
             ("web.setup_link_minutes", self.web.setup_link_minutes),
             ("intake.max_message_size", self.intake.max_message_size),
@@ -423,6 +427,14 @@ impl Config {
                 self.intake.max_connections_per_client,
             ),
             ("intake.idle_timeout_secs", self.intake.idle_timeout_secs),
+            (
+                "intake.session_timeout_secs",
+                self.intake.session_timeout_secs,
+            ),
+            (
+                "intake.max_auth_failures",
+                u64::from(self.intake.max_auth_failures),
+            ),
             ("delivery.workers", self.delivery.workers),
             ("delivery.rate_per_minute", self.delivery.rate_per_minute),
             (
@@ -482,13 +494,63 @@ impl Config {
                 "must be 127.0.0.1, localhost or [::1]",
             ));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+        if let Err(reason) = check_log_level(&self.log.level) {
+            return Err(bad("log.level", &reason));
+        }
+        if let Err(reason) = check_hostname(&self.intake.hostname) {
+            return Err(bad("intake.hostname", &reason));
+        }
+        let notice_to = self.delivery.failure_notice_to.trim();
+        if !notice_to.is_empty()
+            && !notice_to.eq_ignore_ascii_case("none")
+            && !is_plain_address(notice_to)
+        {
             return Err(bad(
-                "log.level",
-                "not a valid log filter (try \"info\" or \"hikyaku=debug\")",
+                "delivery.failure_notice_to",
+                &format!(
+                    "{notice_to:?} is not an e-mail address: give an address such as postmaster@example.com, \"none\" for no notices, or leave it empty to notify the envelope sender"
+                ),
             ));
         }
         Ok(())
+    }
+
+    /// Checks that the TLS files the configuration names exist and hold a
+    /// usable PEM certificate chain and key, loading each configured pair as
+    /// a listener does (`hikyaku config check`; `serve` loads them before it
+    /// starts anything). `origin` names the configuration in errors.
+    pub fn check_tls_files(&self, origin: &str) -> Result<(), ConfigError> {
+        for pair in self
+            .web_tls_files()
+            .into_iter()
+            .chain(self.intake_tls_files())
+        {
+            pair.load().map_err(|error| ConfigError::TlsFile {
+                path: origin.to_string(),
+                error: Box::new(error),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The Remote UI's certificate and key files, when configured.
+    pub fn web_tls_files(&self) -> Option<crate::tls::TlsFiles<'_>> {
+        (!self.web.tls_cert.is_empty()).then_some(crate::tls::TlsFiles {
+            cert_key: "web.tls_cert",
+            cert: &self.web.tls_cert,
+            key_key: "web.tls_key",
+            key: &self.web.tls_key,
+        })
+    }
+
+    /// The SMTP listeners' certificate and key files, when configured.
+    pub fn intake_tls_files(&self) -> Option<crate::tls::TlsFiles<'_>> {
+        (!self.intake.tls_cert.is_empty()).then_some(crate::tls::TlsFiles {
+            cert_key: "intake.tls_cert",
+            cert: &self.intake.tls_cert,
+            key_key: "intake.tls_key",
+            key: &self.intake.tls_key,
+        })
     }
 
     /// The documented defaults as a TOML file with a comment on every key.
@@ -518,6 +580,80 @@ impl Config {
         }
         out
     }
+}
+
+/// The levels `log.level` accepts, alone or after `target=`.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// `log.level` is a level, or a list of directives each of which ends in an
+/// explicit `=level` (a bare level may stand among them as the default).
+/// A bare word that is not a level would be taken by tracing as a target
+/// name, silently switching every other log line off (the first-start setup
+/// link included), so it is refused.
+fn check_log_level(text: &str) -> Result<(), String> {
+    let allowed = "use trace, debug, info, warn, error or off, or target=level directives separated by commas such as \"hikyaku=debug,sqlx=warn\"";
+    let is_level = |w: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(w.trim()));
+    if text.trim().is_empty() {
+        return Err(format!("is empty: {allowed}"));
+    }
+    for directive in text.split(',') {
+        let ok = match directive.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && is_level(level),
+            None => is_level(directive),
+        };
+        if !ok {
+            return Err(format!(
+                "{:?} is not a log level or a target=level directive: {allowed}",
+                directive.trim()
+            ));
+        }
+    }
+    if tracing_subscriber::EnvFilter::try_new(text).is_err() {
+        return Err(format!("{text:?} is not a valid log filter: {allowed}"));
+    }
+    Ok(())
+}
+
+/// `intake.hostname` goes into the 220 greeting and the EHLO reply as it is:
+/// a domain name (letters, digits, hyphens, dots) or an address literal.
+fn check_hostname(host: &str) -> Result<(), String> {
+    let allowed =
+        "give a domain name such as mail.example.com or an address literal such as [192.0.2.1]";
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let ok = match inner.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
+                inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
+            }
+            _ => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+        };
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!("{host:?} is not an address literal: {allowed}"))
+        };
+    }
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not a domain name: {allowed}"))
+    }
+}
+
+/// An address that can stand between `<` and `>` as it is: a local part and
+/// a domain, without white space, controls or special characters.
+fn is_plain_address(addr: &str) -> bool {
+    addr.rsplit_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && crate::delivery::rewrite::is_safe_address(addr)
 }
 
 #[cfg(test)]
@@ -578,5 +714,178 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("format"), "{err}");
+    }
+
+    fn refusal(text: &str) -> String {
+        match Config::parse(text, "x.toml") {
+            Ok(_) => panic!("accepted: {text:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn log_level_is_a_level_or_target_level_directives() {
+        for ok in [
+            "info",
+            "DEBUG",
+            "off",
+            "hikyaku=debug",
+            "hikyaku=debug,sqlx=warn",
+            "warn,hikyaku=trace",
+        ] {
+            let config = Config::parse(&format!("[log]\nlevel = {ok:?}\n"), "x.toml");
+            assert!(config.is_ok(), "{ok:?} refused: {config:?}");
+        }
+        // A bare word other than a level would be a target filter that
+        // switches every other log line off, the setup link included.
+        for bad in [
+            "debgu",
+            "hikyaku",
+            "hikyaku=debgu",
+            "info,sqlx",
+            "",
+            "=debug",
+        ] {
+            let err = refusal(&format!("[log]\nlevel = {bad:?}\n"));
+            assert!(
+                err.contains("x.toml")
+                    && err.contains("`log.level`")
+                    && err.contains("trace, debug, info, warn, error or off")
+                    && err.contains("hikyaku=debug,sqlx=warn"),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(refusal("[log]\nlevel = \"debgu\"\n").contains("\"debgu\""));
+    }
+
+    #[test]
+    fn hostname_must_be_a_domain_or_address_literal() {
+        for ok in [
+            "localhost",
+            "mail.example.com",
+            "relay-1.example.com",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+        ] {
+            let config = Config::parse(&format!("[intake]\nhostname = {ok:?}\n"), "x.toml");
+            assert!(config.is_ok(), "{ok:?} refused: {config:?}");
+        }
+        for bad in [
+            "",
+            "mail.example.com\r\n250 fake",
+            "my host",
+            "under_score.example",
+            "-lead.example.com",
+            "a..b",
+            "[999.1.1.1]",
+            "[2001:db8::1]",
+            "[IPv6:nope]",
+        ] {
+            let err = refusal(&format!("[intake]\nhostname = {bad:?}\n"));
+            assert!(
+                err.contains("`intake.hostname`") && err.contains("domain name"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn failure_notice_to_is_empty_none_or_an_address() {
+        for ok in ["", "none", "None", "postmaster@example.com"] {
+            let config = Config::parse(
+                &format!("[delivery]\nfailure_notice_to = {ok:?}\n"),
+                "x.toml",
+            );
+            assert!(config.is_ok(), "{ok:?} refused: {config:?}");
+        }
+        for bad in [
+            "not an address",
+            "postmaster",
+            "a@",
+            "@example.com",
+            "<a@example.com>",
+            "a@example.com, b@example.com",
+        ] {
+            let err = refusal(&format!("[delivery]\nfailure_notice_to = {bad:?}\n"));
+            assert!(
+                err.contains("`delivery.failure_notice_to`")
+                    && err.contains("not an e-mail address"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_session_timeout_and_auth_failures_are_refused() {
+        for key in ["session_timeout_secs", "max_auth_failures"] {
+            let err = refusal(&format!("[intake]\n{key} = 0\n"));
+            assert!(
+                err.contains(&format!("`intake.{key}`")) && err.contains("greater than 0"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn tls_files_must_exist_and_hold_pem_naming_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let ss = crate::tls::generate_self_signed(&["localhost".to_owned()]).unwrap();
+        std::fs::write(path("cert.pem"), &ss.cert_pem).unwrap();
+        std::fs::write(path("key.pem"), &ss.key_pem).unwrap();
+        std::fs::write(path("junk.pem"), "hello\n").unwrap();
+        let other = crate::tls::generate_self_signed(&["localhost".to_owned()]).unwrap();
+        std::fs::write(path("other-key.pem"), &other.key_pem).unwrap();
+        let config = |section: &str, cert: &str, key: &str| {
+            let mut c = Config::default();
+            let (cert, key) = (path(cert), path(key));
+            if section == "web" {
+                (c.web.tls_cert, c.web.tls_key) = (cert, key);
+            } else {
+                (c.intake.tls_cert, c.intake.tls_key) = (cert, key);
+            }
+            c
+        };
+        for section in ["web", "intake"] {
+            config(section, "cert.pem", "key.pem")
+                .check_tls_files("x.toml")
+                .unwrap();
+            let err = |cert: &str, key: &str| {
+                config(section, cert, key)
+                    .check_tls_files("x.toml")
+                    .unwrap_err()
+                    .to_string()
+            };
+            let missing = err("missing.pem", "key.pem");
+            assert!(
+                missing.contains("x.toml")
+                    && missing.contains(&format!("{section}.tls_cert = "))
+                    && missing.contains("missing.pem")
+                    && missing.matches("os error 2").count() == 1,
+                "{missing}"
+            );
+            let junk = err("junk.pem", "key.pem");
+            assert!(
+                junk.contains(&format!("{section}.tls_cert = "))
+                    && junk.contains("junk.pem")
+                    && junk.contains("no certificate found")
+                    && !junk.contains("paste"),
+                "{junk}"
+            );
+            let key = err("cert.pem", "junk.pem");
+            assert!(
+                key.contains(&format!("{section}.tls_key = "))
+                    && key.contains("junk.pem")
+                    && key.contains("private key"),
+                "{key}"
+            );
+            let pair = err("cert.pem", "other-key.pem");
+            assert!(
+                pair.contains(&format!("{section}.tls_cert = "))
+                    && pair.contains("other-key.pem")
+                    && pair.contains("belongs to the first certificate"),
+                "{pair}"
+            );
+        }
     }
 }

@@ -74,7 +74,9 @@ const MAX_OAUTH_BODY: usize = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthHttpError {
     /// Transport failure (DNS, connect, TLS, timeout) or body read failure.
-    #[error("request to the OAuth endpoint failed: {0}")]
+    // The reqwest error and its causes follow as the chain (see
+    // `tokens::wire::chain`), so they are not repeated here.
+    #[error("request to the OAuth endpoint failed")]
     Request(#[from] reqwest::Error),
     /// The endpoint sent an oversized body.
     #[error(

@@ -126,16 +126,22 @@ enum LoginAction {
 const SYSTEM_CONFIG: &str = "/etc/hikyaku/hikyaku.toml";
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(load_config_from(path)?.0)
+}
+
+/// The configuration and the name of where it came from: the given file,
+/// else `./hikyaku.toml`, else the system-wide file, else the defaults.
+fn load_config_from(path: Option<&PathBuf>) -> anyhow::Result<(Config, String)> {
     if let Some(p) = path {
-        return Ok(Config::load(p)?);
+        return Ok((Config::load(p)?, p.display().to_string()));
     }
     for candidate in ["hikyaku.toml", SYSTEM_CONFIG] {
         let candidate = PathBuf::from(candidate);
         if candidate.exists() {
-            return Ok(Config::load(&candidate)?);
+            return Ok((Config::load(&candidate)?, candidate.display().to_string()));
         }
     }
-    Ok(Config::default())
+    Ok((Config::default(), "the built-in defaults".into()))
 }
 
 /// The commands that hand a message to the server use its existing queue,
@@ -159,8 +165,11 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: a journal or a log file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
@@ -382,7 +391,8 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::Check) => {
-            let config = load_config(cli.config.as_ref())?;
+            let (config, origin) = load_config_from(cli.config.as_ref())?;
+            config.check_tls_files(&origin)?;
             println!("configuration is valid");
             print!(
                 "{}",

@@ -122,9 +122,9 @@ pub fn current(shared: &SharedProxy) -> Option<ProxySettings> {
 /// Errors loading or saving the proxy settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Secrets(#[from] SecretsError),
     /// A stored value is unreadable (edited by hand, or another master key).
     #[error("the stored proxy setting {key} is unreadable — save Management → Network again")]

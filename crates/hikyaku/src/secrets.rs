@@ -21,11 +21,9 @@ pub const KEY_FILE: &str = "master.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
-    #[error("cannot read or create the master key {path}: {source}")]
-    KeyFile {
-        path: String,
-        source: std::io::Error,
-    },
+    // The I/O error is part of the message, not a chained source: said once.
+    #[error("cannot read or create the master key {path}: {error}")]
+    KeyFile { path: String, error: std::io::Error },
     #[error(
         "the master key in {0} is not 32 bytes of base64; restore it from backup (without it, stored tokens and secrets cannot be read)"
     )]
@@ -58,9 +56,9 @@ impl MasterKey {
         }
         let path = data_dir.join(KEY_FILE);
         let shown = path.display().to_string();
-        let io = |source| SecretsError::KeyFile {
+        let io = |error| SecretsError::KeyFile {
             path: shown.clone(),
-            source,
+            error,
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(text.trim(), &shown),

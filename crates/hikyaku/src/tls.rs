@@ -161,9 +161,10 @@ pub enum TlsError {
     )]
     NoHosts,
 
-    /// The HTTP client could not be built.
+    /// The HTTP client could not be built (the cause is in the message, not
+    /// chained, so that it is said once).
     #[error("could not build the HTTP client ({0})")]
-    HttpClient(#[source] reqwest::Error),
+    HttpClient(reqwest::Error),
 }
 
 /// Install aws-lc-rs as the process-wide rustls crypto provider.
@@ -725,16 +726,111 @@ pub fn server_config(
         PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::PrivateKey {
             reason: e.to_string(),
         })?;
+    build_server_config(chain, key).map_err(|reason| TlsError::Config { reason })
+}
+
+/// A certificate chain and its private key named by configuration keys
+/// (`web.tls_cert`/`web.tls_key`, `intake.tls_cert`/`intake.tls_key`).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    pub cert_key: &'static str,
+    pub cert: &'a str,
+    pub key_key: &'static str,
+    pub key: &'a str,
+}
+
+/// Why a configured certificate or key file is unusable. Every message names
+/// the configuration key and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileError {
+    // The I/O error is part of the message, not a chained source: it is said once.
+    #[error("{key} = {path:?}: cannot read the file: {error}")]
+    Read {
+        key: &'static str,
+        path: String,
+        error: std::io::Error,
+    },
+    #[error("{key} = {path:?}: {reason}")]
+    Content {
+        key: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("{cert_key} = {cert:?} with {key_key} = {key:?}: {reason}")]
+    Pair {
+        cert_key: &'static str,
+        cert: String,
+        key_key: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+impl TlsFiles<'_> {
+    /// Reads both files and builds the listener configuration.
+    pub fn load(&self) -> Result<Arc<rustls::ServerConfig>, TlsFileError> {
+        let read = |key: &'static str, path: &str| {
+            std::fs::read(path).map_err(|error| TlsFileError::Read {
+                key,
+                path: path.to_owned(),
+                error,
+            })
+        };
+        let content = |key: &'static str, path: &str, reason: String| TlsFileError::Content {
+            key,
+            path: path.to_owned(),
+            reason,
+        };
+        let cert_pem = read(self.cert_key, self.cert)?;
+        let mut chain = Vec::new();
+        for (i, item) in CertificateDer::pem_slice_iter(&cert_pem).enumerate() {
+            chain.push(item.map_err(|e| {
+                content(
+                    self.cert_key,
+                    self.cert,
+                    format!("certificate #{} is not valid PEM ({e})", i + 1),
+                )
+            })?);
+        }
+        if chain.is_empty() {
+            return Err(content(
+                self.cert_key,
+                self.cert,
+                "no certificate found: the file must hold a PEM certificate chain (-----BEGIN CERTIFICATE----- blocks, the server's certificate first)".to_owned(),
+            ));
+        }
+        let key_pem = read(self.key_key, self.key)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+            content(
+                self.key_key,
+                self.key,
+                format!(
+                    "no usable private key ({e}): the file must hold an unencrypted PEM key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)"
+                ),
+            )
+        })?;
+        build_server_config(chain, key).map_err(|reason| TlsFileError::Pair {
+            cert_key: self.cert_key,
+            cert: self.cert.to_owned(),
+            key_key: self.key_key,
+            key: self.key.to_owned(),
+            reason: format!(
+                "the TLS configuration was refused ({reason}): check that the key belongs to the first certificate"
+            ),
+        })
+    }
+}
+
+fn build_server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config {
-            reason: e.to_string(),
-        })?
+        .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Config {
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| e.to_string())?;
     Ok(Arc::new(config))
 }
 

@@ -19,11 +19,9 @@ pub enum LocalError {
     Usage(String),
     #[error("invalid address {0:?}: {1}")]
     Address(String, String),
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    // Causes are part of the messages, not chained sources: said once.
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("the message could not be built: {0}")]
     Build(String),
     #[error(
@@ -39,7 +37,13 @@ pub enum LocalError {
     )]
     NoRecipients,
     #[error("the queue could not store the message: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for LocalError {
+    fn from(e: StoreError) -> Self {
+        LocalError::Store(e)
+    }
 }
 
 /// What `hikyaku send` was asked to send.
@@ -68,9 +72,9 @@ pub fn build_message(req: &SendRequest, limit: usize) -> Result<Vec<u8>, LocalEr
     let mut encoded = req.body.len();
     for path in &req.attachments {
         let size = std::fs::metadata(path)
-            .map_err(|source| LocalError::Read {
+            .map_err(|error| LocalError::Read {
                 path: path.display().to_string(),
-                source,
+                error,
             })?
             .len();
         // Base64 makes 4 bytes of 3 (line ends aside).
@@ -102,9 +106,9 @@ pub fn build_message(req: &SendRequest, limit: usize) -> Result<Vec<u8>, LocalEr
     } else {
         let mut parts = MultiPart::mixed().singlepart(text);
         for path in &req.attachments {
-            let bytes = std::fs::read(path).map_err(|source| LocalError::Read {
+            let bytes = std::fs::read(path).map_err(|error| LocalError::Read {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
             let name = path
                 .file_name()

@@ -132,12 +132,19 @@ pub struct ListenerConfig {
 /// are answered on the wire and the session goes on.
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
+    // The I/O errors are part of the messages, not chained sources: said once.
     #[error("connection I/O failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("TLS handshake failed: {0}")]
-    TlsHandshake(#[source] std::io::Error),
+    TlsHandshake(std::io::Error),
     #[error("implicit TLS listener has no TLS configuration")]
     TlsNotConfigured,
     #[error("client did not read our reply in time")]
     WriteTimeout,
+}
+
+impl From<std::io::Error> for IntakeError {
+    fn from(e: std::io::Error) -> Self {
+        IntakeError::Io(e)
+    }
 }

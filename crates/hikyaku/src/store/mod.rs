@@ -29,13 +29,14 @@ pub enum StoreError {
     Full,
     #[error("database error: {0}")]
     Db(sqlx::Error),
+    // The causes below are part of the message, not chained as `source()`:
+    // printed with its chain, an error says each cause once.
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    Migrate(sqlx::migrate::MigrateError),
+    #[error("cannot create the data directory {path}: {error}")]
+    DataDir { path: String, error: std::io::Error },
+    #[error("cannot create the database {path}: {error}")]
+    DbFile { path: String, error: std::io::Error },
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -97,6 +98,12 @@ fn db_code(e: &sqlx::Error) -> Option<String> {
     }
 }
 
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         // SQLITE_FULL (13) and the extended I/O codes of a full disk.
@@ -113,6 +120,76 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+// The data directory holds queued messages, the users' password hashes and the
+// (encrypted) tokens: only the user hikyaku runs as may read it. The directory
+// is created 0700 and the database file 0600 before SQLite opens it. SQLite's
+// unix VFS creates the -wal and -shm files with the database file's own
+// permissions (and sets them so whatever the umask), so they are 0600 too;
+// this holds for every caller of `Store::open`, where a umask set by the
+// binary would cover only the binary (and need `unsafe`, which the crate
+// forbids). An existing directory or database that others can read is left
+// as it is (an administrator may have opened it on purpose) but logged.
+
+/// Creates `dir` (and missing parents) readable only by the owner on Unix.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates the empty database file readable only by the owner on Unix,
+/// unless it exists.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Logs a warning for the data directory and each database file that other
+/// local users can read.
+fn warn_if_shared(data_dir: &Path, db: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut paths = vec![(data_dir.to_path_buf(), "700")];
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            paths.push((name.into(), "600"));
+        }
+        for (path, wanted) in paths {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "other local users can read this part of the data directory; restrict it with: chmod {wanted} {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (data_dir, db);
+}
 
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
@@ -156,11 +233,16 @@ impl std::ops::DerefMut for WriteTx {
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and runs migrations.
     pub async fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        create_private_dir(data_dir).map_err(|error| StoreError::DataDir {
             path: data_dir.display().to_string(),
-            source,
+            error,
         })?;
         let path = data_dir.join(DB_FILE);
+        create_private_file(&path).map_err(|error| StoreError::DbFile {
+            path: path.display().to_string(),
+            error,
+        })?;
+        warn_if_shared(data_dir, &path);
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(StoreError::Db)?
             .filename(&path)
@@ -235,5 +317,38 @@ impl Store {
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(all(test, unix))]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Whatever the umask (the test runner's is usually 022), the data
+    /// directory and every file of the database are the owner's alone.
+    #[tokio::test]
+    async fn data_dir_and_database_files_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data/nested");
+        let store = Store::open(&dir).await.unwrap();
+        store.set_setting("k", "v").await.unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&tmp.path().join("data")), 0o700);
+        for suffix in ["", "-wal", "-shm"] {
+            let path = dir.join(format!("{DB_FILE}{suffix}"));
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+        store.close().await;
+        // An existing database keeps its data when opened again.
+        let store = Store::open(&dir).await.unwrap();
+        assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
+        store.close().await;
     }
 }

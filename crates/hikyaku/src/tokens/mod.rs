@@ -114,9 +114,9 @@ pub enum TokensError {
     /// The pasted text is not a code or a redirect address.
     #[error("{0}")]
     Pasted(PasteProblem),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Secrets(#[from] SecretsError),
 }
 

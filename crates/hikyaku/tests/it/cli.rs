@@ -56,6 +56,24 @@ fn bad_configuration_files_are_refused_with_file_key_and_reason() {
             "google.token_url",
         ),
         ("this is not toml", "hikyaku.toml"),
+        ("[log]\nlevel = \"debgu\"\n", "log.level"),
+        (
+            "[intake]\nhostname = \"mail.example.com\\r\\n250 x\"\n",
+            "intake.hostname",
+        ),
+        ("[intake]\nhostname = \"my host\"\n", "intake.hostname"),
+        (
+            "[delivery]\nfailure_notice_to = \"not an address\"\n",
+            "delivery.failure_notice_to",
+        ),
+        (
+            "[intake]\nsession_timeout_secs = 0\n",
+            "intake.session_timeout_secs",
+        ),
+        (
+            "[intake]\nmax_auth_failures = 0\n",
+            "intake.max_auth_failures",
+        ),
     ] {
         let dir = workdir(config);
         for cmd in [&["config", "check"][..], &["serve"][..]] {
@@ -152,6 +170,21 @@ fn headless_admin_and_api_token() {
     assert!(token.status.success());
     let value = String::from_utf8_lossy(&token.stdout).trim().to_string();
     assert!(value.starts_with("hky_") && value.len() > 40, "{value}");
+    // Only the user hikyaku runs as can read the data directory and the store.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(dir.path().join(p))
+                .expect("exists")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("d"), 0o700);
+        assert_eq!(mode("d/hikyaku.sqlite"), 0o600);
+        assert_eq!(mode("d/master.key"), 0o600);
+    }
     // Stored hashed: the token itself is not in the database.
     let db = std::fs::read(dir.path().join("d/hikyaku.sqlite")).unwrap_or_default();
     let wal = std::fs::read(dir.path().join("d/hikyaku.sqlite-wal")).unwrap_or_default();
@@ -416,4 +449,156 @@ async fn sendmail_symlink_from_another_directory() {
     let list = jobs(dir.path()).await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].subject.as_deref(), Some("from cron"));
+}
+
+/// Runs `hikyaku serve` until its log shows `needle` (or 60 s pass), then
+/// stops it; returns what it wrote.
+fn serve_until(dir: &std::path::Path, needle: &str) -> String {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hikyaku"))
+        .current_dir(dir)
+        .arg("serve")
+        .env_remove("HIKYAKU_CONFIG")
+        .env_remove("HIKYAKU_MASTER_KEY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hikyaku runs");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut log = String::new();
+    while !log.contains(needle) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    log
+}
+
+#[test]
+fn serve_logs_plain_text_with_the_setup_link_and_warns_of_a_shared_data_dir() {
+    let dir = workdir(
+        "data_dir = \"d\"\n[web]\nlisten = \"127.0.0.1:0\"\n[intake]\nlisten = []\n[log]\nlevel = \"hikyaku=info\"\n",
+    );
+    let data = dir.path().join("d");
+    std::fs::create_dir(&data).expect("data dir");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let log = serve_until(dir.path(), "/setup?token=");
+    assert!(log.contains("/setup?token="), "no setup link: {log}");
+    // Standard error is a pipe here, not a terminal: no colour codes.
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a non-terminal log: {log:?}"
+    );
+    #[cfg(unix)]
+    assert!(
+        log.contains("other local users can read") && log.contains("chmod 700"),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_tls_files_are_named_by_key_and_file_and_serve_starts_nothing() {
+    let dir = workdir("");
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate\n").expect("junk");
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let junk = dir.path().join("junk.pem").display().to_string();
+    for (config, key, file, reason) in [
+        (
+            format!("[intake]\ntls_cert = {missing:?}\ntls_key = {missing:?}\n"),
+            "intake.tls_cert",
+            "missing.pem",
+            "os error 2",
+        ),
+        (
+            format!("[web]\ntls_cert = {junk:?}\ntls_key = {junk:?}\n"),
+            "web.tls_cert",
+            "junk.pem",
+            "no certificate found",
+        ),
+    ] {
+        std::fs::write(dir.path().join("hikyaku.toml"), &config).expect("config");
+        for cmd in [&["config", "check"][..], &["serve"][..]] {
+            let out = hikyaku(dir.path(), cmd, b"");
+            let msg = text(&out);
+            assert!(!out.status.success(), "{cmd:?} accepted {config}: {msg}");
+            assert!(
+                msg.contains(key) && msg.contains(file) && msg.matches(reason).count() == 1,
+                "{cmd:?}: {msg}"
+            );
+            assert!(!msg.contains("paste"), "{msg}");
+            assert!(!msg.contains("configuration is valid"), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn a_busy_port_fails_the_start_with_one_message_naming_the_key() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr");
+    let dir = workdir(&format!(
+        "data_dir = \"d\"\n[web]\nlisten = \"127.0.0.1:0\"\n[intake]\nlisten = [\"127.0.0.1:0\", \"{addr}\"]\n"
+    ));
+    let out = hikyaku(dir.path(), &["serve"], b"");
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    let errors: Vec<&str> = msg.lines().filter(|l| l.starts_with("hikyaku: ")).collect();
+    assert_eq!(errors.len(), 1, "{msg}");
+    assert!(
+        errors[0].contains(&format!("cannot listen on {addr} (intake.listen)"))
+            && errors[0].matches("os error").count() == 1,
+        "{msg}"
+    );
+    // Nothing started: no listener announced, no setup link handed out.
+    assert!(
+        !msg.contains("listening") && !msg.contains("setup?token"),
+        "{msg}"
+    );
+}
+
+/// In-process: when the Remote UI's port is taken, the SMTP listener bound
+/// before it is not left accepting connections.
+#[tokio::test]
+async fn a_failed_start_leaves_no_listener_running() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let smtp = free.local_addr().expect("addr");
+    drop(free);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::support::test_config(dir.path());
+    config.web.listen = busy.local_addr().expect("addr");
+    config.intake.listen = vec![smtp];
+    let clock: hikyaku::clock::SharedClock = std::sync::Arc::new(hikyaku::clock::SystemClock);
+    let err = match hikyaku::app::start(config, clock).await {
+        Ok(_) => panic!("started on a busy port"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("(web.listen)"), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(smtp).await.is_err(),
+        "the SMTP listener of a failed start still accepts connections"
+    );
 }
