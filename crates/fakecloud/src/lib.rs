@@ -439,6 +439,14 @@ impl FakeCloud {
         }
     }
 
+    /// Lets `mailbox` send as `address` (Send As right / Gmail alias).
+    pub fn allow_send_as(&self, mailbox: &str, address: &str) {
+        self.shared()
+            .lock()
+            .send_as
+            .insert((mailbox.to_ascii_lowercase(), address.to_ascii_lowercase()));
+    }
+
     /// Fault for all SMTP listeners (until changed).
     pub fn set_smtp_fault(&self, f: SmtpFault) {
         self.shared().lock().smtp_fault = f;

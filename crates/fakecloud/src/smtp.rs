@@ -174,6 +174,16 @@ impl Session {
         self.kind.flavor == SmtpFlavor::Exchange
     }
 
+    /// The authenticated mailbox itself, or an address it was allowed.
+    fn may_send_as(&self, user: &str, from: &str) -> bool {
+        from.eq_ignore_ascii_case(user)
+            || self
+                .shared
+                .lock()
+                .send_as
+                .contains(&(user.to_ascii_lowercase(), from.to_ascii_lowercase()))
+    }
+
     fn fault(&self) -> SmtpFault {
         self.shared.lock().smtp_fault.clone()
     }
@@ -586,7 +596,7 @@ impl Session {
         }
         // Exchange refuses a foreign sender only after DATA (as the real
         // service does); Gmail's fake refuses it here.
-        if !self.exchange() && !from.eq_ignore_ascii_case(&user) {
+        if !self.exchange() && !self.may_send_as(&user, &from) {
             return self
                 .send(
                     555,
@@ -702,7 +712,7 @@ impl Session {
             self.send(code, &text).await?;
             return Ok(Flow::Continue);
         }
-        if self.exchange() && !from.eq_ignore_ascii_case(&user) {
+        if self.exchange() && !self.may_send_as(&user, &from) {
             self.send(
                 554,
                 &format!(

@@ -230,6 +230,9 @@ pub(crate) struct Inner {
     pub smtp_reply_delay: std::time::Duration,
     /// Lower-cased recipients refused at RCPT, and the code they get.
     pub refused_recipients: HashMap<String, u16>,
+    /// (mailbox, address) pairs: the mailbox may send as the address
+    /// (Exchange's Send As right, Gmail's "Send mail as" alias).
+    pub send_as: std::collections::HashSet<(String, String)>,
     pub inbox: Vec<ReceivedMessage>,
     pub requests: Vec<RecordedRequest>,
     pub smtp_connections: SmtpConnections,

@@ -22,6 +22,19 @@ pub const SUBMITTER: &str = "hikyaku";
 /// The `source` of a failure-notice job.
 pub const SOURCE: &str = "dsn";
 
+/// `text` in US-ASCII: the dashes and arrows of our advice spelled out,
+/// anything else outside ASCII as `?`.
+fn ascii(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '—' | '–' => "-".to_owned(),
+            '→' => "->".to_owned(),
+            c if c.is_ascii() => c.to_string(),
+            _ => "?".to_owned(),
+        })
+        .collect()
+}
+
 /// Whether `job` is a failure notice made by hikyaku.
 pub fn is_notice(job: &Job) -> bool {
     job.submitter == SUBMITTER && job.mail_from.is_empty()
@@ -29,7 +42,9 @@ pub fn is_notice(job: &Job) -> bool {
 
 /// Where the notice about `job` goes, if anywhere.
 pub fn notice_recipient(failure_notice_to: &str, job: &Job) -> Option<String> {
-    if is_notice(job) {
+    // No notice about a notice, nor about any message with the null sender
+    // (RFC 3464 §2: it exists to stop such loops).
+    if is_notice(job) || job.mail_from.trim().is_empty() {
         return None;
     }
     let configured = failure_notice_to.trim();
@@ -160,10 +175,18 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
                 .unwrap_or_else(|| "5.0.0".to_owned())
         };
         line("");
-        line(&format!("Final-Recipient: rfc822; {}", one_line(rcpt, 320)));
+        line(&format!(
+            "Final-Recipient: rfc822; {}",
+            ascii(&one_line(rcpt, 320))
+        ));
         line("Action: failed");
         line(&format!("Status: {status}"));
-        line(&format!("Diagnostic-Code: smtp; {}", one_line(reply, 900)));
+        // The delivery-status part is US-ASCII (RFC 3464 §2.1.2); the reply
+        // and its advice appear unchanged in the text part above.
+        line(&format!(
+            "Diagnostic-Code: smtp; {}",
+            ascii(&one_line(reply, 900))
+        ));
         line(&format!("Last-Attempt-Date: {}", date(n.now)));
     }
     line("");
@@ -243,6 +266,11 @@ mod tests {
         let mut null_sender = job();
         null_sender.mail_from = String::new();
         assert_eq!(notice_recipient("", &null_sender), None);
+        // Not even to a configured address: <> means "send no notice".
+        assert_eq!(
+            notice_recipient("admin@contoso.example", &null_sender),
+            None
+        );
         let mut notice = job();
         notice.submitter = SUBMITTER.into();
         notice.mail_from = String::new();
@@ -252,10 +280,16 @@ mod tests {
     #[test]
     fn report_is_multipart_report() {
         let j = job();
-        let failed = vec![(
-            "a@b.example".to_owned(),
-            "550 5.1.1 User unknown\r\nBcc: x".to_owned(),
-        )];
+        let failed = vec![
+            (
+                "a@b.example".to_owned(),
+                "550 5.1.1 User unknown\r\nBcc: x".to_owned(),
+            ),
+            (
+                "c@b.example".to_owned(),
+                "554 5.2.252 SendAsDenied — grant Send As → retry ✓".to_owned(),
+            ),
+        ];
         let original = b"From: s@p.local\r\nSubject: Scan\r\n\r\nsecret body\r\n";
         let n = Notice {
             job: &j,
@@ -274,6 +308,16 @@ mod tests {
             "Final-Recipient: rfc822; a@b.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
         ));
         assert!(msg.contains("Diagnostic-Code: smtp; 550 5.1.1 User unknown Bcc: x\r\n"));
+        // The delivery-status part is ASCII; the text part keeps the reply.
+        assert!(msg.contains(
+            "Diagnostic-Code: smtp; 554 5.2.252 SendAsDenied - grant Send As -> retry ?\r\n"
+        ));
+        let status_part = msg
+            .split("Content-Type: message/delivery-status")
+            .nth(1)
+            .and_then(|s| s.split("--BOUNDARY").next())
+            .unwrap();
+        assert!(status_part.is_ascii(), "{status_part}");
         assert!(msg.contains(
             "Content-Type: text/rfc822-headers\r\n\r\nFrom: s@p.local\r\nSubject: Scan\r\n"
         ));

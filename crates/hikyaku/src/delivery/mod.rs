@@ -43,7 +43,7 @@ pub mod rate;
 pub mod rewrite;
 pub mod smtp;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,6 +100,9 @@ struct Inner {
     rate: rate::RateLimiter,
     hello: ClientId,
     in_flight: Mutex<HashSet<String>>,
+    /// Jobs the upstream accepted (`250`) whose "sent" is not committed yet:
+    /// id → (account, reply). Shutdown records them as sent, not deferred.
+    accepted: Mutex<HashMap<String, (i64, String)>>,
     pool: pool::Pool,
     handoff: Handoff,
     /// Taken by the loop when it starts.
@@ -217,6 +220,7 @@ impl Delivery {
                 rate,
                 hello: ClientId::default(),
                 in_flight: Mutex::new(HashSet::new()),
+                accepted: Mutex::new(HashMap::new()),
                 pool,
                 handoff,
                 fresh: Mutex::new(Some(fresh)),
@@ -408,7 +412,15 @@ impl Delivery {
             );
         }
         let now = inner.clock.unix();
+        let accepted = inner.accepted.lock().map(|m| m.clone()).unwrap_or_default();
         for id in left {
+            // Its `250` came before the shutdown: sent, whatever else remained.
+            if let Some((account, reply)) = accepted.get(&id) {
+                if let Err(e) = inner.store.mark_sent(&id, Some(*account), reply, now).await {
+                    tracing::error!(job_id = %id, error = %e, "cannot record the upstream's acceptance at shutdown; the message may be sent again after the restart");
+                }
+                continue;
+            }
             tracing::warn!(job_id = %id, "delivery interrupted by shutdown; deferred");
             let _ = inner
                 .store
@@ -428,7 +440,13 @@ impl Delivery {
 
     async fn requeue_expired(&self) {
         let now = self.inner.clock.unix();
-        match self.inner.store.requeue_expired_leases(now).await {
+        let busy: Vec<String> = self
+            .inner
+            .in_flight
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        match self.inner.store.requeue_expired_leases(now, &busy).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(jobs = n, "requeued jobs whose delivery lease expired"),
             Err(e) => tracing::warn!(error = %e, "cannot requeue expired leases"),
@@ -651,9 +669,11 @@ impl Delivery {
                 .filter(|s| !s.is_empty())
                 .unwrap_or(&token.mailbox)
                 .to_owned();
+            // From follows the envelope: the Sender address when one is set
+            // (the mailbox has Send As rights for it), else the mailbox.
             let data = smtp::prepare_data(&rewrite_from(
                 &body,
-                &token.mailbox,
+                &envelope_from,
                 inner.config.rewrite_from,
             ));
             let key = inner.pool.key(a.id, &target, &token.mailbox, &token.token);
@@ -827,24 +847,40 @@ impl Delivery {
                 if let Some(l) = lease {
                     inner.pool.put(*l);
                 }
+                // Sending drops the stored body: keep it for the notice about
+                // refused recipients, which quotes its header.
+                let original = if refused.is_empty() {
+                    None
+                } else {
+                    store.job_body(&job.id).await.ok()
+                };
+                // The upstream has the message: until "sent" is committed,
+                // keep trying (the job stays in flight, so no requeue sends
+                // it again); a shutdown meanwhile records it (see `run`).
+                if let Ok(mut m) = inner.accepted.lock() {
+                    m.insert(job.id.clone(), (account, recorded.clone()));
+                }
+                let mut wait = Duration::from_millis(200);
                 let mut result = store
                     .mark_sent(&job.id, Some(account), &recorded, now)
                     .await;
-                for _ in 0..3 {
-                    match &result {
-                        Err(e) if e.is_temporary() => {
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            result = store
-                                .mark_sent(&job.id, Some(account), &recorded, inner.clock.unix())
-                                .await;
-                        }
-                        _ => break,
-                    }
+                while let Err(e) = &result
+                    && e.is_temporary()
+                {
+                    tracing::warn!(job_id = %job.id, error = %e, "cannot record the upstream's acceptance yet; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                    result = store
+                        .mark_sent(&job.id, Some(account), &recorded, inner.clock.unix())
+                        .await;
+                }
+                if let Ok(mut m) = inner.accepted.lock() {
+                    m.remove(&job.id);
                 }
                 log_err("the upstream's acceptance", result);
                 tracing::info!(job_id = %job.id, account, attempt = job.attempts, code = outcome::reply_code(&reply), refused = refused.len(), "sent");
                 if !refused.is_empty() {
-                    self.queue_notice(job, &refused, false, Some((account, mailbox)))
+                    self.queue_notice(job, &refused, false, Some((account, mailbox)), original)
                         .await;
                 }
                 Outcome::Sent { reply: recorded }
@@ -886,7 +922,7 @@ impl Delivery {
                 } else {
                     failed
                 };
-                self.queue_notice(job, &failed, false, account).await;
+                self.queue_notice(job, &failed, false, account, None).await;
                 Outcome::Failed { reply }
             }
             Attempt::Waiting { reason } if expired => {
@@ -942,7 +978,7 @@ impl Delivery {
             .iter()
             .map(|r| (r.clone(), reply.clone()))
             .collect();
-        self.queue_notice(job, &failed, true, None).await;
+        self.queue_notice(job, &failed, true, None, None).await;
         Outcome::Failed { reply }
     }
 
@@ -953,6 +989,7 @@ impl Delivery {
         failed: &[(String, String)],
         expired: bool,
         account: Option<(i64, String)>,
+        original: Option<Vec<u8>>,
     ) {
         let inner = &self.inner;
         let Some(to) = dsn::notice_recipient(&inner.config.failure_notice_to, job) else {
@@ -970,7 +1007,10 @@ impl Delivery {
                 Err(_) => (job.account_id, format!("postmaster@{}", self.inner.hello)),
             },
         };
-        let original = inner.store.job_body(&job.id).await.ok();
+        let original = match original {
+            Some(o) => Some(o),
+            None => inner.store.job_body(&job.id).await.ok(),
+        };
         let boundary = format!("hikyaku-dsn-{}", uuid::Uuid::new_v4().simple());
         let mta = self.inner.hello.to_string();
         let notice = dsn::Notice {

@@ -266,19 +266,24 @@ impl Store {
     /// hikyaku): every job still marked `sending` was interrupted by a crash
     /// or kill, whatever its lease says, and is due again now.
     pub async fn requeue_interrupted(&self, now: i64) -> Result<u64> {
-        self.requeue_sending(now, false).await
+        self.requeue_sending(now, false, &[]).await
     }
 
-    /// Returns jobs whose lease ran out (a worker died mid-delivery) to the queue.
-    pub async fn requeue_expired_leases(&self, now: i64) -> Result<u64> {
-        self.requeue_sending(now, true).await
+    /// Returns jobs whose lease ran out (a worker died mid-delivery) to the
+    /// queue, except those in `busy`: this instance is still delivering them
+    /// (a slow upstream, or the wall clock stepped forward), and sending them
+    /// again would send them twice.
+    pub async fn requeue_expired_leases(&self, now: i64, busy: &[String]) -> Result<u64> {
+        self.requeue_sending(now, true, busy).await
     }
 
-    /// `sending` jobs (only those with an expired lease when `expired_only`)
-    /// become deferred and due now.
-    async fn requeue_sending(&self, now: i64, expired_only: bool) -> Result<u64> {
+    /// `sending` jobs (only those with an expired lease when `expired_only`),
+    /// but not those in `busy`, become deferred and due now.
+    async fn requeue_sending(&self, now: i64, expired_only: bool, busy: &[String]) -> Result<u64> {
+        let busy = serde_json::to_string(busy)
+            .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
         let mut tx = self.write().await?;
-        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, ?3) WHERE state = 'sending' AND (?2 = 0 OR lease_until IS NULL OR lease_until <= ?1)")
+        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, ?3) WHERE state = 'sending' AND (?2 = 0 OR lease_until IS NULL OR lease_until <= ?1) AND id NOT IN (SELECT value FROM json_each(?4))")
             .bind(now)
             .bind(expired_only)
             .bind(if expired_only {
@@ -286,6 +291,7 @@ impl Store {
             } else {
                 "interrupted by a restart of hikyaku"
             })
+            .bind(busy)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -342,7 +348,7 @@ impl Store {
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-        let n = sqlx::query("UPDATE jobs SET state = 'queued', next_attempt_at = ?2, created_at = CASE WHEN state = 'failed' THEN ?2 ELSE created_at END, updated_at = ?2 WHERE id = ?1 AND state IN ('deferred', 'failed', 'queued')")
+        let n = sqlx::query("UPDATE jobs SET state = 'queued', next_attempt_at = ?2, created_at = CASE WHEN state = 'failed' THEN ?2 ELSE created_at END, attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, updated_at = ?2 WHERE id = ?1 AND state IN ('deferred', 'failed', 'queued')")
             .bind(id)
             .bind(now)
             .execute(&mut *tx)
@@ -408,6 +414,41 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn retrying_a_failed_job_starts_its_count_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        store.enqueue(&job("f"), 100).await.unwrap();
+        store.enqueue(&job("d"), 100).await.unwrap();
+        for _ in 0..3 {
+            let f = store.claim_due_job(100, 200).await.unwrap().unwrap();
+            store
+                .defer_job(&f.id, "451 later", 100, 100, true)
+                .await
+                .unwrap();
+        }
+        let f = store.job("f").await.unwrap();
+        let d = store.job("d").await.unwrap();
+        assert!(f.attempts + d.attempts >= 3);
+        let claimed = store.claim_due_job(100, 200).await.unwrap().unwrap();
+        store
+            .mark_failed(&claimed.id, None, "550 no", 150)
+            .await
+            .unwrap();
+        let deferred = if claimed.id == "f" { "d" } else { "f" };
+        let before = store.job(deferred).await.unwrap().attempts;
+        store.retry_job(&claimed.id, 300).await.unwrap();
+        store.retry_job(deferred, 300).await.unwrap();
+        // A failed job is a new start; a deferred one keeps its count.
+        assert_eq!(store.job(&claimed.id).await.unwrap().attempts, 0);
+        assert_eq!(store.job(deferred).await.unwrap().attempts, before);
+        // A made-up id is not found.
+        assert!(matches!(
+            store.retry_job("nope", 300).await,
+            Err(crate::store::StoreError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
     async fn expired_leases_and_interrupted_deliveries_are_requeued() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
@@ -424,8 +465,17 @@ pub(crate) mod tests {
         );
         assert!(store.claim_due_job(150, 10_000).await.unwrap().is_none());
 
+        // A job still being delivered here stays, lease or not.
+        assert_eq!(
+            store
+                .requeue_expired_leases(300, &["short".to_owned()])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.job("short").await.unwrap().state, "sending");
         // At 300 only the expired lease comes back, due at once.
-        assert_eq!(store.requeue_expired_leases(300).await.unwrap(), 1);
+        assert_eq!(store.requeue_expired_leases(300, &[]).await.unwrap(), 1);
         let short = store.job("short").await.unwrap();
         assert_eq!(
             (short.state.as_str(), short.next_attempt_at),

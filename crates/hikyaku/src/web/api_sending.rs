@@ -304,6 +304,9 @@ async fn submitters_delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
     caller.require(Permission::ManageEmail)?;
+    if let Some(p) = super::pages::submitter_permission(&state, &name).await? {
+        caller.require(p)?;
+    }
     state.store.delete_submitter(&name).await?;
     state
         .audit(&caller.name, &caller.source, "submitter_delete", &name)
@@ -368,6 +371,9 @@ async fn allowlist_delete(
     let cidr = Cidr::parse(&entry.replace('_', "/"))
         .map_err(|e| WebError::BadRequest(super::messages::cidr(&e)))?
         .to_string();
+    if let Some(p) = super::pages::allow_entry_permission(&state, &cidr).await? {
+        caller.require(p)?;
+    }
     state.store.delete_allow_entry(&cidr).await?;
     state
         .audit(&caller.name, &caller.source, "allowlist_delete", &cidr)

@@ -712,6 +712,13 @@ async fn refused_recipients_are_recorded_and_rate_limit_waits() {
         .find(|j| j.submitter == "hikyaku")
         .unwrap();
     assert_eq!((notice.state.as_str(), notice.attempts), ("deferred", 0));
+    // It quotes the original header, though the sent job's body is gone.
+    let text = String::from_utf8(env.store.job_body(&notice.id).await.unwrap()).unwrap();
+    assert!(
+        text.contains("Content-Type: text/rfc822-headers\r\n\r\n")
+            && text.contains("Subject: partial"),
+        "{text}"
+    );
 }
 
 /// With PIPELINING offered, MAIL, RCPT and DATA go out in one write (RFC
@@ -1058,4 +1065,44 @@ async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
         r
     };
     println!("faults under load: {n} messages, {retried} retried, 0 lost, 0 duplicates");
+}
+
+/// With a Sender address set (an alias the mailbox may send as), the
+/// envelope and the rewritten From both use it; the device's own address
+/// goes to Reply-To.
+#[tokio::test]
+async fn from_is_rewritten_to_the_configured_sender() {
+    let env = Env::new(Flavor::Gmail).await;
+    env.cloud.allow_send_as(GMAIL, "scans@example.com");
+    let a = env.store.account(env.account).await.unwrap();
+    env.store
+        .save_email_settings(
+            env.account,
+            &EmailSettings {
+                smtp_host: a.smtp_host.clone(),
+                smtp_port: a.smtp_port,
+                smtp_security: a.smtp_security.clone(),
+                sender: Some("scans@example.com".into()),
+                is_default: true,
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let body = format!(
+        "From: \"Scanner 3F\" <{DEVICE}>\r\nTo: boss@example.net\r\nSubject: alias\r\n\r\nhi\r\n"
+    );
+    env.enqueue(&["boss@example.net"], body.as_bytes()).await;
+    let o = env.deliver_next().await;
+    assert!(matches!(o, Outcome::Sent { .. }), "{o:?}");
+    let m = &env.cloud.inbox()[0];
+    assert_eq!(m.mail_from, "scans@example.com");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .unwrap();
+    let from = parsed.from().and_then(|f| f.first()).unwrap();
+    assert_eq!(from.address(), Some("scans@example.com"));
+    assert_eq!(from.name(), Some("Scanner 3F"));
+    let reply_to = parsed.reply_to().and_then(|f| f.first()).unwrap();
+    assert_eq!(reply_to.address(), Some(DEVICE));
 }

@@ -700,6 +700,43 @@ async fn google_is_administrator_only_and_switching_off_revokes() {
     assert_eq!(r.status, 403, "{}", r.body);
     let api = admin.get("/api/v1/email/google").await.json();
     assert_ne!(api["smtp_host"], "elsewhere.example", "{api}");
+    // What an Administrator bound to Google, a NetworkAdmin cannot remove.
+    let r = admin
+        .submit(
+            "/settings/send/email",
+            "/settings/send/submitters",
+            &[
+                ("name", "copier"),
+                ("password", "a long password 1"),
+                ("provider", "google"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = net
+        .submit(
+            "/settings/send/email",
+            "/settings/send/submitters/delete",
+            &[("name", "copier")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let del = net
+        .client
+        .delete(server.url("/api/v1/submitters/copier"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(del.status().as_u16(), 403);
+    let r = admin
+        .submit(
+            "/settings/send/email",
+            "/settings/send/submitters/delete",
+            &[("name", "copier")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
     let page = net.get("/settings/send/email").await;
     assert!(
         page.body

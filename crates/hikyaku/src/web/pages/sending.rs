@@ -76,6 +76,40 @@ pub async fn sending_permission(
     Ok(provider.map(Permission::manage))
 }
 
+/// What it takes to remove the submitter `name`: the same as to add it.
+pub async fn submitter_permission(
+    state: &AppState,
+    name: &str,
+) -> Result<Option<Permission>, WebError> {
+    match state
+        .store
+        .submitters()
+        .await?
+        .into_iter()
+        .find(|s| s.name == name)
+    {
+        Some(s) => sending_permission(state, s.account_id).await,
+        None => Ok(None),
+    }
+}
+
+/// What it takes to remove the allowlist entry `cidr`: the same as to add it.
+pub async fn allow_entry_permission(
+    state: &AppState,
+    cidr: &str,
+) -> Result<Option<Permission>, WebError> {
+    match state
+        .store
+        .allowlist()
+        .await?
+        .into_iter()
+        .find(|e| e.cidr == cidr)
+    {
+        Some(e) => sending_permission(state, e.account_id).await,
+        None => Ok(None),
+    }
+}
+
 async fn render_email(
     state: &AppState,
     ui: &Ui,
@@ -307,6 +341,9 @@ pub async fn submitter_delete(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
+    if let Some(p) = submitter_permission(&state, &form.name).await? {
+        ui.require(p)?;
+    }
     state.store.delete_submitter(&form.name).await?;
     state
         .audit(&ui.name, &ui.source, "submitter_delete", &form.name)
@@ -353,6 +390,9 @@ pub async fn allowlist_delete(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
+    if let Some(p) = allow_entry_permission(&state, &form.cidr).await? {
+        ui.require(p)?;
+    }
     state.store.delete_allow_entry(&form.cidr).await?;
     state
         .audit(&ui.name, &ui.source, "allowlist_delete", &form.cidr)
