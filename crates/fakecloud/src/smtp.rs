@@ -596,7 +596,7 @@ impl Session {
         }
         // Exchange refuses a foreign sender only after DATA (as the real
         // service does); Gmail's fake refuses it here.
-        if !self.exchange() && !self.may_send_as(&user, &from) {
+        if !self.exchange() && !self.may_send_as(&user, from) {
             return self
                 .send(
                     555,
