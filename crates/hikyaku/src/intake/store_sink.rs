@@ -92,8 +92,13 @@ impl IntakeSink for StoreSink {
         password: &str,
         peer: IpAddr,
     ) -> Result<Option<Submitter>, SinkError> {
-        use crate::throttle::Throttle;
-        let keys = Throttle::keys(user, &format!("smtp:{peer}"));
+        // Per name *from this address* and per address: many devices often
+        // share one submitter, and one of them with an old password (or a
+        // stranger guessing) must not lock the others out.
+        let keys = vec![
+            format!("user:{} from {peer}", user.to_ascii_lowercase()),
+            format!("addr:smtp:{peer}"),
+        ];
         let now = self.clock.unix();
         if let Some(wait) = self.throttle.wait(&keys, now) {
             return Err(SinkError::Throttled(wait));
@@ -172,5 +177,50 @@ impl IntakeSink for StoreSink {
             None => (self.on_enqueue)(),
         }
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failed_logins_throttle_that_address_not_the_other_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let hash = crate::passwords::hash("right password".into())
+            .await
+            .unwrap();
+        store.add_submitter("mfp", &hash, None, 0).await.unwrap();
+        let sink = StoreSink {
+            store,
+            clock: Arc::new(crate::clock::OffsetClock::default()),
+            on_enqueue: Arc::new(|| {}),
+            handoff: None,
+            logins: Arc::new(crate::passwords::LoginCache::new(
+                std::time::Duration::from_secs(60),
+            )),
+            throttle: Arc::default(),
+        };
+        let old: IpAddr = "192.0.2.10".parse().unwrap();
+        let other: IpAddr = "192.0.2.11".parse().unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                sink.authenticate("mfp", "old password", old).await,
+                Ok(None)
+            ));
+        }
+        // The device with the old password now waits, even with the right one…
+        assert!(matches!(
+            sink.authenticate("mfp", "right password", old).await,
+            Err(SinkError::Throttled(_))
+        ));
+        // …while another device sharing the submitter still gets in.
+        let ok = sink
+            .authenticate("mfp", "right password", other)
+            .await
+            .unwrap();
+        assert_eq!(ok.map(|s| s.name).as_deref(), Some("mfp"));
     }
 }
