@@ -133,6 +133,9 @@ enum Attempt {
         account: i64,
         mailbox: String,
         lease: Option<Box<pool::Lease>>,
+        /// The message as stored, kept for a notice about refused
+        /// recipients (sending drops the stored body); `None` without any.
+        original: Option<Bytes>,
     },
     Temporary {
         reply: String,
@@ -718,6 +721,7 @@ impl Delivery {
                 .await
             {
                 Ok(report) => Attempt::Sent {
+                    original: (!report.refused.is_empty()).then(|| body.clone()),
                     reply: report.reply,
                     refused: report.refused,
                     account: a.id,
@@ -833,6 +837,7 @@ impl Delivery {
                 account,
                 mailbox,
                 lease,
+                original,
             } => {
                 let mut recorded = reply.clone();
                 if !refused.is_empty() {
@@ -847,13 +852,6 @@ impl Delivery {
                 if let Some(l) = lease {
                     inner.pool.put(*l);
                 }
-                // Sending drops the stored body: keep it for the notice about
-                // refused recipients, which quotes its header.
-                let original = if refused.is_empty() {
-                    None
-                } else {
-                    store.job_body(&job.id).await.ok()
-                };
                 // The upstream has the message: until "sent" is committed,
                 // keep trying (the job stays in flight, so no requeue sends
                 // it again); a shutdown meanwhile records it (see `run`).
@@ -989,7 +987,7 @@ impl Delivery {
         failed: &[(String, String)],
         expired: bool,
         account: Option<(i64, String)>,
-        original: Option<Vec<u8>>,
+        original: Option<Bytes>,
     ) {
         let inner = &self.inner;
         let Some(to) = dsn::notice_recipient(&inner.config.failure_notice_to, job) else {
@@ -1009,7 +1007,7 @@ impl Delivery {
         };
         let original = match original {
             Some(o) => Some(o),
-            None => inner.store.job_body(&job.id).await.ok(),
+            None => inner.store.job_body(&job.id).await.ok().map(Bytes::from),
         };
         let boundary = format!("hikyaku-dsn-{}", uuid::Uuid::new_v4().simple());
         let mta = self.inner.hello.to_string();
