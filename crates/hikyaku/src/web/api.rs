@@ -34,13 +34,27 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     type Rejection = WebError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(WebError::BadRequest(match e {
-                JsonRejection::MissingJsonContentType(_) => Msg::new("err-api-json-content-type"),
-                other => Msg::new("err-api-json-body").arg("detail", other.body_text()),
-            })),
+        let value = match Json::<Value>::from_request(req, state).await {
+            Ok(Json(v)) => v,
+            Err(e) => {
+                return Err(WebError::BadRequest(match e {
+                    JsonRejection::MissingJsonContentType(_) => {
+                        Msg::new("err-api-json-content-type")
+                    }
+                    other => Msg::new("err-api-json-body").arg("detail", other.body_text()),
+                }));
+            }
+        };
+        // Every body of the API is an object; serde would also read a struct
+        // from an array of its fields in order, which no client means.
+        if !value.is_object() {
+            return Err(WebError::BadRequest(
+                Msg::new("err-api-json-body").arg("detail", "the body must be a JSON object"),
+            ));
         }
+        serde_json::from_value(value).map(ApiJson).map_err(|e| {
+            WebError::BadRequest(Msg::new("err-api-json-body").arg("detail", e.to_string()))
+        })
     }
 }
 

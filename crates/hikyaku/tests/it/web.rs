@@ -595,6 +595,36 @@ async fn api_health_openapi_tokens_and_malformed_json() {
     assert_eq!(r.status().as_u16(), 400);
     let body: serde_json::Value = r.json().await.expect("json");
     assert_eq!(body["error"], "bad_request");
+    // An array is not a body, though serde would read a struct from one.
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/api/v1/users",
+            serde_json::json!(["eve", ADMIN_PASSWORD, "general_user"]),
+        ),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/network/proxy",
+            serde_json::json!([]),
+        ),
+    ] {
+        let r = admin
+            .client
+            .request(method, server.url(path))
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("must be a JSON object")),
+            "{body}"
+        );
+    }
     let r = admin
         .client
         .post(server.url("/api/v1/users"))
