@@ -20,17 +20,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/common/harness.rs"]
-mod harness;
-#[path = "../tests/it/support.rs"]
-mod support;
-
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::{Client, Hikyaku, MAILBOX, PASSWORD, SUBMITTER, percentile};
+use testkit::{Client, Hikyaku, MAILBOX, PASSWORD, SUBMITTER};
 
 struct Args {
     messages: usize,
@@ -135,7 +131,7 @@ async fn load(target: &Target, tag: &str, n: usize, c: usize, size: usize) -> Ru
                         break;
                     }
                     let key = format!("{tag}{i}");
-                    let m = harness::message(target.from(), &key, &format!("{key}-a1"), size);
+                    let m = testkit::message(target.from(), &key, &format!("{key}-a1"), size);
                     let mut tries = 0;
                     loop {
                         tries += 1;
@@ -144,6 +140,7 @@ async fn load(target: &Target, tag: &str, n: usize, c: usize, size: usize) -> Ru
                                 Ok(cl) => conn = Some(cl),
                                 Err(e) => {
                                     assert!(tries < 20, "cannot open a session: {e}");
+                                    // A client's pause before it tries again.
                                     tokio::time::sleep(Duration::from_millis(100)).await;
                                     continue;
                                 }
@@ -201,6 +198,15 @@ async fn futures_join<T: Send + 'static>(
     out
 }
 
+/// Percentile (0–100) of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -215,12 +221,19 @@ async fn run(a: Args) {
         "load: {n} messages of ~{} bytes over {c} connections, hikyaku delivery.workers = {}, upstream round trip {} ms",
         a.size, a.workers, a.upstream_rtt_ms
     );
-    let fc = harness::start_fakecloud().await;
+    let fc = testkit::start_fakecloud().await;
     fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
-    let data = harness::prepare_data_dir(&fc).await;
+    let data = testkit::prepare_data_dir(&fc).await;
     let work = tempfile::tempdir().expect("tempdir");
-    let mut hk = Hikyaku::new(data.path(), work.path(), a.workers);
+    let mut hk = Hikyaku::new(
+        Path::new(env!("CARGO_BIN_EXE_hikyaku")),
+        data.path(),
+        work.path(),
+        a.workers,
+    );
     hk.start().await;
+    // The memory figures are taken after a settling time: what is measured
+    // is a process at rest, which no state of its own announces.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = hk.memory().expect("/proc/PID/status");
     // C logins at once, no message: what AUTH PLAIN (Argon2id) costs.
@@ -232,12 +245,13 @@ async fn run(a: Args) {
     for l in logins {
         l.quit().await;
     }
+    // Settling time before a memory figure, as above.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after_logins = hk.memory().expect("/proc/PID/status");
 
     // hikyaku: accepted by the intake, then delivered to fakecloud.
     let before = fc.inbox().len();
-    let cpu_before = (hk.cpu_time(), harness::cpu_time(None));
+    let cpu_before = (hk.cpu_time(), testkit::cpu_time(None));
     let start = Instant::now();
     let intake = load(&Target::Intake(hk.smtp), "h", n, c, a.size).await;
     let accepted = start.elapsed();
@@ -245,13 +259,14 @@ async fn run(a: Args) {
     let timeout = Duration::from_secs(60 + (n as u64) / 5);
     let arrived = fc.wait_for_inbox(want, timeout).await.len() - before;
     let end_to_end = start.elapsed();
-    let cpu_after = (hk.cpu_time(), harness::cpu_time(None));
+    let cpu_after = (hk.cpu_time(), testkit::cpu_time(None));
     assert_eq!(
         arrived,
         n - intake.refused,
         "not everything arrived in {timeout:?}:\n{}",
         hk.log_tail()
     );
+    // Settling time before a memory figure, as above.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = hk.memory().expect("/proc/PID/status");
 
@@ -261,9 +276,9 @@ async fn run(a: Args) {
         ca_pem: fc.ca_pem(),
         token: fc.issue_access_token(MAILBOX),
     };
-    let base_cpu_before = harness::cpu_time(None);
+    let base_cpu_before = testkit::cpu_time(None);
     let base = load(&exchange, "b", n, c, a.size).await;
-    let base_cpu = harness::cpu_time(None)
+    let base_cpu = testkit::cpu_time(None)
         .zip(base_cpu_before)
         .map(|(a, b)| a.saturating_sub(b));
     hk.terminate(Duration::from_secs(20));
@@ -400,7 +415,7 @@ impl Forwarder {
     }
 
     fn cpu_time(&self) -> Option<Duration> {
-        harness::cpu_time(Some(self.child.id()))
+        testkit::cpu_time(Some(self.child.id()))
     }
 
     fn stop(&mut self) {

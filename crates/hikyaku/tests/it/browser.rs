@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
-use crate::support::{ADMIN_PASSWORD, TestServer};
+use testkit::{ADMIN_PASSWORD, TestServer, poll_until};
 
 /// A chromedriver process and a WebDriver session on it.
 pub struct Chrome {
@@ -61,22 +61,16 @@ impl Chrome {
             }),
         );
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let client = loop {
-            match ClientBuilder::rustls()
+        // chromedriver takes a moment to listen.
+        let client = poll_until(Duration::from_secs(30), "a WebDriver session", async || {
+            ClientBuilder::rustls()
                 .expect("tls")
                 .capabilities(caps.clone())
                 .connect(&url)
                 .await
-            {
-                Ok(c) => break c,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("cannot start a WebDriver session: {e}"),
-            }
-        };
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a WebDriver session: {e}"));
         Some(Chrome {
             client,
             driver,
@@ -111,11 +105,13 @@ impl Chrome {
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
         if let (true, Some(old)) = (navigates, old_page) {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
             // A stale <html> element means the new page replaced the old one.
-            while old.tag_name().await.is_ok() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+            // No page after 15 s is not an error here: what is read next
+            // tells what went wrong.
+            let _ = poll_until(Duration::from_secs(15), "the next page", async || {
+                old.tag_name().await.is_err()
+            })
+            .await;
         }
     }
 
@@ -378,6 +374,7 @@ async fn browser_microsoft_seed_flow_in_japanese() {
             tokio::time::Instant::now() < deadline,
             "トークンの稼働状況 never became 稼働中"
         );
+        // Refresh is pressed at a person's pace, as the seed's step does.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(c.text("#mailbox").await, MAILBOX);

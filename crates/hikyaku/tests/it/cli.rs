@@ -587,7 +587,7 @@ async fn a_failed_start_leaves_no_listener_running() {
     let smtp = free.local_addr().expect("addr");
     drop(free);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = crate::support::test_config(dir.path());
+    let mut config = testkit::test_config(dir.path());
     config.web.listen = busy.local_addr().expect("addr");
     config.intake.listen = vec![smtp];
     let clock: hikyaku::clock::SharedClock = std::sync::Arc::new(hikyaku::clock::SystemClock);
@@ -596,9 +596,10 @@ async fn a_failed_start_leaves_no_listener_running() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("(web.listen)"), "{err}");
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(
-        tokio::net::TcpStream::connect(smtp).await.is_err(),
-        "the SMTP listener of a failed start still accepts connections"
-    );
+    testkit::eventually(
+        std::time::Duration::from_secs(2),
+        "the SMTP listener of a failed start to stop accepting connections",
+        async || tokio::net::TcpStream::connect(smtp).await.is_err(),
+    )
+    .await;
 }

@@ -12,9 +12,6 @@
 //! message the client sent again because the kill ate the `250` of a
 //! committed transmission (inherent to SMTP, RFC 1047).
 
-#[path = "../common/harness.rs"]
-pub mod harness;
-
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,7 +21,7 @@ use std::time::{Duration, Instant};
 use fakecloud::FakeCloud;
 use rand::{Rng as _, SeedableRng as _};
 
-use harness::{Client, Hikyaku, PASSWORD, SUBMITTER, header, message};
+use testkit::{Client, Hikyaku, PASSWORD, SUBMITTER, eventually, header, message, poll_until};
 
 const FROM: &str = "scanner@printer.local";
 const TO: &str = "boss@example.com";
@@ -76,6 +73,7 @@ async fn client(addr: SocketAddr, book: Arc<Mutex<Book>>, n: usize) {
             return;
         }
         let Ok(mut c) = session(addr).await else {
+            // A client's pause before it reconnects (hikyaku may be down).
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -106,6 +104,7 @@ async fn client(addr: SocketAddr, book: Arc<Mutex<Book>>, n: usize) {
                     if other.is_err() {
                         continue 'connect;
                     }
+                    // A client's pause before it tries again after a refusal.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue 'connect;
                 }
@@ -132,6 +131,8 @@ async fn restart_mid_data(hk: &mut Hikyaku, key: &str, sigkill: bool) -> (String
     c.write(&whole.as_bytes()[..whole.len() / 2])
         .await
         .expect("half the message");
+    // Time for the session to take the half in, so that the stop cuts a
+    // message being received; nothing outside the process shows that.
     tokio::time::sleep(Duration::from_millis(200)).await;
     if sigkill {
         hk.kill();
@@ -174,10 +175,15 @@ async fn nothing_acknowledged_is_lost_across_sigkills() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let started = Instant::now();
 
-    let fc = harness::start_fakecloud().await;
-    let data = harness::prepare_data_dir(&fc).await;
+    let fc = testkit::start_fakecloud().await;
+    let data = testkit::prepare_data_dir(&fc).await;
     let work = tempfile::tempdir().expect("tempdir");
-    let mut hk = Hikyaku::new(data.path(), work.path(), WORKERS);
+    let mut hk = Hikyaku::new(
+        Path::new(env!("CARGO_BIN_EXE_hikyaku")),
+        data.path(),
+        work.path(),
+        WORKERS,
+    );
     hk.start().await;
     println!("crash test: set-up {:?}", started.elapsed());
 
@@ -207,11 +213,16 @@ async fn nothing_acknowledged_is_lost_across_sigkills() {
         .map(|_| tokio::spawn(client(hk.smtp, book.clone(), n)))
         .collect();
     for t in thresholds {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while lock(&book).acked.len() < t {
-            assert!(Instant::now() < deadline, "no progress:\n{}", hk.log_tail());
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let what = format!("{t} acknowledged messages");
+        let progress = poll_until(Duration::from_secs(120), &what, async || {
+            lock(&book).acked.len() >= t
+        })
+        .await;
+        if let Err(e) = progress {
+            panic!("no progress: {e}\n{}", hk.log_tail());
         }
+        // The kill and the restart come at random moments: the schedule
+        // is the test.
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
         hk.kill();
         kills += 1;
@@ -230,6 +241,7 @@ async fn nothing_acknowledged_is_lost_across_sigkills() {
     let acked: HashMap<String, usize> = lock(&book).acked.clone();
     let transmissions = lock(&book).transmissions;
     let want: HashSet<String> = acked.keys().cloned().chain(acked_extra.clone()).collect();
+    // A random moment of the delivery, as above.
     tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
     if attempts_in(&fc).len() < want.len() {
         hk.kill();
@@ -237,27 +249,27 @@ async fn nothing_acknowledged_is_lost_across_sigkills() {
         hk.start().await;
     }
 
-    // Everything acknowledged arrives.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Everything acknowledged arrives, and then nothing more trickles in
+    // (late duplicates) for 1.5 s: no state shows that a duplicate is still
+    // on its way, so that quiet period is a time. Past the deadline, the
+    // assertions below say what is missing.
     let mut last_len = 0;
     let mut stable_since = Instant::now();
-    loop {
-        let got: HashSet<String> = attempts_in(&fc).into_iter().collect();
-        let missing = want.difference(&got).count();
-        let len = fc.inbox().len();
-        if len != last_len {
-            last_len = len;
-            stable_since = Instant::now();
-        }
-        // All there and nothing more trickling in (late duplicates).
-        if missing == 0 && stable_since.elapsed() > Duration::from_millis(1500) {
-            break;
-        }
-        if Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let _ = poll_until(
+        Duration::from_secs(120),
+        "every acknowledged message, then quiet",
+        async || {
+            let len = fc.inbox().len();
+            if len != last_len {
+                last_len = len;
+                stable_since = Instant::now();
+                return false;
+            }
+            stable_since.elapsed() > Duration::from_millis(1500)
+                && want.is_subset(&attempts_in(&fc).into_iter().collect())
+        },
+    )
+    .await;
     let delivery_time = sending.elapsed();
     hk.terminate(Duration::from_secs(20));
 
@@ -395,9 +407,9 @@ async fn full_disk_answers_452_stores_nothing_and_recovers() {
             return;
         }
     };
-    let fc = harness::start_fakecloud().await;
+    let fc = testkit::start_fakecloud().await;
     let dir = tempfile::tempdir_in(&mnt.path).expect("data dir on the tmpfs");
-    let (server, admin) = harness::prepare(&fc, dir).await;
+    let (server, admin) = testkit::prepare(&fc, dir).await;
     let addr = server.smtp_addrs()[0];
 
     let r = submit_once(addr, "before", "before-a1", 1000).await;
@@ -424,6 +436,8 @@ async fn full_disk_answers_452_stores_nothing_and_recovers() {
     let r = submit_once(addr, "after", "after-a1", 1000).await;
     assert!(r.starts_with("250"), "{r}");
     let inbox = fc.wait_for_inbox(3, Duration::from_secs(30)).await;
+    // The refused transmission must never arrive: nothing shows a delivery
+    // that is not coming, so it gets time to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut got: Vec<String> = attempts_in(&fc);
     got.sort();
@@ -440,7 +454,7 @@ async fn full_disk_answers_452_stores_nothing_and_recovers() {
         .expect("big message");
     assert!(big_msg.data.len() >= big, "delivered whole");
     // The queue holds exactly the three acknowledged jobs, all sent.
-    let queue = crate::support::eventually(Duration::from_secs(10), "all sent", || async {
+    let queue = eventually(Duration::from_secs(10), "all sent", || async {
         let status = admin.get("/api/v1/status").await.json();
         let q = status["queue"].clone();
         (q["sent"] == 3).then_some(q)

@@ -18,6 +18,7 @@ use hikyaku::store::jobs::{Job, JobFilter, NewJob};
 use hikyaku::tokens::TokenService;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use testkit::eventually;
 use tokio_util::sync::CancellationToken;
 
 const MAILBOX: &str = "printer@contoso.example";
@@ -199,20 +200,17 @@ impl Env {
                 .await
                 .unwrap();
         }
-        let start = Instant::now();
-        loop {
+        eventually(Duration::from_secs(8), "the account Active", async || {
             let a = self.store.account(self.account).await.unwrap();
             // Until the new authorization is done: the status may have
             // stayed Active beside it, with the old grant.
             if a.token_status == "active" && !a.has_authorization {
-                return;
+                Ok(())
+            } else {
+                Err(format!("not active: {a:?}"))
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(8),
-                "not active: {a:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
     }
 
     async fn enqueue(&self, rcpt: &[&str], body: &[u8]) -> String {
@@ -788,6 +786,8 @@ async fn pipelined_and_stepwise_envelopes_judge_each_reply() {
             .await;
         let o = env.deliver_job(&id).await;
         assert!(deferred_reply(&o).contains("451 4.2.1"), "{o:?}");
+        // Nor later: nothing shows a delivery that is not coming, so it
+        // gets time to show up.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(env.cloud.inbox().len(), before, "nothing was delivered");
         env.cloud.refuse_recipient("busy@contoso.example", 0);
@@ -808,21 +808,23 @@ async fn worker_pool_delivers_queued_jobs_on_wake() {
     let env = Env::new(Flavor::Exchange).await;
     let shutdown = CancellationToken::new();
     let handle = env.delivery.spawn(shutdown.clone());
+    // Time for the workers to find the queue empty and wait, so that the
+    // wake below is what delivers; nothing outside shows them waiting.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let a = env.enqueue(&["a@contoso.example"], &simple("one")).await;
     let b = env.enqueue(&["b@contoso.example"], &simple("two")).await;
     env.delivery.wake();
     let inbox = env.cloud.wait_for_inbox(2, Duration::from_secs(10)).await;
     assert_eq!(inbox.len(), 2);
-    let start = Instant::now();
-    loop {
+    eventually(Duration::from_secs(5), "both jobs sent", async || {
         let (ja, jb) = (env.job(&a).await, env.job(&b).await);
         if ja.state == "sent" && jb.state == "sent" {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{ja:?} {jb:?}"))
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "{ja:?} {jb:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), handle)
         .await
@@ -856,7 +858,12 @@ async fn sessions_are_reused_and_replaced_when_the_server_closed_them() {
     // before anything was sent, and goes out over a new session in the
     // same attempt.
     env.cloud.close_idle_smtp_connections();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(
+        Duration::from_secs(5),
+        "the idle session closed",
+        async || env.cloud.smtp_connections().open == 0,
+    )
+    .await;
     let id = env
         .enqueue(&["boss@contoso.example"], &simple("after idle close"))
         .await;
@@ -989,6 +996,8 @@ async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
         SmtpFault::CloseMidData,
         SmtpFault::Down,
     ];
+    // Each fault lasts a while under load, then the upstream is healthy a
+    // while: these windows are time by design, not waits for a state.
     for fault in faults {
         env.cloud.set_smtp_fault(fault);
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -1034,6 +1043,8 @@ async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
         assert!(start.elapsed() < Duration::from_secs(60), "{states:?}");
         env.clock.jump(time::Duration::hours(1));
         env.delivery.wake();
+        // One hour per round at this pace: the workers deliver what came
+        // due before the clock moves on (a faster pace would age jobs out).
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     shutdown.cancel();

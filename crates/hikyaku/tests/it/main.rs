@@ -15,7 +15,6 @@ mod oauth_flow;
 mod properties;
 mod secrets;
 mod sending;
-mod support;
 mod tokens;
 mod trust;
 mod web;

@@ -8,9 +8,7 @@ use std::time::Duration;
 use fakecloud::{CertMode, FakeCloud};
 
 use crate::oauth_flow::{MAILBOX, by_id, edit_microsoft, fakecloud, refresh, server_for, trust};
-use crate::support::{
-    ADMIN_PASSWORD, Browser, ConnectProxy, Page, TestServer, add_user, eventually,
-};
+use testkit::{ADMIN_PASSWORD, Browser, ConnectProxy, Page, TestServer, add_user, eventually};
 
 const NETWORK: &str = "/settings/management/network";
 

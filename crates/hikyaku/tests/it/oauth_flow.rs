@@ -8,9 +8,7 @@ use std::time::Duration;
 use fakecloud::{CertMode, FakeCloud, Options};
 use hikyaku::clock::OffsetClock;
 
-use crate::support::{
-    ADMIN_PASSWORD, Browser, Page, TestServer, add_user, eventually, test_config,
-};
+use testkit::{ADMIN_PASSWORD, Browser, Page, TestServer, add_user, eventually, test_config};
 
 pub const MAILBOX: &str = "printer@contoso.example";
 pub const GMAIL: &str = "scanner@example.com";

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use crate::oauth_flow::{
     GMAIL, MAILBOX, authorize_google, authorize_microsoft, by_id, fakecloud, server_for,
 };
-use crate::support::{ADMIN_PASSWORD, Browser, TestServer, eventually};
+use testkit::{ADMIN_PASSWORD, Browser, TestServer, eventually};
 
 /// A minimal SMTP client that shows every reply, for asserting on them.
 pub struct Smtp {
@@ -448,7 +448,7 @@ async fn auth_before_starttls_on_a_tls_listener_is_refused() {
     let cert = hikyaku::tls::generate_self_signed(&["localhost".to_string()]).expect("cert");
     std::fs::write(dir.path().join("smtp.pem"), &cert.cert_pem).expect("cert");
     std::fs::write(dir.path().join("smtp.key"), &cert.key_pem).expect("key");
-    let mut config = crate::support::test_config(dir.path());
+    let mut config = testkit::test_config(dir.path());
     config.intake.starttls_listen = vec!["127.0.0.1:0".parse().expect("addr")];
     config.intake.tls_cert = dir.path().join("smtp.pem").display().to_string();
     config.intake.tls_key = dir.path().join("smtp.key").display().to_string();
@@ -501,6 +501,8 @@ async fn bad_input_gets_the_right_reply_and_nothing_is_queued() {
     assert!(s.cmd("NOOP").await.starts_with("250"));
     assert!(s.cmd("FOO").await.starts_with("500") || s.cmd("FOO").await.starts_with("502"));
     drop(s);
+    // Nor later: nothing shows a job that is not coming, so it gets time
+    // to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let jobs = admin.get("/api/v1/status").await.json();
     assert!(
@@ -531,12 +533,17 @@ async fn permanent_failure_is_shown_with_the_upstream_reply() {
 
 #[tokio::test]
 async fn upstream_down_then_restart_then_delivered_exactly_once() {
-    let (fc, server, _admin) = microsoft_ready().await;
+    let (fc, server, admin) = microsoft_ready().await;
     fc.set_smtp_fault(SmtpFault::Down);
     let r = submit(&server, "Survives restart", "body").await;
     assert!(r.starts_with("250"), "{r}");
     // The attempt fails (deferred); hikyaku restarts; the cloud comes back.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(Duration::from_secs(15), "job deferred", async || {
+        job_state(&admin, "Survives restart")
+            .await
+            .filter(|(s, _)| s == "deferred")
+    })
+    .await;
     let server = server.restart().await;
     fc.set_smtp_fault(SmtpFault::None);
     let admin = Browser::new(&server);
@@ -554,6 +561,8 @@ async fn upstream_down_then_restart_then_delivered_exactly_once() {
     assert_eq!(r.status, 303, "{}", r.body);
     let inbox = fc.wait_for_inbox(1, Duration::from_secs(15)).await;
     assert_eq!(inbox.len(), 1);
+    // A second delivery must not follow: nothing shows one that is not
+    // coming, so it gets time to show up.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(fc.inbox().len(), 1, "delivered once");
     // The history names the account that delivered it and offers no

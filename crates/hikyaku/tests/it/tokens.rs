@@ -17,6 +17,7 @@ use hikyaku::tls::TlsPolicy;
 use hikyaku::tokens::{TokenService, TokensError, parse_pasted_code};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use testkit::eventually;
 
 const MAILBOX: &str = "printer@contoso.example";
 const GMAIL: &str = "scanner@example.com";
@@ -116,20 +117,15 @@ impl Env {
 
     /// Waits until the token status is `status` (panics after `within`).
     async fn wait_status(&self, id: i64, status: &str, within: Duration) -> Account {
-        let start = Instant::now();
-        loop {
+        eventually(within, &format!("token status {status}"), async || {
             let a = self.account(id).await;
             if a.token_status == status {
-                return a;
+                Ok(a)
+            } else {
+                Err(format!("{:?} ({:?})", a.token_status, a.token_reason))
             }
-            assert!(
-                start.elapsed() < within,
-                "token status {:?} ({:?}) instead of {status} after {within:?}",
-                a.token_status,
-                a.token_reason
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Microsoft device flow to Active.
@@ -325,7 +321,10 @@ async fn no_poll_is_faster_than_the_interval() {
     let svc = env.service();
     let id = env.microsoft().await;
     let code = svc.start_device_authorization(id).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(3300)).await;
+    eventually(Duration::from_secs(10), "three polls", async || {
+        env.cloud.device_poll_times().len() >= 3
+    })
+    .await;
     env.cloud
         .approve_user_code(&code.user_code, MAILBOX)
         .unwrap();
@@ -347,7 +346,10 @@ async fn restart_mid_poll_resumes_the_device_authorization() {
     let id = env.microsoft().await;
     let first = env.service();
     let code = first.start_device_authorization(id).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    eventually(Duration::from_secs(10), "the first poll", async || {
+        !env.cloud.device_poll_times().is_empty()
+    })
+    .await;
     drop(first);
     let second = env.service();
     assert_eq!(
@@ -379,6 +381,7 @@ async fn refresh_happens_before_expiry() {
     let id = env.authorize_microsoft(&svc).await;
     let first = svc.access_token(id).await.unwrap();
     assert_eq!(env.cloud.refresh_count(), 0);
+    // About time: the token ages past the minute that must remain.
     tokio::time::sleep(Duration::from_millis(2300)).await;
     let second = svc.access_token(id).await.unwrap();
     assert_eq!(env.cloud.refresh_count(), 1);
@@ -395,6 +398,7 @@ async fn concurrent_callers_share_one_refresh() {
     .await;
     let svc = env.service();
     let id = env.authorize_microsoft(&svc).await;
+    // About time: the token ages past the minute that must remain.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let calls: Vec<_> = (0..20)
         .map(|_| {
@@ -650,8 +654,10 @@ async fn google_loopback_listener_completes_without_paste() {
     assert_eq!(a.token_status, "active");
     assert_eq!(a.mailbox.as_deref(), Some(GMAIL));
     // The listener is gone after completing.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(browser.get(&redirect).send().await.is_err());
+    eventually(Duration::from_secs(2), "the listener closed", async || {
+        browser.get(&redirect).send().await.is_err()
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use fakecloud::{CertMode, FakeCloud, HttpFault, Options};
 use crate::oauth_flow::{
     authorize_microsoft, by_id, edit_microsoft, fakecloud, refresh, server_for, trust,
 };
-use crate::support::{ADMIN_PASSWORD, Browser, Page, TestServer, add_user, eventually};
+use testkit::{ADMIN_PASSWORD, Browser, Page, TestServer, add_user, eventually};
 
 async fn fakecloud_with(opts: Options) -> FakeCloud {
     FakeCloud::start(Options {
@@ -115,6 +115,8 @@ async fn jump_with_the_token_endpoint_down_and_no_valid_token_is_an_error_until_
     .await;
     let server = server_for(&fc).await;
     let admin = authorize_microsoft(&server, &fc).await;
+    // About time: the token ages past the minute that must remain (on the
+    // monotonic clock, which the jump below does not move).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let before = fc.refresh_count();
     fc.set_token_endpoint_fault(HttpFault::Down);

@@ -1,7 +1,7 @@
 //! The server and its Remote UI: first-run setup, sign-in, roles on every
 //! page and API route, CSRF, session expiry, throttling, audit, API basics.
 
-use crate::support::{ADMIN_PASSWORD, Browser, TestServer, add_user};
+use testkit::{ADMIN_PASSWORD, Browser, TestServer, add_user};
 
 /// Every page: (path, roles allowed as [Administrator, NetworkAdmin, GeneralUser]).
 const PAGES: &[(&str, [bool; 3])] = &[
@@ -712,7 +712,7 @@ async fn japanese_pages_use_the_seeds_labels() {
 #[tokio::test]
 async fn network_addresses_get_https_with_a_generated_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = crate::support::test_config(dir.path());
+    let mut config = testkit::test_config(dir.path());
     config.web.listen = "0.0.0.0:0".parse().expect("addr");
     let server = TestServer::start_with(
         dir,
@@ -770,7 +770,7 @@ async fn network_addresses_get_https_with_a_generated_certificate() {
 #[tokio::test]
 async fn plain_http_on_a_network_address_shows_a_warning_banner() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = crate::support::test_config(dir.path());
+    let mut config = testkit::test_config(dir.path());
     config.web.listen = "0.0.0.0:0".parse().expect("addr");
     config.web.allow_plain_http = true;
     let server = TestServer::start_with(
@@ -1016,7 +1016,7 @@ async fn job_history_pages_through_older_jobs() {
         );
         store.enqueue(&job, 1_000 + i).await.expect("enqueue");
     }
-    let rows = |p: &crate::support::Page| p.body.matches("<tr id=\"job-").count();
+    let rows = |p: &testkit::Page| p.body.matches("<tr id=\"job-").count();
     let first = admin.get("/jobs").await;
     assert_eq!(rows(&first), 100);
     assert!(first.body.contains("page 104") && !first.body.contains("page 4<"));
