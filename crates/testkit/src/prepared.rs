@@ -14,6 +14,7 @@ use crate::wait::eventually;
 pub const MAILBOX: &str = "printer@contoso.example";
 /// The SMTP submitter the clients log in as (AUTH PLAIN).
 pub const SUBMITTER: &str = "loadgen";
+/// The submitter's password.
 pub const PASSWORD: &str = ADMIN_PASSWORD;
 
 /// fakecloud on free ports, with a short device-code poll interval.

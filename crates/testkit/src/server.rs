@@ -9,6 +9,8 @@ use hikyaku::config::Config;
 
 use crate::browser::Browser;
 
+/// hikyaku started in-process (`hikyaku::app::start`) over its own data
+/// directory, with a clock the test can move.
 pub struct TestServer {
     pub base: String,
     pub setup_url: Option<String>,
