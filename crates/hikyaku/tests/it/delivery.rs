@@ -1005,7 +1005,8 @@ async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
         env.delivery.wake();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // The token endpoint fails while the access tokens expire.
+    // The token endpoint fails while the access tokens expire (windows of
+    // time, as above).
     for fault in [
         HttpFault::Status(500),
         HttpFault::Down,
@@ -1018,7 +1019,8 @@ async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
         env.cloud.set_token_endpoint_fault(HttpFault::None);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // The grant is revoked mid-load: jobs wait, then re-authorization.
+    // The grant is revoked mid-load: jobs wait a while (a window of time,
+    // as above), then re-authorization.
     env.cloud.revoke_grants(env.mailbox);
     env.cloud.expire_access_tokens();
     env.cloud.close_idle_smtp_connections();
