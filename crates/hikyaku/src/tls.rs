@@ -528,15 +528,13 @@ pub fn tls_reason(err: &rustls::Error) -> Reason {
     use rustls::Error as E;
     match err {
         E::InvalidCertificate(ce) => certificate_reason(ce),
-        E::NoCertificatesPresented => Reason::text("the server presented no certificate"),
+        E::NoCertificatesPresented => Reason::new("tls-no-certificate"),
         E::AlertReceived(alert) => Reason::new("tls-alert").arg("alert", format!("{alert:?}")),
-        E::PeerIncompatible(p) => Reason::text(format!(
-            "the server does not support a TLS version or cipher suite we accept (TLS 1.2 or later): {p:?}"
-        )),
+        E::PeerIncompatible(p) => Reason::new("tls-incompatible").arg("detail", format!("{p:?}")),
         E::InvalidMessage(_) => Reason::new("tls-not-tls"),
-        E::PeerMisbehaved(p) => Reason::text(format!("the server broke the TLS protocol ({p:?})")),
-        E::General(msg) => Reason::text(format!("TLS error: {msg}")),
-        other => Reason::text(format!("TLS error: {other}")),
+        E::PeerMisbehaved(p) => Reason::new("tls-misbehaved").arg("detail", format!("{p:?}")),
+        E::General(msg) => Reason::new("tls-error").arg("detail", msg),
+        other => Reason::new("tls-error").arg("detail", other),
     }
 }
 
@@ -557,7 +555,7 @@ fn certificate_reason(ce: &CertificateError) -> Reason {
         C::NotValidYetContext { time, not_before } => Reason::new("tls-not-yet-valid-at")
             .arg("not_before", format_unix(not_before.as_secs()))
             .arg("now", format_unix(time.as_secs())),
-        C::NotValidForName => Reason::text("certificate is not valid for this host name"),
+        C::NotValidForName => Reason::new("tls-wrong-name-bare"),
         C::NotValidForNameContext {
             expected,
             presented,
@@ -575,20 +573,16 @@ fn certificate_reason(ce: &CertificateError) -> Reason {
                         .join(", ")
                 },
             ),
-        C::Revoked => Reason::text("certificate has been revoked"),
-        C::BadSignature => Reason::text("certificate signature is invalid"),
-        C::BadEncoding => Reason::text("certificate is malformed"),
-        C::UnhandledCriticalExtension => {
-            Reason::text("certificate has a critical extension we do not understand")
-        }
-        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
-            Reason::text("certificate is not meant for TLS servers (extended key usage)")
-        }
+        C::Revoked => Reason::new("tls-revoked"),
+        C::BadSignature => Reason::new("tls-bad-signature"),
+        C::BadEncoding => Reason::new("tls-malformed"),
+        C::UnhandledCriticalExtension => Reason::new("tls-critical-extension"),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => Reason::new("tls-purpose"),
         C::Other(other) => match other.0.downcast_ref::<TlsError>() {
             Some(ours) => ours.reason(),
-            None => Reason::text(format!("certificate rejected: {}", other.0)),
+            None => Reason::new("tls-rejected").arg("detail", &other.0),
         },
-        other => Reason::text(format!("certificate rejected: {other}")),
+        other => Reason::new("tls-rejected").arg("detail", other),
     }
 }
 
@@ -1072,6 +1066,24 @@ mod tests {
              use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off"
         );
         assert_eq!(TlsError::NoHosts.reason(), Reason::text(TlsError::NoHosts));
+        // The English of the other TLS reasons is what it always was.
+        for (err, text) in [
+            (
+                rustls::Error::NoCertificatesPresented,
+                "the server presented no certificate",
+            ),
+            (rustls::Error::General("x".into()), "TLS error: x"),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::Revoked),
+                "certificate has been revoked",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+                "certificate is not valid for this host name",
+            ),
+        ] {
+            assert_eq!(describe_tls_error(&err), text);
+        }
     }
 
     #[test]

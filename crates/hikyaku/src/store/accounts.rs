@@ -154,7 +154,7 @@ pub struct TokenGrant {
 pub fn new_authorization_ended(reason: Option<&Reason>) -> Reason {
     let reason = reason
         .cloned()
-        .unwrap_or_else(|| Reason::text("no reason given"));
+        .unwrap_or_else(|| Reason::new("no-reason-given"));
     Reason::new("new-authorization-ended").nested("reason", reason)
 }
 

@@ -317,9 +317,7 @@ impl Inner {
                         return;
                     }
                     "bad_verification_code" => {
-                        let reason = Reason::text(
-                            "internal error: Microsoft did not accept the device code — get a new code",
-                        );
+                        let reason = Reason::new("device-code-rejected");
                         self.device_failed(id, task_id, reason).await;
                         return;
                     }
@@ -362,16 +360,11 @@ impl Inner {
         use oauth2::TokenResponse as _;
         let id = a.id;
         let Some(refresh) = t.refresh_token() else {
-            let reason = "the provider issued no refresh token: check that offline access is allowed (Microsoft: the offline_access permission; Google: revoke hikyaku's access in the Google account, then authorize again)";
+            let reason = Reason::new("no-refresh-token");
             self.store
-                .set_authorization(
-                    id,
-                    None,
-                    TokenStatus::Error.as_str(),
-                    Some(&Reason::text(reason)),
-                )
+                .set_authorization(id, None, TokenStatus::Error.as_str(), Some(&reason))
                 .await?;
-            return Err(TokensError::Provider(reason.into()));
+            return Err(TokensError::Provider(reason.to_string()));
         };
         let mailbox = t
             .extra_fields()
