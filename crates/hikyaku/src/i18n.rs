@@ -281,7 +281,8 @@ impl Reason {
     }
 
     /// The text in the language of `tr`. A code this version does not know
-    /// (a newer version wrote it) shows as its stored form, not as nothing.
+    /// (a newer version wrote it), or arguments that do not fit its message,
+    /// show as the stored form rather than as nothing.
     pub fn render(&self, tr: &Tr) -> String {
         self.msg().try_render(tr).unwrap_or_else(|| self.to_json())
     }
