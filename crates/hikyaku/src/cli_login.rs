@@ -41,7 +41,9 @@ pub async fn microsoft(store: &Store, tokens: &TokenService) -> Result<(), Login
     }
     let report = tokens.check_connection(account.id).await?;
     if report.status != crate::connection::ConnectionStatus::Successful {
-        return Err(LoginError::Connection(report.reason.unwrap_or_default()));
+        return Err(LoginError::Connection(
+            report.reason.map(|r| r.to_string()).unwrap_or_default(),
+        ));
     }
     let code = match tokens.pending_device_code(account.id).await? {
         Some(c) => c,
@@ -63,7 +65,9 @@ pub async fn microsoft(store: &Store, tokens: &TokenService) -> Result<(), Login
             "error" | "not_registered" => {
                 println!();
                 return Err(LoginError::Failed(
-                    a.token_reason.unwrap_or_else(|| "stopped".into()),
+                    a.token_reason
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "stopped".into()),
                 ));
             }
             _ => {}

@@ -20,16 +20,17 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, signed_secs};
+use crate::i18n::Reason;
 use crate::store::Store;
 use crate::store::accounts::Account;
-use crate::tokens::status::ENDPOINT_UNREACHABLE;
+use crate::tokens::status::endpoint_unreachable;
 use crate::tokens::{TokenService, TokenStatus};
 
 /// The token reason while no valid access token exists after a jump and the
 /// token endpoint cannot be reached. Shown to administrators.
-pub const NO_TOKEN_AFTER_JUMP: &str = "no valid access token: it could not be refreshed after the system clock changed \
-     because the token endpoint is unreachable — hikyaku retries and returns to Active by itself when it answers; \
-     check the network and proxy settings (authorize again only if this persists)";
+pub fn no_token_after_jump() -> Reason {
+    Reason::new("no-token-after-jump")
+}
 
 /// First and largest pause between the healing retries.
 const HEAL_FIRST: Duration = Duration::from_secs(2);
@@ -85,7 +86,7 @@ impl JumpReaction {
                     .set_token_status(
                         a.id,
                         TokenStatus::Error.as_str(),
-                        Some(NO_TOKEN_AFTER_JUMP),
+                        Some(&no_token_after_jump()),
                         None,
                     )
                     .await
@@ -144,12 +145,12 @@ impl JumpReaction {
 fn needs_healing(a: &Account) -> bool {
     a.has_refresh_token
         && TokenStatus::parse(&a.token_status) == TokenStatus::Active
-        && a.token_warning.as_deref() == Some(ENDPOINT_UNREACHABLE)
+        && a.token_warning == Some(endpoint_unreachable())
 }
 
 /// Marked Error by [`JumpReaction::handle`] (not by a provider refusal).
 fn is_marked(a: &Account) -> bool {
     a.has_refresh_token
         && TokenStatus::parse(&a.token_status) == TokenStatus::Error
-        && a.token_reason.as_deref() == Some(NO_TOKEN_AFTER_JUMP)
+        && a.token_reason == Some(no_token_after_jump())
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::i18n::Reason;
 use crate::proxy::ProxySettings;
-use crate::tls::{TlsPolicy, describe_tls_error};
+use crate::tls::{TlsPolicy, tls_reason};
 
 /// How long one check may take in total.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -50,10 +51,10 @@ pub enum FailureKind {
 pub struct ConnectionReport {
     pub status: ConnectionStatus,
     pub kind: Option<FailureKind>,
-    /// Human-readable reason for a failure.
-    pub reason: Option<String>,
+    /// Why the check failed.
+    pub reason: Option<Reason>,
     /// Shown even on success, e.g. "certificate verification is off" or clock skew.
-    pub warning: Option<String>,
+    pub warning: Option<Reason>,
     /// Server `Date` minus our clock, corrected by half the round trip.
     pub clock_skew_secs: Option<i64>,
     pub http_status: Option<u16>,
@@ -93,69 +94,17 @@ mod rfc3339 {
     }
 }
 
-/// The texts of connection reasons and warnings, with `{holes}` (see
-/// [`crate::template`]); the Remote UI recognises them to translate them.
-pub mod texts {
-    pub const VERIFY_OFF: &str = "certificate verification is off: the connection is encrypted, \
-         but the server's identity is not checked — turn Verify Server Certificate on when possible";
-    pub const SKEW_BEHIND: &str = "this device's clock is {secs} s behind the server's — set the date and time (or an NTP server); \
-         certificate and token checks may fail";
-    pub const SKEW_AHEAD: &str = "this device's clock is {secs} s ahead of the server's — set the date and time (or an NTP server); \
-         certificate and token checks may fail";
-    pub const TENANT_NOT_FOUND: &str =
-        "tenant not found (HTTP {code}, AADSTS90002) — check the Tenant ID or domain name";
-    pub const PROXY_AUTH: &str =
-        "the proxy requires authentication (HTTP 407) — check the proxy settings";
-    pub const HTTP_404: &str =
-        "the server answered HTTP {status} — check the URL (tenant, domain or endpoint path)";
-    pub const HTTP_4XX: &str =
-        "the server answered HTTP {status} — check the settings for this provider";
-    pub const HTTP_5XX: &str =
-        "the server answered HTTP {status} — the provider has a problem; try again later";
-    pub const HTTP_OTHER: &str = "the server answered HTTP {status}";
-    pub const NO_ANSWER: &str =
-        "no answer from {target} within {secs} s — check the network, firewall and proxy settings";
-    pub const DNS: &str =
-        "could not resolve the host name '{host}' — check the DNS server settings";
-    pub const PROXY_FAILED: &str =
-        "the proxy refused or failed the connection ({detail}) — check the proxy settings";
-    pub const REFUSED: &str =
-        "connection to {target} was refused — nothing is listening there, or a firewall rejects it";
-    pub const UNREACHABLE: &str =
-        "{target} is unreachable — check the network settings (default gateway) and proxy";
-    pub const CLOSED: &str = "the connection to {target} was closed unexpectedly — a firewall or proxy may be interfering";
-    pub const CONNECT_TIMEOUT: &str =
-        "connecting to {target} timed out — check the network, firewall and proxy settings";
-    pub const CONNECT_FAILED: &str = "could not connect to {target} ({detail})";
-    pub const URL_UNUSABLE: &str = "the URL '{url}' is not usable ({detail})";
-    pub const REQUEST_FAILED: &str = "the request to {target} failed ({detail})";
-    pub const VIA_PROXY_CREDENTIALS_REFUSED: &str = "the proxy {proxy} refused the credentials (HTTP 407) — check the proxy user name and password in Management → Network";
-    pub const VIA_PROXY_CREDENTIALS_MISSING: &str = "the proxy {proxy} asked for credentials (HTTP 407) — enter the proxy user name and password in Management → Network";
-    pub const VIA_PROXY_REFUSED: &str = "the proxy {proxy} refused the connection — check the proxy host and port in Management → Network, and that the proxy is running";
-    pub const VIA_PROXY_TIMEOUT: &str = "connecting to the proxy {proxy} timed out — check the proxy host and port in Management → Network, and the firewall";
-    pub const VIA_PROXY_DNS: &str = "the proxy host name '{host}' could not be resolved — check the proxy host in Management → Network and the DNS server settings";
-    pub const VIA_PROXY_CONNECT: &str = "could not connect to the proxy {proxy} ({detail}) — check the proxy host and port in Management → Network";
-    pub const VIA_PROXY_FORBIDDEN: &str = "the proxy {proxy} refused to open a connection to {target} (for example HTTP 403) — ask the proxy administrator to allow it, or add the host to the no-proxy list in Management → Network";
-    pub const VIA_PROXY_CLOSED: &str = "the proxy {proxy} closed the connection while opening the tunnel to {target} — check the proxy port in Management → Network (it must be an HTTP proxy)";
-    pub const VIA_PROXY_OTHER: &str = "the proxy {proxy} failed the connection to {target} ({detail}) — check the proxy settings in Management → Network";
-}
-
-use crate::template::fill;
-use texts as T;
-
-const VERIFY_OFF_WARNING: &str = T::VERIFY_OFF;
-
 /// A warning when the clock is off by more than ±5 minutes.
-pub fn skew_warning(skew_secs: i64) -> Option<String> {
+pub fn skew_warning(skew_secs: i64) -> Option<Reason> {
     if skew_secs.abs() <= MAX_SKEW_SECS {
         return None;
     }
-    let template = if skew_secs > 0 {
-        T::SKEW_BEHIND
+    let code = if skew_secs > 0 {
+        "skew-behind"
     } else {
-        T::SKEW_AHEAD
+        "skew-ahead"
     };
-    Some(fill(template, &[("secs", &skew_secs.abs().to_string())]))
+    Some(Reason::new(code).arg("secs", skew_secs.abs()))
 }
 
 /// Check `url` with the outbound TLS policy and proxy; see [`check_with_timeout`].
@@ -183,7 +132,7 @@ pub async fn check_with_timeout(
     let mut report = ConnectionReport::not_checked(sent_at);
     let mut warnings = Vec::new();
     if !policy.verify {
-        warnings.push(VERIFY_OFF_WARNING.to_owned());
+        warnings.push(Reason::new("verify-off"));
     }
 
     let client = match crate::http::client_via(policy, proxy, timeout) {
@@ -191,8 +140,8 @@ pub async fn check_with_timeout(
         Err(e) => {
             report.status = ConnectionStatus::Failed;
             report.kind = Some(FailureKind::Tls);
-            report.reason = Some(e.to_string());
-            report.warning = join(warnings);
+            report.reason = Some(Reason::text(e));
+            report.warning = Reason::list(warnings);
             return report;
         }
     };
@@ -235,12 +184,8 @@ pub async fn check_with_timeout(
     if let Some(w) = report.clock_skew_secs.and_then(skew_warning) {
         warnings.push(w);
     }
-    report.warning = join(warnings);
+    report.warning = Reason::list(warnings);
     report
-}
-
-fn join(warnings: Vec<String>) -> Option<String> {
-    (!warnings.is_empty()).then(|| warnings.join("; "))
 }
 
 /// Server `Date` minus our estimate of the wall clock at the moment the server
@@ -266,30 +211,27 @@ async fn read_limited(response: &mut reqwest::Response) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-fn classify_status(status: reqwest::StatusCode, body: &str) -> (FailureKind, String) {
+fn classify_status(status: reqwest::StatusCode, body: &str) -> (FailureKind, Reason) {
     let code = status.as_u16();
     let text = status.canonical_reason().unwrap_or("");
     // Microsoft answers an unknown tenant ID/domain with 400 + AADSTS90002.
     if body.contains("AADSTS90002") {
         return (
             FailureKind::NotFound,
-            fill(T::TENANT_NOT_FOUND, &[("code", &code.to_string())]),
+            Reason::new("tenant-not-found").arg("code", code),
         );
     }
     if code == 407 {
-        return (FailureKind::Proxy, T::PROXY_AUTH.to_owned());
+        return (FailureKind::Proxy, Reason::new("proxy-auth"));
     }
-    let template = match code {
-        404 => T::HTTP_404,
-        400..=499 => T::HTTP_4XX,
-        500..=599 => T::HTTP_5XX,
-        _ => T::HTTP_OTHER,
+    let reason = match code {
+        404 => Reason::new("http-404"),
+        400..=499 => Reason::new("http-4xx"),
+        500..=599 => Reason::new("http-5xx"),
+        _ => Reason::new("http-other"),
     };
     let status = format!("{code} {text}");
-    (
-        FailureKind::Http,
-        fill(template, &[("status", status.trim_end())]),
-    )
+    (FailureKind::Http, reason.arg("status", status.trim_end()))
 }
 
 /// The next error in the chain. `io::Error::source()` skips the error it wraps
@@ -374,7 +316,7 @@ pub fn proxy_failure(
     err: &(dyn std::error::Error + 'static),
     proxy: &ProxySettings,
     url: &str,
-) -> Option<String> {
+) -> Option<Reason> {
     use std::io::ErrorKind as K;
     let text = chain_text(err).to_ascii_lowercase();
     if !text.contains("tunnel error") && !text.contains("proxy") {
@@ -383,59 +325,52 @@ pub fn proxy_failure(
     let address = proxy.address();
     let target = host_port(url);
     let reason = if text.contains("proxy authorization required") {
-        let template = if proxy.username.is_some() {
-            T::VIA_PROXY_CREDENTIALS_REFUSED
+        let code = if proxy.username.is_some() {
+            "via-proxy-credentials-refused"
         } else {
-            T::VIA_PROXY_CREDENTIALS_MISSING
+            "via-proxy-credentials-missing"
         };
-        fill(template, &[("proxy", &address)])
+        Reason::new(code).arg("proxy", &address)
     } else if text.contains("failed to create underlying connection") {
         match find_io_kind(err) {
-            Some(K::ConnectionRefused) => fill(T::VIA_PROXY_REFUSED, &[("proxy", &address)]),
-            Some(K::TimedOut) => fill(T::VIA_PROXY_TIMEOUT, &[("proxy", &address)]),
+            Some(K::ConnectionRefused) => Reason::new("via-proxy-refused").arg("proxy", &address),
+            Some(K::TimedOut) => Reason::new("via-proxy-timeout").arg("proxy", &address),
             _ if text.contains("dns") || text.contains("resolve") || text.contains("lookup") => {
-                fill(T::VIA_PROXY_DNS, &[("host", &proxy.host)])
+                Reason::new("via-proxy-dns").arg("host", &proxy.host)
             }
-            _ => fill(
-                T::VIA_PROXY_CONNECT,
-                &[("proxy", &address), ("detail", &text)],
-            ),
+            _ => Reason::new("via-proxy-connect")
+                .arg("proxy", &address)
+                .arg("detail", &text),
         }
     } else if text.contains("unsuccessful") {
-        fill(
-            T::VIA_PROXY_FORBIDDEN,
-            &[("proxy", &address), ("target", &target)],
-        )
+        Reason::new("via-proxy-forbidden")
+            .arg("proxy", &address)
+            .arg("target", &target)
     } else if text.contains("unexpected end of file") || text.contains("io error") {
-        fill(
-            T::VIA_PROXY_CLOSED,
-            &[("proxy", &address), ("target", &target)],
-        )
+        Reason::new("via-proxy-closed")
+            .arg("proxy", &address)
+            .arg("target", &target)
     } else {
-        fill(
-            T::VIA_PROXY_OTHER,
-            &[("proxy", &address), ("target", &target), ("detail", &text)],
-        )
+        Reason::new("via-proxy-other")
+            .arg("proxy", &address)
+            .arg("target", &target)
+            .arg("detail", &text)
     };
     Some(reason)
 }
 
-fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> (FailureKind, String) {
+fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> (FailureKind, Reason) {
     use std::io::ErrorKind as K;
     let target = host_port(url);
     if let Some(tls) = find_rustls(err) {
-        return (FailureKind::Tls, describe_tls_error(tls));
+        return (FailureKind::Tls, tls_reason(tls));
     }
     if err.is_timeout() {
         return (
             FailureKind::Timeout,
-            fill(
-                T::NO_ANSWER,
-                &[
-                    ("target", &target),
-                    ("secs", &timeout.as_secs().to_string()),
-                ],
-            ),
+            Reason::new("no-answer")
+                .arg("target", &target)
+                .arg("secs", timeout.as_secs()),
         );
     }
     if err.is_dns() {
@@ -443,44 +378,50 @@ fn classify(err: &reqwest::Error, url: &str, timeout: Duration) -> (FailureKind,
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_else(|| url.to_owned());
-        return (FailureKind::Dns, fill(T::DNS, &[("host", &host)]));
+        return (FailureKind::Dns, Reason::new("dns").arg("host", host));
     }
     let text = chain_text(err);
     let lower = text.to_ascii_lowercase();
     if lower.contains("proxy") || lower.contains("tunnel") {
         return (
             FailureKind::Proxy,
-            fill(T::PROXY_FAILED, &[("detail", &text)]),
+            Reason::new("proxy-failed").arg("detail", &text),
         );
     }
     match find_io_kind(err) {
         Some(K::ConnectionRefused) => (
             FailureKind::Connect,
-            fill(T::REFUSED, &[("target", &target)]),
+            Reason::new("refused").arg("target", &target),
         ),
         Some(K::HostUnreachable | K::NetworkUnreachable) => (
             FailureKind::Connect,
-            fill(T::UNREACHABLE, &[("target", &target)]),
+            Reason::new("unreachable").arg("target", &target),
         ),
         Some(K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof) => (
             FailureKind::Connect,
-            fill(T::CLOSED, &[("target", &target)]),
+            Reason::new("closed").arg("target", &target),
         ),
         Some(K::TimedOut) => (
             FailureKind::Timeout,
-            fill(T::CONNECT_TIMEOUT, &[("target", &target)]),
+            Reason::new("connect-timeout").arg("target", &target),
         ),
         _ if err.is_connect() => (
             FailureKind::Connect,
-            fill(T::CONNECT_FAILED, &[("target", &target), ("detail", &text)]),
+            Reason::new("connect-failed")
+                .arg("target", &target)
+                .arg("detail", &text),
         ),
         _ if err.is_builder() => (
             FailureKind::Http,
-            fill(T::URL_UNUSABLE, &[("url", url), ("detail", &text)]),
+            Reason::new("url-unusable")
+                .arg("url", url)
+                .arg("detail", &text),
         ),
         _ => (
             FailureKind::Http,
-            fill(T::REQUEST_FAILED, &[("target", &target), ("detail", &text)]),
+            Reason::new("request-failed")
+                .arg("target", &target)
+                .arg("detail", &text),
         ),
     }
 }
@@ -529,7 +470,7 @@ mod tests {
         let r = check(&url, &TlsPolicy::default(), None, now).await;
         assert_eq!(r.status, ConnectionStatus::Failed);
         assert_eq!(r.kind, Some(FailureKind::Tls));
-        assert!(r.reason.unwrap().contains("unknown issuer"));
+        assert!(r.reason.unwrap().to_string().contains("unknown issuer"));
     }
 
     #[tokio::test]
@@ -545,7 +486,7 @@ mod tests {
         let r = check(&url, &strict, None, now).await;
         assert_eq!(r.status, ConnectionStatus::Failed);
         assert_eq!(r.kind, Some(FailureKind::Tls));
-        let reason = r.reason.unwrap();
+        let reason = r.reason.unwrap().to_string();
         assert!(
             reason.contains("certificate subject CN 'other.example' does not match host 'localhost' (Add CN to Verification Items is on)"),
             "{reason}"
@@ -565,6 +506,7 @@ mod tests {
         assert!(
             r.warning
                 .unwrap()
+                .to_string()
                 .contains("certificate verification is off")
         );
     }
@@ -587,7 +529,7 @@ mod tests {
         )
         .await;
         assert_eq!(r.kind, Some(FailureKind::Tls));
-        assert!(r.reason.unwrap().contains("expired"));
+        assert!(r.reason.unwrap().to_string().contains("expired"));
     }
 
     #[tokio::test]
@@ -606,7 +548,7 @@ mod tests {
         .await;
         assert_eq!(r.status, ConnectionStatus::Failed);
         assert_eq!(r.kind, Some(FailureKind::Connect), "{r:?}");
-        assert!(r.reason.unwrap().contains("refused"));
+        assert!(r.reason.unwrap().to_string().contains("refused"));
     }
 
     #[tokio::test]
@@ -619,7 +561,12 @@ mod tests {
         )
         .await;
         assert_eq!(r.kind, Some(FailureKind::Dns), "{r:?}");
-        assert!(r.reason.unwrap().contains("login.hikyaku-test.invalid"));
+        assert!(
+            r.reason
+                .unwrap()
+                .to_string()
+                .contains("login.hikyaku-test.invalid")
+        );
     }
 
     #[tokio::test]
@@ -672,14 +619,14 @@ mod tests {
         let r = check(&url, &trusting(&ca), None, now).await;
         assert_eq!(r.kind, Some(FailureKind::Http));
         assert_eq!(r.http_status, Some(404));
-        assert!(r.reason.unwrap().contains("404"));
+        assert!(r.reason.unwrap().to_string().contains("404"));
 
         let body = r#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'nope' not found."}"#;
         let url = serve(&ca, "localhost", http_response("400 Bad Request", "", body)).await;
         let r = check(&url, &trusting(&ca), None, now).await;
         assert_eq!(r.kind, Some(FailureKind::NotFound));
         assert_eq!(r.http_status, Some(400));
-        assert!(r.reason.unwrap().contains("tenant not found"));
+        assert!(r.reason.unwrap().to_string().contains("tenant not found"));
     }
 
     #[tokio::test]
@@ -692,7 +639,7 @@ mod tests {
         assert_eq!(r.status, ConnectionStatus::Successful);
         let skew = r.clock_skew_secs.unwrap();
         assert!((598..=602).contains(&skew), "{skew}");
-        assert!(r.warning.unwrap().contains("behind the server"));
+        assert!(r.warning.unwrap().to_string().contains("behind the server"));
 
         // In sync: no warning.
         let header = format!(
@@ -761,7 +708,7 @@ mod tests {
             )
             .await;
             assert_eq!(r.kind, Some(FailureKind::Proxy), "{needle}: {r:?}");
-            let reason = r.reason.unwrap();
+            let reason = r.reason.unwrap().to_string();
             assert!(
                 reason.contains(needle) && reason.contains(&proxy.address()),
                 "{needle}: {reason}"
@@ -784,8 +731,8 @@ mod tests {
         assert_eq!(skew_warning(0), None);
         assert_eq!(skew_warning(300), None);
         assert_eq!(skew_warning(-300), None);
-        assert!(skew_warning(301).unwrap().contains("behind"));
-        assert!(skew_warning(-900).unwrap().contains("ahead of"));
+        assert!(skew_warning(301).unwrap().to_string().contains("behind"));
+        assert!(skew_warning(-900).unwrap().to_string().contains("ahead of"));
     }
 
     #[test]

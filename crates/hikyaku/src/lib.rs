@@ -10,6 +10,7 @@ pub mod config;
 pub mod connection;
 pub mod delivery;
 pub mod http;
+pub mod i18n;
 pub mod intake;
 pub mod passwords;
 pub mod provider;

@@ -37,6 +37,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::i18n::Reason;
+
 /// How outbound TLS connections authenticate the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsPolicy {
@@ -64,17 +66,11 @@ impl Default for TlsPolicy {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The Add-CN check failed.
-    #[error(
-        "certificate subject CN '{cn}' does not match host '{host}' (Add CN to Verification Items is on) — \
-         use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off"
-    )]
+    #[error("{}", self.reason())]
     CnMismatch { cn: String, host: String },
 
     /// The Add-CN check found no CN at all.
-    #[error(
-        "certificate has no subject CN to compare with host '{host}' (Add CN to Verification Items is on) — \
-         use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off"
-    )]
+    #[error("{}", self.reason())]
     NoCommonName { host: String },
 
     /// A peer certificate could not be parsed.
@@ -165,6 +161,19 @@ pub enum TlsError {
     /// chained, so that it is said once).
     #[error("could not build the HTTP client ({0})")]
     HttpClient(reqwest::Error),
+}
+
+impl TlsError {
+    /// The error as a reason that the status pages show in their language.
+    pub fn reason(&self) -> Reason {
+        match self {
+            TlsError::CnMismatch { cn, host } => Reason::new("tls-cn-mismatch")
+                .arg("cn", cn)
+                .arg("host", host),
+            TlsError::NoCommonName { host } => Reason::new("tls-no-cn").arg("host", host),
+            other => Reason::text(other),
+        }
+    }
 }
 
 /// Install aws-lc-rs as the process-wide rustls crypto provider.
@@ -514,97 +523,66 @@ fn format_unix(secs: u64) -> String {
         .unwrap_or_else(|| format!("{secs} (Unix time)"))
 }
 
-/// The texts of the commonest TLS failure reasons, with `{holes}` (see
-/// [`crate::template`]); the Remote UI recognises them to translate them.
-pub mod texts {
-    pub const UNKNOWN_ISSUER: &str = "certificate is not trusted (unknown issuer) — add the issuing CA under CA Certificates \
-         (a TLS-inspecting proxy needs its CA added too)";
-    pub const EXPIRED: &str = "certificate has expired — renew the server certificate, or check this device's date and time";
-    pub const EXPIRED_AT: &str = "certificate has expired (valid until {not_after}, this device's clock says {now}) — renew the server certificate, \
-         or check this device's date and time";
-    pub const NOT_YET_VALID: &str =
-        "certificate is not valid yet — check this device's date and time";
-    pub const NOT_YET_VALID_AT: &str = "certificate is not valid yet (valid from {not_before}, this device's clock says {now}) — check this device's date and time";
-    pub const WRONG_NAME: &str = "certificate is not valid for host {host} (it names: {names}) — check the server name, or use a certificate that lists it";
-    pub const NOT_TLS: &str = "the server did not answer with TLS — check the port (is it a plain-text port?) and any proxy in between";
-    pub const ALERT: &str = "the server aborted the TLS handshake (alert: {alert}) — it may not support TLS 1.2 or later, or it requires a client certificate";
-}
-
-use crate::template::fill;
-
-/// A human-readable reason for a TLS failure, for the status pages and logs.
-pub fn describe_tls_error(err: &rustls::Error) -> String {
+/// A reason for a TLS failure, for the status pages and logs.
+pub fn tls_reason(err: &rustls::Error) -> Reason {
     use rustls::Error as E;
     match err {
-        E::InvalidCertificate(ce) => describe_certificate_error(ce),
-        E::NoCertificatesPresented => "the server presented no certificate".to_owned(),
-        E::AlertReceived(alert) => fill(texts::ALERT, &[("alert", &format!("{alert:?}"))]),
-        E::PeerIncompatible(p) => format!(
-            "the server does not support a TLS version or cipher suite we accept (TLS 1.2 or later): {p:?}"
-        ),
-        E::InvalidMessage(_) => texts::NOT_TLS.to_owned(),
-        E::PeerMisbehaved(p) => format!("the server broke the TLS protocol ({p:?})"),
-        E::General(msg) => format!("TLS error: {msg}"),
-        other => format!("TLS error: {other}"),
+        E::InvalidCertificate(ce) => certificate_reason(ce),
+        E::NoCertificatesPresented => Reason::new("tls-no-certificate"),
+        E::AlertReceived(alert) => Reason::new("tls-alert").arg("alert", format!("{alert:?}")),
+        E::PeerIncompatible(p) => Reason::new("tls-incompatible").arg("detail", format!("{p:?}")),
+        E::InvalidMessage(_) => Reason::new("tls-not-tls"),
+        E::PeerMisbehaved(p) => Reason::new("tls-misbehaved").arg("detail", format!("{p:?}")),
+        E::General(msg) => Reason::new("tls-error").arg("detail", msg),
+        other => Reason::new("tls-error").arg("detail", other),
     }
 }
 
-fn describe_certificate_error(ce: &CertificateError) -> String {
+/// The English of [`tls_reason`].
+pub fn describe_tls_error(err: &rustls::Error) -> String {
+    tls_reason(err).to_string()
+}
+
+fn certificate_reason(ce: &CertificateError) -> Reason {
     use CertificateError as C;
     match ce {
-        C::UnknownIssuer => texts::UNKNOWN_ISSUER.to_owned(),
-        C::Expired => texts::EXPIRED.to_owned(),
-        C::ExpiredContext { time, not_after } => fill(
-            texts::EXPIRED_AT,
-            &[
-                ("not_after", &format_unix(not_after.as_secs())),
-                ("now", &format_unix(time.as_secs())),
-            ],
-        ),
-        C::NotValidYet => texts::NOT_YET_VALID.to_owned(),
-        C::NotValidYetContext { time, not_before } => fill(
-            texts::NOT_YET_VALID_AT,
-            &[
-                ("not_before", &format_unix(not_before.as_secs())),
-                ("now", &format_unix(time.as_secs())),
-            ],
-        ),
-        C::NotValidForName => "certificate is not valid for this host name".to_owned(),
+        C::UnknownIssuer => Reason::new("tls-unknown-issuer"),
+        C::Expired => Reason::new("tls-expired"),
+        C::ExpiredContext { time, not_after } => Reason::new("tls-expired-at")
+            .arg("not_after", format_unix(not_after.as_secs()))
+            .arg("now", format_unix(time.as_secs())),
+        C::NotValidYet => Reason::new("tls-not-yet-valid"),
+        C::NotValidYetContext { time, not_before } => Reason::new("tls-not-yet-valid-at")
+            .arg("not_before", format_unix(not_before.as_secs()))
+            .arg("now", format_unix(time.as_secs())),
+        C::NotValidForName => Reason::new("tls-wrong-name-bare"),
         C::NotValidForNameContext {
             expected,
             presented,
-        } => fill(
-            texts::WRONG_NAME,
-            &[
-                ("host", &server_name_string(expected)),
-                (
-                    "names",
-                    &if presented.is_empty() {
-                        "nothing".to_owned()
-                    } else {
-                        presented
-                            .iter()
-                            .map(|p| unquote_presented(p))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    },
-                ),
-            ],
-        ),
-        C::Revoked => "certificate has been revoked".to_owned(),
-        C::BadSignature => "certificate signature is invalid".to_owned(),
-        C::BadEncoding => "certificate is malformed".to_owned(),
-        C::UnhandledCriticalExtension => {
-            "certificate has a critical extension we do not understand".to_owned()
-        }
-        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
-            "certificate is not meant for TLS servers (extended key usage)".to_owned()
-        }
+        } => Reason::new("tls-wrong-name")
+            .arg("host", server_name_string(expected))
+            .arg(
+                "names",
+                if presented.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    presented
+                        .iter()
+                        .map(|p| unquote_presented(p))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
+        C::Revoked => Reason::new("tls-revoked"),
+        C::BadSignature => Reason::new("tls-bad-signature"),
+        C::BadEncoding => Reason::new("tls-malformed"),
+        C::UnhandledCriticalExtension => Reason::new("tls-critical-extension"),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => Reason::new("tls-purpose"),
         C::Other(other) => match other.0.downcast_ref::<TlsError>() {
-            Some(ours) => ours.to_string(),
-            None => format!("certificate rejected: {}", other.0),
+            Some(ours) => ours.reason(),
+            None => Reason::new("tls-rejected").arg("detail", &other.0),
         },
-        other => format!("certificate rejected: {other}"),
+        other => Reason::new("tls-rejected").arg("detail", other),
     }
 }
 
@@ -1066,6 +1044,46 @@ mod tests {
             .and_then(|e| e.downcast_ref::<rustls::Error>())
             .expect("a rustls error");
         describe_tls_error(inner)
+    }
+
+    #[test]
+    fn cn_errors_are_reasons_with_the_same_text() {
+        let e = TlsError::CnMismatch {
+            cn: "a".into(),
+            host: "b".into(),
+        };
+        assert_eq!(e.reason().code, "tls-cn-mismatch");
+        assert_eq!(
+            e.to_string(),
+            "certificate subject CN 'a' does not match host 'b' (Add CN to Verification Items is on) — \
+             use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off"
+        );
+        let e = TlsError::NoCommonName { host: "b".into() };
+        assert_eq!(e.reason().code, "tls-no-cn");
+        assert_eq!(
+            e.to_string(),
+            "certificate has no subject CN to compare with host 'b' (Add CN to Verification Items is on) — \
+             use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off"
+        );
+        assert_eq!(TlsError::NoHosts.reason(), Reason::text(TlsError::NoHosts));
+        // The English of the other TLS reasons is what it always was.
+        for (err, text) in [
+            (
+                rustls::Error::NoCertificatesPresented,
+                "the server presented no certificate",
+            ),
+            (rustls::Error::General("x".into()), "TLS error: x"),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::Revoked),
+                "certificate has been revoked",
+            ),
+            (
+                rustls::Error::InvalidCertificate(CertificateError::NotValidForName),
+                "certificate is not valid for this host name",
+            ),
+        ] {
+            assert_eq!(describe_tls_error(&err), text);
+        }
     }
 
     #[test]

@@ -605,10 +605,12 @@ impl Delivery {
         }
         let status = TokenStatus::parse(&a.token_status);
         if status != TokenStatus::Active {
-            let detail = match (status, a.token_reason.as_deref()) {
+            let detail = match (status, a.token_reason.as_ref()) {
                 (TokenStatus::NotRegistered, _) => texts::NOT_REGISTERED.to_owned(),
                 (TokenStatus::Authorizing, _) => texts::AUTHORIZING.to_owned(),
-                (_, Some(r)) => crate::template::fill(texts::TOKEN_ERROR, &[("reason", r)]),
+                (_, Some(r)) => {
+                    crate::template::fill(texts::TOKEN_ERROR, &[("reason", &r.to_string())])
+                }
                 (_, None) => texts::TOKEN_ERROR_BARE.to_owned(),
             };
             return Attempt::Waiting {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 
 use super::{Conflict, Result, Store, StoreError};
+use crate::i18n::Reason;
 use crate::provider::Provider;
 
 /// How long a read of the accounts is reused at most. Writes through this
@@ -86,13 +87,13 @@ pub struct Account {
     pub sender: Option<String>,
     pub is_default: bool,
     pub connection_status: String,
-    pub connection_reason: Option<String>,
-    pub connection_warning: Option<String>,
+    pub connection_reason: Option<Reason>,
+    pub connection_warning: Option<Reason>,
     pub connection_checked_at: Option<i64>,
     pub clock_skew_secs: Option<i64>,
     pub token_status: String,
-    pub token_reason: Option<String>,
-    pub token_warning: Option<String>,
+    pub token_reason: Option<Reason>,
+    pub token_warning: Option<Reason>,
     pub mailbox: Option<String>,
     pub identity_verified: Option<bool>,
     pub access_expires_at: Option<i64>,
@@ -149,9 +150,20 @@ pub struct TokenGrant {
 }
 
 /// The warning left when a new authorization beside an Active token fails
-/// ([`Store::set_authorization`]); a template (see [`crate::template`]).
-pub const NEW_AUTHORIZATION_ENDED: &str =
-    "A new authorization ended: {reason}. The current authorization is still in use.";
+/// ([`Store::set_authorization`]).
+pub fn new_authorization_ended(reason: Option<&Reason>) -> Reason {
+    let reason = reason
+        .cloned()
+        .unwrap_or_else(|| Reason::new("no-reason-given"));
+    Reason::new("new-authorization-ended").nested("reason", reason)
+}
+
+/// A reason column as stored: JSON, or prose from an older version.
+fn reason(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Reason>> {
+    Ok(row
+        .try_get::<Option<String>, _>(column)?
+        .map(|text| Reason::from_stored(&text)))
+}
 
 const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at";
 
@@ -180,13 +192,13 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
         sender: row.try_get("sender")?,
         is_default: row.try_get("is_default")?,
         connection_status: row.try_get("connection_status")?,
-        connection_reason: row.try_get("connection_reason")?,
-        connection_warning: row.try_get("connection_warning")?,
+        connection_reason: reason(row, "connection_reason")?,
+        connection_warning: reason(row, "connection_warning")?,
         connection_checked_at: row.try_get("connection_checked_at")?,
         clock_skew_secs: row.try_get("clock_skew_secs")?,
         token_status: row.try_get("token_status")?,
-        token_reason: row.try_get("token_reason")?,
-        token_warning: row.try_get("token_warning")?,
+        token_reason: reason(row, "token_reason")?,
+        token_warning: reason(row, "token_warning")?,
         mailbox: row.try_get("mailbox")?,
         identity_verified: row.try_get("identity_verified")?,
         access_expires_at: row.try_get("access_expires_at")?,
@@ -315,8 +327,8 @@ impl Store {
         &self,
         id: i64,
         status: &str,
-        reason: Option<&str>,
-        warning: Option<&str>,
+        reason: Option<&Reason>,
+        warning: Option<&Reason>,
         checked_at: i64,
         skew: Option<i64>,
     ) -> Result<()> {
@@ -324,8 +336,8 @@ impl Store {
         sqlx::query("UPDATE accounts SET connection_status = ?2, connection_reason = ?3, connection_warning = ?4, connection_checked_at = ?5, clock_skew_secs = ?6 WHERE id = ?1")
             .bind(id)
             .bind(status)
-            .bind(reason)
-            .bind(warning)
+            .bind(reason.map(Reason::to_json))
+            .bind(warning.map(Reason::to_json))
             .bind(checked_at)
             .bind(skew)
             .execute(self.pool())
@@ -337,15 +349,15 @@ impl Store {
         &self,
         id: i64,
         status: &str,
-        reason: Option<&str>,
-        warning: Option<&str>,
+        reason: Option<&Reason>,
+        warning: Option<&Reason>,
     ) -> Result<()> {
         let _changing = self.accounts.changing();
         sqlx::query("UPDATE accounts SET token_status = ?2, token_reason = ?3, token_warning = ?4 WHERE id = ?1")
             .bind(id)
             .bind(status)
-            .bind(reason)
-            .bind(warning)
+            .bind(reason.map(Reason::to_json))
+            .bind(warning.map(Reason::to_json))
             .execute(self.pool())
             .await?;
         Ok(())
@@ -364,13 +376,10 @@ impl Store {
         id: i64,
         sealed: Option<&[u8]>,
         status: &str,
-        reason: Option<&str>,
+        reason: Option<&Reason>,
     ) -> Result<()> {
         let _changing = self.accounts.changing();
-        let ended = crate::template::fill(
-            NEW_AUTHORIZATION_ENDED,
-            &[("reason", reason.unwrap_or("no reason given"))],
-        );
+        let ended = new_authorization_ended(reason).to_json();
         // SET expressions read the row as it was before the UPDATE.
         sqlx::query("UPDATE accounts SET authorization = ?2, \
              token_status = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN 'active' ELSE ?3 END, \
@@ -381,7 +390,7 @@ impl Store {
             .bind(id)
             .bind(sealed)
             .bind(status)
-            .bind(reason)
+            .bind(reason.map(Reason::to_json))
             .bind(ended)
             .execute(self.pool())
             .await?;
@@ -429,6 +438,7 @@ impl Store {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use crate::i18n::{Locale, Reason, Tr};
     use crate::provider::Provider;
     use crate::store::Store;
 
@@ -442,13 +452,14 @@ mod tests {
             "not_registered"
         );
         // A write through this store: the next read sees it, cache or not.
-        here.set_token_status(id, "error", Some("revoked"), None)
+        let revoked = Reason::text("revoked");
+        here.set_token_status(id, "error", Some(&revoked), None)
             .await
             .unwrap();
         let a = here.account(id).await.unwrap();
         assert_eq!(
-            (a.token_status.as_str(), a.token_reason.as_deref()),
-            ("error", Some("revoked"))
+            (a.token_status.as_str(), a.token_reason.as_ref()),
+            ("error", Some(&revoked))
         );
         assert_eq!(
             here.accounts()
@@ -482,5 +493,38 @@ mod tests {
             here.account(9999).await,
             Err(crate::store::StoreError::NotFound)
         ));
+    }
+
+    /// A row written before reasons were data holds English prose: it is
+    /// read as legacy text and shown as it is, in every language.
+    #[tokio::test]
+    async fn prose_of_an_older_version_is_shown_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let id = store.account_for(Provider::Microsoft).await.unwrap().id;
+        let prose = "declined by the user — get a new code";
+        {
+            let _changing = store.accounts.changing();
+            sqlx::query("UPDATE accounts SET token_status = 'error', token_reason = ?2, connection_warning = ?2 WHERE id = ?1")
+                .bind(id)
+                .bind(prose)
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        let a = store.account(id).await.unwrap();
+        let reason = a.token_reason.unwrap();
+        assert_eq!(reason, Reason::legacy(prose));
+        assert_eq!(reason.to_string(), prose);
+        assert_eq!(reason.render(&Tr::new(Locale::Ja)), prose);
+        assert_eq!(a.connection_warning, Some(Reason::legacy(prose)));
+        // What this version writes reads back as the same reason.
+        let declined = Reason::new("declined");
+        store
+            .set_token_status(id, "error", Some(&declined), None)
+            .await
+            .unwrap();
+        let a = store.account(id).await.unwrap();
+        assert_eq!(a.token_reason, Some(declined));
     }
 }

@@ -361,11 +361,12 @@ impl Inner {
                 ),
             },
             Err(PasteError::Provider { error, .. }) if error == "access_denied" => {
-                let text = TokensError::AccessDenied.to_string();
+                let reason = status::access_denied();
+                let text = reason.to_string();
                 // Ends this authorization; an Active grant beside it stays.
                 if let Err(e) = self
                     .store
-                    .set_authorization(id, None, TokenStatus::Error.as_str(), Some(&text))
+                    .set_authorization(id, None, TokenStatus::Error.as_str(), Some(&reason))
                     .await
                 {
                     tracing::warn!(account = id, error = %e, "cannot store the token status");

@@ -13,9 +13,10 @@ use std::time::Duration;
 use oauth2::{AuthType, ClientId, DeviceAuthorizationUrl, Scope};
 use serde::{Deserialize, Serialize};
 
-use super::status::{self, CODE_EXPIRED, DECLINED, TokenStatus};
+use super::status::{self, TokenStatus};
 use super::wire::{self, CallError, FormOutcome, MsDeviceExtra, OClient, TokenResp};
 use super::{Inner, Pending, Setup, TokenService, TokensError, sleep_or_cancel};
+use crate::i18n::Reason;
 use crate::provider::{MICROSOFT_DEFAULT_ENDPOINT, MICROSOFT_SCOPES, Provider};
 use crate::store::accounts::Account;
 
@@ -126,7 +127,7 @@ impl TokenService {
                             "the device code endpoint cannot be reached: {t}"
                         )),
                         CallError::Oauth { error, description } => {
-                            let text = status::describe_provider_error(
+                            let reason = status::provider_error_reason(
                                 Provider::Microsoft,
                                 &error,
                                 description.as_deref(),
@@ -137,10 +138,10 @@ impl TokenService {
                                     account_id,
                                     None,
                                     TokenStatus::Error.as_str(),
-                                    Some(&text),
+                                    Some(&reason),
                                 )
                                 .await?;
-                            TokensError::Provider(text)
+                            TokensError::Provider(reason.to_string())
                         }
                     };
                     tracing::warn!(
@@ -223,7 +224,12 @@ impl Inner {
     ) -> Result<(), TokensError> {
         if p.shown.expires_at <= self.clock.unix() {
             self.store
-                .set_authorization(a.id, None, TokenStatus::Error.as_str(), Some(CODE_EXPIRED))
+                .set_authorization(
+                    a.id,
+                    None,
+                    TokenStatus::Error.as_str(),
+                    Some(&status::code_expired()),
+                )
                 .await?;
             return Ok(());
         }
@@ -250,7 +256,8 @@ impl Inner {
                 return;
             }
             if self.clock.monotonic() >= deadline || self.clock.unix() >= p.shown.expires_at {
-                self.device_failed(id, task_id, CODE_EXPIRED).await;
+                self.device_failed(id, task_id, status::code_expired())
+                    .await;
                 return;
             }
             let a = match self.account(id).await {
@@ -268,7 +275,7 @@ impl Inner {
             let transport = match self.transport(&a) {
                 Ok(t) => t,
                 Err(e) => {
-                    self.device_failed(id, task_id, &e.to_string()).await;
+                    self.device_failed(id, task_id, Reason::text(e)).await;
                     return;
                 }
             };
@@ -284,7 +291,7 @@ impl Inner {
                                 account = id,
                                 "storing the tokens of the device authorization failed"
                             );
-                            self.device_failed(id, task_id, &e.to_string()).await;
+                            self.device_failed(id, task_id, Reason::text(e)).await;
                         }
                     }
                     return;
@@ -301,25 +308,26 @@ impl Inner {
                         wait = base;
                     }
                     "authorization_declined" | "access_denied" => {
-                        self.device_failed(id, task_id, DECLINED).await;
+                        self.device_failed(id, task_id, status::declined()).await;
                         return;
                     }
                     "expired_token" => {
-                        self.device_failed(id, task_id, CODE_EXPIRED).await;
-                        return;
-                    }
-                    "bad_verification_code" => {
-                        self.device_failed(id, task_id, "internal error: Microsoft did not accept the device code — get a new code")
+                        self.device_failed(id, task_id, status::code_expired())
                             .await;
                         return;
                     }
+                    "bad_verification_code" => {
+                        let reason = Reason::new("device-code-rejected");
+                        self.device_failed(id, task_id, reason).await;
+                        return;
+                    }
                     _ => {
-                        let text = status::describe_provider_error(
+                        let reason = status::provider_error_reason(
                             Provider::Microsoft,
                             &error,
                             description.as_deref(),
                         );
-                        self.device_failed(id, task_id, &text).await;
+                        self.device_failed(id, task_id, reason).await;
                         return;
                     }
                 },
@@ -328,14 +336,14 @@ impl Inner {
     }
 
     /// Ends a device authorization with token status Error and `reason`.
-    async fn device_failed(&self, id: i64, task_id: u64, reason: &str) {
+    async fn device_failed(&self, id: i64, task_id: u64, reason: Reason) {
         if !self.is_current(id, task_id) {
             return;
         }
         tracing::info!(account = id, status = "error", "device authorization ended");
         if let Err(e) = self
             .store
-            .set_authorization(id, None, TokenStatus::Error.as_str(), Some(reason))
+            .set_authorization(id, None, TokenStatus::Error.as_str(), Some(&reason))
             .await
         {
             tracing::warn!(account = id, error = %e, "cannot store the token status");
@@ -352,11 +360,11 @@ impl Inner {
         use oauth2::TokenResponse as _;
         let id = a.id;
         let Some(refresh) = t.refresh_token() else {
-            let reason = "the provider issued no refresh token: check that offline access is allowed (Microsoft: the offline_access permission; Google: revoke hikyaku's access in the Google account, then authorize again)";
+            let reason = Reason::new("no-refresh-token");
             self.store
-                .set_authorization(id, None, TokenStatus::Error.as_str(), Some(reason))
+                .set_authorization(id, None, TokenStatus::Error.as_str(), Some(&reason))
                 .await?;
-            return Err(TokensError::Provider(reason.into()));
+            return Err(TokensError::Provider(reason.to_string()));
         };
         let mailbox = t
             .extra_fields()

@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::GoogleConfig;
 use crate::connection::{ConnectionReport, ConnectionStatus};
+use crate::i18n::Reason;
 use crate::provider::Provider;
 use crate::proxy::SharedProxy;
 use crate::secrets::{MasterKey, SecretsError};
@@ -78,9 +79,9 @@ pub enum TokensError {
         "the account is not authorized (Token Status: Not registered): do the authorization first"
     )]
     NotAuthorized,
-    /// The refresh token no longer works; the text is the stored token reason.
+    /// The refresh token no longer works; the stored token reason says why.
     #[error("{0}")]
-    ReauthorizationRequired(String),
+    ReauthorizationRequired(Reason),
     /// The token endpoint could not be reached; retrying later may work.
     #[error("{0}")]
     Temporary(String),
@@ -103,9 +104,7 @@ pub enum TokensError {
         "Google does not accept the Client ID or the Client Secret (invalid_client) — copy both again from Google Cloud → APIs & Services → Credentials and save them in Basic Settings"
     )]
     InvalidClient,
-    #[error(
-        "access was denied on Google's consent page (access_denied) — get a new URL and choose Allow"
-    )]
+    #[error("{}", status::access_denied())]
     AccessDenied,
     #[error(
         "no authorization is pending (it completed, expired, or was replaced) — check Token Status, or start again"
@@ -308,7 +307,7 @@ impl TokenService {
                     Err(reason) => {
                         let mut report = ConnectionReport::not_checked(self.inner.clock.now());
                         report.status = ConnectionStatus::Failed;
-                        report.reason = Some(reason.to_string());
+                        report.reason = Some(Reason::text(reason));
                         self.inner.save_report(account_id, &report).await?;
                         return Ok(report);
                     }
@@ -422,8 +421,8 @@ impl Inner {
             .set_connection_status(
                 id,
                 status,
-                r.reason.as_deref(),
-                r.warning.as_deref(),
+                r.reason.as_ref(),
+                r.warning.as_ref(),
                 r.checked_at.unix_timestamp(),
                 r.clock_skew_secs,
             )
@@ -539,7 +538,7 @@ mod tests {
         assert!(TokensError::Temporary("x".into()).is_temporary());
         assert!(!TokensError::CodeRejected.is_temporary());
         assert!(TokensError::Store(StoreError::Full).is_temporary());
-        assert!(!TokensError::ReauthorizationRequired("r".into()).is_temporary());
+        assert!(!TokensError::ReauthorizationRequired(Reason::text("r")).is_temporary());
     }
 
     #[test]

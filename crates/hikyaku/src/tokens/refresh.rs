@@ -14,7 +14,7 @@ use std::time::Duration;
 use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, Scope, TokenResponse as _, TokenUrl};
 
 use super::microsoft::microsoft_settings;
-use super::status::{self, ENDPOINT_UNREACHABLE, TokenStatus};
+use super::status::{self, TokenStatus};
 use super::wire::{CallError, OClient, TokenResp, Transport};
 use super::{
     AccessToken, Cached, Inner, MIN_VALIDITY, Setup, TokenService, TokensError, sleep_or_cancel,
@@ -131,7 +131,7 @@ impl Inner {
             Some(TokensError::ReauthorizationRequired(
                 a.token_reason
                     .clone()
-                    .unwrap_or_else(|| status::REAUTHORIZATION_REQUIRED.to_string()),
+                    .unwrap_or_else(status::reauthorization_required),
             ))
         } else {
             None
@@ -260,14 +260,15 @@ impl Inner {
                         .set_token_status(
                             id,
                             status.as_str(),
-                            a.token_reason.as_deref(),
-                            Some(ENDPOINT_UNREACHABLE),
+                            a.token_reason.as_ref(),
+                            Some(&status::endpoint_unreachable()),
                         )
                         .await?;
                 }
                 tracing::warn!(account = id, "token endpoint unreachable");
                 Err(TokensError::Temporary(format!(
-                    "{ENDPOINT_UNREACHABLE} ({detail})"
+                    "{} ({detail})",
+                    status::endpoint_unreachable()
                 )))
             }
             Err(RefreshFailure::Call(CallError::Oauth { error, description })) => {

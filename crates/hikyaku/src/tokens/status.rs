@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::i18n::Reason;
 use crate::provider::Provider;
 
 /// The token status of an account.
@@ -46,14 +47,25 @@ impl std::fmt::Display for TokenStatus {
     }
 }
 
-/// The reason stored when a refresh token no longer works.
-pub const REAUTHORIZATION_REQUIRED: &str = "re-authorization required";
 /// The warning shown (status stays Active) while the token endpoint cannot be reached.
-pub const ENDPOINT_UNREACHABLE: &str = "token endpoint unreachable, retrying";
+pub fn endpoint_unreachable() -> Reason {
+    Reason::new("endpoint-unreachable")
+}
+
 /// Reason after the user declined on the device login page.
-pub const DECLINED: &str = "declined by the user — get a new code";
+pub fn declined() -> Reason {
+    Reason::new("declined")
+}
+
 /// Reason after the user code expired unused.
-pub const CODE_EXPIRED: &str = "user code expired — get a new code";
+pub fn code_expired() -> Reason {
+    Reason::new("code-expired")
+}
+
+/// Reason after the user chose Cancel on Google's consent page.
+pub fn access_denied() -> Reason {
+    Reason::new("access-denied")
+}
 
 /// The first `AADSTS<digits>` code in a Microsoft `error_description`.
 pub fn aadsts_code(description: &str) -> Option<u32> {
@@ -66,43 +78,28 @@ pub fn aadsts_code(description: &str) -> Option<u32> {
 }
 
 /// Advice for an AADSTS code (protocols.md §1), or `None` for codes without one.
-pub fn aadsts_advice(code: u32) -> Option<&'static str> {
-    Some(match code {
-        50076 | 50079 => {
-            "the user must complete multi-factor authentication or MFA registration: sign in once interactively, then authorize again"
-        }
-        700082 | 70008 => {
-            "the refresh token expired (unused for too long, or the grant aged out): authorize again to get a new one"
-        }
-        70000 => {
-            "the grant is invalid or was already used (or the user revoked it): authorize again"
-        }
-        65001 => {
-            "consent is missing: an administrator must grant consent for the SMTP.Send permission in the Entra admin center (App registrations → API permissions), then authorize again"
-        }
-        7000218 => {
-            "the app registration does not allow the device code flow: in the Entra admin center open App registrations → your app → Authentication and set \"Allow public client flows\" to Yes"
-        }
-        700016 => {
-            "the application (Client ID) was not found in this tenant: check the Client ID, and that the endpoint's tenant is the one where the app is registered (or use common/organizations for a multi-tenant app)"
-        }
-        50020 => {
-            "the signed-in account belongs to another tenant: sign in with an account of this tenant, or use the endpoint tenant 'common'/'organizations' with a multi-tenant app"
-        }
-        90002 => {
-            "the tenant was not found: check the tenant part of the Microsoft Entra ID Authorization Server Endpoint"
-        }
-        50173 | 50133 => {
-            "the grant was revoked, or the user's password was changed or reset: authorize again"
-        }
-        70016 => "authorization is still pending: the user has not entered the code yet",
+pub fn aadsts_advice(code: u32) -> Option<Reason> {
+    let code = match code {
+        50076 | 50079 => "aadsts-mfa",
+        700082 | 70008 => "aadsts-expired",
+        70000 => "aadsts-invalid-grant",
+        65001 => "aadsts-consent",
+        7000218 => "aadsts-public-client",
+        700016 => "aadsts-app-not-found",
+        50020 => "aadsts-other-tenant",
+        90002 => "aadsts-tenant-not-found",
+        50173 | 50133 => "aadsts-revoked",
+        70016 => "aadsts-pending",
         _ => return None,
-    })
+    };
+    Some(Reason::new(code))
 }
 
 /// The hint shown when Google says `invalid_grant` about 7 days after the
 /// authorization: refresh tokens of External apps in "Testing" status die then.
-pub const GOOGLE_TESTING_HINT: &str = "Google ends the refresh tokens of apps whose OAuth consent screen is of user type \"External\" in publishing status \"Testing\" after 7 days: choose user type \"Internal\" (Google Workspace) or publish the app, then authorize again";
+pub fn google_testing_hint() -> Reason {
+    Reason::new("google-testing")
+}
 
 /// Whether an `invalid_grant` at `now` fits the 7-day expiry of testing apps.
 pub fn google_seven_day_expiry(authorized_at: Option<i64>, now: i64) -> bool {
@@ -113,77 +110,87 @@ pub fn google_seven_day_expiry(authorized_at: Option<i64>, now: i64) -> bool {
     })
 }
 
-/// The text stored as the token reason for a refresh that failed permanently.
+/// The token reason for a refresh that failed permanently: re-authorization
+/// required, with what to do. `error` is the provider's OAuth error code.
 pub fn refresh_failure_reason(
     provider: Provider,
     error: &str,
     description: Option<&str>,
     authorized_at: Option<i64>,
     now: i64,
-) -> String {
-    let mut advice: Vec<String> = Vec::new();
+) -> Reason {
+    let mut advice: Vec<Reason> = Vec::new();
     match provider {
         Provider::Microsoft => {
             if let Some(a) = description.and_then(aadsts_code).and_then(aadsts_advice) {
-                advice.push(a.to_string());
+                advice.push(a);
             }
         }
         Provider::Google => {
             if error == "invalid_grant" && google_seven_day_expiry(authorized_at, now) {
-                advice.push(GOOGLE_TESTING_HINT.to_string());
+                advice.push(google_testing_hint());
             }
         }
     }
-    if advice.is_empty() {
-        advice.push(generic_advice(provider, error).to_string());
+    let advice = Reason::list(advice).unwrap_or_else(|| generic_advice(provider, error));
+    match error {
+        "invalid_grant" => Reason::new("reauthorize").nested("advice", advice),
+        other => Reason::new("reauthorize-error")
+            .arg("error", other)
+            .nested("advice", advice),
     }
-    let head = match error {
-        "invalid_grant" => REAUTHORIZATION_REQUIRED.to_string(),
-        "invalid_client" => format!("{REAUTHORIZATION_REQUIRED} (invalid_client)"),
-        other => format!("{REAUTHORIZATION_REQUIRED} ({other})"),
-    };
-    format!("{head}: {}", advice.join("; "))
+}
+
+/// The token reason when a stored refresh token may not be used and no
+/// reason was stored with it.
+pub fn reauthorization_required() -> Reason {
+    Reason::new("reauthorize-bare")
 }
 
 /// Advice by OAuth error name when no AADSTS code helps.
-pub fn generic_advice(provider: Provider, error: &str) -> &'static str {
-    match (provider, error) {
-        (_, "invalid_grant") => "the refresh token was revoked or has expired: authorize again",
-        (Provider::Google, "invalid_client") => {
-            "Google does not accept the Client ID or Client Secret: check both on the Basic Settings page"
-        }
+pub fn generic_advice(provider: Provider, error: &str) -> Reason {
+    Reason::new(match (provider, error) {
+        (_, "invalid_grant") => "advice-invalid-grant",
+        (Provider::Google, "invalid_client") => "advice-google-invalid-client",
         (Provider::Microsoft, "invalid_client") | (Provider::Microsoft, "unauthorized_client") => {
-            "Microsoft does not accept the Client ID: check it, and that \"Allow public client flows\" is Yes in the app registration"
+            "advice-microsoft-invalid-client"
         }
-        (_, "invalid_scope") => {
-            "the requested permission is not allowed for this app: check the app's API permissions"
-        }
-        (_, "access_denied") => {
-            "access was denied at the consent page: authorize again and allow access"
-        }
-        _ => "authorize again",
-    }
+        (_, "invalid_scope") => "advice-invalid-scope",
+        (_, "access_denied") => "advice-access-denied",
+        _ => "advice-authorize-again",
+    })
 }
 
 /// A short, user-facing description of a provider error: its `error`, the
 /// AADSTS advice when there is one, and the description's first sentence
 /// (Microsoft's descriptions end with trace ids that help no administrator).
-pub fn describe_provider_error(
-    provider: Provider,
-    error: &str,
-    description: Option<&str>,
-) -> String {
+/// The error and the description are the provider's words, kept as they are.
+pub fn provider_error_reason(provider: Provider, error: &str, description: Option<&str>) -> Reason {
     let advice = description
         .filter(|_| provider == Provider::Microsoft)
         .and_then(aadsts_code)
         .and_then(aadsts_advice);
     let detail = description.map(first_part).filter(|d| !d.is_empty());
     match (advice, detail) {
-        (Some(a), Some(d)) => format!("{error}: {a} ({d})"),
-        (Some(a), None) => format!("{error}: {a}"),
-        (None, Some(d)) => format!("{error}: {d}"),
-        (None, None) => format!("{error}: {}", generic_advice(provider, error)),
+        (Some(a), Some(d)) => Reason::new("provider-error-advice-detail")
+            .nested("advice", a)
+            .arg("detail", d),
+        (Some(a), None) => Reason::new("provider-error-advice").nested("advice", a),
+        (None, Some(d)) => Reason::new("provider-error-detail").arg("detail", d),
+        (None, None) => {
+            Reason::new("provider-error-advice").nested("advice", generic_advice(provider, error))
+        }
     }
+    .arg("error", error)
+}
+
+/// The English of [`provider_error_reason`].
+pub fn describe_provider_error(
+    provider: Provider,
+    error: &str,
+    description: Option<&str>,
+) -> String {
+    provider_error_reason(provider, error, description).to_string()
 }
 
 /// The description without Microsoft's `Trace ID: … Correlation ID: … Timestamp: …` tail, at most 300 chars.
@@ -225,6 +232,7 @@ mod tests {
         assert!(
             aadsts_advice(7_000_218)
                 .unwrap()
+                .to_string()
                 .contains("Allow public client flows")
         );
         assert_eq!(aadsts_code("no code here"), None);
@@ -236,9 +244,19 @@ mod tests {
             assert!(aadsts_advice(code).is_some(), "{code}");
         }
         assert!(aadsts_advice(12345).is_none());
-        assert!(aadsts_advice(65001).unwrap().contains("consent"));
-        assert!(aadsts_advice(50076).unwrap().contains("multi-factor"));
-        assert!(aadsts_advice(90002).unwrap().contains("tenant"));
+        assert!(
+            aadsts_advice(65001)
+                .unwrap()
+                .to_string()
+                .contains("consent")
+        );
+        assert!(
+            aadsts_advice(50076)
+                .unwrap()
+                .to_string()
+                .contains("multi-factor")
+        );
+        assert!(aadsts_advice(90002).unwrap().to_string().contains("tenant"));
     }
 
     #[test]
@@ -252,7 +270,8 @@ mod tests {
             None,
             0,
         );
-        assert!(r.starts_with(REAUTHORIZATION_REQUIRED), "{r}");
+        let r = r.to_string();
+        assert!(r.starts_with("re-authorization required"), "{r}");
         assert!(r.contains("password"), "{r}");
         assert!(!r.contains("Trace ID"));
 
@@ -264,10 +283,12 @@ mod tests {
             Some(0),
             7 * day,
         );
+        let g = g.to_string();
         assert!(g.contains("Testing"), "{g}");
-        let g2 = refresh_failure_reason(Provider::Google, "invalid_grant", None, Some(0), 2 * day);
+        let g2 = refresh_failure_reason(Provider::Google, "invalid_grant", None, Some(0), 2 * day)
+            .to_string();
         assert!(!g2.contains("Testing"), "{g2}");
-        assert!(g2.starts_with(REAUTHORIZATION_REQUIRED));
+        assert!(g2.starts_with("re-authorization required"));
         assert!(!google_seven_day_expiry(None, 7 * day));
         assert!(google_seven_day_expiry(Some(day), 7 * day + day / 2));
         assert!(!google_seven_day_expiry(Some(0), 9 * day));

@@ -100,6 +100,7 @@ impl Transport {
         self.1
             .as_ref()
             .and_then(|p| crate::connection::proxy_failure(e, p, url))
+            .map(|r| r.to_string())
             .unwrap_or_else(|| chain(e))
     }
 }

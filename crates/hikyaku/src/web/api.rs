@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{self, ApiCaller};
 use super::errors::WebError;
-use super::i18n::Msg;
+use super::i18n::{Msg, Reason};
 use super::pages::oauth::{self, BasicInput};
 use crate::provider::Provider;
 use crate::roles::{Permission, Role};
@@ -111,6 +111,16 @@ fn provider_permission(p: Provider) -> Permission {
     }
 }
 
+/// A reason's English text, as the API has always given it.
+fn english(r: &Option<Reason>) -> Option<String> {
+    r.as_ref().map(Reason::to_string)
+}
+
+/// A reason's code, for scripts to branch on.
+fn code(r: &Option<Reason>) -> Option<&str> {
+    r.as_ref().map(|r| r.code.as_str())
+}
+
 fn account_json(a: &Account) -> Value {
     json!({
         "id": a.id,
@@ -122,13 +132,17 @@ fn account_json(a: &Account) -> Value {
         "client_id": a.client_id,
         "client_secret_set": a.has_client_secret,
         "connection_status": a.connection_status,
-        "connection_reason": a.connection_reason,
-        "connection_warning": a.connection_warning,
+        "connection_reason": english(&a.connection_reason),
+        "connection_reason_code": code(&a.connection_reason),
+        "connection_warning": english(&a.connection_warning),
+        "connection_warning_code": code(&a.connection_warning),
         "connection_checked_at": a.connection_checked_at,
         "clock_skew_secs": a.clock_skew_secs,
         "token_status": a.token_status,
-        "token_reason": a.token_reason,
-        "token_warning": a.token_warning,
+        "token_reason": english(&a.token_reason),
+        "token_reason_code": code(&a.token_reason),
+        "token_warning": english(&a.token_warning),
+        "token_warning_code": code(&a.token_warning),
         "mailbox": a.mailbox,
         "identity_verified": a.identity_verified,
         "access_token_expires_at": a.access_expires_at,
@@ -157,7 +171,8 @@ async fn status(State(state): State<AppState>, caller: ApiCaller) -> Result<Json
             "provider": a.provider.as_str(),
             "enabled": a.enabled,
             "token_status": a.token_status,
-            "token_reason": a.token_reason,
+            "token_reason": english(&a.token_reason),
+            "token_reason_code": code(&a.token_reason),
             "connection_status": a.connection_status,
             "mailbox": a.mailbox,
         })).collect::<Vec<_>>(),

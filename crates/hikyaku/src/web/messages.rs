@@ -83,7 +83,7 @@ pub fn tokens(e: &TokensError) -> Msg {
         TokensError::NoAccount(id) => Msg::new("err-tokens-no-account").arg("id", id),
         TokensError::NotConfigured(s) => setup(s),
         TokensError::NotAuthorized => Msg::new("err-tokens-not-authorized"),
-        TokensError::ReauthorizationRequired(reason) => super::reasons::token(reason),
+        TokensError::ReauthorizationRequired(reason) => reason.msg(),
         TokensError::Temporary(detail) => Msg::new("err-tokens-temporary").arg("detail", detail),
         TokensError::Provider(detail) => Msg::new("err-tokens-provider").arg("detail", detail),
         TokensError::CodeRejected => Msg::new("err-tokens-code-rejected"),

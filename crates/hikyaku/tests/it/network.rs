@@ -126,6 +126,7 @@ async fn a_stopped_proxy_is_reported_as_a_proxy_failure() {
             .is_some_and(|r| r.contains("proxy")),
         "{api}"
     );
+    assert_eq!(api["connection_reason_code"], "via-proxy-refused", "{api}");
     // A device-code request through the dead proxy says so too.
     let r = admin
         .client

@@ -1303,3 +1303,42 @@ async fn status_reasons_and_audit_details_are_shown_in_the_page_language() {
     );
     assert!(!ja_audit.contains("signed in as"), "{ja_audit}");
 }
+
+/// A database of an older version holds the account reasons as English
+/// prose: the pages (in either language) and the API show it as it is.
+#[tokio::test]
+async fn reasons_stored_as_prose_by_an_older_version_are_still_shown() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let prose = "declined by the user — get a new code";
+    let db = server.dir.path().join(hikyaku::store::DB_FILE);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the database");
+    sqlx::query(
+        "UPDATE accounts SET token_status = 'error', token_reason = ?1 WHERE provider = 'microsoft'",
+    )
+    .bind(prose)
+    .execute(&pool)
+    .await
+    .expect("write prose");
+    pool.close().await;
+    let ja = Browser::with_lang(&server, "ja");
+    ja.login("admin", ADMIN_PASSWORD).await;
+    // The store may reuse what it read for up to a second.
+    let start = std::time::Instant::now();
+    loop {
+        let page = ja.get("/settings/send/oauth/microsoft").await.body;
+        if page.contains(prose) {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let api = admin.get("/api/v1/oauth/microsoft").await.json();
+    assert_eq!(api["token_reason"], prose, "{api}");
+    assert_eq!(api["token_reason_code"], "legacy", "{api}");
+}

@@ -17,7 +17,7 @@ use crate::store::accounts::{Account, BasicSettings};
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
-use crate::web::i18n::{Tr, render_all};
+use crate::web::i18n::{Reason, Tr, render_all};
 use crate::web::reasons;
 
 /// One provider's line on the Portal.
@@ -111,10 +111,7 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
                 label: tr.t(&format!("provider-{}", a.provider.as_str())),
                 token_status: a.token_status.clone(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
-                token_reason: a
-                    .token_reason
-                    .as_deref()
-                    .map(|r| reasons::token(r).render(&tr)),
+                token_reason: a.token_reason.as_ref().map(|r| r.render(&tr)),
                 connection_status: a.connection_status.clone(),
                 connection_status_label: tr
                     .t(&format!("connection-status-{}", a.connection_status)),
@@ -197,7 +194,7 @@ pub fn signed_seconds(tr: &Tr, secs: i64) -> String {
 
 /// The stored token reason and warning of `a` in the language of `tr`.
 fn token_texts(tr: &Tr, a: &Account) -> (Option<String>, Option<String>) {
-    let render = |t: &Option<String>| t.as_deref().map(|r| reasons::token(r).render(tr));
+    let render = |r: &Option<Reason>| r.as_ref().map(|r| r.render(tr));
     (render(&a.token_reason), render(&a.token_warning))
 }
 
@@ -220,12 +217,9 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
         warnings.push(tr.t("verify-off-warning"));
     }
     if let Some(w) = &a.connection_warning {
-        warnings.push(reasons::connection(w).render(tr));
+        warnings.push(w.render(tr));
     }
-    let reason = a
-        .connection_reason
-        .as_deref()
-        .map(|r| reasons::connection(r).render(tr));
+    let reason = a.connection_reason.as_ref().map(|r| r.render(tr));
     let mailbox = a.mailbox.as_ref().map(|m| {
         if a.identity_verified == Some(false) {
             format!("{m} {}", tr.t("identity-unverified"))
