@@ -446,6 +446,13 @@ fn notice_address(text: &str) -> Result<(), String> {
     }
 }
 
+impl WebConfig {
+    /// `session_idle_minutes` in seconds, the unit the store compares with.
+    pub fn session_idle_secs(&self) -> i64 {
+        i64::try_from(self.session_idle_minutes.saturating_mul(60)).unwrap_or(i64::MAX)
+    }
+}
+
 /// The levels `log.level` accepts, alone or after `target=`.
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
