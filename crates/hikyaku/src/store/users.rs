@@ -163,22 +163,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
-            .bind(user_id)
-            .bind(password_hash)
-            .execute(&mut *tx)
-            .await?;
-        // A changed password ends every session of that user.
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn create_session(
         &self,
         id_hash: &str,
