@@ -678,6 +678,25 @@ mod tests {
         }
     }
 
+    /// `config` is a leaf: besides the address and TLS leaves it uses no
+    /// module of the crate, so any module may read the configuration.
+    #[test]
+    fn config_uses_only_leaf_modules() {
+        let source = include_str!("config.rs");
+        let needle = concat!("crate", "::");
+        for (at, _) in source.match_indices(needle) {
+            let rest = &source[at + needle.len()..];
+            let module = rest
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .next()
+                .unwrap_or_default();
+            assert!(
+                matches!(module, "address" | "tls"),
+                "config uses the module {module:?}"
+            );
+        }
+    }
+
     /// Each key's rule refuses with that key's name and the same reason.
     #[test]
     fn each_rule_refuses_with_its_own_key() {
