@@ -62,6 +62,34 @@ pub struct Running {
 /// How often delivery looks for jobs queued by other processes.
 const LOCAL_SUBMISSION_POLL: Duration = Duration::from_secs(3);
 
+/// How often sessions idle past `web.session_idle_minutes` are deleted. The
+/// web layer already refuses them; this keeps abandoned ones from piling up.
+const SESSION_PURGE_PERIOD: Duration = Duration::from_secs(10 * 60);
+
+/// Deletes, every `period` until `shutdown`, the sessions unused for more
+/// than `idle_secs`.
+fn purge_idle_sessions(
+    store: Store,
+    clock: SharedClock,
+    idle_secs: i64,
+    period: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            match store.delete_idle_sessions(clock.unix(), idle_secs).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(sessions = n, "idle sessions purged"),
+                Err(e) => tracing::warn!(error = %e, "cannot purge idle sessions"),
+            }
+        }
+    })
+}
+
 /// Opens the store and the master key of a data directory.
 pub async fn open_data(data_dir: &Path) -> Result<(Store, Arc<MasterKey>), AppError> {
     let store = Store::open(data_dir).await?;
@@ -431,6 +459,13 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         throttle: Arc::default(),
     });
     let smtp_addrs = serve_intake(&config, intake_bound, intake_tls, sink, &shutdown);
+    purge_idle_sessions(
+        store.clone(),
+        clock.clone(),
+        config.web.session_idle_secs(),
+        SESSION_PURGE_PERIOD,
+        shutdown.clone(),
+    );
     // Wall-clock jumps: audit, refresh every token, re-check connections (clockjump.rs).
     let reaction = crate::clockjump::JumpReaction {
         store: store.clone(),
@@ -565,6 +600,64 @@ async fn wait_for_signal() {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+
+    /// The purge task started by `start` deletes idle sessions on its own,
+    /// keeps the ones in use, and stops with the shutdown token.
+    #[tokio::test]
+    async fn the_purge_task_deletes_idle_sessions_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let clock: SharedClock = Arc::new(SystemClock);
+        let now = clock.unix();
+        let idle = 15 * 60;
+        let user = store
+            .create_user("alice", crate::roles::Role::Administrator, "hash", now)
+            .await
+            .unwrap();
+        store
+            .create_session("idle", user, "csrf", now - idle - 60, "127.0.0.1")
+            .await
+            .unwrap();
+        store
+            .create_session("fresh", user, "csrf", now, "127.0.0.1")
+            .await
+            .unwrap();
+        // Reads the row as it is (touch_session would mark it used).
+        let exists = |id: &'static str| {
+            let store = store.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sessions WHERE id_hash = ?1")
+                    .bind(id)
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap()
+                    == 1
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let task = purge_idle_sessions(
+            store.clone(),
+            clock.clone(),
+            idle,
+            Duration::from_millis(20),
+            shutdown.clone(),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while exists("idle").await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the idle session was not purged"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(exists("fresh").await);
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        store.close().await;
+    }
 
     fn not_found() -> std::io::Error {
         std::io::Error::from_raw_os_error(2)

@@ -1,12 +1,15 @@
-//! The configuration file (TOML). Every key is declared once: its type and
-//! default in the serde structs below, its description in [`KEYS`]; a test
-//! keeps the two in step, and `hikyaku config defaults` prints both.
+//! The configuration file (TOML). Every key is declared once, in the table
+//! given to `config_keys!` below: its description, type, default and the rule
+//! its value must pass. The serde structs, their defaults, [`KEYS`] (printed
+//! by `hikyaku config defaults`) and the checks all come from that table.
 //! Unknown keys and bad values are refused with the file, the key and why.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::address::is_plain_address;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -29,28 +32,115 @@ pub enum ConfigError {
     },
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    pub data_dir: PathBuf,
-    pub web: WebConfig,
-    pub log: LogConfig,
-    pub intake: IntakeConfig,
-    pub delivery: DeliveryConfig,
-    pub google: GoogleConfig,
+/// One documented key: its dotted path, its type and what it does.
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub ty: &'static str,
+    pub doc: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebConfig {
-    pub listen: SocketAddr,
-    pub tls_cert: String,
-    pub tls_key: String,
-    pub allow_plain_http: bool,
-    pub session_idle_minutes: u64,
-    pub setup_link_minutes: u64,
-    pub public_url: String,
+/// Builds the configuration from one table of keys. Each key is written as
+///
+/// ```text
+/// /// What it does (printed by `config defaults`, and the field's rustdoc).
+/// name: Type = default, "type word" [, rule];
+/// ```
+///
+/// under the root struct or under a `section: SectionStruct { ... }`. The
+/// optional rule is a function taking `&Type` and returning why the value is
+/// refused. From the table come the serde structs (unknown keys refused,
+/// missing keys defaulted), their `Default`s, [`KEYS`] in table order, and
+/// `check_keys`, which applies the rules in table order.
+macro_rules! config_keys {
+    (
+        $(#[$root_meta:meta])*
+        $root:ident {
+            $(
+                $(#[doc = $root_doc:literal])*
+                $root_key:ident : $root_ty:ty = $root_default:expr, $root_word:literal
+                    $(, $root_rule:expr)? ;
+            )*
+        }
+        $(
+            $(#[$section_meta:meta])*
+            $section:ident : $section_ty:ident {
+                $(
+                    $(#[doc = $doc:literal])*
+                    $key:ident : $ty:ty = $default:expr, $word:literal $(, $rule:expr)? ;
+                )*
+            }
+        )*
+    ) => {
+        $(#[$root_meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $root {
+            $( $(#[doc = $root_doc])* pub $root_key: $root_ty, )*
+            $( $(#[$section_meta])* pub $section: $section_ty, )*
+        }
+
+        impl Default for $root {
+            fn default() -> Self {
+                Self {
+                    $( $root_key: $root_default, )*
+                    $( $section: $section_ty::default(), )*
+                }
+            }
+        }
+
+        $(
+            $(#[$section_meta])*
+            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            #[serde(deny_unknown_fields, default)]
+            pub struct $section_ty {
+                $( $(#[doc = $doc])* pub $key: $ty, )*
+            }
+
+            impl Default for $section_ty {
+                fn default() -> Self {
+                    Self {
+                        $( $key: $default, )*
+                    }
+                }
+            }
+        )*
+
+        /// The description of every key, in the order `config defaults`
+        /// prints them.
+        pub const KEYS: &[KeyDoc] = &[
+            $(
+                KeyDoc {
+                    key: stringify!($root_key),
+                    ty: $root_word,
+                    doc: concat!($($root_doc),*).trim_ascii_start(),
+                },
+            )*
+            $($(
+                KeyDoc {
+                    key: concat!(stringify!($section), ".", stringify!($key)),
+                    ty: $word,
+                    doc: concat!($($doc),*).trim_ascii_start(),
+                },
+            )*)*
+        ];
+
+        impl $root {
+            /// Applies each key's rule in table order: the first key refused
+            /// and why.
+            fn check_keys(&self) -> Result<(), (&'static str, String)> {
+                $($(
+                    ($root_rule)(&self.$root_key)
+                        .map_err(|reason| (stringify!($root_key), reason))?;
+                )?)*
+                $($($(
+                    ($rule)(&self.$section.$key).map_err(|reason| {
+                        (concat!(stringify!($section), ".", stringify!($key)), reason)
+                    })?;
+                )?)*)*
+                Ok(())
+            }
+        }
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,334 +150,128 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub level: String,
-    pub format: LogFormat,
-}
+// Every key: description, name, type, default, type word and rule.
+config_keys! {
+    /// The whole configuration.
+    Config {
+        /// Directory for the SQLite store (hikyaku.sqlite), the master key
+        /// (master.key) and generated certificates. Relative paths are relative to
+        /// the working directory.
+        data_dir: PathBuf = PathBuf::from("data"), "path";
+    }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IntakeConfig {
-    pub listen: Vec<SocketAddr>,
-    pub starttls_listen: Vec<SocketAddr>,
-    pub implicit_tls_listen: Vec<SocketAddr>,
-    pub tls_cert: String,
-    pub tls_key: String,
-    pub hostname: String,
-    pub max_message_size: u64,
-    pub max_recipients: u64,
-    pub max_connections: u64,
-    pub max_connections_per_client: u64,
-    pub idle_timeout_secs: u64,
-    pub session_timeout_secs: u64,
-    pub max_auth_failures: u32,
-}
+    /// The Remote UI and the JSON API.
+    web: WebConfig {
+        /// Address of the Remote UI and JSON API. On a non-loopback address the UI
+        /// is served over HTTPS.
+        listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "address";
+        /// PEM certificate chain for the Remote UI's HTTPS. Empty: a self-signed
+        /// certificate is generated in data_dir at first start.
+        tls_cert: String = String::new(), "path";
+        /// PEM private key for web.tls_cert.
+        tls_key: String = String::new(), "path";
+        /// Serve plain HTTP on a non-loopback address. Insecure: passwords cross
+        /// the network in clear; the UI then shows a warning banner.
+        allow_plain_http: bool = false, "bool";
+        /// A signed-in session ends after this many minutes without a request.
+        session_idle_minutes: u64 = 15, "integer", positive;
+        /// How long the one-time first-start setup link stays valid.
+        setup_link_minutes: u64 = 60, "integer", positive;
+        /// Base URL users reach the Remote UI at, used in the printed setup link.
+        /// Empty: derived from web.listen.
+        public_url: String = String::new(), "url", empty_or_web_url;
+    }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeliveryConfig {
-    pub workers: u64,
-    pub max_age_hours: u64,
-    pub rate_per_minute: u64,
-    pub rewrite_from: bool,
-    pub connect_timeout_secs: u64,
-    pub command_timeout_secs: u64,
-    pub connections_per_account: u64,
-    pub connection_idle_secs: u64,
-    pub failure_notice_to: String,
-}
+    /// Logging.
+    log: LogConfig {
+        /// Log level: trace, debug, info, warn, error or off; or comma-separated
+        /// target=level directives such as "hikyaku=debug,sqlx=warn" (a bare level
+        /// may stand among them as the default). RUST_LOG overrides it.
+        level: String = "info".into(), "string", log_level;
+        /// Log line format.
+        format: LogFormat = LogFormat::Text, "text | json";
+    }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GoogleConfig {
-    pub auth_url: String,
-    pub token_url: String,
-    pub revoke_url: String,
-    pub discovery_url: String,
-    pub redirect_host: String,
-}
+    /// The SMTP listeners and what they accept.
+    intake: IntakeConfig {
+        /// Plain SMTP listeners (STARTTLS offered if intake.tls_cert is set). Keep
+        /// these on loopback unless clients authenticate.
+        listen: Vec<SocketAddr> = vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            "list of addresses";
+        /// SMTP listeners that offer STARTTLS and allow AUTH only after it (e.g.
+        /// 0.0.0.0:587). Needs intake.tls_cert.
+        starttls_listen: Vec<SocketAddr> = Vec::new(), "list of addresses";
+        /// SMTP listeners with TLS from the first byte (e.g. 0.0.0.0:465). Needs
+        /// intake.tls_cert.
+        implicit_tls_listen: Vec<SocketAddr> = Vec::new(), "list of addresses";
+        /// PEM certificate chain for the SMTP listeners' TLS.
+        tls_cert: String = String::new(), "path";
+        /// PEM private key for intake.tls_cert.
+        tls_key: String = String::new(), "path";
+        /// Name hikyaku gives itself in the SMTP greeting: a domain name or an
+        /// address literal such as [192.0.2.1].
+        hostname: String = "localhost".into(), "string", host_name;
+        /// Largest message accepted (552 5.3.4 beyond). Exchange Online accepts up
+        /// to 35 MB, Gmail 25 MB.
+        max_message_size: u64 = 35 * 1024 * 1024, "bytes", positive;
+        /// Recipients per message (452 4.5.3 beyond).
+        max_recipients: u64 = 100, "integer", positive;
+        /// SMTP connections at once, all clients together.
+        max_connections: u64 = 200, "integer", positive;
+        /// SMTP connections at once from one client address.
+        max_connections_per_client: u64 = 20, "integer", positive;
+        /// An SMTP session that sends nothing for this long is closed (421 4.4.2).
+        idle_timeout_secs: u64 = 300, "seconds", positive;
+        /// Longest SMTP session.
+        session_timeout_secs: u64 = 1800, "seconds", positive;
+        /// Failed AUTH attempts before the SMTP session is closed.
+        max_auth_failures: u32 = 3, "integer", positive;
+    }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("data"),
-            web: WebConfig::default(),
-            log: LogConfig::default(),
-            intake: IntakeConfig::default(),
-            delivery: DeliveryConfig::default(),
-            google: GoogleConfig::default(),
-        }
+    /// Delivery to the upstream servers.
+    delivery: DeliveryConfig {
+        /// Messages delivered at once.
+        workers: u64 = 4, "integer", positive;
+        /// A message still undelivered after this long (temporary failures) fails.
+        max_age_hours: u64 = 120, "hours";
+        /// Messages per minute per account (Exchange Online allows 30).
+        rate_per_minute: u64 = 30, "integer", positive;
+        /// When a message's From differs from the account's mailbox, rewrite From
+        /// to the mailbox (keeping the display name) and put the original address
+        /// in Reply-To.
+        rewrite_from: bool = true, "bool";
+        /// Timeout to connect to the upstream SMTP server.
+        connect_timeout_secs: u64 = 30, "seconds";
+        /// Timeout for each upstream SMTP reply.
+        command_timeout_secs: u64 = 120, "seconds";
+        /// Upstream SMTP connections per account at once, in use or kept open for
+        /// the next message (Exchange Online allows 3 per mailbox).
+        connections_per_account: u64 = 3, "integer", positive;
+        /// How long an upstream connection is kept open for the next message. 0: a
+        /// new connection for every message.
+        connection_idle_secs: u64 = 30, "seconds";
+        /// Where failure notices (DSN) go: an e-mail address. Empty: to the
+        /// message's envelope sender. "none": no notices.
+        failure_notice_to: String = String::new(), "address", notice_address;
+    }
+
+    /// Google's OAuth 2.0 endpoints.
+    google: GoogleConfig {
+        /// Google authorization endpoint.
+        auth_url: String = "https://accounts.google.com/o/oauth2/v2/auth".into(), "url", https_url;
+        /// Google token endpoint.
+        token_url: String = "https://oauth2.googleapis.com/token".into(), "url", https_url;
+        /// Google token revocation endpoint.
+        revoke_url: String = "https://oauth2.googleapis.com/revoke".into(), "url", https_url;
+        /// Google OpenID configuration, fetched by the Server Connection Status
+        /// check.
+        discovery_url: String =
+            "https://accounts.google.com/.well-known/openid-configuration".into(),
+            "url", https_url;
+        /// Loopback host of the redirect URI (127.0.0.1 or localhost).
+        redirect_host: String = "127.0.0.1".into(), "string", loopback_host;
     }
 }
-
-impl Default for WebConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            tls_cert: String::new(),
-            tls_key: String::new(),
-            allow_plain_http: false,
-            session_idle_minutes: 15,
-            setup_link_minutes: 60,
-            public_url: String::new(),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
-    }
-}
-
-impl Default for IntakeConfig {
-    fn default() -> Self {
-        Self {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
-            starttls_listen: Vec::new(),
-            implicit_tls_listen: Vec::new(),
-            tls_cert: String::new(),
-            tls_key: String::new(),
-            hostname: "localhost".into(),
-            max_message_size: 35 * 1024 * 1024,
-            max_recipients: 100,
-            max_connections: 200,
-            max_connections_per_client: 20,
-            idle_timeout_secs: 300,
-            session_timeout_secs: 1800,
-            max_auth_failures: 3,
-        }
-    }
-}
-
-impl Default for DeliveryConfig {
-    fn default() -> Self {
-        Self {
-            workers: 4,
-            max_age_hours: 120,
-            rate_per_minute: 30,
-            rewrite_from: true,
-            connect_timeout_secs: 30,
-            command_timeout_secs: 120,
-            connections_per_account: 3,
-            connection_idle_secs: 30,
-            failure_notice_to: String::new(),
-        }
-    }
-}
-
-impl Default for GoogleConfig {
-    fn default() -> Self {
-        Self {
-            auth_url: "https://accounts.google.com/o/oauth2/v2/auth".into(),
-            token_url: "https://oauth2.googleapis.com/token".into(),
-            revoke_url: "https://oauth2.googleapis.com/revoke".into(),
-            discovery_url: "https://accounts.google.com/.well-known/openid-configuration".into(),
-            redirect_host: "127.0.0.1".into(),
-        }
-    }
-}
-
-/// One documented key: its dotted path, its type and what it does.
-pub struct KeyDoc {
-    pub key: &'static str,
-    pub ty: &'static str,
-    pub doc: &'static str,
-}
-
-/// The description of every key, in the order `config defaults` prints them.
-pub const KEYS: &[KeyDoc] = &[
-    KeyDoc {
-        key: "data_dir",
-        ty: "path",
-        doc: "Directory for the SQLite store (hikyaku.sqlite), the master key (master.key) and generated certificates. Relative paths are relative to the working directory.",
-    },
-    KeyDoc {
-        key: "web.listen",
-        ty: "address",
-        doc: "Address of the Remote UI and JSON API. On a non-loopback address the UI is served over HTTPS.",
-    },
-    KeyDoc {
-        key: "web.tls_cert",
-        ty: "path",
-        doc: "PEM certificate chain for the Remote UI's HTTPS. Empty: a self-signed certificate is generated in data_dir at first start.",
-    },
-    KeyDoc {
-        key: "web.tls_key",
-        ty: "path",
-        doc: "PEM private key for web.tls_cert.",
-    },
-    KeyDoc {
-        key: "web.allow_plain_http",
-        ty: "bool",
-        doc: "Serve plain HTTP on a non-loopback address. Insecure: passwords cross the network in clear; the UI then shows a warning banner.",
-    },
-    KeyDoc {
-        key: "web.session_idle_minutes",
-        ty: "integer",
-        doc: "A signed-in session ends after this many minutes without a request.",
-    },
-    KeyDoc {
-        key: "web.setup_link_minutes",
-        ty: "integer",
-        doc: "How long the one-time first-start setup link stays valid.",
-    },
-    KeyDoc {
-        key: "web.public_url",
-        ty: "url",
-        doc: "Base URL users reach the Remote UI at, used in the printed setup link. Empty: derived from web.listen.",
-    },
-    KeyDoc {
-        key: "log.level",
-        ty: "string",
-        doc: "Log level: trace, debug, info, warn, error or off; or comma-separated target=level directives such as \"hikyaku=debug,sqlx=warn\" (a bare level may stand among them as the default). RUST_LOG overrides it.",
-    },
-    KeyDoc {
-        key: "log.format",
-        ty: "text | json",
-        doc: "Log line format.",
-    },
-    KeyDoc {
-        key: "intake.listen",
-        ty: "list of addresses",
-        doc: "Plain SMTP listeners (STARTTLS offered if intake.tls_cert is set). Keep these on loopback unless clients authenticate.",
-    },
-    KeyDoc {
-        key: "intake.starttls_listen",
-        ty: "list of addresses",
-        doc: "SMTP listeners that offer STARTTLS and allow AUTH only after it (e.g. 0.0.0.0:587). Needs intake.tls_cert.",
-    },
-    KeyDoc {
-        key: "intake.implicit_tls_listen",
-        ty: "list of addresses",
-        doc: "SMTP listeners with TLS from the first byte (e.g. 0.0.0.0:465). Needs intake.tls_cert.",
-    },
-    KeyDoc {
-        key: "intake.tls_cert",
-        ty: "path",
-        doc: "PEM certificate chain for the SMTP listeners' TLS.",
-    },
-    KeyDoc {
-        key: "intake.tls_key",
-        ty: "path",
-        doc: "PEM private key for intake.tls_cert.",
-    },
-    KeyDoc {
-        key: "intake.hostname",
-        ty: "string",
-        doc: "Name hikyaku gives itself in the SMTP greeting: a domain name or an address literal such as [192.0.2.1].",
-    },
-    KeyDoc {
-        key: "intake.max_message_size",
-        ty: "bytes",
-        doc: "Largest message accepted (552 5.3.4 beyond). Exchange Online accepts up to 35 MB, Gmail 25 MB.",
-    },
-    KeyDoc {
-        key: "intake.max_recipients",
-        ty: "integer",
-        doc: "Recipients per message (452 4.5.3 beyond).",
-    },
-    KeyDoc {
-        key: "intake.max_connections",
-        ty: "integer",
-        doc: "SMTP connections at once, all clients together.",
-    },
-    KeyDoc {
-        key: "intake.max_connections_per_client",
-        ty: "integer",
-        doc: "SMTP connections at once from one client address.",
-    },
-    KeyDoc {
-        key: "intake.idle_timeout_secs",
-        ty: "seconds",
-        doc: "An SMTP session that sends nothing for this long is closed (421 4.4.2).",
-    },
-    KeyDoc {
-        key: "intake.session_timeout_secs",
-        ty: "seconds",
-        doc: "Longest SMTP session.",
-    },
-    KeyDoc {
-        key: "intake.max_auth_failures",
-        ty: "integer",
-        doc: "Failed AUTH attempts before the SMTP session is closed.",
-    },
-    KeyDoc {
-        key: "delivery.workers",
-        ty: "integer",
-        doc: "Messages delivered at once.",
-    },
-    KeyDoc {
-        key: "delivery.max_age_hours",
-        ty: "hours",
-        doc: "A message still undelivered after this long (temporary failures) fails.",
-    },
-    KeyDoc {
-        key: "delivery.rate_per_minute",
-        ty: "integer",
-        doc: "Messages per minute per account (Exchange Online allows 30).",
-    },
-    KeyDoc {
-        key: "delivery.rewrite_from",
-        ty: "bool",
-        doc: "When a message's From differs from the account's mailbox, rewrite From to the mailbox (keeping the display name) and put the original address in Reply-To.",
-    },
-    KeyDoc {
-        key: "delivery.connect_timeout_secs",
-        ty: "seconds",
-        doc: "Timeout to connect to the upstream SMTP server.",
-    },
-    KeyDoc {
-        key: "delivery.command_timeout_secs",
-        ty: "seconds",
-        doc: "Timeout for each upstream SMTP reply.",
-    },
-    KeyDoc {
-        key: "delivery.connections_per_account",
-        ty: "integer",
-        doc: "Upstream SMTP connections per account at once, in use or kept open for the next message (Exchange Online allows 3 per mailbox).",
-    },
-    KeyDoc {
-        key: "delivery.connection_idle_secs",
-        ty: "seconds",
-        doc: "How long an upstream connection is kept open for the next message. 0: a new connection for every message.",
-    },
-    KeyDoc {
-        key: "delivery.failure_notice_to",
-        ty: "address",
-        doc: "Where failure notices (DSN) go: an e-mail address. Empty: to the message's envelope sender. \"none\": no notices.",
-    },
-    KeyDoc {
-        key: "google.auth_url",
-        ty: "url",
-        doc: "Google authorization endpoint.",
-    },
-    KeyDoc {
-        key: "google.token_url",
-        ty: "url",
-        doc: "Google token endpoint.",
-    },
-    KeyDoc {
-        key: "google.revoke_url",
-        ty: "url",
-        doc: "Google token revocation endpoint.",
-    },
-    KeyDoc {
-        key: "google.discovery_url",
-        ty: "url",
-        doc: "Google OpenID configuration, fetched by the Server Connection Status check.",
-    },
-    KeyDoc {
-        key: "google.redirect_host",
-        ty: "string",
-        doc: "Loopback host of the redirect URI (127.0.0.1 or localhost).",
-    },
-];
 
 impl Config {
     /// Reads and validates `path`.
@@ -416,37 +300,9 @@ impl Config {
             key,
             reason: reason.to_string(),
         };
-        let positive: [(&'static str, u64); 12] = [
-            ("web.session_idle_minutes", self.web.session_idle_minutes),
-            ("web.setup_link_minutes", self.web.setup_link_minutes),
-            ("intake.max_message_size", self.intake.max_message_size),
-            ("intake.max_recipients", self.intake.max_recipients),
-            ("intake.max_connections", self.intake.max_connections),
-            (
-                "intake.max_connections_per_client",
-                self.intake.max_connections_per_client,
-            ),
-            ("intake.idle_timeout_secs", self.intake.idle_timeout_secs),
-            (
-                "intake.session_timeout_secs",
-                self.intake.session_timeout_secs,
-            ),
-            (
-                "intake.max_auth_failures",
-                u64::from(self.intake.max_auth_failures),
-            ),
-            ("delivery.workers", self.delivery.workers),
-            ("delivery.rate_per_minute", self.delivery.rate_per_minute),
-            (
-                "delivery.connections_per_account",
-                self.delivery.connections_per_account,
-            ),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(bad(key, "must be greater than 0"));
-            }
-        }
+        self.check_keys()
+            .map_err(|(key, reason)| bad(key, &reason))?;
+        // Rules that span keys.
         if self.web.tls_cert.is_empty() != self.web.tls_key.is_empty() {
             return Err(bad(
                 "web.tls_key",
@@ -466,50 +322,6 @@ impl Config {
             return Err(bad(
                 "intake.tls_cert",
                 "TLS listeners are configured but no certificate is given",
-            ));
-        }
-        if !self.web.public_url.is_empty() {
-            match url::Url::parse(&self.web.public_url) {
-                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                _ => return Err(bad("web.public_url", "must be an http:// or https:// URL")),
-            }
-        }
-        for (key, value) in [
-            ("google.auth_url", &self.google.auth_url),
-            ("google.token_url", &self.google.token_url),
-            ("google.revoke_url", &self.google.revoke_url),
-            ("google.discovery_url", &self.google.discovery_url),
-        ] {
-            match url::Url::parse(value) {
-                Ok(u) if u.scheme() == "https" => {}
-                _ => return Err(bad(key, "must be an https:// URL")),
-            }
-        }
-        if !matches!(
-            self.google.redirect_host.as_str(),
-            "127.0.0.1" | "localhost" | "[::1]"
-        ) {
-            return Err(bad(
-                "google.redirect_host",
-                "must be 127.0.0.1, localhost or [::1]",
-            ));
-        }
-        if let Err(reason) = check_log_level(&self.log.level) {
-            return Err(bad("log.level", &reason));
-        }
-        if let Err(reason) = check_hostname(&self.intake.hostname) {
-            return Err(bad("intake.hostname", &reason));
-        }
-        let notice_to = self.delivery.failure_notice_to.trim();
-        if !notice_to.is_empty()
-            && !notice_to.eq_ignore_ascii_case("none")
-            && !is_plain_address(notice_to)
-        {
-            return Err(bad(
-                "delivery.failure_notice_to",
-                &format!(
-                    "{notice_to:?} is not an e-mail address: give an address such as postmaster@example.com, \"none\" for no notices, or leave it empty to notify the envelope sender"
-                ),
             ));
         }
         Ok(())
@@ -582,6 +394,65 @@ impl Config {
     }
 }
 
+/// Counts, sizes and timeouts for which 0 would switch the feature off or
+/// refuse everything.
+fn positive<T: Copy + Into<u64>>(value: &T) -> Result<(), String> {
+    if (*value).into() == 0 {
+        Err("must be greater than 0".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `web.public_url`: empty (derived from `web.listen`) or a web address.
+fn empty_or_web_url(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    match url::Url::parse(text) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
+        _ => Err("must be an http:// or https:// URL".into()),
+    }
+}
+
+/// Google's endpoints carry secrets and tokens: never over plain HTTP.
+fn https_url(text: &str) -> Result<(), String> {
+    match url::Url::parse(text) {
+        Ok(u) if u.scheme() == "https" => Ok(()),
+        _ => Err("must be an https:// URL".into()),
+    }
+}
+
+/// The redirect URI of a loopback authorization must point at this machine.
+fn loopback_host(text: &str) -> Result<(), String> {
+    if matches!(text, "127.0.0.1" | "localhost" | "[::1]") {
+        Ok(())
+    } else {
+        Err("must be 127.0.0.1, localhost or [::1]".into())
+    }
+}
+
+/// `delivery.failure_notice_to`: empty, "none" or an address that can be
+/// written into RCPT TO as it is.
+fn notice_address(text: &str) -> Result<(), String> {
+    let notice_to = text.trim();
+    if notice_to.is_empty() || notice_to.eq_ignore_ascii_case("none") || is_plain_address(notice_to)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{notice_to:?} is not an e-mail address: give an address such as postmaster@example.com, \"none\" for no notices, or leave it empty to notify the envelope sender"
+        ))
+    }
+}
+
+impl WebConfig {
+    /// `session_idle_minutes` in seconds, the unit the store compares with.
+    pub fn session_idle_secs(&self) -> i64 {
+        i64::try_from(self.session_idle_minutes.saturating_mul(60)).unwrap_or(i64::MAX)
+    }
+}
+
 /// The levels `log.level` accepts, alone or after `target=`.
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
@@ -590,7 +461,7 @@ const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"]
 /// A bare word that is not a level would be taken by tracing as a target
 /// name, silently switching every other log line off (the first-start setup
 /// link included), so it is refused.
-fn check_log_level(text: &str) -> Result<(), String> {
+fn log_level(text: &str) -> Result<(), String> {
     let allowed = "use trace, debug, info, warn, error or off, or target=level directives separated by commas such as \"hikyaku=debug,sqlx=warn\"";
     let is_level = |w: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(w.trim()));
     if text.trim().is_empty() {
@@ -616,7 +487,7 @@ fn check_log_level(text: &str) -> Result<(), String> {
 
 /// `intake.hostname` goes into the 220 greeting and the EHLO reply as it is:
 /// a domain name (letters, digits, hyphens, dots) or an address literal.
-fn check_hostname(host: &str) -> Result<(), String> {
+fn host_name(host: &str) -> Result<(), String> {
     let allowed =
         "give a domain name such as mail.example.com or an address literal such as [192.0.2.1]";
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -646,14 +517,6 @@ fn check_hostname(host: &str) -> Result<(), String> {
     } else {
         Err(format!("{host:?} is not a domain name: {allowed}"))
     }
-}
-
-/// An address that can stand between `<` and `>` as it is: a local part and
-/// a domain, without white space, controls or special characters.
-fn is_plain_address(addr: &str) -> bool {
-    addr.rsplit_once('@')
-        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
-        && crate::delivery::rewrite::is_safe_address(addr)
 }
 
 #[cfg(test)]
@@ -812,6 +675,77 @@ mod tests {
                     && err.contains("not an e-mail address"),
                 "{bad:?}: {err}"
             );
+        }
+    }
+
+    /// `config` is a leaf: besides the address and TLS leaves it uses no
+    /// module of the crate, so any module may read the configuration.
+    #[test]
+    fn config_uses_only_leaf_modules() {
+        let source = include_str!("config.rs");
+        let needle = concat!("crate", "::");
+        for (at, _) in source.match_indices(needle) {
+            let rest = &source[at + needle.len()..];
+            let module = rest
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .next()
+                .unwrap_or_default();
+            assert!(
+                matches!(module, "address" | "tls"),
+                "config uses the module {module:?}"
+            );
+        }
+    }
+
+    /// Each key's rule refuses with that key's name and the same reason.
+    #[test]
+    fn each_rule_refuses_with_its_own_key() {
+        let zero = "must be greater than 0";
+        let https = "must be an https:// URL";
+        for (key, value, reason) in [
+            ("web.session_idle_minutes", "0", zero),
+            ("web.setup_link_minutes", "0", zero),
+            ("intake.max_message_size", "0", zero),
+            ("intake.max_recipients", "0", zero),
+            ("intake.max_connections", "0", zero),
+            ("intake.max_connections_per_client", "0", zero),
+            ("intake.idle_timeout_secs", "0", zero),
+            ("intake.session_timeout_secs", "0", zero),
+            ("intake.max_auth_failures", "0", zero),
+            ("delivery.workers", "0", zero),
+            ("delivery.rate_per_minute", "0", zero),
+            ("delivery.connections_per_account", "0", zero),
+            (
+                "web.public_url",
+                "\"ftp://example.com\"",
+                "must be an http:// or https:// URL",
+            ),
+            ("google.auth_url", "\"http://example.com\"", https),
+            ("google.token_url", "\"http://example.com\"", https),
+            ("google.revoke_url", "\"http://example.com\"", https),
+            ("google.discovery_url", "\"not a url\"", https),
+            (
+                "google.redirect_host",
+                "\"example.com\"",
+                "must be 127.0.0.1, localhost or [::1]",
+            ),
+        ] {
+            let (table, name) = key.split_once('.').unwrap();
+            assert_eq!(
+                refusal(&format!("[{table}]\n{name} = {value}\n")),
+                format!("invalid configuration file x.toml: key `{key}`: {reason}")
+            );
+        }
+        // Keys without a rule take any value of their type.
+        for (key, value) in [
+            ("delivery.max_age_hours", "0"),
+            ("delivery.connect_timeout_secs", "0"),
+            ("delivery.connection_idle_secs", "0"),
+            ("web.public_url", "\"\""),
+        ] {
+            let (table, name) = key.split_once('.').unwrap();
+            let text = format!("[{table}]\n{name} = {value}\n");
+            assert!(Config::parse(&text, "x.toml").is_ok(), "{text}");
         }
     }
 

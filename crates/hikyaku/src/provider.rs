@@ -60,12 +60,4 @@ impl Provider {
             Provider::Google => ("smtp.gmail.com", 587),
         }
     }
-
-    /// The scope an access token must carry to send over SMTP.
-    pub fn smtp_scope(self) -> &'static str {
-        match self {
-            Provider::Microsoft => "https://outlook.office.com/SMTP.Send",
-            Provider::Google => "https://mail.google.com/",
-        }
-    }
 }

@@ -17,6 +17,9 @@ use std::ops::Range;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+// The check belongs to the address concept; delivery keeps naming it here.
+pub(crate) use crate::address::is_safe_address;
+
 /// Rewrites the From field of `message` to `mailbox` (see the module docs).
 /// Returns the message unchanged when `enabled` is off, when From already is
 /// the mailbox, or when `mailbox` is not a usable address. A message without
@@ -162,17 +165,6 @@ fn parse_addresses(field: &[u8]) -> Vec<(Option<String>, Option<String>)> {
             )
         })
         .collect()
-}
-
-/// Whether `addr` can be written between `<` and `>` as it is: no white
-/// space, controls or characters that end or split the address.
-pub(crate) fn is_safe_address(addr: &str) -> bool {
-    !addr.is_empty()
-        && addr.len() <= 320
-        && addr.contains('@')
-        && addr
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && !"<>()[],;:\"\\".contains(c))
 }
 
 /// `"Name" <addr>`, or `addr` alone when there is no usable name.

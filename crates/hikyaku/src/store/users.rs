@@ -163,22 +163,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn set_password(&self, user_id: i64, password_hash: &str) -> Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
-            .bind(user_id)
-            .bind(password_hash)
-            .execute(&mut *tx)
-            .await?;
-        // A changed password ends every session of that user.
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn create_session(
         &self,
         id_hash: &str,
@@ -242,12 +226,18 @@ impl Store {
         Ok(())
     }
 
-    pub async fn delete_idle_sessions(&self, older_than: i64) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE last_seen_at < ?1")
-            .bind(older_than)
-            .execute(self.pool())
-            .await?
-            .rows_affected())
+    /// Deletes every session unused for more than `idle_secs` (the rule
+    /// [`Store::touch_session`] applies to one), returning how many. Sessions
+    /// nobody comes back to would otherwise stay in the table for ever.
+    pub async fn delete_idle_sessions(&self, now: i64, idle_secs: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM sessions WHERE last_seen_at < ?1 - ?2")
+                .bind(now)
+                .bind(idle_secs)
+                .execute(self.pool())
+                .await?
+                .rows_affected(),
+        )
     }
 
     pub async fn create_api_token(
@@ -320,5 +310,49 @@ impl Store {
         } else {
             SetupTokenState::Valid
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use crate::roles::Role;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn idle_sessions_are_purged_and_used_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let now = 1_000_000;
+        let idle = 15 * 60;
+        let user = store
+            .create_user("alice", Role::Administrator, "hash", now)
+            .await
+            .unwrap();
+        for (id, last_seen) in [
+            ("fresh", now - 10),
+            ("at-limit", now - idle),
+            ("idle", now - idle - 1),
+            ("long-gone", now - 30 * 24 * 3600),
+        ] {
+            store
+                .create_session(id, user, "csrf", last_seen, "127.0.0.1")
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.delete_idle_sessions(now, idle).await.unwrap(), 2);
+        // What is left is exactly what touch_session still accepts (a
+        // limit that large only reads, it expires nothing).
+        for (id, kept) in [
+            ("fresh", true),
+            ("at-limit", true),
+            ("idle", false),
+            ("long-gone", false),
+        ] {
+            let found = store.touch_session(id, now, i64::MAX).await.unwrap();
+            assert_eq!(found.is_some(), kept, "{id}");
+        }
+        assert_eq!(store.delete_idle_sessions(now, idle).await.unwrap(), 0);
+        store.close().await;
     }
 }

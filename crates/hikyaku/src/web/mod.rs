@@ -66,7 +66,7 @@ impl AppState {
     }
 
     pub fn idle_secs(&self) -> i64 {
-        i64::try_from(self.config.web.session_idle_minutes.saturating_mul(60)).unwrap_or(i64::MAX)
+        self.config.web.session_idle_secs()
     }
 
     pub fn wake_delivery(&self) {
