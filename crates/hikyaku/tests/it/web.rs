@@ -1303,3 +1303,39 @@ async fn status_reasons_and_audit_details_are_shown_in_the_page_language() {
     );
     assert!(!ja_audit.contains("signed in as"), "{ja_audit}");
 }
+
+/// `next=` leads only to a page of this site: characters that browsers
+/// drop or read as `/` cannot make it leave, and control characters give a
+/// redirect home, not an error (also at sign-in, after the session exists).
+#[tokio::test]
+async fn next_never_leaves_the_site_nor_fails() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    for next in [
+        "/%09/evil.example",
+        "/%5C/evil.example",
+        "/%0D%0ASet-Cookie:%20x=1",
+        "/%0Bx",
+    ] {
+        let r = admin.get(&format!("/lang/en?next={next}")).await;
+        assert_eq!(r.status, 303, "{next}: {}", r.body);
+        assert_eq!(r.location.as_deref(), Some("/"), "{next}");
+    }
+    let b = Browser::new(&server);
+    let csrf = b.get("/login").await.csrf();
+    for next in ["/\r\nSet-Cookie: x=1", "/\u{b}x", "/\t/evil.example"] {
+        let r = b
+            .post_form(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("username", "admin"),
+                    ("password", ADMIN_PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "{next:?}: {}", r.body);
+        assert_eq!(r.location.as_deref(), Some("/"), "{next:?}");
+    }
+}
