@@ -169,7 +169,11 @@ pub(crate) async fn devicecode(
     let device_code = format!("DAQABIQEAAAB{}", random_token(120));
     let user_code = new_user_code();
     let expires_in = shared.opts.device_code_lifetime_secs;
-    let verification_uri = format!("{}/devicelogin", shared.base_url);
+    let verification_uri = shared
+        .opts
+        .verification_uri
+        .clone()
+        .unwrap_or_else(|| format!("{}/devicelogin", shared.base_url));
     {
         let mut inner = shared.lock();
         inner.device_grants.insert(

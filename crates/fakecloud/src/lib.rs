@@ -70,6 +70,9 @@ pub struct Options {
     pub google_client_secret: String,
     /// Tenants known besides `common`, `organizations` and `consumers`.
     pub tenants: Vec<String>,
+    /// A `verification_uri` to hand out instead of the real one, as a
+    /// hostile or broken authorization server would.
+    pub verification_uri: Option<String>,
 }
 
 impl Default for Options {
@@ -85,6 +88,7 @@ impl Default for Options {
             google_client_id: "google-client-id.apps.googleusercontent.com".to_owned(),
             google_client_secret: "google-client-secret".to_owned(),
             tenants: Vec::new(),
+            verification_uri: None,
         }
     }
 }

@@ -16,6 +16,13 @@ pub struct Throttle {
 const THROTTLE_FREE_FAILURES_USER: u32 = 3;
 const THROTTLE_FREE_FAILURES_ADDR: u32 = 10;
 const THROTTLE_MAX_DELAY: i64 = 300;
+/// A persistent guesser (over 20 failures) is remembered this long.
+const THROTTLE_LONG_MEMORY: i64 = 24 * 60 * 60;
+/// Entries kept at most: anyone may add keys (a new user name or address
+/// per request), so the map is capped; the oldest go first.
+const MAX_ENTRIES: usize = 10_000;
+/// Longest user name kept in a key, in bytes.
+pub const MAX_KEY_NAME: usize = 256;
 
 impl Throttle {
     fn delay(key: &str, failures: u32) -> i64 {
@@ -49,7 +56,23 @@ impl Throttle {
                 entry.1 = now;
             }
             // Forget entries that have long cooled down, so the map stays small.
-            map.retain(|_, (n, last)| now - *last < THROTTLE_MAX_DELAY * 2 || *n > 20);
+            map.retain(|_, (n, last)| {
+                let memory = if *n > 20 {
+                    THROTTLE_LONG_MEMORY
+                } else {
+                    THROTTLE_MAX_DELAY * 2
+                };
+                now - *last < memory
+            });
+            if map.len() > MAX_ENTRIES {
+                // Drop the tenth that failed longest ago, at once, so that a
+                // flood does not sort the map on every request.
+                let mut lasts: Vec<i64> = map.values().map(|(_, last)| *last).collect();
+                let cut = (map.len() - MAX_ENTRIES + MAX_ENTRIES / 10).min(lasts.len() - 1);
+                let (_, threshold, _) = lasts.select_nth_unstable(cut);
+                let threshold = *threshold;
+                map.retain(|k, (_, last)| *last > threshold || keys.contains(k));
+            }
         }
     }
 
@@ -61,10 +84,79 @@ impl Throttle {
         }
     }
 
+    /// The keys of a login attempt; a user name is cut to [`MAX_KEY_NAME`]
+    /// bytes (on a character boundary), so that its key stays small.
     pub fn keys(user: &str, addr: &str) -> Vec<String> {
         vec![
-            format!("user:{}", user.to_ascii_lowercase()),
+            format!("user:{}", bounded(user).to_ascii_lowercase()),
             format!("addr:{addr}"),
         ]
+    }
+
+    /// Entries held (for tests of the cap).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.failures.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// `text` cut to at most [`MAX_KEY_NAME`] bytes on a character boundary.
+pub fn bounded(text: &str) -> &str {
+    if text.len() <= MAX_KEY_NAME {
+        return text;
+    }
+    let mut end = MAX_KEY_NAME;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_map_is_capped_and_keeps_the_newest() {
+        let t = Throttle::default();
+        for i in 0..(MAX_ENTRIES as i64 + 500) {
+            t.fail(
+                &Throttle::keys(&format!("u{i}"), "192.0.2.1"),
+                1_000 + i / 100,
+            );
+        }
+        assert!(t.len() <= MAX_ENTRIES + 1, "{}", t.len());
+        // The address that keeps failing is still throttled.
+        assert!(
+            t.wait(&Throttle::keys("x", "192.0.2.1"), 1_000 + 105)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn long_user_names_make_bounded_keys() {
+        let long = "あ".repeat(1000);
+        let keys = Throttle::keys(&long, "192.0.2.1");
+        assert!(keys[0].len() <= MAX_KEY_NAME + "user:".len());
+        assert_eq!(Throttle::keys(&format!("{long}x"), "a")[0], keys[0]);
+    }
+
+    #[test]
+    fn persistent_guessers_are_forgotten_after_a_day() {
+        let t = Throttle::default();
+        let keys = Throttle::keys("admin", "192.0.2.9");
+        for _ in 0..30 {
+            t.fail(&keys, 0);
+        }
+        t.fail(
+            &Throttle::keys("other", "198.51.100.1"),
+            THROTTLE_LONG_MEMORY - 1,
+        );
+        assert_eq!(t.len(), 4);
+        t.fail(
+            &Throttle::keys("other", "198.51.100.1"),
+            THROTTLE_LONG_MEMORY + 1,
+        );
+        assert_eq!(t.len(), 2, "the day-old entries are gone");
     }
 }

@@ -94,6 +94,7 @@ seed-note-microsoft = After switching OAuth 2.0 off, using it again requires red
 seed-note-google = After switching OAuth 2.0 off, using it again requires redoing Step 2.
 seed-preparation = Make sure the date and time are correct before setting up OAuth 2.0.
 verify-off-warning = Server certificate verification is off: the connection is encrypted but the server is not authenticated.
+verification-uri-not-https = The sign-in address from the authorization server is not an https address, so it is not offered as a link. Check the Microsoft Entra ID Authorization Server Endpoint in Edit Basic Settings.
 saved = Saved.
 send-test = Send Test E-mail
 test-recipient = Recipient

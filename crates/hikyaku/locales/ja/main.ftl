@@ -94,6 +94,7 @@ seed-note-microsoft = OAuth2.0を使用しない設定に変更したあとに�
 seed-note-google = OAuth2.0を使用しない設定に変更したあとに、再度使用する場合は、Step 2の設定をやりなおします。
 seed-preparation = OAuth2.0認証の設定をする前に、本機の日付と時刻が正しく設定されていることを確認します。
 verify-off-warning = サーバー証明書の検証がOFFです。通信は暗号化されますが、サーバーの正当性は確認されません。
+verification-uri-not-https = 認可サーバーから受け取ったサインイン用のアドレスがhttpsではないため、リンクにしていません。基本設定の編集でMicrosoft Entra ID認可サーバーのエンドポイントを確認してください。
 saved = 保存しました。
 send-test = テストメールを送信
 test-recipient = 宛先

@@ -27,6 +27,9 @@ pub enum Rejection {
     LineTooLong,
     /// More than the configured maximum message size.
     TooBig,
+    /// A NUL octet: not text in any SMTP body type (RFC 6152 §2 excludes it
+    /// from 8BITMIME too), and many servers cut the message at it.
+    Nul,
 }
 
 /// What the collector made of the data once the final dot arrived.
@@ -62,6 +65,9 @@ impl Scanner {
         for (i, &b) in input.iter().enumerate() {
             if self.prev == b'\r' && b != b'\n' || b == b'\n' && self.prev != b'\r' {
                 return (i, Some(Rejection::BareNewline));
+            }
+            if b == 0 {
+                return (i, Some(Rejection::Nul));
             }
             if b == b'\n' {
                 self.line_len = 0;

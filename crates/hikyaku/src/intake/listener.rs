@@ -30,6 +30,7 @@ pub async fn serve<S: IntakeSink>(
     let limiter = ConnectionLimiter::new(
         config.limits.max_connections,
         config.limits.max_connections_per_client,
+        config.limits.max_connections_per_network,
     );
     let sessions = TaskTracker::new();
     let busy = format!("421 4.7.0 {} Too many connections\r\n", config.hostname);

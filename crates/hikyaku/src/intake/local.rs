@@ -36,6 +36,10 @@ pub enum LocalError {
         "no recipients: give them as arguments, or use -t to read them from the To, Cc and Bcc headers"
     )]
     NoRecipients,
+    #[error(
+        "the message contains a NUL byte, which mail cannot carry: send binary content as an attachment (base64)"
+    )]
+    Nul,
     #[error("the queue could not store the message: {0}")]
     Store(StoreError),
 }
@@ -346,6 +350,10 @@ pub async fn enqueue(
             size: message.len(),
             limit,
         });
+    }
+    // The SMTP listener refuses NUL too (554 5.6.0); both paths agree.
+    if message.contains(&0) {
+        return Err(LocalError::Nul);
     }
     let job = new_job(submitter, "local", None, mail_from, recipients, message);
     store.enqueue(&job, clock.unix()).await?;

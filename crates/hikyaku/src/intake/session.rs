@@ -115,7 +115,16 @@ enum Stop {
     Eof,
     IdleTimeout,
     SessionTimeout,
+    /// A command line or the data came in slower than the minimum.
+    TooSlow,
     Shutdown,
+}
+
+/// The moment at which `received` octets since `started` fall below the
+/// minimum data rate of `limits`.
+fn too_slow_after(limits: &super::Limits, started: Instant, received: u64) -> Instant {
+    let due = received.saturating_mul(1000) / limits.min_data_rate.max(1);
+    started + limits.data_grace.max(std::time::Duration::from_millis(due))
 }
 
 /// One framed input line.
@@ -280,6 +289,14 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                     format_args!("{host} Error: timeout exceeded"),
                 );
             }
+            Stop::TooSlow => {
+                info!(peer = %self.peer, "closing: the client sends too slowly");
+                self.reply(
+                    421,
+                    [4, 4, 2],
+                    format_args!("{host} Error: transfer too slow"),
+                );
+            }
             Stop::Shutdown => {
                 info!(peer = %self.peer, "closing: shutting down");
                 self.reply(421, [4, 3, 2], format_args!("{host} Service shutting down"));
@@ -291,8 +308,13 @@ impl<'a, S: IntakeSink> Session<'a, S> {
 
     // ---- input ---------------------------------------------------------
 
-    /// Reads more bytes into `inbuf`, after flushing pending replies.
-    async fn read_more<T>(&mut self, io: &mut T) -> Result<Option<Stop>, IntakeError>
+    /// Reads more bytes into `inbuf`, after flushing pending replies. `slow`
+    /// is when the bytes expected now count as too slow.
+    async fn read_more<T>(
+        &mut self,
+        io: &mut T,
+        slow: Option<Instant>,
+    ) -> Result<Option<Stop>, IntakeError>
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
@@ -301,7 +323,13 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         if now >= self.deadline {
             return Ok(Some(Stop::SessionTimeout));
         }
-        let wait = self.config.limits.idle_timeout.min(self.deadline - now);
+        if slow.is_some_and(|at| now >= at) {
+            return Ok(Some(Stop::TooSlow));
+        }
+        let mut wait = self.config.limits.idle_timeout.min(self.deadline - now);
+        if let Some(at) = slow {
+            wait = wait.min(at - now);
+        }
         let shutdown = self.shutdown;
         self.inbuf.reserve(READ_CHUNK);
         let read = tokio::select! {
@@ -311,6 +339,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         };
         match read {
             Err(_) if Instant::now() >= self.deadline => Ok(Some(Stop::SessionTimeout)),
+            Err(_) if slow.is_some_and(|at| Instant::now() >= at) => Ok(Some(Stop::TooSlow)),
             Err(_) => Ok(Some(Stop::IdleTimeout)),
             Ok(Ok(0)) => Ok(Some(Stop::Eof)),
             Ok(Ok(_)) => Ok(None),
@@ -323,6 +352,8 @@ impl<'a, S: IntakeSink> Session<'a, S> {
     where
         T: AsyncRead + AsyncWrite + Unpin,
     {
+        // When the first byte of a partial line was seen.
+        let mut started: Option<Instant> = None;
         loop {
             if let Some(lf) = self.inbuf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.inbuf.drain(..=lf).collect();
@@ -340,7 +371,11 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                 self.inbuf.clear();
                 self.skipping_line = true;
             }
-            if let Some(stop) = self.read_more(io).await? {
+            if started.is_none() && (!self.inbuf.is_empty() || self.skipping_line) {
+                started = Some(Instant::now());
+            }
+            let slow = started.map(|at| at + self.config.limits.command_line_timeout);
+            if let Some(stop) = self.read_more(io, slow).await? {
                 return Ok(Line::Stop(stop));
             }
         }
@@ -818,6 +853,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         // CHUNKING is not offered; still skip the chunk's octets so they are
         // not read as commands.
         let mut left = chunk_size;
+        let started = Instant::now();
         loop {
             let n = left.min(self.inbuf.len());
             self.inbuf.drain(..n);
@@ -825,7 +861,8 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             if left == 0 {
                 break;
             }
-            if let Some(stop) = self.read_more(io).await? {
+            let slow = too_slow_after(&self.config.limits, started, (chunk_size - left) as u64);
+            if let Some(stop) = self.read_more(io, Some(slow)).await? {
                 return self.goodbye(io, stop).await;
             }
         }
@@ -850,13 +887,17 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         self.reply_raw("354 End data with <CR><LF>.<CR><LF>");
 
         let mut collector = Collector::new(self.config.limits.max_message_size);
+        let started = Instant::now();
+        let mut received: u64 = 0;
         let outcome = loop {
             let (used, outcome) = collector.ingest(&self.inbuf);
             self.inbuf.drain(..used);
+            received += used as u64;
             if let Some(outcome) = outcome {
                 break outcome;
             }
-            if let Some(stop) = self.read_more(io).await? {
+            let slow = too_slow_after(&self.config.limits, started, received);
+            if let Some(stop) = self.read_more(io, Some(slow)).await? {
                 // Disconnect, timeout or shutdown before the final dot: nothing
                 // was accepted, so nothing is stored.
                 info!(peer = %self.peer, ?stop, "message abandoned before its end");
@@ -880,6 +921,9 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                         "larger than intake.max_message_size ({} bytes)",
                         self.config.limits.max_message_size
                     ),
+                    Rejection::Nul => {
+                        "a NUL byte in the data (the client must encode binary content)".to_owned()
+                    }
                 };
                 warn!(peer = %self.peer, %reason, "message refused");
                 match why {
@@ -887,6 +931,11 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                         self.reply(554, [5, 6, 0], "Bare LF or CR not allowed");
                     }
                     Rejection::LineTooLong => self.reply(500, [5, 5, 2], "Line too long"),
+                    Rejection::Nul => self.reply(
+                        554,
+                        [5, 6, 0],
+                        "NUL bytes not allowed in a message; encode binary content (base64)",
+                    ),
                     Rejection::TooBig => self.reply(
                         552,
                         [5, 3, 4],

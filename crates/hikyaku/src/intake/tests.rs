@@ -706,6 +706,95 @@ async fn eight_bit_and_utf8_are_preserved() {
 }
 
 #[tokio::test]
+async fn a_trickled_command_line_is_cut_off() {
+    let sink = Arc::new(TestSink::default());
+    let mut config = plain_config();
+    // Each byte comes well within the idle timeout; the line as a whole not.
+    config.limits.idle_timeout = Duration::from_secs(10);
+    config.limits.command_line_timeout = Duration::from_millis(300);
+    let (io, session) = spawn_session(config, &sink, FRIEND, CancellationToken::new());
+    let mut c = Client::new(io);
+    c.reply().await;
+    let started = std::time::Instant::now();
+    for b in b"EHLO slow.example" {
+        if c.io.get_mut().write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        c.reply().await,
+        "421 4.4.2 mx.test Error: transfer too slow\r\n"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    session.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn data_below_the_minimum_rate_is_cut_off_and_nothing_stored() {
+    let sink = Arc::new(TestSink::default());
+    let mut config = plain_config();
+    config.limits.idle_timeout = Duration::from_secs(10);
+    config.limits.data_grace = Duration::from_millis(300);
+    config.limits.min_data_rate = 1000;
+    let (io, session) = spawn_session(config, &sink, FRIEND, CancellationToken::new());
+    let mut c = Client::new(io);
+    c.reply().await;
+    c.cmd("EHLO c").await;
+    c.cmd("MAIL FROM:<a@b>").await;
+    c.cmd("RCPT TO:<c@d>").await;
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    // 20 octets a tenth of a second: 200 octets/s, under the 1000 asked for.
+    let reply = loop {
+        let _ = c.io.get_mut().write_all(b"slow line of data\r\n").await;
+        let mut buf = [0u8; 256];
+        if let Ok(n) = tokio::time::timeout(Duration::from_millis(100), c.io.read(&mut buf)).await {
+            break String::from_utf8_lossy(&buf[..n.unwrap()]).into_owned();
+        }
+    };
+    assert_eq!(reply, "421 4.4.2 mx.test Error: transfer too slow\r\n");
+    session.await.unwrap().unwrap();
+    assert!(sink.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn a_fast_client_is_not_cut_off_by_the_rate() {
+    let sink = Arc::new(TestSink::default());
+    let mut config = plain_config();
+    config.limits.data_grace = Duration::from_millis(100);
+    config.limits.min_data_rate = 1000;
+    let body = "y".repeat(78) + "\r\n";
+    let input = format!(
+        "EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n{}.\r\nQUIT\r\n",
+        body.repeat(100)
+    );
+    let out = transcript(config, &sink, FRIEND, input.as_bytes()).await;
+    assert_eq!(codes(&out), [220, 250, 250, 250, 354, 250, 221], "{out}");
+}
+
+#[tokio::test]
+async fn nul_bytes_are_refused() {
+    let sink = Arc::new(TestSink::default());
+    let input = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nSubject: x\r\n\r\nbin\x00ary\r\n.\r\n\
+                  MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nclean\r\n.\r\nQUIT\r\n";
+    let out = transcript(plain_config(), &sink, FRIEND, input).await;
+    assert!(
+        out.contains(
+            "554 5.6.0 NUL bytes not allowed in a message; encode binary content (base64)\r\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        codes(&out),
+        [220, 250, 250, 250, 354, 554, 250, 250, 354, 250, 221],
+        "{out}"
+    );
+    let accepted = sink.accepted();
+    assert_eq!(accepted.len(), 1, "only the clean message");
+    assert_eq!(accepted[0].data, b"clean\r\n");
+}
+
+#[tokio::test]
 async fn misc_commands_and_ordering() {
     let sink = Arc::new(TestSink::default());
     let input = "MAIL FROM:<a@b>\r\nFOO\r\nEHLO c\r\nRCPT TO:<c@d>\r\nDATA\r\nVRFY x\r\nHELP\r\nEXPN x\r\n\

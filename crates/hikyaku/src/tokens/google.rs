@@ -305,6 +305,16 @@ impl Inner {
         }
     }
 
+    /// Whether `state` is the state of the account's pending Google
+    /// authorization (compared in constant time).
+    async fn is_pending_state(&self, id: i64, state: Option<&str>) -> bool {
+        let Some(state) = state else { return false };
+        match self.pending(id).await {
+            Ok(Some(Pending::Google(p))) => bool::from(state.as_bytes().ct_eq(p.state.as_bytes())),
+            _ => false,
+        }
+    }
+
     /// Handles one browser request; `true` when the authorization completed.
     async fn serve_redirect(&self, id: i64, mut stream: TcpStream) -> bool {
         let mut head = Vec::new();
@@ -360,6 +370,19 @@ impl Inner {
                     e.to_string(),
                 ),
             },
+            // Only the browser sent back by Google knows the state; any
+            // other request must not end the pending authorization.
+            Err(PasteError::Provider { error, state, .. })
+                if error == "access_denied"
+                    && !self.is_pending_state(id, state.as_deref()).await =>
+            {
+                (
+                    false,
+                    "400 Bad Request",
+                    "Authorization failed",
+                    TokensError::StateMismatch.to_string(),
+                )
+            }
             Err(PasteError::Provider { error, .. }) if error == "access_denied" => {
                 let reason = status::access_denied();
                 let text = reason.to_string();

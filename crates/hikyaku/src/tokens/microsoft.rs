@@ -382,3 +382,28 @@ impl Inner {
         .await
     }
 }
+
+impl DeviceCode {
+    /// Whether `verification_uri` may be offered as a link: `https:`, or
+    /// `http:` to this host (local test servers). Any other scheme
+    /// (`javascript:`, `data:`) from a configured endpoint is shown as text.
+    pub fn is_browser_link(&self) -> bool {
+        is_browser_link(&self.verification_uri)
+    }
+}
+
+fn is_browser_link(uri: &str) -> bool {
+    let Ok(url) = url::Url::parse(uri) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}

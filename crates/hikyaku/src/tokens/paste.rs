@@ -26,6 +26,8 @@ pub(crate) enum PasteError {
     Provider {
         error: String,
         description: Option<String>,
+        /// The redirect's `state`, which must be the pending authorization's.
+        state: Option<String>,
     },
     /// Anything else.
     Invalid(PasteProblem),
@@ -61,7 +63,9 @@ pub enum PasteProblem {
 impl std::fmt::Display for PasteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PasteError::Provider { error, description } => {
+            PasteError::Provider {
+                error, description, ..
+            } => {
                 write!(f, "the address carries error={error}")?;
                 if let Some(d) = description {
                     write!(f, " ({d})")?;
@@ -127,6 +131,7 @@ pub(crate) fn parse(pasted: &str) -> Result<PastedCode, PasteError> {
         return Err(PasteError::Provider {
             error,
             description: error_description,
+            state: state.filter(|s| !s.is_empty()),
         });
     }
     let Some(code) = code else {

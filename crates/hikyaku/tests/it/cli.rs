@@ -309,6 +309,16 @@ async fn send_and_sendmail_queue_messages() {
         "{}",
         text(&big)
     );
+    let nul = hikyaku(
+        dir.path(),
+        &["sendmail", "-f", "a@example.com", "x@example.com"],
+        b"Subject: x\n\nbin\x00ary\n",
+    );
+    assert!(
+        !nul.status.success() && text(&nul).contains("NUL byte"),
+        "{}",
+        text(&nul)
+    );
     let opt = hikyaku(dir.path(), &["sendmail", "-bs"], b"");
     assert!(!opt.status.success() && text(&opt).contains("not supported"));
     let addr = hikyaku(

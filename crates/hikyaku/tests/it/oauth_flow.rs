@@ -760,3 +760,30 @@ async fn google_is_administrator_only_and_switching_off_revokes() {
         "the token was revoked at Google"
     );
 }
+
+/// A configured endpoint whose device code answer carries a `javascript:`
+/// sign-in address: the page shows the address as text with a warning,
+/// never as a link.
+#[tokio::test]
+async fn a_verification_uri_that_is_not_https_is_not_a_link() {
+    let fc = FakeCloud::start(Options {
+        device_poll_interval_secs: 1,
+        verification_uri: Some("javascript:alert(document.cookie)".to_owned()),
+        ..Options::default()
+    })
+    .await
+    .expect("fakecloud starts");
+    let server = server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    trust(&admin, &fc).await;
+    let r = edit_microsoft(&admin, &fc.entra_endpoint("organizations"), &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = refresh(&admin, "microsoft").await;
+    assert!(by_id(&page, "user-code").is_some(), "{}", page.body);
+    assert_eq!(
+        by_id(&page, "verification-uri").as_deref(),
+        Some("javascript:alert(document.cookie)")
+    );
+    assert!(!page.body.contains("href=\"javascript:"), "{}", page.body);
+    assert!(page.body.contains("not an https address"), "{}", page.body);
+}

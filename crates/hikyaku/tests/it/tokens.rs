@@ -660,6 +660,60 @@ async fn google_loopback_listener_completes_without_paste() {
     .await;
 }
 
+/// Only Google's own redirect (with the pending authorization's `state`)
+/// can end an authorization at the loopback listener: a bare
+/// `?error=access_denied` from any local process changes nothing.
+#[tokio::test]
+async fn google_loopback_listener_needs_the_state_to_end_an_authorization() {
+    let env = Env::new(Options::default()).await;
+    let svc = env.service();
+    let id = env.google().await;
+    let auth = svc.google_authorization_url(id).await.unwrap();
+    assert!(auth.loopback_listening);
+    let browser = reqwest::Client::builder().build().unwrap();
+    for forged in ["?error=access_denied", "?error=access_denied&state=guessed"] {
+        let r = browser
+            .get(format!("{}{forged}", auth.redirect_uri))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{forged}");
+        assert!(r.text().await.unwrap().contains("state"), "{forged}");
+        let a = env.account(id).await;
+        assert_eq!(
+            a.token_status, "authorizing",
+            "{forged} ended the authorization"
+        );
+    }
+    // Google's real answer still completes it.
+    let redirect = env.cloud.google_consent(&auth.url, GMAIL).unwrap();
+    let page = browser.get(&redirect).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(env.account(id).await.token_status, "active");
+
+    // A refusal that carries the right state does end a new authorization.
+    let auth = svc.google_authorization_url(id).await.unwrap();
+    let state = url::Url::parse(&auth.url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let r = browser
+        .get(format!(
+            "{}?error=access_denied&state={state}",
+            auth.redirect_uri
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("denied"));
+    let a = env.account(id).await;
+    assert_eq!(a.token_status, "active", "the working grant stays");
+    assert!(a.token_warning.is_some(), "the ended authorization is said");
+}
+
 #[tokio::test]
 async fn google_refresh_and_disable_revokes_and_clears() {
     let env = Env::new(Options::default()).await;

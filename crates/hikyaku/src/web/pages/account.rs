@@ -131,6 +131,8 @@ fn on_off(tr: &Tr, b: bool) -> String {
 /// The pending device code as the Microsoft page shows it.
 pub struct DeviceView {
     pub verification_uri: String,
+    /// The address may be a link (see `tokens::microsoft::is_browser_link`).
+    pub link: bool,
     pub user_code: String,
     pub message: String,
     pub expires: String,

@@ -177,11 +177,48 @@ impl DoneQuery {
     }
 }
 
-fn safe_next(next: &str) -> String {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
-        next.to_string()
-    } else {
-        "/".to_string()
+/// `next` when it names a page of this site, else `/`: an absolute path of
+/// URL-safe characters that, resolved against this origin, stays on it.
+/// Browsers drop tabs and newlines and read `\\` as `/`, so `/\t/evil` or
+/// `/\\evil` would leave the site; control characters would also make the
+/// `Location` header invalid.
+pub(crate) fn safe_next(next: &str) -> String {
+    const BASE: &str = "http://origin.invalid/";
+    let url_safe = |c: char| c.is_ascii_alphanumeric() || "-._~/?#[]@!$&'()*+,;=%:".contains(c);
+    if !next.starts_with('/') || next.starts_with("//") || !next.chars().all(url_safe) {
+        return "/".to_string();
+    }
+    let Ok(base) = url::Url::parse(BASE) else {
+        return "/".to_string();
+    };
+    match base.join(next) {
+        Ok(u) if u.origin() == base.origin() => u[url::Position::BeforePath..].to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod next_tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed() {
+        for (next, expected) in [
+            ("/settings", "/settings"),
+            ("/jobs?state=failed&q=a%20b", "/jobs?state=failed&q=a%20b"),
+            ("/\t/evil.example", "/"),
+            ("/\n/evil.example", "/"),
+            ("/\r\nSet-Cookie: x=1", "/"),
+            ("/\u{b}x", "/"),
+            ("//evil.example", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example/", "/"),
+            ("javascript:alert(1)", "/"),
+            ("", "/"),
+            ("/%09/evil.example", "/%09/evil.example"),
+        ] {
+            assert_eq!(safe_next(next), expected, "{next:?}");
+        }
     }
 }
 

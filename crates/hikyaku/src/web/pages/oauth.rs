@@ -169,6 +169,7 @@ pub async fn device_view(state: &AppState, a: &Account) -> Result<Option<DeviceV
         .await
         .map_err(WebError::from)?;
     Ok(code.map(|d| DeviceView {
+        link: d.is_browser_link(),
         verification_uri: d.verification_uri,
         user_code: d.user_code,
         message: d.message,
