@@ -2,6 +2,7 @@
 //! SMTP hand it messages; it sends them through Exchange Online or Gmail with
 //! OAuth 2.0. See the README for the flow of a message and the module map.
 
+pub mod admin;
 pub mod app;
 pub mod cli_login;
 pub mod clock;

@@ -102,6 +102,11 @@ impl Ui {
     pub fn role_label(&self) -> String {
         self.tr.t(&format!("role-{}", self.role.as_str()))
     }
+
+    /// Who the operations layer acts for.
+    pub fn actor(&self) -> crate::admin::Actor {
+        crate::admin::Actor::new(&self.name, &self.source, self.role)
+    }
 }
 
 impl FromRequestParts<AppState> for Ui {
@@ -149,6 +154,11 @@ impl ApiCaller {
         } else {
             Err(WebError::Forbidden)
         }
+    }
+
+    /// Who the operations layer acts for.
+    pub fn actor(&self) -> crate::admin::Actor {
+        crate::admin::Actor::new(&self.name, &self.source, self.role)
     }
 }
 
