@@ -73,8 +73,8 @@ pub enum AdminError {
     Secrets(#[from] SecretsError),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
-    #[error("cannot hash the password: {0}")]
-    Hash(String),
+    #[error(transparent)]
+    Hash(#[from] crate::passwords::HashError),
 }
 
 fn join(problems: &[Problem]) -> String {
@@ -224,9 +224,7 @@ pub async fn record(
 
 /// Hashes a password with Argon2id.
 pub(crate) async fn hash_password(password: String) -> Result<String, AdminError> {
-    crate::passwords::hash(password)
-        .await
-        .map_err(|e| AdminError::Hash(e.to_string()))
+    Ok(crate::passwords::hash(password).await?)
 }
 
 #[cfg(test)]
