@@ -4,8 +4,6 @@
 //! a new device code, Google's authorization URL and code, Refresh Token
 //! Now, and Send Test E-mail.
 
-use serde::Deserialize;
-
 use super::{Admin, AdminError, Live, Problem};
 use crate::provider::Provider;
 use crate::roles::Permission;
@@ -13,8 +11,7 @@ use crate::store::accounts::{Account, BasicSettings, EmailSettings};
 use crate::tokens::{DeviceCode, GoogleAuthorization, validate_microsoft_endpoint};
 
 /// Basic Settings as entered, before validation.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default)]
 pub struct BasicInput {
     pub enabled: bool,
     pub verify_cert: bool,
