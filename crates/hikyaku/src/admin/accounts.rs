@@ -457,4 +457,92 @@ mod tests {
             "microsoft: smtp.office365.com:587 starttls sender=- default=false"
         );
     }
+
+    #[tokio::test]
+    async fn changes_of_an_account_check_the_role_first() {
+        let (dir, store) = testing::store().await;
+        let server = testing::Server::new(dir.path(), &store);
+        let live = server.live();
+        let network = testing::admin(&store, Role::NetworkAdmin);
+        let google = BasicInput {
+            enabled: true,
+            client_id: Some("id".into()),
+            client_secret: Some("secret".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            network.save_basic(&live, Provider::Google, &google).await,
+            Err(AdminError::Forbidden)
+        ));
+        assert!(matches!(
+            network.google_authorization(&live).await,
+            Err(AdminError::Forbidden)
+        ));
+        assert!(matches!(
+            network
+                .send_test(&live, Provider::Google, "a@example.com")
+                .await,
+            Err(AdminError::Forbidden)
+        ));
+        let user = testing::admin(&store, Role::GeneralUser);
+        assert!(matches!(
+            user.check_connection(&live, Provider::Microsoft).await,
+            Err(AdminError::Forbidden)
+        ));
+        // Refused before anything is stored or sealed.
+        let g = store.account_for(Provider::Google).await.expect("account");
+        assert!(!g.enabled && !g.has_client_secret);
+        assert!(store.audit_entries(10, 0).await.expect("audit").is_empty());
+    }
+
+    #[tokio::test]
+    async fn authorization_needs_the_account_on_and_a_test_an_active_token() {
+        let (dir, store) = testing::store().await;
+        let server = testing::Server::new(dir.path(), &store);
+        let live = server.live();
+        let network = testing::admin(&store, Role::NetworkAdmin);
+        assert!(testing::refused_for(
+            network.new_device_code(&live).await,
+            |p| matches!(p, Problem::MicrosoftOff)
+        ));
+        assert!(testing::refused_for(
+            network
+                .send_test(&live, Provider::Microsoft, "a@example.com")
+                .await,
+            |p| matches!(p, Problem::TokenNotActive)
+        ));
+        let admin = testing::admin(&store, Role::Administrator);
+        assert!(testing::refused_for(
+            admin.google_authorization(&live).await,
+            |p| matches!(p, Problem::GoogleOff)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_google_secret_is_sealed_and_kept_out_of_the_audit_log() {
+        let (dir, store) = testing::store().await;
+        let server = testing::Server::new(dir.path(), &store);
+        let live = server.live();
+        let admin = testing::admin(&store, Role::Administrator);
+        let input = BasicInput {
+            enabled: true,
+            verify_cert: true,
+            verify_cn: true,
+            client_id: Some("client.apps.googleusercontent.com".into()),
+            client_secret: Some("very secret".into()),
+            ..Default::default()
+        };
+        let saved = admin
+            .save_basic(&live, Provider::Google, &input)
+            .await
+            .expect("saved");
+        assert!(saved.enabled && saved.has_client_secret);
+        let entries = store.audit_entries(10, 0).await.expect("audit");
+        assert_eq!(
+            entries[0].detail,
+            "google: enabled=true verify_cert=true verify_cn=true endpoint=- \
+             client_id=client.apps.googleusercontent.com client_secret=(changed)"
+        );
+        assert!(!entries[0].detail.contains("very secret"));
+    }
 }

@@ -243,4 +243,49 @@ pub(crate) mod testing {
     pub fn admin<'a>(store: &'a Store, role: Role) -> Admin<'a> {
         Admin::new(store, &SystemClock, Actor::new("tester", "test", role))
     }
+
+    /// The running server's parts, as a server without listeners has them.
+    pub struct Server {
+        pub key: Arc<MasterKey>,
+        pub tokens: crate::tokens::TokenService,
+        pub cas: LiveCas,
+        pub proxy: SharedProxy,
+    }
+
+    impl Server {
+        pub fn new(dir: &std::path::Path, store: &Store) -> Self {
+            let key = Arc::new(MasterKey::load_or_create(dir).expect("master key"));
+            let cas = LiveCas::default();
+            let proxy = SharedProxy::default();
+            let tokens = crate::tokens::TokenService::with_proxy(
+                store.clone(),
+                key.clone(),
+                Arc::new(SystemClock),
+                crate::config::Config::default().google,
+                cas.clone(),
+                proxy.clone(),
+            );
+            Self {
+                key,
+                tokens,
+                cas,
+                proxy,
+            }
+        }
+
+        pub fn live(&self) -> Live<'_> {
+            Live {
+                key: &self.key,
+                tokens: &self.tokens,
+                cas: &self.cas,
+                proxy: &self.proxy,
+                wake: &|| {},
+            }
+        }
+    }
+
+    /// Whether the result is a refusal for exactly this one problem.
+    pub fn refused_for<T>(result: Result<T, AdminError>, want: fn(&Problem) -> bool) -> bool {
+        matches!(result, Err(AdminError::Invalid(p)) if p.len() == 1 && want(&p[0]))
+    }
 }

@@ -79,4 +79,34 @@ mod tests {
             Some("+09:00".to_string())
         );
     }
+
+    #[tokio::test]
+    async fn the_proxy_is_validated_and_the_network_admins() {
+        let (dir, store) = testing::store().await;
+        let server = testing::Server::new(dir.path(), &store);
+        let live = server.live();
+        let input = ProxyInput {
+            host: "http://proxy.example.com".into(),
+            port: "8080".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            testing::admin(&store, Role::GeneralUser)
+                .save_proxy(&live, &input)
+                .await,
+            Err(AdminError::Forbidden)
+        ));
+        let network = testing::admin(&store, Role::NetworkAdmin);
+        assert!(testing::refused_for(
+            network.save_proxy(&live, &input).await,
+            |p| matches!(p, Problem::Proxy(_))
+        ));
+        let input = ProxyInput {
+            host: "proxy.example.com".into(),
+            ..input
+        };
+        let saved = network.save_proxy(&live, &input).await.expect("saved");
+        assert_eq!(saved.as_ref().map(|p| p.port), Some(8080));
+        assert_eq!(proxy::current(live.proxy).map(|p| p.port), Some(8080));
+    }
 }

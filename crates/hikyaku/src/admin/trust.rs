@@ -65,3 +65,35 @@ async fn reload(store: &Store, live: &LiveCas) -> Result<(), AdminError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::testing;
+    use crate::roles::Role;
+
+    #[tokio::test]
+    async fn trust_anchors_are_the_network_admins_and_must_be_certificates() {
+        let (dir, store) = testing::store().await;
+        let server = testing::Server::new(dir.path(), &store);
+        let live = server.live();
+        assert!(matches!(
+            testing::admin(&store, Role::GeneralUser)
+                .add_cas(&live, "")
+                .await,
+            Err(AdminError::Forbidden)
+        ));
+        assert!(matches!(
+            testing::admin(&store, Role::GeneralUser)
+                .delete_ca(&live, 1)
+                .await,
+            Err(AdminError::Forbidden)
+        ));
+        let network = testing::admin(&store, Role::NetworkAdmin);
+        assert!(testing::refused_for(
+            network.add_cas(&live, "not a certificate").await,
+            |p| matches!(p, Problem::Ca(_))
+        ));
+        assert!(live.cas.read().expect("lock").is_empty());
+    }
+}
