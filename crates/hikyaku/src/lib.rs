@@ -3,6 +3,7 @@
 //! OAuth 2.0. See the README for the flow of a message and the module map.
 
 pub(crate) mod address;
+pub mod admin;
 pub mod app;
 pub mod cli_login;
 pub mod clock;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use hikyaku::admin::users::parse_role;
+use hikyaku::admin::{Actor, Admin};
 use hikyaku::clock::{Clock, SystemClock};
 use hikyaku::config::{Config, LogFormat};
-use hikyaku::roles::Role;
-use hikyaku::secrets::{hash_token, random_token};
 
 #[derive(Parser)]
 #[command(
@@ -177,12 +177,6 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn parse_role(text: &str) -> anyhow::Result<Role> {
-    Role::parse(text).with_context(|| {
-        format!("unknown role {text:?}: use administrator, network-admin or general-user")
-    })
-}
-
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let password = if from_stdin {
         let mut s = String::new();
@@ -200,9 +194,6 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         }
         a
     };
-    if password.chars().count() < 10 {
-        bail!("the password must be at least 10 characters long");
-    }
     Ok(password)
 }
 
@@ -409,47 +400,21 @@ async fn run() -> anyhow::Result<()> {
         Command::Admin(cmd) => {
             let config = load_config(cli.config.as_ref())?;
             let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
-            let clock = SystemClock;
+            let admin = Admin::new(&store, &SystemClock, Actor::cli());
             match cmd {
                 AdminCommand::AddUser {
                     name,
                     role,
                     password_stdin,
                 } => {
-                    let role = parse_role(&role)?;
+                    // Before the prompt: a misspelt role costs no typing.
+                    parse_role(&role)?;
                     let password = read_password(password_stdin)?;
-                    hikyaku::web::pages::validate_new_user(&name, &password)
-                        .map_err(|m| anyhow::Error::msg(m.en()))?;
-                    let hash = hikyaku::web::auth::hash_password(password)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    store.create_user(&name, role, &hash, clock.unix()).await?;
-                    store
-                        .audit(
-                            clock.unix(),
-                            "cli",
-                            "local",
-                            "user_add",
-                            &format!("{name} ({})", role.as_str()),
-                        )
-                        .await?;
+                    let role = admin.add_user(&name, password, &role).await?;
                     println!("created user {name} with role {}", role.as_str());
                 }
                 AdminCommand::ApiToken { name, role } => {
-                    let role = parse_role(&role)?;
-                    let token = format!("hky_{}", random_token(32));
-                    store
-                        .create_api_token(&name, role, &hash_token(&token), clock.unix())
-                        .await?;
-                    store
-                        .audit(
-                            clock.unix(),
-                            "cli",
-                            "local",
-                            "api_token_add",
-                            &format!("{name} ({})", role.as_str()),
-                        )
-                        .await?;
+                    let (role, token) = admin.add_api_token(&name, &role).await?;
                     eprintln!(
                         "API token {name} ({}) created. It is shown only this once:",
                         role.as_str()

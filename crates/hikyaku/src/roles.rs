@@ -1,5 +1,6 @@
-//! Roles and what each may do. The matrix lives here once; the web layer asks
-//! [`Role::allows`] on every page and API call, and the README documents it.
+//! Roles and what each may do. The matrix lives here once; every change of
+//! the operations layer (`crate::admin`) and every page and API read asks
+//! [`Role::allows`], and the README documents it.
 
 use serde::{Deserialize, Serialize};
 

@@ -13,12 +13,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{self, ApiCaller};
+use super::auth::ApiCaller;
 use super::errors::WebError;
 use super::i18n::{Msg, Reason};
-use super::pages::oauth::{self, BasicInput};
+use crate::admin::accounts::BasicInput;
+use crate::admin::{AdminError, Problem};
 use crate::provider::Provider;
-use crate::roles::{Permission, Role};
+use crate::roles::Permission;
 use crate::store::accounts::Account;
 
 /// JSON body extractor whose rejection is a clear `bad_request`.
@@ -28,6 +29,36 @@ pub struct ApiJson<T>(pub T);
 pub fn invalid_settings(errors: &[Msg]) -> Json<Value> {
     let errors: Vec<String> = errors.iter().map(Msg::en).collect();
     Json(json!({ "error": "invalid_settings", "message": errors.join("; "), "errors": errors }))
+}
+
+/// An operation's refusal as the API words it: where a page would point at
+/// its own controls, the API names its own requests.
+pub fn refused(e: AdminError) -> WebError {
+    match e {
+        AdminError::Invalid(list) => match list.first() {
+            Some(Problem::MicrosoftOff) => WebError::bad("err-api-microsoft-off"),
+            Some(Problem::GoogleOff) => WebError::bad("err-api-google-off"),
+            Some(Problem::UnknownRole(role)) => {
+                WebError::BadRequest(Msg::new("err-api-unknown-role").arg("role", role))
+            }
+            _ => AdminError::Invalid(list).into(),
+        },
+        e => e.into(),
+    }
+}
+
+/// A settings change: the account or setting as saved, or a 422 listing
+/// every problem to correct.
+pub fn settings_saved(result: Result<Value, AdminError>) -> Result<Response, WebError> {
+    match result {
+        Ok(body) => Ok(Json(body).into_response()),
+        Err(AdminError::Invalid(list)) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            invalid_settings(&super::refusals::problems(&list)),
+        )
+            .into_response()),
+        Err(e) => Err(refused(e)),
+    }
 }
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -102,13 +133,6 @@ async fn openapi() -> Response {
 
 fn parse_provider(text: &str) -> Result<Provider, WebError> {
     Provider::parse(text).ok_or(WebError::NotFound)
-}
-
-fn provider_permission(p: Provider) -> Permission {
-    match p {
-        Provider::Microsoft => Permission::ManageMicrosoft,
-        Provider::Google => Permission::ManageGoogle,
-    }
 }
 
 /// A reason's English text, as the API has always given it.
@@ -187,7 +211,7 @@ async fn oauth_get(
     Path(provider): Path<String>,
 ) -> Result<Json<Value>, WebError> {
     let provider = parse_provider(&provider)?;
-    caller.require(provider_permission(provider))?;
+    caller.require(Permission::manage(provider))?;
     let a = state.store.account_for(provider).await?;
     let mut body = account_json(&a);
     if provider == Provider::Microsoft
@@ -239,17 +263,11 @@ async fn oauth_put(
     ApiJson(body): ApiJson<BasicBody>,
 ) -> Result<Response, WebError> {
     let provider = parse_provider(&provider)?;
-    caller.require(provider_permission(provider))?;
-    let input = BasicInput::from(body);
-    match oauth::save_basic(&state, provider, &input, &caller.name, &caller.source).await? {
-        Ok(()) => {
-            let a = state.store.account_for(provider).await?;
-            Ok(Json(account_json(&a)).into_response())
-        }
-        Err(errors) => {
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, invalid_settings(&errors)).into_response())
-        }
-    }
+    let saved = state
+        .admin(caller.actor())
+        .save_basic(&state.live(), provider, &BasicInput::from(body))
+        .await;
+    settings_saved(saved.map(|a| account_json(&a)))
 }
 
 async fn oauth_check(
@@ -258,16 +276,11 @@ async fn oauth_check(
     Path(provider): Path<String>,
 ) -> Result<Json<Value>, WebError> {
     let provider = parse_provider(&provider)?;
-    caller.require(provider_permission(provider))?;
-    let a = oauth::refresh(&state, provider).await?;
-    state
-        .audit(
-            &caller.name,
-            &caller.source,
-            "oauth_connection_check",
-            provider.as_str(),
-        )
-        .await;
+    let a = state
+        .admin(caller.actor())
+        .check_connection(&state.live(), provider)
+        .await
+        .map_err(refused)?;
     Ok(Json(account_json(&a)))
 }
 
@@ -277,8 +290,11 @@ async fn oauth_refresh(
     Path(provider): Path<String>,
 ) -> Result<Json<Value>, WebError> {
     let provider = parse_provider(&provider)?;
-    caller.require(provider_permission(provider))?;
-    oauth::refresh_token(&state, provider).await?;
+    state
+        .admin(caller.actor())
+        .refresh_token(&state.live(), provider)
+        .await
+        .map_err(refused)?;
     let a = state.store.account_for(provider).await?;
     Ok(Json(account_json(&a)))
 }
@@ -287,20 +303,11 @@ async fn microsoft_device_code(
     State(state): State<AppState>,
     caller: ApiCaller,
 ) -> Result<Json<Value>, WebError> {
-    caller.require(Permission::ManageMicrosoft)?;
-    let a = state.store.account_for(Provider::Microsoft).await?;
-    if !a.enabled {
-        return Err(WebError::bad("err-api-microsoft-off"));
-    }
-    let d = state.tokens.start_device_authorization(a.id).await?;
-    state
-        .audit(
-            &caller.name,
-            &caller.source,
-            "oauth_device_code",
-            "microsoft: new user code requested",
-        )
-        .await;
+    let d = state
+        .admin(caller.actor())
+        .new_device_code(&state.live())
+        .await
+        .map_err(refused)?;
     Ok(Json(json!({
         "verification_uri": d.verification_uri,
         "user_code": d.user_code,
@@ -314,20 +321,9 @@ async fn google_authorization_url(
     State(state): State<AppState>,
     caller: ApiCaller,
 ) -> Result<Json<Value>, WebError> {
-    caller.require(Permission::ManageGoogle)?;
-    let a = state.store.account_for(Provider::Google).await?;
-    if !a.enabled {
-        return Err(WebError::bad("err-api-google-off"));
-    }
-    let g = super::pages::oauth::new_google_authorization(&state, a.id).await?;
-    state
-        .audit(
-            &caller.name,
-            &caller.source,
-            "oauth_google_register",
-            "authorization URL issued",
-        )
-        .await;
+    let g = super::pages::oauth::new_google_authorization(&state, caller.actor())
+        .await
+        .map_err(refused)?;
     Ok(Json(
         json!({ "url": g.url, "redirect_uri": g.redirect_uri, "loopback_listening": g.loopback_listening }),
     ))
@@ -343,33 +339,12 @@ async fn google_authorization_code(
     caller: ApiCaller,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Json<Value>, WebError> {
-    caller.require(Permission::ManageGoogle)?;
-    let a = state.store.account_for(Provider::Google).await?;
-    match state.tokens.google_submit_code(a.id, &body.code).await {
-        Ok(()) => {
-            state
-                .audit(
-                    &caller.name,
-                    &caller.source,
-                    "oauth_google_authorized",
-                    "authorization code accepted",
-                )
-                .await;
-            let a = state.store.account(a.id).await?;
-            Ok(Json(account_json(&a)))
-        }
-        Err(e) => {
-            state
-                .audit(
-                    &caller.name,
-                    &caller.source,
-                    "oauth_google_code_refused",
-                    &e.to_string(),
-                )
-                .await;
-            Err(e.into())
-        }
-    }
+    let a = state
+        .admin(caller.actor())
+        .google_code(&state.live(), &body.code)
+        .await
+        .map_err(refused)?;
+    Ok(Json(account_json(&a)))
 }
 
 async fn users_list(
@@ -398,24 +373,11 @@ async fn users_add(
     caller: ApiCaller,
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<Response, WebError> {
-    caller.require(Permission::ManageUsers)?;
-    let role = Role::parse(&body.role).ok_or_else(|| {
-        WebError::BadRequest(Msg::new("err-api-unknown-role").arg("role", &body.role))
-    })?;
-    super::pages::validate_new_user(&body.name, &body.password).map_err(WebError::BadRequest)?;
-    let hash = auth::hash_password(body.password).await?;
-    state
-        .store
-        .create_user(&body.name, role, &hash, state.clock.unix())
-        .await?;
-    state
-        .audit(
-            &caller.name,
-            &caller.source,
-            "user_add",
-            &format!("{} ({})", body.name, role.as_str()),
-        )
-        .await;
+    let role = state
+        .admin(caller.actor())
+        .add_user(&body.name, body.password, &body.role)
+        .await
+        .map_err(refused)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "name": body.name, "role": role.as_str() })),
@@ -428,11 +390,11 @@ async fn users_delete(
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    caller.require(Permission::ManageUsers)?;
-    state.store.delete_user(&name).await?;
     state
-        .audit(&caller.name, &caller.source, "user_delete", &name)
-        .await;
+        .admin(caller.actor())
+        .delete_user(&name)
+        .await
+        .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -494,7 +456,6 @@ async fn proxy_put(
     caller: ApiCaller,
     ApiJson(body): ApiJson<ProxyBody>,
 ) -> Result<Response, WebError> {
-    caller.require(Permission::ManageNetwork)?;
     let input = crate::proxy::ProxyInput {
         host: body.host,
         port: body.port.map(|p| p.to_string()).unwrap_or_default(),
@@ -503,10 +464,9 @@ async fn proxy_put(
         remove_password: body.remove_password,
         no_proxy: body.no_proxy.join("\n"),
     };
-    match super::pages::save_proxy(&state, &input, &caller.name, &caller.source).await? {
-        Ok(saved) => Ok(Json(proxy_json(saved.as_ref())).into_response()),
-        Err(errors) => {
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, invalid_settings(&errors)).into_response())
-        }
-    }
+    let saved = state
+        .admin(caller.actor())
+        .save_proxy(&state.live(), &input)
+        .await;
+    settings_saved(saved.map(|p| proxy_json(p.as_ref())))
 }

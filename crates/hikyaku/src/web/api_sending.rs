@@ -11,14 +11,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::ApiJson;
+use super::api::{ApiJson, refused};
 use super::auth::ApiCaller;
 use super::errors::WebError;
 use super::i18n::Msg;
+use super::refusals::form_errors;
+use crate::admin::Problem;
+use crate::admin::accounts::EmailInput;
 use crate::intake::cidr::Cidr;
 use crate::provider::Provider;
 use crate::roles::Permission;
-use crate::store::accounts::EmailSettings;
 use crate::store::jobs::JobFilter;
 
 pub fn router() -> Router<AppState> {
@@ -93,13 +95,11 @@ async fn job_retry(
     caller: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, WebError> {
-    caller.require(Permission::ManageJobs)?;
-    state.store.job(&id).await?;
-    state.store.retry_job(&id, state.clock.unix()).await?;
-    state.wake_delivery();
     state
-        .audit(&caller.name, &caller.source, "job_retry", &id)
-        .await;
+        .admin(caller.actor())
+        .retry_job(&state.live(), &id)
+        .await
+        .map_err(refused)?;
     Ok(Json(json!(state.store.job(&id).await?)))
 }
 
@@ -108,12 +108,11 @@ async fn job_delete(
     caller: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    caller.require(Permission::ManageJobs)?;
-    state.store.job(&id).await?;
-    state.store.delete_job(&id).await?;
     state
-        .audit(&caller.name, &caller.source, "job_delete", &id)
-        .await;
+        .admin(caller.actor())
+        .delete_job(&id)
+        .await
+        .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -158,52 +157,16 @@ async fn email_put(
     Path(p): Path<String>,
     ApiJson(b): ApiJson<EmailBody>,
 ) -> Result<Response, WebError> {
-    caller.require(Permission::ManageEmail)?;
     let p = provider(&p)?;
-    caller.require(Permission::manage(p))?;
-    let host = b.smtp_host.trim().to_ascii_lowercase();
-    let (port, sender) = match super::pages::validate_email(
-        &host,
-        &b.smtp_port.to_string(),
-        &b.smtp_security,
-        b.sender.as_deref().unwrap_or(""),
-    ) {
-        Ok(v) => v,
-        Err(errors) => {
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                super::api::invalid_settings(&errors),
-            )
-                .into_response());
-        }
-    };
-    let a = state.store.account_for(p).await?;
-    let settings = EmailSettings {
-        smtp_host: host,
-        smtp_port: port,
+    let input = EmailInput {
+        smtp_host: b.smtp_host,
+        smtp_port: b.smtp_port.to_string(),
         smtp_security: b.smtp_security,
-        sender,
+        sender: b.sender.unwrap_or_default(),
         is_default: b.is_default,
     };
-    state
-        .store
-        .save_email_settings(a.id, &settings, state.clock.unix())
-        .await?;
-    state
-        .audit(
-            &caller.name,
-            &caller.source,
-            "email_settings",
-            &format!(
-                "{}: {}:{} {}",
-                p.as_str(),
-                settings.smtp_host,
-                port,
-                settings.smtp_security
-            ),
-        )
-        .await;
-    Ok(Json(email_json(&state.store.account(a.id).await?)).into_response())
+    let saved = state.admin(caller.actor()).save_email(p, &input).await;
+    super::api::settings_saved(saved.map(|a| email_json(&a)))
 }
 
 #[derive(Deserialize)]
@@ -219,24 +182,12 @@ async fn test_email(
     ApiJson(b): ApiJson<TestBody>,
 ) -> Result<Response, WebError> {
     let p = provider(&p)?;
-    caller.require(Permission::manage(p))?;
-    let id = super::pages::oauth::send_test(&state, p, &b.to, &caller.name, &caller.source).await?;
+    let id = state
+        .admin(caller.actor())
+        .send_test(&state.live(), p, &b.to)
+        .await
+        .map_err(refused)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))).into_response())
-}
-
-async fn account_id(state: &AppState, p: Option<&str>) -> Result<Option<i64>, WebError> {
-    match p.filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(p) => Ok(Some(
-            state
-                .store
-                .account_for(provider(p).map_err(|_| {
-                    WebError::BadRequest(Msg::new("err-unknown-provider").arg("provider", p))
-                })?)
-                .await?
-                .id,
-        )),
-    }
 }
 
 async fn provider_of(state: &AppState, id: Option<i64>) -> Option<&'static str> {
@@ -277,23 +228,15 @@ async fn submitters_add(
     caller: ApiCaller,
     ApiJson(b): ApiJson<SubmitterBody>,
 ) -> Result<Response, WebError> {
-    caller.require(Permission::ManageEmail)?;
-    super::pages::validate_new_user(&b.name, &b.password).map_err(WebError::BadRequest)?;
-    let account = account_id(&state, b.provider.as_deref()).await?;
-    if let Some(p) = super::pages::sending_permission(&state, account).await? {
-        caller.require(p)?;
-    }
-    let hash = super::auth::hash_password(b.password).await?;
+    let provider = b.provider.filter(|p| !p.is_empty());
     state
-        .store
-        .add_submitter(&b.name, &hash, account, state.clock.unix())
-        .await?;
-    state
-        .audit(&caller.name, &caller.source, "submitter_add", &b.name)
-        .await;
+        .admin(caller.actor())
+        .add_submitter(&b.name, b.password, provider.as_deref().unwrap_or(""))
+        .await
+        .map_err(refused)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "name": b.name, "provider": b.provider.filter(|p| !p.is_empty()) })),
+        Json(json!({ "name": b.name, "provider": provider })),
     )
         .into_response())
 }
@@ -303,14 +246,11 @@ async fn submitters_delete(
     caller: ApiCaller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, WebError> {
-    caller.require(Permission::ManageEmail)?;
-    if let Some(p) = super::pages::submitter_permission(&state, &name).await? {
-        caller.require(p)?;
-    }
-    state.store.delete_submitter(&name).await?;
     state
-        .audit(&caller.name, &caller.source, "submitter_delete", &name)
-        .await;
+        .admin(caller.actor())
+        .delete_submitter(&name)
+        .await
+        .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -339,24 +279,15 @@ async fn allowlist_add(
     caller: ApiCaller,
     ApiJson(b): ApiJson<AllowBody>,
 ) -> Result<Response, WebError> {
-    caller.require(Permission::ManageEmail)?;
-    let cidr = Cidr::parse(&b.cidr)
-        .map_err(|e| WebError::BadRequest(super::messages::cidr(&e)))?
-        .to_string();
-    let account = account_id(&state, b.provider.as_deref()).await?;
-    if let Some(p) = super::pages::sending_permission(&state, account).await? {
-        caller.require(p)?;
-    }
-    state
-        .store
-        .add_allow_entry(&cidr, account, state.clock.unix())
-        .await?;
-    state
-        .audit(&caller.name, &caller.source, "allowlist_add", &cidr)
-        .await;
+    let provider = b.provider.filter(|p| !p.is_empty());
+    let cidr = state
+        .admin(caller.actor())
+        .add_allow_entry(&b.cidr, provider.as_deref().unwrap_or(""))
+        .await
+        .map_err(refused)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "cidr": cidr, "provider": b.provider.filter(|p| !p.is_empty()) })),
+        Json(json!({ "cidr": cidr, "provider": provider })),
     )
         .into_response())
 }
@@ -369,15 +300,13 @@ async fn allowlist_delete(
 ) -> Result<StatusCode, WebError> {
     caller.require(Permission::ManageEmail)?;
     let cidr = Cidr::parse(&entry.replace('_', "/"))
-        .map_err(|e| WebError::BadRequest(super::messages::cidr(&e)))?
+        .map_err(|e| refused(Problem::Cidr(e).into()))?
         .to_string();
-    if let Some(p) = super::pages::allow_entry_permission(&state, &cidr).await? {
-        caller.require(p)?;
-    }
-    state.store.delete_allow_entry(&cidr).await?;
     state
-        .audit(&caller.name, &caller.source, "allowlist_delete", &cidr)
-        .await;
+        .admin(caller.actor())
+        .delete_allow_entry(&cidr)
+        .await
+        .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -400,14 +329,21 @@ async fn ca_add(
     caller: ApiCaller,
     ApiJson(b): ApiJson<CaBody>,
 ) -> Result<Response, WebError> {
-    caller.require(Permission::ManageNetwork)?;
-    match super::pages::add_cas(&state, &b.pem, &caller.name, &caller.source).await? {
+    match state
+        .admin(caller.actor())
+        .add_cas(&state.live(), &b.pem)
+        .await
+    {
         Ok(n) => Ok((
             StatusCode::CREATED,
             Json(json!({ "added": n, "certificates": state.store.ca_certificates().await? })),
         )
             .into_response()),
-        Err(reason) => Err(WebError::BadRequest(reason)),
+        // A refused upload, also one already there, is the request's fault.
+        Err(e) => match form_errors(e)?.into_iter().next() {
+            Some(reason) => Err(WebError::BadRequest(reason)),
+            None => Err(WebError::Internal("a refusal without a reason".into())),
+        },
     }
 }
 
@@ -416,16 +352,10 @@ async fn ca_delete(
     caller: ApiCaller,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, WebError> {
-    caller.require(Permission::ManageNetwork)?;
-    let removed = state.store.delete_ca_certificate(id).await?;
-    state.reload_cas().await?;
     state
-        .audit(
-            &caller.name,
-            &caller.source,
-            "ca_delete",
-            &format!("{} ({})", removed.subject, removed.fingerprint),
-        )
-        .await;
+        .admin(caller.actor())
+        .delete_ca(&state.live(), id)
+        .await
+        .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
 }

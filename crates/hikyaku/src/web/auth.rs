@@ -65,6 +65,14 @@ pub fn peer(parts: &Parts) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+fn require(role: Role, permission: Permission) -> Result<(), WebError> {
+    if role.allows(permission) {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden)
+    }
+}
+
 /// A signed-in Remote UI user, with the page context every template needs.
 #[derive(Debug, Clone)]
 pub struct Ui {
@@ -78,12 +86,10 @@ pub struct Ui {
 }
 
 impl Ui {
+    /// Refuses a page this role may not see. Changes are checked again,
+    /// authoritatively, by the operation (`crate::admin`).
     pub fn require(&self, permission: Permission) -> Result<(), WebError> {
-        if self.role.allows(permission) {
-            Ok(())
-        } else {
-            Err(WebError::Forbidden)
-        }
+        require(self.role, permission)
     }
 
     pub fn can(&self, permission: Permission) -> bool {
@@ -101,6 +107,11 @@ impl Ui {
 
     pub fn role_label(&self) -> String {
         self.tr.t(&format!("role-{}", self.role.as_str()))
+    }
+
+    /// Who the operations layer acts for.
+    pub fn actor(&self) -> crate::admin::Actor {
+        crate::admin::Actor::new(&self.name, &self.source, self.role)
     }
 }
 
@@ -143,12 +154,14 @@ pub struct ApiCaller {
 }
 
 impl ApiCaller {
+    /// Refuses a read this role may not make.
     pub fn require(&self, permission: Permission) -> Result<(), WebError> {
-        if self.role.allows(permission) {
-            Ok(())
-        } else {
-            Err(WebError::Forbidden)
-        }
+        require(self.role, permission)
+    }
+
+    /// Who the operations layer acts for.
+    pub fn actor(&self) -> crate::admin::Actor {
+        crate::admin::Actor::new(&self.name, &self.source, self.role)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The Remote UI (server-rendered HTML in Japanese and English) and the JSON
-//! API beside it. Both call the same store and services; every route checks
-//! the caller's role on the server.
+//! API beside it. Both call the same operations (`crate::admin`) for every
+//! change; every route checks the caller's role on the server.
 
 pub mod api;
 mod api_sending;
@@ -10,6 +10,7 @@ pub mod i18n;
 pub mod messages;
 pub mod pages;
 pub mod reasons;
+mod refusals;
 
 use std::sync::Arc;
 
@@ -73,27 +74,26 @@ impl AppState {
         (self.wake)();
     }
 
-    /// Re-reads the extra CA certificates into the live trust set.
-    pub async fn reload_cas(&self) -> Result<(), errors::WebError> {
-        let fresh = crate::app::extra_cas(&self.store)
-            .await
-            .map_err(|e| errors::WebError::Internal(e.to_string()))?;
-        let list = fresh.read().map(|l| l.clone()).unwrap_or_default();
-        if let Ok(mut live) = self.extra_cas.write() {
-            *live = list;
-        }
-        Ok(())
+    /// The operations layer, acting for `actor`.
+    pub fn admin(&self, actor: crate::admin::Actor) -> crate::admin::Admin<'_> {
+        crate::admin::Admin::new(&self.store, &*self.clock, actor)
     }
 
-    /// Appends an audit entry; a failure to write it is logged, not hidden.
-    pub async fn audit(&self, actor: &str, source: &str, action: &str, detail: &str) {
-        if let Err(e) = self
-            .store
-            .audit(self.clock.unix(), actor, source, action, detail)
-            .await
-        {
-            tracing::error!(error = %e, action, "cannot write the audit log");
+    /// The running server's parts that some operations change.
+    pub fn live(&self) -> crate::admin::Live<'_> {
+        crate::admin::Live {
+            key: &self.key,
+            tokens: &self.tokens,
+            cas: &self.extra_cas,
+            proxy: &self.proxy,
+            wake: &*self.wake,
         }
+    }
+
+    /// Appends an audit entry of something that is no administrator's
+    /// change (sign-in, sign-out).
+    pub async fn audit(&self, actor: &str, source: &str, action: &str, detail: &str) {
+        crate::admin::record(&self.store, &*self.clock, actor, source, action, detail).await;
     }
 }
 

@@ -13,12 +13,13 @@ use serde::Deserialize;
 use super::{Chrome, display_offset, fmt_time};
 use crate::provider::Provider;
 use crate::roles::Permission;
-use crate::store::accounts::{Account, BasicSettings};
+use crate::store::accounts::Account;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
 use crate::web::i18n::{Reason, Tr, render_all};
 use crate::web::reasons;
+use crate::web::refusals::form_errors;
 
 /// One provider's line on the Portal.
 pub struct PortalAccount {
@@ -415,16 +416,18 @@ pub async fn microsoft_edit_submit(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageMicrosoft)?;
     ui.check_csrf(&form.csrf)?;
-    let input = super::oauth::BasicInput::from_form(&form);
-    match super::oauth::save_basic(&state, Provider::Microsoft, &input, &ui.name, &ui.source)
-        .await?
+    let input = super::oauth::basic_input(&form);
+    match state
+        .admin(ui.actor())
+        .save_basic(&state.live(), Provider::Microsoft, &input)
+        .await
     {
-        Ok(()) => Ok(Redirect::to("/settings/send/oauth/microsoft").into_response()),
-        Err(errors) => Ok((
+        Ok(_) => Ok(Redirect::to("/settings/send/oauth/microsoft").into_response()),
+        Err(e) => Ok((
             StatusCode::BAD_REQUEST,
             MicrosoftEditPage {
                 c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
-                errors: render_all(&ui.tr, &errors),
+                errors: render_all(&ui.tr, &form_errors(e)?),
                 enabled: input.enabled,
                 verify_cert: input.verify_cert,
                 verify_cn: input.verify_cn,
@@ -443,10 +446,15 @@ pub async fn google_edit_submit(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageGoogle)?;
     ui.check_csrf(&form.csrf)?;
-    let input = super::oauth::BasicInput::from_form(&form);
-    match super::oauth::save_basic(&state, Provider::Google, &input, &ui.name, &ui.source).await? {
-        Ok(()) => Ok(Redirect::to("/settings/send/oauth/google").into_response()),
-        Err(errors) => {
+    let input = super::oauth::basic_input(&form);
+    match state
+        .admin(ui.actor())
+        .save_basic(&state.live(), Provider::Google, &input)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/settings/send/oauth/google").into_response()),
+        Err(e) => {
+            let errors = form_errors(e)?;
             let a = state.store.account_for(Provider::Google).await?;
             Ok((
                 StatusCode::BAD_REQUEST,
@@ -462,20 +470,5 @@ pub async fn google_edit_submit(
             )
                 .into_response())
         }
-    }
-}
-
-/// Unused fields of [`BasicSettings`] built here keep the save in one place.
-pub fn basic_settings(
-    input: &super::oauth::BasicInput,
-    sealed_secret: Option<Vec<u8>>,
-) -> BasicSettings {
-    BasicSettings {
-        enabled: input.enabled,
-        verify_cert: input.verify_cert,
-        verify_cn: input.verify_cn && input.verify_cert,
-        endpoint: input.endpoint.clone(),
-        client_id: input.client_id.clone(),
-        client_secret: sealed_secret,
     }
 }

@@ -7,15 +7,12 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{Chrome, display_offset, fmt_time, parse_offset};
+use super::{Chrome, display_offset, fmt_time};
 use crate::roles::Permission;
-use crate::store::StoreError;
-use crate::store::ca::NewCa;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
-use crate::web::i18n::Msg;
-use crate::web::messages;
+use crate::web::i18n::render_all;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "datetime.html")]
@@ -33,17 +30,7 @@ struct DateTimePage {
     zone: String,
 }
 
-/// Display time zones offered: whole and half-hour offsets, named by a city.
-const ZONES: &[(&str, &str)] = &[
-    ("-08:00", "UTC-08:00 (Los Angeles)"),
-    ("-05:00", "UTC-05:00 (New York)"),
-    ("+00:00", "UTC"),
-    ("+01:00", "UTC+01:00 (Berlin, Paris)"),
-    ("+05:30", "UTC+05:30 (Kolkata)"),
-    ("+08:00", "UTC+08:00 (Singapore, Shanghai)"),
-    ("+09:00", "UTC+09:00 (Tokyo, Seoul)"),
-    ("+10:00", "UTC+10:00 (Sydney)"),
-];
+use crate::admin::network::ZONES;
 
 /// Whether the operating system says its clock is NTP-synchronized.
 async fn clock_synchronized() -> Option<bool> {
@@ -76,7 +63,7 @@ async fn render_datetime(
     let accounts = state.store.accounts().await?;
     let zone = state
         .store
-        .setting("display_time_zone")
+        .setting(crate::admin::network::TIME_ZONE_SETTING)
         .await?
         .unwrap_or_else(|| "+00:00".into());
     let sync = match clock_synchronized().await {
@@ -141,18 +128,7 @@ pub async fn datetime_submit(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageNetwork)?;
     ui.check_csrf(&form.csrf)?;
-    if parse_offset(&form.zone).is_none() || !ZONES.iter().any(|(z, _)| *z == form.zone) {
-        return Err(WebError::BadRequest(
-            Msg::new("err-unknown-time-zone").arg("zone", &form.zone),
-        ));
-    }
-    state
-        .store
-        .set_setting("display_time_zone", &form.zone)
-        .await?;
-    state
-        .audit(&ui.name, &ui.source, "display_time_zone", &form.zone)
-        .await;
+    state.admin(ui.actor()).set_time_zone(&form.zone).await?;
     Ok(super::done("/settings/management/datetime", "saved"))
 }
 
@@ -229,51 +205,6 @@ pub struct CaForm {
     id: i64,
 }
 
-/// Adds CA certificates from PEM text: to the store and to the live trust set.
-pub async fn add_cas(
-    state: &AppState,
-    pem: &str,
-    actor: &str,
-    source: &str,
-) -> Result<Result<usize, Msg>, WebError> {
-    let parsed = match crate::tls::parse_ca_pem(pem, state.clock.now()) {
-        Ok(p) => p,
-        Err(e) => return Ok(Err(messages::ca(&e))),
-    };
-    let new: Vec<NewCa> = parsed
-        .iter()
-        .map(|c| NewCa {
-            fingerprint: c.sha256_fingerprint.clone(),
-            subject: c.subject.clone(),
-            issuer: c.issuer.clone(),
-            not_before: c.not_before.unix_timestamp(),
-            not_after: c.not_after.unix_timestamp(),
-            der: c.der.clone(),
-        })
-        .collect();
-    match state
-        .store
-        .add_ca_certificates(&new, state.clock.unix())
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(c)) => return Ok(Err(messages::conflict(&c))),
-        Err(e) => return Err(e.into()),
-    }
-    state.reload_cas().await?;
-    for c in &parsed {
-        state
-            .audit(
-                actor,
-                source,
-                "ca_add",
-                &format!("{} ({})", c.subject, c.sha256_fingerprint),
-            )
-            .await;
-    }
-    Ok(Ok(parsed.len()))
-}
-
 pub async fn ca_add(
     State(state): State<AppState>,
     ui: Ui,
@@ -281,9 +212,16 @@ pub async fn ca_add(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageNetwork)?;
     ui.check_csrf(&form.csrf)?;
-    match add_cas(&state, &form.pem, &ui.name, &ui.source).await? {
+    match state
+        .admin(ui.actor())
+        .add_cas(&state.live(), &form.pem)
+        .await
+    {
         Ok(_) => Ok(super::done(CA_PAGE, "saved")),
-        Err(e) => render_ca(&state, &ui, None, vec![e.render(&ui.tr)]).await,
+        Err(e) => {
+            let errors = render_all(&ui.tr, &crate::web::refusals::form_errors(e)?);
+            render_ca(&state, &ui, None, errors).await
+        }
     }
 }
 
@@ -294,15 +232,9 @@ pub async fn ca_delete(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageNetwork)?;
     ui.check_csrf(&form.csrf)?;
-    let removed = state.store.delete_ca_certificate(form.id).await?;
-    state.reload_cas().await?;
     state
-        .audit(
-            &ui.name,
-            &ui.source,
-            "ca_delete",
-            &format!("{} ({})", removed.subject, removed.fingerprint),
-        )
-        .await;
+        .admin(ui.actor())
+        .delete_ca(&state.live(), form.id)
+        .await?;
     Ok(super::done(CA_PAGE, "saved"))
 }

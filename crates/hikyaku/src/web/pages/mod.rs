@@ -25,9 +25,8 @@ use std::net::SocketAddr;
 use super::AppState;
 use super::auth::{self, PRE_CSRF_COOKIE, SESSION_COOKIE, Throttle, Ui};
 use super::errors::WebError;
-use super::i18n::{LANG_COOKIE, Locale, Msg, Tr};
-use super::messages;
-use crate::roles::{Permission, Role};
+use super::i18n::{LANG_COOKIE, Locale, Tr};
+use crate::roles::Permission;
 use crate::secrets::{hash_token, random_token};
 use crate::store::users::SetupTokenState;
 
@@ -94,7 +93,7 @@ pub fn fmt_time(unix: i64, offset: time::UtcOffset) -> String {
 pub async fn display_offset(state: &AppState) -> time::UtcOffset {
     let setting = state
         .store
-        .setting("display_time_zone")
+        .setting(crate::admin::network::TIME_ZONE_SETTING)
         .await
         .ok()
         .flatten()
@@ -459,22 +458,6 @@ pub struct SetupForm {
     confirm: String,
 }
 
-/// Checks a new user name and password; the message says what to change.
-pub fn validate_new_user(name: &str, password: &str) -> Result<(), Msg> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
-    if !name_ok {
-        return Err(Msg::new("name-invalid"));
-    }
-    if password.chars().count() < 10 {
-        return Err(Msg::new("password-too-short"));
-    }
-    Ok(())
-}
-
 pub async fn setup_submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -485,14 +468,10 @@ pub async fn setup_submit(
     let tr = locale_of(&headers);
     let s = setup_state(&state, &form.token).await?;
     let mut error = setup_message(tr, s);
-    if error.is_none() {
-        if form.password != form.confirm {
-            error = Some(tr.t("password-mismatch"));
-        } else if let Err(e) = validate_new_user(&form.username, &form.password) {
-            error = Some(e.render(&tr));
-        }
+    if error.is_none() && form.password != form.confirm {
+        error = Some(tr.t("password-mismatch"));
     }
-    if let Some(error) = error {
+    let refused = |error: String| {
         let page = SetupPage {
             c: Chrome::anonymous(tr, &state, "/setup"),
             error: Some(error),
@@ -500,26 +479,31 @@ pub async fn setup_submit(
             pre_csrf: form.csrf.clone(),
             token: form.token.clone(),
         };
-        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+        (StatusCode::BAD_REQUEST, page).into_response()
+    };
+    if let Some(error) = error {
+        return Ok(refused(error));
     }
-    let hash = auth::hash_password(form.password.clone()).await?;
-    state
-        .store
-        .create_first_admin(
-            &hash_token(&form.token),
-            &form.username,
-            &hash,
-            state.clock.unix(),
-        )
-        .await?;
-    state
-        .audit(
-            &form.username,
-            &peer.ip().to_string(),
-            "setup",
-            "first Administrator created",
-        )
-        .await;
+    let created = crate::admin::users::create_first_admin(
+        &state.store,
+        &*state.clock,
+        &form.token,
+        &form.username,
+        form.password.clone(),
+        &peer.ip().to_string(),
+    )
+    .await;
+    match created {
+        Ok(()) => {}
+        Err(crate::admin::AdminError::Invalid(p)) => {
+            let text = super::refusals::problems(&p)
+                .first()
+                .map(|m| m.render(&tr))
+                .unwrap_or_default();
+            return Ok(refused(text));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let page = LoginPage {
         c: Chrome::anonymous(tr, &state, "/login").with_notice(Some(tr.t("setup-done"))),
         error: None,
@@ -645,44 +629,28 @@ pub async fn users_add(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageUsers)?;
     ui.check_csrf(&form.csrf)?;
-    let Some(role) = Role::parse(&form.role) else {
-        return render_users(
-            &state,
-            &ui,
-            None,
-            Some(
-                Msg::new("err-unknown-role")
-                    .arg("role", &form.role)
-                    .render(&ui.tr),
-            ),
-        )
+    let added = state
+        .admin(ui.actor())
+        .add_user(&form.username, form.password, &form.role)
         .await;
-    };
-    if let Err(e) = validate_new_user(&form.username, &form.password) {
-        return render_users(&state, &ui, None, Some(e.render(&ui.tr))).await;
-    }
-    let hash = auth::hash_password(form.password).await?;
-    match state
-        .store
-        .create_user(&form.username, role, &hash, state.clock.unix())
-        .await
-    {
-        Ok(_) => {}
-        Err(crate::store::StoreError::Conflict(c)) => {
-            let text = messages::conflict(&c).render(&ui.tr);
-            return render_users(&state, &ui, None, Some(text)).await;
+    users_done(&state, &ui, added.map(|_| ())).await
+}
+
+/// The users page after a change: its notice, or the refusal beside the form.
+async fn users_done(
+    state: &AppState,
+    ui: &Ui,
+    result: Result<(), crate::admin::AdminError>,
+) -> Result<Response, WebError> {
+    match result {
+        Ok(()) => Ok(done("/settings/management/users", "saved")),
+        Err(e) => {
+            let text = super::refusals::form_errors(e)?
+                .first()
+                .map(|m| m.render(&ui.tr));
+            render_users(state, ui, None, text).await
         }
-        Err(e) => return Err(e.into()),
     }
-    state
-        .audit(
-            &ui.name,
-            &ui.source,
-            "user_add",
-            &format!("{} ({})", form.username, role.as_str()),
-        )
-        .await;
-    Ok(done("/settings/management/users", "saved"))
 }
 
 #[derive(Deserialize, Default)]
@@ -699,18 +667,8 @@ pub async fn users_delete(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageUsers)?;
     ui.check_csrf(&form.csrf)?;
-    match state.store.delete_user(&form.username).await {
-        Ok(()) => {}
-        Err(crate::store::StoreError::Conflict(c)) => {
-            let text = messages::conflict(&c).render(&ui.tr);
-            return render_users(&state, &ui, None, Some(text)).await;
-        }
-        Err(e) => return Err(e.into()),
-    }
-    state
-        .audit(&ui.name, &ui.source, "user_delete", &form.username)
-        .await;
-    Ok(done("/settings/management/users", "saved"))
+    let deleted = state.admin(ui.actor()).delete_user(&form.username).await;
+    users_done(&state, &ui, deleted).await
 }
 
 #[derive(Template, WebTemplate)]

@@ -8,13 +8,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::Chrome;
-use crate::proxy::{self, ProxyInput, ProxySettings};
+use crate::proxy::{self, ProxyInput};
 use crate::roles::Permission;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
-use crate::web::i18n::{Msg, render_all};
-use crate::web::messages;
+use crate::web::i18n::render_all;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "network.html")]
@@ -27,36 +26,6 @@ struct NetworkPage {
     username: String,
     password_set: bool,
     no_proxy: String,
-}
-
-/// Validates and applies a proxy change: store, live setting, audit. The
-/// inner error lists what the administrator must correct.
-pub async fn save_proxy(
-    state: &AppState,
-    input: &ProxyInput,
-    actor: &str,
-    source: &str,
-) -> Result<Result<Option<ProxySettings>, Vec<Msg>>, WebError> {
-    let stored_password = proxy::current(&state.proxy).and_then(|p| p.password);
-    let settings = match proxy::validate(input, stored_password) {
-        Ok(s) => s,
-        Err(errors) => return Ok(Err(errors.iter().map(messages::proxy).collect())),
-    };
-    proxy::save(&state.store, &state.key, settings.as_ref())
-        .await
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    if let Ok(mut live) = state.proxy.write() {
-        *live = settings.clone();
-    }
-    state
-        .audit(
-            actor,
-            source,
-            "network_proxy",
-            &proxy::audit_detail(settings.as_ref()),
-        )
-        .await;
-    Ok(Ok(settings))
 }
 
 async fn render_network(
@@ -140,10 +109,14 @@ pub async fn network_submit(
         remove_password: form.remove_password.is_some(),
         no_proxy: form.no_proxy,
     };
-    match save_proxy(&state, &input, &ui.name, &ui.source).await? {
+    match state
+        .admin(ui.actor())
+        .save_proxy(&state.live(), &input)
+        .await
+    {
         Ok(_) => Ok(super::done(NETWORK_PAGE, "saved")),
-        Err(errors) => {
-            let errors = render_all(&ui.tr, &errors);
+        Err(e) => {
+            let errors = render_all(&ui.tr, &crate::web::refusals::form_errors(e)?);
             render_network(&state, &ui, None, errors, Some(&input)).await
         }
     }

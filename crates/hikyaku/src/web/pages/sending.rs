@@ -10,16 +10,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{Chrome, display_offset, fmt_time};
+use crate::admin::accounts::EmailInput;
+use crate::admin::{AdminError, Problem};
 use crate::provider::Provider;
 use crate::roles::Permission;
-use crate::store::StoreError;
-use crate::store::accounts::EmailSettings;
 use crate::store::jobs::JobFilter;
 use crate::web::AppState;
-use crate::web::auth::{self, Ui};
+use crate::web::auth::Ui;
 use crate::web::errors::WebError;
 use crate::web::i18n::{Msg, render_all};
-use crate::web::messages;
 
 pub struct EmailAccountView {
     pub provider: &'static str,
@@ -53,60 +52,6 @@ async fn account_label(state: &AppState, ui: &Ui, id: Option<i64>) -> String {
             Ok(a) => ui.tr.t(&format!("provider-{}", a.provider.as_str())),
             Err(_) => id.to_string(),
         },
-    }
-}
-
-/// What it takes to make a submitter or allowlist entry send through
-/// `account` (`None`: the default account, if one is chosen): managing that
-/// account's provider.
-pub async fn sending_permission(
-    state: &AppState,
-    account: Option<i64>,
-) -> Result<Option<Permission>, WebError> {
-    let provider = match account {
-        Some(id) => Some(state.store.account(id).await?.provider),
-        None => state
-            .store
-            .accounts()
-            .await?
-            .into_iter()
-            .find(|a| a.is_default)
-            .map(|a| a.provider),
-    };
-    Ok(provider.map(Permission::manage))
-}
-
-/// What it takes to remove the submitter `name`: the same as to add it.
-pub async fn submitter_permission(
-    state: &AppState,
-    name: &str,
-) -> Result<Option<Permission>, WebError> {
-    match state
-        .store
-        .submitters()
-        .await?
-        .into_iter()
-        .find(|s| s.name == name)
-    {
-        Some(s) => sending_permission(state, s.account_id).await,
-        None => Ok(None),
-    }
-}
-
-/// What it takes to remove the allowlist entry `cidr`: the same as to add it.
-pub async fn allow_entry_permission(
-    state: &AppState,
-    cidr: &str,
-) -> Result<Option<Permission>, WebError> {
-    match state
-        .store
-        .allowlist()
-        .await?
-        .into_iter()
-        .find(|e| e.cidr == cidr)
-    {
-        Some(e) => sending_permission(state, e.account_id).await,
-        None => Ok(None),
     }
 }
 
@@ -181,50 +126,6 @@ pub struct EmailForm {
     is_default: Option<String>,
 }
 
-/// Validates E-mail Settings; each message says what to correct.
-pub fn validate_email(
-    host: &str,
-    port: &str,
-    security: &str,
-    sender: &str,
-) -> Result<(u16, Option<String>), Vec<Msg>> {
-    let mut errors = Vec::new();
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if !host_ok && host.parse::<std::net::IpAddr>().is_err() {
-        errors.push(Msg::new("err-smtp-host").arg("host", host));
-    }
-    let port = match port.trim().parse::<u16>() {
-        Ok(p) if p > 0 => p,
-        _ => {
-            errors.push(Msg::new("err-smtp-port"));
-            0
-        }
-    };
-    if !matches!(security, "starttls" | "implicit") {
-        errors.push(Msg::new("err-smtp-security"));
-    }
-    let sender = sender.trim();
-    if !sender.is_empty()
-        && (!sender.contains('@')
-            || sender
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>'))
-    {
-        errors.push(Msg::new("err-sender").arg("sender", sender));
-    }
-    if errors.is_empty() {
-        Ok((port, Some(sender.to_string()).filter(|s| !s.is_empty())))
-    } else {
-        Err(errors)
-    }
-}
-
 pub async fn email_submit(
     State(state): State<AppState>,
     ui: Ui,
@@ -232,44 +133,33 @@ pub async fn email_submit(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
-    let provider =
-        Provider::parse(&form.provider).ok_or_else(|| unknown_provider(&form.provider))?;
-    ui.require(Permission::manage(provider))?;
-    let host = form.smtp_host.trim().to_ascii_lowercase();
-    let (port, sender) =
-        match validate_email(&host, &form.smtp_port, &form.smtp_security, &form.sender) {
-            Ok(v) => v,
-            Err(errors) => return render_email(&state, &ui, None, errors).await,
-        };
-    let account = state.store.account_for(provider).await?;
-    let settings = EmailSettings {
-        smtp_host: host,
-        smtp_port: port,
-        smtp_security: form.smtp_security.clone(),
-        sender,
+    let provider = Provider::parse(&form.provider).ok_or_else(|| {
+        WebError::from(AdminError::from(Problem::UnknownProvider(
+            form.provider.clone(),
+        )))
+    })?;
+    let input = EmailInput {
+        smtp_host: form.smtp_host,
+        smtp_port: form.smtp_port,
+        smtp_security: form.smtp_security,
+        sender: form.sender,
         is_default: form.is_default.is_some(),
     };
-    state
-        .store
-        .save_email_settings(account.id, &settings, state.clock.unix())
-        .await?;
-    state
-        .audit(
-            &ui.name,
-            &ui.source,
-            "email_settings",
-            &format!(
-                "{}: {}:{} {} sender={} default={}",
-                provider.as_str(),
-                settings.smtp_host,
-                port,
-                settings.smtp_security,
-                settings.sender.as_deref().unwrap_or("-"),
-                settings.is_default
-            ),
-        )
-        .await;
-    Ok(super::done("/settings/send/email", "saved"))
+    let saved = state.admin(ui.actor()).save_email(provider, &input).await;
+    email_done(&state, &ui, saved.map(|_| ())).await
+}
+
+/// The E-mail Settings page after a change: its notice, or the refusal
+/// beside the forms.
+async fn email_done(
+    state: &AppState,
+    ui: &Ui,
+    result: Result<(), AdminError>,
+) -> Result<Response, WebError> {
+    match result {
+        Ok(()) => Ok(super::done("/settings/send/email", "saved")),
+        Err(e) => render_email(state, ui, None, crate::web::refusals::form_errors(e)?).await,
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -281,18 +171,6 @@ pub struct SubmitterForm {
     provider: String,
 }
 
-fn unknown_provider(name: &str) -> WebError {
-    WebError::BadRequest(Msg::new("err-unknown-provider").arg("provider", name))
-}
-
-async fn account_id_for(state: &AppState, provider: &str) -> Result<Option<i64>, WebError> {
-    if provider.is_empty() {
-        return Ok(None);
-    }
-    let p = Provider::parse(provider).ok_or_else(|| unknown_provider(provider))?;
-    Ok(Some(state.store.account_for(p).await?.id))
-}
-
 pub async fn submitter_add(
     State(state): State<AppState>,
     ui: Ui,
@@ -300,29 +178,11 @@ pub async fn submitter_add(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
-    if let Err(e) = super::validate_new_user(&form.name, &form.password) {
-        return render_email(&state, &ui, None, vec![e]).await;
-    }
-    let account = account_id_for(&state, &form.provider).await?;
-    if let Some(p) = sending_permission(&state, account).await? {
-        ui.require(p)?;
-    }
-    let hash = auth::hash_password(form.password).await?;
-    match state
-        .store
-        .add_submitter(&form.name, &hash, account, state.clock.unix())
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(c)) => {
-            return render_email(&state, &ui, None, vec![messages::conflict(&c)]).await;
-        }
-        Err(e) => return Err(e.into()),
-    }
-    state
-        .audit(&ui.name, &ui.source, "submitter_add", &form.name)
+    let added = state
+        .admin(ui.actor())
+        .add_submitter(&form.name, form.password, &form.provider)
         .await;
-    Ok(super::done("/settings/send/email", "saved"))
+    email_done(&state, &ui, added).await
 }
 
 #[derive(Deserialize, Default)]
@@ -341,13 +201,7 @@ pub async fn submitter_delete(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
-    if let Some(p) = submitter_permission(&state, &form.name).await? {
-        ui.require(p)?;
-    }
-    state.store.delete_submitter(&form.name).await?;
-    state
-        .audit(&ui.name, &ui.source, "submitter_delete", &form.name)
-        .await;
+    state.admin(ui.actor()).delete_submitter(&form.name).await?;
     Ok(super::done("/settings/send/email", "saved"))
 }
 
@@ -358,29 +212,11 @@ pub async fn allowlist_add(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
-    let cidr = match crate::intake::cidr::Cidr::parse(&form.cidr) {
-        Ok(c) => c,
-        Err(e) => return render_email(&state, &ui, None, vec![messages::cidr(&e)]).await,
-    };
-    let account = account_id_for(&state, &form.provider).await?;
-    if let Some(p) = sending_permission(&state, account).await? {
-        ui.require(p)?;
-    }
-    match state
-        .store
-        .add_allow_entry(&cidr.to_string(), account, state.clock.unix())
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::Conflict(c)) => {
-            return render_email(&state, &ui, None, vec![messages::conflict(&c)]).await;
-        }
-        Err(e) => return Err(e.into()),
-    }
-    state
-        .audit(&ui.name, &ui.source, "allowlist_add", &cidr.to_string())
+    let added = state
+        .admin(ui.actor())
+        .add_allow_entry(&form.cidr, &form.provider)
         .await;
-    Ok(super::done("/settings/send/email", "saved"))
+    email_done(&state, &ui, added.map(|_| ())).await
 }
 
 pub async fn allowlist_delete(
@@ -390,13 +226,10 @@ pub async fn allowlist_delete(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
-    if let Some(p) = allow_entry_permission(&state, &form.cidr).await? {
-        ui.require(p)?;
-    }
-    state.store.delete_allow_entry(&form.cidr).await?;
     state
-        .audit(&ui.name, &ui.source, "allowlist_delete", &form.cidr)
-        .await;
+        .admin(ui.actor())
+        .delete_allow_entry(&form.cidr)
+        .await?;
     Ok(super::done("/settings/send/email", "saved"))
 }
 
@@ -549,11 +382,10 @@ pub async fn job_retry(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageJobs)?;
     ui.check_csrf(&form.csrf)?;
-    state.store.retry_job(&form.id, state.clock.unix()).await?;
-    state.wake_delivery();
     state
-        .audit(&ui.name, &ui.source, "job_retry", &form.id)
-        .await;
+        .admin(ui.actor())
+        .retry_job(&state.live(), &form.id)
+        .await?;
     Ok(Redirect::to("/jobs").into_response())
 }
 
@@ -564,9 +396,6 @@ pub async fn job_delete(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageJobs)?;
     ui.check_csrf(&form.csrf)?;
-    state.store.delete_job(&form.id).await?;
-    state
-        .audit(&ui.name, &ui.source, "job_delete", &form.id)
-        .await;
+    state.admin(ui.actor()).delete_job(&form.id).await?;
     Ok(Redirect::to("/jobs").into_response())
 }

@@ -1,0 +1,99 @@
+//! Management → CA Certificates: the extra trust anchors of every outbound
+//! TLS connection, in the store and in the live trust set.
+
+use rustls_pki_types::CertificateDer;
+
+use super::{Admin, AdminError, Live, LiveCas, Problem};
+use crate::roles::Permission;
+use crate::store::Store;
+use crate::store::ca::{NewCa, StoredCa};
+
+impl Admin<'_> {
+    /// Adds the CA certificates in PEM text; returns how many.
+    pub async fn add_cas(&self, live: &Live<'_>, pem: &str) -> Result<usize, AdminError> {
+        self.require(Permission::ManageNetwork)?;
+        let parsed = crate::tls::parse_ca_pem(pem, self.clock.now()).map_err(Problem::Ca)?;
+        let new: Vec<NewCa> = parsed
+            .iter()
+            .map(|c| NewCa {
+                fingerprint: c.sha256_fingerprint.clone(),
+                subject: c.subject.clone(),
+                issuer: c.issuer.clone(),
+                not_before: c.not_before.unix_timestamp(),
+                not_after: c.not_after.unix_timestamp(),
+                der: c.der.clone(),
+            })
+            .collect();
+        self.store
+            .add_ca_certificates(&new, self.clock.unix())
+            .await?;
+        reload(self.store, live.cas).await?;
+        for c in &parsed {
+            self.audit(
+                "ca_add",
+                &format!("{} ({})", c.subject, c.sha256_fingerprint),
+            )
+            .await;
+        }
+        Ok(parsed.len())
+    }
+
+    /// Removes a CA certificate; returns what was removed.
+    pub async fn delete_ca(&self, live: &Live<'_>, id: i64) -> Result<StoredCa, AdminError> {
+        self.require(Permission::ManageNetwork)?;
+        let removed = self.store.delete_ca_certificate(id).await?;
+        reload(self.store, live.cas).await?;
+        self.audit(
+            "ca_delete",
+            &format!("{} ({})", removed.subject, removed.fingerprint),
+        )
+        .await;
+        Ok(removed)
+    }
+}
+
+/// Re-reads the stored CA certificates into the live trust set.
+async fn reload(store: &Store, live: &LiveCas) -> Result<(), AdminError> {
+    let fresh: Vec<CertificateDer<'static>> = store
+        .ca_certificates()
+        .await?
+        .into_iter()
+        .map(|c| CertificateDer::from(c.der))
+        .collect();
+    if let Ok(mut set) = live.write() {
+        *set = fresh;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::testing;
+    use crate::roles::Role;
+
+    #[tokio::test]
+    async fn trust_anchors_are_the_network_admins_and_must_be_certificates() {
+        let (dir, store) = testing::store().await;
+        let server = testing::Server::new(dir.path(), &store);
+        let live = server.live();
+        assert!(matches!(
+            testing::admin(&store, Role::GeneralUser)
+                .add_cas(&live, "")
+                .await,
+            Err(AdminError::Forbidden)
+        ));
+        assert!(matches!(
+            testing::admin(&store, Role::GeneralUser)
+                .delete_ca(&live, 1)
+                .await,
+            Err(AdminError::Forbidden)
+        ));
+        let network = testing::admin(&store, Role::NetworkAdmin);
+        assert!(testing::refused_for(
+            network.add_cas(&live, "not a certificate").await,
+            |p| matches!(p, Problem::Ca(_))
+        ));
+        assert!(live.cas.read().expect("lock").is_empty());
+    }
+}
