@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rustls_pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
@@ -97,19 +96,9 @@ pub async fn open_data(data_dir: &Path) -> Result<(Store, Arc<MasterKey>), AppEr
     Ok((store, key))
 }
 
-/// The administrator's extra CA certificates, shared by every outbound TLS
-/// connection and updated in place by the CA Certificates page.
-pub type ExtraCas = Arc<RwLock<Vec<CertificateDer<'static>>>>;
-
 /// Loads the extra CA certificates from the store.
-pub async fn extra_cas(store: &Store) -> Result<ExtraCas, AppError> {
-    let cas = store
-        .ca_certificates()
-        .await?
-        .into_iter()
-        .map(|c| CertificateDer::from(c.der))
-        .collect();
-    Ok(Arc::new(RwLock::new(cas)))
+async fn extra_cas(store: &Store) -> Result<crate::tls::ExtraCas, AppError> {
+    Ok(crate::admin::trust::load(store).await?)
 }
 
 /// Loads the outbound proxy (Management → Network) from the store.
@@ -324,7 +313,7 @@ fn serve_intake(
 /// What [`start`] prepares before anything runs.
 struct Prepared {
     web_tls: Option<Arc<rustls::ServerConfig>>,
-    cas: ExtraCas,
+    cas: crate::tls::ExtraCas,
     proxy: SharedProxy,
     /// Jobs whose delivery the last stop interrupted, queued again.
     interrupted: u64,

@@ -35,6 +35,28 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+/// The administrator's extra CA certificates (trust anchors beside the
+/// public roots), shared by every outbound TLS client and replaced in place
+/// when CA Certificates changes.
+pub type ExtraCas = Arc<std::sync::RwLock<Vec<CertificateDer<'static>>>>;
+
+/// A trust set holding `ders`.
+pub fn extra_cas(ders: impl IntoIterator<Item = Vec<u8>>) -> ExtraCas {
+    Arc::new(std::sync::RwLock::new(
+        ders.into_iter().map(CertificateDer::from).collect(),
+    ))
+}
+
+/// Replaces what `cas` holds with `ders`.
+pub fn replace_extra_cas(cas: &ExtraCas, ders: impl IntoIterator<Item = Vec<u8>>) {
+    let fresh: Vec<CertificateDer<'static>> = ders.into_iter().map(CertificateDer::from).collect();
+    // A poisoned lock only means a reader panicked; the set is still whole.
+    let mut set = cas
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *set = fresh;
+}
 use time::format_description::well_known::Rfc3339;
 
 use crate::i18n::Reason;

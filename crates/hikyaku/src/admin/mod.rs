@@ -17,10 +17,6 @@ pub mod submitters;
 pub mod trust;
 pub mod users;
 
-use std::sync::{Arc, RwLock};
-
-use rustls_pki_types::CertificateDer;
-
 use crate::clock::Clock;
 use crate::intake::cidr::CidrError;
 use crate::intake::local::LocalError;
@@ -151,8 +147,8 @@ pub enum Problem {
 }
 
 /// The administrator's extra CA certificates as every outbound TLS client
-/// shares them (the same type as the server's live trust set).
-pub type LiveCas = Arc<RwLock<Vec<CertificateDer<'static>>>>;
+/// shares them.
+pub use crate::tls::ExtraCas as LiveCas;
 
 /// The running server's shared parts that some changes touch besides the
 /// store: the master key, the token service, the live trust set and proxy,
@@ -233,6 +229,7 @@ pub(crate) mod testing {
 
     use super::*;
     use crate::clock::SystemClock;
+    use std::sync::Arc;
 
     pub async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temporary directory");

@@ -1,8 +1,6 @@
 //! Management → CA Certificates: the extra trust anchors of every outbound
 //! TLS connection, in the store and in the live trust set.
 
-use rustls_pki_types::CertificateDer;
-
 use super::{Admin, AdminError, Live, LiveCas, Problem};
 use crate::roles::Permission;
 use crate::store::Store;
@@ -54,16 +52,15 @@ impl Admin<'_> {
 
 /// Re-reads the stored CA certificates into the live trust set.
 async fn reload(store: &Store, live: &LiveCas) -> Result<(), AdminError> {
-    let fresh: Vec<CertificateDer<'static>> = store
-        .ca_certificates()
-        .await?
-        .into_iter()
-        .map(|c| CertificateDer::from(c.der))
-        .collect();
-    if let Ok(mut set) = live.write() {
-        *set = fresh;
-    }
+    let stored = store.ca_certificates().await?;
+    crate::tls::replace_extra_cas(live, stored.into_iter().map(|c| c.der));
     Ok(())
+}
+
+/// The trust set the store holds, as the server starts with it.
+pub async fn load(store: &Store) -> Result<LiveCas, crate::store::StoreError> {
+    let stored = store.ca_certificates().await?;
+    Ok(crate::tls::extra_cas(stored.into_iter().map(|c| c.der)))
 }
 
 #[cfg(test)]

@@ -53,13 +53,13 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::ExtraCas;
 use crate::clock::SharedClock;
 use crate::config::DeliveryConfig;
 use crate::provider::Provider;
 use crate::store::Store;
 use crate::store::accounts::Account;
 use crate::store::jobs::Job;
+use crate::tls::ExtraCas;
 use crate::tokens::{AccessToken, TokenService, TokenStatus, TokensError};
 
 pub use handoff::Handoff;

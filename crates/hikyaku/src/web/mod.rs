@@ -41,7 +41,7 @@ pub struct Inner {
     pub insecure_banner: bool,
     pub tokens: crate::tokens::TokenService,
     /// The administrator's extra CA certificates, shared with every client.
-    pub extra_cas: crate::app::ExtraCas,
+    pub extra_cas: crate::tls::ExtraCas,
     /// The outbound proxy (Management → Network), shared with the token service.
     pub proxy: crate::proxy::SharedProxy,
     /// Wakes the delivery workers (after Retry now or a new message).
