@@ -57,9 +57,10 @@ use crate::app::ExtraCas;
 use crate::clock::SharedClock;
 use crate::config::DeliveryConfig;
 use crate::provider::Provider;
+use crate::queue::lease;
+use crate::queue::{Job, JobStore as _};
 use crate::store::Store;
 use crate::store::accounts::Account;
-use crate::store::jobs::Job;
 use crate::tokens::{AccessToken, TokenService, TokenStatus, TokensError};
 
 pub use handoff::Handoff;
@@ -71,10 +72,6 @@ use handoff::Fresh;
 use outcome::{Class, classify, with_advice};
 use smtp::{SendError, SmtpError};
 
-/// How long a claimed job belongs to its worker.
-pub const LEASE_SECS: i64 = 600;
-/// A delivery is abandoned (and deferred) this long before its lease ends.
-const LEASE_MARGIN_SECS: i64 = 60;
 /// Longest idle sleep of the loop (it also requeues expired leases then).
 const IDLE_MAX: Duration = Duration::from_secs(60);
 /// How often idle upstream sessions are checked for closing.
@@ -357,7 +354,7 @@ impl Delivery {
             let want = u32::try_from(permits.len()).unwrap_or(1);
             match inner
                 .store
-                .claim_due_jobs_with_bodies(now, now + LEASE_SECS, want)
+                .claim_due_jobs_with_bodies(now, lease::until(now), want)
                 .await
             {
                 Ok(jobs) => {
@@ -427,13 +424,7 @@ impl Delivery {
             tracing::warn!(job_id = %id, "delivery interrupted by shutdown; deferred");
             let _ = inner
                 .store
-                .defer_job(
-                    &id,
-                    "interrupted by shutdown; will be retried",
-                    now,
-                    now,
-                    false,
-                )
+                .defer_job(&id, lease::SHUTDOWN, now, now, false)
                 .await;
         }
         let _ = sweeper.await;
@@ -470,8 +461,7 @@ impl Delivery {
         body: Option<Bytes>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Outcome {
-        let limit =
-            Duration::from_secs(u64::try_from(LEASE_SECS - LEASE_MARGIN_SECS).unwrap_or(540));
+        let limit = lease::delivery_limit();
         let attempt = match tokio::time::timeout(limit, self.attempt(&job, body)).await {
             Ok(a) => a,
             Err(_) => Attempt::Temporary {
@@ -1023,7 +1013,7 @@ impl Delivery {
             boundary: &boundary,
         };
         let new = dsn::job(&notice, account_id);
-        match inner.store.enqueue(&new, inner.clock.unix()).await {
+        match crate::queue::notices::enqueue(&inner.store, &new, inner.clock.unix()).await {
             Ok(()) => {
                 tracing::info!(job_id = %job.id, notice_job_id = %new.id, "failure notice queued");
                 self.wake();

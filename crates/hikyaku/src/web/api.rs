@@ -18,6 +18,7 @@ use super::errors::WebError;
 use super::i18n::Msg;
 use super::pages::oauth::{self, BasicInput};
 use crate::provider::Provider;
+use crate::queue::JobStore as _;
 use crate::roles::{Permission, Role};
 use crate::store::accounts::Account;
 
@@ -145,7 +146,7 @@ async fn status(State(state): State<AppState>, caller: ApiCaller) -> Result<Json
         .job_counts()
         .await?
         .into_iter()
-        .map(|(k, v)| (k, json!(v)))
+        .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     let last_error = state
         .store

@@ -2,6 +2,7 @@
 //! page and API route, CSRF, session expiry, throttling, audit, API basics.
 
 use crate::support::{ADMIN_PASSWORD, Browser, TestServer, add_user};
+use hikyaku::queue::JobStore as _;
 
 /// Every page: (path, roles allowed as [Administrator, NetworkAdmin, GeneralUser]).
 const PAGES: &[(&str, [bool; 3])] = &[

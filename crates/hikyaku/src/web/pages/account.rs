@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{Chrome, display_offset, fmt_time};
 use crate::provider::Provider;
+use crate::queue::{JobState, JobStore as _};
 use crate::roles::Permission;
 use crate::store::accounts::{Account, BasicSettings};
 use crate::web::AppState;
@@ -67,23 +68,17 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
     let tr = ui.tr;
     let accounts = state.store.accounts().await?;
     let counts = state.store.job_counts().await?;
-    let count = |s: &str| {
+    let count = |s: JobState| {
         counts
             .iter()
-            .find(|(k, _)| k == s)
+            .find(|(k, _)| *k == s)
             .map(|(_, n)| *n)
             .unwrap_or(0)
             .to_string()
     };
     let queue = tr.args(
         "portal-queue-counts",
-        &[
-            ("queued", count("queued")),
-            ("sending", count("sending")),
-            ("deferred", count("deferred")),
-            ("failed", count("failed")),
-            ("sent", count("sent")),
-        ],
+        &JobState::ALL.map(|s| (s.as_str(), count(s))),
     );
     let offset = display_offset(&state).await;
     let last_error = match state.store.last_job_error().await? {

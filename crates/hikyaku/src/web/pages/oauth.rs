@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::account::{BasicForm, DeviceView, basic_settings, google_view, microsoft_view};
 use super::{Chrome, CsrfOnly, display_offset, fmt_time};
 use crate::provider::Provider;
+use crate::queue::JobStore as _;
 use crate::roles::Permission;
 use crate::store::accounts::Account;
 use crate::tokens::validate_microsoft_endpoint;
