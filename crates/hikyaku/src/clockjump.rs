@@ -143,13 +143,13 @@ impl JumpReaction {
 /// Active with a refresh token, but the last refresh could not reach the endpoint.
 fn needs_healing(a: &Account) -> bool {
     a.has_refresh_token
-        && TokenStatus::parse(&a.token_status) == TokenStatus::Active
+        && a.token_status == TokenStatus::Active
         && a.token_warning.as_deref() == Some(ENDPOINT_UNREACHABLE)
 }
 
 /// Marked Error by [`JumpReaction::handle`] (not by a provider refusal).
 fn is_marked(a: &Account) -> bool {
     a.has_refresh_token
-        && TokenStatus::parse(&a.token_status) == TokenStatus::Error
+        && a.token_status == TokenStatus::Error
         && a.token_reason.as_deref() == Some(NO_TOKEN_AFTER_JUMP)
 }

@@ -4,12 +4,18 @@
 use super::*;
 
 /// One attempt, before it is recorded.
+/// The account a job went out through, and its mailbox.
+#[derive(Debug, Clone)]
+pub(super) struct Via {
+    pub id: i64,
+    pub mailbox: String,
+}
+
 pub(super) enum Attempt {
     Sent {
         reply: String,
-        refused: Vec<(String, String)>,
-        account: i64,
-        mailbox: String,
+        refused: Vec<Refusal>,
+        via: Via,
         lease: Option<Box<pool::Lease>>,
         /// The message as stored, kept for a notice about refused
         /// recipients (sending drops the stored body); `None` without any.
@@ -17,13 +23,13 @@ pub(super) enum Attempt {
     },
     Temporary {
         reply: String,
-        code: Option<u16>,
+        code: Option<ReplyCode>,
     },
     Permanent {
         reply: String,
-        code: Option<u16>,
-        failed: Vec<(String, String)>,
-        account: Option<(i64, String)>,
+        code: Option<ReplyCode>,
+        failed: Vec<Refusal>,
+        account: Option<Via>,
     },
     Waiting {
         reason: String,
@@ -73,7 +79,7 @@ impl Delivery {
         }
         let active: Vec<&Account> = accounts
             .iter()
-            .filter(|a| a.enabled && TokenStatus::parse(&a.token_status) == TokenStatus::Active)
+            .filter(|a| a.enabled && a.token_status == TokenStatus::Active)
             .collect();
         match active.as_slice() {
             [one] => Ok((*one).clone()),
@@ -111,7 +117,7 @@ impl Delivery {
                     .store
                     .account(a.id)
                     .await
-                    .map(|x| TokenStatus::parse(&x.token_status) == TokenStatus::Active)
+                    .map(|x| x.token_status == TokenStatus::Active)
                     .unwrap_or(true);
                 if now_active {
                     Attempt::Temporary {
@@ -155,7 +161,7 @@ impl Delivery {
         Ok(smtp::Target {
             host,
             port,
-            security: smtp::Security::parse(&a.smtp_security),
+            security: a.smtp_security,
             tls,
             tls_id,
             connect_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)),
@@ -175,7 +181,7 @@ impl Delivery {
                 reason: waiting_reason(&a, texts::SWITCHED_OFF),
             };
         }
-        let status = TokenStatus::parse(&a.token_status);
+        let status = a.token_status;
         if status != TokenStatus::Active {
             let detail = match (status, a.token_reason.as_deref()) {
                 (TokenStatus::NotRegistered, _) => texts::NOT_REGISTERED.to_owned(),
@@ -215,7 +221,10 @@ impl Delivery {
                     reply: "the message body is missing from the store".to_owned(),
                     code: None,
                     failed: Vec::new(),
-                    account: Some((a.id, token.mailbox.clone())),
+                    account: Some(Via {
+                        id: a.id,
+                        mailbox: token.mailbox.clone(),
+                    }),
                 };
             }
             Err(e) => {
@@ -296,8 +305,10 @@ impl Delivery {
                     original: (!report.refused.is_empty()).then(|| body.clone()),
                     reply: report.reply,
                     refused: report.refused,
-                    account: a.id,
-                    mailbox: token.mailbox.clone(),
+                    via: Via {
+                        id: a.id,
+                        mailbox: token.mailbox.clone(),
+                    },
                     lease: Some(Box::new(lease)),
                 },
                 Err(SendError::Smtp(e)) if lease.reused && closed_while_idle(&e) => {
@@ -310,16 +321,18 @@ impl Delivery {
                 Err(SendError::AllRefused(refused)) => {
                     // The session stays usable (RSET was sent).
                     inner.pool.put(lease);
-                    let reply = refused
-                        .iter()
-                        .map(|(r, why)| format!("<{r}>: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; ");
+                    let reply = Refusal::describe(&refused);
                     Attempt::Permanent {
                         reply: crate::template::fill(texts::ALL_REFUSED, &[("reply", &reply)]),
-                        code: refused.first().and_then(|(_, w)| outcome::reply_code(w)),
+                        code: refused
+                            .first()
+                            .and_then(|r| outcome::reply_code(&r.reply))
+                            .and_then(ReplyCode::new),
                         failed: refused,
-                        account: Some((a.id, token.mailbox.clone())),
+                        account: Some(Via {
+                            id: a.id,
+                            mailbox: token.mailbox.clone(),
+                        }),
                     }
                 }
                 Err(SendError::Smtp(e)) => {
@@ -329,11 +342,17 @@ impl Delivery {
                             failed: job
                                 .rcpt_to
                                 .iter()
-                                .map(|r| (r.clone(), reply.clone()))
+                                .map(|r| Refusal {
+                                    recipient: r.clone(),
+                                    reply: reply.clone(),
+                                })
                                 .collect(),
                             reply,
                             code,
-                            account: Some((a.id, token.mailbox.clone())),
+                            account: Some(Via {
+                                id: a.id,
+                                mailbox: token.mailbox.clone(),
+                            }),
                         },
                         other => other,
                     }
@@ -379,11 +398,11 @@ impl Delivery {
                     "{} — the provider refused a freshly refreshed access token; retrying later",
                     e.reply()
                 ),
-                code: e.code(),
+                code: e.code().and_then(ReplyCode::new),
             }),
             _ => Err(Attempt::Temporary {
                 reply: with_advice(e.reply()),
-                code: e.code(),
+                code: e.code().and_then(ReplyCode::new),
             }),
         }
     }
@@ -404,13 +423,13 @@ fn smtp_failure(e: &SmtpError) -> Attempt {
         SmtpError::Reply { stage, code, text } => match classify(*stage, *code, text) {
             Class::Permanent => Attempt::Permanent {
                 reply: e.reply(),
-                code: Some(*code),
+                code: ReplyCode::new(*code),
                 failed: Vec::new(),
                 account: None,
             },
             _ => Attempt::Temporary {
                 reply: with_advice(e.reply()),
-                code: Some(*code),
+                code: ReplyCode::new(*code),
             },
         },
         SmtpError::BadAddress { .. } | SmtpError::Transport { .. } => Attempt::Temporary {

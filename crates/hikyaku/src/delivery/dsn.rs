@@ -13,7 +13,7 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
-use super::outcome::enhanced_code;
+use super::outcome::{Refusal, enhanced_code};
 use super::rewrite::{encode_phrase, header_block_end, is_safe_address, sanitize_phrase};
 use crate::queue::notices::{self, is_notice};
 use crate::queue::{Job, NewJob};
@@ -55,8 +55,8 @@ pub struct Notice<'a> {
     pub job: &'a Job,
     /// The original message (its header block is attached), when still stored.
     pub original: Option<&'a [u8]>,
-    /// (recipient, reply) of each recipient that failed.
-    pub failed: &'a [(String, String)],
+    /// Each recipient that failed.
+    pub failed: &'a [Refusal],
     /// Whether the job gave up after `max_age_hours` (a temporary failure).
     pub expired: bool,
     pub to: &'a str,
@@ -137,7 +137,11 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
         line("hikyaku could not deliver your message to the following recipients.");
     }
     line("");
-    for (rcpt, reply) in n.failed {
+    for Refusal {
+        recipient: rcpt,
+        reply,
+    } in n.failed
+    {
         line(&format!(
             "  <{}>: {}",
             one_line(rcpt, 320),
@@ -157,7 +161,11 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     line("");
     line(&format!("Reporting-MTA: dns; {mta}"));
     line(&format!("Arrival-Date: {}", date(arrival)));
-    for (rcpt, reply) in n.failed {
+    for Refusal {
+        recipient: rcpt,
+        reply,
+    } in n.failed
+    {
         let status = if n.expired {
             "4.4.7".to_owned()
         } else {
@@ -269,14 +277,14 @@ mod tests {
     fn report_is_multipart_report() {
         let j = job();
         let failed = vec![
-            (
-                "a@b.example".to_owned(),
-                "550 5.1.1 User unknown\r\nBcc: x".to_owned(),
-            ),
-            (
-                "c@b.example".to_owned(),
-                "554 5.2.252 SendAsDenied — grant Send As → retry ✓".to_owned(),
-            ),
+            Refusal {
+                recipient: "a@b.example".to_owned(),
+                reply: "550 5.1.1 User unknown\r\nBcc: x".to_owned(),
+            },
+            Refusal {
+                recipient: "c@b.example".to_owned(),
+                reply: "554 5.2.252 SendAsDenied — grant Send As → retry ✓".to_owned(),
+            },
         ];
         let original = b"From: s@p.local\r\nSubject: Scan\r\n\r\nsecret body\r\n";
         let n = Notice {

@@ -1,5 +1,7 @@
 //! delivery: takes due jobs from the queue and sends them upstream (design.md,
-//! "The flow of a message", step 3).
+//! "The flow of a message", step 3), in three phases: the [`worker`] loop
+//! claims jobs and stops cleanly, an [`attempt`] tries one job, and
+//! [`record`] writes its outcome back into the queue.
 //!
 //! For each job: choose the account (the job's own, else the default
 //! account, else the only enabled account with an active token); wait —
@@ -13,7 +15,8 @@
 //! The result is recorded at once ([`Outcome`]): sent; deferred with
 //! exponential backoff ([`backoff`]) for temporary failures, until
 //! `max_age_hours` after acceptance, when the job fails with its last reply;
-//! failed for permanent ones, with a failure notice ([`dsn`]) queued.
+//! failed for permanent ones, with a failure notice ([`dsn`]) queued
+//! through [`crate::queue::notices`].
 //!
 //! **At-least-once.** The job is marked sent right after the upstream's
 //! `250` (retried a few times if the store is busy). Between that `250` and
@@ -22,7 +25,7 @@
 //! window is unavoidable without the upstream's cooperation; losing a
 //! message is worse than a rare duplicate.
 //!
-//! **Leases.** A claimed job carries a lease (10 min); a worker that dies
+//! **Leases** ([`crate::queue::lease`]). A claimed job carries a lease (10 min); a worker that dies
 //! leaves it to expire, and the loop puts such jobs back
 //! (`requeue_expired_leases`) at start and while idle. Each delivery is cut
 //! off before its lease runs out.
@@ -73,13 +76,22 @@ pub use rewrite::rewrite_from;
 
 use handoff::Fresh;
 
-use outcome::{Class, classify, with_advice};
+use outcome::{Class, Refusal, ReplyCode, classify, with_advice};
 use smtp::{SendError, SmtpError};
 
 use attempt::Attempt;
 
 /// How long a delivery waits for one of its account's upstream connections.
 const CONNECTION_WAIT: Duration = Duration::from_secs(60);
+
+/// The upstream's acceptance of a job, as it is to be recorded.
+#[derive(Debug, Clone)]
+struct Accepted {
+    /// The account it went out through.
+    account: i64,
+    /// The reply recorded as the job's last reply.
+    reply: String,
+}
 
 /// The delivery service. Cheap to clone.
 #[derive(Clone)]
@@ -97,9 +109,9 @@ struct Inner {
     rate: rate::RateLimiter,
     hello: ClientId,
     in_flight: Mutex<HashSet<String>>,
-    /// Jobs the upstream accepted (`250`) whose "sent" is not committed yet:
-    /// id → (account, reply). Shutdown records them as sent, not deferred.
-    accepted: Mutex<HashMap<String, (i64, String)>>,
+    /// Jobs the upstream accepted (`250`) whose "sent" is not committed yet,
+    /// by job id. Shutdown records them as sent, not deferred.
+    accepted: Mutex<HashMap<String, Accepted>>,
     pool: pool::Pool,
     handoff: Handoff,
     /// Taken by the loop when it starts.

@@ -1,7 +1,19 @@
 //! Recording an attempt's outcome: the job's new state in the queue, and a
 //! failure notice queued where one is due.
 
+use super::attempt::Via;
 use super::*;
+
+/// Every recipient of `job`, refused with `reply`.
+fn all_refused(job: &Job, reply: &str) -> Vec<Refusal> {
+    job.rcpt_to
+        .iter()
+        .map(|r| Refusal {
+            recipient: r.clone(),
+            reply: reply.to_owned(),
+        })
+        .collect()
+}
 
 impl Delivery {
     /// Records an attempt in the store (and queues a failure notice).
@@ -22,18 +34,13 @@ impl Delivery {
             Attempt::Sent {
                 reply,
                 refused,
-                account,
-                mailbox,
+                via,
                 lease,
                 original,
             } => {
                 let mut recorded = reply.clone();
                 if !refused.is_empty() {
-                    let list = refused
-                        .iter()
-                        .map(|(r, why)| format!("<{r}>: {why}"))
-                        .collect::<Vec<_>>()
-                        .join("; ");
+                    let list = Refusal::describe(&refused);
                     recorded.push_str(&format!(" (refused recipients: {list})"));
                 }
                 // The session is ready for the next message now.
@@ -44,12 +51,16 @@ impl Delivery {
                 // keep trying (the job stays in flight, so no requeue sends
                 // it again); a shutdown meanwhile records it (see `run`).
                 if let Ok(mut m) = inner.accepted.lock() {
-                    m.insert(job.id.clone(), (account, recorded.clone()));
+                    m.insert(
+                        job.id.clone(),
+                        Accepted {
+                            account: via.id,
+                            reply: recorded.clone(),
+                        },
+                    );
                 }
                 let mut wait = Duration::from_millis(200);
-                let mut result = store
-                    .mark_sent(&job.id, Some(account), &recorded, now)
-                    .await;
+                let mut result = store.mark_sent(&job.id, Some(via.id), &recorded, now).await;
                 while let Err(e) = &result
                     && e.is_temporary()
                 {
@@ -57,22 +68,22 @@ impl Delivery {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                     result = store
-                        .mark_sent(&job.id, Some(account), &recorded, inner.clock.unix())
+                        .mark_sent(&job.id, Some(via.id), &recorded, inner.clock.unix())
                         .await;
                 }
                 if let Ok(mut m) = inner.accepted.lock() {
                     m.remove(&job.id);
                 }
                 log_err("the upstream's acceptance", result);
-                tracing::info!(job_id = %job.id, account, attempt = job.attempts, code = outcome::reply_code(&reply), refused = refused.len(), "sent");
+                tracing::info!(job_id = %job.id, account = via.id, attempt = job.attempts, code = outcome::reply_code(&reply), refused = refused.len(), "sent");
                 if !refused.is_empty() {
-                    self.queue_notice(job, &refused, false, Some((account, mailbox)), original)
+                    self.queue_notice(job, &refused, false, Some(via), original)
                         .await;
                 }
                 Outcome::Sent { reply: recorded }
             }
             Attempt::Temporary { reply, code } if expired => {
-                tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code, "failed: too old");
+                tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), "failed: too old");
                 self.give_up(job, &reply, now).await
             }
             Attempt::Temporary { reply, code } => {
@@ -81,7 +92,7 @@ impl Delivery {
                     "the deferral",
                     store.defer_job(&job.id, &reply, next, now, true).await,
                 );
-                tracing::info!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code, next_attempt_at = next, "deferred");
+                tracing::info!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), next_attempt_at = next, "deferred");
                 Outcome::Deferred {
                     reply,
                     next_attempt_at: next,
@@ -94,17 +105,14 @@ impl Delivery {
                 account,
             } => {
                 let reply = with_advice(reply);
-                let via = account.as_ref().map(|(id, _)| *id);
+                let via = account.as_ref().map(|v| v.id);
                 log_err(
                     "the failure",
                     store.mark_failed(&job.id, via, &reply, now).await,
                 );
-                tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code, "failed");
+                tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), "failed");
                 let failed = if failed.is_empty() {
-                    job.rcpt_to
-                        .iter()
-                        .map(|r| (r.clone(), reply.clone()))
-                        .collect()
+                    all_refused(job, &reply)
                 } else {
                     failed
                 };
@@ -159,11 +167,7 @@ impl Delivery {
         {
             tracing::error!(job_id = %job.id, error = %e, "cannot record the failure; the lease will expire and the job be retried");
         }
-        let failed: Vec<(String, String)> = job
-            .rcpt_to
-            .iter()
-            .map(|r| (r.clone(), reply.clone()))
-            .collect();
+        let failed = all_refused(job, &reply);
         self.queue_notice(job, &failed, true, None, None).await;
         Outcome::Failed { reply }
     }
@@ -172,9 +176,9 @@ impl Delivery {
     pub(super) async fn queue_notice(
         &self,
         job: &Job,
-        failed: &[(String, String)],
+        failed: &[Refusal],
         expired: bool,
-        account: Option<(i64, String)>,
+        account: Option<Via>,
         original: Option<Bytes>,
     ) {
         let inner = &self.inner;
@@ -183,7 +187,7 @@ impl Delivery {
         };
         // The notice goes out through the same account, From its mailbox.
         let (account_id, from) = match account {
-            Some((id, mb)) => (Some(id), mb),
+            Some(via) => (Some(via.id), via.mailbox),
             None => match self.choose_account(job).await {
                 Ok(a) => (
                     Some(a.id),

@@ -210,7 +210,7 @@ impl Delivery {
         let accepted = inner.accepted.lock().map(|m| m.clone()).unwrap_or_default();
         for id in left {
             // Its `250` came before the shutdown: sent, whatever else remained.
-            if let Some((account, reply)) = accepted.get(&id) {
+            if let Some(Accepted { account, reply }) = accepted.get(&id) {
                 if let Err(e) = inner.store.mark_sent(&id, Some(*account), reply, now).await {
                     tracing::error!(job_id = %id, error = %e, "cannot record the upstream's acceptance at shutdown; the message may be sent again after the restart");
                 }

@@ -1083,7 +1083,7 @@ async fn from_is_rewritten_to_the_configured_sender() {
             &EmailSettings {
                 smtp_host: a.smtp_host.clone(),
                 smtp_port: a.smtp_port,
-                smtp_security: a.smtp_security.clone(),
+                smtp_security: a.smtp_security.to_string(),
                 sender: Some("scans@example.com".into()),
                 is_default: true,
             },

@@ -104,13 +104,13 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
             .map(|a| PortalAccount {
                 provider: a.provider.as_str(),
                 label: tr.t(&format!("provider-{}", a.provider.as_str())),
-                token_status: a.token_status.clone(),
+                token_status: a.token_status.to_string(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
                 token_reason: a
                     .token_reason
                     .as_deref()
                     .map(|r| reasons::token(r).render(&tr)),
-                connection_status: a.connection_status.clone(),
+                connection_status: a.connection_status.to_string(),
                 connection_status_label: tr
                     .t(&format!("connection-status-{}", a.connection_status)),
             })
@@ -271,7 +271,7 @@ pub async fn microsoft_view(
         verify_cn: on_off(&tr, a.verify_cn),
         endpoint: a.endpoint.clone().unwrap_or_default(),
         client_id: a.client_id.clone().unwrap_or_default(),
-        connection_status: a.connection_status.clone(),
+        connection_status: a.connection_status.to_string(),
         connection_label: s.connection_label,
         connection_reason: s.connection_reason,
         skew: s.skew,
@@ -279,7 +279,7 @@ pub async fn microsoft_view(
             && a.connection_status == "successful"
             && a.token_status != "active",
         device,
-        token_status: a.token_status.clone(),
+        token_status: a.token_status.to_string(),
         token_label: s.token_label,
         token_reason,
         token_warning,
@@ -320,11 +320,11 @@ pub async fn google_view(
         verify_cn: on_off(&tr, a.verify_cn),
         client_id: a.client_id.clone().unwrap_or_default(),
         has_secret: a.has_client_secret,
-        connection_status: a.connection_status.clone(),
+        connection_status: a.connection_status.to_string(),
         connection_label: s.connection_label,
         connection_reason: s.connection_reason,
         skew: s.skew,
-        token_status: a.token_status.clone(),
+        token_status: a.token_status.to_string(),
         token_label: s.token_label,
         token_reason,
         token_warning,

@@ -127,7 +127,7 @@ async fn render_email(
             label: ui.tr.t(&format!("provider-{}", a.provider.as_str())),
             smtp_host: a.smtp_host,
             smtp_port: a.smtp_port,
-            smtp_security: a.smtp_security,
+            smtp_security: a.smtp_security.to_string(),
             sender: a.sender.unwrap_or_default(),
             mailbox: a.mailbox,
             is_default: a.is_default,
