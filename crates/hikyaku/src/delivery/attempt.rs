@@ -3,7 +3,6 @@
 
 use super::*;
 
-/// One attempt, before it is recorded.
 /// The account a job went out through, and its mailbox.
 #[derive(Debug, Clone)]
 pub(super) struct Via {
@@ -11,6 +10,7 @@ pub(super) struct Via {
     pub mailbox: String,
 }
 
+/// One attempt, before it is recorded.
 pub(super) enum Attempt {
     Sent {
         reply: String,
