@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::proxy::SharedProxy;
+use crate::queue::JobStore as _;
 use crate::secrets::{MasterKey, hash_token, random_token};
 use crate::store::Store;
 use crate::tokens::TokenService;

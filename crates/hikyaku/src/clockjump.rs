@@ -144,13 +144,13 @@ impl JumpReaction {
 /// Active with a refresh token, but the last refresh could not reach the endpoint.
 fn needs_healing(a: &Account) -> bool {
     a.has_refresh_token
-        && TokenStatus::parse(&a.token_status) == TokenStatus::Active
+        && a.token_status == TokenStatus::Active
         && a.token_warning == Some(endpoint_unreachable())
 }
 
 /// Marked Error by [`JumpReaction::handle`] (not by a provider refusal).
 fn is_marked(a: &Account) -> bool {
     a.has_refresh_token
-        && TokenStatus::parse(&a.token_status) == TokenStatus::Error
+        && a.token_status == TokenStatus::Error
         && a.token_reason == Some(no_token_after_jump())
 }

@@ -23,14 +23,8 @@ pub const MAX_SKEW_SECS: i64 = 300;
 /// Only this much of an error body is read, to look for a provider error code.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// The status shown on the Remote UI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionStatus {
-    NotChecked,
-    Successful,
-    Failed,
-}
+/// The status shown on the Remote UI, kept with the account in the store.
+pub use crate::store::accounts::ConnectionStatus;
 
 /// Which layer a failed check failed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

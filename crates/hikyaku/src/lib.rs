@@ -17,6 +17,7 @@ pub mod intake;
 pub mod passwords;
 pub mod provider;
 pub mod proxy;
+pub mod queue;
 pub mod roles;
 pub mod secrets;
 pub mod store;

@@ -6,6 +6,7 @@
 
 use super::{Admin, AdminError, Live, Problem};
 use crate::provider::Provider;
+use crate::queue::JobStore as _;
 use crate::roles::Permission;
 use crate::store::accounts::{Account, BasicSettings, EmailSettings};
 use crate::tokens::{DeviceCode, GoogleAuthorization, validate_microsoft_endpoint};

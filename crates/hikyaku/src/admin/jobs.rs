@@ -1,6 +1,7 @@
 //! Send Job History: Retry now and Delete (the Administrator's).
 
 use super::{Admin, AdminError, Live};
+use crate::queue::JobStore as _;
 use crate::roles::Permission;
 
 impl Admin<'_> {

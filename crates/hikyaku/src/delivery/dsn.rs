@@ -13,14 +13,10 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
 
-use super::outcome::enhanced_code;
+use super::outcome::{Refusal, enhanced_code};
 use super::rewrite::{encode_phrase, header_block_end, is_safe_address, sanitize_phrase};
-use crate::store::jobs::{Job, NewJob};
-
-/// The submitter name of jobs hikyaku creates itself.
-pub const SUBMITTER: &str = "hikyaku";
-/// The `source` of a failure-notice job.
-pub const SOURCE: &str = "dsn";
+use crate::queue::notices::{self, is_notice};
+use crate::queue::{Job, NewJob};
 
 /// `text` in US-ASCII: the dashes and arrows of our advice spelled out,
 /// anything else outside ASCII as `?`.
@@ -33,11 +29,6 @@ fn ascii(text: &str) -> String {
             _ => "?".to_owned(),
         })
         .collect()
-}
-
-/// Whether `job` is a failure notice made by hikyaku.
-pub fn is_notice(job: &Job) -> bool {
-    job.submitter == SUBMITTER && job.mail_from.is_empty()
 }
 
 /// Where the notice about `job` goes, if anywhere.
@@ -64,8 +55,8 @@ pub struct Notice<'a> {
     pub job: &'a Job,
     /// The original message (its header block is attached), when still stored.
     pub original: Option<&'a [u8]>,
-    /// (recipient, reply) of each recipient that failed.
-    pub failed: &'a [(String, String)],
+    /// Each recipient that failed.
+    pub failed: &'a [Refusal],
     /// Whether the job gave up after `max_age_hours` (a temporary failure).
     pub expired: bool,
     pub to: &'a str,
@@ -146,7 +137,11 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
         line("hikyaku could not deliver your message to the following recipients.");
     }
     line("");
-    for (rcpt, reply) in n.failed {
+    for Refusal {
+        recipient: rcpt,
+        reply,
+    } in n.failed
+    {
         line(&format!(
             "  <{}>: {}",
             one_line(rcpt, 320),
@@ -166,7 +161,11 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     line("");
     line(&format!("Reporting-MTA: dns; {mta}"));
     line(&format!("Arrival-Date: {}", date(arrival)));
-    for (rcpt, reply) in n.failed {
+    for Refusal {
+        recipient: rcpt,
+        reply,
+    } in n.failed
+    {
         let status = if n.expired {
             "4.4.7".to_owned()
         } else {
@@ -202,26 +201,23 @@ pub fn build(n: &Notice<'_>) -> Vec<u8> {
     out
 }
 
-/// The job that carries a notice.
+/// The job that carries a notice: it enters the queue like any message
+/// ([`crate::queue::notices`]).
 pub fn job(n: &Notice<'_>, account_id: Option<i64>) -> NewJob {
-    let body = build(n);
-    NewJob {
-        id: uuid::Uuid::now_v7().to_string(),
-        account_id,
-        submitter: SUBMITTER.to_owned(),
-        source: SOURCE.to_owned(),
-        mail_from: String::new(),
-        rcpt_to: vec![n.to.to_owned()],
-        header_from: Some(n.from.to_owned()),
-        subject: Some(
-            n.job
+    notices::new_job(
+        build(n),
+        notices::Addressing {
+            account_id,
+            to: n.to,
+            from: n.from,
+            subject: n
+                .job
                 .subject
                 .as_deref()
                 .map(|s| format!("Undelivered Mail Returned to Sender: {}", one_line(s, 200)))
                 .unwrap_or_else(|| "Undelivered Mail Returned to Sender".to_owned()),
-        ),
-        body: body.into(),
-    }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -241,7 +237,7 @@ mod tests {
             header_from: None,
             subject: Some("Scan ✓".into()),
             size: 10,
-            state: "sending".into(),
+            state: crate::queue::JobState::Sending,
             attempts: 1,
             next_attempt_at: 0,
             last_reply: None,
@@ -272,7 +268,7 @@ mod tests {
             None
         );
         let mut notice = job();
-        notice.submitter = SUBMITTER.into();
+        notice.submitter = notices::SUBMITTER.into();
         notice.mail_from = String::new();
         assert_eq!(notice_recipient("admin@contoso.example", &notice), None);
     }
@@ -281,14 +277,14 @@ mod tests {
     fn report_is_multipart_report() {
         let j = job();
         let failed = vec![
-            (
-                "a@b.example".to_owned(),
-                "550 5.1.1 User unknown\r\nBcc: x".to_owned(),
-            ),
-            (
-                "c@b.example".to_owned(),
-                "554 5.2.252 SendAsDenied — grant Send As → retry ✓".to_owned(),
-            ),
+            Refusal {
+                recipient: "a@b.example".to_owned(),
+                reply: "550 5.1.1 User unknown\r\nBcc: x".to_owned(),
+            },
+            Refusal {
+                recipient: "c@b.example".to_owned(),
+                reply: "554 5.2.252 SendAsDenied — grant Send As → retry ✓".to_owned(),
+            },
         ];
         let original = b"From: s@p.local\r\nSubject: Scan\r\n\r\nsecret body\r\n";
         let n = Notice {
@@ -334,7 +330,7 @@ mod tests {
         assert!(!msg.contains("\n\n") && !msg.replace("\r\n", "").contains('\n'));
         let new = super::job(&n, Some(1));
         assert_eq!(new.mail_from, "");
-        assert_eq!(new.submitter, SUBMITTER);
+        assert_eq!(new.submitter, notices::SUBMITTER);
         assert_eq!(new.rcpt_to, vec!["scanner@printers.local".to_owned()]);
     }
 }

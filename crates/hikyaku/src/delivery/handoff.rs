@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::store::jobs::Job;
+use crate::queue::Job;
 
 /// Places per delivery worker.
 pub(crate) const PLACES_PER_WORKER: usize = 4;
@@ -85,7 +85,7 @@ mod tests {
         assert!(h.reserve(10).is_none(), "only two places");
         drop(a);
         let c = h.reserve(10).unwrap();
-        let job = crate::store::jobs::tests::job("x").claimed(5);
+        let job = crate::queue::conformance::job("x").claimed(5);
         c.hand(job, Bytes::from_static(b"body"));
         let got = rx.try_recv().unwrap();
         assert_eq!(got.job.id, "x");

@@ -160,9 +160,105 @@ pub fn reply_code(reply: &str) -> Option<u16> {
     reply.get(..3).and_then(|c| c.parse().ok())
 }
 
+/// How an SMTP reply code says it went (RFC 5321 §4.2.1, its first digit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    PositiveCompletion,
+    PositiveIntermediate,
+    TransientNegative,
+    PermanentNegative,
+}
+
+/// An SMTP reply code, read as its three digits: severity, class (syntax,
+/// information, connections, mail system) and detail. The reply's text
+/// stays as the server sent it, beside the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyCode {
+    pub severity: Severity,
+    pub class: u8,
+    pub detail: u8,
+}
+
+impl ReplyCode {
+    /// The code `value` (e.g. 550), if it is one.
+    pub fn new(value: u16) -> Option<Self> {
+        let severity = match value / 100 {
+            2 => Severity::PositiveCompletion,
+            3 => Severity::PositiveIntermediate,
+            4 => Severity::TransientNegative,
+            5 => Severity::PermanentNegative,
+            _ => return None,
+        };
+        let class = u8::try_from(value / 10 % 10).ok()?;
+        let detail = u8::try_from(value % 10).ok()?;
+        (class <= 5).then_some(ReplyCode {
+            severity,
+            class,
+            detail,
+        })
+    }
+
+    /// The code as a number (550).
+    pub fn value(self) -> u16 {
+        let first = match self.severity {
+            Severity::PositiveCompletion => 2,
+            Severity::PositiveIntermediate => 3,
+            Severity::TransientNegative => 4,
+            Severity::PermanentNegative => 5,
+        };
+        first * 100 + u16::from(self.class) * 10 + u16::from(self.detail)
+    }
+
+    pub fn is_permanent(self) -> bool {
+        self.severity == Severity::PermanentNegative
+    }
+}
+
+impl std::fmt::Display for ReplyCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.value())
+    }
+}
+
+/// A recipient the upstream refused, with its reply as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub recipient: String,
+    pub reply: String,
+}
+
+impl Refusal {
+    /// `<recipient>: reply`, as recorded in a job's last reply.
+    pub fn describe(list: &[Refusal]) -> String {
+        list.iter()
+            .map(|r| format!("<{}>: {}", r.recipient, r.reply))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_codes_read_as_their_digits() {
+        let c = ReplyCode::new(554).unwrap();
+        assert_eq!(
+            (c.severity, c.class, c.detail),
+            (Severity::PermanentNegative, 5, 4)
+        );
+        assert!(c.is_permanent());
+        assert_eq!((c.value(), c.to_string()), (554, "554".to_owned()));
+        assert!(!ReplyCode::new(421).unwrap().is_permanent());
+        for bad in [0, 99, 199, 600, 560] {
+            assert_eq!(ReplyCode::new(bad), None, "{bad}");
+        }
+        assert_eq!(
+            reply_code("550 5.1.1 unknown").and_then(ReplyCode::new),
+            ReplyCode::new(550)
+        );
+    }
 
     #[test]
     fn classification() {

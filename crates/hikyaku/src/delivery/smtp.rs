@@ -63,25 +63,10 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::outcome::{Stage, decode_challenge};
+use super::outcome::{Refusal, Stage, decode_challenge};
 
-/// How the TLS of an upstream connection starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Security {
-    StartTls,
-    Implicit,
-}
-
-impl Security {
-    /// The account's `smtp_security` value ("implicit" or, by default, STARTTLS).
-    pub fn parse(text: &str) -> Security {
-        if text.eq_ignore_ascii_case("implicit") {
-            Security::Implicit
-        } else {
-            Security::StartTls
-        }
-    }
-}
+/// How the TLS of an upstream connection starts: the account's setting.
+pub use crate::store::accounts::SmtpSecurity as Security;
 
 /// Where and how to connect.
 #[derive(Clone)]
@@ -142,15 +127,15 @@ impl SmtpError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendReport {
     pub reply: String,
-    /// (recipient, reply) of each recipient refused with `5xx`.
-    pub refused: Vec<(String, String)>,
+    /// Each recipient refused with `5xx`.
+    pub refused: Vec<Refusal>,
 }
 
 /// The result of `send` when no message went out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError {
-    /// Every recipient was refused (permanently): (recipient, reply).
-    AllRefused(Vec<(String, String)>),
+    /// Every recipient was refused (permanently).
+    AllRefused(Vec<Refusal>),
     Smtp(SmtpError),
 }
 
@@ -688,7 +673,10 @@ impl Session {
         for rcpt in recipients {
             match rcpt.parse::<Address>() {
                 Ok(addr) => valid.push((rcpt, addr)),
-                Err(_) => refused.push((rcpt.clone(), "not a valid address".to_owned())),
+                Err(_) => refused.push(Refusal {
+                    recipient: rcpt.clone(),
+                    reply: "not a valid address".to_owned(),
+                }),
             }
         }
         if valid.is_empty() {
@@ -725,7 +713,7 @@ impl Session {
         &mut self,
         mail: Mail,
         valid: &[(&String, Address)],
-        refused: &mut Vec<(String, String)>,
+        refused: &mut Vec<Refusal>,
     ) -> Result<(), SendError> {
         let smtp = SendError::Smtp;
         self.command(Stage::Mail, mail).await.map_err(smtp)?;
@@ -737,7 +725,10 @@ impl Session {
             {
                 Ok(_) => accepted += 1,
                 Err(SmtpError::Reply { code, text, .. }) if (500..600).contains(&code) => {
-                    refused.push(((*rcpt).clone(), format!("{code} {text}")));
+                    refused.push(Refusal {
+                        recipient: (*rcpt).clone(),
+                        reply: format!("{code} {text}"),
+                    });
                 }
                 Err(e) => return Err(smtp(e)),
             }
@@ -758,7 +749,7 @@ impl Session {
         &mut self,
         mail: Mail,
         valid: &[(&String, Address)],
-        refused: &mut Vec<(String, String)>,
+        refused: &mut Vec<Refusal>,
     ) -> Result<(), SendError> {
         let smtp = SendError::Smtp;
         let mut group = mail.to_string();
@@ -782,7 +773,10 @@ impl Session {
                 Err(SmtpError::Reply { code, text, .. })
                     if failure.is_none() && (500..600).contains(&code) =>
                 {
-                    refused.push(((*rcpt).clone(), format!("{code} {text}")));
+                    refused.push(Refusal {
+                        recipient: (*rcpt).clone(),
+                        reply: format!("{code} {text}"),
+                    });
                 }
                 Err(e @ SmtpError::Reply { .. }) => {
                     failure.get_or_insert(e);

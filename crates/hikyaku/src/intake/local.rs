@@ -11,6 +11,7 @@ use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 
 use super::store_sink::new_job;
 use crate::clock::Clock;
+use crate::queue::JobStore as _;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::cidr::Cidr;
 use super::{IntakeSink, SinkError, Submission, Submitter};
 use crate::clock::SharedClock;
-use crate::store::jobs::NewJob;
+use crate::queue::{JobStore as _, NewJob};
 use crate::store::{Store, StoreError};
 
 /// The summary of a message's header the job history shows.
@@ -157,7 +157,7 @@ impl IntakeSink for StoreSink {
             Some(slot) => {
                 let (claimed, body) = (job.claimed(now), job.body.clone());
                 self.store
-                    .enqueue_claimed(job, now, now + crate::delivery::LEASE_SECS)
+                    .enqueue_claimed(job, now, crate::queue::lease::until(now))
                     .await
                     .map_err(sink_error)?;
                 Some((slot, claimed, body))

@@ -68,6 +68,120 @@ impl Drop for Changing<'_> {
     }
 }
 
+/// Gives a status kept in the store as its name: `as_str`, `Display`, and
+/// comparison with that name.
+macro_rules! stored_as_name {
+    ($t:ident { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            /// The name stored in the database and shown by the API.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($t::$v => $s,)*
+                }
+            }
+
+            fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    $($s => Some($t::$v),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
+
+/// Token status (the Remote UI's Token Status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatus {
+    /// No authorization has been done (or it was switched off).
+    NotRegistered,
+    /// An authorization is running: a device code is shown, or a Google URL waits for its code.
+    Authorizing,
+    /// Tokens are stored and refresh works (稼働中).
+    Active,
+    /// The last authorization or refresh failed permanently; the reason says what to do.
+    Error,
+}
+
+stored_as_name!(TokenStatus {
+    NotRegistered => "not_registered",
+    Authorizing => "authorizing",
+    Active => "active",
+    Error => "error",
+});
+
+impl TokenStatus {
+    /// Reads the store's text; unknown values read as `Error` so that they are noticed.
+    pub fn parse(text: &str) -> TokenStatus {
+        TokenStatus::from_name(text).unwrap_or(TokenStatus::Error)
+    }
+}
+
+/// Connection status (the Remote UI's result of Connection Check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    NotChecked,
+    Successful,
+    Failed,
+}
+
+stored_as_name!(ConnectionStatus {
+    NotChecked => "not_checked",
+    Successful => "successful",
+    Failed => "failed",
+});
+
+impl ConnectionStatus {
+    /// Reads the store's text; an unknown value reads as not checked (the
+    /// next check writes a real one).
+    pub fn parse(text: &str) -> ConnectionStatus {
+        ConnectionStatus::from_name(text).unwrap_or(ConnectionStatus::NotChecked)
+    }
+}
+
+/// How the TLS of an account's upstream connection starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum SmtpSecurity {
+    /// Plain connection, then STARTTLS (required): the default.
+    #[serde(rename = "starttls")]
+    StartTls,
+    /// TLS from the first byte (port 465).
+    #[serde(rename = "implicit")]
+    Implicit,
+}
+
+stored_as_name!(SmtpSecurity {
+    StartTls => "starttls",
+    Implicit => "implicit",
+});
+
+impl SmtpSecurity {
+    /// The stored value: "implicit" (any case), else STARTTLS.
+    pub fn parse(text: &str) -> SmtpSecurity {
+        SmtpSecurity::from_name(&text.to_ascii_lowercase()).unwrap_or(SmtpSecurity::StartTls)
+    }
+}
+
 /// An account as the pages and services read it. Secrets are not here: see
 /// [`SealedSecrets`].
 #[derive(Debug, Clone)]
@@ -83,15 +197,15 @@ pub struct Account {
     pub has_client_secret: bool,
     pub smtp_host: String,
     pub smtp_port: u16,
-    pub smtp_security: String,
+    pub smtp_security: SmtpSecurity,
     pub sender: Option<String>,
     pub is_default: bool,
-    pub connection_status: String,
+    pub connection_status: ConnectionStatus,
     pub connection_reason: Option<Reason>,
     pub connection_warning: Option<Reason>,
     pub connection_checked_at: Option<i64>,
     pub clock_skew_secs: Option<i64>,
-    pub token_status: String,
+    pub token_status: TokenStatus,
     pub token_reason: Option<Reason>,
     pub token_warning: Option<Reason>,
     pub mailbox: Option<String>,
@@ -188,15 +302,15 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
         smtp_port: u16::try_from(port).unwrap_or(587),
         smtp_security: row
             .try_get::<Option<String>, _>("smtp_security")?
-            .unwrap_or_else(|| "starttls".into()),
+            .map_or(SmtpSecurity::StartTls, |s| SmtpSecurity::parse(&s)),
         sender: row.try_get("sender")?,
         is_default: row.try_get("is_default")?,
-        connection_status: row.try_get("connection_status")?,
+        connection_status: ConnectionStatus::parse(row.try_get("connection_status")?),
         connection_reason: reason(row, "connection_reason")?,
         connection_warning: reason(row, "connection_warning")?,
         connection_checked_at: row.try_get("connection_checked_at")?,
         clock_skew_secs: row.try_get("clock_skew_secs")?,
-        token_status: row.try_get("token_status")?,
+        token_status: TokenStatus::parse(row.try_get("token_status")?),
         token_reason: reason(row, "token_reason")?,
         token_warning: reason(row, "token_warning")?,
         mailbox: row.try_get("mailbox")?,

@@ -6,7 +6,6 @@
 
 pub mod accounts;
 pub mod audit;
-mod batch;
 pub mod ca;
 pub mod jobs;
 pub mod submitters;
@@ -199,8 +198,8 @@ pub struct Store {
     /// writer; waiting here (a fair queue) instead of in SQLite's busy
     /// handler, which sleeps in growing steps, keeps writes back to back.
     write_lock: Arc<tokio::sync::Mutex<()>>,
-    /// Group commit of accepted messages, claims and finished jobs ([`batch`]).
-    batch: batch::Batcher,
+    /// Group commit of accepted messages, claims and finished jobs ([`jobs::batch`]).
+    batch: jobs::batch::Batcher,
     /// The accounts as last read ([`accounts::AccountsCache`]).
     accounts: Arc<accounts::AccountsCache>,
 }
@@ -273,7 +272,7 @@ impl Store {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let write_lock = Arc::new(tokio::sync::Mutex::new(()));
         let batch_conn = sqlx::ConnectOptions::connect(&options).await?;
-        let batch = batch::Batcher::start(batch_conn, options, write_lock.clone());
+        let batch = jobs::batch::Batcher::start(batch_conn, options, write_lock.clone());
         Ok(Self {
             pool,
             write_lock,

@@ -328,7 +328,7 @@ impl TokenService {
             // Only the first time (the seed's step 9): after an Error (a
             // declined or expired code), Refresh re-reads the status and
             // keeps the reason in view; "Get a new code" starts again.
-            && TokenStatus::parse(&a.token_status) == TokenStatus::NotRegistered
+            && a.token_status == TokenStatus::NotRegistered
             && self.pending_device_code(account_id).await?.is_none()
             && let Err(e) = self.start_device_authorization(account_id).await
         {
@@ -412,11 +412,7 @@ impl Inner {
     }
 
     pub async fn save_report(&self, id: i64, r: &ConnectionReport) -> Result<(), TokensError> {
-        let status = match r.status {
-            ConnectionStatus::NotChecked => "not_checked",
-            ConnectionStatus::Successful => "successful",
-            ConnectionStatus::Failed => "failed",
-        };
+        let status = r.status.as_str();
         self.store
             .set_connection_status(
                 id,

@@ -101,7 +101,7 @@ impl TokenService {
             }
         };
         for a in accounts {
-            if a.has_refresh_token && TokenStatus::parse(&a.token_status) == TokenStatus::Active {
+            if a.has_refresh_token && a.token_status == TokenStatus::Active {
                 match self.inner.force_refresh(a.id).await {
                     Ok(()) => tracing::info!(account = a.id, "clock jump: tokens refreshed"),
                     Err(e) => tracing::warn!(
@@ -127,7 +127,7 @@ impl Inner {
         let a = self.account(id).await?;
         let refused = if !a.has_refresh_token {
             Some(TokensError::NotAuthorized)
-        } else if TokenStatus::parse(&a.token_status) == TokenStatus::Error {
+        } else if a.token_status == TokenStatus::Error {
             Some(TokensError::ReauthorizationRequired(
                 a.token_reason
                     .clone()
@@ -254,7 +254,7 @@ impl Inner {
             }
             Err(RefreshFailure::Setup(e)) => Err(e),
             Err(RefreshFailure::Call(CallError::Temporary(detail))) => {
-                let status = TokenStatus::parse(&a.token_status);
+                let status = a.token_status;
                 if matches!(status, TokenStatus::Active | TokenStatus::Authorizing) {
                     self.store
                         .set_token_status(
@@ -398,7 +398,7 @@ impl Inner {
         let now_mono = self.clock.monotonic();
         let now = self.clock.unix();
         for a in accounts {
-            if !a.has_refresh_token || TokenStatus::parse(&a.token_status) != TokenStatus::Active {
+            if !a.has_refresh_token || a.token_status != TokenStatus::Active {
                 continue;
             }
             let (deadline, retry) =

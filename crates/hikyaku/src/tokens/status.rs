@@ -1,51 +1,11 @@
 //! Token status (what the Remote UI shows as `[トークンの稼働状況] / Token Status`)
 //! and the mapping of provider error codes to advice that says what to do.
 
-use serde::{Deserialize, Serialize};
-
 use crate::i18n::Reason;
 use crate::provider::Provider;
 
-/// The token status of an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenStatus {
-    /// No authorization has been done (or it was switched off).
-    NotRegistered,
-    /// An authorization is running: a device code is shown, or a Google URL waits for its code.
-    Authorizing,
-    /// Tokens are stored and refresh works (稼働中).
-    Active,
-    /// The last authorization or refresh failed permanently; the reason says what to do.
-    Error,
-}
-
-impl TokenStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenStatus::NotRegistered => "not_registered",
-            TokenStatus::Authorizing => "authorizing",
-            TokenStatus::Active => "active",
-            TokenStatus::Error => "error",
-        }
-    }
-
-    /// Reads the store's text; unknown values read as `Error` so that they are noticed.
-    pub fn parse(text: &str) -> TokenStatus {
-        match text {
-            "not_registered" => TokenStatus::NotRegistered,
-            "authorizing" => TokenStatus::Authorizing,
-            "active" => TokenStatus::Active,
-            _ => TokenStatus::Error,
-        }
-    }
-}
-
-impl std::fmt::Display for TokenStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Kept with the account in the store; named here too, where it is decided.
+pub use crate::store::accounts::TokenStatus;
 
 /// The warning shown (status stays Active) while the token endpoint cannot be reached.
 pub fn endpoint_unreachable() -> Reason {

@@ -19,6 +19,7 @@ use super::i18n::{Msg, Reason};
 use crate::admin::accounts::BasicInput;
 use crate::admin::{AdminError, Problem};
 use crate::provider::Provider;
+use crate::queue::JobStore as _;
 use crate::roles::Permission;
 use crate::store::accounts::Account;
 
@@ -183,7 +184,7 @@ async fn status(State(state): State<AppState>, caller: ApiCaller) -> Result<Json
         .job_counts()
         .await?
         .into_iter()
-        .map(|(k, v)| (k, json!(v)))
+        .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
     let last_error = state
         .store

@@ -20,8 +20,8 @@ use crate::admin::Problem;
 use crate::admin::accounts::EmailInput;
 use crate::intake::cidr::Cidr;
 use crate::provider::Provider;
+use crate::queue::{JobFilter, JobState, JobStore as _};
 use crate::roles::Permission;
-use crate::store::jobs::JobFilter;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,25 +54,26 @@ struct JobsQuery {
     offset: Option<i64>,
 }
 
-const JOB_STATES: [&str; 5] = ["queued", "sending", "deferred", "sent", "failed"];
-
 async fn jobs_list(
     State(state): State<AppState>,
     caller: ApiCaller,
     Query(q): Query<JobsQuery>,
 ) -> Result<Json<Value>, WebError> {
     caller.require(Permission::ViewStatus)?;
-    if let Some(s) = &q.state
-        && !JOB_STATES.contains(&s.as_str())
-    {
-        return Err(WebError::BadRequest(
-            Msg::new("err-api-unknown-state")
-                .arg("state", s)
-                .arg("states", JOB_STATES.join(", ")),
-        ));
-    }
+    let wanted = match q.state.as_deref().map(str::parse::<JobState>) {
+        Some(Err(_)) => {
+            let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+            return Err(WebError::BadRequest(
+                Msg::new("err-api-unknown-state")
+                    .arg("state", q.state.as_deref().unwrap_or_default())
+                    .arg("states", states.join(", ")),
+            ));
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
     let filter = JobFilter {
-        state: q.state,
+        state: wanted,
         account_id: None,
         search: q.q,
     };

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use hikyaku::queue::{JobFilter, JobStore as _};
 use hikyaku::store::Store;
-use hikyaku::store::jobs::JobFilter;
 
 fn hikyaku(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hikyaku"))
@@ -192,7 +192,7 @@ fn headless_admin_and_api_token() {
     assert!(!wal.windows(value.len()).any(|w| w == value.as_bytes()));
 }
 
-async fn jobs(dir: &std::path::Path) -> Vec<hikyaku::store::jobs::Job> {
+async fn jobs(dir: &std::path::Path) -> Vec<hikyaku::queue::Job> {
     let store = Store::open(&dir.join("d")).await.expect("store");
     let jobs = store
         .jobs(&JobFilter::default(), 100, 0)

@@ -11,10 +11,10 @@ use hikyaku::clock::{Clock, OffsetClock, SharedClock};
 use hikyaku::config::{DeliveryConfig, GoogleConfig};
 use hikyaku::delivery::{Delivery, Outcome, rewrite_from};
 use hikyaku::provider::Provider;
+use hikyaku::queue::{Job, JobFilter, JobStore as _, NewJob};
 use hikyaku::secrets::MasterKey;
 use hikyaku::store::Store;
 use hikyaku::store::accounts::{BasicSettings, EmailSettings};
-use hikyaku::store::jobs::{Job, JobFilter, NewJob};
 use hikyaku::tokens::TokenService;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -1033,7 +1033,9 @@ async fn faults_under_load_lose_nothing_and_duplicate_nothing() {
     loop {
         let mut states = std::collections::BTreeMap::<String, usize>::new();
         for id in &ids {
-            *states.entry(env.job(id).await.state).or_default() += 1;
+            *states
+                .entry(env.job(id).await.state.to_string())
+                .or_default() += 1;
         }
         if states.get("sent") == Some(&n) {
             break;
@@ -1094,7 +1096,7 @@ async fn from_is_rewritten_to_the_configured_sender() {
             &EmailSettings {
                 smtp_host: a.smtp_host.clone(),
                 smtp_port: a.smtp_port,
-                smtp_security: a.smtp_security.clone(),
+                smtp_security: a.smtp_security.to_string(),
                 sender: Some("scans@example.com".into()),
                 is_default: true,
             },

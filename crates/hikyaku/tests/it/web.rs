@@ -1,6 +1,7 @@
 //! The server and its Remote UI: first-run setup, sign-in, roles on every
 //! page and API route, CSRF, session expiry, throttling, audit, API basics.
 
+use hikyaku::queue::JobStore as _;
 use testkit::{ADMIN_PASSWORD, Browser, TestServer, add_user};
 
 /// Every page: (path, roles allowed as [Administrator, NetworkAdmin, GeneralUser]).

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{Chrome, display_offset, fmt_time};
 use crate::provider::Provider;
+use crate::queue::{JobState, JobStore as _};
 use crate::roles::Permission;
 use crate::store::accounts::Account;
 use crate::web::AppState;
@@ -68,23 +69,17 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
     let tr = ui.tr;
     let accounts = state.store.accounts().await?;
     let counts = state.store.job_counts().await?;
-    let count = |s: &str| {
+    let count = |s: JobState| {
         counts
             .iter()
-            .find(|(k, _)| k == s)
+            .find(|(k, _)| *k == s)
             .map(|(_, n)| *n)
             .unwrap_or(0)
             .to_string()
     };
     let queue = tr.args(
         "portal-queue-counts",
-        &[
-            ("queued", count("queued")),
-            ("sending", count("sending")),
-            ("deferred", count("deferred")),
-            ("failed", count("failed")),
-            ("sent", count("sent")),
-        ],
+        &JobState::ALL.map(|s| (s.as_str(), count(s))),
     );
     let offset = display_offset(&state).await;
     let last_error = match state.store.last_job_error().await? {
@@ -110,10 +105,10 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
             .map(|a| PortalAccount {
                 provider: a.provider.as_str(),
                 label: tr.t(&format!("provider-{}", a.provider.as_str())),
-                token_status: a.token_status.clone(),
+                token_status: a.token_status.to_string(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
                 token_reason: a.token_reason.as_ref().map(|r| r.render(&tr)),
-                connection_status: a.connection_status.clone(),
+                connection_status: a.connection_status.to_string(),
                 connection_status_label: tr
                     .t(&format!("connection-status-{}", a.connection_status)),
             })
@@ -273,7 +268,7 @@ pub async fn microsoft_view(
         verify_cn: on_off(&tr, a.verify_cn),
         endpoint: a.endpoint.clone().unwrap_or_default(),
         client_id: a.client_id.clone().unwrap_or_default(),
-        connection_status: a.connection_status.clone(),
+        connection_status: a.connection_status.to_string(),
         connection_label: s.connection_label,
         connection_reason: s.connection_reason,
         skew: s.skew,
@@ -281,7 +276,7 @@ pub async fn microsoft_view(
             && a.connection_status == "successful"
             && a.token_status != "active",
         device,
-        token_status: a.token_status.clone(),
+        token_status: a.token_status.to_string(),
         token_label: s.token_label,
         token_reason,
         token_warning,
@@ -322,11 +317,11 @@ pub async fn google_view(
         verify_cn: on_off(&tr, a.verify_cn),
         client_id: a.client_id.clone().unwrap_or_default(),
         has_secret: a.has_client_secret,
-        connection_status: a.connection_status.clone(),
+        connection_status: a.connection_status.to_string(),
         connection_label: s.connection_label,
         connection_reason: s.connection_reason,
         skew: s.skew,
-        token_status: a.token_status.clone(),
+        token_status: a.token_status.to_string(),
         token_label: s.token_label,
         token_reason,
         token_warning,

@@ -13,8 +13,8 @@ use super::{Chrome, display_offset, fmt_time};
 use crate::admin::accounts::EmailInput;
 use crate::admin::{AdminError, Problem};
 use crate::provider::Provider;
+use crate::queue::{JobFilter, JobState, JobStore as _};
 use crate::roles::Permission;
-use crate::store::jobs::JobFilter;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
@@ -72,7 +72,7 @@ async fn render_email(
             label: ui.tr.t(&format!("provider-{}", a.provider.as_str())),
             smtp_host: a.smtp_host,
             smtp_port: a.smtp_port,
-            smtp_security: a.smtp_security,
+            smtp_security: a.smtp_security.to_string(),
             sender: a.sender.unwrap_or_default(),
             mailbox: a.mailbox,
             is_default: a.is_default,
@@ -299,12 +299,8 @@ async fn render_jobs(
     notice: Option<String>,
 ) -> Result<Response, WebError> {
     let offset = display_offset(state).await;
-    let states = ["queued", "sending", "deferred", "sent", "failed"];
     let filter = JobFilter {
-        state: states
-            .iter()
-            .find(|s| **s == query.state)
-            .map(|s| s.to_string()),
+        state: query.state.parse::<JobState>().ok(),
         account_id: None,
         search: Some(query.q.clone()).filter(|q| !q.is_empty()),
     };
@@ -337,7 +333,7 @@ async fn render_jobs(
                 .map(|a| ui.tr.t(&format!("provider-{}", a.provider.as_str())))
                 .unwrap_or_else(|| ui.tr.t("default-account")),
             state_label: ui.tr.t(&format!("job-state-{}", j.state)),
-            next: if matches!(j.state.as_str(), "queued" | "deferred") {
+            next: if j.state.is_waiting() {
                 fmt_time(j.next_attempt_at, offset)
             } else {
                 String::new()
@@ -348,7 +344,7 @@ async fn render_jobs(
                 .map(|r| crate::web::reasons::job(r).render(&ui.tr))
                 .unwrap_or_default(),
             attempts: j.attempts,
-            state: j.state,
+            state: j.state.as_str().to_owned(),
             id: j.id,
         })
         .collect();
@@ -357,9 +353,9 @@ async fn render_jobs(
         newer: (query.page > 0).then(|| jobs_href(query, query.page - 1)),
         older: has_older.then(|| jobs_href(query, query.page.saturating_add(1))),
         jobs,
-        states: states
+        states: JobState::ALL
             .iter()
-            .map(|s| (*s, ui.tr.t(&format!("job-state-{s}"))))
+            .map(|s| (s.as_str(), ui.tr.t(&format!("job-state-{s}"))))
             .collect(),
         state: query.state.clone(),
         q: query.q.clone(),

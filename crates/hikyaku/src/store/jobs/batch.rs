@@ -23,8 +23,9 @@
 use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::jobs::{JOB_COLUMNS, Job, NewJob, QUEUED as JOB_QUEUED, SENDING, SENT, job_from_row};
-use super::{Result, StoreError};
+use super::rows::{JOB_COLUMNS, job_from_row};
+use crate::queue::{Claimed, JobState, NewJob};
+use crate::store::{Result, StoreError};
 use sqlx::Row as _;
 
 /// Operations at most per transaction.
@@ -48,7 +49,8 @@ pub(crate) enum Op {
     },
     Finish {
         id: String,
-        state: &'static str,
+        /// Sent or failed.
+        state: JobState,
         /// The account it went out through (kept as it was when `None`).
         via: Option<i64>,
         reply: String,
@@ -71,9 +73,6 @@ impl Op {
         }
     }
 }
-
-/// A claimed job and its body (`None` if the body is missing).
-pub(crate) type Claimed = (Job, Option<bytes::Bytes>);
 
 /// What an operation gives back once committed.
 #[derive(Debug)]
@@ -308,14 +307,17 @@ fn claim_jobs(script: &mut Script, tag: usize, now: i64, lease_until: i64, limit
     // job, and a backlog has thousands. Equal times go by insertion (rowid).
     let limit = i64::from(limit.max(1));
     script.push(" WHERE id IN (SELECT id FROM (");
-    for (i, state) in ["queued", "deferred"].into_iter().enumerate() {
+    for (i, state) in [JobState::Queued, JobState::Deferred]
+        .into_iter()
+        .enumerate()
+    {
         if i > 0 {
             script.push(" UNION ALL ");
         }
         script.push(
             "SELECT * FROM (SELECT id, next_attempt_at, rowid AS r FROM jobs WHERE state = '",
         );
-        script.push(state);
+        script.push(state.as_str());
         script.push("' AND next_attempt_at <= ");
         script.push_bind(now);
         script.push(" ORDER BY next_attempt_at, rowid LIMIT ");
@@ -350,7 +352,7 @@ fn finish_jobs(script: &mut Script, ops: &[&Op]) {
         } = op
         {
             row.push_bind(id.as_str())
-                .push_bind(*state)
+                .push_bind(state.as_str())
                 .push_bind(reply.as_str())
                 .push_bind(*now)
                 .push_bind(*via);
@@ -360,7 +362,7 @@ fn finish_jobs(script: &mut Script, ops: &[&Op]) {
     let sent: Vec<&str> = ops
         .iter()
         .filter_map(|op| match op {
-            Op::Finish { id, state, .. } if *state == SENT => Some(id.as_str()),
+            Op::Finish { id, state, .. } if *state == JobState::Sent => Some(id.as_str()),
             _ => None,
         })
         .collect();
@@ -407,9 +409,9 @@ fn insert_jobs(script: &mut Script, ops: &[&Op]) {
                 .push_bind(job.subject.as_deref())
                 .push_bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
                 .push_bind(if lease_until.is_some() {
-                    SENDING
+                    JobState::Sending.as_str()
                 } else {
-                    JOB_QUEUED
+                    JobState::Queued.as_str()
                 })
                 .push_bind(i64::from(lease_until.is_some()))
                 .push_bind(*lease_until)
@@ -425,45 +427,4 @@ fn insert_jobs(script: &mut Script, ops: &[&Op]) {
         }
     });
     script.push("; ");
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::store::Store;
-    use crate::store::jobs::tests::job;
-
-    #[tokio::test]
-    async fn concurrent_writes_commit_together_and_a_bad_one_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        store.enqueue(&job("dup"), 1).await.unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..40 {
-            let store = store.clone();
-            // Job 17 reuses an existing id and must be the only one refused.
-            let j = if i == 17 {
-                job("dup")
-            } else {
-                job(&format!("j{i}"))
-            };
-            tasks.push(tokio::spawn(async move { store.enqueue(&j, 2).await }));
-        }
-        let mut refused = Vec::new();
-        for (i, t) in tasks.into_iter().enumerate() {
-            if t.await.unwrap().is_err() {
-                refused.push(i);
-            }
-        }
-        assert_eq!(refused, vec![17]);
-        for i in (0..40).filter(|i| *i != 17) {
-            let stored = store.job(&format!("j{i}")).await.unwrap();
-            assert_eq!(stored.state, "queued");
-            assert_eq!(
-                store.job_body(&format!("j{i}")).await.unwrap(),
-                format!("Subject: j{i}\r\n\r\nbody\r\n").into_bytes()
-            );
-        }
-        // The original "dup" is untouched.
-        assert_eq!(store.job("dup").await.unwrap().created_at, 1);
-    }
 }

@@ -1,0 +1,442 @@
+//! One attempt: account → rate limit → token → send. Nothing is recorded
+//! here; the attempt's result goes to [`super::record`].
+
+use super::*;
+
+/// The account a job went out through, and its mailbox.
+#[derive(Debug, Clone)]
+pub(super) struct Via {
+    pub id: i64,
+    pub mailbox: String,
+}
+
+/// One attempt, before it is recorded.
+pub(super) enum Attempt {
+    Sent {
+        reply: String,
+        refused: Vec<Refusal>,
+        via: Via,
+        lease: Option<Box<pool::Lease>>,
+        /// The message as stored, kept for a notice about refused
+        /// recipients (sending drops the stored body); `None` without any.
+        original: Option<Bytes>,
+    },
+    Temporary {
+        reply: String,
+        code: Option<ReplyCode>,
+    },
+    Permanent {
+        reply: String,
+        code: Option<ReplyCode>,
+        failed: Vec<Refusal>,
+        account: Option<Via>,
+    },
+    Waiting {
+        reason: String,
+    },
+    RateLimited {
+        wait_secs: i64,
+        reply: String,
+    },
+}
+
+fn provider_name(p: Provider) -> &'static str {
+    match p {
+        Provider::Microsoft => "Microsoft",
+        Provider::Google => "Google",
+    }
+}
+
+fn waiting_reason(a: &Account, detail: &str) -> String {
+    crate::template::fill(
+        texts::WAITING,
+        &[
+            ("provider", provider_name(a.provider)),
+            ("name", &a.name),
+            ("detail", detail),
+        ],
+    )
+}
+
+impl Delivery {
+    /// The account a job goes out through, or why it must wait.
+    pub(super) async fn choose_account(&self, job: &Job) -> Result<Account, Attempt> {
+        let store = &self.inner.store;
+        let temporary = |e: crate::store::StoreError| Attempt::Temporary {
+            reply: format!("store: {e}"),
+            code: None,
+        };
+        if let Some(id) = job.account_id {
+            match store.account(id).await {
+                Ok(a) => return Ok(a),
+                Err(crate::store::StoreError::NotFound) => {}
+                Err(e) => return Err(temporary(e)),
+            }
+        }
+        let accounts = store.accounts().await.map_err(temporary)?;
+        if let Some(a) = accounts.iter().find(|a| a.is_default) {
+            return Ok(a.clone());
+        }
+        let active: Vec<&Account> = accounts
+            .iter()
+            .filter(|a| a.enabled && a.token_status == TokenStatus::Active)
+            .collect();
+        match active.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Attempt::Waiting {
+                reason: "waiting for re-authorization: no Microsoft or Google account can send (none is enabled with Token Status Active)".to_owned(),
+            }),
+            _ => Err(Attempt::Waiting {
+                reason: "several accounts are active and none is the default: choose the default account in E-mail Settings".to_owned(),
+            }),
+        }
+    }
+
+    /// Maps a token failure: waits for an administrator, or retries later.
+    pub(super) async fn token_failure(
+        &self,
+        a: &Account,
+        e: &TokensError,
+        context: &str,
+    ) -> Attempt {
+        if e.is_temporary() {
+            return Attempt::Temporary {
+                reply: format!("{context}access token unavailable: {e}"),
+                code: None,
+            };
+        }
+        match e {
+            TokensError::ReauthorizationRequired(_)
+            | TokensError::NotAuthorized
+            | TokensError::NotConfigured(_) => Attempt::Waiting {
+                reason: waiting_reason(a, &format!("{context}{e}")),
+            },
+            _ => {
+                let now_active = self
+                    .inner
+                    .store
+                    .account(a.id)
+                    .await
+                    .map(|x| x.token_status == TokenStatus::Active)
+                    .unwrap_or(true);
+                if now_active {
+                    Attempt::Temporary {
+                        reply: format!("{context}access token unavailable: {e}"),
+                        code: None,
+                    }
+                } else {
+                    Attempt::Waiting {
+                        reason: waiting_reason(a, &format!("{context}{e}")),
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn target(&self, a: &Account) -> Result<smtp::Target, String> {
+        let config = &self.inner.config;
+        let (default_host, default_port) = a.provider.default_smtp();
+        let host = if a.smtp_host.trim().is_empty() {
+            default_host.to_owned()
+        } else {
+            a.smtp_host.trim().to_owned()
+        };
+        let port = if a.smtp_port == 0 {
+            default_port
+        } else {
+            a.smtp_port
+        };
+        let policy = crate::tls::TlsPolicy {
+            verify: a.verify_cert,
+            verify_cn: a.verify_cert && a.verify_cn,
+            extra_cas: self
+                .inner
+                .extra_cas
+                .read()
+                .map(|g| g.clone())
+                .unwrap_or_default(),
+        };
+        let (tls_id, tls) = crate::tls::client_config_with_id(&policy)
+            .map_err(|e| format!("TLS setup failed: {e}"))?;
+        Ok(smtp::Target {
+            host,
+            port,
+            security: a.smtp_security,
+            tls,
+            tls_id,
+            connect_timeout: Duration::from_secs(config.connect_timeout_secs.max(1)),
+            command_timeout: Duration::from_secs(config.command_timeout_secs.max(1)),
+            hello: self.inner.hello.clone(),
+        })
+    }
+
+    pub(super) async fn attempt(&self, job: &Job, body: Option<Bytes>) -> Attempt {
+        let inner = &self.inner;
+        let a = match self.choose_account(job).await {
+            Ok(a) => a,
+            Err(wait) => return wait,
+        };
+        if !a.enabled {
+            return Attempt::Waiting {
+                reason: waiting_reason(&a, texts::SWITCHED_OFF),
+            };
+        }
+        let status = a.token_status;
+        if status != TokenStatus::Active {
+            let detail = match (status, a.token_reason.as_ref()) {
+                (TokenStatus::NotRegistered, _) => texts::NOT_REGISTERED.to_owned(),
+                (TokenStatus::Authorizing, _) => texts::AUTHORIZING.to_owned(),
+                (_, Some(r)) => {
+                    crate::template::fill(texts::TOKEN_ERROR, &[("reason", &r.to_string())])
+                }
+                (_, None) => texts::TOKEN_ERROR_BARE.to_owned(),
+            };
+            return Attempt::Waiting {
+                reason: waiting_reason(&a, &detail),
+            };
+        }
+        if let Err(wait) = inner.rate.try_acquire(a.id, inner.clock.monotonic()) {
+            let secs = i64::try_from(wait.as_secs()).unwrap_or(60).max(1);
+            return Attempt::RateLimited {
+                wait_secs: secs,
+                reply: crate::template::fill(
+                    texts::RATE_LIMITED,
+                    &[
+                        ("count", &inner.config.rate_per_minute.to_string()),
+                        ("secs", &secs.to_string()),
+                    ],
+                ),
+            };
+        }
+        let mut token: AccessToken = match inner.tokens.access_token(a.id).await {
+            Ok(t) => t,
+            Err(e) => return self.token_failure(&a, &e, "").await,
+        };
+        let read = match body {
+            Some(b) => Ok(b),
+            None => inner.store.job_body(&job.id).await.map(Bytes::from),
+        };
+        let body = match read {
+            Ok(b) => b,
+            Err(crate::store::StoreError::NotFound) => {
+                return Attempt::Permanent {
+                    reply: "the message body is missing from the store".to_owned(),
+                    code: None,
+                    failed: Vec::new(),
+                    account: Some(Via {
+                        id: a.id,
+                        mailbox: token.mailbox.clone(),
+                    }),
+                };
+            }
+            Err(e) => {
+                return Attempt::Temporary {
+                    reply: format!("store: {e}"),
+                    code: None,
+                };
+            }
+        };
+        let target = match self.target(&a) {
+            Ok(t) => t,
+            Err(reason) => {
+                return Attempt::Temporary {
+                    reply: reason,
+                    code: None,
+                };
+            }
+        };
+        let mut refreshed = false;
+        let mut fresh_only = false;
+        loop {
+            let envelope_from = a
+                .sender
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&token.mailbox)
+                .to_owned();
+            // From follows the envelope: the Sender address when one is set
+            // (the mailbox has Send As rights for it), else the mailbox.
+            let data = smtp::prepare_data(&rewrite_from(
+                &body,
+                &envelope_from,
+                inner.config.rewrite_from,
+            ));
+            let key = inner.pool.key(a.id, &target, &token.mailbox, &token.token);
+            let got = if fresh_only {
+                inner.pool.get_slot(&key, CONNECTION_WAIT).await
+            } else {
+                inner.pool.get(&key, CONNECTION_WAIT).await
+            };
+            let mut lease = match got {
+                Some(pool::Got::Idle(lease)) => *lease,
+                Some(pool::Got::Slot(permit)) => {
+                    let mut session = match smtp::connect(&target).await {
+                        Ok(s) => s,
+                        Err(e) => return smtp_failure(&e),
+                    };
+                    if let Err(e) = session.auth_xoauth2(&token.mailbox, &token.token).await {
+                        session.quit().await;
+                        drop(permit);
+                        match self.auth_refused(&a, job, &e, &mut refreshed).await {
+                            Ok(t) => {
+                                token = t;
+                                continue;
+                            }
+                            Err(attempt) => return attempt,
+                        }
+                    }
+                    inner.pool.lease(key, session, permit)
+                }
+                None => {
+                    return Attempt::RateLimited {
+                        wait_secs: 5,
+                        reply: crate::template::fill(
+                            texts::BUSY,
+                            &[("count", &inner.config.connections_per_account.to_string())],
+                        ),
+                    };
+                }
+            };
+            return match lease
+                .session
+                .send(&envelope_from, &job.rcpt_to, &data)
+                .await
+            {
+                Ok(report) => Attempt::Sent {
+                    original: (!report.refused.is_empty()).then(|| body.clone()),
+                    reply: report.reply,
+                    refused: report.refused,
+                    via: Via {
+                        id: a.id,
+                        mailbox: token.mailbox.clone(),
+                    },
+                    lease: Some(Box::new(lease)),
+                },
+                Err(SendError::Smtp(e)) if lease.reused && closed_while_idle(&e) => {
+                    // The server closed the idle session; nothing was sent.
+                    tracing::debug!(job_id = %job.id, account = a.id, "reused upstream session was closed; opening a new one");
+                    lease.close().await;
+                    fresh_only = true;
+                    continue;
+                }
+                Err(SendError::AllRefused(refused)) => {
+                    // The session stays usable (RSET was sent).
+                    inner.pool.put(lease);
+                    let reply = Refusal::describe(&refused);
+                    Attempt::Permanent {
+                        reply: crate::template::fill(texts::ALL_REFUSED, &[("reply", &reply)]),
+                        code: refused
+                            .first()
+                            .and_then(|r| outcome::reply_code(&r.reply))
+                            .and_then(ReplyCode::new),
+                        failed: refused,
+                        account: Some(Via {
+                            id: a.id,
+                            mailbox: token.mailbox.clone(),
+                        }),
+                    }
+                }
+                Err(SendError::Smtp(e)) => {
+                    lease.close().await;
+                    match smtp_failure(&e) {
+                        Attempt::Permanent { reply, code, .. } => Attempt::Permanent {
+                            failed: job
+                                .rcpt_to
+                                .iter()
+                                .map(|r| Refusal {
+                                    recipient: r.clone(),
+                                    reply: reply.clone(),
+                                })
+                                .collect(),
+                            reply,
+                            code,
+                            account: Some(Via {
+                                id: a.id,
+                                mailbox: token.mailbox.clone(),
+                            }),
+                        },
+                        other => other,
+                    }
+                }
+            };
+        }
+    }
+
+    /// AUTH was refused: a token the provider rejects is refreshed once
+    /// (the new token returned, to try again); anything else ends the attempt.
+    pub(super) async fn auth_refused(
+        &self,
+        a: &Account,
+        job: &Job,
+        e: &SmtpError,
+        refreshed: &mut bool,
+    ) -> Result<AccessToken, Attempt> {
+        let inner = &self.inner;
+        let class = match e {
+            SmtpError::Reply { stage, code, text } => classify(*stage, *code, text),
+            _ => Class::Temporary,
+        };
+        match class {
+            Class::TokenRejected if !*refreshed => {
+                *refreshed = true;
+                tracing::info!(
+                    job_id = %job.id,
+                    account = a.id,
+                    code = e.code(),
+                    "upstream refused the access token; refreshing once"
+                );
+                let context = format!("{} — ", e.reply());
+                if let Err(te) = inner.tokens.force_refresh(a.id).await {
+                    return Err(self.token_failure(a, &te, &context).await);
+                }
+                match inner.tokens.access_token(a.id).await {
+                    Ok(t) => Ok(t),
+                    Err(te) => Err(self.token_failure(a, &te, &context).await),
+                }
+            }
+            Class::TokenRejected => Err(Attempt::Temporary {
+                reply: format!(
+                    "{} — the provider refused a freshly refreshed access token; retrying later",
+                    e.reply()
+                ),
+                code: e.code().and_then(ReplyCode::new),
+            }),
+            _ => Err(Attempt::Temporary {
+                reply: with_advice(e.reply()),
+                code: e.code().and_then(ReplyCode::new),
+            }),
+        }
+    }
+}
+/// Whether a failure on a reused session means the server had closed it
+/// while idle: lost at MAIL, before anything of the message was sent.
+fn closed_while_idle(e: &SmtpError) -> bool {
+    match e {
+        SmtpError::Transport { stage, .. } => *stage == outcome::Stage::Mail,
+        SmtpError::Reply { stage, code, .. } => *stage == outcome::Stage::Mail && *code == 421,
+        SmtpError::BadAddress { .. } => false,
+    }
+}
+
+/// Judges an SMTP failure outside AUTH.
+fn smtp_failure(e: &SmtpError) -> Attempt {
+    match e {
+        SmtpError::Reply { stage, code, text } => match classify(*stage, *code, text) {
+            Class::Permanent => Attempt::Permanent {
+                reply: e.reply(),
+                code: ReplyCode::new(*code),
+                failed: Vec::new(),
+                account: None,
+            },
+            _ => Attempt::Temporary {
+                reply: with_advice(e.reply()),
+                code: ReplyCode::new(*code),
+            },
+        },
+        SmtpError::BadAddress { .. } | SmtpError::Transport { .. } => Attempt::Temporary {
+            reply: e.reply(),
+            code: None,
+        },
+    }
+}

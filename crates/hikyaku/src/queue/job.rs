@@ -1,0 +1,75 @@
+//! A job: one submitted message and its delivery attempts.
+
+use super::JobState;
+
+/// A message handed over by intake (or a failure notice made by delivery).
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: String,
+    pub account_id: Option<i64>,
+    pub submitter: String,
+    pub source: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub header_from: Option<String>,
+    pub subject: Option<String>,
+    /// Shared, not copied, between the store's write and delivery.
+    pub body: bytes::Bytes,
+}
+
+impl NewJob {
+    /// The job as delivery sees it right after
+    /// [`JobStore::enqueue_claimed`](super::JobStore::enqueue_claimed).
+    pub fn claimed(&self, now: i64) -> Job {
+        Job {
+            id: self.id.clone(),
+            account_id: self.account_id,
+            submitter: self.submitter.clone(),
+            source: self.source.clone(),
+            mail_from: self.mail_from.clone(),
+            rcpt_to: self.rcpt_to.clone(),
+            header_from: self.header_from.clone(),
+            subject: self.subject.clone(),
+            size: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
+            state: JobState::Sending,
+            attempts: 1,
+            next_attempt_at: now,
+            last_reply: None,
+            via_account_id: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Job {
+    pub id: String,
+    pub account_id: Option<i64>,
+    pub submitter: String,
+    pub source: String,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub header_from: Option<String>,
+    pub subject: Option<String>,
+    pub size: i64,
+    pub state: JobState,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_reply: Option<String>,
+    /// The account the job was last tried or delivered through.
+    pub via_account_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Filters of the Send Job History.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub account_id: Option<i64>,
+    pub search: Option<String>,
+}
+
+/// A claimed job and its body (`None` if the body is missing).
+pub type Claimed = (Job, Option<bytes::Bytes>);

@@ -1,0 +1,296 @@
+//! The SQLite engine of the queue ([`crate::queue::JobStore`]). A job row and
+//! its message body are inserted in one transaction; the SMTP intake answers
+//! `250` only after that commit has returned (WAL + `synchronous=FULL`: the
+//! commit is on disk). Delivery claims a due job with a lease; a crashed
+//! worker's lease expires and the job becomes due again. The writes on the
+//! path of every message go through the group commit ([`batch`]).
+
+pub(super) mod batch;
+mod rows;
+
+use sqlx::Row;
+
+use super::{Conflict, Result, Store, StoreError};
+use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, lease};
+use rows::{JOB_COLUMNS, job_from_row};
+
+/// Asserts that a write moves jobs only as the state machine allows (the
+/// SQL's `WHERE state …` is what holds it; this keeps the two in step).
+fn moves(from: &[JobState], to: JobState) {
+    debug_assert!(
+        from.iter().all(|f| f.can_become(to)),
+        "illegal job move {from:?} → {to}"
+    );
+}
+
+impl Store {
+    async fn insert_job(&self, job: NewJob, now: i64, lease_until: Option<i64>) -> Result<()> {
+        let rcpt = serde_json::to_string(&job.rcpt_to)
+            .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
+        self.batch
+            .submit(batch::Op::Enqueue {
+                job,
+                rcpt,
+                now,
+                lease_until,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        state: JobState,
+        via: Option<i64>,
+        reply: &str,
+        now: i64,
+    ) -> Result<()> {
+        moves(&[JobState::Sending], state);
+        self.batch
+            .submit(batch::Op::Finish {
+                id: id.to_owned(),
+                state,
+                via,
+                reply: reply.to_owned(),
+                now,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// `sending` jobs (only those with an expired lease when `expired_only`),
+    /// but not those in `busy`, become deferred and due now.
+    async fn requeue_sending(&self, now: i64, expired_only: bool, busy: &[String]) -> Result<u64> {
+        moves(&[JobState::Sending], JobState::Deferred);
+        let busy = serde_json::to_string(busy)
+            .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
+        let mut tx = self.write().await?;
+        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, ?3) WHERE state = 'sending' AND (?2 = 0 OR lease_until IS NULL OR lease_until <= ?1) AND id NOT IN (SELECT value FROM json_each(?4))")
+            .bind(now)
+            .bind(expired_only)
+            .bind(if expired_only {
+                lease::LEASE_EXPIRED
+            } else {
+                lease::RESTARTED
+            })
+            .bind(busy)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+impl crate::queue::StoreFailure for StoreError {
+    fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound)
+    }
+    fn is_temporary(&self) -> bool {
+        StoreError::is_temporary(self)
+    }
+}
+
+impl JobStore for Store {
+    type Error = StoreError;
+
+    async fn enqueue_owned(&self, job: NewJob, now: i64) -> Result<()> {
+        self.insert_job(job, now, None).await
+    }
+
+    async fn enqueue_claimed(&self, job: NewJob, now: i64, lease_until: i64) -> Result<()> {
+        self.insert_job(job, now, Some(lease_until)).await
+    }
+
+    async fn claim_due_jobs_with_bodies(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        moves(&[JobState::Queued, JobState::Deferred], JobState::Sending);
+        match self
+            .batch
+            .submit(batch::Op::Claim {
+                now,
+                lease_until,
+                limit,
+            })
+            .await?
+        {
+            batch::Answer::Claimed(list) => Ok(list),
+            batch::Answer::Done => Ok(Vec::new()),
+        }
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM jobs WHERE state IN ('queued', 'deferred')",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    async fn job_body(&self, id: &str) -> Result<Vec<u8>> {
+        sqlx::query_scalar("SELECT body FROM messages WHERE job_id = ?1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Only a job still in `sending` moves, so an Administrator's delete in
+    /// the meantime is not undone.
+    async fn mark_sent(&self, id: &str, via: Option<i64>, reply: &str, now: i64) -> Result<()> {
+        self.finish(id, JobState::Sent, via, reply, now).await
+    }
+
+    async fn mark_failed(&self, id: &str, via: Option<i64>, reply: &str, now: i64) -> Result<()> {
+        self.finish(id, JobState::Failed, via, reply, now).await
+    }
+
+    async fn defer_job(
+        &self,
+        id: &str,
+        reply: &str,
+        next_attempt_at: i64,
+        now: i64,
+        count_attempt: bool,
+    ) -> Result<()> {
+        moves(&[JobState::Sending], JobState::Deferred);
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, last_reply = ?2, next_attempt_at = ?3, updated_at = ?4, attempts = attempts - ?5 WHERE id = ?1 AND state = 'sending'")
+            .bind(id)
+            .bind(reply)
+            .bind(next_attempt_at)
+            .bind(now)
+            .bind(if count_attempt { 0 } else { 1 })
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The embedded SQLite store serves one hikyaku, so at its start no
+    /// other instance can be delivering.
+    async fn requeue_interrupted(&self, now: i64) -> Result<u64> {
+        self.requeue_sending(now, false, &[]).await
+    }
+
+    async fn requeue_expired_leases(&self, now: i64, busy: &[String]) -> Result<u64> {
+        self.requeue_sending(now, true, busy).await
+    }
+
+    async fn job(&self, id: &str) -> Result<Job> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref()
+            .map(job_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn jobs(&self, filter: &JobFilter, limit: i64, offset: i64) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2) \
+             AND (?3 IS NULL OR mail_from LIKE ?3 OR rcpt_to LIKE ?3 OR subject LIKE ?3 OR header_from LIKE ?3) \
+             ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
+        );
+        let search = filter
+            .search
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("%{s}%"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.account_id)
+            .bind(search)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn retry_job(&self, id: &str, now: i64) -> Result<()> {
+        moves(
+            &[JobState::Deferred, JobState::Failed, JobState::Queued],
+            JobState::Queued,
+        );
+        let mut tx = self.write().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let has_body: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE job_id = ?1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let n = sqlx::query("UPDATE jobs SET state = 'queued', next_attempt_at = ?2, created_at = CASE WHEN state = 'failed' THEN ?2 ELSE created_at END, attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, updated_at = ?2 WHERE id = ?1 AND state IN ('deferred', 'failed', 'queued')")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 || has_body == 0 {
+            return Err(StoreError::Conflict(Conflict::JobNotRetryable));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_job(&self, id: &str) -> Result<()> {
+        let n = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state != 'sending'")
+            .bind(id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict(Conflict::JobNotDeletable));
+        }
+        Ok(())
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(JobState, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((rows::state(r)?, r.try_get("n")?)))
+            .collect()
+    }
+
+    async fn last_job_error(&self) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT updated_at, last_reply FROM jobs WHERE state IN ('failed', 'deferred') AND last_reply IS NOT NULL ORDER BY updated_at DESC LIMIT 1")
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok((r.try_get("updated_at")?, r.try_get("last_reply")?)))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use crate::queue::conformance;
+    use crate::store::Store;
+
+    /// A fresh store in its own directory (kept while the store is used).
+    async fn fresh() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Store::open(dir.path()).await.unwrap(), dir)
+    }
+
+    /// The SQLite engine passes the queue's conformance suite.
+    #[tokio::test]
+    async fn sqlite_engine_conforms() {
+        conformance::all(fresh).await;
+    }
+}
