@@ -7,25 +7,25 @@ pub mod admin;
 pub mod app;
 pub mod cli_login;
 pub mod clock;
-pub mod clockjump;
+pub(crate) mod clockjump;
 pub mod config;
 pub mod connection;
 pub mod delivery;
 pub mod http;
-pub mod i18n;
+pub(crate) mod i18n;
 pub mod intake;
-pub mod passwords;
+pub(crate) mod passwords;
 pub mod provider;
-pub mod proxy;
+pub(crate) mod proxy;
 pub mod queue;
 pub mod roles;
 pub mod secrets;
 pub mod store;
-pub mod template;
-pub mod throttle;
+pub(crate) mod template;
+pub(crate) mod throttle;
 pub mod tls;
 pub mod tokens;
-pub mod web;
+pub(crate) mod web;
 
 /// The module graph of this crate: which top-level module names which other
 /// one. Read from the source text, so that the check needs no tool.

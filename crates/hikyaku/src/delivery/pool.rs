@@ -256,11 +256,6 @@ impl Pool {
         let all: Vec<Idle> = self.idle().drain().flat_map(|(_, l)| l).collect();
         close_all(all);
     }
-
-    /// Idle sessions now (for tests and the status page).
-    pub fn idle_count(&self) -> usize {
-        self.idle().values().map(Vec::len).sum()
-    }
 }
 
 impl Lease {

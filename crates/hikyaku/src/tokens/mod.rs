@@ -340,15 +340,6 @@ impl TokenService {
         }
         Ok(report)
     }
-
-    /// Drops every cached access token (e.g. after the CA certificates changed).
-    pub fn forget_cached(&self) {
-        if let Ok(mut map) = self.inner.accounts.lock() {
-            for s in map.values_mut() {
-                s.cached = None;
-            }
-        }
-    }
 }
 
 impl Inner {

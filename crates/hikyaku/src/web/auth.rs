@@ -3,7 +3,7 @@
 //! login throttling and Argon2id password hashes. Every handler gets its
 //! caller through [`Ui`] or [`ApiCaller`] and checks a [`Permission`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{ACCEPT_LANGUAGE, AUTHORIZATION, COOKIE};
@@ -76,7 +76,6 @@ fn require(role: Role, permission: Permission) -> Result<(), WebError> {
 /// A signed-in Remote UI user, with the page context every template needs.
 #[derive(Debug, Clone)]
 pub struct Ui {
-    pub user_id: i64,
     pub name: String,
     pub role: Role,
     pub csrf: String,
@@ -133,7 +132,6 @@ impl FromRequestParts<AppState> for Ui {
             .await?
             .ok_or(WebError::LoginRequired)?;
         Ok(Ui {
-            user_id: session.user.id,
             name: session.user.name,
             role: session.user.role,
             csrf: session.csrf_token,
@@ -242,11 +240,6 @@ pub async fn start_session(
         .create_session(&hash_token(&id), user_id, &csrf, state.clock.unix(), source)
         .await?;
     Ok(id)
-}
-
-/// Whether an address is loopback (plain HTTP allowed there).
-pub fn is_loopback(ip: IpAddr) -> bool {
-    ip.is_loopback()
 }
 
 #[cfg(test)]

@@ -70,10 +70,6 @@ impl AppState {
         self.config.web.session_idle_secs()
     }
 
-    pub fn wake_delivery(&self) {
-        (self.wake)();
-    }
-
     /// The operations layer, acting for `actor`.
     pub fn admin(&self, actor: crate::admin::Actor) -> crate::admin::Admin<'_> {
         crate::admin::Admin::new(&self.store, &*self.clock, actor)
