@@ -22,11 +22,13 @@ use std::sync::{Arc, RwLock};
 use rustls_pki_types::CertificateDer;
 
 use crate::clock::Clock;
+use crate::i18n::Reason;
 use crate::intake::cidr::CidrError;
 use crate::intake::local::LocalError;
 use crate::proxy::{ProxyError, ProxyProblem, SharedProxy};
 use crate::roles::{Permission, Role};
 use crate::secrets::{MasterKey, SecretsError};
+use crate::store::audit::Action;
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 use crate::tokens::{EndpointError, TokensError};
@@ -192,14 +194,14 @@ impl<'a> Admin<'a> {
 
     /// Appends this actor's audit entry. A failure to write it is logged,
     /// never hidden and never undoing the change already made.
-    pub async fn audit(&self, action: &str, detail: &str) {
+    pub async fn audit(&self, action: Action, detail: Reason) {
         record(
             self.store,
             self.clock,
             &self.actor.name,
             &self.actor.source,
             action,
-            detail,
+            &detail,
         )
         .await;
     }
@@ -211,14 +213,14 @@ pub async fn record(
     clock: &dyn Clock,
     actor: &str,
     source: &str,
-    action: &str,
-    detail: &str,
+    action: Action,
+    detail: &Reason,
 ) {
     if let Err(e) = store
         .audit(clock.unix(), actor, source, action, detail)
         .await
     {
-        tracing::error!(error = %e, action, "cannot write the audit log");
+        tracing::error!(error = %e, action = action.as_str(), "cannot write the audit log");
     }
 }
 
