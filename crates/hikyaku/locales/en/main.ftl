@@ -378,10 +378,10 @@ reason-audit-proxy = proxy { $address } user={ $user } password={ $password ->
 } no_proxy={ $no_proxy }
 reason-audit-clock-jump = { $secs } s
 audit-action-setup = First Administrator
-audit-action-login = Sign-in
-audit-action-logout = Sign-out
-audit-action-login_failed = Sign-in failed
-audit-action-login_throttled = Sign-in refused (throttled)
+audit-action-login = Log In
+audit-action-logout = Log Out
+audit-action-login_failed = Login failed
+audit-action-login_throttled = Login refused (throttled)
 audit-action-user_add = User added
 audit-action-user_delete = User deleted
 audit-action-api_token_add = API token created
