@@ -23,6 +23,7 @@ use crate::clock::{SharedClock, signed_secs};
 use crate::i18n::Reason;
 use crate::store::Store;
 use crate::store::accounts::Account;
+use crate::store::audit::Action;
 use crate::tokens::status::endpoint_unreachable;
 use crate::tokens::{TokenService, TokenStatus};
 
@@ -55,9 +56,10 @@ impl JumpReaction {
             jump = %detail,
             "the system clock jumped; refreshing tokens and re-checking connections"
         );
+        let audited = Reason::new("audit-clock-jump").arg("secs", format!("{secs:+}"));
         if let Err(e) = self
             .store
-            .audit(self.clock.unix(), "system", "", "clock_jump", &detail)
+            .audit(self.clock.unix(), "system", "", Action::ClockJump, &audited)
             .await
         {
             tracing::error!(error = %e, "cannot write the audit log");

@@ -310,19 +310,26 @@ impl std::fmt::Display for Reason {
 mod tests {
     use super::*;
 
-    /// The messages of a locale: id and text, in file order.
+    /// The messages of a locale: id and text, in file order. The lines of
+    /// a select (indented, or closing it with `}`) belong to the message
+    /// above them.
     fn messages(locale: &str) -> Vec<(String, String)> {
         let path = format!("{}/locales/{locale}/main.ftl", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                l.split_once(" = ")
-                    .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-            })
-            .filter(|(k, _)| !k.is_empty())
-            .collect()
+        let mut out: Vec<(String, String)> = Vec::new();
+        for l in std::fs::read_to_string(path).unwrap().lines() {
+            if l.starts_with('#') || l.trim().is_empty() {
+                continue;
+            }
+            if l.starts_with([' ', '}']) {
+                if let Some((_, text)) = out.last_mut() {
+                    text.push('\n');
+                    text.push_str(l);
+                }
+            } else if let Some((k, v)) = l.split_once(" = ") {
+                out.push((k.trim().to_string(), v.to_string()));
+            }
+        }
+        out
     }
 
     /// The `$variables` a message text uses, sorted.

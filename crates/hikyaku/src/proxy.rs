@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 
+use crate::i18n::Reason;
 use crate::secrets::{MasterKey, SecretsError};
 use crate::store::{Store, StoreError};
 
@@ -396,25 +397,29 @@ pub async fn save(
     Ok(())
 }
 
-/// An audit line for a change: never the password, only whether one is set.
-pub fn audit_detail(settings: Option<&ProxySettings>) -> String {
+/// The audit detail of a change: never the password, only whether one is set.
+pub fn audit_detail(settings: Option<&ProxySettings>) -> Reason {
     match settings {
-        None => "proxy off".to_owned(),
-        Some(s) => format!(
-            "proxy {} user={} password={} no_proxy={}",
-            s.address(),
-            s.username.as_deref().unwrap_or("-"),
-            if s.password.is_some() {
-                "set"
-            } else {
-                "not set"
-            },
-            if s.no_proxy.is_empty() {
-                "-".to_owned()
-            } else {
-                s.no_proxy.join(",")
-            }
-        ),
+        None => Reason::new("audit-proxy-off"),
+        Some(s) => Reason::new("audit-proxy")
+            .arg("address", s.address())
+            .arg("user", s.username.as_deref().unwrap_or("-"))
+            .arg(
+                "password",
+                if s.password.is_some() {
+                    "set"
+                } else {
+                    "not-set"
+                },
+            )
+            .arg(
+                "no_proxy",
+                if s.no_proxy.is_empty() {
+                    "-".to_owned()
+                } else {
+                    s.no_proxy.join(",")
+                },
+            ),
     }
 }
 
@@ -522,7 +527,10 @@ mod tests {
         let d = format!("{s:?}");
         assert!(!d.contains("hunter2") && d.contains("alice"), "{d}");
         let a = audit_detail(Some(&s));
-        assert!(!a.contains("hunter2") && a.contains("password=set"), "{a}");
+        assert!(
+            !a.to_json().contains("hunter2") && a.to_string().contains("password=set"),
+            "{a}"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Texts with named holes, `"all recipients refused: {reply}"`: filled to
 //! produce a job reply, and matched again to recover the arguments (the
 //! Remote UI shows the stored English job replies in the page's language).
-//! Account reasons are data ([`crate::i18n::Reason`]); job replies are what
-//! still needs this, until they are data too.
+//! Account reasons and audit details are data ([`crate::i18n::Reason`]); job
+//! replies are what still needs this, until they are data too.
 
 /// `template` with each `{name}` replaced by its value.
 pub fn fill(template: &str, args: &[(&str, &str)]) -> String {

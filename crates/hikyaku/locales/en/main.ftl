@@ -339,14 +339,71 @@ reason-advice-invalid-scope = the requested permission is not allowed for this a
 reason-advice-access-denied = access was denied at the consent page: authorize again and allow access
 reason-advice-authorize-again = authorize again
 seconds-signed = { $secs } s
-audit-signed-in = signed in as { $role }
-audit-signed-out = signed out
-audit-login-failed = wrong user name or password
-audit-login-throttled = login refused while throttled
-audit-setup = first Administrator created
-audit-google-url = authorization URL issued
-audit-google-code = authorization code accepted
-audit-device-code = microsoft: new user code requested
+# Audit Log details (stored as a code with arguments) and action labels.
+reason-audit-login = signed in as { $role ->
+    [administrator] { role-administrator }
+    [network_admin] { role-network_admin }
+    [general_user] { role-general_user }
+   *[other] { $role }
+}
+reason-audit-logout = signed out
+reason-audit-login-failed = wrong user name or password
+reason-audit-login-throttled = login refused while throttled
+reason-audit-setup = first Administrator created
+reason-audit-user = { $name }
+reason-audit-user-role = { $name } ({ $role })
+reason-audit-basic-settings = { $provider }: enabled={ $enabled } verify_cert={ $verify_cert } verify_cn={ $verify_cn } endpoint={ $endpoint } client_id={ $client_id }{ $secret ->
+    [changed] { " " }client_secret=(changed)
+   *[other] {""}
+}{ $tokens ->
+    [discarded] { " " }(tokens discarded)
+   *[other] {""}
+}
+reason-audit-email-settings = { $provider }: { $host }:{ $port } { $security } sender={ $sender } default={ $default }
+reason-audit-provider = { $provider }
+reason-audit-device-code = microsoft: new user code requested
+reason-audit-google-url = authorization URL issued
+reason-audit-google-code = authorization code accepted
+reason-audit-google-code-refused = { $error }
+reason-audit-send-test = { $provider }: to { $to }, job { $job }
+reason-audit-job = { $job }
+reason-audit-submitter = { $name }
+reason-audit-allowlist = { $cidr }
+reason-audit-time-zone = { $zone }
+reason-audit-ca = { $subject } ({ $fingerprint })
+reason-audit-proxy-off = proxy off
+reason-audit-proxy = proxy { $address } user={ $user } password={ $password ->
+    [set] set
+   *[other] not set
+} no_proxy={ $no_proxy }
+reason-audit-clock-jump = { $secs } s
+audit-action-setup = First Administrator
+audit-action-login = Log In
+audit-action-logout = Log Out
+audit-action-login_failed = Login failed
+audit-action-login_throttled = Login refused (throttled)
+audit-action-user_add = User added
+audit-action-user_delete = User deleted
+audit-action-api_token_add = API token created
+audit-action-oauth_basic_settings = Basic Settings saved
+audit-action-email_settings = E-mail Settings saved
+audit-action-oauth_connection_check = Connection checked
+audit-action-oauth_device_code = User code requested
+audit-action-oauth_google_register = Authorization URL issued
+audit-action-oauth_google_authorized = Authorization code accepted
+audit-action-oauth_google_code_refused = Authorization code refused
+audit-action-send_test = Test e-mail queued
+audit-action-job_retry = Job resent
+audit-action-job_delete = Job deleted
+audit-action-network_proxy = Proxy saved
+audit-action-display_time_zone = Display time zone saved
+audit-action-submitter_add = SMTP submitter added
+audit-action-submitter_delete = SMTP submitter deleted
+audit-action-allowlist_add = Allowed address added
+audit-action-allowlist_delete = Allowed address deleted
+audit-action-ca_add = CA certificate added
+audit-action-ca_delete = CA certificate deleted
+audit-action-clock_jump = System clock jumped
 reason-tls-unknown-issuer = certificate is not trusted (unknown issuer) — add the issuing CA under CA Certificates (a TLS-inspecting proxy needs its CA added too)
 reason-tls-expired = certificate has expired — renew the server certificate, or check this device's date and time
 reason-tls-expired-at = certificate has expired (valid until { $not_after }, this device's clock says { $now }) — renew the server certificate, or check this device's date and time

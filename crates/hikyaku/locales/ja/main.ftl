@@ -339,14 +339,104 @@ reason-advice-invalid-scope = 要求したアクセス許可はこのアプリ�
 reason-advice-access-denied = 同意画面でアクセスが拒否されました。認可をやりなおして、アクセスを許可してください。
 reason-advice-authorize-again = 認可をやりなおしてください。
 seconds-signed = { $secs }秒
-audit-signed-in = { $role }としてログイン
-audit-signed-out = ログアウト
-audit-login-failed = ユーザー名またはパスワードが誤っています
-audit-login-throttled = 失敗が続いたため、ログインを一時的に拒否しました
-audit-setup = 最初の管理者を作成しました
-audit-google-url = 認可用のURLを発行しました
-audit-google-code = 認可コードを受け付けました
-audit-device-code = Microsoft: 新しいユーザーコードを要求しました
+# Audit Log details (stored as a code with arguments) and action labels.
+reason-audit-login = { $role ->
+    [administrator] { role-administrator }
+    [network_admin] { role-network_admin }
+    [general_user] { role-general_user }
+   *[other] { $role }
+}としてログイン
+reason-audit-logout = ログアウト
+reason-audit-login-failed = ユーザー名またはパスワードが誤っています
+reason-audit-login-throttled = 失敗が続いたため、ログインを一時的に拒否しました
+reason-audit-setup = 最初の管理者を作成しました
+reason-audit-user = { $name }
+reason-audit-user-role = { $name }({ $role ->
+    [administrator] { role-administrator }
+    [network_admin] { role-network_admin }
+    [general_user] { role-general_user }
+   *[other] { $role }
+})
+reason-audit-basic-settings = { $provider ->
+    [google] { provider-google }
+   *[other] { provider-microsoft }
+}: 使用={ $enabled ->
+    [true] ON
+   *[other] OFF
+} 証明書の検証={ $verify_cert ->
+    [true] ON
+   *[other] OFF
+} CNの検証={ $verify_cn ->
+    [true] ON
+   *[other] OFF
+} エンドポイント={ $endpoint } クライアントID={ $client_id }{ $secret ->
+    [changed] (クライアントシークレットを変更)
+   *[other] {""}
+}{ $tokens ->
+    [discarded] (トークンを破棄)
+   *[other] {""}
+}
+reason-audit-email-settings = { $provider ->
+    [google] { provider-google }
+   *[other] { provider-microsoft }
+}: { $host }:{ $port } { $security ->
+    [starttls] { smtp-starttls }
+    [implicit] { smtp-implicit }
+   *[other] { $security }
+} 送信者={ $sender } 既定={ $default ->
+    [true] はい
+   *[other] いいえ
+}
+reason-audit-provider = { $provider ->
+    [google] { provider-google }
+   *[other] { provider-microsoft }
+}
+reason-audit-device-code = Microsoft: 新しいユーザーコードを要求しました
+reason-audit-google-url = 認可用のURLを発行しました
+reason-audit-google-code = 認可コードを受け付けました
+reason-audit-google-code-refused = 認可コードを受け付けませんでした: { $error }
+reason-audit-send-test = { $provider ->
+    [google] { provider-google }
+   *[other] { provider-microsoft }
+}: 宛先 { $to }、ジョブ { $job }
+reason-audit-job = ジョブ { $job }
+reason-audit-submitter = { $name }
+reason-audit-allowlist = { $cidr }
+reason-audit-time-zone = { $zone }
+reason-audit-ca = { $subject }({ $fingerprint })
+reason-audit-proxy-off = プロキシを使用しない
+reason-audit-proxy = プロキシ { $address } ユーザー名={ $user } パスワード={ $password ->
+    [set] 保存済み
+   *[other] なし
+} 除外={ $no_proxy }
+reason-audit-clock-jump = システム時刻が{ $secs }秒変化しました
+audit-action-setup = 最初の管理者
+audit-action-login = ログイン
+audit-action-logout = ログアウト
+audit-action-login_failed = ログイン失敗
+audit-action-login_throttled = ログイン拒否(連続失敗)
+audit-action-user_add = ユーザーの追加
+audit-action-user_delete = ユーザーの削除
+audit-action-api_token_add = APIトークンの作成
+audit-action-oauth_basic_settings = 基本設定の保存
+audit-action-email_settings = Eメール設定の保存
+audit-action-oauth_connection_check = 接続の確認
+audit-action-oauth_device_code = ユーザーコードの取得
+audit-action-oauth_google_register = 認可用URLの発行
+audit-action-oauth_google_authorized = 認可コードの受付
+audit-action-oauth_google_code_refused = 認可コードの拒否
+audit-action-send_test = テストメールの送信
+audit-action-job_retry = ジョブの再送
+audit-action-job_delete = ジョブの削除
+audit-action-network_proxy = プロキシの保存
+audit-action-display_time_zone = 表示タイムゾーンの保存
+audit-action-submitter_add = SMTP送信者の追加
+audit-action-submitter_delete = SMTP送信者の削除
+audit-action-allowlist_add = 許可アドレスの追加
+audit-action-allowlist_delete = 許可アドレスの削除
+audit-action-ca_add = CA証明書の追加
+audit-action-ca_delete = CA証明書の削除
+audit-action-clock_jump = システム時刻の変化
 reason-tls-unknown-issuer = 証明書が信頼されていません(発行者が不明)。CA証明書で発行元のCAを追加してください(TLSを検査するプロキシの場合は、そのCAも追加が必要です)。
 reason-tls-expired = 証明書の有効期限が切れています。サーバー証明書を更新するか、本機の日付と時刻を確認してください。
 reason-tls-expired-at = 証明書の有効期限が切れています(有効期限:{ $not_after }、本機の時計:{ $now })。サーバー証明書を更新するか、本機の日付と時刻を確認してください。

@@ -5,10 +5,12 @@
 //! Now, and Send Test E-mail.
 
 use super::{Admin, AdminError, Live, Problem};
+use crate::i18n::Reason;
 use crate::provider::Provider;
 use crate::queue::JobStore as _;
 use crate::roles::Permission;
 use crate::store::accounts::{Account, BasicSettings, EmailSettings};
+use crate::store::audit::Action;
 use crate::tokens::{DeviceCode, GoogleAuthorization, validate_microsoft_endpoint};
 
 /// Basic Settings as entered, before validation.
@@ -207,22 +209,25 @@ impl Admin<'_> {
                 self.clock.unix(),
             )
             .await?;
-        let detail = format!(
-            "{}: enabled={} verify_cert={} verify_cn={} endpoint={} client_id={}{}{}",
-            provider.as_str(),
-            input.enabled,
-            input.verify_cert,
-            input.verify_cn && input.verify_cert,
-            input.endpoint.as_deref().unwrap_or("-"),
-            input.client_id.as_deref().unwrap_or("-"),
-            if input.client_secret.is_some() {
-                " client_secret=(changed)"
-            } else {
-                ""
-            },
-            if reset { " (tokens discarded)" } else { "" },
-        );
-        self.audit("oauth_basic_settings", &detail).await;
+        // Settings are arguments (`true`, a URL, `changed`): each language
+        // words them.
+        let detail = Reason::new("audit-basic-settings")
+            .arg("provider", provider.as_str())
+            .arg("enabled", input.enabled)
+            .arg("verify_cert", input.verify_cert)
+            .arg("verify_cn", input.verify_cn && input.verify_cert)
+            .arg("endpoint", input.endpoint.as_deref().unwrap_or("-"))
+            .arg("client_id", input.client_id.as_deref().unwrap_or("-"))
+            .arg(
+                "secret",
+                if input.client_secret.is_some() {
+                    "changed"
+                } else {
+                    "kept"
+                },
+            )
+            .arg("tokens", if reset { "discarded" } else { "kept" });
+        self.audit(Action::OauthBasicSettings, detail).await;
         Ok(self.store.account(account.id).await?)
     }
 
@@ -239,16 +244,14 @@ impl Admin<'_> {
             .save_email_settings(account.id, &settings, self.clock.unix())
             .await?;
         self.audit(
-            "email_settings",
-            &format!(
-                "{}: {}:{} {} sender={} default={}",
-                provider.as_str(),
-                settings.smtp_host,
-                settings.smtp_port,
-                settings.smtp_security,
-                settings.sender.as_deref().unwrap_or("-"),
-                settings.is_default
-            ),
+            Action::EmailSettings,
+            Reason::new("audit-email-settings")
+                .arg("provider", provider.as_str())
+                .arg("host", &settings.smtp_host)
+                .arg("port", settings.smtp_port)
+                .arg("security", &settings.smtp_security)
+                .arg("sender", settings.sender.as_deref().unwrap_or("-"))
+                .arg("default", settings.is_default),
         )
         .await;
         Ok(self.store.account(account.id).await?)
@@ -265,8 +268,11 @@ impl Admin<'_> {
         if account.enabled {
             live.tokens.check_connection(account.id).await?;
         }
-        self.audit("oauth_connection_check", provider.as_str())
-            .await;
+        self.audit(
+            Action::OauthConnectionCheck,
+            Reason::new("audit-provider").arg("provider", provider.as_str()),
+        )
+        .await;
         Ok(self.store.account(account.id).await?)
     }
 
@@ -284,7 +290,7 @@ impl Admin<'_> {
     pub async fn new_device_code(&self, live: &Live<'_>) -> Result<DeviceCode, AdminError> {
         let account = self.enabled_account(Provider::Microsoft).await?;
         let code = live.tokens.start_device_authorization(account.id).await?;
-        self.audit("oauth_device_code", "microsoft: new user code requested")
+        self.audit(Action::OauthDeviceCode, Reason::new("audit-device-code"))
             .await;
         Ok(code)
     }
@@ -296,7 +302,7 @@ impl Admin<'_> {
     ) -> Result<(i64, GoogleAuthorization), AdminError> {
         let account = self.enabled_account(Provider::Google).await?;
         let auth = live.tokens.google_authorization_url(account.id).await?;
-        self.audit("oauth_google_register", "authorization URL issued")
+        self.audit(Action::OauthGoogleRegister, Reason::new("audit-google-url"))
             .await;
         Ok((account.id, auth))
     }
@@ -307,13 +313,20 @@ impl Admin<'_> {
         let account = self.managed_account(Provider::Google).await?;
         match live.tokens.google_submit_code(account.id, pasted).await {
             Ok(()) => {
-                self.audit("oauth_google_authorized", "authorization code accepted")
-                    .await;
+                self.audit(
+                    Action::OauthGoogleAuthorized,
+                    Reason::new("audit-google-code"),
+                )
+                .await;
                 Ok(self.store.account(account.id).await?)
             }
             Err(e) => {
-                self.audit("oauth_google_code_refused", &e.to_string())
-                    .await;
+                // The refusal has no code of its own yet: its English.
+                self.audit(
+                    Action::OauthGoogleCodeRefused,
+                    Reason::new("audit-google-code-refused").nested("error", Reason::text(&e)),
+                )
+                .await;
                 Err(e.into())
             }
         }
@@ -360,8 +373,11 @@ impl Admin<'_> {
         self.store.enqueue(&job, self.clock.unix()).await?;
         (live.wake)();
         self.audit(
-            "send_test",
-            &format!("{}: to {to}, job {}", provider.as_str(), job.id),
+            Action::SendTest,
+            Reason::new("audit-send-test")
+                .arg("provider", provider.as_str())
+                .arg("to", &to)
+                .arg("job", &job.id),
         )
         .await;
         Ok(job.id)
@@ -454,7 +470,7 @@ mod tests {
         let entries = store.audit_entries(10, 0).await.expect("audit");
         assert_eq!(entries.len(), 1);
         assert_eq!(
-            entries[0].detail,
+            entries[0].detail.to_string(),
             "microsoft: smtp.office365.com:587 starttls sender=- default=false"
         );
     }
@@ -540,10 +556,10 @@ mod tests {
         assert!(saved.enabled && saved.has_client_secret);
         let entries = store.audit_entries(10, 0).await.expect("audit");
         assert_eq!(
-            entries[0].detail,
+            entries[0].detail.to_string(),
             "google: enabled=true verify_cert=true verify_cn=true endpoint=- \
              client_id=client.apps.googleusercontent.com client_secret=(changed)"
         );
-        assert!(!entries[0].detail.contains("very secret"));
+        assert!(!entries[0].detail.to_json().contains("very secret"));
     }
 }

@@ -1,8 +1,10 @@
 //! Send Job History: Retry now and Delete (the Administrator's).
 
 use super::{Admin, AdminError, Live};
+use crate::i18n::Reason;
 use crate::queue::JobStore as _;
 use crate::roles::Permission;
+use crate::store::audit::Action;
 
 impl Admin<'_> {
     /// Makes a deferred or failed job due now and wakes the delivery.
@@ -11,7 +13,7 @@ impl Admin<'_> {
         self.store.job(id).await?;
         self.store.retry_job(id, self.clock.unix()).await?;
         (live.wake)();
-        self.audit("job_retry", id).await;
+        self.audit(Action::JobRetry, job(id)).await;
         Ok(())
     }
 
@@ -20,9 +22,14 @@ impl Admin<'_> {
         self.require(Permission::ManageJobs)?;
         self.store.job(id).await?;
         self.store.delete_job(id).await?;
-        self.audit("job_delete", id).await;
+        self.audit(Action::JobDelete, job(id)).await;
         Ok(())
     }
+}
+
+/// The detail of a job entry: its id.
+fn job(id: &str) -> Reason {
+    Reason::new("audit-job").arg("job", id)
 }
 
 #[cfg(test)]

@@ -18,11 +18,13 @@ pub mod trust;
 pub mod users;
 
 use crate::clock::Clock;
+use crate::i18n::Reason;
 use crate::intake::cidr::CidrError;
 use crate::intake::local::LocalError;
 use crate::proxy::{ProxyError, ProxyProblem, SharedProxy};
 use crate::roles::{Permission, Role};
 use crate::secrets::{MasterKey, SecretsError};
+use crate::store::audit::Action;
 use crate::store::{Store, StoreError};
 use crate::tls::TlsError;
 use crate::tokens::{EndpointError, TokensError};
@@ -188,14 +190,14 @@ impl<'a> Admin<'a> {
 
     /// Appends this actor's audit entry. A failure to write it is logged,
     /// never hidden and never undoing the change already made.
-    pub async fn audit(&self, action: &str, detail: &str) {
+    pub async fn audit(&self, action: Action, detail: Reason) {
         record(
             self.store,
             self.clock,
             &self.actor.name,
             &self.actor.source,
             action,
-            detail,
+            &detail,
         )
         .await;
     }
@@ -207,14 +209,14 @@ pub async fn record(
     clock: &dyn Clock,
     actor: &str,
     source: &str,
-    action: &str,
-    detail: &str,
+    action: Action,
+    detail: &Reason,
 ) {
     if let Err(e) = store
         .audit(clock.unix(), actor, source, action, detail)
         .await
     {
-        tracing::error!(error = %e, action, "cannot write the audit log");
+        tracing::error!(error = %e, action = action.as_str(), "cannot write the audit log");
     }
 }
 

@@ -2,8 +2,10 @@
 //! time zone).
 
 use super::{Admin, AdminError, Live, Problem};
+use crate::i18n::Reason;
 use crate::proxy::{self, ProxyInput, ProxySettings};
 use crate::roles::Permission;
+use crate::store::audit::Action;
 
 /// Display time zones offered: whole and half-hour offsets, named by a city.
 pub const ZONES: &[(&str, &str)] = &[
@@ -37,7 +39,7 @@ impl Admin<'_> {
         if let Ok(mut current) = live.proxy.write() {
             *current = settings.clone();
         }
-        self.audit("network_proxy", &proxy::audit_detail(settings.as_ref()))
+        self.audit(Action::NetworkProxy, proxy::audit_detail(settings.as_ref()))
             .await;
         Ok(settings)
     }
@@ -49,7 +51,11 @@ impl Admin<'_> {
             return Err(Problem::UnknownTimeZone(zone.to_string()).into());
         }
         self.store.set_setting(TIME_ZONE_SETTING, zone).await?;
-        self.audit("display_time_zone", zone).await;
+        self.audit(
+            Action::DisplayTimeZone,
+            Reason::new("audit-time-zone").arg("zone", zone),
+        )
+        .await;
         Ok(())
     }
 }

@@ -5,9 +5,11 @@
 
 use super::users::validate_new_user;
 use super::{Admin, AdminError, Problem, hash_password};
+use crate::i18n::Reason;
 use crate::intake::cidr::Cidr;
 use crate::provider::Provider;
 use crate::roles::Permission;
+use crate::store::audit::Action;
 
 impl Admin<'_> {
     /// The account named by a provider (`""`: the default account).
@@ -54,7 +56,7 @@ impl Admin<'_> {
         self.store
             .add_submitter(name, &hash, account, self.clock.unix())
             .await?;
-        self.audit("submitter_add", name).await;
+        self.audit(Action::SubmitterAdd, submitter(name)).await;
         Ok(())
     }
 
@@ -65,7 +67,7 @@ impl Admin<'_> {
             self.require_sending(s.account_id).await?;
         }
         self.store.delete_submitter(name).await?;
-        self.audit("submitter_delete", name).await;
+        self.audit(Action::SubmitterDelete, submitter(name)).await;
         Ok(())
     }
 
@@ -78,7 +80,7 @@ impl Admin<'_> {
         self.store
             .add_allow_entry(&cidr, account, self.clock.unix())
             .await?;
-        self.audit("allowlist_add", &cidr).await;
+        self.audit(Action::AllowlistAdd, allowlist(&cidr)).await;
         Ok(cidr)
     }
 
@@ -96,9 +98,19 @@ impl Admin<'_> {
             self.require_sending(e.account_id).await?;
         }
         self.store.delete_allow_entry(cidr).await?;
-        self.audit("allowlist_delete", cidr).await;
+        self.audit(Action::AllowlistDelete, allowlist(cidr)).await;
         Ok(())
     }
+}
+
+/// The detail of a submitter entry: its name.
+fn submitter(name: &str) -> Reason {
+    Reason::new("audit-submitter").arg("name", name)
+}
+
+/// The detail of an allowlist entry: the address range.
+fn allowlist(cidr: &str) -> Reason {
+    Reason::new("audit-allowlist").arg("cidr", cidr)
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! TLS connection, in the store and in the live trust set.
 
 use super::{Admin, AdminError, Live, LiveCas, Problem};
+use crate::i18n::Reason;
 use crate::roles::Permission;
 use crate::store::Store;
+use crate::store::audit::Action;
 use crate::store::ca::{NewCa, StoredCa};
 
 impl Admin<'_> {
@@ -27,11 +29,8 @@ impl Admin<'_> {
             .await?;
         reload(self.store, live.cas).await?;
         for c in &parsed {
-            self.audit(
-                "ca_add",
-                &format!("{} ({})", c.subject, c.sha256_fingerprint),
-            )
-            .await;
+            self.audit(Action::CaAdd, ca(&c.subject, &c.sha256_fingerprint))
+                .await;
         }
         Ok(parsed.len())
     }
@@ -41,13 +40,17 @@ impl Admin<'_> {
         self.require(Permission::ManageNetwork)?;
         let removed = self.store.delete_ca_certificate(id).await?;
         reload(self.store, live.cas).await?;
-        self.audit(
-            "ca_delete",
-            &format!("{} ({})", removed.subject, removed.fingerprint),
-        )
-        .await;
+        self.audit(Action::CaDelete, ca(&removed.subject, &removed.fingerprint))
+            .await;
         Ok(removed)
     }
+}
+
+/// The detail of a CA certificate entry: its subject and fingerprint.
+fn ca(subject: &str, fingerprint: &str) -> Reason {
+    Reason::new("audit-ca")
+        .arg("subject", subject)
+        .arg("fingerprint", fingerprint)
 }
 
 /// Re-reads the stored CA certificates into the live trust set.

@@ -2,9 +2,11 @@
 
 use super::{Admin, AdminError, Problem, hash_password, record};
 use crate::clock::Clock;
+use crate::i18n::Reason;
 use crate::roles::{Permission, Role};
 use crate::secrets::{hash_token, random_token};
 use crate::store::Store;
+use crate::store::audit::Action;
 
 /// A role by its stored or CLI name.
 pub fn parse_role(text: &str) -> Result<Role, Problem> {
@@ -27,9 +29,11 @@ pub fn validate_new_user(name: &str, password: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The detail of a user or API token entry: `name (role)`.
-fn named_role(name: &str, role: Role) -> String {
-    format!("{name} ({})", role.as_str())
+/// The detail of a user or API token entry: its name and role.
+fn named_role(name: &str, role: Role) -> Reason {
+    Reason::new("audit-user-role")
+        .arg("name", name)
+        .arg("role", role.as_str())
 }
 
 impl Admin<'_> {
@@ -47,7 +51,7 @@ impl Admin<'_> {
         self.store
             .create_user(name, role, &hash, self.clock.unix())
             .await?;
-        self.audit("user_add", &named_role(name, role)).await;
+        self.audit(Action::UserAdd, named_role(name, role)).await;
         Ok(role)
     }
 
@@ -55,7 +59,11 @@ impl Admin<'_> {
     pub async fn delete_user(&self, name: &str) -> Result<(), AdminError> {
         self.require(Permission::ManageUsers)?;
         self.store.delete_user(name).await?;
-        self.audit("user_delete", name).await;
+        self.audit(
+            Action::UserDelete,
+            Reason::new("audit-user").arg("name", name),
+        )
+        .await;
         Ok(())
     }
 
@@ -72,7 +80,8 @@ impl Admin<'_> {
         self.store
             .create_api_token(name, role, &hash_token(&token), self.clock.unix())
             .await?;
-        self.audit("api_token_add", &named_role(name, role)).await;
+        self.audit(Action::ApiTokenAdd, named_role(name, role))
+            .await;
         Ok((role, token))
     }
 }
@@ -97,8 +106,8 @@ pub async fn create_first_admin(
         clock,
         name,
         source,
-        "setup",
-        "first Administrator created",
+        Action::Setup,
+        &Reason::new("audit-setup"),
     )
     .await;
     Ok(())
@@ -181,7 +190,7 @@ mod tests {
         let entries = store.audit_entries(10, 0).await.expect("audit");
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].action, "user_add");
-        assert_eq!(entries[0].detail, "bob (general_user)");
+        assert_eq!(entries[0].detail.to_string(), "bob (general_user)");
         assert_eq!(entries[0].actor, "tester");
     }
 }

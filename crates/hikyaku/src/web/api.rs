@@ -404,7 +404,24 @@ async fn audit_log(
     caller: ApiCaller,
 ) -> Result<Json<Value>, WebError> {
     caller.require(Permission::ReadAudit)?;
-    Ok(Json(json!(state.store.audit_entries(500, 0).await?)))
+    let entries: Vec<Value> = state
+        .store
+        .audit_entries(500, 0)
+        .await?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "at": e.at,
+                "actor": e.actor,
+                "source": e.source,
+                "action": e.action,
+                "detail": e.detail.to_string(),
+                "detail_code": e.detail.code,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(entries)))
 }
 
 /// The proxy as the API shows it: the password only as `password_set`.

@@ -88,7 +88,13 @@ impl AppState {
 
     /// Appends an audit entry of something that is no administrator's
     /// change (sign-in, sign-out).
-    pub async fn audit(&self, actor: &str, source: &str, action: &str, detail: &str) {
+    pub async fn audit(
+        &self,
+        actor: &str,
+        source: &str,
+        action: crate::store::audit::Action,
+        detail: &crate::i18n::Reason,
+    ) {
         crate::admin::record(&self.store, &*self.clock, actor, source, action, detail).await;
     }
 }

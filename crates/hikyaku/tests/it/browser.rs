@@ -240,6 +240,7 @@ async fn walk(lang: &str, labels: &[&str]) {
         ("/settings/management/datetime", "09-datetime"),
         ("/settings/management/ca-certificates", "10-ca-certificates"),
         ("/settings/management/users", "11-users"),
+        ("/settings/management/audit-log", "12-audit-log"),
     ] {
         c.client
             .goto(&format!("{}{path}", server.base))

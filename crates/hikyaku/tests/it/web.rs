@@ -1349,6 +1349,53 @@ async fn reasons_stored_as_prose_by_an_older_version_are_still_shown() {
     assert_eq!(api["token_reason_code"], "legacy", "{api}");
 }
 
+/// Audit details are data: the page renders them (and labels the action) in
+/// its language, the API gives the English and the code, and prose that an
+/// older version stored is shown as it is.
+#[tokio::test]
+async fn audit_details_are_rendered_from_their_code_and_old_prose_is_still_shown() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let prose = "bob (general_user)";
+    let db = server.dir.path().join(hikyaku::store::DB_FILE);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the database");
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, source, action, detail) VALUES (1, 'admin', '127.0.0.1', 'user_add', ?1)",
+    )
+    .bind(prose)
+    .execute(&pool)
+    .await
+    .expect("write prose");
+    pool.close().await;
+
+    let api = admin.get("/api/v1/audit-log").await.json();
+    let entries = api.as_array().expect("array");
+    let login = entries
+        .iter()
+        .find(|e| e["action"] == "login")
+        .expect("login");
+    assert_eq!(login["detail"], "signed in as Administrator", "{login}");
+    assert_eq!(login["detail_code"], "audit-login", "{login}");
+    let old = entries
+        .iter()
+        .find(|e| e["action"] == "user_add")
+        .expect("user_add");
+    assert_eq!(old["detail"], prose, "{old}");
+    assert_eq!(old["detail_code"], "legacy", "{old}");
+
+    let ja = Browser::with_lang(&server, "ja");
+    ja.login("admin", ADMIN_PASSWORD).await;
+    let page = ja.get("/settings/management/audit-log").await.body;
+    assert!(page.contains(&format!("lang=\"en\">{prose}<")), "{page}");
+    assert!(page.contains("ユーザーの追加"), "{page}");
+    assert!(page.contains("最初の管理者を作成しました"), "{page}");
+    assert!(!page.contains("first Administrator created"), "{page}");
+    let en = admin.get("/settings/management/audit-log").await.body;
+    assert!(en.contains("User added") && en.contains(prose), "{en}");
+}
+
 /// `next=` leads only to a page of this site: characters that browsers
 /// drop or read as `/` cannot make it leave, and control characters give a
 /// redirect home, not an error (also at sign-in, after the session exists).

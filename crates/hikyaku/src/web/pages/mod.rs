@@ -26,8 +26,10 @@ use super::AppState;
 use super::auth::{self, PRE_CSRF_COOKIE, SESSION_COOKIE, Throttle, Ui};
 use super::errors::WebError;
 use super::i18n::{LANG_COOKIE, Locale, Tr};
+use crate::i18n::Reason;
 use crate::roles::Permission;
 use crate::secrets::{hash_token, random_token};
+use crate::store::audit::{Action, AuditEntry};
 use crate::store::users::SetupTokenState;
 
 /// What every page around its content shows: language switch, user, nav.
@@ -294,8 +296,8 @@ pub async fn login_submit(
             .audit(
                 &form.username,
                 &source,
-                "login_throttled",
-                "login refused while throttled",
+                Action::LoginThrottled,
+                &Reason::new("audit-login-throttled"),
             )
             .await;
         return Ok(failed(&state));
@@ -312,8 +314,8 @@ pub async fn login_submit(
             .audit(
                 &form.username,
                 &source,
-                "login_failed",
-                "wrong user name or password",
+                Action::LoginFailed,
+                &Reason::new("audit-login-failed"),
             )
             .await;
         return Ok(failed(&state));
@@ -328,8 +330,8 @@ pub async fn login_submit(
         .audit(
             &user.name,
             &source,
-            "login",
-            &format!("{}{}", super::reasons::SIGNED_IN_AS, user.role.as_str()),
+            Action::Login,
+            &Reason::new("audit-login").arg("role", user.role.as_str()),
         )
         .await;
     let mut response = Redirect::to(&safe_next(&form.next)).into_response();
@@ -354,7 +356,12 @@ pub async fn logout(
     ui.check_csrf(&form.csrf)?;
     state.store.delete_session(&ui.session_hash).await?;
     state
-        .audit(&ui.name, &ui.source, "logout", "signed out")
+        .audit(
+            &ui.name,
+            &ui.source,
+            Action::Logout,
+            &Reason::new("audit-logout"),
+        )
         .await;
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(
@@ -675,7 +682,39 @@ pub async fn users_delete(
 #[template(path = "audit.html")]
 struct AuditPage {
     c: Chrome,
-    entries: Vec<(String, crate::store::audit::AuditEntry)>,
+    entries: Vec<AuditRow>,
+}
+
+/// An audit entry in the language of the page.
+struct AuditRow {
+    at: String,
+    actor: String,
+    source: String,
+    /// The action's code, as the store and the API have it.
+    action: String,
+    /// Its label; the code itself for an action this version does not know.
+    label: String,
+    detail: String,
+    /// The detail is English text shown as it is (prose of an older
+    /// version, or a text without a code of its own).
+    quoted: bool,
+}
+
+impl AuditRow {
+    fn new(e: AuditEntry, tr: &Tr, offset: time::UtcOffset) -> Self {
+        let label = Action::parse(&e.action)
+            .and_then(|a| tr.try_t(&format!("audit-action-{}", a.as_str())))
+            .unwrap_or_else(|| e.action.clone());
+        Self {
+            at: fmt_time(e.at, offset),
+            detail: e.detail.render(tr),
+            quoted: matches!(e.detail.code.as_str(), "legacy" | "text"),
+            actor: e.actor,
+            source: e.source,
+            action: e.action,
+            label,
+        }
+    }
 }
 
 pub async fn audit_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
@@ -686,10 +725,7 @@ pub async fn audit_page(State(state): State<AppState>, ui: Ui) -> Result<Respons
         .audit_entries(500, 0)
         .await?
         .into_iter()
-        .map(|mut e| {
-            e.detail = super::reasons::audit(&e.detail).render(&ui.tr);
-            (fmt_time(e.at, offset), e)
-        })
+        .map(|e| AuditRow::new(e, &ui.tr, offset))
         .collect();
     Ok(AuditPage {
         c: Chrome::for_ui(&ui, &state, "/settings/management/audit-log"),
