@@ -10,7 +10,16 @@ use std::sync::Mutex;
 /// doubles the wait (2 s, 4 s, … up to 5 min).
 #[derive(Debug, Default)]
 pub struct Throttle {
-    failures: Mutex<HashMap<String, (u32, i64)>>,
+    failures: Mutex<HashMap<String, Entry>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    /// When the last failure was counted: the wait runs from here.
+    last: i64,
+    /// The `last` of the wait whose refusals were already reported.
+    reported: Option<i64>,
 }
 
 const THROTTLE_FREE_FAILURES_USER: u32 = 3;
@@ -43,35 +52,58 @@ impl Throttle {
         let map = self.failures.lock().ok()?;
         keys.iter()
             .filter_map(|k| map.get(k).map(|v| (k, v)))
-            .map(|(k, (n, last))| last + Self::delay(k, *n) - now)
+            .map(|(k, e)| e.last + Self::delay(k, e.failures) - now)
             .filter(|w| *w > 0)
             .max()
+    }
+
+    /// For a refused attempt while throttled: `true` for the first refusal
+    /// of the current wait, so that a flood of attempts is reported once per
+    /// wait rather than once each.
+    pub fn first_refusal(&self, keys: &[String]) -> bool {
+        let Ok(mut map) = self.failures.lock() else {
+            return true;
+        };
+        let mut first = false;
+        for k in keys {
+            if let Some(e) = map.get_mut(k)
+                && e.reported != Some(e.last)
+            {
+                e.reported = Some(e.last);
+                first = true;
+            }
+        }
+        first
     }
 
     pub fn fail(&self, keys: &[String], now: i64) {
         if let Ok(mut map) = self.failures.lock() {
             for k in keys {
-                let entry = map.entry(k.clone()).or_insert((0, now));
-                entry.0 = entry.0.saturating_add(1);
-                entry.1 = now;
+                let entry = map.entry(k.clone()).or_insert(Entry {
+                    failures: 0,
+                    last: now,
+                    reported: None,
+                });
+                entry.failures = entry.failures.saturating_add(1);
+                entry.last = now;
             }
             // Forget entries that have long cooled down, so the map stays small.
-            map.retain(|_, (n, last)| {
-                let memory = if *n > 20 {
+            map.retain(|_, e| {
+                let memory = if e.failures > 20 {
                     THROTTLE_LONG_MEMORY
                 } else {
                     THROTTLE_MAX_DELAY * 2
                 };
-                now - *last < memory
+                now - e.last < memory
             });
             if map.len() > MAX_ENTRIES {
                 // Drop the tenth that failed longest ago, at once, so that a
                 // flood does not sort the map on every request.
-                let mut lasts: Vec<i64> = map.values().map(|(_, last)| *last).collect();
+                let mut lasts: Vec<i64> = map.values().map(|e| e.last).collect();
                 let cut = (map.len() - MAX_ENTRIES + MAX_ENTRIES / 10).min(lasts.len() - 1);
                 let (_, threshold, _) = lasts.select_nth_unstable(cut);
                 let threshold = *threshold;
-                map.retain(|k, (_, last)| *last > threshold || keys.contains(k));
+                map.retain(|k, e| e.last > threshold || keys.contains(k));
             }
         }
     }
@@ -131,6 +163,23 @@ mod tests {
             t.wait(&Throttle::keys("x", "192.0.2.1"), 1_000 + 105)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn refusals_are_reported_once_per_wait() {
+        let t = Throttle::default();
+        let keys = Throttle::keys("admin", "192.0.2.1");
+        for _ in 0..3 {
+            t.fail(&keys, 100);
+        }
+        assert!(t.wait(&keys, 100).is_some());
+        assert!(t.first_refusal(&keys));
+        assert!(!t.first_refusal(&keys));
+        assert!(!t.first_refusal(&keys));
+        // The next failure starts a new wait, reported again.
+        t.fail(&keys, 103);
+        assert!(t.first_refusal(&keys));
+        assert!(!t.first_refusal(&keys));
     }
 
     #[test]

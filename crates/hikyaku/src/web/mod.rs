@@ -99,13 +99,28 @@ impl AppState {
     }
 }
 
+/// Largest body of the sign-in and setup forms, in bytes.
+const ANONYMOUS_FORM_LIMIT: usize = 8 * 1024;
+
 /// The whole router: pages, API, static files, and the security headers.
 pub fn router(state: AppState) -> Router {
     let pages = Router::new()
         .route("/", get(pages::portal))
-        .route("/login", get(pages::login_page).post(pages::login_submit))
+        // Forms anyone may send before signing in are small: a larger body
+        // is refused (413) before it is read, so that it cannot fill memory.
+        .route(
+            "/login",
+            get(pages::login_page)
+                .post(pages::login_submit)
+                .layer(axum::extract::DefaultBodyLimit::max(ANONYMOUS_FORM_LIMIT)),
+        )
         .route("/logout", post(pages::logout))
-        .route("/setup", get(pages::setup_page).post(pages::setup_submit))
+        .route(
+            "/setup",
+            get(pages::setup_page)
+                .post(pages::setup_submit)
+                .layer(axum::extract::DefaultBodyLimit::max(ANONYMOUS_FORM_LIMIT)),
+        )
         .route("/lang/{code}", get(pages::switch_language))
         .route("/settings", get(pages::settings_menu))
         .route(

@@ -1431,3 +1431,72 @@ async fn next_never_leaves_the_site_nor_fails() {
         assert_eq!(r.location.as_deref(), Some("/"), "{next:?}");
     }
 }
+
+/// What an anonymous request can make the server keep is bounded: a huge
+/// sign-in or setup form is refused before it is read, a user name no user
+/// can have is refused before it is stored, and a flood of attempts while
+/// throttled leaves one audit entry, not one each.
+#[tokio::test]
+async fn anonymous_input_is_bounded() {
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let b = Browser::new(&server);
+    let csrf = b.get("/login").await.csrf();
+    let huge = "x".repeat(2 * 1024 * 1024);
+    for path in ["/login", "/setup"] {
+        let r = b
+            .post_form(
+                path,
+                &[("csrf", &csrf), ("username", &huge), ("password", "p")],
+            )
+            .await;
+        assert_eq!(r.status, 413, "{path}");
+    }
+    let long = "u".repeat(300);
+    let r = b
+        .post_form(
+            "/login",
+            &[("csrf", &csrf), ("username", &long), ("password", "not it")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    for _ in 0..3 {
+        let r = b
+            .post_form(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("username", "admin"),
+                    ("password", "not it"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    // Held back so that the whole flood falls inside one wait.
+    server.clock.jump(time::Duration::seconds(-60));
+    for _ in 0..20 {
+        let r = b
+            .post_form(
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("username", "admin"),
+                    ("password", "not it"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let audit = admin.get("/api/v1/audit-log").await.json();
+    let entries = audit.as_array().expect("array");
+    let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
+    assert_eq!(count("login_failed"), 3, "{audit}");
+    assert_eq!(count("login_throttled"), 1, "{audit}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["actor"].as_str().is_some_and(|a| a.len() <= 256)),
+        "{audit}"
+    );
+}

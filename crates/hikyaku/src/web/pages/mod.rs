@@ -291,15 +291,31 @@ pub async fn login_submit(
         };
         (StatusCode::UNAUTHORIZED, page).into_response()
     };
+    // A name no user can have is refused before anything is stored or
+    // keyed on it.
+    if form.username.len() > crate::throttle::MAX_KEY_NAME {
+        let page = LoginPage {
+            c: Chrome::anonymous(tr, &state, "/login"),
+            error: Some(tr.t("login-failed")),
+            pre_csrf: form.csrf.clone(),
+            next: safe_next(&form.next),
+        };
+        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+    }
     if state.throttle.wait(&keys, now).is_some() {
-        state
-            .audit(
-                &form.username,
-                &source,
-                Action::LoginThrottled,
-                &Reason::new("audit-login-throttled"),
-            )
-            .await;
+        // One audit entry per wait, however many attempts it refuses.
+        if state.throttle.first_refusal(&keys) {
+            state
+                .audit(
+                    &form.username,
+                    &source,
+                    Action::LoginThrottled,
+                    &Reason::new("audit-login-throttled"),
+                )
+                .await;
+        } else {
+            tracing::debug!(user = %form.username, %source, "login refused while throttled");
+        }
         return Ok(failed(&state));
     }
     let user = state.store.user_by_name(&form.username).await?;
