@@ -144,6 +144,12 @@ pub enum Problem {
     Cidr(CidrError),
     #[error(transparent)]
     Ca(TlsError),
+    #[error(
+        "the PEM text is larger than {limit} bytes — paste the CA certificates a few at a time"
+    )]
+    CaTextTooLarge { limit: usize },
+    #[error("at most {limit} CA certificates can be trusted — delete ones no longer needed first")]
+    TooManyCas { limit: usize },
     #[error("unknown time zone {0:?}")]
     UnknownTimeZone(String),
 }

@@ -8,10 +8,23 @@ use crate::store::Store;
 use crate::store::audit::Action;
 use crate::store::ca::{NewCa, StoredCa};
 
+/// Largest PEM text taken at once, in bytes (a bundle of some 100 CAs).
+pub const MAX_PEM_TEXT: usize = 256 * 1024;
+/// Most CA certificates trusted at once: every outbound TLS client builds
+/// its trust set from all of them.
+pub const MAX_CAS: usize = 100;
+
 impl Admin<'_> {
     /// Adds the CA certificates in PEM text; returns how many.
     pub async fn add_cas(&self, live: &Live<'_>, pem: &str) -> Result<usize, AdminError> {
         self.require(Permission::ManageNetwork)?;
+        if pem.len() > MAX_PEM_TEXT {
+            return Err(Problem::CaTextTooLarge {
+                limit: MAX_PEM_TEXT,
+            }
+            .into());
+        }
+        let stored = self.store.ca_certificates().await?.len();
         let parsed = crate::tls::parse_ca_pem(pem, self.clock.now()).map_err(Problem::Ca)?;
         let new: Vec<NewCa> = parsed
             .iter()
@@ -24,6 +37,9 @@ impl Admin<'_> {
                 der: c.der.clone(),
             })
             .collect();
+        if stored + new.len() > MAX_CAS {
+            return Err(Problem::TooManyCas { limit: MAX_CAS }.into());
+        }
         self.store
             .add_ca_certificates(&new, self.clock.unix())
             .await?;
@@ -95,5 +111,42 @@ mod tests {
             |p| matches!(p, Problem::Ca(_))
         ));
         assert!(live.cas.read().expect("lock").is_empty());
+    }
+
+    fn ca_pem(name: &str) -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("self-signed").pem()
+    }
+
+    #[tokio::test]
+    async fn the_trust_set_and_its_upload_are_bounded() {
+        let (dir, store) = testing::store().await;
+        let server = testing::Server::new(dir.path(), &store);
+        let live = server.live();
+        let network = testing::admin(&store, Role::NetworkAdmin);
+        let huge = "x".repeat(MAX_PEM_TEXT + 1);
+        assert!(testing::refused_for(
+            network.add_cas(&live, &huge).await,
+            |p| matches!(p, Problem::CaTextTooLarge { .. })
+        ));
+        let bundle: String = (0..MAX_CAS).map(|i| ca_pem(&format!("CA {i}"))).collect();
+        assert_eq!(
+            network
+                .add_cas(&live, &bundle)
+                .await
+                .expect("within the cap"),
+            MAX_CAS
+        );
+        assert!(testing::refused_for(
+            network.add_cas(&live, &ca_pem("one too many")).await,
+            |p| matches!(p, Problem::TooManyCas { .. })
+        ));
+        assert_eq!(store.ca_certificates().await.expect("list").len(), MAX_CAS);
+        assert_eq!(live.cas.read().expect("lock").len(), MAX_CAS);
     }
 }

@@ -32,6 +32,8 @@ pub fn problem(p: &Problem) -> Msg {
         Problem::Proxy(p) => messages::proxy(p),
         Problem::Cidr(e) => messages::cidr(e),
         Problem::Ca(e) => messages::ca(e),
+        Problem::CaTextTooLarge { limit } => Msg::new("err-ca-text-too-large").arg("limit", limit),
+        Problem::TooManyCas { limit } => Msg::new("err-too-many-cas").arg("limit", limit),
         Problem::UnknownTimeZone(zone) => Msg::new("err-unknown-time-zone").arg("zone", zone),
     }
 }
