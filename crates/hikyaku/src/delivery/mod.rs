@@ -308,3 +308,98 @@ impl Delivery {
         self.record(&job, attempt).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::replies;
+    use crate::i18n::{Locale, Reason, Tr};
+
+    fn ja(r: &Reason) -> String {
+        r.render(&Tr::new(Locale::Ja))
+    }
+
+    #[test]
+    fn a_job_reply_renders_in_each_language_from_its_code() {
+        // A token reason quoted in a waiting reply is nested, not English.
+        let r = replies::waiting(
+            "Microsoft",
+            "microsoft",
+            replies::token_error(Some(&crate::tokens::status::declined())),
+        );
+        let stored = Reason::from_stored(&r.to_json());
+        assert_eq!(stored, r);
+        assert_eq!(
+            r.to_string(),
+            format!(
+                "waiting for re-authorization of the Microsoft account (microsoft): Token Status is Error: {}",
+                crate::tokens::status::declined()
+            )
+        );
+        let text = ja(&r);
+        assert!(
+            text.starts_with("Microsoftのアカウント(microsoft)の再認可を待っています")
+                && text.contains("ユーザーが拒否しました")
+                && !text.contains("waiting"),
+            "{text}"
+        );
+
+        // The upstream's reply is an argument, shown as it came.
+        let r = replies::all_refused("<x>: 550 5.1.1 no such user");
+        assert_eq!(
+            r.to_string(),
+            "all recipients refused: <x>: 550 5.1.1 no such user"
+        );
+        assert_eq!(
+            ja(&r),
+            "すべての宛先が拒否されました:<x>: 550 5.1.1 no such user"
+        );
+        let r = replies::upstream("451 4.3.0 try later");
+        assert_eq!(
+            (r.to_string(), ja(&r)),
+            ("451 4.3.0 try later".into(), "451 4.3.0 try later".into())
+        );
+
+        // Today's English, word for word.
+        let cases = [
+            (
+                replies::waiting("Google", "google", replies::switched_off()),
+                "waiting for re-authorization of the Google account (google): the account is switched off (Basic Settings)",
+            ),
+            (
+                replies::rate_limited(30, 2),
+                "rate limit of the account reached (30 messages per minute); waiting 2 s",
+            ),
+            (
+                replies::busy(2),
+                "all 2 upstream connections of the account are busy; waiting",
+            ),
+            (
+                replies::abandoned(540),
+                "the delivery took longer than 540 s and was abandoned; it is retried",
+            ),
+            (
+                replies::connect_failed("smtp.example:587: refused"),
+                "smtp.example:587: refused (at connect) — check SMTP Server and Port in E-mail Settings, and that this machine can reach that server (firewall, outbound proxy)",
+            ),
+            (
+                replies::gave_up(replies::upstream("451 later"), 120),
+                "451 later (gave up: not delivered within 120 hours)",
+            ),
+            (
+                replies::refused_recipients("250 OK", "<b@x>: 550 no"),
+                "250 OK (refused recipients: <b@x>: 550 no)",
+            ),
+            (
+                replies::then(
+                    replies::upstream("535 5.7.3 no"),
+                    replies::token_unavailable("boom"),
+                ),
+                "535 5.7.3 no — access token unavailable: boom",
+            ),
+        ];
+        for (r, en) in cases {
+            assert_eq!(r.to_string(), en);
+            assert_ne!(ja(&r), en, "{en}");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use crate::i18n::Reason;
 
 /// An upstream's reply, as a job's last reply.
 fn up(reply: impl std::fmt::Display) -> Reason {
-    crate::delivery::replies::upstream(reply)
+    Reason::new("upstream").arg("reply", reply)
 }
 
 /// A small job whose body names it.
@@ -78,11 +78,13 @@ where
 async fn a_last_reply_comes_back_as_the_reason_stored<S: JobStore + Clone + 'static>(store: &S) {
     store.enqueue(&job("r"), 100).await.unwrap();
     store.claim_due_job(100, 700).await.unwrap().unwrap();
-    let reason = crate::delivery::replies::waiting(
-        "Microsoft",
-        "microsoft",
-        crate::delivery::replies::token_error(Some(&Reason::new("declined"))),
-    );
+    let reason = Reason::new("job-waiting")
+        .arg("provider", "Microsoft")
+        .arg("name", "microsoft")
+        .nested(
+            "detail",
+            Reason::new("job-wait-token-error").nested("reason", Reason::new("declined")),
+        );
     store
         .defer_job("r", &reason, 160, 100, false)
         .await

@@ -303,6 +303,34 @@ mod tests {
         (Store::open(dir.path()).await.unwrap(), dir)
     }
 
+    /// A reply stored as prose by an older version reads back as it is.
+    #[tokio::test]
+    async fn an_old_rows_prose_reads_back_as_it_is() {
+        use crate::i18n::{Locale, Reason, Tr};
+        use crate::queue::JobStore as _;
+        let (store, _dir) = fresh().await;
+        store.enqueue(&conformance::job("old"), 100).await.unwrap();
+        let prose = "all recipients refused: <a@b>: 550 5.1.1 unknown";
+        sqlx::query("UPDATE jobs SET last_reply = ?1 WHERE id = 'old'")
+            .bind(prose)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let job = store.job("old").await.unwrap();
+        assert_eq!(job.last_reply.as_deref(), Some(prose));
+        let reason = job.last_reply_reason.unwrap();
+        assert_eq!(reason, Reason::legacy(prose));
+        assert_eq!(reason.render(&Tr::new(Locale::Ja)), prose);
+        let json = serde_json::to_value(store.job("old").await.unwrap()).unwrap();
+        assert_eq!(
+            (
+                json["last_reply"].as_str(),
+                json["last_reply_code"].as_str()
+            ),
+            (Some(prose), Some("legacy"))
+        );
+    }
+
     /// The SQLite engine passes the queue's conformance suite.
     #[tokio::test]
     async fn sqlite_engine_conforms() {
