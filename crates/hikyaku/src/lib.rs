@@ -21,7 +21,6 @@ pub mod queue;
 pub mod roles;
 pub mod secrets;
 pub mod store;
-pub(crate) mod template;
 pub(crate) mod throttle;
 pub mod tls;
 pub mod tokens;

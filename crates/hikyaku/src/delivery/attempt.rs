@@ -13,6 +13,7 @@ pub(super) struct Via {
 /// One attempt, before it is recorded.
 pub(super) enum Attempt {
     Sent {
+        /// The upstream's `250`, as it came.
         reply: String,
         refused: Vec<Refusal>,
         via: Via,
@@ -22,21 +23,21 @@ pub(super) enum Attempt {
         original: Option<Bytes>,
     },
     Temporary {
-        reply: String,
+        reply: Reason,
         code: Option<ReplyCode>,
     },
     Permanent {
-        reply: String,
+        reply: Reason,
         code: Option<ReplyCode>,
         failed: Vec<Refusal>,
         account: Option<Via>,
     },
     Waiting {
-        reason: String,
+        reason: Reason,
     },
     RateLimited {
         wait_secs: i64,
-        reply: String,
+        reply: Reason,
     },
 }
 
@@ -47,15 +48,25 @@ fn provider_name(p: Provider) -> &'static str {
     }
 }
 
-fn waiting_reason(a: &Account, detail: &str) -> String {
-    crate::template::fill(
-        texts::WAITING,
-        &[
-            ("provider", provider_name(a.provider)),
-            ("name", &a.name),
-            ("detail", detail),
-        ],
-    )
+fn waiting_reason(a: &Account, detail: Reason) -> Reason {
+    replies::waiting(provider_name(a.provider), &a.name, detail)
+}
+
+/// Why a token failure keeps the account from sending: the token reason
+/// itself where the error carries one.
+fn token_detail(e: &TokensError) -> Reason {
+    match e {
+        TokensError::ReauthorizationRequired(r) => r.clone(),
+        other => Reason::text(other),
+    }
+}
+
+/// `detail`, after the upstream's refusal of the token when there was one.
+fn after(context: Option<&str>, detail: Reason) -> Reason {
+    match context {
+        Some(reply) => replies::then(replies::upstream(reply), detail),
+        None => detail,
+    }
 }
 
 impl Delivery {
@@ -63,7 +74,7 @@ impl Delivery {
     pub(super) async fn choose_account(&self, job: &Job) -> Result<Account, Attempt> {
         let store = &self.inner.store;
         let temporary = |e: crate::store::StoreError| Attempt::Temporary {
-            reply: format!("store: {e}"),
+            reply: replies::store(e),
             code: None,
         };
         if let Some(id) = job.account_id {
@@ -84,24 +95,25 @@ impl Delivery {
         match active.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(Attempt::Waiting {
-                reason: "waiting for re-authorization: no Microsoft or Google account can send (none is enabled with Token Status Active)".to_owned(),
+                reason: replies::no_account(),
             }),
             _ => Err(Attempt::Waiting {
-                reason: "several accounts are active and none is the default: choose the default account in E-mail Settings".to_owned(),
+                reason: replies::no_default(),
             }),
         }
     }
 
     /// Maps a token failure: waits for an administrator, or retries later.
+    /// `context`: the upstream's refusal of the previous token, if any.
     pub(super) async fn token_failure(
         &self,
         a: &Account,
         e: &TokensError,
-        context: &str,
+        context: Option<&str>,
     ) -> Attempt {
         if e.is_temporary() {
             return Attempt::Temporary {
-                reply: format!("{context}access token unavailable: {e}"),
+                reply: after(context, replies::token_unavailable(e)),
                 code: None,
             };
         }
@@ -109,7 +121,7 @@ impl Delivery {
             TokensError::ReauthorizationRequired(_)
             | TokensError::NotAuthorized
             | TokensError::NotConfigured(_) => Attempt::Waiting {
-                reason: waiting_reason(a, &format!("{context}{e}")),
+                reason: waiting_reason(a, after(context, token_detail(e))),
             },
             _ => {
                 let now_active = self
@@ -121,19 +133,19 @@ impl Delivery {
                     .unwrap_or(true);
                 if now_active {
                     Attempt::Temporary {
-                        reply: format!("{context}access token unavailable: {e}"),
+                        reply: after(context, replies::token_unavailable(e)),
                         code: None,
                     }
                 } else {
                     Attempt::Waiting {
-                        reason: waiting_reason(a, &format!("{context}{e}")),
+                        reason: waiting_reason(a, after(context, token_detail(e))),
                     }
                 }
             }
         }
     }
 
-    pub(super) fn target(&self, a: &Account) -> Result<smtp::Target, String> {
+    pub(super) fn target(&self, a: &Account) -> Result<smtp::Target, Reason> {
         let config = &self.inner.config;
         let (default_host, default_port) = a.provider.default_smtp();
         let host = if a.smtp_host.trim().is_empty() {
@@ -156,8 +168,8 @@ impl Delivery {
                 .map(|g| g.clone())
                 .unwrap_or_default(),
         };
-        let (tls_id, tls) = crate::tls::client_config_with_id(&policy)
-            .map_err(|e| format!("TLS setup failed: {e}"))?;
+        let (tls_id, tls) =
+            crate::tls::client_config_with_id(&policy).map_err(replies::tls_setup)?;
         Ok(smtp::Target {
             host,
             port,
@@ -178,39 +190,30 @@ impl Delivery {
         };
         if !a.enabled {
             return Attempt::Waiting {
-                reason: waiting_reason(&a, texts::SWITCHED_OFF),
+                reason: waiting_reason(&a, replies::switched_off()),
             };
         }
         let status = a.token_status;
         if status != TokenStatus::Active {
-            let detail = match (status, a.token_reason.as_ref()) {
-                (TokenStatus::NotRegistered, _) => texts::NOT_REGISTERED.to_owned(),
-                (TokenStatus::Authorizing, _) => texts::AUTHORIZING.to_owned(),
-                (_, Some(r)) => {
-                    crate::template::fill(texts::TOKEN_ERROR, &[("reason", &r.to_string())])
-                }
-                (_, None) => texts::TOKEN_ERROR_BARE.to_owned(),
+            let detail = match status {
+                TokenStatus::NotRegistered => replies::not_registered(),
+                TokenStatus::Authorizing => replies::authorizing(),
+                _ => replies::token_error(a.token_reason.as_ref()),
             };
             return Attempt::Waiting {
-                reason: waiting_reason(&a, &detail),
+                reason: waiting_reason(&a, detail),
             };
         }
         if let Err(wait) = inner.rate.try_acquire(a.id, inner.clock.monotonic()) {
             let secs = i64::try_from(wait.as_secs()).unwrap_or(60).max(1);
             return Attempt::RateLimited {
                 wait_secs: secs,
-                reply: crate::template::fill(
-                    texts::RATE_LIMITED,
-                    &[
-                        ("count", &inner.config.rate_per_minute.to_string()),
-                        ("secs", &secs.to_string()),
-                    ],
-                ),
+                reply: replies::rate_limited(inner.config.rate_per_minute, secs),
             };
         }
         let mut token: AccessToken = match inner.tokens.access_token(a.id).await {
             Ok(t) => t,
-            Err(e) => return self.token_failure(&a, &e, "").await,
+            Err(e) => return self.token_failure(&a, &e, None).await,
         };
         let read = match body {
             Some(b) => Ok(b),
@@ -220,7 +223,7 @@ impl Delivery {
             Ok(b) => b,
             Err(crate::store::StoreError::NotFound) => {
                 return Attempt::Permanent {
-                    reply: "the message body is missing from the store".to_owned(),
+                    reply: replies::body_missing(),
                     code: None,
                     failed: Vec::new(),
                     account: Some(Via {
@@ -231,7 +234,7 @@ impl Delivery {
             }
             Err(e) => {
                 return Attempt::Temporary {
-                    reply: format!("store: {e}"),
+                    reply: replies::store(e),
                     code: None,
                 };
             }
@@ -291,10 +294,7 @@ impl Delivery {
                 None => {
                     return Attempt::RateLimited {
                         wait_secs: 5,
-                        reply: crate::template::fill(
-                            texts::BUSY,
-                            &[("count", &inner.config.connections_per_account.to_string())],
-                        ),
+                        reply: replies::busy(inner.config.connections_per_account),
                     };
                 }
             };
@@ -325,7 +325,7 @@ impl Delivery {
                     inner.pool.put(lease);
                     let reply = Refusal::describe(&refused);
                     Attempt::Permanent {
-                        reply: crate::template::fill(texts::ALL_REFUSED, &[("reply", &reply)]),
+                        reply: replies::all_refused(&reply),
                         code: refused
                             .first()
                             .and_then(|r| outcome::reply_code(&r.reply))
@@ -346,7 +346,7 @@ impl Delivery {
                                 .iter()
                                 .map(|r| Refusal {
                                     recipient: r.clone(),
-                                    reply: reply.clone(),
+                                    reply: reply.to_string(),
                                 })
                                 .collect(),
                             reply,
@@ -386,24 +386,21 @@ impl Delivery {
                     code = e.code(),
                     "upstream refused the access token; refreshing once"
                 );
-                let context = format!("{} — ", e.reply());
+                let context = e.reply();
                 if let Err(te) = inner.tokens.force_refresh(a.id).await {
-                    return Err(self.token_failure(a, &te, &context).await);
+                    return Err(self.token_failure(a, &te, Some(&context)).await);
                 }
                 match inner.tokens.access_token(a.id).await {
                     Ok(t) => Ok(t),
-                    Err(te) => Err(self.token_failure(a, &te, &context).await),
+                    Err(te) => Err(self.token_failure(a, &te, Some(&context)).await),
                 }
             }
             Class::TokenRejected => Err(Attempt::Temporary {
-                reply: format!(
-                    "{} — the provider refused a freshly refreshed access token; retrying later",
-                    e.reply()
-                ),
+                reply: replies::fresh_token_refused(&e.reply()),
                 code: e.code().and_then(ReplyCode::new),
             }),
             _ => Err(Attempt::Temporary {
-                reply: with_advice(e.reply()),
+                reply: with_advice(e.reason()),
                 code: e.code().and_then(ReplyCode::new),
             }),
         }
@@ -424,18 +421,18 @@ fn smtp_failure(e: &SmtpError) -> Attempt {
     match e {
         SmtpError::Reply { stage, code, text } => match classify(*stage, *code, text) {
             Class::Permanent => Attempt::Permanent {
-                reply: e.reply(),
+                reply: e.reason(),
                 code: ReplyCode::new(*code),
                 failed: Vec::new(),
                 account: None,
             },
             _ => Attempt::Temporary {
-                reply: with_advice(e.reply()),
+                reply: with_advice(e.reason()),
                 code: ReplyCode::new(*code),
             },
         },
         SmtpError::BadAddress { .. } | SmtpError::Transport { .. } => Attempt::Temporary {
-            reply: e.reply(),
+            reply: e.reason(),
             code: None,
         },
     }

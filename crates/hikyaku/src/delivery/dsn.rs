@@ -241,6 +241,7 @@ mod tests {
             attempts: 1,
             next_attempt_at: 0,
             last_reply: None,
+            last_reply_reason: None,
             via_account_id: None,
             created_at: 1_700_000_000,
             updated_at: 0,

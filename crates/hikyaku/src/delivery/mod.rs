@@ -62,6 +62,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::DeliveryConfig;
+use crate::i18n::Reason;
 use crate::provider::Provider;
 use crate::queue::lease;
 use crate::queue::{Job, JobStore as _};
@@ -90,7 +91,7 @@ struct Accepted {
     /// The account it went out through.
     account: i64,
     /// The reply recorded as the job's last reply.
-    reply: String,
+    reply: Reason,
 }
 
 /// The delivery service. Cheap to clone.
@@ -118,24 +119,120 @@ struct Inner {
     fresh: Mutex<Option<mpsc::Receiver<Fresh>>>,
 }
 
-/// The texts of the replies hikyaku writes itself into a job's last reply,
-/// with `{holes}` (see [`crate::template`]); the Remote UI recognises them to
-/// translate them. Replies of the upstream server are stored as they came.
-pub mod texts {
-    pub const WAITING: &str =
-        "waiting for re-authorization of the {provider} account ({name}): {detail}";
-    pub const SWITCHED_OFF: &str = "the account is switched off (Basic Settings)";
-    pub const NOT_REGISTERED: &str = "Token Status is Not registered — do the authorization";
-    pub const AUTHORIZING: &str = "an authorization is in progress";
-    pub const TOKEN_ERROR: &str = "Token Status is Error: {reason}";
-    pub const TOKEN_ERROR_BARE: &str = "Token Status is Error";
-    pub const ABANDONED: &str =
-        "the delivery took longer than {secs} s and was abandoned; it is retried";
-    pub const RATE_LIMITED: &str =
-        "rate limit of the account reached ({count} messages per minute); waiting {secs} s";
-    pub const BUSY: &str = "all {count} upstream connections of the account are busy; waiting";
-    pub const ALL_REFUSED: &str = "all recipients refused: {reply}";
-    pub const CONNECT_FAILED: &str = "{detail} (at connect) — check SMTP Server and Port in E-mail Settings, and that this machine can reach that server (firewall, outbound proxy)";
+/// The replies hikyaku writes itself into a job's last reply, as reasons
+/// (Fluent `reason-job-…`). The upstream server's reply is an argument,
+/// kept as it came ([`upstream`](replies::upstream)).
+pub mod replies {
+    use crate::i18n::Reason;
+
+    /// A reply the upstream server sent, as it came.
+    pub fn upstream(reply: impl std::fmt::Display) -> Reason {
+        Reason::new("upstream").arg("reply", reply)
+    }
+
+    /// `first — then`: a reply followed by what it led to, or advice.
+    pub fn then(first: Reason, then: Reason) -> Reason {
+        Reason::new("job-then")
+            .nested("first", first)
+            .nested("then", then)
+    }
+
+    pub fn waiting(provider: &str, name: &str, detail: Reason) -> Reason {
+        Reason::new("job-waiting")
+            .arg("provider", provider)
+            .arg("name", name)
+            .nested("detail", detail)
+    }
+
+    pub fn switched_off() -> Reason {
+        Reason::new("job-wait-switched-off")
+    }
+
+    pub fn not_registered() -> Reason {
+        Reason::new("job-wait-not-registered")
+    }
+
+    pub fn authorizing() -> Reason {
+        Reason::new("job-wait-authorizing")
+    }
+
+    /// Token Status is Error, with the account's token reason when it has one.
+    pub fn token_error(reason: Option<&Reason>) -> Reason {
+        match reason {
+            Some(r) => Reason::new("job-wait-token-error").nested("reason", r.clone()),
+            None => Reason::new("job-wait-token-error-bare"),
+        }
+    }
+
+    pub fn no_account() -> Reason {
+        Reason::new("job-no-account")
+    }
+
+    pub fn no_default() -> Reason {
+        Reason::new("job-no-default")
+    }
+
+    pub fn abandoned(secs: u64) -> Reason {
+        Reason::new("job-abandoned").arg("secs", secs)
+    }
+
+    pub fn rate_limited(count: impl std::fmt::Display, secs: i64) -> Reason {
+        Reason::new("job-rate-limited")
+            .arg("count", count)
+            .arg("secs", secs)
+    }
+
+    pub fn busy(count: impl std::fmt::Display) -> Reason {
+        Reason::new("job-busy").arg("count", count)
+    }
+
+    /// `reply`: each refused recipient with the upstream's reply to it.
+    pub fn all_refused(reply: &str) -> Reason {
+        Reason::new("job-all-refused").arg("reply", reply)
+    }
+
+    pub fn connect_failed(detail: &str) -> Reason {
+        Reason::new("job-connect-failed").arg("detail", detail)
+    }
+
+    pub fn transport(detail: &str, stage: &str) -> Reason {
+        Reason::new("job-transport")
+            .arg("detail", detail)
+            .arg("stage", stage)
+    }
+
+    pub fn store(error: impl std::fmt::Display) -> Reason {
+        Reason::new("job-store").arg("error", error)
+    }
+
+    pub fn token_unavailable(error: impl std::fmt::Display) -> Reason {
+        Reason::new("job-token-unavailable").arg("error", error)
+    }
+
+    pub fn body_missing() -> Reason {
+        Reason::new("job-body-missing")
+    }
+
+    pub fn tls_setup(error: impl std::fmt::Display) -> Reason {
+        Reason::new("job-tls-setup").arg("error", error)
+    }
+
+    pub fn fresh_token_refused(reply: &str) -> Reason {
+        Reason::new("job-fresh-token-refused").arg("reply", reply)
+    }
+
+    /// The upstream's `250` with the recipients it refused (`list`).
+    pub fn refused_recipients(reply: &str, list: &str) -> Reason {
+        Reason::new("job-refused-recipients")
+            .arg("reply", reply)
+            .arg("list", list)
+    }
+
+    pub fn gave_up(last: Reason, hours: u64) -> Reason {
+        Reason::new("job-gave-up")
+            .nested("last", last)
+            .arg("hours", hours)
+    }
 }
 
 impl Delivery {
@@ -203,14 +300,106 @@ impl Delivery {
         let attempt = match tokio::time::timeout(limit, self.attempt(&job, body)).await {
             Ok(a) => a,
             Err(_) => Attempt::Temporary {
-                reply: crate::template::fill(
-                    texts::ABANDONED,
-                    &[("secs", &limit.as_secs().to_string())],
-                ),
+                reply: replies::abandoned(limit.as_secs()),
                 code: None,
             },
         };
         drop(permit);
         self.record(&job, attempt).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replies;
+    use crate::i18n::{Locale, Reason, Tr};
+
+    fn ja(r: &Reason) -> String {
+        r.render(&Tr::new(Locale::Ja))
+    }
+
+    #[test]
+    fn a_job_reply_renders_in_each_language_from_its_code() {
+        // A token reason quoted in a waiting reply is nested, not English.
+        let r = replies::waiting(
+            "Microsoft",
+            "microsoft",
+            replies::token_error(Some(&crate::tokens::status::declined())),
+        );
+        let stored = Reason::from_stored(&r.to_json());
+        assert_eq!(stored, r);
+        assert_eq!(
+            r.to_string(),
+            format!(
+                "waiting for re-authorization of the Microsoft account (microsoft): Token Status is Error: {}",
+                crate::tokens::status::declined()
+            )
+        );
+        let text = ja(&r);
+        assert!(
+            text.starts_with("Microsoftのアカウント(microsoft)の再認可を待っています")
+                && text.contains("ユーザーが拒否しました")
+                && !text.contains("waiting"),
+            "{text}"
+        );
+
+        // The upstream's reply is an argument, shown as it came.
+        let r = replies::all_refused("<x>: 550 5.1.1 no such user");
+        assert_eq!(
+            r.to_string(),
+            "all recipients refused: <x>: 550 5.1.1 no such user"
+        );
+        assert_eq!(
+            ja(&r),
+            "すべての宛先が拒否されました:<x>: 550 5.1.1 no such user"
+        );
+        let r = replies::upstream("451 4.3.0 try later");
+        assert_eq!(
+            (r.to_string(), ja(&r)),
+            ("451 4.3.0 try later".into(), "451 4.3.0 try later".into())
+        );
+
+        // Today's English, word for word.
+        let cases = [
+            (
+                replies::waiting("Google", "google", replies::switched_off()),
+                "waiting for re-authorization of the Google account (google): the account is switched off (Basic Settings)",
+            ),
+            (
+                replies::rate_limited(30, 2),
+                "rate limit of the account reached (30 messages per minute); waiting 2 s",
+            ),
+            (
+                replies::busy(2),
+                "all 2 upstream connections of the account are busy; waiting",
+            ),
+            (
+                replies::abandoned(540),
+                "the delivery took longer than 540 s and was abandoned; it is retried",
+            ),
+            (
+                replies::connect_failed("smtp.example:587: refused"),
+                "smtp.example:587: refused (at connect) — check SMTP Server and Port in E-mail Settings, and that this machine can reach that server (firewall, outbound proxy)",
+            ),
+            (
+                replies::gave_up(replies::upstream("451 later"), 120),
+                "451 later (gave up: not delivered within 120 hours)",
+            ),
+            (
+                replies::refused_recipients("250 OK", "<b@x>: 550 no"),
+                "250 OK (refused recipients: <b@x>: 550 no)",
+            ),
+            (
+                replies::then(
+                    replies::upstream("535 5.7.3 no"),
+                    replies::token_unavailable("boom"),
+                ),
+                "535 5.7.3 no — access token unavailable: boom",
+            ),
+        ];
+        for (r, en) in cases {
+            assert_eq!(r.to_string(), en);
+            assert_ne!(ja(&r), en, "{en}");
+        }
     }
 }

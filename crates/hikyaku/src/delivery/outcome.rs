@@ -10,6 +10,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::i18n::Reason;
+
 /// The result of [`super::Delivery::deliver_one`], as recorded in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -98,33 +100,34 @@ fn is_quota(upper: &str) -> bool {
         || upper.contains("SENDING LIMIT EXCEEDED")
 }
 
-/// What an administrator should do about a reply, when we know.
-pub fn advice(text: &str) -> Option<&'static str> {
+/// What an administrator should do about a reply, when we know: the code
+/// of the advice (Fluent `reason-smtp-advice-…`).
+fn advice_code(text: &str) -> Option<&'static str> {
     let upper = text.to_ascii_uppercase();
     if upper.contains("5.7.139") {
-        Some(
-            "SMTP AUTH is disabled for this mailbox or tenant: enable \"Authenticated SMTP\" in the Microsoft 365 admin center → Users → Active users → (the user) → Mail → Manage email apps (for the whole tenant: Set-TransportConfig -SmtpClientAuthenticationDisabled $false). The message waits and is retried.",
-        )
+        Some("smtp-advice-auth-disabled")
     } else if upper.contains("5.2.252")
         || upper.contains("SENDASDENIED")
         || upper.contains("5.7.60")
     {
-        Some(
-            "the mailbox may not send as this sender: clear the Sender address in the account's E-mail Settings (the authorized mailbox is then used) or grant the mailbox Send As rights for it",
-        )
+        Some("smtp-advice-send-as")
     } else if is_quota(&upper) {
-        Some(
-            "the provider's sending limit for this mailbox is reached; the message is retried later",
-        )
+        Some("smtp-advice-quota")
     } else {
         None
     }
 }
 
-/// The reply with its advice appended.
-pub fn with_advice(reply: String) -> String {
-    match advice(&reply) {
-        Some(a) => format!("{reply} — {a}"),
+/// The advice about a reply, when we know what to do.
+pub fn advice(text: &str) -> Option<Reason> {
+    advice_code(text).map(Reason::new)
+}
+
+/// The reply with its advice appended. The advice is chosen from the
+/// English text, which quotes the upstream's reply as it came.
+pub fn with_advice(reply: Reason) -> Reason {
+    match advice(&reply.to_string()) {
+        Some(a) => super::replies::then(reply, a),
         None => reply,
     }
 }
@@ -326,15 +329,17 @@ mod tests {
 
     #[test]
     fn advice_and_codes() {
-        let r = with_advice("535 5.7.139 Authentication unsuccessful".into());
+        let up = super::super::replies::upstream;
+        let r = with_advice(up("535 5.7.139 Authentication unsuccessful")).to_string();
         assert!(r.starts_with("535 5.7.139 Authentication unsuccessful — "));
         assert!(r.contains("Manage email apps") && r.contains("Authenticated SMTP"));
         assert!(
             advice("554 5.2.252 SendAsDenied")
                 .unwrap()
+                .to_string()
                 .contains("Sender")
         );
-        assert_eq!(with_advice("250 ok".into()), "250 ok");
+        assert_eq!(with_advice(up("250 ok")).to_string(), "250 ok");
         assert_eq!(
             enhanced_code("550 5.1.1 <a@b>: unknown").as_deref(),
             Some("5.1.1")

@@ -4,13 +4,15 @@
 use super::attempt::Via;
 use super::*;
 
-/// Every recipient of `job`, refused with `reply`.
-fn all_refused(job: &Job, reply: &str) -> Vec<Refusal> {
+/// Every recipient of `job`, refused with `reply` (in English: the
+/// failure notice's text).
+fn all_refused(job: &Job, reply: &Reason) -> Vec<Refusal> {
+    let reply = reply.to_string();
     job.rcpt_to
         .iter()
         .map(|r| Refusal {
             recipient: r.clone(),
-            reply: reply.to_owned(),
+            reply: reply.clone(),
         })
         .collect()
 }
@@ -38,11 +40,11 @@ impl Delivery {
                 lease,
                 original,
             } => {
-                let mut recorded = reply.clone();
-                if !refused.is_empty() {
-                    let list = Refusal::describe(&refused);
-                    recorded.push_str(&format!(" (refused recipients: {list})"));
-                }
+                let recorded = if refused.is_empty() {
+                    replies::upstream(&reply)
+                } else {
+                    replies::refused_recipients(&reply, &Refusal::describe(&refused))
+                };
                 // The session is ready for the next message now.
                 if let Some(l) = lease {
                     inner.pool.put(*l);
@@ -80,11 +82,13 @@ impl Delivery {
                     self.queue_notice(job, &refused, false, Some(via), original)
                         .await;
                 }
-                Outcome::Sent { reply: recorded }
+                Outcome::Sent {
+                    reply: recorded.to_string(),
+                }
             }
             Attempt::Temporary { reply, code } if expired => {
                 tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), "failed: too old");
-                self.give_up(job, &reply, now).await
+                self.give_up(job, reply, now).await
             }
             Attempt::Temporary { reply, code } => {
                 let next = now + backoff::next_delay_secs(job.attempts);
@@ -94,7 +98,7 @@ impl Delivery {
                 );
                 tracing::info!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), next_attempt_at = next, "deferred");
                 Outcome::Deferred {
-                    reply,
+                    reply: reply.to_string(),
                     next_attempt_at: next,
                 }
             }
@@ -117,11 +121,13 @@ impl Delivery {
                     failed
                 };
                 self.queue_notice(job, &failed, false, account, None).await;
-                Outcome::Failed { reply }
+                Outcome::Failed {
+                    reply: reply.to_string(),
+                }
             }
             Attempt::Waiting { reason } if expired => {
                 tracing::warn!(job_id = %job.id, account = job.account_id, "failed: too old while waiting for authorization");
-                self.give_up(job, &reason, now).await
+                self.give_up(job, reason, now).await
             }
             Attempt::Waiting { reason } => {
                 let next = now + backoff::WAIT_RECHECK_SECS;
@@ -130,12 +136,14 @@ impl Delivery {
                     store.defer_job(&job.id, &reason, next, now, false).await,
                 );
                 // Once per job and reason: the recheck comes every minute.
-                if job.last_reply.as_deref() == Some(reason.as_str()) {
+                if job.last_reply_reason.as_ref() == Some(&reason) {
                     tracing::debug!(job_id = %job.id, account = job.account_id, "still waiting for authorization");
                 } else {
                     tracing::info!(job_id = %job.id, account = job.account_id, %reason, "waiting for authorization");
                 }
-                Outcome::WaitingForAuthorization { reason }
+                Outcome::WaitingForAuthorization {
+                    reason: reason.to_string(),
+                }
             }
             Attempt::RateLimited { wait_secs, reply } => {
                 let next = now + wait_secs;
@@ -145,7 +153,7 @@ impl Delivery {
                 );
                 tracing::debug!(job_id = %job.id, account = job.account_id, "rate limited");
                 Outcome::Deferred {
-                    reply,
+                    reply: reply.to_string(),
                     next_attempt_at: next,
                 }
             }
@@ -154,11 +162,8 @@ impl Delivery {
 
     /// Fails a job that is too old to keep trying, with its last reply, and
     /// queues the failure notice.
-    pub(super) async fn give_up(&self, job: &Job, last: &str, now: i64) -> Outcome {
-        let reply = format!(
-            "{last} (gave up: not delivered within {} hours)",
-            self.inner.config.max_age_hours
-        );
+    pub(super) async fn give_up(&self, job: &Job, last: Reason, now: i64) -> Outcome {
+        let reply = replies::gave_up(last, self.inner.config.max_age_hours);
         if let Err(e) = self
             .inner
             .store
@@ -169,7 +174,9 @@ impl Delivery {
         }
         let failed = all_refused(job, &reply);
         self.queue_notice(job, &failed, true, None, None).await;
-        Outcome::Failed { reply }
+        Outcome::Failed {
+            reply: reply.to_string(),
+        }
     }
 
     /// Queues a failure notice about `job`, where one is due.

@@ -64,6 +64,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::outcome::{Refusal, Stage, decode_challenge};
+use crate::i18n::Reason;
 
 /// How the TLS of an upstream connection starts: the account's setting.
 pub use crate::store::accounts::SmtpSecurity as Security;
@@ -100,18 +101,27 @@ pub enum SmtpError {
 }
 
 impl SmtpError {
-    /// The text recorded in the job history.
-    pub fn reply(&self) -> String {
+    /// What is recorded in the job history: the upstream's reply as it
+    /// came, or why there was none.
+    pub fn reason(&self) -> Reason {
         match self {
-            SmtpError::Reply { code, text, .. } => format!("{code} {text}"),
+            SmtpError::Reply { .. } => super::replies::upstream(self.reply()),
             SmtpError::Transport {
                 stage: Stage::Connect,
                 reason,
-            } => crate::template::fill(super::texts::CONNECT_FAILED, &[("detail", reason)]),
+            } => super::replies::connect_failed(reason),
             SmtpError::Transport { stage, reason } => {
-                format!("{reason} (at {})", stage.as_str())
+                super::replies::transport(reason, stage.as_str())
             }
-            SmtpError::BadAddress { reason, .. } => reason.clone(),
+            SmtpError::BadAddress { reason, .. } => Reason::text(reason),
+        }
+    }
+
+    /// The text of [`SmtpError::reason`]: for a negative reply, the reply.
+    pub fn reply(&self) -> String {
+        match self {
+            SmtpError::Reply { code, text, .. } => format!("{code} {text}"),
+            _ => self.reason().to_string(),
         }
     }
 

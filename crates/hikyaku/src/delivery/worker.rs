@@ -219,7 +219,7 @@ impl Delivery {
             tracing::warn!(job_id = %id, "delivery interrupted by shutdown; deferred");
             let _ = inner
                 .store
-                .defer_job(&id, lease::SHUTDOWN, now, now, false)
+                .defer_job(&id, &lease::shutdown(), now, now, false)
                 .await;
         }
         let _ = sweeper.await;

@@ -5,6 +5,12 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use super::{JobState, JobStore, NewJob, StoreFailure as _};
+use crate::i18n::Reason;
+
+/// An upstream's reply, as a job's last reply.
+fn up(reply: impl std::fmt::Display) -> Reason {
+    Reason::new("upstream").arg("reply", reply)
+}
 
 /// A small job whose body names it.
 pub(crate) fn job(id: &str) -> NewJob {
@@ -63,6 +69,29 @@ where
         let (store, _keep) = fresh().await;
         counts_and_the_last_error(&store).await;
     }
+    {
+        let (store, _keep) = fresh().await;
+        a_last_reply_comes_back_as_the_reason_stored(&store).await;
+    }
+}
+
+async fn a_last_reply_comes_back_as_the_reason_stored<S: JobStore + Clone + 'static>(store: &S) {
+    store.enqueue(&job("r"), 100).await.unwrap();
+    store.claim_due_job(100, 700).await.unwrap().unwrap();
+    let reason = Reason::new("job-waiting")
+        .arg("provider", "Microsoft")
+        .arg("name", "microsoft")
+        .nested(
+            "detail",
+            Reason::new("job-wait-token-error").nested("reason", Reason::new("declined")),
+        );
+    store
+        .defer_job("r", &reason, 160, 100, false)
+        .await
+        .unwrap();
+    let r = store.job("r").await.unwrap();
+    assert_eq!(r.last_reply_reason.as_ref(), Some(&reason));
+    assert_eq!(r.last_reply, Some(reason.to_string()));
 }
 
 async fn retrying_a_failed_job_starts_its_count_again<S: JobStore + Clone + 'static>(store: &S) {
@@ -71,7 +100,7 @@ async fn retrying_a_failed_job_starts_its_count_again<S: JobStore + Clone + 'sta
     for _ in 0..3 {
         let f = store.claim_due_job(100, 200).await.unwrap().unwrap();
         store
-            .defer_job(&f.id, "451 later", 100, 100, true)
+            .defer_job(&f.id, &up("451 later"), 100, 100, true)
             .await
             .unwrap();
     }
@@ -80,7 +109,7 @@ async fn retrying_a_failed_job_starts_its_count_again<S: JobStore + Clone + 'sta
     assert!(f.attempts + d.attempts >= 3);
     let claimed = store.claim_due_job(100, 200).await.unwrap().unwrap();
     store
-        .mark_failed(&claimed.id, None, "550 no", 150)
+        .mark_failed(&claimed.id, None, &up("550 no"), 150)
         .await
         .unwrap();
     let deferred = if claimed.id == "f" { "d" } else { "f" };
@@ -130,6 +159,7 @@ async fn expired_leases_and_interrupted_deliveries_are_requeued<S: JobStore + Cl
         ("deferred", 300)
     );
     assert!(short.last_reply.unwrap().contains("lease expired"));
+    assert_eq!(short.last_reply_reason, Some(super::lease::expired()));
     assert_eq!(store.job("long").await.unwrap().state, "sending");
 
     // After a restart every `sending` job comes back, lease or not.
@@ -159,7 +189,7 @@ async fn a_claim_takes_the_most_overdue_of_queued_and_deferred_alike<
     let d = store.claim_due_jobs(150, 1_000, 1).await.unwrap();
     assert_eq!(d[0].id, "q100");
     store
-        .defer_job("q100", "451 later", 200, 150, true)
+        .defer_job("q100", &up("451 later"), 200, 150, true)
         .await
         .unwrap();
     let claimed = store.claim_due_jobs(500, 1_000, 2).await.unwrap();
@@ -204,17 +234,22 @@ async fn finishing_many_jobs_at_once_records_each_and_keeps_failed_bodies<
             .is_empty()
     );
     // f9 was deleted meanwhile (an Administrator); finishing must not revive it.
-    store.defer_job("f9", "x", 300, 200, false).await.unwrap();
+    store
+        .defer_job("f9", &up("x"), 300, 200, false)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..10 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let id = format!("f{i}");
             if i == 3 {
-                store.mark_failed(&id, None, "550 5.1.1 unknown", 250).await
+                store
+                    .mark_failed(&id, None, &up("550 5.1.1 unknown"), 250)
+                    .await
             } else {
                 store
-                    .mark_sent(&id, None, &format!("250 2.0.0 OK id{i}"), 250)
+                    .mark_sent(&id, None, &up(format!("250 2.0.0 OK id{i}")), 250)
                     .await
             }
         }));
@@ -329,7 +364,10 @@ async fn a_handed_over_job_is_stored_claimed<S: JobStore + Clone + 'static>(stor
     assert_eq!(store.requeue_interrupted(200).await.unwrap(), 1);
     let back = store.claim_due_job(200, 800).await.unwrap().unwrap();
     assert_eq!((back.id.as_str(), back.attempts), ("h", 2));
-    store.mark_sent("h", None, "250 OK", 210).await.unwrap();
+    store
+        .mark_sent("h", None, &up("250 OK"), 210)
+        .await
+        .unwrap();
     let sent = store.job("h").await.unwrap();
     assert_eq!(
         (sent.state, sent.last_reply.as_deref()),
@@ -338,7 +376,10 @@ async fn a_handed_over_job_is_stored_claimed<S: JobStore + Clone + 'static>(stor
     assert!(store.job_body("h").await.unwrap_err().is_not_found());
     // A sent job stays sent: a late requeue or finish does not move it.
     assert_eq!(store.requeue_interrupted(300).await.unwrap(), 0);
-    store.mark_failed("h", None, "550 late", 310).await.unwrap();
+    store
+        .mark_failed("h", None, &up("550 late"), 310)
+        .await
+        .unwrap();
     assert_eq!(store.job("h").await.unwrap().state, JobState::Sent);
     assert!(store.retry_job("h", 320).await.is_err());
 }
@@ -351,7 +392,7 @@ async fn deferring_without_an_attempt_and_deleting<S: JobStore + Clone + 'static
     assert!(store.delete_job("w").await.is_err());
     // A wait (no attempt made) gives the count back.
     store
-        .defer_job("w", "waiting", 160, 100, false)
+        .defer_job("w", &up("waiting"), 160, 100, false)
         .await
         .unwrap();
     let w = store.job("w").await.unwrap();
@@ -366,7 +407,10 @@ async fn deferring_without_an_attempt_and_deleting<S: JobStore + Clone + 'static
     );
     assert_eq!(store.next_due_at().await.unwrap(), Some(160));
     // A deferral of a job no longer sending changes nothing.
-    store.defer_job("w", "late", 999, 120, true).await.unwrap();
+    store
+        .defer_job("w", &up("late"), 999, 120, true)
+        .await
+        .unwrap();
     assert_eq!(store.job("w").await.unwrap().next_attempt_at, 160);
     // Retry now makes it due at once, keeping its count.
     store.retry_job("w", 130).await.unwrap();
@@ -399,10 +443,16 @@ async fn counts_and_the_last_error<S: JobStore + Clone + 'static>(store: &S) {
         .map(|j| j.id)
         .collect();
     assert_eq!(ids, ["s", "f", "d"]);
-    store.mark_sent("s", None, "250 OK", 210).await.unwrap();
-    store.mark_failed("f", None, "550 no", 220).await.unwrap();
     store
-        .defer_job("d", "451 later", 400, 230, true)
+        .mark_sent("s", None, &up("250 OK"), 210)
+        .await
+        .unwrap();
+    store
+        .mark_failed("f", None, &up("550 no"), 220)
+        .await
+        .unwrap();
+    store
+        .defer_job("d", &up("451 later"), 400, 230, true)
         .await
         .unwrap();
     let mut counts = store.job_counts().await.unwrap();
@@ -418,7 +468,7 @@ async fn counts_and_the_last_error<S: JobStore + Clone + 'static>(store: &S) {
     );
     assert_eq!(
         store.last_job_error().await.unwrap(),
-        Some((230, "451 later".to_owned()))
+        Some((230, up("451 later")))
     );
     let filter = super::JobFilter {
         state: Some(JobState::Queued),

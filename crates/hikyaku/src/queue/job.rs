@@ -1,6 +1,7 @@
 //! A job: one submitted message and its delivery attempts.
 
 use super::JobState;
+use crate::i18n::Reason;
 
 /// A message handed over by intake (or a failure notice made by delivery).
 #[derive(Debug, Clone)]
@@ -35,6 +36,7 @@ impl NewJob {
             attempts: 1,
             next_attempt_at: now,
             last_reply: None,
+            last_reply_reason: None,
             via_account_id: None,
             created_at: now,
             updated_at: now,
@@ -56,11 +58,34 @@ pub struct Job {
     pub state: JobState,
     pub attempts: i64,
     pub next_attempt_at: i64,
+    /// The English text of [`Job::last_reply_reason`] (logs, CLI, JSON API).
     pub last_reply: Option<String>,
+    /// The last reply: ours as a reason, the upstream's quoted in one.
+    /// The JSON API shows its code as `last_reply_code`.
+    #[serde(rename = "last_reply_code", serialize_with = "code_of")]
+    pub last_reply_reason: Option<Reason>,
     /// The account the job was last tried or delivered through.
     pub via_account_id: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl Job {
+    /// Sets the last reply from what the store holds (see
+    /// [`Reason::from_stored`]).
+    pub fn with_stored_reply(mut self, stored: Option<&str>) -> Self {
+        let reason = stored.map(Reason::from_stored);
+        self.last_reply = reason.as_ref().map(Reason::to_string);
+        self.last_reply_reason = reason;
+        self
+    }
+}
+
+fn code_of<S: serde::Serializer>(r: &Option<Reason>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.serialize_some(&r.code),
+        None => s.serialize_none(),
+    }
 }
 
 /// Filters of the Send Job History.

@@ -4,6 +4,8 @@
 //! whatever its lease says (a slow upstream, the wall clock stepped forward),
 //! since sending it again would send it twice.
 
+use crate::i18n::Reason;
+
 /// How long a claimed job belongs to its worker.
 pub const LEASE_SECS: i64 = 600;
 /// A delivery is abandoned (and deferred) this long before its lease ends.
@@ -20,8 +22,16 @@ pub const fn delivery_limit() -> std::time::Duration {
 }
 
 /// Why a `sending` job went back to the queue: its last reply, unless it has one.
-pub const LEASE_EXPIRED: &str = "the delivery was interrupted (its lease expired)";
+pub fn expired() -> Reason {
+    Reason::new("job-lease-expired")
+}
+
 /// The same after a restart: every `sending` job was interrupted.
-pub const RESTARTED: &str = "interrupted by a restart of hikyaku";
+pub fn restarted() -> Reason {
+    Reason::new("job-restarted")
+}
+
 /// A delivery that shutdown cut short.
-pub const SHUTDOWN: &str = "interrupted by shutdown; will be retried";
+pub fn shutdown() -> Reason {
+    Reason::new("job-shutdown")
+}

@@ -20,6 +20,8 @@ pub(crate) mod conformance;
 
 use std::future::Future;
 
+use crate::i18n::Reason;
+
 pub use job::{Claimed, Job, JobFilter, NewJob};
 pub use state::{JobState, UnknownState};
 
@@ -35,6 +37,11 @@ pub trait StoreFailure: std::error::Error + Send + Sync + 'static {
 /// (storing, claiming, finishing) may be group-committed by the engine; each
 /// call still returns only after its commit, so `Ok` from an enqueue means
 /// the message survives a crash or power loss.
+///
+/// A job's last reply is a [`Reason`]: the engine stores it (as
+/// [`Reason::to_json`]) and gives it back in [`Job::last_reply_reason`];
+/// stored text that is not a reason (written by an older version) reads
+/// back as [`Reason::legacy`].
 ///
 /// Moves follow [`JobState::can_become`]; a write that no longer applies
 /// (the job was deleted or requeued meanwhile) changes nothing.
@@ -121,7 +128,7 @@ pub trait JobStore: Send + Sync {
         &self,
         id: &str,
         via: Option<i64>,
-        reply: &str,
+        reply: &Reason,
         now: i64,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
@@ -131,7 +138,7 @@ pub trait JobStore: Send + Sync {
         &self,
         id: &str,
         via: Option<i64>,
-        reply: &str,
+        reply: &Reason,
         now: i64,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
@@ -141,7 +148,7 @@ pub trait JobStore: Send + Sync {
     fn defer_job(
         &self,
         id: &str,
-        reply: &str,
+        reply: &Reason,
         next_attempt_at: i64,
         now: i64,
         count_attempt: bool,
@@ -186,5 +193,5 @@ pub trait JobStore: Send + Sync {
     /// The newest failure or deferral reply, for the Portal's "last error".
     fn last_job_error(
         &self,
-    ) -> impl Future<Output = Result<Option<(i64, String)>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<(i64, Reason)>, Self::Error>> + Send;
 }

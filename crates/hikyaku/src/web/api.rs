@@ -190,7 +190,7 @@ async fn status(State(state): State<AppState>, caller: ApiCaller) -> Result<Json
         .store
         .last_job_error()
         .await?
-        .map(|(at, reply)| json!({ "at": at, "reply": reply }));
+        .map(|(at, reply)| json!({ "at": at, "reply": reply.to_string() }));
     Ok(Json(json!({
         "accounts": accounts.iter().map(|a| json!({
             "provider": a.provider.as_str(),

@@ -9,7 +9,6 @@ pub mod errors;
 pub mod i18n;
 pub mod messages;
 pub mod pages;
-pub mod reasons;
 mod refusals;
 
 use std::sync::Arc;

@@ -532,6 +532,38 @@ async fn permanent_failure_is_shown_with_the_upstream_reply() {
 }
 
 #[tokio::test]
+async fn a_job_reply_shows_in_the_pages_language_and_its_code_in_the_api() {
+    let (fc, server, admin) = microsoft_ready().await;
+    fc.set_smtp_fault(SmtpFault::Down);
+    let r = submit(&server, "Reply in two languages", "body").await;
+    assert!(r.starts_with("250"), "{r}");
+    let (_, row) = eventually(Duration::from_secs(15), "job deferred", async || {
+        job_state(&admin, "Reply in two languages")
+            .await
+            .filter(|(s, _)| s == "deferred")
+    })
+    .await;
+    assert!(row.contains("(at connect) — check SMTP Server"), "{row}");
+    let jobs = admin.get("/api/v1/jobs").await.json();
+    let job = &jobs[0];
+    assert_eq!(job["last_reply_code"], "job-connect-failed", "{job}");
+    assert!(
+        job["last_reply"]
+            .as_str()
+            .is_some_and(|r| r.contains("(at connect) — check SMTP Server")),
+        "{job}"
+    );
+    admin.get("/lang/ja?next=/jobs").await;
+    let (_, row) = job_state(&admin, "Reply in two languages")
+        .await
+        .expect("row");
+    assert!(
+        row.contains("(接続時)") && !row.contains("(at connect)"),
+        "{row}"
+    );
+}
+
+#[tokio::test]
 async fn upstream_down_then_restart_then_delivered_exactly_once() {
     let (fc, server, admin) = microsoft_ready().await;
     fc.set_smtp_fault(SmtpFault::Down);

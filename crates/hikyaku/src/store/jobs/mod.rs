@@ -11,6 +11,7 @@ mod rows;
 use sqlx::Row;
 
 use super::{Conflict, Result, Store, StoreError};
+use crate::i18n::Reason;
 use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, lease};
 use rows::{JOB_COLUMNS, job_from_row};
 
@@ -69,11 +70,14 @@ impl Store {
         let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, ?3) WHERE state = 'sending' AND (?2 = 0 OR lease_until IS NULL OR lease_until <= ?1) AND id NOT IN (SELECT value FROM json_each(?4))")
             .bind(now)
             .bind(expired_only)
-            .bind(if expired_only {
-                lease::LEASE_EXPIRED
-            } else {
-                lease::RESTARTED
-            })
+            .bind(
+                if expired_only {
+                    lease::expired()
+                } else {
+                    lease::restarted()
+                }
+                .to_json(),
+            )
             .bind(busy)
             .execute(&mut *tx)
             .await?
@@ -142,18 +146,26 @@ impl JobStore for Store {
 
     /// Only a job still in `sending` moves, so an Administrator's delete in
     /// the meantime is not undone.
-    async fn mark_sent(&self, id: &str, via: Option<i64>, reply: &str, now: i64) -> Result<()> {
-        self.finish(id, JobState::Sent, via, reply, now).await
+    async fn mark_sent(&self, id: &str, via: Option<i64>, reply: &Reason, now: i64) -> Result<()> {
+        self.finish(id, JobState::Sent, via, &reply.to_json(), now)
+            .await
     }
 
-    async fn mark_failed(&self, id: &str, via: Option<i64>, reply: &str, now: i64) -> Result<()> {
-        self.finish(id, JobState::Failed, via, reply, now).await
+    async fn mark_failed(
+        &self,
+        id: &str,
+        via: Option<i64>,
+        reply: &Reason,
+        now: i64,
+    ) -> Result<()> {
+        self.finish(id, JobState::Failed, via, &reply.to_json(), now)
+            .await
     }
 
     async fn defer_job(
         &self,
         id: &str,
-        reply: &str,
+        reply: &Reason,
         next_attempt_at: i64,
         now: i64,
         count_attempt: bool,
@@ -162,7 +174,7 @@ impl JobStore for Store {
         let mut tx = self.write().await?;
         sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, last_reply = ?2, next_attempt_at = ?3, updated_at = ?4, attempts = attempts - ?5 WHERE id = ?1 AND state = 'sending'")
             .bind(id)
-            .bind(reply)
+            .bind(reply.to_json())
             .bind(next_attempt_at)
             .bind(now)
             .bind(if count_attempt { 0 } else { 1 })
@@ -267,12 +279,15 @@ impl JobStore for Store {
             .collect()
     }
 
-    async fn last_job_error(&self) -> Result<Option<(i64, String)>> {
+    async fn last_job_error(&self) -> Result<Option<(i64, Reason)>> {
         let row = sqlx::query("SELECT updated_at, last_reply FROM jobs WHERE state IN ('failed', 'deferred') AND last_reply IS NOT NULL ORDER BY updated_at DESC LIMIT 1")
             .fetch_optional(self.pool())
             .await?;
-        row.map(|r| Ok((r.try_get("updated_at")?, r.try_get("last_reply")?)))
-            .transpose()
+        row.map(|r| {
+            let reply: String = r.try_get("last_reply")?;
+            Ok((r.try_get("updated_at")?, Reason::from_stored(&reply)))
+        })
+        .transpose()
     }
 }
 
@@ -286,6 +301,34 @@ mod tests {
     async fn fresh() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         (Store::open(dir.path()).await.unwrap(), dir)
+    }
+
+    /// A reply stored as prose by an older version reads back as it is.
+    #[tokio::test]
+    async fn an_old_rows_prose_reads_back_as_it_is() {
+        use crate::i18n::{Locale, Reason, Tr};
+        use crate::queue::JobStore as _;
+        let (store, _dir) = fresh().await;
+        store.enqueue(&conformance::job("old"), 100).await.unwrap();
+        let prose = "all recipients refused: <a@b>: 550 5.1.1 unknown";
+        sqlx::query("UPDATE jobs SET last_reply = ?1 WHERE id = 'old'")
+            .bind(prose)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let job = store.job("old").await.unwrap();
+        assert_eq!(job.last_reply.as_deref(), Some(prose));
+        let reason = job.last_reply_reason.unwrap();
+        assert_eq!(reason, Reason::legacy(prose));
+        assert_eq!(reason.render(&Tr::new(Locale::Ja)), prose);
+        let json = serde_json::to_value(store.job("old").await.unwrap()).unwrap();
+        assert_eq!(
+            (
+                json["last_reply"].as_str(),
+                json["last_reply_code"].as_str()
+            ),
+            (Some(prose), Some("legacy"))
+        );
     }
 
     /// The SQLite engine passes the queue's conformance suite.

@@ -17,6 +17,7 @@ pub(super) fn state(row: &sqlx::sqlite::SqliteRow) -> Result<JobState> {
 
 pub(super) fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
     let rcpt: String = row.try_get("rcpt_to")?;
+    let reply: Option<String> = row.try_get("last_reply")?;
     Ok(Job {
         id: row.try_get("id")?,
         account_id: row.try_get("account_id")?,
@@ -30,9 +31,11 @@ pub(super) fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
         state: state(row)?,
         attempts: row.try_get("attempts")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
-        last_reply: row.try_get("last_reply")?,
+        last_reply: None,
+        last_reply_reason: None,
         via_account_id: row.try_get("via_account_id")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
-    })
+    }
+    .with_stored_reply(reply.as_deref()))
 }

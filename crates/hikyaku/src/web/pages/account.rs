@@ -19,7 +19,6 @@ use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
 use crate::web::i18n::{Reason, Tr, render_all};
-use crate::web::reasons;
 use crate::web::refusals::form_errors;
 
 /// One provider's line on the Portal.
@@ -83,11 +82,7 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
     );
     let offset = display_offset(&state).await;
     let last_error = match state.store.last_job_error().await? {
-        Some((at, reply)) => format!(
-            "{} — {}",
-            fmt_time(at, offset),
-            reasons::job(&reply).render(&tr)
-        ),
+        Some((at, reply)) => format!("{} — {}", fmt_time(at, offset), reply.render(&tr)),
         None => tr.t("portal-no-error"),
     };
     let mut warnings = skew_warnings(&tr, &accounts);

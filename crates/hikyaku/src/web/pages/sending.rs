@@ -339,9 +339,9 @@ async fn render_jobs(
                 String::new()
             },
             reply: j
-                .last_reply
-                .as_deref()
-                .map(|r| crate::web::reasons::job(r).render(&ui.tr))
+                .last_reply_reason
+                .as_ref()
+                .map(|r| r.render(&ui.tr))
                 .unwrap_or_default(),
             attempts: j.attempts,
             state: j.state.as_str().to_owned(),
