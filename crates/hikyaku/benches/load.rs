@@ -14,6 +14,10 @@
 //! a link to the cloud would; the load tool reaches hikyaku without delay,
 //! as a device on hikyaku's LAN does.
 //!
+//! `--compare PATH` also runs another hikyaku binary (the previous release,
+//! say) through the same load, right after this one, for an A/B in one
+//! invocation.
+//!
 //! A third run sends the baseline's traffic through a process that only
 //! forwards bytes (no SMTP, no TLS termination, no disk): the floor of what
 //! any relay in the path costs on this machine, side by side with the rest.
@@ -34,6 +38,9 @@ struct Args {
     size: usize,
     workers: u64,
     upstream_rtt_ms: usize,
+    /// Another hikyaku binary (e.g. the previous release) measured in the
+    /// same invocation, against the same fakecloud.
+    compare: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
@@ -43,6 +50,7 @@ fn args() -> Args {
         size: 2000,
         workers: 8,
         upstream_rtt_ms: 0,
+        compare: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -58,6 +66,13 @@ fn args() -> Args {
             "--size" => a.size = value("--size"),
             "--workers" => a.workers = value("--workers").max(1) as u64,
             "--upstream-rtt" => a.upstream_rtt_ms = value("--upstream-rtt"),
+            "--compare" => {
+                a.compare = Some(
+                    it.next()
+                        .map(std::path::PathBuf::from)
+                        .unwrap_or_else(|| panic!("--compare needs the path of a hikyaku binary")),
+                )
+            }
             // cargo bench passes --bench; ignore anything else.
             _ => {}
         }
@@ -215,22 +230,25 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn run(a: Args) {
+/// What one hikyaku binary did under the load.
+struct Measured {
+    intake: Run,
+    accepted: Duration,
+    end_to_end: Duration,
+    idle: testkit::Memory,
+    after_logins: testkit::Memory,
+    after: testkit::Memory,
+    cpu_before: (Option<Duration>, Option<Duration>),
+    cpu_after: (Option<Duration>, Option<Duration>),
+}
+
+/// Runs the binary at `bin` on a fresh data directory through the load:
+/// idle memory, the logins, then `n` messages until fakecloud has them all.
+async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
     let (n, c) = (a.messages, a.connections);
-    println!(
-        "load: {n} messages of ~{} bytes over {c} connections, hikyaku delivery.workers = {}, upstream round trip {} ms",
-        a.size, a.workers, a.upstream_rtt_ms
-    );
-    let fc = testkit::start_fakecloud().await;
-    fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
-    let data = testkit::prepare_data_dir(&fc).await;
+    let data = testkit::prepare_data_dir(fc).await;
     let work = tempfile::tempdir().expect("tempdir");
-    let mut hk = Hikyaku::new(
-        Path::new(env!("CARGO_BIN_EXE_hikyaku")),
-        data.path(),
-        work.path(),
-        a.workers,
-    );
+    let mut hk = Hikyaku::new(bin, data.path(), work.path(), a.workers);
     hk.start().await;
     // The memory figures are taken after a settling time: what is measured
     // is a process at rest, which no state of its own announces.
@@ -270,6 +288,36 @@ async fn run(a: Args) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = hk.memory().expect("/proc/PID/status");
 
+    hk.terminate(Duration::from_secs(20));
+    Measured {
+        intake,
+        accepted,
+        end_to_end,
+        idle,
+        after_logins,
+        after,
+        cpu_before,
+        cpu_after,
+    }
+}
+
+async fn run(a: Args) {
+    let (n, c) = (a.messages, a.connections);
+    println!(
+        "load: {n} messages of ~{} bytes over {c} connections, hikyaku delivery.workers = {}, upstream round trip {} ms",
+        a.size, a.workers, a.upstream_rtt_ms
+    );
+    let fc = testkit::start_fakecloud().await;
+    fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
+    let hk = measure(Path::new(env!("CARGO_BIN_EXE_hikyaku")), &fc, &a).await;
+    let (intake, accepted, end_to_end) = (&hk.intake, hk.accepted, hk.end_to_end);
+    let (idle, after_logins, after) = (&hk.idle, &hk.after_logins, &hk.after);
+    let (cpu_before, cpu_after) = (hk.cpu_before, hk.cpu_after);
+    let other = match &a.compare {
+        Some(bin) => Some(measure(bin, &fc, &a).await),
+        None => None,
+    };
+
     // Baseline: the same messages straight to Exchange with XOAUTH2.
     let exchange = Target::Exchange {
         addr: fc.exchange_smtp_addr(),
@@ -281,7 +329,6 @@ async fn run(a: Args) {
     let base_cpu = testkit::cpu_time(None)
         .zip(base_cpu_before)
         .map(|(a, b)| a.saturating_sub(b));
-    hk.terminate(Duration::from_secs(20));
 
     // The floor: the baseline's sessions through a byte forwarder.
     let mut forwarder = Forwarder::start(fc.exchange_smtp_addr());
@@ -387,6 +434,30 @@ async fn run(a: Args) {
             "EXCEEDED"
         }
     );
+    if let (Some(o), Some(bin)) = (&other, &a.compare) {
+        let rate = |m: &Measured| n as f64 / m.end_to_end.as_secs_f64();
+        let cpu = |m: &Measured| match (m.cpu_before.0, m.cpu_after.0) {
+            (Some(b), Some(e)) => format!("{:.0} µs", per_message(e.saturating_sub(b))),
+            _ => "unknown".to_owned(),
+        };
+        println!("A/B, same fakecloud and load, this binary first:");
+        for (name, m) in [("this build", &hk), (&*bin.to_string_lossy(), o)] {
+            println!(
+                "  {name}: {:.1} messages/s = {:.1}% of the baseline; CPU per message {}; accept p50 {}; idle RSS {}, peak {}; refused {}",
+                rate(m),
+                100.0 * rate(m) / base_rate,
+                cpu(m),
+                ms(percentile(&m.intake.latencies, 50.0)),
+                mib(m.idle.rss_kib),
+                mib(m.after.hwm_kib),
+                m.intake.refused
+            );
+        }
+        println!(
+            "  this build / the other: {:.1}%",
+            100.0 * rate(&hk) / rate(o)
+        );
+    }
 }
 
 /// The byte forwarder as a child process (this binary with `--forward`), so
