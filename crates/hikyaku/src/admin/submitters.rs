@@ -22,23 +22,26 @@ impl Admin<'_> {
         Ok(Some(self.store.account_for(p).await?.id))
     }
 
-    /// Refuses unless the actor may make something send through `account`
-    /// (`None`: the default account, if one is chosen).
+    /// Refuses unless the actor may make something send through `account`.
+    /// A binding to no account (`None`) goes out through the default
+    /// account, or the only Active one when none is the default; both can
+    /// change later without the binding changing, so it takes the right to
+    /// manage every account.
     async fn require_sending(&self, account: Option<i64>) -> Result<(), AdminError> {
-        let provider = match account {
-            Some(id) => Some(self.store.account(id).await?.provider),
+        let providers: Vec<Provider> = match account {
+            Some(id) => vec![self.store.account(id).await?.provider],
             None => self
                 .store
                 .accounts()
                 .await?
                 .into_iter()
-                .find(|a| a.is_default)
-                .map(|a| a.provider),
+                .map(|a| a.provider)
+                .collect(),
         };
-        match provider {
-            Some(p) => self.require(Permission::manage(p)),
-            None => Ok(()),
+        for p in providers {
+            self.require(Permission::manage(p))?;
         }
+        Ok(())
     }
 
     /// Adds an SMTP submitter sending through the account named `provider`.
@@ -151,6 +154,38 @@ mod tests {
             user.delete_allow_entry("10.0.0.0/8").await,
             Err(AdminError::Forbidden)
         ));
+    }
+
+    /// A binding to no account may end up sending through Google (the
+    /// default may be cleared, Google may be the only Active account), so
+    /// it is the Administrator's, whatever the default is now.
+    #[tokio::test]
+    async fn a_binding_to_no_account_is_the_administrators() {
+        let (_dir, store) = testing::store().await;
+        let network = testing::admin(&store, Role::NetworkAdmin);
+        assert!(matches!(
+            network
+                .add_submitter("printer", "long enough!".into(), "")
+                .await,
+            Err(AdminError::Forbidden)
+        ));
+        assert!(matches!(
+            network.add_allow_entry("192.0.2.0/28", "").await,
+            Err(AdminError::Forbidden)
+        ));
+        let admin = testing::admin(&store, Role::Administrator);
+        admin
+            .add_allow_entry("192.0.2.0/28", "")
+            .await
+            .expect("the Administrator may");
+        assert!(matches!(
+            network.delete_allow_entry("192.0.2.0/28").await,
+            Err(AdminError::Forbidden)
+        ));
+        admin
+            .delete_allow_entry("192.0.2.0/28")
+            .await
+            .expect("removed");
     }
 
     #[tokio::test]

@@ -865,11 +865,23 @@ async fn sending_api_routes_validate_and_check_roles() {
             Method::POST,
             "/api/v1/submitters",
             "net",
-            Some(serde_json::json!({"name": "mfp", "password": ADMIN_PASSWORD}))
+            Some(serde_json::json!({"name": "mfp", "password": ADMIN_PASSWORD, "provider": "microsoft"}))
         )
         .await
         .0,
         409
+    );
+    // Bound to no account, it could send through Google: not a NetworkAdmin's.
+    assert_eq!(
+        call(
+            Method::POST,
+            "/api/v1/submitters",
+            "net",
+            Some(serde_json::json!({"name": "any", "password": ADMIN_PASSWORD}))
+        )
+        .await
+        .0,
+        403
     );
     assert_eq!(
         call(
@@ -903,6 +915,17 @@ async fn sending_api_routes_validate_and_check_roles() {
             "/api/v1/allowlist",
             "net",
             Some(serde_json::json!({"cidr": "192.0.2.0/28"}))
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            Method::POST,
+            "/api/v1/allowlist",
+            "net",
+            Some(serde_json::json!({"cidr": "192.0.2.0/28", "provider": "microsoft"}))
         )
         .await
         .0,

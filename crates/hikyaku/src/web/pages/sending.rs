@@ -93,10 +93,8 @@ async fn render_email(
         EmailPage {
             c: Chrome::for_ui(ui, state, "/settings/send/email").with_notice(notice),
             errors,
-            default_manageable: accounts
-                .iter()
-                .find(|a| a.is_default)
-                .is_none_or(|a| a.manageable),
+            // A binding to no account may send through any of them.
+            default_manageable: accounts.iter().all(|a| a.manageable),
             accounts,
             submitters,
             allowlist,
