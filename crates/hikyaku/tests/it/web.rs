@@ -1332,6 +1332,21 @@ async fn status_reasons_and_audit_details_are_shown_in_the_page_language() {
     assert!(!ja_audit.contains("signed in as"), "{ja_audit}");
 }
 
+/// Writes `text` into the store with `sql` (one `?1`), as an older version
+/// of hikyaku would have left it.
+async fn write_as_an_older_version(server: &TestServer, sql: &'static str, text: &str) {
+    let db = server.dir.path().join(hikyaku::store::DB_FILE);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the database");
+    sqlx::query(sql)
+        .bind(text)
+        .execute(&pool)
+        .await
+        .expect("write as an older version");
+    pool.close().await;
+}
+
 /// A database of an older version holds the account reasons as English
 /// prose: the pages (in either language) and the API show it as it is.
 #[tokio::test]
@@ -1339,18 +1354,12 @@ async fn reasons_stored_as_prose_by_an_older_version_are_still_shown() {
     let server = TestServer::start().await;
     let admin = server.setup_admin().await;
     let prose = "declined by the user — get a new code";
-    let db = server.dir.path().join(hikyaku::store::DB_FILE);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("open the database");
-    sqlx::query(
+    write_as_an_older_version(
+        &server,
         "UPDATE accounts SET token_status = 'error', token_reason = ?1 WHERE provider = 'microsoft'",
+        prose,
     )
-    .bind(prose)
-    .execute(&pool)
-    .await
-    .expect("write prose");
-    pool.close().await;
+    .await;
     let ja = Browser::with_lang(&server, "ja");
     ja.login("admin", ADMIN_PASSWORD).await;
     // The store may reuse what it read for up to a second.
@@ -1380,18 +1389,12 @@ async fn audit_details_are_rendered_from_their_code_and_old_prose_is_still_shown
     let server = TestServer::start().await;
     let admin = server.setup_admin().await;
     let prose = "bob (general_user)";
-    let db = server.dir.path().join(hikyaku::store::DB_FILE);
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("open the database");
-    sqlx::query(
+    write_as_an_older_version(
+        &server,
         "INSERT INTO audit_log (at, actor, source, action, detail) VALUES (1, 'admin', '127.0.0.1', 'user_add', ?1)",
+        prose,
     )
-    .bind(prose)
-    .execute(&pool)
-    .await
-    .expect("write prose");
-    pool.close().await;
+    .await;
 
     let api = admin.get("/api/v1/audit-log").await.json();
     let entries = api.as_array().expect("array");
