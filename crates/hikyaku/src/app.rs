@@ -98,7 +98,9 @@ pub async fn open_data(data_dir: &Path) -> Result<(Store, Arc<MasterKey>), AppEr
 }
 
 /// Loads the extra CA certificates from the store.
-async fn extra_cas(store: &Store) -> Result<crate::tls::ExtraCas, AppError> {
+async fn extra_cas(
+    store: &Store,
+) -> Result<(crate::tls::ExtraCas, crate::tls::ExtraCas), AppError> {
     Ok(crate::admin::trust::load(store).await?)
 }
 
@@ -126,14 +128,15 @@ pub async fn token_service(
     key: Arc<MasterKey>,
     clock: SharedClock,
 ) -> Result<TokenService, AppError> {
-    let cas = extra_cas(store).await?;
+    let (cas, google_cas) = extra_cas(store).await?;
     let proxy = proxy(store, &key).await?;
-    Ok(TokenService::with_proxy(
+    Ok(TokenService::with_trust(
         store.clone(),
         key,
         clock,
         config.google.clone(),
         cas,
+        google_cas,
         proxy,
     ))
 }
@@ -315,6 +318,7 @@ fn serve_intake(
 struct Prepared {
     web_tls: Option<Arc<rustls::ServerConfig>>,
     cas: crate::tls::ExtraCas,
+    google_cas: crate::tls::ExtraCas,
     proxy: SharedProxy,
     /// Jobs whose delivery the last stop interrupted, queued again.
     interrupted: u64,
@@ -337,7 +341,7 @@ async fn prepare(
     } else {
         None
     };
-    let cas = extra_cas(store).await?;
+    let (cas, google_cas) = extra_cas(store).await?;
     let proxy = proxy(store, key).await?;
     let interrupted = store.requeue_interrupted(clock.unix()).await?;
     let setup_url = if store.count_users().await? == 0 {
@@ -359,6 +363,7 @@ async fn prepare(
     Ok(Prepared {
         web_tls,
         cas,
+        google_cas,
         proxy,
         interrupted,
         setup_url,
@@ -386,6 +391,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
     let Prepared {
         web_tls: tls,
         cas,
+        google_cas,
         proxy,
         interrupted,
         setup_url,
@@ -399,12 +405,13 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
     };
 
     // From here on things run.
-    let tokens = TokenService::with_proxy(
+    let tokens = TokenService::with_trust(
         store.clone(),
         key.clone(),
         clock.clone(),
         config.google.clone(),
         cas.clone(),
+        google_cas.clone(),
         proxy.clone(),
     );
     tokens.resume();
@@ -420,7 +427,6 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         tokens.clone(),
         clock.clone(),
         config.delivery.clone(),
-        cas.clone(),
     );
     let delivery_task = delivery.spawn(shutdown.clone());
     let waker = delivery.clone();
@@ -498,6 +504,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         insecure_banner: !loopback && !https,
         tokens,
         extra_cas: cas,
+        google_cas,
         proxy,
         wake,
         google_pending: Default::default(),

@@ -169,6 +169,7 @@ allowlist-intro = Clients at these addresses may send without signing in (for de
 allowlist-add = Add Address
 ca-used-by = Used by
 ca-used-by-all = OAuth endpoints, SMTP, connection checks
+ca-used-by-not-google = Microsoft's OAuth endpoints, SMTP and connection checks; not Google (only a CA an Administrator adds anchors the Google account)
 datetime-sync = System clock synchronized
 datetime-sync-yes = Yes (NTP)
 datetime-sync-no = No — set up NTP so that tokens and certificates are judged correctly

@@ -169,6 +169,7 @@ allowlist-intro = これらのアドレスの機器は認証なしで送信で�
 allowlist-add = アドレスを追加
 ca-used-by = 使用先
 ca-used-by-all = OAuthエンドポイント、SMTP、接続確認
+ca-used-by-not-google = MicrosoftのOAuthエンドポイント、SMTP、接続確認(Googleには使われません。GoogleにはAdministratorが追加したCA証明書だけが使われます)
 datetime-sync = システム時刻の同期
 datetime-sync-yes = 同期済み(NTP)
 datetime-sync-no = 未同期 — トークンや証明書を正しく判定するためにNTPを設定してください

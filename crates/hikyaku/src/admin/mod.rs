@@ -165,6 +165,8 @@ pub struct Live<'a> {
     pub key: &'a MasterKey,
     pub tokens: &'a crate::tokens::TokenService,
     pub cas: &'a LiveCas,
+    /// The CAs that also anchor the Google account's connections.
+    pub google_cas: &'a LiveCas,
     pub proxy: &'a SharedProxy,
     pub wake: &'a (dyn Fn() + Send + Sync),
 }
@@ -254,6 +256,7 @@ pub(crate) mod testing {
         pub key: Arc<MasterKey>,
         pub tokens: crate::tokens::TokenService,
         pub cas: LiveCas,
+        pub google_cas: LiveCas,
         pub proxy: SharedProxy,
     }
 
@@ -261,19 +264,22 @@ pub(crate) mod testing {
         pub fn new(dir: &std::path::Path, store: &Store) -> Self {
             let key = Arc::new(MasterKey::load_or_create(dir).expect("master key"));
             let cas = LiveCas::default();
+            let google_cas = LiveCas::default();
             let proxy = SharedProxy::default();
-            let tokens = crate::tokens::TokenService::with_proxy(
+            let tokens = crate::tokens::TokenService::with_trust(
                 store.clone(),
                 key.clone(),
                 Arc::new(SystemClock),
                 crate::config::Config::default().google,
                 cas.clone(),
+                google_cas.clone(),
                 proxy.clone(),
             );
             Self {
                 key,
                 tokens,
                 cas,
+                google_cas,
                 proxy,
             }
         }
@@ -283,6 +289,7 @@ pub(crate) mod testing {
                 key: &self.key,
                 tokens: &self.tokens,
                 cas: &self.cas,
+                google_cas: &self.google_cas,
                 proxy: &self.proxy,
                 wake: &|| {},
             }

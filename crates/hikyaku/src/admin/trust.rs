@@ -35,6 +35,10 @@ impl Admin<'_> {
                 not_before: c.not_before.unix_timestamp(),
                 not_after: c.not_after.unix_timestamp(),
                 der: c.der.clone(),
+                // Only an Administrator may decide whom the Google
+                // credentials are sent to; a NetworkAdmin's CA anchors the
+                // other connections only.
+                for_google: self.actor.role == crate::roles::Role::Administrator,
             })
             .collect();
         if stored + new.len() > MAX_CAS {
@@ -43,7 +47,7 @@ impl Admin<'_> {
         self.store
             .add_ca_certificates(&new, self.clock.unix())
             .await?;
-        reload(self.store, live.cas).await?;
+        reload(self.store, live).await?;
         for c in &parsed {
             self.audit(Action::CaAdd, ca(&c.subject, &c.sha256_fingerprint))
                 .await;
@@ -55,7 +59,7 @@ impl Admin<'_> {
     pub async fn delete_ca(&self, live: &Live<'_>, id: i64) -> Result<StoredCa, AdminError> {
         self.require(Permission::ManageNetwork)?;
         let removed = self.store.delete_ca_certificate(id).await?;
-        reload(self.store, live.cas).await?;
+        reload(self.store, live).await?;
         self.audit(Action::CaDelete, ca(&removed.subject, &removed.fingerprint))
             .await;
         Ok(removed)
@@ -70,16 +74,31 @@ fn ca(subject: &str, fingerprint: &str) -> Reason {
 }
 
 /// Re-reads the stored CA certificates into the live trust set.
-async fn reload(store: &Store, live: &LiveCas) -> Result<(), AdminError> {
+async fn reload(store: &Store, live: &Live<'_>) -> Result<(), AdminError> {
     let stored = store.ca_certificates().await?;
-    crate::tls::replace_extra_cas(live, stored.into_iter().map(|c| c.der));
+    let google = stored
+        .iter()
+        .filter(|c| c.for_google)
+        .map(|c| c.der.clone());
+    crate::tls::replace_extra_cas(live.google_cas, google);
+    crate::tls::replace_extra_cas(live.cas, stored.into_iter().map(|c| c.der));
     Ok(())
 }
 
-/// The trust set the store holds, as the server starts with it.
-pub async fn load(store: &Store) -> Result<LiveCas, crate::store::StoreError> {
+/// The trust sets the store holds, as the server starts with them: every
+/// extra CA, and those that also anchor the Google account.
+pub async fn load(store: &Store) -> Result<(LiveCas, LiveCas), crate::store::StoreError> {
     let stored = store.ca_certificates().await?;
-    Ok(crate::tls::extra_cas(stored.into_iter().map(|c| c.der)))
+    let google = crate::tls::extra_cas(
+        stored
+            .iter()
+            .filter(|c| c.for_google)
+            .map(|c| c.der.clone()),
+    );
+    Ok((
+        crate::tls::extra_cas(stored.into_iter().map(|c| c.der)),
+        google,
+    ))
 }
 
 #[cfg(test)]
@@ -148,5 +167,38 @@ mod tests {
         ));
         assert_eq!(store.ca_certificates().await.expect("list").len(), MAX_CAS);
         assert_eq!(live.cas.read().expect("lock").len(), MAX_CAS);
+    }
+
+    #[tokio::test]
+    async fn only_an_administrators_ca_anchors_google() {
+        let (dir, store) = testing::store().await;
+        let server = testing::Server::new(dir.path(), &store);
+        let live = server.live();
+        testing::admin(&store, Role::NetworkAdmin)
+            .add_cas(&live, &ca_pem("network"))
+            .await
+            .expect("added");
+        assert_eq!(live.cas.read().expect("lock").len(), 1);
+        assert!(live.google_cas.read().expect("lock").is_empty());
+        testing::admin(&store, Role::Administrator)
+            .add_cas(&live, &ca_pem("administrator"))
+            .await
+            .expect("added");
+        assert_eq!(live.cas.read().expect("lock").len(), 2);
+        assert_eq!(live.google_cas.read().expect("lock").len(), 1);
+        let stored = store.ca_certificates().await.expect("list");
+        assert_eq!(
+            stored.iter().map(|c| c.for_google).collect::<Vec<_>>(),
+            [false, true]
+        );
+        // A restart loads the same two sets.
+        let (all, google) = load(&store).await.expect("load");
+        assert_eq!(
+            (
+                all.read().expect("lock").len(),
+                google.read().expect("lock").len()
+            ),
+            (2, 1)
+        );
     }
 }

@@ -158,16 +158,9 @@ impl Delivery {
         } else {
             a.smtp_port
         };
-        let policy = crate::tls::TlsPolicy {
-            verify: a.verify_cert,
-            verify_cn: a.verify_cert && a.verify_cn,
-            extra_cas: self
-                .inner
-                .extra_cas
-                .read()
-                .map(|g| g.clone())
-                .unwrap_or_default(),
-        };
+        // The token service's trust for the account: the Google account
+        // trusts only the CAs an Administrator added.
+        let policy = self.inner.tokens.tls_policy(a);
         let (tls_id, tls) =
             crate::tls::client_config_with_id(&policy).map_err(replies::tls_setup)?;
         Ok(smtp::Target {

@@ -68,7 +68,6 @@ use crate::queue::lease;
 use crate::queue::{Job, JobStore as _};
 use crate::store::Store;
 use crate::store::accounts::Account;
-use crate::tls::ExtraCas;
 use crate::tokens::{AccessToken, TokenService, TokenStatus, TokensError};
 
 pub use handoff::Handoff;
@@ -105,7 +104,6 @@ struct Inner {
     tokens: TokenService,
     clock: SharedClock,
     config: DeliveryConfig,
-    extra_cas: ExtraCas,
     wake: Notify,
     rate: rate::RateLimiter,
     hello: ClientId,
@@ -241,7 +239,6 @@ impl Delivery {
         tokens: TokenService,
         clock: SharedClock,
         config: DeliveryConfig,
-        extra_cas: ExtraCas,
     ) -> Self {
         let rate = rate::RateLimiter::new(config.rate_per_minute);
         let pool = pool::Pool::new(
@@ -259,7 +256,6 @@ impl Delivery {
                 tokens,
                 clock,
                 config,
-                extra_cas,
                 wake: Notify::new(),
                 rate,
                 hello: ClientId::default(),

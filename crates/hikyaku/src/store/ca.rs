@@ -15,6 +15,8 @@ pub struct StoredCa {
     #[serde(skip)]
     pub der: Vec<u8>,
     pub created_at: i64,
+    /// Also a trust anchor of the Google account (added by an Administrator).
+    pub for_google: bool,
 }
 
 /// A certificate to add.
@@ -26,13 +28,14 @@ pub struct NewCa {
     pub not_before: i64,
     pub not_after: i64,
     pub der: Vec<u8>,
+    pub for_google: bool,
 }
 
 impl Store {
     pub async fn add_ca_certificates(&self, certs: &[NewCa], now: i64) -> Result<()> {
         let mut tx = self.write().await?;
         for c in certs {
-            let r = sqlx::query("INSERT INTO ca_certificates (fingerprint, subject, issuer, not_before, not_after, der, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            let r = sqlx::query("INSERT INTO ca_certificates (fingerprint, subject, issuer, not_before, not_after, der, created_at, for_google) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
                 .bind(&c.fingerprint)
                 .bind(&c.subject)
                 .bind(&c.issuer)
@@ -40,6 +43,7 @@ impl Store {
                 .bind(c.not_after)
                 .bind(&c.der)
                 .bind(now)
+                .bind(c.for_google)
                 .execute(&mut *tx)
                 .await;
             match r {
@@ -69,6 +73,7 @@ impl Store {
                     not_after: r.try_get("not_after")?,
                     der: r.try_get("der")?,
                     created_at: r.try_get("created_at")?,
+                    for_google: r.try_get("for_google")?,
                 })
             })
             .collect()

@@ -199,6 +199,10 @@ pub(crate) struct Inner {
     pub clock: SharedClock,
     pub google: GoogleConfig,
     pub extra_cas: Arc<RwLock<Vec<CertificateDer<'static>>>>,
+    /// The extra CAs that also anchor the Google account's connections:
+    /// those an Administrator added (a NetworkAdmin's must not decide whom
+    /// Google's credentials are sent to).
+    pub google_cas: Arc<RwLock<Vec<CertificateDer<'static>>>>,
     /// The outbound proxy (Management → Network), read at each request.
     pub proxy: SharedProxy,
     pub cancel: CancellationToken,
@@ -242,13 +246,29 @@ impl TokenService {
         Self::with_proxy(store, key, clock, google, extra_cas, SharedProxy::default())
     }
 
-    /// A token service whose HTTPS calls go through the shared `proxy` setting.
+    /// A token service whose HTTPS calls go through the shared `proxy`
+    /// setting, with one trust set for every account (tests).
     pub fn with_proxy(
         store: Store,
         key: Arc<MasterKey>,
         clock: SharedClock,
         google: GoogleConfig,
         extra_cas: Arc<RwLock<Vec<CertificateDer<'static>>>>,
+        proxy: SharedProxy,
+    ) -> Self {
+        let google_cas = extra_cas.clone();
+        Self::with_trust(store, key, clock, google, extra_cas, google_cas, proxy)
+    }
+
+    /// A token service whose Google account trusts only `google_cas` of the
+    /// extra CAs, and every other account all of `extra_cas`.
+    pub fn with_trust(
+        store: Store,
+        key: Arc<MasterKey>,
+        clock: SharedClock,
+        google: GoogleConfig,
+        extra_cas: Arc<RwLock<Vec<CertificateDer<'static>>>>,
+        google_cas: Arc<RwLock<Vec<CertificateDer<'static>>>>,
         proxy: SharedProxy,
     ) -> Self {
         let cancel = CancellationToken::new();
@@ -259,6 +279,7 @@ impl TokenService {
                 clock,
                 google,
                 extra_cas,
+                google_cas,
                 proxy,
                 cancel: cancel.clone(),
                 accounts: Mutex::new(HashMap::new()),
@@ -342,6 +363,14 @@ impl TokenService {
     }
 }
 
+impl TokenService {
+    /// The TLS rules for connections of account `a` (its certificate
+    /// settings and the extra CAs that apply to its provider).
+    pub fn tls_policy(&self, a: &Account) -> TlsPolicy {
+        self.inner.policy(a)
+    }
+}
+
 impl Inner {
     /// The account, with `NotFound` turned into [`TokensError::NoAccount`].
     pub async fn account(&self, id: i64) -> Result<Account, TokensError> {
@@ -353,10 +382,14 @@ impl Inner {
     }
 
     pub fn policy(&self, a: &Account) -> TlsPolicy {
+        let cas = match a.provider {
+            crate::provider::Provider::Google => &self.google_cas,
+            crate::provider::Provider::Microsoft => &self.extra_cas,
+        };
         TlsPolicy {
             verify: a.verify_cert,
             verify_cn: a.verify_cert && a.verify_cn,
-            extra_cas: self.extra_cas.read().map(|v| v.clone()).unwrap_or_default(),
+            extra_cas: cas.read().map(|v| v.clone()).unwrap_or_default(),
         }
     }
 

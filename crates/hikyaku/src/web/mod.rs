@@ -41,6 +41,8 @@ pub struct Inner {
     pub tokens: crate::tokens::TokenService,
     /// The administrator's extra CA certificates, shared with every client.
     pub extra_cas: crate::tls::ExtraCas,
+    /// The extra CAs that also anchor the Google account.
+    pub google_cas: crate::tls::ExtraCas,
     /// The outbound proxy (Management → Network), shared with the token service.
     pub proxy: crate::proxy::SharedProxy,
     /// Wakes the delivery workers (after Retry now or a new message).
@@ -80,6 +82,7 @@ impl AppState {
             key: &self.key,
             tokens: &self.tokens,
             cas: &self.extra_cas,
+            google_cas: &self.google_cas,
             proxy: &self.proxy,
             wake: &*self.wake,
         }

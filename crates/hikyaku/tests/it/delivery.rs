@@ -147,7 +147,7 @@ impl Env {
             )
             .await
             .unwrap();
-        let delivery = Delivery::new(store.clone(), svc.clone(), shared, cfg, extra);
+        let delivery = Delivery::new(store.clone(), svc.clone(), shared, cfg);
         let env = Env {
             cloud,
             store,

@@ -787,3 +787,80 @@ async fn a_verification_uri_that_is_not_https_is_not_a_link() {
     assert!(!page.body.contains("href=\"javascript:"), "{}", page.body);
     assert!(page.body.contains("not an https address"), "{}", page.body);
 }
+
+/// A NetworkAdmin may add trust anchors, but not for Google: a CA of its
+/// own (here fakecloud's, standing for a TLS-intercepting proxy's) does not
+/// make Google's refresh token and client secret go to a server it
+/// vouches for. Microsoft's connections do trust it.
+#[tokio::test]
+async fn a_network_admins_ca_is_not_trusted_with_googles_credentials() {
+    let fc = fakecloud(CertMode::Trusted).await;
+    let server = server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    authorize_google(&server, &fc, &admin).await;
+    add_user(&admin, "netadmin", "network_admin").await;
+    // The Administrator's CA goes; the NetworkAdmin brings the same one.
+    let cas = admin.get("/api/v1/ca-certificates").await.json();
+    let id = cas[0]["id"].as_i64().expect("id");
+    assert_eq!(cas[0]["for_google"], true, "{cas}");
+    let r = admin
+        .submit(
+            "/settings/management/ca-certificates",
+            "/settings/management/ca-certificates/delete",
+            &[("id", &id.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let net = Browser::new(&server);
+    net.login("netadmin", ADMIN_PASSWORD).await;
+    trust(&net, &fc).await;
+    let cas = admin.get("/api/v1/ca-certificates").await.json();
+    assert_eq!(cas[0]["for_google"], false, "{cas}");
+
+    let refreshes = || {
+        fc.requests()
+            .into_iter()
+            .filter(|r| {
+                r.form
+                    .iter()
+                    .any(|(k, v)| k == "grant_type" && v == "refresh_token")
+            })
+            .count()
+    };
+    let before = refreshes();
+    let r = admin
+        .submit(
+            "/settings/send/oauth/google",
+            "/settings/send/oauth/google/refresh-token",
+            &[],
+        )
+        .await;
+    // The refresh fails at TLS, before anything is sent.
+    assert!(r.body.contains("token endpoint unreachable"), "{}", r.body);
+    assert_eq!(
+        refreshes(),
+        before,
+        "the refresh token went to a server only the NetworkAdmin's CA vouches for"
+    );
+    // The connection check says why, naming the certificate problem.
+    let page = refresh(&admin, "google").await;
+    let status = by_id(&page, "connection-status").unwrap_or_default();
+    assert!(
+        status.starts_with("Failed") && status.contains("unknown issuer"),
+        "{status}"
+    );
+    // Microsoft trusts the NetworkAdmin's CA.
+    assert_eq!(
+        edit_microsoft(&admin, &fc.entra_endpoint("organizations"), &[])
+            .await
+            .status,
+        303
+    );
+    let page = refresh(&admin, "microsoft").await;
+    assert_eq!(
+        by_id(&page, "connection-status").as_deref(),
+        Some("Successful"),
+        "{}",
+        page.body
+    );
+}

@@ -138,6 +138,8 @@ pub struct CaView {
     pub issuer: String,
     pub validity: String,
     pub fingerprint: String,
+    /// Also anchors the Google account (an Administrator added it).
+    pub for_google: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -161,6 +163,7 @@ async fn render_ca(
         .await?
         .into_iter()
         .map(|c| CaView {
+            for_google: c.for_google,
             id: c.id,
             subject: c.subject,
             issuer: c.issuer,
