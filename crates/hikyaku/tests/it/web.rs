@@ -1458,6 +1458,15 @@ async fn next_never_leaves_the_site_nor_fails() {
     }
 }
 
+/// A sign-in attempt with the pre-sign-in CSRF token `csrf`.
+async fn try_login(b: &Browser, csrf: &str, user: &str, password: &str) -> testkit::Page {
+    b.post_form(
+        "/login",
+        &[("csrf", csrf), ("username", user), ("password", password)],
+    )
+    .await
+}
+
 /// What an anonymous request can make the server keep is bounded: a huge
 /// sign-in or setup form is refused before it is read, a user name no user
 /// can have is refused before it is stored, and a flood of attempts while
@@ -1479,40 +1488,14 @@ async fn anonymous_input_is_bounded() {
         assert_eq!(r.status, 413, "{path}");
     }
     let long = "u".repeat(300);
-    let r = b
-        .post_form(
-            "/login",
-            &[("csrf", &csrf), ("username", &long), ("password", "not it")],
-        )
-        .await;
-    assert_eq!(r.status, 400);
+    assert_eq!(try_login(&b, &csrf, &long, "not it").await.status, 400);
     for _ in 0..3 {
-        let r = b
-            .post_form(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("username", "admin"),
-                    ("password", "not it"),
-                ],
-            )
-            .await;
-        assert_eq!(r.status, 401);
+        assert_eq!(try_login(&b, &csrf, "admin", "not it").await.status, 401);
     }
     // Held back so that the whole flood falls inside one wait.
     server.clock.jump(time::Duration::seconds(-60));
     for _ in 0..20 {
-        let r = b
-            .post_form(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("username", "admin"),
-                    ("password", "not it"),
-                ],
-            )
-            .await;
-        assert_eq!(r.status, 401);
+        assert_eq!(try_login(&b, &csrf, "admin", "not it").await.status, 401);
     }
     let audit = admin.get("/api/v1/audit-log").await.json();
     let entries = audit.as_array().expect("array");

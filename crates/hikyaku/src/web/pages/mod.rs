@@ -282,25 +282,19 @@ pub async fn login_submit(
     let source = peer.ip().to_string();
     let now = state.clock.unix();
     let keys = Throttle::keys(&form.username, &source);
-    let failed = |state: &AppState| {
+    let failed = |state: &AppState, status: StatusCode| {
         let page = LoginPage {
             c: Chrome::anonymous(tr, state, "/login"),
             error: Some(tr.t("login-failed")),
             pre_csrf: form.csrf.clone(),
             next: safe_next(&form.next),
         };
-        (StatusCode::UNAUTHORIZED, page).into_response()
+        (status, page).into_response()
     };
     // A name no user can have is refused before anything is stored or
     // keyed on it.
     if form.username.len() > crate::throttle::MAX_KEY_NAME {
-        let page = LoginPage {
-            c: Chrome::anonymous(tr, &state, "/login"),
-            error: Some(tr.t("login-failed")),
-            pre_csrf: form.csrf.clone(),
-            next: safe_next(&form.next),
-        };
-        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+        return Ok(failed(&state, StatusCode::BAD_REQUEST));
     }
     if state.throttle.wait(&keys, now).is_some() {
         // One audit entry per wait, however many attempts it refuses.
@@ -316,7 +310,7 @@ pub async fn login_submit(
         } else {
             tracing::debug!(user = %form.username, %source, "login refused while throttled");
         }
-        return Ok(failed(&state));
+        return Ok(failed(&state, StatusCode::UNAUTHORIZED));
     }
     let user = state.store.user_by_name(&form.username).await?;
     let hash = user
@@ -334,7 +328,7 @@ pub async fn login_submit(
                 &Reason::new("audit-login-failed"),
             )
             .await;
-        return Ok(failed(&state));
+        return Ok(failed(&state, StatusCode::UNAUTHORIZED));
     };
     state.throttle.succeed(&keys);
     // A session id the browser had before sign-in is never reused.
