@@ -97,13 +97,6 @@ pub async fn open_data(data_dir: &Path) -> Result<(Store, Arc<MasterKey>), AppEr
     Ok((store, key))
 }
 
-/// Loads the extra CA certificates from the store.
-async fn extra_cas(
-    store: &Store,
-) -> Result<(crate::tls::ExtraCas, crate::tls::ExtraCas), AppError> {
-    Ok(crate::admin::trust::load(store).await?)
-}
-
 /// Loads the outbound proxy (Management → Network) from the store.
 ///
 /// An unreadable stored proxy (another master key, a hand-edited value) does
@@ -128,7 +121,7 @@ pub async fn token_service(
     key: Arc<MasterKey>,
     clock: SharedClock,
 ) -> Result<TokenService, AppError> {
-    let (cas, google_cas) = extra_cas(store).await?;
+    let (cas, google_cas) = crate::admin::trust::load(store).await?;
     let proxy = proxy(store, &key).await?;
     Ok(TokenService::with_trust(
         store.clone(),
@@ -341,7 +334,7 @@ async fn prepare(
     } else {
         None
     };
-    let (cas, google_cas) = extra_cas(store).await?;
+    let (cas, google_cas) = crate::admin::trust::load(store).await?;
     let proxy = proxy(store, key).await?;
     let interrupted = store.requeue_interrupted(clock.unix()).await?;
     let setup_url = if store.count_users().await? == 0 {
