@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli_login;
 pub mod clock;
 pub(crate) mod clockjump;
+pub mod cloud;
 pub mod config;
 pub mod connection;
 pub mod delivery;

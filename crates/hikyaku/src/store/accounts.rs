@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 
 use super::{Conflict, Result, Store, StoreError};
+use crate::cloud::Cloud;
 use crate::i18n::Reason;
 use crate::provider::Provider;
 
@@ -159,6 +160,58 @@ impl ConnectionStatus {
     }
 }
 
+/// How an account obtains its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// A person signs in (the printer manual's flows): Microsoft device code,
+    /// Google authorization code. A refresh token keeps it alive.
+    Delegated,
+    /// Microsoft client credentials grant with a client secret (app-only).
+    MicrosoftSecret,
+    /// Microsoft client credentials grant with a certificate (app-only).
+    MicrosoftCertificate,
+    /// Google service account with domain-wide delegation (app-only).
+    GoogleServiceAccount,
+}
+
+stored_as_name!(CredentialKind {
+    Delegated => "delegated",
+    MicrosoftSecret => "microsoft_secret",
+    MicrosoftCertificate => "microsoft_certificate",
+    GoogleServiceAccount => "google_service_account",
+});
+
+impl CredentialKind {
+    pub const ALL: [CredentialKind; 4] = [
+        CredentialKind::Delegated,
+        CredentialKind::MicrosoftSecret,
+        CredentialKind::MicrosoftCertificate,
+        CredentialKind::GoogleServiceAccount,
+    ];
+
+    /// Reads the store's text; `None` for a name this version does not know.
+    pub fn parse(text: &str) -> Option<CredentialKind> {
+        CredentialKind::from_name(text)
+    }
+
+    /// No person signs in and there is no refresh token.
+    pub fn is_app_only(self) -> bool {
+        self != CredentialKind::Delegated
+    }
+
+    /// Whether an account of `provider` may use this kind.
+    pub fn fits(self, provider: Provider) -> bool {
+        match self {
+            CredentialKind::Delegated => true,
+            CredentialKind::MicrosoftSecret | CredentialKind::MicrosoftCertificate => {
+                provider == Provider::Microsoft
+            }
+            CredentialKind::GoogleServiceAccount => provider == Provider::Google,
+        }
+    }
+}
+
 /// How the TLS of an account's upstream connection starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SmtpSecurity {
@@ -216,6 +269,24 @@ pub struct Account {
     pub has_refresh_token: bool,
     pub has_authorization: bool,
     pub updated_at: i64,
+    /// Endpoint presets (see [`Cloud::preset`]); `smtp_scope` and
+    /// `graph_host` override them when set.
+    pub cloud: Cloud,
+    pub credential_kind: CredentialKind,
+    pub smtp_scope: Option<String>,
+    pub graph_host: Option<String>,
+    /// Exact addresses and `@domain` entries this account may send as.
+    pub send_as: Vec<String>,
+    /// Per-mailbox limits; `None` takes the configured default.
+    pub rate_per_minute: Option<u32>,
+    pub max_connections: Option<u32>,
+    /// App-only: a certificate (public, DER) and a sealed private key are stored.
+    pub has_certificate: bool,
+    pub has_private_key: bool,
+    pub has_service_account_key: bool,
+    pub service_account_email: Option<String>,
+    /// App-only: when the secret or certificate stops working.
+    pub credential_expires_at: Option<i64>,
 }
 
 /// The sealed columns of an account.
@@ -225,6 +296,8 @@ pub struct SealedSecrets {
     pub refresh_token: Option<Vec<u8>>,
     pub access_token: Option<Vec<u8>>,
     pub authorization: Option<Vec<u8>>,
+    pub private_key: Option<Vec<u8>>,
+    pub service_account_key: Option<Vec<u8>>,
 }
 
 /// What the Edit Basic Settings page saves.
@@ -279,7 +352,15 @@ fn reason(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Reason>>
         .map(|text| Reason::from_stored(&text)))
 }
 
-const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at";
+const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at, cloud, credential_kind, smtp_scope, graph_host, send_as, rate_per_minute, max_connections, certificate IS NOT NULL AS has_certificate, private_key IS NOT NULL AS has_private_key, service_account_key IS NOT NULL AS has_service_account_key, service_account_email, credential_expires_at";
+
+/// A per-account limit; a stored value out of range reads as unset.
+fn limit(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<u32>> {
+    Ok(row
+        .try_get::<Option<i64>, _>(column)?
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|v| *v > 0))
+}
 
 fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
     let provider: String = row.try_get("provider")?;
@@ -321,6 +402,35 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
         has_refresh_token: row.try_get("has_refresh_token")?,
         has_authorization: row.try_get("has_authorization")?,
         updated_at: row.try_get("updated_at")?,
+        cloud: {
+            let cloud: String = row.try_get("cloud")?;
+            Cloud::parse(&cloud).ok_or_else(|| {
+                StoreError::Conflict(Conflict::Corrupt(format!("unknown cloud {cloud}")))
+            })?
+        },
+        credential_kind: {
+            let kind: String = row.try_get("credential_kind")?;
+            CredentialKind::parse(&kind).ok_or_else(|| {
+                StoreError::Conflict(Conflict::Corrupt(format!("unknown credential kind {kind}")))
+            })?
+        },
+        smtp_scope: row.try_get("smtp_scope")?,
+        graph_host: row.try_get("graph_host")?,
+        send_as: {
+            let text: String = row.try_get("send_as")?;
+            serde_json::from_str(&text).map_err(|e| {
+                StoreError::Conflict(Conflict::Corrupt(format!(
+                    "send_as is not a JSON list: {e}"
+                )))
+            })?
+        },
+        rate_per_minute: limit(row, "rate_per_minute")?,
+        max_connections: limit(row, "max_connections")?,
+        has_certificate: row.try_get("has_certificate")?,
+        has_private_key: row.try_get("has_private_key")?,
+        has_service_account_key: row.try_get("has_service_account_key")?,
+        service_account_email: row.try_get("service_account_email")?,
+        credential_expires_at: row.try_get("credential_expires_at")?,
     })
 }
 
@@ -369,7 +479,7 @@ impl Store {
     }
 
     pub async fn sealed_secrets(&self, id: i64) -> Result<SealedSecrets> {
-        let row = sqlx::query("SELECT client_secret, refresh_token, access_token, authorization FROM accounts WHERE id = ?1")
+        let row = sqlx::query("SELECT client_secret, refresh_token, access_token, authorization, private_key, service_account_key FROM accounts WHERE id = ?1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?
@@ -379,6 +489,8 @@ impl Store {
             refresh_token: row.try_get("refresh_token")?,
             access_token: row.try_get("access_token")?,
             authorization: row.try_get("authorization")?,
+            private_key: row.try_get("private_key")?,
+            service_account_key: row.try_get("service_account_key")?,
         })
     }
 
