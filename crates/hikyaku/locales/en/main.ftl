@@ -197,6 +197,7 @@ verbatim = { $text }
 err-disk-full = The disk is full: the store cannot write (nothing was half-written). Free some space, then try again.
 err-internal-detail = The store holds data it cannot read ({ $detail }). See the log.
 err-user-exists = A user named { $name } already exists. Choose another name.
+err-account-exists = An account named { $name } already exists. Choose another name.
 err-api-token-exists = An API token named { $name } already exists. Choose another name.
 err-submitter-exists = A submitter named { $name } already exists. Choose another name.
 err-allow-entry-exists = { $cidr } is already in the allowlist.

@@ -197,6 +197,7 @@ verbatim = { $text }
 err-disk-full = ディスクがいっぱいのため、データを書き込めません(書きかけのデータは残っていません)。空き容量を確保してから、やり直してください。
 err-internal-detail = 保存されているデータを読み取れません({ $detail })。ログを確認してください。
 err-user-exists = ユーザー名「{ $name }」はすでに登録されています。別の名前を入力してください。
+err-account-exists = アカウント名「{ $name }」はすでに登録されています。別の名前を入力してください。
 err-api-token-exists = APIトークン名「{ $name }」はすでに登録されています。別の名前を入力してください。
 err-submitter-exists = 送信者名「{ $name }」はすでに登録されています。別の名前を入力してください。
 err-allow-entry-exists = { $cidr }はすでに許可アドレスに登録されています。

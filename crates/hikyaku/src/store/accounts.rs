@@ -322,6 +322,18 @@ pub struct EmailSettings {
     pub is_default: bool,
 }
 
+/// A new account, before any settings or credentials are saved.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub provider: Provider,
+    pub name: String,
+    pub cloud: Cloud,
+    pub credential_kind: CredentialKind,
+    /// App-only: the mailbox to send as (XOAUTH2 `user=`, Google's `sub`).
+    pub mailbox: Option<String>,
+    pub enabled: bool,
+}
+
 /// Tokens from a successful authorization or refresh, already sealed.
 #[derive(Debug, Clone)]
 pub struct TokenGrant {
@@ -476,6 +488,36 @@ impl Store {
             .find(|a| a.provider == provider)
             .cloned()
             .ok_or(StoreError::NotFound)
+    }
+
+    /// Adds an account with its cloud's defaults (login endpoint with tenant
+    /// `common`, SMTP host on port 587 with STARTTLS, certificate checks on).
+    pub async fn create_account(&self, new: &NewAccount, now: i64) -> Result<i64> {
+        let preset = new.cloud.preset(new.provider);
+        let endpoint =
+            (new.provider == Provider::Microsoft).then(|| new.cloud.microsoft_endpoint("common"));
+        let _changing = self.accounts.changing();
+        let inserted = sqlx::query(
+            "INSERT INTO accounts (provider, name, enabled, verify_cert, verify_cn, endpoint, smtp_host, smtp_port, smtp_security, cloud, credential_kind, mailbox, updated_at) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, 587, 'starttls', ?6, ?7, ?8, ?9)",
+        )
+        .bind(new.provider.as_str())
+        .bind(&new.name)
+        .bind(new.enabled)
+        .bind(endpoint)
+        .bind(preset.smtp_host)
+        .bind(new.cloud.as_str())
+        .bind(new.credential_kind.as_str())
+        .bind(&new.mailbox)
+        .bind(now)
+        .execute(self.pool())
+        .await;
+        match inserted {
+            Ok(done) => Ok(done.last_insert_rowid()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                Conflict::AccountExists(new.name.clone()),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn sealed_secrets(&self, id: i64) -> Result<SealedSecrets> {
@@ -752,5 +794,43 @@ mod tests {
             .unwrap();
         let a = store.account(id).await.unwrap();
         assert_eq!(a.token_reason, Some(declined));
+    }
+}
+
+#[cfg(test)]
+mod create_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_new_account_takes_its_clouds_defaults_and_names_are_unique() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let new = NewAccount {
+            provider: Provider::Microsoft,
+            name: "scans".into(),
+            cloud: Cloud::GccHigh,
+            credential_kind: CredentialKind::MicrosoftSecret,
+            mailbox: Some("scan@example.us".into()),
+            enabled: true,
+        };
+        let id = store.create_account(&new, 10).await.unwrap();
+        let a = store.account(id).await.unwrap();
+        assert_eq!(a.cloud, Cloud::GccHigh);
+        assert_eq!(a.credential_kind, CredentialKind::MicrosoftSecret);
+        assert_eq!(a.smtp_host, "smtp.office365.us");
+        assert_eq!(
+            a.endpoint.as_deref(),
+            Some("https://login.microsoftonline.us/common/oauth2/v2.0")
+        );
+        assert_eq!(a.mailbox.as_deref(), Some("scan@example.us"));
+        assert!(a.send_as.is_empty());
+        assert_eq!(
+            store
+                .create_account(&new, 11)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "an account named scans already exists"
+        );
     }
 }

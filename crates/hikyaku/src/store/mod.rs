@@ -60,6 +60,8 @@ pub enum Conflict {
     AllowEntryExists(String),
     #[error("the certificate {0} is already trusted")]
     CaExists(String),
+    #[error("an account named {0} already exists")]
+    AccountExists(String),
     #[error("the last Administrator cannot be deleted")]
     LastAdministrator,
     #[error("setup is already complete")]

@@ -17,6 +17,7 @@ pub fn conflict(c: &Conflict) -> Msg {
         Conflict::SubmitterExists(name) => Msg::new("err-submitter-exists").arg("name", name),
         Conflict::AllowEntryExists(cidr) => Msg::new("err-allow-entry-exists").arg("cidr", cidr),
         Conflict::CaExists(subject) => Msg::new("err-ca-exists").arg("subject", subject),
+        Conflict::AccountExists(name) => Msg::new("err-account-exists").arg("name", name),
         Conflict::LastAdministrator => Msg::new("err-last-admin"),
         Conflict::SetupComplete => Msg::new("setup-used"),
         Conflict::SetupLinkInvalid => Msg::new("setup-invalid"),
