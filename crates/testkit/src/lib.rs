@@ -13,6 +13,7 @@
 
 mod browser;
 mod prepared;
+pub mod postgres;
 mod process;
 mod proxy;
 mod server;

@@ -1,6 +1,7 @@
 //! The behaviour every engine of [`JobStore`] must show, tested through the
 //! interface alone. Each engine's tests run [`all`] with fresh stores of
-//! their own (SQLite: `store::jobs`; PostgreSQL next).
+//! their own (SQLite: `store::jobs`; PostgreSQL: `store::postgres`), and a
+//! store shared by several instances runs [`instances`] too.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -483,4 +484,113 @@ async fn counts_and_the_last_error<S: JobStore + Clone + 'static>(store: &S) {
         .collect();
     // Newest first.
     assert_eq!(queued, ["later", "q"]);
+}
+
+/// The cases of several instances sharing one queue, each on a fresh pair
+/// of stores from `pair`: two instances (two lease owners) over one database.
+pub(crate) async fn instances<S, G>(pair: impl AsyncFn() -> (S, S, G))
+where
+    S: JobStore + Clone + 'static,
+{
+    {
+        let (a, b, _keep) = pair().await;
+        instances_claiming_at_once_never_claim_the_same_job(&a, &b).await;
+    }
+    {
+        let (a, b, _keep) = pair().await;
+        a_lease_taken_over_fences_the_old_owners_late_writes(&a, &b).await;
+    }
+}
+
+async fn instances_claiming_at_once_never_claim_the_same_job<S: JobStore + Clone + 'static>(
+    a: &S,
+    b: &S,
+) {
+    const JOBS: usize = 300;
+    for i in 0..JOBS {
+        let store = if i % 2 == 0 { a } else { b };
+        store
+            .enqueue(&job(&format!("m{i}")), 100)
+            .await
+            .unwrap();
+    }
+    // Eight workers on each instance claim small batches until none is left.
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim_due_jobs(200, 10_000, 3).await.unwrap();
+                if claimed.is_empty() {
+                    return mine;
+                }
+                for j in claimed {
+                    assert_eq!(j.attempts, 1, "{} claimed twice", j.id);
+                    store
+                        .mark_sent(&j.id, None, &up("250 OK"), 210)
+                        .await
+                        .unwrap();
+                    mine.push(j.id);
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), claimed, "a job was claimed by two workers");
+    assert_eq!(claimed, JOBS, "every job claimed once");
+    assert_eq!(a.job_counts().await.unwrap(), vec![(JobState::Sent, 300)]);
+}
+
+async fn a_lease_taken_over_fences_the_old_owners_late_writes<S: JobStore + Clone + 'static>(
+    a: &S,
+    b: &S,
+) {
+    a.enqueue(&job("x"), 100).await.unwrap();
+    a.enqueue(&job("y"), 100).await.unwrap();
+    let first = a.claim_due_jobs(100, 200, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    // The other instance finds nothing to claim while the leases run.
+    assert!(b.claim_due_jobs(150, 1_000, 5).await.unwrap().is_empty());
+    assert_eq!(b.requeue_expired_leases(150, &[]).await.unwrap(), 0);
+    // Instance A stalls past its leases; B puts both back and takes them.
+    assert_eq!(b.requeue_expired_leases(300, &[]).await.unwrap(), 2);
+    let taken = b.claim_due_jobs(300, 900, 5).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    assert!(taken.iter().all(|j| j.attempts == 2));
+    // A restarting meanwhile puts back only its own jobs: none.
+    assert_eq!(a.requeue_interrupted(310).await.unwrap(), 0);
+    // A's late outcomes are refused by the fence and change nothing.
+    a.mark_sent("x", None, &up("250 late from A"), 320)
+        .await
+        .unwrap();
+    a.defer_job("y", &up("451 late from A"), 999, 320, true)
+        .await
+        .unwrap();
+    for id in ["x", "y"] {
+        let j = b.job(id).await.unwrap();
+        assert_eq!((j.state, j.attempts, j.updated_at), (JobState::Sending, 2, 300));
+        assert!(b.job_body(id).await.is_ok(), "{id} keeps its body");
+    }
+    // The new owner's results stand.
+    b.mark_sent("x", None, &up("250 from B"), 330).await.unwrap();
+    b.mark_failed("y", None, &up("550 from B"), 330)
+        .await
+        .unwrap();
+    let x = a.job("x").await.unwrap();
+    assert_eq!(
+        (x.state, x.last_reply.as_deref()),
+        (JobState::Sent, Some("250 from B"))
+    );
+    let y = a.job("y").await.unwrap();
+    assert_eq!(
+        (y.state, y.last_reply.as_deref()),
+        (JobState::Failed, Some("550 from B"))
+    );
 }

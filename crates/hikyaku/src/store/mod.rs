@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod ca;
 pub mod jobs;
+pub mod postgres;
 pub mod submitters;
 pub mod users;
 

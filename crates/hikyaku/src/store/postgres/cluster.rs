@@ -1,0 +1,235 @@
+//! Per-account agreements between the instances sharing one database
+//! (protocols.md §12–§13): the caps belong to the mailbox, not the process,
+//! so two instances with 3 connections each must not make 6.
+//!
+//! - [`PgStore::acquire_slot`]: one of an account's upstream connection
+//!   slots, held until released or until its lease runs out, so that a dead
+//!   instance's slots come back by themselves. A table of leases rather
+//!   than session advisory locks: a session lock pins a pooled connection
+//!   for as long as the upstream session lasts.
+//! - [`PgStore::take_send`]: a start in the account's sliding window of the
+//!   last minute (`delivery.rate_per_minute`), counted for the whole cluster.
+//! - [`PgStore::single_refresh`]: one token refresh per account at a time in
+//!   the whole cluster; Microsoft's refresh tokens rotate, so two instances
+//!   redeeming the same one would burn it.
+//!
+//! Each of these holds a transaction-scoped advisory lock keyed by (kind,
+//! account) while it decides, so concurrent callers on any instance queue
+//! up instead of racing; a crashed instance's locks end with its
+//! connection. Their times are the database's clock (§5): the instances'
+//! clocks may disagree.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{PgStore, pg};
+use crate::store::Result;
+
+/// The kinds of advisory lock, in the high bits of the lock's key.
+#[derive(Clone, Copy)]
+enum LockKind {
+    Slots = 1,
+    Rate = 2,
+    Refresh = 3,
+}
+
+/// The advisory lock's key for (kind, account): the kind in the top 16
+/// bits, the account id below (ids are far below 2^47).
+fn lock_key(kind: LockKind, account_id: i64) -> i64 {
+    ((kind as i64) << 48) | (account_id & 0x0000_FFFF_FFFF_FFFF)
+}
+
+/// The sliding window of the messages-per-minute limit, in milliseconds.
+const WINDOW_MS: i64 = 60_000;
+
+/// How long a refresh waits for another instance's refresh of the same
+/// account before it fails as temporary (a token endpoint that hangs holds
+/// the lock at most its own timeout).
+const REFRESH_WAIT: &str = "SET LOCAL lock_timeout = '60s'";
+
+/// Tasks of this instance waiting for the same account's cluster-wide lock
+/// wait here first: one pooled connection waits on the database per
+/// account, not one per task (the refresh itself needs connections too).
+#[derive(Debug, Default)]
+pub(crate) struct LocalLocks(Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>);
+
+impl LocalLocks {
+    fn of(&self, account_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut all = match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        all.entry(account_id).or_default().clone()
+    }
+}
+
+/// A held upstream connection slot of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub account_id: i64,
+    /// Which of the account's slots (0 to cap − 1).
+    pub slot: i64,
+}
+
+impl PgStore {
+    /// Takes a free connection slot of `account_id` (at most `cap` held in
+    /// the whole cluster), leased to this instance for `lease`; `None` when
+    /// all are taken. Slots whose lease ran out are free again.
+    pub async fn acquire_slot(
+        &self,
+        account_id: i64,
+        cap: u32,
+        lease: Duration,
+    ) -> Result<Option<Slot>> {
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(LockKind::Slots, account_id))
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        let now: i64 =
+            sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(pg)?;
+        sqlx::query("DELETE FROM account_slots WHERE account_id = $1 AND lease_until <= $2")
+            .bind(account_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        // The lowest slot number below the cap that nobody holds.
+        let slot: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO account_slots (account_id, slot, owner, lease_until) \
+             SELECT $1, s, $3, $4 FROM generate_series(0, $2 - 1) AS s \
+             WHERE s NOT IN (SELECT slot FROM account_slots WHERE account_id = $1) \
+             ORDER BY s LIMIT 1 RETURNING slot",
+        )
+        .bind(account_id)
+        .bind(i64::from(cap))
+        .bind(&*self.owner)
+        .bind(now.saturating_add(millis(lease)))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(slot.map(|slot| Slot { account_id, slot }))
+    }
+
+    /// Extends the lease of a slot this instance holds (a long upstream
+    /// session); `false` if the slot is no longer ours (its lease ran out
+    /// and another instance took it).
+    pub async fn renew_slot(&self, slot: &Slot, lease: Duration) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE account_slots SET lease_until = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $4 \
+             WHERE account_id = $1 AND slot = $2 AND owner = $3",
+        )
+        .bind(slot.account_id)
+        .bind(slot.slot)
+        .bind(&*self.owner)
+        .bind(millis(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Gives a slot back (a slot taken over by another instance stays theirs).
+    pub async fn release_slot(&self, slot: Slot) -> Result<()> {
+        sqlx::query("DELETE FROM account_slots WHERE account_id = $1 AND slot = $2 AND owner = $3")
+            .bind(slot.account_id)
+            .bind(slot.slot)
+            .bind(&*self.owner)
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    /// Counts a message start for `account_id` if fewer than `per_minute`
+    /// started in the last minute on any instance; otherwise how long until
+    /// the oldest of them leaves the window.
+    pub async fn take_send(
+        &self,
+        account_id: i64,
+        per_minute: u32,
+    ) -> Result<std::result::Result<(), Duration>> {
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(LockKind::Rate, account_id))
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        let now: i64 =
+            sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(pg)?;
+        sqlx::query("DELETE FROM account_starts WHERE account_id = $1 AND at_ms <= $2")
+            .bind(account_id)
+            .bind(now - WINDOW_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(at_ms) FROM account_starts WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(pg)?;
+        let answer = if count < i64::from(per_minute.max(1)) {
+            sqlx::query("INSERT INTO account_starts (account_id, at_ms) VALUES ($1, $2)")
+                .bind(account_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?;
+            Ok(())
+        } else {
+            let wait = oldest.unwrap_or(now) + WINDOW_MS - now;
+            Err(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+        };
+        tx.commit().await.map_err(pg)?;
+        Ok(answer)
+    }
+
+    /// Runs `refresh` while holding the account's refresh lock for the whole
+    /// cluster: no other instance's (or task's) `single_refresh` of the same
+    /// account runs meanwhile. `refresh` must re-read the stored token first
+    /// and refresh only if it is still due — a waiter finds the token its
+    /// predecessor stored — and must have committed what it stores before it
+    /// returns (the lock ends then).
+    pub async fn single_refresh<T>(
+        &self,
+        account_id: i64,
+        refresh: impl AsyncFnOnce() -> T,
+    ) -> Result<T> {
+        let local = self.refresh_locks.of(account_id);
+        let _local = local.lock().await;
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        sqlx::query(REFRESH_WAIT)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(LockKind::Refresh, account_id))
+            .execute(&mut *tx)
+            .await
+            .map_err(pg)?;
+        let out = refresh().await;
+        // Ends the transaction and with it the lock. Should the commit fail
+        // (connection lost), the server ended the lock already.
+        if let Err(e) = tx.commit().await {
+            tracing::warn!(account_id, error = %e, "store: ending the token refresh lock failed");
+        }
+        Ok(out)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+

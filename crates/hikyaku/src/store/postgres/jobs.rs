@@ -1,0 +1,430 @@
+//! The queue on PostgreSQL ([`JobStore`] for [`PgStore`]).
+//!
+//! - An enqueue is one statement (job row and body together), committed
+//!   with synchronous commit before it returns. PostgreSQL commits
+//!   concurrent sessions' transactions together by itself, so no group
+//!   commit of our own is needed.
+//! - A claim locks due rows with `FOR UPDATE SKIP LOCKED` (instances claiming
+//!   at once pass over each other's rows), counts the attempt and leases the
+//!   job to this instance until the caller's `lease_until`.
+//! - Every later write of the claim (sent, failed, deferred) applies only
+//!   while the job is still `sending` under this instance's lease with the
+//!   attempt it claimed: (id, attempt) is the fencing token. An instance
+//!   whose lease ran out and was taken over therefore records nothing; the
+//!   new owner's result stands.
+//! - Expired leases of any instance are requeued by any instance; a restart
+//!   requeues only this instance's own leases (the others are still
+//!   delivering theirs).
+
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
+
+use super::{PgStore, pg};
+use crate::i18n::Reason;
+use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, UnknownState, lease};
+use crate::store::{Conflict, Result, StoreError};
+
+const JOB_COLUMNS: &str = "j.id, j.account_id, j.submitter, j.source, j.mail_from, j.rcpt_to, j.header_from, j.subject, j.size, j.state, j.attempts, j.next_attempt_at, j.last_reply, j.via_account_id, j.created_at, j.updated_at";
+
+fn state(row: &PgRow) -> Result<JobState> {
+    let name: String = row.try_get("state").map_err(pg)?;
+    name.parse()
+        .map_err(|e: UnknownState| StoreError::Conflict(Conflict::Corrupt(e.to_string())))
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job> {
+    let get = |e| pg(e);
+    let rcpt: String = row.try_get("rcpt_to").map_err(get)?;
+    let reply: Option<String> = row.try_get("last_reply").map_err(get)?;
+    Ok(Job {
+        id: row.try_get("id").map_err(get)?,
+        account_id: row.try_get("account_id").map_err(get)?,
+        submitter: row.try_get("submitter").map_err(get)?,
+        source: row.try_get("source").map_err(get)?,
+        mail_from: row.try_get("mail_from").map_err(get)?,
+        rcpt_to: serde_json::from_str(&rcpt).unwrap_or_default(),
+        header_from: row.try_get("header_from").map_err(get)?,
+        subject: row.try_get("subject").map_err(get)?,
+        size: row.try_get("size").map_err(get)?,
+        state: state(row)?,
+        attempts: row.try_get("attempts").map_err(get)?,
+        next_attempt_at: row.try_get("next_attempt_at").map_err(get)?,
+        last_reply: None,
+        last_reply_reason: None,
+        via_account_id: row.try_get("via_account_id").map_err(get)?,
+        created_at: row.try_get("created_at").map_err(get)?,
+        updated_at: row.try_get("updated_at").map_err(get)?,
+    }
+    .with_stored_reply(reply.as_deref()))
+}
+
+/// Asserts that a write moves jobs only as the state machine allows (the
+/// SQL's `WHERE state …` is what holds it; this keeps the two in step).
+fn moves(from: &[JobState], to: JobState) {
+    debug_assert!(
+        from.iter().all(|f| f.can_become(to)),
+        "illegal job move {from:?} → {to}"
+    );
+}
+
+impl PgStore {
+    async fn insert_job(&self, job: NewJob, now: i64, lease_until: Option<i64>) -> Result<()> {
+        let rcpt = serde_json::to_string(&job.rcpt_to)
+            .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
+        let claimed = lease_until.is_some();
+        // One statement, so one implicit transaction: the job and its body
+        // are committed together (or not at all) before this returns.
+        sqlx::query(
+            "WITH j AS (INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, lease_until, lease_owner, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14) RETURNING id) \
+             INSERT INTO messages (job_id, body) SELECT id, $15 FROM j",
+        )
+        .bind(&job.id)
+        .bind(job.account_id)
+        .bind(&job.submitter)
+        .bind(&job.source)
+        .bind(&job.mail_from)
+        .bind(rcpt)
+        .bind(&job.header_from)
+        .bind(&job.subject)
+        .bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
+        .bind(if claimed {
+            JobState::Sending.as_str()
+        } else {
+            JobState::Queued.as_str()
+        })
+        .bind(i64::from(claimed))
+        .bind(lease_until)
+        .bind(claimed.then(|| self.owner.to_string()))
+        .bind(now)
+        .bind(&job.body[..])
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
+        if claimed {
+            self.held().insert(job.id, 1);
+        }
+        Ok(())
+    }
+
+    /// The fencing token of this instance's claim of `id`: the attempt it
+    /// claimed, forgotten as the claim ends. `None` (a claim made before a
+    /// restart) fences by the owner alone.
+    fn take_fence(&self, id: &str) -> Option<i64> {
+        self.held().remove(id)
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        state: JobState,
+        via: Option<i64>,
+        reply: &Reason,
+        now: i64,
+    ) -> Result<()> {
+        moves(&[JobState::Sending], state);
+        let attempt = self.take_fence(id);
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        let n = sqlx::query(
+            "UPDATE jobs SET state = $2, lease_until = NULL, lease_owner = NULL, last_reply = $3, updated_at = $4, via_account_id = COALESCE($5, via_account_id) \
+             WHERE id = $1 AND state = 'sending' AND lease_owner = $6 AND ($7::BIGINT IS NULL OR attempts = $7)",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .bind(reply.to_json())
+        .bind(now)
+        .bind(via)
+        .bind(&*self.owner)
+        .bind(attempt)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?
+        .rows_affected();
+        if n == 0 {
+            lease_lost(id, state);
+        } else if state == JobState::Sent {
+            // The upstream has it: the body is no longer needed.
+            sqlx::query("DELETE FROM messages WHERE job_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)
+    }
+
+    /// `sending` jobs become deferred and due now: those of this instance
+    /// (`only_mine`, after a restart) or those whose lease ran out, except
+    /// those in `busy`.
+    async fn requeue_sending(
+        &self,
+        now: i64,
+        only_mine: bool,
+        busy: &[String],
+        reason: Reason,
+    ) -> Result<u64> {
+        moves(&[JobState::Sending], JobState::Deferred);
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'deferred', lease_until = NULL, lease_owner = NULL, next_attempt_at = $1, updated_at = $1, last_reply = COALESCE(last_reply, $3) \
+             WHERE state = 'sending' \
+             AND (CASE WHEN $2 THEN lease_owner = $5 OR lease_owner IS NULL ELSE lease_until IS NULL OR lease_until <= $1 END) \
+             AND NOT (id = ANY($4)) RETURNING id",
+        )
+        .bind(now)
+        .bind(only_mine)
+        .bind(reason.to_json())
+        .bind(busy)
+        .bind(&*self.owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)?;
+        let mut held = self.held();
+        for id in &ids {
+            held.remove(id);
+        }
+        Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A late write of a claim that was taken over (or of a job deleted or
+/// requeued meanwhile): nothing is recorded, the new owner's result stands.
+fn lease_lost(id: &str, state: JobState) {
+    tracing::info!(
+        job_id = id,
+        outcome = %state,
+        "queue: the job is no longer leased to this instance; its outcome is not recorded"
+    );
+}
+
+impl JobStore for PgStore {
+    type Error = StoreError;
+
+    async fn enqueue_owned(&self, job: NewJob, now: i64) -> Result<()> {
+        self.insert_job(job, now, None).await
+    }
+
+    async fn enqueue_claimed(&self, job: NewJob, now: i64, lease_until: i64) -> Result<()> {
+        self.insert_job(job, now, Some(lease_until)).await
+    }
+
+    async fn claim_due_jobs_with_bodies(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        moves(&[JobState::Queued, JobState::Deferred], JobState::Sending);
+        let sql = format!(
+            "WITH c AS (SELECT id FROM jobs WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs j SET state = 'sending', attempts = j.attempts + 1, lease_until = $2, lease_owner = $4, updated_at = $1 \
+             FROM c WHERE j.id = c.id \
+             RETURNING {JOB_COLUMNS}, j.seq, (SELECT body FROM messages m WHERE m.job_id = j.id) AS body"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(lease_until)
+            .bind(i64::from(limit.max(1)))
+            .bind(&*self.owner)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg)?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let body: Option<Vec<u8>> = row.try_get("body").map_err(pg)?;
+            let seq: i64 = row.try_get("seq").map_err(pg)?;
+            claimed.push((seq, job_from_row(row)?, body.map(bytes::Bytes::from)));
+        }
+        // RETURNING gives no order; deliver the most overdue first.
+        claimed.sort_by(|(sa, a, _), (sb, b, _)| {
+            (a.next_attempt_at, sa).cmp(&(b.next_attempt_at, sb))
+        });
+        let mut held = self.held();
+        for (_, job, _) in &claimed {
+            held.insert(job.id.clone(), job.attempts);
+        }
+        Ok(claimed.into_iter().map(|(_, job, body)| (job, body)).collect())
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM jobs WHERE state IN ('queued', 'deferred')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(pg)
+    }
+
+    async fn job_body(&self, id: &str) -> Result<Vec<u8>> {
+        sqlx::query_scalar("SELECT body FROM messages WHERE job_id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg)?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn mark_sent(&self, id: &str, via: Option<i64>, reply: &Reason, now: i64) -> Result<()> {
+        self.finish(id, JobState::Sent, via, reply, now).await
+    }
+
+    async fn mark_failed(
+        &self,
+        id: &str,
+        via: Option<i64>,
+        reply: &Reason,
+        now: i64,
+    ) -> Result<()> {
+        self.finish(id, JobState::Failed, via, reply, now).await
+    }
+
+    async fn defer_job(
+        &self,
+        id: &str,
+        reply: &Reason,
+        next_attempt_at: i64,
+        now: i64,
+        count_attempt: bool,
+    ) -> Result<()> {
+        moves(&[JobState::Sending], JobState::Deferred);
+        let attempt = self.take_fence(id);
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'deferred', lease_until = NULL, lease_owner = NULL, last_reply = $2, next_attempt_at = $3, updated_at = $4, attempts = attempts - $5 \
+             WHERE id = $1 AND state = 'sending' AND lease_owner = $6 AND ($7::BIGINT IS NULL OR attempts = $7)",
+        )
+        .bind(id)
+        .bind(reply.to_json())
+        .bind(next_attempt_at)
+        .bind(now)
+        .bind(if count_attempt { 0_i64 } else { 1 })
+        .bind(&*self.owner)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?
+        .rows_affected();
+        if n == 0 {
+            lease_lost(id, JobState::Deferred);
+        }
+        Ok(())
+    }
+
+    /// At this instance's start: its own `sending` jobs were interrupted,
+    /// whatever their lease says. Other instances' jobs are theirs until
+    /// their lease runs out.
+    async fn requeue_interrupted(&self, now: i64) -> Result<u64> {
+        self.requeue_sending(now, true, &[], lease::restarted())
+            .await
+    }
+
+    async fn requeue_expired_leases(&self, now: i64, busy: &[String]) -> Result<u64> {
+        self.requeue_sending(now, false, busy, lease::expired())
+            .await
+    }
+
+    async fn job(&self, id: &str) -> Result<Job> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs j WHERE j.id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg)?;
+        row.as_ref()
+            .map(job_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn jobs(&self, filter: &JobFilter, limit: i64, offset: i64) -> Result<Vec<Job>> {
+        // ILIKE: SQLite's LIKE ignores the case of ASCII letters, and the
+        // history's search must find the same jobs on both engines.
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs j WHERE ($1::TEXT IS NULL OR j.state = $1) AND ($2::BIGINT IS NULL OR j.account_id = $2) \
+             AND ($3::TEXT IS NULL OR j.mail_from ILIKE $3 OR j.rcpt_to ILIKE $3 OR j.subject ILIKE $3 OR j.header_from ILIKE $3) \
+             ORDER BY j.created_at DESC, j.id DESC LIMIT $4 OFFSET $5"
+        );
+        let search = filter
+            .search
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("%{s}%"));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.account_id)
+            .bind(search)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn retry_job(&self, id: &str, now: i64) -> Result<()> {
+        moves(
+            &[JobState::Deferred, JobState::Failed, JobState::Queued],
+            JobState::Queued,
+        );
+        let mut tx = self.pool.begin().await.map_err(pg)?;
+        // The row lock keeps a claim by another instance out meanwhile.
+        let found: Option<(String, bool)> = sqlx::query_as(
+            "SELECT state, EXISTS (SELECT 1 FROM messages m WHERE m.job_id = j.id) FROM jobs j WHERE j.id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(pg)?;
+        let Some((state, has_body)) = found else {
+            return Err(StoreError::NotFound);
+        };
+        let retryable = state
+            .parse::<JobState>()
+            .is_ok_and(|s| s.can_become(JobState::Queued));
+        if !retryable || !has_body {
+            return Err(StoreError::Conflict(Conflict::JobNotRetryable));
+        }
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', next_attempt_at = $2, created_at = CASE WHEN state = 'failed' THEN $2 ELSE created_at END, \
+             attempts = CASE WHEN state = 'failed' THEN 0 ELSE attempts END, updated_at = $2 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn delete_job(&self, id: &str) -> Result<()> {
+        let n = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state != 'sending'")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict(Conflict::JobNotDeletable));
+        }
+        Ok(())
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(JobState, i64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg)?;
+        rows.iter()
+            .map(|r| Ok((state(r)?, r.try_get("n").map_err(pg)?)))
+            .collect()
+    }
+
+    async fn last_job_error(&self) -> Result<Option<(i64, Reason)>> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT updated_at, last_reply FROM jobs WHERE state IN ('failed', 'deferred') AND last_reply IS NOT NULL ORDER BY updated_at DESC, seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(row.map(|(at, reply)| (at, Reason::from_stored(&reply))))
+    }
+}

@@ -1,0 +1,197 @@
+//! The PostgreSQL engine: one database shared by several hikyaku instances
+//! (design.md, "Several instances"; protocols.md §13).
+//!
+//! - [`PgStore`]: the queue ([`crate::queue::JobStore`], in [`jobs`]) over a
+//!   `PgPool` with synchronous commit, so that `Ok` from an enqueue (and the
+//!   `250` after it) means the commit is on the server's disk. Claims take a
+//!   lease owned by this instance and fenced by the attempt counter.
+//! - [`cluster`]: what several instances must agree on per account — the
+//!   upstream connection cap, the messages per minute and a single token
+//!   refresh at a time.
+//! - [`StoreUrl`]: the `sqlite://` / `postgres://` form of a store's address.
+//!
+//! Errors are the store's own [`StoreError`]: a lost or refused connection,
+//! a server shutting down or a lock wait that timed out is temporary (the
+//! intake answers `451 4.3.0`); the pool replaces broken connections by
+//! itself.
+
+pub mod cluster;
+pub mod jobs;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::{Result, StoreError};
+
+/// Connections per instance. A waiting refresh or slot lock pins one at most
+/// per account (see [`cluster`]); the rest serve the queue and the pages.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a caller waits for a free pooled connection (or for the server
+/// to come back) before its write fails as temporary.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the store lives, as `store.url` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// The embedded SQLite file (`sqlite://path`); `None`: the default
+    /// file in the data directory.
+    Sqlite(Option<std::path::PathBuf>),
+    /// A PostgreSQL database (`postgres://` or `postgresql://`), shared by
+    /// every instance that names it.
+    Postgres(String),
+}
+
+/// Why a store URL was refused; the text says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreUrlError {
+    #[error(
+        "unknown store {0:?}: write sqlite://PATH (or leave it empty for the file in data_dir) or postgres://USER@HOST:PORT/DATABASE"
+    )]
+    Scheme(String),
+    #[error("sqlite:// needs a file path, e.g. sqlite:///var/lib/hikyaku/hikyaku.sqlite")]
+    NoPath,
+    #[error("invalid PostgreSQL URL: {0} (e.g. postgres://hikyaku@db.example.com:5432/hikyaku)")]
+    Postgres(String),
+}
+
+impl FromStr for StoreUrl {
+    type Err = StoreUrlError;
+
+    fn from_str(s: &str) -> std::result::Result<Self, StoreUrlError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(StoreUrl::Sqlite(None));
+        }
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            return if path.is_empty() {
+                Err(StoreUrlError::NoPath)
+            } else {
+                Ok(StoreUrl::Sqlite(Some(path.into())))
+            };
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            // The driver's own parser: what it refuses, it could not connect to.
+            PgConnectOptions::from_str(s).map_err(|e| StoreUrlError::Postgres(e.to_string()))?;
+            return Ok(StoreUrl::Postgres(s.to_owned()));
+        }
+        // Name only the scheme: the rest may hold a password.
+        let scheme = s.split_once("://").map_or(s, |(scheme, _)| scheme);
+        Err(StoreUrlError::Scheme(scheme.to_owned()))
+    }
+}
+
+/// The PostgreSQL store of one instance; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// This instance's name in leases (`jobs.lease_owner`, slots).
+    owner: Arc<str>,
+    /// The attempt number of each job this instance holds a lease on: the
+    /// fencing token its writes must still match.
+    held: Arc<Mutex<HashMap<String, i64>>>,
+    /// One waiter per account on the cluster-wide refresh lock.
+    refresh_locks: Arc<cluster::LocalLocks>,
+}
+
+impl PgStore {
+    /// Connects to `url` as instance `owner` (a name unique among the
+    /// instances and kept across restarts, e.g. the host name) and brings
+    /// the schema up to date. Several instances may start at once: the
+    /// migrations run under a lock.
+    pub async fn connect(url: &str, owner: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(pg)?
+            .application_name("hikyaku")
+            // "250 only after commit": whatever the server's or database's
+            // default, a commit returns once it is flushed to disk.
+            .options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(pg)?;
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migrate)?;
+        Ok(Self {
+            pool,
+            owner: owner.into(),
+            held: Arc::default(),
+            refresh_locks: Arc::default(),
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// This instance's name in leases.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        match self.held.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// PostgreSQL error classes (SQLSTATE) after which retrying may succeed.
+fn temporary_sqlstate(code: &str) -> bool {
+    // 08: connection exception; 53: insufficient resources (disk full, out
+    // of memory, too many connections); 57P01-57P03: the server is shutting
+    // down, crashed or not yet accepting connections; 40001/40P01:
+    // serialization failure, deadlock; 55P03: lock not available (a lock
+    // wait ran out of time).
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03")
+}
+
+/// The store's error for a PostgreSQL failure. A temporary one is kept as
+/// text with its temporary mark: [`StoreError::is_temporary`] knows SQLite's
+/// codes only.
+pub(crate) fn pg(e: sqlx::Error) -> StoreError {
+    let code = match &e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    if matches!(e, sqlx::Error::RowNotFound) {
+        return StoreError::NotFound;
+    }
+    if code.as_deref() == Some("53100") {
+        return StoreError::Full;
+    }
+    let temporary = matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+    ) || code.as_deref().is_some_and(temporary_sqlstate);
+    if temporary {
+        StoreError::Shared {
+            message: e.to_string(),
+            temporary: true,
+        }
+    } else {
+        StoreError::Db(e)
+    }
+}
