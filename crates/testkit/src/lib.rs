@@ -12,8 +12,8 @@
 //!   fixed sleep.
 
 mod browser;
-mod prepared;
 pub mod postgres;
+mod prepared;
 mod process;
 mod proxy;
 mod server;

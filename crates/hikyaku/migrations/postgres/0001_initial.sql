@@ -79,7 +79,8 @@ CREATE TABLE accounts (
     access_expires_at     BIGINT,
     last_refreshed_at     BIGINT,
     authorized_at         BIGINT,
-    authorization         BYTEA,                   -- sealed JSON: pending device code or PKCE state
+    -- "authorization" is a reserved word in PostgreSQL: quoted wherever named.
+    "authorization"       BYTEA,                   -- sealed JSON: pending device code or PKCE state
     updated_at            BIGINT NOT NULL,
     -- worldwide | gcc_high | dod | china (Microsoft); worldwide (Google).
     cloud                 TEXT NOT NULL DEFAULT 'worldwide',

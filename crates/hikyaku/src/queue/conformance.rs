@@ -509,10 +509,7 @@ async fn instances_claiming_at_once_never_claim_the_same_job<S: JobStore + Clone
     const JOBS: usize = 300;
     for i in 0..JOBS {
         let store = if i % 2 == 0 { a } else { b };
-        store
-            .enqueue(&job(&format!("m{i}")), 100)
-            .await
-            .unwrap();
+        store.enqueue(&job(&format!("m{i}")), 100).await.unwrap();
     }
     // Eight workers on each instance claim small batches until none is left.
     let mut tasks = Vec::new();
@@ -575,11 +572,16 @@ async fn a_lease_taken_over_fences_the_old_owners_late_writes<S: JobStore + Clon
         .unwrap();
     for id in ["x", "y"] {
         let j = b.job(id).await.unwrap();
-        assert_eq!((j.state, j.attempts, j.updated_at), (JobState::Sending, 2, 300));
+        assert_eq!(
+            (j.state, j.attempts, j.updated_at),
+            (JobState::Sending, 2, 300)
+        );
         assert!(b.job_body(id).await.is_ok(), "{id} keeps its body");
     }
     // The new owner's results stand.
-    b.mark_sent("x", None, &up("250 from B"), 330).await.unwrap();
+    b.mark_sent("x", None, &up("250 from B"), 330)
+        .await
+        .unwrap();
     b.mark_failed("y", None, &up("550 from B"), 330)
         .await
         .unwrap();

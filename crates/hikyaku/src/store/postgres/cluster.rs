@@ -173,13 +173,12 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(pg)?;
-        let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT COUNT(*), MIN(at_ms) FROM account_starts WHERE account_id = $1",
-        )
-        .bind(account_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(pg)?;
+        let (count, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT COUNT(*), MIN(at_ms) FROM account_starts WHERE account_id = $1")
+                .bind(account_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(pg)?;
         let answer = if count < i64::from(per_minute.max(1)) {
             sqlx::query("INSERT INTO account_starts (account_id, at_ms) VALUES ($1, $2)")
                 .bind(account_id)
@@ -232,4 +231,3 @@ impl PgStore {
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
-

@@ -243,7 +243,10 @@ impl JobStore for PgStore {
         for (_, job, _) in &claimed {
             held.insert(job.id.clone(), job.attempts);
         }
-        Ok(claimed.into_iter().map(|(_, job, body)| (job, body)).collect())
+        Ok(claimed
+            .into_iter()
+            .map(|(_, job, body)| (job, body))
+            .collect())
     }
 
     async fn next_due_at(&self) -> Result<Option<i64>> {

@@ -35,7 +35,7 @@ use super::{Result, StoreError};
 const MAX_CONNECTIONS: u32 = 16;
 /// How long a caller waits for a free pooled connection (or for the server
 /// to come back) before its write fails as temporary.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the store lives, as `store.url` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +160,10 @@ fn temporary_sqlstate(code: &str) -> bool {
     // wait ran out of time).
     code.starts_with("08")
         || code.starts_with("53")
-        || matches!(code, "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03"
+        )
 }
 
 /// The store's error for a PostgreSQL failure. A temporary one is kept as

@@ -311,12 +311,11 @@ impl TokenServer {
 /// [`PgStore::single_refresh`].
 async fn token_request(store: PgStore, server: Arc<TokenServer>, locked: bool) {
     let work = async || {
-        let (refresh, expires): (Vec<u8>, i64) = sqlx::query_as(
-            "SELECT refresh_token, access_expires_at FROM accounts WHERE id = 1",
-        )
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+        let (refresh, expires): (Vec<u8>, i64) =
+            sqlx::query_as("SELECT refresh_token, access_expires_at FROM accounts WHERE id = 1")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
         if expires > 1_000 {
             return; // another caller refreshed it meanwhile
         }
@@ -383,7 +382,9 @@ fn store_urls_are_parsed_or_refused_with_what_to_write() {
     );
     assert_eq!(
         "postgres://hikyaku@db:5432/hikyaku".parse(),
-        Ok(StoreUrl::Postgres("postgres://hikyaku@db:5432/hikyaku".into()))
+        Ok(StoreUrl::Postgres(
+            "postgres://hikyaku@db:5432/hikyaku".into()
+        ))
     );
     assert!(matches!(
         "postgresql://db/hikyaku".parse::<StoreUrl>(),
