@@ -186,6 +186,28 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Extends this instance's lease of a job it is delivering (a heartbeat
+    /// for a long delivery): `false` if the lease is no longer its own (it
+    /// ran out and the job was taken over, or it was finished); the delivery
+    /// should then stop, since its outcome will not be recorded.
+    pub async fn extend_lease(&self, id: &str, lease_until: i64) -> Result<bool> {
+        let attempt = self.held().get(id).copied();
+        let n = sqlx::query(
+            "UPDATE jobs SET lease_until = $2 WHERE id = $1 AND state = 'sending' AND lease_owner = $3 AND ($4::BIGINT IS NULL OR attempts = $4)",
+        )
+        .bind(id)
+        .bind(lease_until)
+        .bind(&*self.owner)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?
+        .rows_affected();
+        Ok(n > 0)
+    }
+}
+
 /// A late write of a claim that was taken over (or of a job deleted or
 /// requeued meanwhile): nothing is recorded, the new owner's result stands.
 fn lease_lost(id: &str, state: JobState) {

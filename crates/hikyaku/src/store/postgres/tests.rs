@@ -105,6 +105,24 @@ async fn the_schema_seeds_the_two_accounts_and_migrates_once() {
     assert_eq!(sync, "on");
 }
 
+/// A heartbeat keeps a long delivery's lease from being taken over; once
+/// taken over, the old owner's heartbeat says so.
+#[tokio::test]
+async fn a_heartbeat_extends_only_a_lease_still_held() {
+    let (a, b, ()) = pair().await;
+    a.enqueue(&conformance::job("long"), 100).await.unwrap();
+    a.enqueue(&conformance::job("stalled"), 100).await.unwrap();
+    assert_eq!(a.claim_due_jobs(100, 200, 2).await.unwrap().len(), 2);
+    assert!(a.extend_lease("long", 500).await.unwrap());
+    // At 300 only the job without a heartbeat has an expired lease.
+    assert_eq!(b.requeue_expired_leases(300, &[]).await.unwrap(), 1);
+    let taken = b.claim_due_jobs(300, 900, 5).await.unwrap();
+    assert_eq!(taken[0].id, "stalled");
+    assert!(!a.extend_lease("stalled", 1_000).await.unwrap());
+    assert!(!a.extend_lease("missing", 1_000).await.unwrap());
+    assert!(b.extend_lease("stalled", 1_000).await.unwrap());
+}
+
 /// The history's search ignores case as SQLite's LIKE does.
 #[tokio::test]
 async fn the_history_search_finds_the_same_jobs_as_on_sqlite() {
