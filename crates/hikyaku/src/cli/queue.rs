@@ -17,14 +17,14 @@ pub struct ServerArgs {
     /// Base URL of a server's JSON API (e.g. https://relay.example.com:8080),
     /// instead of the local control socket. The API token is read from
     /// HIKYAKU_TOKEN.
-    #[arg(long, env = "HIKYAKU_URL")]
+    #[arg(long, env = "HIKYAKU_URL", global = true)]
     pub url: Option<String>,
     /// PEM file with the CA certificate (or the self-signed certificate) of
     /// the server at --url, trusted besides the system's.
-    #[arg(long, env = "HIKYAKU_CACERT")]
+    #[arg(long, env = "HIKYAKU_CACERT", global = true)]
     pub cacert: Option<PathBuf>,
     /// Print the server's JSON instead of text.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
