@@ -45,6 +45,8 @@ pub enum AppError {
     WriteFile { path: String, error: std::io::Error },
     #[error("web server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlServerError),
 }
 
 /// What `serve` hands back to a caller that runs hikyaku in-process (tests).
@@ -57,6 +59,55 @@ pub struct Running {
     pub setup_url: Option<String>,
     pub shutdown: CancellationToken,
     pub done: tokio::task::JoinHandle<Result<(), AppError>>,
+    /// The configured certificates that [`Running::reload`] re-reads.
+    certs: ReloadableCerts,
+}
+
+/// The listeners' certificates from configured files, replaceable while
+/// they run (a generated self-signed certificate is not reloaded).
+#[derive(Default)]
+struct ReloadableCerts {
+    web: Option<Arc<crate::tls::ReloadableCert>>,
+    intake: Option<Arc<crate::tls::ReloadableCert>>,
+}
+
+impl Running {
+    /// Re-reads what can change without a restart (SIGHUP): the TLS
+    /// certificate files of the Remote UI and of the SMTP intake, from
+    /// `config`'s paths. A pair that cannot be used keeps the current
+    /// certificate; each error is logged naming the key and the file.
+    /// Returns whether everything was reloaded.
+    pub fn reload(&self, config: &Config) -> bool {
+        self.certs.reload(config)
+    }
+}
+
+impl ReloadableCerts {
+    fn reload(&self, config: &Config) -> bool {
+        let mut ok = true;
+        for (files, cert, what) in [
+            (config.web_tls_files(), &self.web, "Remote UI"),
+            (config.intake_tls_files(), &self.intake, "SMTP intake"),
+        ] {
+            match (files, cert) {
+                (Some(files), Some(cert)) => match files.reload_into(cert) {
+                    Ok(()) => {
+                        tracing::info!(certificate = files.cert, "reloaded the {what} certificate")
+                    }
+                    Err(e) => {
+                        ok = false;
+                        tracing::error!(error = %e, "the {what} certificate was not reloaded; the current one stays in use");
+                    }
+                },
+                (None, None) => {}
+                _ => {
+                    ok = false;
+                    tracing::warn!("switching the {what}'s TLS on or off takes a restart");
+                }
+            }
+        }
+        ok
+    }
 }
 
 /// How often delivery looks for jobs queued by other processes.
@@ -372,8 +423,16 @@ async fn prepare(
 /// start therefore leaves nothing running behind its error.
 pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppError> {
     crate::tls::install_crypto_provider();
-    let web_files = config.web_tls_files().map(|f| f.load()).transpose()?;
-    let intake_tls = config.intake_tls_files().map(|f| f.load()).transpose()?;
+    let (web_files, web_cert) = config
+        .web_tls_files()
+        .map(|f| f.load_reloadable())
+        .transpose()?
+        .unzip();
+    let (intake_tls, intake_cert) = config
+        .intake_tls_files()
+        .map(|f| f.load_reloadable())
+        .transpose()?
+        .unzip();
     let intake_bound = bind_intake(&config).await?;
     let listener = bind("web.listen", config.web.listen).await?;
     let web_addr = listener.local_addr().map_err(AppError::Serve)?;
@@ -391,6 +450,13 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         dummy_hash,
     } = match prepare(&config, &store, &key, &clock, web_addr, https, web_files).await {
         Ok(p) => p,
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let control_socket = match bind_control(&config).await {
+        Ok(s) => s,
         Err(e) => {
             store.close().await;
             return Err(e);
@@ -448,6 +514,23 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         throttle: Arc::default(),
     });
     let smtp_addrs = serve_intake(&config, intake_bound, intake_tls, sink, &shutdown);
+    if let Some(socket) = control_socket {
+        socket.serve(
+            crate::control::Control {
+                store: store.clone(),
+                clock: clock.clone(),
+                key: key.clone(),
+                tokens: tokens.clone(),
+                cas: cas.clone(),
+                google_cas: google_cas.clone(),
+                proxy: proxy.clone(),
+                wake: wake.clone(),
+                max_message_size: usize::try_from(config.intake.max_message_size)
+                    .unwrap_or(usize::MAX),
+            },
+            shutdown.clone(),
+        );
+    }
     purge_idle_sessions(
         store.clone(),
         clock.clone(),
@@ -546,22 +629,136 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         setup_url,
         shutdown,
         done,
+        certs: ReloadableCerts {
+            web: web_cert,
+            intake: intake_cert,
+        },
     })
 }
 
-/// Runs until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> Result<(), AppError> {
-    let running = start(config, Arc::new(SystemClock)).await?;
+/// Binds the control socket. A configured `control.socket` must work; the
+/// default one in the data directory is left out with a warning when it
+/// cannot be made (a path too long for a Unix socket), as nothing but the
+/// command line needs it.
+async fn bind_control(config: &Config) -> Result<Option<crate::control::ControlSocket>, AppError> {
+    let path = config.control_socket();
+    match crate::control::ControlSocket::bind(&path).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e @ crate::control::ControlServerError::InUse { .. }) => Err(e.into()),
+        Err(e) if config.control.socket.is_empty() => {
+            tracing::warn!(error = %e, "no control socket: hikyaku queue, status and local submission by other users will not reach this server; set control.socket");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a reload (SIGHUP) re-reads besides the certificates: the
+/// configuration file, and the log level it names.
+pub struct Reload {
+    /// Reads the configuration again (the file `serve` started from).
+    pub read_config: Box<dyn Fn() -> Result<Config, String> + Send + Sync>,
+    /// Applies `log.level`; `Err` says why the level was not applied.
+    pub set_log_level: SetLogLevel,
+}
+
+/// Applies a `log.level` value; `Err` says why it was not applied.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Runs until SIGINT or SIGTERM; SIGHUP reloads (see [`Running::reload`]).
+pub async fn serve(config: Config, reload: Reload) -> Result<(), AppError> {
+    let mut running = start(config.clone(), Arc::new(SystemClock)).await?;
     let shutdown = running.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         shutdown.cancel();
     });
-    running
-        .done
-        .await
+    let certs = std::mem::take(&mut running.certs);
+    let done = &mut running.done;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            let mut current = config;
+            loop {
+                tokio::select! {
+                    result = &mut *done => return result.map_err(|e| AppError::Serve(std::io::Error::other(e)))?,
+                    _ = hup.recv() => {
+                        tracing::info!("reloading (SIGHUP)");
+                        match (reload.read_config)() {
+                            Ok(new) => {
+                                reload_config(&certs, &reload, &current, &new);
+                                current = new;
+                            }
+                            Err(e) => tracing::error!(error = %e, "the configuration was not reloaded; everything stays as it was"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    done.await
         .map_err(|e| AppError::Serve(std::io::Error::other(e)))?
+}
+
+/// Applies a re-read configuration: the log level and the certificates now;
+/// the settings that need a restart are named in the log.
+fn reload_config(certs: &ReloadableCerts, reload: &Reload, old: &Config, new: &Config) {
+    if new.log.level != old.log.level {
+        match (reload.set_log_level)(&new.log.level) {
+            Ok(()) => tracing::info!(level = %new.log.level, "log level changed"),
+            Err(e) => tracing::error!(error = %e, "the log level was not changed"),
+        }
+    }
+    certs.reload(new);
+    let reloadable = [
+        "log.level",
+        "web.tls_cert",
+        "web.tls_key",
+        "intake.tls_cert",
+        "intake.tls_key",
+    ];
+    let changed: Vec<String> = changed_keys(old, new)
+        .into_iter()
+        .filter(|k| !reloadable.contains(&k.as_str()))
+        .collect();
+    if !changed.is_empty() {
+        tracing::warn!(
+            keys = %changed.join(", "),
+            "these settings changed in the file and take effect at the next restart"
+        );
+    }
+}
+
+/// The `section.key` names whose values differ.
+fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    let flat = |c: &Config| {
+        let mut out = std::collections::BTreeMap::new();
+        if let Ok(toml::Value::Table(t)) = toml::Value::try_from(c) {
+            for (k, v) in t {
+                match v {
+                    toml::Value::Table(section) => {
+                        for (sk, sv) in section {
+                            out.insert(format!("{k}.{sk}"), sv);
+                        }
+                    }
+                    v => {
+                        out.insert(k, v);
+                    }
+                }
+            }
+        }
+        out
+    };
+    let (a, b) = (flat(old), flat(new));
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 async fn wait_for_signal() {

@@ -192,6 +192,16 @@ config_keys! {
         format: LogFormat = LogFormat::Text, "text | json";
     }
 
+    /// The local control socket: `hikyaku queue`, `status`, `send` and
+    /// `sendmail` reach the running server through it.
+    control: ControlConfig {
+        /// Path of the Unix socket. Empty: hikyaku.sock in data_dir (reachable only
+        /// by users who can enter data_dir). The package puts it in
+        /// /run/hikyaku/, where every local user can submit mail; only root and
+        /// hikyaku's own user may manage the queue through it.
+        socket: String = String::new(), "path";
+    }
+
     /// The SMTP listeners and what they accept.
     intake: IntakeConfig {
         /// Plain SMTP listeners (STARTTLS offered if intake.tls_cert is set). Keep
@@ -353,6 +363,15 @@ impl Config {
             key_key: "web.tls_key",
             key: &self.web.tls_key,
         })
+    }
+
+    /// Where the control socket is (`control.socket`, else in `data_dir`).
+    pub fn control_socket(&self) -> PathBuf {
+        if self.control.socket.is_empty() {
+            self.data_dir.join("hikyaku.sock")
+        } else {
+            PathBuf::from(&self.control.socket)
+        }
     }
 
     /// The SMTP listeners' certificate and key files, when configured.

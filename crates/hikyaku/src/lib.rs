@@ -11,6 +11,7 @@ pub(crate) mod clockjump;
 pub mod cloud;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod delivery;
 pub mod http;
 pub(crate) mod i18n;

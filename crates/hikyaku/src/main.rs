@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand};
 
 use hikyaku::admin::users::parse_role;
 use hikyaku::admin::{Actor, Admin};
-use hikyaku::clock::{Clock, SystemClock};
+use hikyaku::clock::SystemClock;
 use hikyaku::config::{Config, LogFormat};
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -43,12 +45,50 @@ enum Command {
     Send(SendArgs),
     /// sendmail-compatible submission: reads a message on standard input.
     /// Also used when hikyaku is invoked under the name `sendmail`.
-    #[command(disable_help_flag = true)]
+    #[command(disable_help_flag = true, after_help = SENDMAIL_FLAGS)]
     Sendmail {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The running server's queue, like mailq: list, show, retry, delete.
+    /// Also used when hikyaku is invoked under the name `mailq`.
+    Queue {
+        #[command(flatten)]
+        server: cli::queue::ServerArgs,
+        #[command(flatten)]
+        filter: cli::queue::Filter,
+        #[command(subcommand)]
+        action: Option<cli::queue::Action>,
+    },
+    /// Each account's token and connection status, the queue's counts and
+    /// the last error, from the running server.
+    Status {
+        #[command(flatten)]
+        server: cli::queue::ServerArgs,
+    },
 }
+
+/// What `hikyaku help sendmail` says of the flags.
+const SENDMAIL_FLAGS: &str = "\
+Usage: sendmail [FLAGS] [RECIPIENT...] < message
+
+The message is handed to the running server (any local user may), or, when
+no server runs, written to its queue by a user who may (root, hikyaku's own).
+Nothing is printed on success; an error says why nothing was queued.
+
+Supported flags:
+  -t             recipients from the To, Cc and Bcc headers (besides arguments)
+  -f ADDR, -r ADDR
+                 envelope sender (also -fADDR); default: the From header's
+                 address, else the default account's sender or mailbox
+  -F NAME        display name of the From header added when there is none
+  -i, -oi        a line with a single dot does not end the message
+  --             the rest are recipients
+
+Accepted and ignored: -bm (the default mode), -v, -U, -n, -m, -em, -ee,
+  -oem, -oee, other -oX options, -B TYPE, -N DSN, -R RET, -V ENVID.
+Refused: -bs, -bd, -bp, -q and every other -b or -q mode (use `hikyaku serve`
+  and `hikyaku queue`). Bcc headers are always removed from the message.";
 
 #[derive(clap::Args)]
 struct SendArgs {
@@ -132,49 +172,51 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 /// The configuration and the name of where it came from: the given file,
 /// else `./hikyaku.toml`, else the system-wide file, else the defaults.
 fn load_config_from(path: Option<&PathBuf>) -> anyhow::Result<(Config, String)> {
+    match config_path(path) {
+        Some(p) => Ok((Config::load(&p)?, p.display().to_string())),
+        None => Ok((Config::default(), "the built-in defaults".into())),
+    }
+}
+
+/// The configuration file in use, if any (see [`load_config_from`]).
+fn config_path(path: Option<&PathBuf>) -> Option<PathBuf> {
     if let Some(p) = path {
-        return Ok((Config::load(p)?, p.display().to_string()));
+        return Some(p.clone());
     }
-    for candidate in ["hikyaku.toml", SYSTEM_CONFIG] {
-        let candidate = PathBuf::from(candidate);
-        if candidate.exists() {
-            return Ok((Config::load(&candidate)?, candidate.display().to_string()));
-        }
-    }
-    Ok((Config::default(), "the built-in defaults".into()))
+    ["hikyaku.toml", SYSTEM_CONFIG]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|candidate| candidate.exists())
 }
 
-/// The commands that hand a message to the server use its existing queue,
-/// never a new one that no server would read (as a relative `data_dir`
-/// would give from another working directory).
-fn require_queue(config: &Config) -> anyhow::Result<()> {
-    if config.data_dir.join(hikyaku::store::DB_FILE).exists() {
-        return Ok(());
-    }
-    let shown = std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
-    bail!(
-        "no hikyaku queue in {}; nothing was queued. The server creates it at its first start: \
-         run this command where the server runs (its working directory), or give the server's \
-         configuration with --config or HIKYAKU_CONFIG, or install it as {SYSTEM_CONFIG} with an \
-         absolute data_dir",
-        shown.display()
-    )
-}
-
-fn init_logging(config: &Config) {
+/// Sets up logging; returns how a reload changes the level.
+fn init_logging(config: &Config) -> hikyaku::app::SetLogLevel {
+    use tracing_subscriber::prelude::*;
+    let from_env = std::env::var_os("RUST_LOG").is_some();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     // Colour only on a terminal: a journal or a log file gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let layer = match config.log.format {
+        LogFormat::Json => layer.json().boxed(),
+        LogFormat::Text => layer.boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer)
+        .init();
+    Box::new(move |level| {
+        if from_env {
+            return Err("RUST_LOG is set and takes precedence over log.level".into());
+        }
+        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -208,26 +250,9 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// The address local submissions come from when none is given: the default
-/// account's sender or authorized mailbox.
-async fn default_sender(store: &hikyaku::store::Store) -> anyhow::Result<String> {
-    let accounts = store.accounts().await?;
-    let pick = accounts
-        .iter()
-        .find(|a| a.is_default && a.enabled)
-        .or_else(|| {
-            accounts
-                .iter()
-                .find(|a| a.enabled && a.token_status == "active")
-        });
-    pick.and_then(|a| a.sender.clone().or_else(|| a.mailbox.clone()))
-        .context("no sender address: give --from (or -f), or authorize an account first")
-}
-
 async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
     use hikyaku::intake::local;
     let args = local::parse_sendmail_args(raw)?;
-    require_queue(config)?;
     let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
     // Read no more than fits: a runaway producer must not fill the memory.
     let mut input = Vec::new();
@@ -252,37 +277,12 @@ async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
     }
     // As sendmail does, with or without -t: Bcc recipients stay hidden.
     message = local::strip_bcc(&message);
-    let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
-    let header_from = hikyaku::intake::store_sink::summarize(&message).from;
-    let sender = match (&args.sender, &header_from) {
-        (Some(s), _) => local::check_address(s)?,
-        (None, Some(f)) => f.clone(),
-        (None, None) => default_sender(&store).await?,
-    };
-    if header_from.is_none() {
-        let from = match &args.full_name {
-            Some(name) => format!(
-                "From: \"{}\" <{sender}>\r\n",
-                name.replace(['"', '\\', '\r', '\n'], "")
-            ),
-            None => format!("From: {sender}\r\n"),
-        };
-        message.splice(0..0, from.into_bytes());
-    }
-    let domain = sender.rsplit_once('@').map_or("localhost", |(_, d)| d);
-    local::complete_header(&mut message, domain, SystemClock.now());
-    let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
-    let id = local::enqueue(
-        &store,
-        &SystemClock,
-        &format!("sendmail:{user}"),
-        &sender,
+    let submission = local::Submission {
+        sender: args.sender,
+        full_name: args.full_name,
         recipients,
-        message,
-        limit,
-    )
-    .await?;
-    store.close().await;
+    };
+    let id = cli::submit::submit(config, submission, message, "sendmail").await?;
     // Silent on success, as sendmail is: cron mails whatever a job prints.
     tracing::debug!(job_id = %id, "queued");
     Ok(())
@@ -290,12 +290,10 @@ async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
 
 async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
     use hikyaku::intake::local;
-    require_queue(config)?;
     let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
-    let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
     let from = match a.from {
         Some(f) => f,
-        None => default_sender(&store).await?,
+        None => cli::submit::default_sender(config).await?,
     };
     let body = match (a.body, a.body_file) {
         (Some(b), _) => b,
@@ -344,18 +342,12 @@ async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
                 )
             })
             .collect::<Result<_, _>>()?;
-    let user = std::env::var("USER").unwrap_or_else(|_| "local".into());
-    let id = local::enqueue(
-        &store,
-        &SystemClock,
-        &format!("cli:{user}"),
-        &envelope_from,
+    let submission = local::Submission {
+        sender: Some(envelope_from),
+        full_name: None,
         recipients,
-        message,
-        limit,
-    )
-    .await?;
-    store.close().await;
+    };
+    let id = cli::submit::submit(config, submission, message, "cli").await?;
     println!("queued as {id}");
     Ok(())
 }
@@ -364,15 +356,18 @@ async fn run() -> anyhow::Result<()> {
     // Invoked as `sendmail` (a symlink in place of /usr/sbin/sendmail).
     let mut argv = std::env::args();
     let argv0 = argv.next().unwrap_or_default();
-    if std::path::Path::new(&argv0)
+    let name = std::path::Path::new(&argv0)
         .file_name()
-        .is_some_and(|n| n == "sendmail")
-    {
+        .map(|n| n.to_string_lossy().into_owned());
+    if matches!(name.as_deref(), Some("sendmail" | "mailq")) {
         let config = load_config(
             std::env::var_os("HIKYAKU_CONFIG")
                 .map(PathBuf::from)
                 .as_ref(),
         )?;
+        if name.as_deref() == Some("mailq") {
+            return cli::queue::mailq(&config).await;
+        }
         return run_sendmail(&config, argv.collect()).await;
     }
     let cli = Cli::parse();
@@ -392,10 +387,32 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
-            let config = load_config(cli.config.as_ref())?;
-            init_logging(&config);
-            hikyaku::app::serve(config).await?;
+            let (config, origin) = load_config_from(cli.config.as_ref())?;
+            let set_log_level = init_logging(&config);
+            let path =
+                config_path(cli.config.as_ref()).map(|p| std::path::absolute(&p).unwrap_or(p));
+            let read_config = Box::new(move || match &path {
+                Some(p) => Config::load(p).map_err(|e| e.to_string()),
+                None => Ok(Config::default()),
+            });
+            tracing::debug!(configuration = %origin, "starting");
+            hikyaku::app::serve(
+                config,
+                hikyaku::app::Reload {
+                    read_config,
+                    set_log_level,
+                },
+            )
+            .await?;
             Ok(())
+        }
+        Command::Queue {
+            server,
+            filter,
+            action,
+        } => cli::queue::queue(&load_config(cli.config.as_ref())?, &server, filter, action).await,
+        Command::Status { server } => {
+            cli::queue::status(&load_config(cli.config.as_ref())?, &server).await
         }
         Command::Admin(cmd) => {
             let config = load_config(cli.config.as_ref())?;

@@ -32,6 +32,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -769,6 +771,48 @@ pub enum TlsFileError {
 impl TlsFiles<'_> {
     /// Reads both files and builds the listener configuration.
     pub fn load(&self) -> Result<Arc<rustls::ServerConfig>, TlsFileError> {
+        self.load_reloadable().map(|(config, _)| config)
+    }
+
+    /// [`TlsFiles::load`], with the handle that [`TlsFiles::reload_into`]
+    /// swaps the certificate through while the listeners run.
+    pub fn load_reloadable(
+        &self,
+    ) -> Result<(Arc<rustls::ServerConfig>, Arc<ReloadableCert>), TlsFileError> {
+        let cert = Arc::new(ReloadableCert(std::sync::RwLock::new(
+            self.certified_key()?,
+        )));
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| self.refused(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(cert.clone());
+        Ok((Arc::new(config), cert))
+    }
+
+    /// Reads both files again and, only if they are usable, makes new
+    /// handshakes use them; on an error the current certificate stays.
+    pub fn reload_into(&self, cert: &ReloadableCert) -> Result<(), TlsFileError> {
+        let key = self.certified_key()?;
+        if let Ok(mut current) = cert.0.write() {
+            *current = key;
+        }
+        Ok(())
+    }
+
+    fn refused(&self, reason: String) -> TlsFileError {
+        TlsFileError::Pair {
+            cert_key: self.cert_key,
+            cert: self.cert.to_owned(),
+            key_key: self.key_key,
+            key: self.key.to_owned(),
+            reason: format!(
+                "the TLS configuration was refused ({reason}): check that the key belongs to the first certificate"
+            ),
+        }
+    }
+
+    fn certified_key(&self) -> Result<Arc<CertifiedKey>, TlsFileError> {
         let read = |key: &'static str, path: &str| {
             std::fs::read(path).map_err(|error| TlsFileError::Read {
                 key,
@@ -809,15 +853,20 @@ impl TlsFiles<'_> {
                 ),
             )
         })?;
-        build_server_config(chain, key).map_err(|reason| TlsFileError::Pair {
-            cert_key: self.cert_key,
-            cert: self.cert.to_owned(),
-            key_key: self.key_key,
-            key: self.key.to_owned(),
-            reason: format!(
-                "the TLS configuration was refused ({reason}): check that the key belongs to the first certificate"
-            ),
-        })
+        CertifiedKey::from_der(chain, key, &provider())
+            .map(Arc::new)
+            .map_err(|e| self.refused(e.to_string()))
+    }
+}
+
+/// A listener's certificate that a reload (SIGHUP) can replace: each new
+/// handshake takes the current one; open connections keep theirs.
+#[derive(Debug)]
+pub struct ReloadableCert(std::sync::RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.read().ok().map(|key| key.clone())
     }
 }
 

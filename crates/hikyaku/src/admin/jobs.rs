@@ -4,6 +4,7 @@ use super::{Admin, AdminError, Live};
 use crate::i18n::Reason;
 use crate::queue::JobStore as _;
 use crate::roles::Permission;
+use crate::store::StoreError;
 use crate::store::audit::Action;
 
 impl Admin<'_> {
@@ -15,6 +16,43 @@ impl Admin<'_> {
         (live.wake)();
         self.audit(Action::JobRetry, job(id)).await;
         Ok(())
+    }
+
+    /// Makes every deferred job due now (`hikyaku queue retry --all-deferred`);
+    /// returns how many. A job that moved on meanwhile (claimed, delivered)
+    /// is left as it is.
+    pub async fn retry_deferred_jobs(&self, live: &Live<'_>) -> Result<u64, AdminError> {
+        self.require(Permission::ManageJobs)?;
+        let filter = crate::queue::JobFilter {
+            state: Some(crate::queue::JobState::Deferred),
+            ..Default::default()
+        };
+        // The ids first: each retry moves a job out of the filtered list.
+        let mut ids = Vec::new();
+        loop {
+            let offset = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+            let page = self.store.jobs(&filter, 1000, offset).await?;
+            let done = page.len() < 1000;
+            ids.extend(page.into_iter().map(|j| j.id));
+            if done {
+                break;
+            }
+        }
+        let mut retried = 0;
+        for id in ids {
+            match self.store.retry_job(&id, self.clock.unix()).await {
+                Ok(()) => {
+                    self.audit(Action::JobRetry, job(&id)).await;
+                    retried += 1;
+                }
+                Err(StoreError::NotFound | StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if retried > 0 {
+            (live.wake)();
+        }
+        Ok(retried)
     }
 
     /// Deletes a job that is not being delivered.

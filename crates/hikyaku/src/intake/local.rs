@@ -1,8 +1,9 @@
 //! Local submission: `hikyaku send` (a message built from arguments, e.g.
 //! scan-to-email from a script) and `hikyaku sendmail` (a drop-in for
-//! `/usr/sbin/sendmail` in cron). Both put the message straight into the
-//! durable queue of the data directory, so they work whether or not the server
-//! is running; the server's delivery picks the job up.
+//! `/usr/sbin/sendmail` in cron). The running server queues them through its
+//! control socket for any local user (`control`); when the server is stopped,
+//! root and hikyaku's own user put them straight into the durable queue of the
+//! data directory and the server's delivery picks them up at its next start.
 
 use std::path::PathBuf;
 
@@ -43,6 +44,8 @@ pub enum LocalError {
     Nul,
     #[error("the queue could not store the message: {0}")]
     Store(StoreError),
+    #[error("no sender address: give --from (or -f), or authorize an account first")]
+    NoSender,
 }
 
 impl From<StoreError> for LocalError {
@@ -331,6 +334,75 @@ pub fn check_address(a: &str) -> Result<String, LocalError> {
         ));
     }
     Ok(a.to_string())
+}
+
+/// A message from the command line and what is known of its envelope; the
+/// sender is completed where the store can be read (by the server for a
+/// message handed over its control socket).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Submission {
+    /// `-f` / `--from`; else the From header's address, else the default
+    /// account's sender or mailbox.
+    pub sender: Option<String>,
+    /// `-F`: the display name of a From header that hikyaku adds.
+    pub full_name: Option<String>,
+    pub recipients: Vec<String>,
+}
+
+/// The address local submissions come from when none is given: the default
+/// account's sender or authorized mailbox.
+pub async fn default_sender(store: &Store) -> Result<String, LocalError> {
+    let accounts = store.accounts().await?;
+    let pick = accounts
+        .iter()
+        .find(|a| a.is_default && a.enabled)
+        .or_else(|| {
+            accounts
+                .iter()
+                .find(|a| a.enabled && a.token_status == "active")
+        });
+    pick.and_then(|a| a.sender.clone().or_else(|| a.mailbox.clone()))
+        .ok_or(LocalError::NoSender)
+}
+
+/// Completes a submission (sender, From, Date, Message-ID, as sendmail does)
+/// and queues it; returns the job id. `Ok` means stored and synced.
+pub async fn submit(
+    store: &Store,
+    clock: &dyn Clock,
+    submitter: &str,
+    submission: Submission,
+    mut message: Vec<u8>,
+    limit: usize,
+) -> Result<String, LocalError> {
+    let header_from = super::store_sink::summarize(&message).from;
+    let sender = match (&submission.sender, &header_from) {
+        (Some(s), _) => check_address(s)?,
+        (None, Some(f)) => f.clone(),
+        (None, None) => default_sender(store).await?,
+    };
+    if header_from.is_none() {
+        let from = match &submission.full_name {
+            Some(name) => format!(
+                "From: \"{}\" <{sender}>\r\n",
+                name.replace(['"', '\\', '\r', '\n'], "")
+            ),
+            None => format!("From: {sender}\r\n"),
+        };
+        message.splice(0..0, from.into_bytes());
+    }
+    let domain = sender.rsplit_once('@').map_or("localhost", |(_, d)| d);
+    complete_header(&mut message, domain, clock.now());
+    enqueue(
+        store,
+        clock,
+        submitter,
+        &sender,
+        submission.recipients,
+        message,
+        limit,
+    )
+    .await
 }
 
 /// Puts a message into the durable queue; returns the job id.

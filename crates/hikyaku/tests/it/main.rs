@@ -13,6 +13,7 @@ mod delivery;
 mod network;
 mod oauth_flow;
 mod properties;
+mod queue;
 mod secrets;
 mod sending;
 mod tokens;
