@@ -6,8 +6,12 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod ca;
+pub mod export;
 pub mod jobs;
+pub mod retention;
+pub mod stats;
 pub mod submitters;
 pub mod users;
 
@@ -214,7 +218,10 @@ pub(crate) struct WriteTx {
 
 impl WriteTx {
     pub(crate) async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
+        let started = std::time::Instant::now();
+        let done = self.tx.commit().await;
+        crate::metrics::store_commit(started.elapsed());
+        Ok(done?)
     }
 }
 
