@@ -39,9 +39,20 @@ pub async fn metrics(
             )
                 .into_response());
         }
-        ApiCaller::from_request_parts(&mut parts, &state)
-            .await?
-            .require(Permission::ViewStatus)?;
+        // Answered here, not as the pages' sign-in redirect: a scraper
+        // follows no login form.
+        match ApiCaller::from_request_parts(&mut parts, &state).await {
+            Ok(caller) => caller.require(Permission::ViewStatus)?,
+            Err(WebError::LoginRequired) => {
+                return Ok((
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    TOKEN_NEEDED,
+                )
+                    .into_response());
+            }
+            Err(e) => return Err(e),
+        }
     }
     let Some(_) = crate::metrics::install() else {
         return Ok((
