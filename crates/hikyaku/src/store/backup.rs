@@ -187,16 +187,17 @@ pub async fn backup(data_dir: &Path, target: &Path) -> Result<Summary, BackupErr
 /// lives; `None` when another process holds it.
 pub fn lock_data_dir(data_dir: &Path) -> Result<Option<std::fs::File>, BackupError> {
     let path = data_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|error| BackupError::Write {
-            path: path.display().to_string(),
-            error,
-        })?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(&path).map_err(|error| BackupError::Write {
+        path: path.display().to_string(),
+        error,
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
