@@ -141,11 +141,88 @@ fn purge_idle_sessions(
     })
 }
 
+/// The first purge of old history runs this long after start, so that it
+/// does not add to the work of starting; then once a day.
+const RETENTION_FIRST_RUN: Duration = Duration::from_secs(5 * 60);
+const RETENTION_PERIOD: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Deletes, after `first` and then every `period` until `shutdown`, the
+/// finished jobs and audit entries older than `keep` allows.
+pub fn purge_old_records(
+    store: Store,
+    clock: SharedClock,
+    keep: crate::store::retention::Retention,
+    first: Duration,
+    period: Duration,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut wait = first;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = period;
+            match store.purge(clock.unix(), keep).await {
+                Ok(p) => tracing::info!(
+                    jobs = p.jobs,
+                    audit_entries = p.audit_entries,
+                    "old history purged (history.keep_days, audit.keep_days)"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot purge old history; trying again tomorrow")
+                }
+            }
+        }
+    })
+}
+
 /// Opens the store and the master key of a data directory.
 pub async fn open_data(data_dir: &Path) -> Result<(Store, Arc<MasterKey>), AppError> {
     let store = Store::open(data_dir).await?;
     let key = Arc::new(MasterKey::load_or_create(data_dir)?);
     Ok((store, key))
+}
+
+/// Whether the master key a data directory would start with opens the
+/// secrets sealed in its store (after a restore).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    /// No `master.key` and no `HIKYAKU_MASTER_KEY`: a start would make a new
+    /// key, and every stored token and secret would be lost.
+    Missing,
+    /// It opens the stored refresh tokens.
+    Opens,
+    /// The store holds no sealed token to try it on.
+    NothingToOpen,
+    /// It does not open them: another installation's key.
+    Wrong,
+}
+
+/// Tries the data directory's master key on the store's refresh tokens.
+pub async fn check_master_key(data_dir: &Path) -> Result<KeyCheck, AppError> {
+    if std::env::var_os("HIKYAKU_MASTER_KEY").is_none()
+        && !data_dir.join(crate::secrets::KEY_FILE).exists()
+    {
+        return Ok(KeyCheck::Missing);
+    }
+    let (store, key) = open_data(data_dir).await?;
+    let mut check = KeyCheck::NothingToOpen;
+    for a in store.accounts().await? {
+        let Some(blob) = store.sealed_secrets(a.id).await?.refresh_token else {
+            continue;
+        };
+        let aad = crate::tokens::aad(a.id, "refresh_token");
+        if key.open(&aad, &blob).is_ok() {
+            check = KeyCheck::Opens;
+        } else {
+            check = KeyCheck::Wrong;
+            break;
+        }
+    }
+    store.close().await;
+    Ok(check)
 }
 
 /// Loads the outbound proxy (Management → Network) from the store.
@@ -440,6 +517,23 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
     let https = !loopback && !config.web.allow_plain_http;
 
     let (store, key) = open_data(&config.data_dir).await?;
+    // Held while the server runs: `hikyaku restore` refuses to replace the
+    // store under it.
+    let data_lock = match crate::store::backup::lock_data_dir(&config.data_dir) {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => {
+            tracing::warn!(data_dir = %config.data_dir.display(), "another hikyaku process holds this data directory's lock; two servers over one store is not supported");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot lock the data directory");
+            None
+        }
+    };
+    crate::metrics::install();
+    if let Ok(accounts) = store.accounts().await {
+        crate::metrics::set_account_names(accounts.into_iter().map(|a| (a.id, a.name)));
+    }
     let Prepared {
         web_tls: tls,
         cas,
@@ -538,6 +632,17 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         SESSION_PURGE_PERIOD,
         shutdown.clone(),
     );
+    purge_old_records(
+        store.clone(),
+        clock.clone(),
+        crate::store::retention::Retention {
+            history_days: config.history.keep_days,
+            audit_days: config.audit.keep_days,
+        },
+        RETENTION_FIRST_RUN,
+        RETENTION_PERIOD,
+        shutdown.clone(),
+    );
     // Wall-clock jumps: audit, refresh every token, re-check connections (clockjump.rs).
     let reaction = crate::clockjump::JumpReaction {
         store: store.clone(),
@@ -620,6 +725,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         let _ = delivery_task.await;
         tokens_for_shutdown.shutdown();
         store.close().await;
+        drop(data_lock);
         result
     });
     Ok(Running {

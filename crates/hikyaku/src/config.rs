@@ -281,6 +281,19 @@ config_keys! {
         /// Loopback host of the redirect URI (127.0.0.1 or localhost).
         redirect_host: String = "127.0.0.1".into(), "string", loopback_host;
     }
+
+    /// The Send Job History.
+    history: HistoryConfig {
+        /// Sent and failed jobs (and a failed job's message) are deleted this many
+        /// days after they finished. Queued and deferred jobs are never deleted.
+        keep_days: u64 = 90, "days", positive;
+    }
+
+    /// The Audit Log.
+    audit: AuditConfig {
+        /// Audit Log entries are deleted after this many days.
+        keep_days: u64 = 365, "days", positive;
+    }
 }
 
 impl Config {

@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod http;
 pub(crate) mod i18n;
 pub mod intake;
+pub mod metrics;
 pub(crate) mod passwords;
 pub mod provider;
 pub(crate) mod proxy;

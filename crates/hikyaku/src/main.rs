@@ -43,6 +43,17 @@ enum Command {
     Oauth(OauthCommand),
     /// Queue a message built from arguments (e.g. scan-to-email from a script).
     Send(SendArgs),
+    /// Write a consistent copy of the store to FILE (the server may be running).
+    /// Keep it together with the data directory's master.key.
+    Backup { file: PathBuf },
+    /// Restore a backup FILE into the data directory of a stopped server (or a
+    /// new one); master.key must be the one kept with the backup.
+    Restore {
+        file: PathBuf,
+        /// Replace a store that is already there (it is kept beside, renamed).
+        #[arg(long)]
+        replace: bool,
+    },
     /// sendmail-compatible submission: reads a message on standard input.
     /// Also used when hikyaku is invoked under the name `sendmail`.
     #[command(disable_help_flag = true, after_help = SENDMAIL_FLAGS)]
@@ -250,6 +261,59 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+async fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use hikyaku::store::backup;
+    let s = backup::backup(&config.data_dir, file).await?;
+    let key = config.data_dir.join(hikyaku::secrets::KEY_FILE);
+    println!(
+        "backup written to {} ({} bytes: {} accounts, {} jobs of which {} waiting)",
+        file.display(),
+        s.bytes,
+        s.accounts,
+        s.jobs_total,
+        s.jobs_waiting
+    );
+    println!(
+        "keep it together with {} (or your HIKYAKU_MASTER_KEY): the tokens and secrets in the backup can be read only with that key; store the key apart from the backup's copies as carefully as a password",
+        key.display()
+    );
+    Ok(())
+}
+
+async fn restore(config: &Config, file: &std::path::Path, replace: bool) -> anyhow::Result<()> {
+    use hikyaku::app::KeyCheck;
+    use hikyaku::store::backup;
+    let now = SystemClock.unix();
+    let r = backup::restore(file, &config.data_dir, replace, now).await?;
+    println!(
+        "restored {} into {} ({} accounts, {} jobs of which {} waiting: they are delivered when the server starts)",
+        file.display(),
+        config.data_dir.display(),
+        r.summary.accounts,
+        r.summary.jobs_total,
+        r.summary.jobs_waiting
+    );
+    if let Some(aside) = &r.set_aside {
+        println!("the store that was there is kept as {}", aside.display());
+    }
+    let key = config.data_dir.join(hikyaku::secrets::KEY_FILE);
+    match hikyaku::app::check_master_key(&config.data_dir).await? {
+        KeyCheck::Opens => println!("{} opens the restored tokens", key.display()),
+        KeyCheck::NothingToOpen => {
+            println!("the backup holds no authorized account; no key was needed")
+        }
+        KeyCheck::Missing => bail!(
+            "the store is restored, but {} is missing: copy the master.key kept with this backup there (mode 0600, owned by the user hikyaku runs as) before starting the server; started without it, hikyaku would make a new key and every account would need to be authorized again",
+            key.display()
+        ),
+        KeyCheck::Wrong => bail!(
+            "the store is restored, but {} does not open its tokens: it is another installation's key. Copy the master.key kept with this backup there before starting the server",
+            key.display()
+        ),
+    }
+    Ok(())
+}
+
 async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
     use hikyaku::intake::local;
     let args = local::parse_sendmail_args(raw)?;
@@ -385,6 +449,10 @@ async fn run() -> anyhow::Result<()> {
                 toml::to_string(&config).context("cannot print the configuration")?
             );
             Ok(())
+        }
+        Command::Backup { file } => backup(&load_config(cli.config.as_ref())?, &file).await,
+        Command::Restore { file, replace } => {
+            restore(&load_config(cli.config.as_ref())?, &file, replace).await
         }
         Command::Serve => {
             let (config, origin) = load_config_from(cli.config.as_ref())?;

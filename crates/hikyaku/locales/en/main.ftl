@@ -471,3 +471,17 @@ reason-job-shutdown = interrupted by shutdown; will be retried
 reason-smtp-advice-auth-disabled = SMTP AUTH is disabled for this mailbox or tenant: enable "Authenticated SMTP" in the Microsoft 365 admin center → Users → Active users → (the user) → Mail → Manage email apps (for the whole tenant: Set-TransportConfig -SmtpClientAuthenticationDisabled $false). The message waits and is retried.
 reason-smtp-advice-send-as = the mailbox may not send as this sender: clear the Sender address in the account's E-mail Settings (the authorized mailbox is then used) or grant the mailbox Send As rights for it
 reason-smtp-advice-quota = the provider's sending limit for this mailbox is reached; the message is retried later
+
+# Operations: the Portal's chart, the store size and the job history's CSV export
+chart-title = Messages sent
+chart-hourly-title = Messages per hour, last 24 hours
+chart-daily-title = Messages per day, last 30 days
+chart-bar = { $when }: Sent { $sent }, Deferred { $deferred }, Failed { $failed }
+chart-numbers = The numbers
+chart-period = Period
+chart-total = Total
+chart-store-size = Store size
+jobs-export-csv = Export as CSV
+job-id = Job ID
+job-envelope-from = Envelope sender
+job-reply-code = Reply code

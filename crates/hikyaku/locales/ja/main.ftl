@@ -504,3 +504,17 @@ reason-job-shutdown = 停止により中断されました。再送します
 reason-smtp-advice-auth-disabled = このメールボックスまたはテナントでSMTP AUTHが無効です。Microsoft 365管理センター → ユーザー → アクティブなユーザー → (ユーザー) → メール → メールアプリの管理 で「認証済みSMTP」を有効にしてください(テナント全体では Set-TransportConfig -SmtpClientAuthenticationDisabled $false)。メッセージは待機して再送します。
 reason-smtp-advice-send-as = このメールボックスはこの送信者として送信できません。アカウントのEメール設定の[送信者アドレス]を空にする(認可したメールボックスが使われます)か、メールボックスにこの送信者の「送信者として送信」権限を与えてください
 reason-smtp-advice-quota = このメールボックスのプロバイダーの送信上限に達しました。メッセージは後で再送します
+
+# Operations: the Portal's chart, the store size and the job history's CSV export
+chart-title = 送信したメッセージ
+chart-hourly-title = 時間ごとのメッセージ数（過去24時間）
+chart-daily-title = 日ごとのメッセージ数（過去30日）
+chart-bar = { $when }：送信済み { $sent } 件、再送待ち { $deferred } 件、失敗 { $failed } 件
+chart-numbers = 数値を表示
+chart-period = 期間
+chart-total = 合計
+chart-store-size = ストアのサイズ
+jobs-export-csv = CSV で書き出す
+job-id = ジョブ ID
+job-envelope-from = エンベロープの送信者
+job-reply-code = 応答コード

@@ -78,6 +78,9 @@ impl Delivery {
                 }
                 log_err("the upstream's acceptance", result);
                 tracing::info!(job_id = %job.id, account = via.id, attempt = job.attempts, code = outcome::reply_code(&reply), refused = refused.len(), "sent");
+                crate::metrics::delivery(Some(via.id), "sent");
+                crate::metrics::upstream_reply(outcome::reply_code(&reply));
+                crate::metrics::delivered_after(now - job.created_at);
                 if !refused.is_empty() {
                     self.queue_notice(job, &refused, false, Some(via), original)
                         .await;
@@ -88,6 +91,7 @@ impl Delivery {
             }
             Attempt::Temporary { reply, code } if expired => {
                 tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), "failed: too old");
+                crate::metrics::upstream_reply(code.map(ReplyCode::value));
                 self.give_up(job, reply, now).await
             }
             Attempt::Temporary { reply, code } => {
@@ -97,6 +101,8 @@ impl Delivery {
                     store.defer_job(&job.id, &reply, next, now, true).await,
                 );
                 tracing::info!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), next_attempt_at = next, "deferred");
+                crate::metrics::delivery(job.via_account_id.or(job.account_id), "deferred");
+                crate::metrics::upstream_reply(code.map(ReplyCode::value));
                 Outcome::Deferred {
                     reply: reply.to_string(),
                     next_attempt_at: next,
@@ -115,6 +121,8 @@ impl Delivery {
                     store.mark_failed(&job.id, via, &reply, now).await,
                 );
                 tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), "failed");
+                crate::metrics::delivery(via.or(job.account_id), "failed");
+                crate::metrics::upstream_reply(code.map(ReplyCode::value));
                 let failed = if failed.is_empty() {
                     all_refused(job, &reply)
                 } else {
@@ -164,6 +172,7 @@ impl Delivery {
     /// queues the failure notice.
     pub(super) async fn give_up(&self, job: &Job, last: Reason, now: i64) -> Outcome {
         let reply = replies::gave_up(last, self.inner.config.max_age_hours);
+        crate::metrics::delivery(job.via_account_id.or(job.account_id), "failed");
         if let Err(e) = self
             .inner
             .store

@@ -32,6 +32,18 @@ pub enum Rejection {
     Nul,
 }
 
+impl Rejection {
+    /// The `reason` label of the intake's refusal counter.
+    pub fn metric_reason(self) -> &'static str {
+        match self {
+            Rejection::BareNewline => "bare_newline",
+            Rejection::LineTooLong => "line_too_long",
+            Rejection::TooBig => "too_big",
+            Rejection::Nul => "nul",
+        }
+    }
+}
+
 /// What the collector made of the data once the final dot arrived.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {

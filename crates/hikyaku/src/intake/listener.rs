@@ -63,6 +63,7 @@ pub async fn serve<S: IntakeSink>(
         };
         // Replies are small and latency-bound; Nagle would only add delay.
         let _ = stream.set_nodelay(true);
+        crate::metrics::intake_connection();
         let config = Arc::clone(&config);
         let sink = Arc::clone(&sink);
         let shutdown = shutdown.clone();

@@ -91,6 +91,18 @@ pub enum SinkError {
     Throttled(i64),
 }
 
+impl SinkError {
+    /// The `reason` label of the intake's refusal counter.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            SinkError::Temporary(_) => "temporary",
+            SinkError::Permanent(_) => "refused",
+            SinkError::StorageFull => "storage_full",
+            SinkError::Throttled(_) => "throttled",
+        }
+    }
+}
+
 /// What the intake needs from the rest of hikyaku.
 ///
 /// `accept` returns only after the message and its envelope are durably

@@ -726,6 +726,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             }
             Err(SinkError::Throttled(wait)) => {
                 warn!(peer = %self.peer, wait_secs = wait, "authentication refused: too many failed logins");
+                crate::metrics::intake_auth_failure();
                 self.auth_failures += 1;
                 self.reply(
                     454,
@@ -752,6 +753,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
     /// 421 and hang up once the limit is reached.
     async fn auth_failed(&mut self, user: &str) -> Flow {
         self.auth_failures += 1;
+        crate::metrics::intake_auth_failure();
         let failures = self.auth_failures;
         warn!(peer = %self.peer, user, failures, "authentication failed");
         let delay = self
@@ -801,6 +803,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         // Never an open relay: no login and no allowlist entry, no mail.
         if self.submitter().await.is_none() {
             info!(peer = %self.peer, "MAIL refused: not authenticated and not allowlisted");
+            crate::metrics::intake_refused("not_authenticated");
             self.reply(530, [5, 7, 0], "Authentication required");
             return;
         }
@@ -815,6 +818,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         }
         // RFC 1870 §6.1: refuse a declared size over our limit up front.
         if from.size > self.config.limits.max_message_size {
+            crate::metrics::intake_refused("too_big");
             self.reply(
                 552,
                 [5, 3, 4],
@@ -926,6 +930,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                     }
                 };
                 warn!(peer = %self.peer, %reason, "message refused");
+                crate::metrics::intake_refused(why.metric_reason());
                 match why {
                     Rejection::BareNewline => {
                         self.reply(554, [5, 6, 0], "Bare LF or CR not allowed");
@@ -968,11 +973,13 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         match self.sink.accept(submission).await {
             Ok(id) => {
                 info!(peer = %self.peer, submitter = %submitter_name, size, recipients, queue_id = %id, "message queued");
+                crate::metrics::intake_accepted();
                 let id = printable(&id, 64);
                 self.reply(250, [2, 0, 0], format_args!("Ok: queued as {id}"));
             }
             Err(error) => {
                 warn!(peer = %self.peer, submitter = %submitter_name, size, %error, "message not queued");
+                crate::metrics::intake_refused(error.metric_reason());
                 match error {
                     SinkError::Temporary(reason) => {
                         let reason = printable(&reason, 200);

@@ -6,9 +6,13 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod ca;
+pub mod export;
 pub mod jobs;
 pub mod postgres;
+pub mod retention;
+pub mod stats;
 pub mod submitters;
 pub mod users;
 
@@ -215,7 +219,10 @@ pub(crate) struct WriteTx {
 
 impl WriteTx {
     pub(crate) async fn commit(self) -> Result<()> {
-        Ok(self.tx.commit().await?)
+        let started = std::time::Instant::now();
+        let done = self.tx.commit().await;
+        crate::metrics::store_commit(started.elapsed());
+        Ok(done?)
     }
 }
 

@@ -511,7 +511,7 @@ impl Inner {
     }
 }
 
-fn aad(id: i64, field: &str) -> String {
+pub(crate) fn aad(id: i64, field: &str) -> String {
     format!("account:{id}:{field}")
 }
 

@@ -228,6 +228,7 @@ impl Inner {
                 _ => break outcome,
             }
         };
+        crate::metrics::token_refresh(id, outcome.is_ok());
         match outcome {
             Ok(t) => {
                 let mailbox = t

@@ -26,6 +26,7 @@ use crate::roles::Permission;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/jobs", get(jobs_list))
+        .route("/api/v1/jobs.csv", get(jobs_csv))
         .route("/api/v1/jobs/{id}", get(job_get).delete(job_delete))
         .route("/api/v1/jobs/{id}/retry", post(job_retry))
         .route("/api/v1/email/{provider}", get(email_get).put(email_put))
@@ -54,13 +55,10 @@ struct JobsQuery {
     offset: Option<i64>,
 }
 
-async fn jobs_list(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    Query(q): Query<JobsQuery>,
-) -> Result<Json<Value>, WebError> {
-    caller.require(Permission::ViewStatus)?;
-    let wanted = match q.state.as_deref().map(str::parse::<JobState>) {
+/// The state filter of a history query; an unknown state is refused with
+/// the list of states.
+fn wanted_state(q: &JobsQuery) -> Result<Option<JobState>, WebError> {
+    Ok(match q.state.as_deref().map(str::parse::<JobState>) {
         Some(Err(_)) => {
             let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
             return Err(WebError::BadRequest(
@@ -71,15 +69,44 @@ async fn jobs_list(
         }
         Some(Ok(s)) => Some(s),
         None => None,
-    };
+    })
+}
+
+async fn jobs_list(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<Value>, WebError> {
+    caller.require(Permission::ViewStatus)?;
     let filter = JobFilter {
-        state: wanted,
+        state: wanted_state(&q)?,
         account_id: None,
         search: q.q,
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0).max(0);
     Ok(Json(json!(state.store.jobs(&filter, limit, offset).await?)))
+}
+
+/// Every job the filters select, as CSV (`text/csv`).
+async fn jobs_csv(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Query(q): Query<JobsQuery>,
+) -> Result<Response, WebError> {
+    caller.require(Permission::ViewStatus)?;
+    let filter = JobFilter {
+        state: wanted_state(&q)?,
+        account_id: None,
+        search: q.q,
+    };
+    Ok(super::jobs_csv::response(
+        &state.store,
+        filter,
+        super::jobs_csv::Style::Api,
+        "jobs.csv",
+    )
+    .await?)
 }
 
 async fn job_get(

@@ -7,8 +7,10 @@ mod api_sending;
 pub mod auth;
 pub mod errors;
 pub mod i18n;
+mod jobs_csv;
 pub mod messages;
 pub mod pages;
+mod prometheus;
 mod refusals;
 
 use std::sync::Arc;
@@ -197,7 +199,10 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(pages::jobs_page))
         .route("/jobs/retry", post(pages::job_retry))
         .route("/jobs/delete", post(pages::job_delete))
-        .route("/static/style.css", get(pages::stylesheet));
+        .route("/static/style.css", get(pages::stylesheet))
+        // Operations: Prometheus metrics and the job history as CSV.
+        .route("/metrics", get(prometheus::metrics))
+        .route("/jobs.csv", get(pages::jobs_csv));
     pages
         .merge(api::router())
         .fallback(pages::not_found)

@@ -12,6 +12,7 @@ mod crash;
 mod delivery;
 mod network;
 mod oauth_flow;
+mod ops;
 mod properties;
 mod queue;
 mod secrets;

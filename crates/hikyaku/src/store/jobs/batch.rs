@@ -250,6 +250,7 @@ async fn commit_all(
     // The store's write lock keeps the pool's writers out; SQLite would make
     // them wait in its busy handler otherwise.
     let _guard = lock.lock().await;
+    let started = std::time::Instant::now();
     let ran = if !claims {
         script
             .build()
@@ -259,6 +260,7 @@ async fn commit_all(
     } else {
         script.build().fetch_all(&mut writer.conn).await
     };
+    crate::metrics::store_commit(started.elapsed());
     let rows = match ran {
         Ok(rows) => rows,
         Err(e) => {

@@ -6,7 +6,7 @@
 //! path of every message go through the group commit ([`batch`]).
 
 pub(super) mod batch;
-mod rows;
+pub(super) mod rows;
 
 use sqlx::Row;
 

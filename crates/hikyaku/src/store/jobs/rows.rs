@@ -5,7 +5,7 @@ use sqlx::Row;
 use crate::queue::{Job, JobState};
 use crate::store::{Conflict, Result, StoreError};
 
-pub(super) const JOB_COLUMNS: &str = "id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, via_account_id, created_at, updated_at";
+pub(in crate::store) const JOB_COLUMNS: &str = "id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, via_account_id, created_at, updated_at";
 
 /// The row's state; a name the queue does not know is a damaged row.
 pub(super) fn state(row: &sqlx::sqlite::SqliteRow) -> Result<JobState> {
@@ -15,7 +15,7 @@ pub(super) fn state(row: &sqlx::sqlite::SqliteRow) -> Result<JobState> {
     })
 }
 
-pub(super) fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
+pub(in crate::store) fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Job> {
     let rcpt: String = row.try_get("rcpt_to")?;
     let reply: Option<String> = row.try_get("last_reply")?;
     Ok(Job {

@@ -40,6 +40,7 @@ struct PortalPage {
     accounts: Vec<PortalAccount>,
     queue: String,
     last_error: String,
+    chart: super::chart::PortalChart,
 }
 
 /// Warnings that the Portal and the OAuth pages show: clock skew beyond 5 min.
@@ -110,6 +111,7 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
             .collect(),
         queue,
         last_error,
+        chart: super::chart::portal_chart(&state.store, &tr, state.clock.unix(), offset).await?,
         c: Chrome::for_ui(&ui, &state, "/"),
     };
     Ok(page.into_response())

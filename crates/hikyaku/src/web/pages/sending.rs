@@ -255,6 +255,8 @@ struct JobsPage {
     state: String,
     q: String,
     can_manage: bool,
+    /// The filtered rows as CSV.
+    csv_href: String,
     /// Links to the newer and the older page, when there is one.
     newer: Option<String>,
     older: Option<String>,
@@ -281,6 +283,43 @@ fn jobs_href(query: &JobsQuery, page: u32) -> String {
     format!("/jobs?{}", q.finish())
 }
 
+/// The CSV export's address with these filters.
+fn jobs_csv_href(query: &JobsQuery) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("state", &query.state)
+        .append_pair("q", &query.q);
+    format!("/jobs.csv?{}", q.finish())
+}
+
+/// The history's filters as the store takes them.
+fn job_filter(query: &JobsQuery) -> JobFilter {
+    JobFilter {
+        state: query.state.parse::<JobState>().ok(),
+        account_id: None,
+        search: Some(query.q.clone()).filter(|q| !q.is_empty()),
+    }
+}
+
+/// Every row the filters select, as CSV (the link beside the filters).
+pub async fn jobs_csv(
+    State(state): State<AppState>,
+    ui: Ui,
+    Query(query): Query<JobsQuery>,
+) -> Result<Response, WebError> {
+    ui.require(Permission::ViewStatus)?;
+    let style = crate::web::jobs_csv::Style::Page {
+        tr: ui.tr,
+        offset: display_offset(&state).await,
+    };
+    Ok(crate::web::jobs_csv::response(
+        &state.store,
+        job_filter(&query),
+        style,
+        "send-job-history.csv",
+    )
+    .await?)
+}
+
 pub async fn jobs_page(
     State(state): State<AppState>,
     ui: Ui,
@@ -297,11 +336,7 @@ async fn render_jobs(
     notice: Option<String>,
 ) -> Result<Response, WebError> {
     let offset = display_offset(state).await;
-    let filter = JobFilter {
-        state: query.state.parse::<JobState>().ok(),
-        account_id: None,
-        search: Some(query.q.clone()).filter(|q| !q.is_empty()),
-    };
+    let filter = job_filter(query);
     let accounts = state.store.accounts().await?;
     // One more than a page: whether an older page exists.
     let mut found = state
@@ -348,6 +383,7 @@ async fn render_jobs(
         .collect();
     Ok(JobsPage {
         c: Chrome::for_ui(ui, state, &jobs_href(query, query.page)).with_notice(notice),
+        csv_href: jobs_csv_href(query),
         newer: (query.page > 0).then(|| jobs_href(query, query.page - 1)),
         older: has_older.then(|| jobs_href(query, query.page.saturating_add(1))),
         jobs,
