@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use hikyaku::admin::users::parse_role;
 use hikyaku::admin::{Actor, Admin};
-use hikyaku::clock::SystemClock;
+use hikyaku::clock::{Clock as _, SystemClock};
 use hikyaku::config::{Config, LogFormat};
 
 mod cli;
