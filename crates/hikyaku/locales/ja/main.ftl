@@ -571,3 +571,4 @@ reason-tls-name-unlisted = { $target }の証明書はこのホスト名に対し
 reason-check-no-https-server = { $target }でHTTPSサーバーが応答しませんでした。エンドポイントのホスト名とポートを確認してください(既知のMicrosoftログインホスト以外では、これ以上の詳細は表示しません)。
 reason-check-not-provider = { $target }は応答しましたが、Microsoft Entra IDの認可サーバーではありません。エンドポイントを確認してください(例:https://login.microsoftonline.com/common/oauth2/v2.0)。
 reason-tls-unknown-issuer-google = 証明書が信頼されていません(発行者が不明)。管理者(Administrator)がCA証明書で発行元のCAを追加する必要があります(NetworkAdminが追加したCAはGoogleには適用されません。TLSを検査するプロキシのCAも管理者が追加してください)。
+reason-tls-cn-mismatch-unlisted = 証明書のサブジェクトCNが{ $target }のホストと一致しません(「CNを検証項目に追加する」がONです)。ホスト名をCommon Nameとするサーバー証明書を使用するか、「CNを検証項目に追加する」をOFFにしてください(既知のMicrosoftログインホスト以外では、CNは表示しません)。
