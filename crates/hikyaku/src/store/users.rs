@@ -548,6 +548,55 @@ mod tests {
     use crate::roles::Role;
     use crate::store::Store;
 
+    /// A database of a version before tokens had users: its tokens belong
+    /// to the first Administrator after the upgrade, and keep working.
+    #[tokio::test]
+    async fn tokens_of_an_earlier_version_belong_to_the_first_administrator() {
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(dir.path().join(crate::store::DB_FILE))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        let older: Vec<_> = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 7)
+            .cloned()
+            .collect();
+        before.migrations = std::borrow::Cow::Owned(older);
+        before.run(&pool).await.unwrap();
+        for (name, role) in [
+            ("ops", "network_admin"),
+            ("root", "administrator"),
+            ("second", "administrator"),
+        ] {
+            sqlx::query(
+                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, 'h', 0)",
+            )
+            .bind(name)
+            .bind(role)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ('old', 'administrator', 'hash-old', 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let store = Store::open(dir.path()).await.unwrap();
+        let token = store.api_token("hash-old", 100).await.unwrap().unwrap();
+        assert_eq!(token.user.as_deref(), Some("root"));
+        assert_eq!(token.effective_role(), Role::Administrator);
+        assert_eq!(token.state(100), super::TokenState::Active);
+        assert_eq!(token.last_used_at, Some(100));
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn idle_sessions_are_purged_and_used_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
