@@ -403,6 +403,8 @@ fn serve_intake(
         max_connections: usize::try_from(i.max_connections).unwrap_or(usize::MAX),
         max_connections_per_client: usize::try_from(i.max_connections_per_client)
             .unwrap_or(usize::MAX),
+        max_connections_per_network: usize::try_from(i.max_connections_per_network)
+            .unwrap_or(usize::MAX),
         idle_timeout: Duration::from_secs(i.idle_timeout_secs),
         // Both are greater than 0: the configuration refuses 0.
         session_timeout: Duration::from_secs(i.session_timeout_secs),

@@ -230,6 +230,9 @@ config_keys! {
         max_connections: u64 = 200, "integer", positive;
         /// SMTP connections at once from one client address.
         max_connections_per_client: u64 = 20, "integer", positive;
+        /// SMTP connections at once from one network (IPv4 /24, IPv6 /64), so
+        /// that a few addresses of one network cannot take every connection.
+        max_connections_per_network: u64 = 100, "integer", positive;
         /// An SMTP session that sends nothing for this long is closed (421 4.4.2).
         idle_timeout_secs: u64 = 300, "seconds", positive;
         /// Longest SMTP session.
@@ -741,6 +744,7 @@ mod tests {
             ("intake.max_recipients", "0", zero),
             ("intake.max_connections", "0", zero),
             ("intake.max_connections_per_client", "0", zero),
+            ("intake.max_connections_per_network", "0", zero),
             ("intake.idle_timeout_secs", "0", zero),
             ("intake.session_timeout_secs", "0", zero),
             ("intake.max_auth_failures", "0", zero),

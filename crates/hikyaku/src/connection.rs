@@ -71,6 +71,81 @@ impl ConnectionReport {
     }
 }
 
+impl ConnectionReport {
+    /// The report as it may be shown for a host that is not a plausible
+    /// endpoint of the provider (an administrator may type any host into
+    /// the endpoint field, so the check must not become a probe of the
+    /// internal network): the certificate's problem without the names or
+    /// dates it carries, one reason for "no HTTPS server answered" whatever
+    /// the port did, one for "answered, but not as an endpoint" without its
+    /// HTTP status. (Its clock difference stays: a device clock that is off
+    /// is worth knowing, and the host did answer.) DNS, proxy and trust
+    /// failures stay as they are: the administrator needs them to correct
+    /// the setting.
+    pub fn limited(mut self, url: &str) -> Self {
+        let target = host_port(url);
+        if let Some(reason) = self.reason.take() {
+            let (kind, reason) = match reason.code.as_str() {
+                "dns"
+                | "tenant-not-found"
+                | "proxy-auth"
+                | "proxy-failed"
+                | "text"
+                | "tls-unknown-issuer"
+                | "tls-expired"
+                | "tls-not-yet-valid"
+                | "tls-wrong-name-bare"
+                | "tls-revoked"
+                | "tls-bad-signature"
+                | "tls-malformed"
+                | "tls-critical-extension"
+                | "tls-purpose"
+                | "tls-no-certificate"
+                | "tls-no-cn" => (self.kind, reason),
+                code if code.starts_with("via-proxy-") => (self.kind, reason),
+                "tls-wrong-name" => (
+                    Some(FailureKind::Tls),
+                    Reason::new("tls-name-unlisted").arg("target", &target),
+                ),
+                "tls-cn-mismatch" => (
+                    Some(FailureKind::Tls),
+                    Reason::new("tls-cn-mismatch-unlisted").arg("target", &target),
+                ),
+                "tls-expired-at" => (Some(FailureKind::Tls), Reason::new("tls-expired")),
+                "tls-not-yet-valid-at" => {
+                    (Some(FailureKind::Tls), Reason::new("tls-not-yet-valid"))
+                }
+                code if code.starts_with("http-") => (
+                    Some(FailureKind::Http),
+                    Reason::new("check-not-provider").arg("target", &target),
+                ),
+                _ => (
+                    Some(FailureKind::Connect),
+                    Reason::new("check-no-https-server").arg("target", &target),
+                ),
+            };
+            self.kind = kind;
+            self.reason = Some(reason);
+        }
+        self.http_status = None;
+        self
+    }
+
+    /// For a Google account: an unknown issuer is fixed by an
+    /// Administrator's CA only (a NetworkAdmin's CA does not anchor Google's
+    /// connections), and the advice says so.
+    pub fn with_google_trust_advice(mut self) -> Self {
+        if let Some(r) = self
+            .reason
+            .as_mut()
+            .filter(|r| r.code == "tls-unknown-issuer")
+        {
+            r.code = "tls-unknown-issuer-google".into();
+        }
+        self
+    }
+}
+
 /// `time` is built without its serde feature; keep the wire format explicit.
 mod rfc3339 {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -718,6 +793,101 @@ mod tests {
         )
         .await;
         assert_eq!(r.kind, Some(FailureKind::Connect), "{r:?}");
+    }
+
+    /// A host that is no provider's endpoint: its certificate's names, its
+    /// clock and what its ports do are not told.
+    #[tokio::test]
+    async fn an_unknown_host_is_not_described_beyond_what_the_setting_needs() {
+        let ca = TestCa::new("Internal CA");
+        let leaf = ca.leaf(
+            &["intranet.corp.example", "db.corp.example"],
+            "intranet.corp.example",
+            None,
+        );
+        let addr = https_server(server_config_for(&leaf), ok()).await;
+        let url = format!(
+            "https://localhost:{}/common/v2.0/.well-known/openid-configuration",
+            addr.port()
+        );
+        let full = check(&url, &trusting(&ca), None, now).await;
+        assert!(
+            full.reason
+                .clone()
+                .unwrap()
+                .to_string()
+                .contains("intranet.corp.example")
+        );
+        let limited = full.limited(&url);
+        let text = limited.reason.clone().unwrap().to_string();
+        assert_eq!(limited.kind, Some(FailureKind::Tls));
+        assert!(
+            text.contains("not valid for") && text.contains("localhost"),
+            "{text}"
+        );
+        assert!(!text.contains("corp.example"), "{text}");
+
+        // The CN of Add CN is not echoed either.
+        let url = serve(&ca, "secret-cn.corp.example", ok()).await;
+        let strict = TlsPolicy {
+            verify_cn: true,
+            ..trusting(&ca)
+        };
+        let r = check(&url, &strict, None, now).await.limited(&url);
+        let text = r.reason.unwrap().to_string();
+        assert!(!text.contains("secret-cn"), "{text}");
+
+        // A closed port, a plain-text port and an HTTP error read alike
+        // apart from "answered": the port's behaviour is not told.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain_port = plain.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = plain.accept().await {
+                let _ = s.write_all(b"220 internal ESMTP\r\n").await;
+            }
+        });
+        let mut texts = Vec::new();
+        for port in [closed, plain_port] {
+            let url = format!("https://127.0.0.1:{port}/x");
+            let r = check(&url, &TlsPolicy::default(), None, now)
+                .await
+                .limited(&url);
+            assert_eq!(r.kind, Some(FailureKind::Connect), "{r:?}");
+            let text = r.reason.unwrap().to_string();
+            assert!(
+                !text.contains("ESMTP") && !text.contains("refused"),
+                "{text}"
+            );
+            texts.push(text.replace(&port.to_string(), "PORT"));
+        }
+        assert_eq!(texts[0], texts[1]);
+        let header = format!(
+            "Date: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600))
+        );
+        let url = serve(
+            &ca,
+            "localhost",
+            http_response("500 Internal Server Error", &header, "db down"),
+        )
+        .await;
+        let r = check(&url, &trusting(&ca), None, now).await.limited(&url);
+        assert_eq!(r.http_status, None);
+        let text = r.reason.unwrap().to_string();
+        assert!(!text.contains("500") && !text.contains("db down"), "{text}");
+    }
+
+    #[test]
+    fn google_unknown_issuer_names_the_administrator() {
+        let mut r = ConnectionReport::not_checked(OffsetDateTime::UNIX_EPOCH);
+        r.reason = Some(Reason::new("tls-unknown-issuer"));
+        let text = r.with_google_trust_advice().reason.unwrap().to_string();
+        assert!(text.contains("Administrator"), "{text}");
+        assert!(text.contains("NetworkAdmin"), "{text}");
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use hikyaku::admin::users::parse_role;
-use hikyaku::admin::{Actor, Admin};
+mod admin_cli;
+
 use hikyaku::clock::{Clock as _, SystemClock};
 use hikyaku::config::{Config, LogFormat};
 
@@ -37,7 +37,7 @@ enum Command {
     Config(ConfigCommand),
     /// Users and API tokens, for headless set-up.
     #[command(subcommand)]
-    Admin(AdminCommand),
+    Admin(admin_cli::AdminCommand),
     /// OAuth 2.0 authorization from a terminal.
     #[command(subcommand)]
     Oauth(OauthCommand),
@@ -131,26 +131,6 @@ enum ConfigCommand {
     Defaults,
     /// Check the configuration file and print the effective settings.
     Check,
-}
-
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Create a Remote UI user.
-    AddUser {
-        name: String,
-        /// administrator, network-admin or general-user
-        #[arg(long)]
-        role: String,
-        /// Read the password from standard input instead of a prompt.
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// Create an API token (printed once; stored hashed).
-    ApiToken {
-        name: String,
-        #[arg(long)]
-        role: String,
-    },
 }
 
 #[derive(Subcommand)]
@@ -482,34 +462,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Status { server } => {
             cli::queue::status(&load_config(cli.config.as_ref())?, &server).await
         }
-        Command::Admin(cmd) => {
-            let config = load_config(cli.config.as_ref())?;
-            let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
-            let admin = Admin::new(&store, &SystemClock, Actor::cli());
-            match cmd {
-                AdminCommand::AddUser {
-                    name,
-                    role,
-                    password_stdin,
-                } => {
-                    // Before the prompt: a misspelt role costs no typing.
-                    parse_role(&role)?;
-                    let password = read_password(password_stdin)?;
-                    let role = admin.add_user(&name, password, &role).await?;
-                    println!("created user {name} with role {}", role.as_str());
-                }
-                AdminCommand::ApiToken { name, role } => {
-                    let (role, token) = admin.add_api_token(&name, &role).await?;
-                    eprintln!(
-                        "API token {name} ({}) created. It is shown only this once:",
-                        role.as_str()
-                    );
-                    println!("{token}");
-                }
-            }
-            store.close().await;
-            Ok(())
-        }
+        Command::Admin(cmd) => admin_cli::run(&load_config(cli.config.as_ref())?, cmd).await,
         Command::Send(a) => run_send(&load_config(cli.config.as_ref())?, a).await,
         Command::Sendmail { args } => run_sendmail(&load_config(cli.config.as_ref())?, args).await,
         Command::Oauth(cmd) => {

@@ -72,6 +72,31 @@ impl Role {
         }
     }
 
+    /// How much the role may do: each role may do everything the roles
+    /// below it may.
+    fn rank(self) -> u8 {
+        match self {
+            Role::Administrator => 2,
+            Role::NetworkAdmin => 1,
+            Role::GeneralUser => 0,
+        }
+    }
+
+    /// The lesser of two roles: what an API token may do when its own role
+    /// and its user's current role differ.
+    pub fn at_most(self, other: Role) -> Role {
+        if other.rank() < self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// Whether this role may do everything `other` may.
+    pub fn covers(self, other: Role) -> bool {
+        self.rank() >= other.rank()
+    }
+
     /// The role matrix.
     pub fn allows(self, permission: Permission) -> bool {
         use Permission::*;
@@ -103,5 +128,36 @@ mod tests {
         assert!(Role::NetworkAdmin.allows(Permission::manage(Provider::Microsoft)));
         assert!(!Role::NetworkAdmin.allows(Permission::manage(Provider::Google)));
         assert!(Role::Administrator.allows(Permission::manage(Provider::Google)));
+    }
+
+    #[test]
+    fn a_lesser_role_allows_nothing_more() {
+        use Permission::*;
+        let all = [
+            ViewStatus,
+            ViewSettings,
+            ManageMicrosoft,
+            ManageGoogle,
+            ManageEmail,
+            ManageNetwork,
+            ManageUsers,
+            ReadAudit,
+            ManageJobs,
+        ];
+        for a in Role::ALL {
+            for b in Role::ALL {
+                let least = a.at_most(b);
+                assert!(a.covers(least) && b.covers(least), "{a:?} {b:?}");
+                for p in all {
+                    if least.allows(p) {
+                        assert!(a.allows(p) && b.allows(p), "{a:?} {b:?} {p:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            Role::Administrator.at_most(Role::GeneralUser),
+            Role::GeneralUser
+        );
     }
 }

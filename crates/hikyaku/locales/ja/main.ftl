@@ -204,7 +204,7 @@ err-allow-entry-exists = { $cidr }はすでに許可アドレスに登録され�
 err-ca-exists = 証明書「{ $subject }」はすでに登録されています。
 err-ca-text-too-large = PEMテキストが{ $limit }バイトを超えています。CA証明書を数件ずつ貼り付けてください。
 err-too-many-cas = 信頼できるCA証明書は最大{ $limit }件です。不要なものを先に削除してください。
-err-last-admin = 最後の管理者(Administrator)は削除できません。先に別の管理者を追加してください。
+err-last-admin = 最後の管理者(Administrator)は削除することも、別の権限に変更することもできません。先に別の管理者を追加してください。
 err-job-not-retryable = 再送できるのは、待機中・再送待ち・失敗のジョブだけです。送信ジョブ履歴を再読み込みして、ジョブの現在の状態を確認してください。
 err-job-not-deletable = ジョブが存在しないか、送信中です。送信ジョブ履歴を再読み込みしてから、やり直してください。
 err-unknown-role = 権限「{ $role }」は使用できません。Administrator、NetworkAdmin、GeneralUserのいずれかを選択してください。
@@ -518,3 +518,71 @@ jobs-export-csv = CSV で書き出す
 job-id = ジョブ ID
 job-envelope-from = エンベロープの送信者
 job-reply-code = 応答コード
+# ユーザー、パスワード、APIトークン
+password-changed = パスワードを変更しました。ほかのセッションはログアウトしました。
+password-title = パスワードの変更
+password-intro = 現在のパスワードと、10文字以上の新しいパスワードを入力してください。ほかのログイン中のセッションは終了します。
+password-current = 現在のパスワード
+password-new = 新しいパスワード
+password-confirm = 新しいパスワード(確認)
+password-change = パスワードを変更
+user-change-role = 権限を変更
+user-reset-password = パスワードを設定
+tokens-title = APIトークン
+tokens-intro = スクリプトはAPIトークンをJSON APIのベアラートークンとして使用します。トークンは作成したユーザーに属し、そのユーザーの現在の権限を超えることはありません。ユーザーを削除するとトークンは無効になります。保存するのはトークンのハッシュだけです。トークンの値は作成時に一度だけ表示されます。
+token-name = トークン名
+token-user = ユーザー
+token-expires = 有効期限
+token-last-used = 最終使用
+token-state = 状態
+token-narrowed = トークン自体の権限
+token-revoke = 無効にする
+token-add = APIトークンを作成
+token-expires-in = 有効期間
+token-expires-in-hint = 数字と単位で入力します:90d(日)、12h(時間)、2w(週)。空欄の場合、期限はありません。
+token-never = なし
+token-never-used = 未使用
+token-state-active = 有効
+token-state-expired = 期限切れ
+token-state-revoked = 無効
+token-created-notice = APIトークンを作成しました。
+token-created-once = このトークンを今すぐコピーしてください。表示されるのはこの一度だけです(hikyakuはハッシュだけを保存します)。
+err-current-password = 現在のパスワードが正しくありません。
+err-unknown-user = ユーザー「{ $name }」は存在しません。
+err-token-name = APIトークン名は1〜64文字の英数字、ピリオド、ハイフン、アンダースコアで入力してください。
+err-token-role-above-user = トークンの権限({ $role })はユーザーの権限({ $user_role })を超えられません。{ $user_role }以下を選択してください。
+err-token-expires-in = 有効期間「{ $text }」は使用できません。90d(日)、12h(時間)、2w(週)のように数字と単位で、3650日以内で入力してください。期限なしの場合は空欄にしてください。
+err-token-owner-missing = トークンが属するユーザーを--user NAMEで指定してください(管理者が1人ではないため、自動では決められません)。
+err-api-token-missing = Authorizationヘッダーは「Bearer」に続けてAPIトークンを指定してください。
+err-api-token-unknown = このAPIトークンは登録されていません。入力を誤ったか、作り直された可能性があります。管理者にトークンを依頼してください(管理 → ユーザー → APIトークン、またはhikyaku admin api-token)。
+err-api-token-expired = APIトークン{ $name }は有効期限が切れています。管理者に新しいトークンを依頼してください。
+err-api-token-revoked = APIトークン{ $name }は無効にされています(またはユーザーが削除されています)。管理者に新しいトークンを依頼してください。
+audit-action-api_token_revoke = APIトークンの無効化
+audit-action-user_role = ユーザー権限の変更
+audit-action-user_password_reset = ユーザーのパスワード設定
+audit-action-password_change = 自分のパスワードの変更
+reason-audit-api-token = { $name }({ $role ->
+    [administrator] { role-administrator }
+    [network_admin] { role-network_admin }
+    [general_user] { role-general_user }
+   *[other] { $role }
+}、ユーザー{ $user }、有効期限{ $expires })
+reason-audit-user-role-change = { $name }:{ $old ->
+    [administrator] { role-administrator }
+    [network_admin] { role-network_admin }
+    [general_user] { role-general_user }
+   *[other] { $old }
+} → { $role ->
+    [administrator] { role-administrator }
+    [network_admin] { role-network_admin }
+    [general_user] { role-general_user }
+   *[other] { $role }
+}
+reason-audit-password-reset = { $name }({ $sessions }件のセッションを終了)
+reason-audit-password-change = { $name }(ほかの{ $sessions }件のセッションを終了)
+reason-audit-password-change-refused = { $name }:現在のパスワードが正しくありませんでした
+reason-tls-name-unlisted = { $target }の証明書はこのホスト名に対して有効ではありません。エンドポイントのホスト名を確認してください(既知のMicrosoftログインホスト以外では、証明書の名前は表示しません)。
+reason-check-no-https-server = { $target }でHTTPSサーバーが応答しませんでした。エンドポイントのホスト名とポートを確認してください(既知のMicrosoftログインホスト以外では、これ以上の詳細は表示しません)。
+reason-check-not-provider = { $target }は応答しましたが、Microsoft Entra IDの認可サーバーではありません。エンドポイントを確認してください(例:https://login.microsoftonline.com/common/oauth2/v2.0)。
+reason-tls-unknown-issuer-google = 証明書が信頼されていません(発行者が不明)。管理者(Administrator)がCA証明書で発行元のCAを追加する必要があります(NetworkAdminが追加したCAはGoogleには適用されません。TLSを検査するプロキシのCAも管理者が追加してください)。
+reason-tls-cn-mismatch-unlisted = 証明書のサブジェクトCNが{ $target }のホストと一致しません(「CNを検証項目に追加する」がONです)。ホスト名をCommon Nameとするサーバー証明書を使用するか、「CNを検証項目に追加する」をOFFにしてください(既知のMicrosoftログインホスト以外では、CNは表示しません)。

@@ -152,6 +152,27 @@ pub enum Problem {
     TooManyCas { limit: usize },
     #[error("unknown time zone {0:?}")]
     UnknownTimeZone(String),
+    #[error("the current password is wrong")]
+    CurrentPasswordWrong,
+    #[error("no user named {0:?}")]
+    UnknownUser(String),
+    #[error("the API token name must be 1 to 64 letters, digits, dots, dashes or underscores")]
+    TokenNameInvalid,
+    #[error(
+        "the token's role ({role}) may not exceed its user's role ({user_role}): choose {user_role} or less"
+    )]
+    TokenRoleAboveUser {
+        role: &'static str,
+        user_role: &'static str,
+    },
+    #[error(
+        "invalid expiry {0:?}: give a number and a unit, e.g. 90d (days), 12h (hours), 2w (weeks), at most 3650 days; empty for none"
+    )]
+    ExpiresIn(String),
+    #[error(
+        "name the user the token belongs to with --user NAME (there is not exactly one Administrator to give it to)"
+    )]
+    TokenOwnerMissing,
 }
 
 /// The administrator's extra CA certificates as every outbound TLS client

@@ -19,6 +19,10 @@ pub enum Action {
     UserAdd,
     UserDelete,
     ApiTokenAdd,
+    ApiTokenRevoke,
+    UserRole,
+    UserPasswordReset,
+    PasswordChange,
     OauthBasicSettings,
     EmailSettings,
     OauthConnectionCheck,
@@ -41,7 +45,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 31] = [
         Action::Setup,
         Action::Login,
         Action::Logout,
@@ -50,6 +54,10 @@ impl Action {
         Action::UserAdd,
         Action::UserDelete,
         Action::ApiTokenAdd,
+        Action::ApiTokenRevoke,
+        Action::UserRole,
+        Action::UserPasswordReset,
+        Action::PasswordChange,
         Action::OauthBasicSettings,
         Action::EmailSettings,
         Action::OauthConnectionCheck,
@@ -82,6 +90,10 @@ impl Action {
             Action::UserAdd => "user_add",
             Action::UserDelete => "user_delete",
             Action::ApiTokenAdd => "api_token_add",
+            Action::ApiTokenRevoke => "api_token_revoke",
+            Action::UserRole => "user_role",
+            Action::UserPasswordReset => "user_password_reset",
+            Action::PasswordChange => "password_change",
             Action::OauthBasicSettings => "oauth_basic_settings",
             Action::EmailSettings => "email_settings",
             Action::OauthConnectionCheck => "oauth_connection_check",

@@ -67,7 +67,7 @@ pub enum Conflict {
     CaExists(String),
     #[error("an account named {0} already exists")]
     AccountExists(String),
-    #[error("the last Administrator cannot be deleted")]
+    #[error("the last Administrator cannot be deleted or given another role")]
     LastAdministrator,
     #[error("setup is already complete")]
     SetupComplete,

@@ -22,13 +22,108 @@ pub struct Session {
     pub last_seen_at: i64,
 }
 
+/// An API token as the store holds it: never the token itself, only its
+/// hash (which this type does not carry either).
 #[derive(Debug, Clone)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,
+    /// The role it was given when it was made.
     pub role: Role,
+    /// The user it belongs to and that user's current role. `None` for a
+    /// token made before tokens belonged to users when no Administrator
+    /// existed, or whose user was deleted (it is revoked then).
+    pub user: Option<String>,
+    pub user_role: Option<Role>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+/// Whether an API token may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
+impl ApiToken {
+    /// What the token may do now: its own role, narrowed to its user's
+    /// current role (demoting the user narrows the token).
+    pub fn effective_role(&self) -> Role {
+        match self.user_role {
+            Some(user) => self.role.at_most(user),
+            None => self.role,
+        }
+    }
+
+    pub fn state(&self, now: i64) -> TokenState {
+        if self.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if self.expires_at.is_some_and(|at| at <= now) {
+            TokenState::Expired
+        } else {
+            TokenState::Active
+        }
+    }
+}
+
+/// A new API token: its name, role, owner, expiry and the hash of its value.
+#[derive(Debug, Clone)]
+pub struct NewApiToken<'a> {
+    pub name: &'a str,
+    pub role: Role,
+    pub token_hash: &'a str,
+    pub user_id: i64,
+    pub expires_at: Option<i64>,
+    pub now: i64,
+}
+
+/// A query of API tokens with their users, ending in `$tail` (a literal:
+/// the SQL stays static).
+macro_rules! token_query {
+    ($tail:literal) => {
+        concat!(
+            "SELECT t.id, t.name, t.role, t.created_at, t.last_used_at, t.expires_at, ",
+            "t.revoked_at, u.name AS user_name, u.role AS user_role ",
+            "FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id ",
+            $tail
+        )
+    };
+}
+
+fn parse_role(role: &str) -> Result<Role> {
+    Role::parse(role).ok_or_else(|| {
+        StoreError::Conflict(Conflict::Corrupt(format!("unknown role {role} in store")))
+    })
+}
+
+fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiToken> {
+    let role: String = row.try_get("role")?;
+    let user_role: Option<String> = row.try_get("user_role")?;
+    Ok(ApiToken {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: parse_role(&role)?,
+        user: row.try_get("user_name")?,
+        user_role: user_role.as_deref().map(parse_role).transpose()?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
 }
 
 /// What became of a setup token that was presented.
@@ -45,12 +140,35 @@ fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
     Ok(User {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
-        role: Role::parse(&role).ok_or_else(|| {
-            StoreError::Conflict(Conflict::Corrupt(format!("unknown role {role} in store")))
-        })?,
+        role: parse_role(&role)?,
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+/// Refuses a change that would leave no Administrator (the caller is about
+/// to remove one).
+async fn last_administrator_check(tx: &mut super::WriteTx) -> Result<()> {
+    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'administrator'")
+        .fetch_one(&mut **tx)
+        .await?;
+    if admins <= 1 {
+        return Err(StoreError::Conflict(Conflict::LastAdministrator));
+    }
+    Ok(())
+}
+
+fn token_inserted(
+    result: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
+    name: &str,
+) -> Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(StoreError::Conflict(
+            Conflict::ApiTokenExists(name.to_string()),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Store {
@@ -135,32 +253,86 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
-    /// Deletes a user and, through the foreign key, their sessions. Refuses
-    /// to delete the last Administrator.
-    pub async fn delete_user(&self, name: &str) -> Result<()> {
+    /// Deletes a user and, through the foreign key, their sessions; their
+    /// API tokens are revoked. Refuses to delete the last Administrator.
+    pub async fn delete_user(&self, name: &str, now: i64) -> Result<()> {
         let mut tx = self.write().await?;
-        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE name = ?1")
+        let row = sqlx::query("SELECT id, role FROM users WHERE name = ?1")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(role) = role else {
+        let Some(row) = row else {
             return Err(StoreError::NotFound);
         };
+        let id: i64 = row.try_get("id")?;
+        let role: String = row.try_get("role")?;
         if role == Role::Administrator.as_str() {
-            let admins: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'administrator'")
-                    .fetch_one(&mut *tx)
-                    .await?;
-            if admins <= 1 {
-                return Err(StoreError::Conflict(Conflict::LastAdministrator));
-            }
+            last_administrator_check(&mut tx).await?;
         }
-        sqlx::query("DELETE FROM users WHERE name = ?1")
-            .bind(name)
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Gives a user another role; returns the role they had. Refuses to
+    /// leave no Administrator.
+    pub async fn set_user_role(&self, name: &str, role: Role) -> Result<Role> {
+        let mut tx = self.write().await?;
+        let old: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let old = parse_role(&old.ok_or(StoreError::NotFound)?)?;
+        if old == Role::Administrator && role != Role::Administrator {
+            last_administrator_check(&mut tx).await?;
+        }
+        sqlx::query("UPDATE users SET role = ?2 WHERE name = ?1")
+            .bind(name)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(old)
+    }
+
+    /// Stores a user's new password hash and ends their sessions, except
+    /// `keep` (the session that changed its own password). Returns how many
+    /// sessions ended.
+    pub async fn set_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        keep: Option<&str>,
+    ) -> Result<u64> {
+        let mut tx = self.write().await?;
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id = id.ok_or(StoreError::NotFound)?;
+        sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
+            .bind(id)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await?;
+        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = ?1 AND id_hash IS NOT ?2")
+            .bind(id)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(ended)
     }
 
     pub async fn create_session(
@@ -240,6 +412,8 @@ impl Store {
         )
     }
 
+    /// Stores a token that belongs to no user (as earlier versions made
+    /// them): it keeps the role it was given.
     pub async fn create_api_token(
         &self,
         name: &str,
@@ -256,32 +430,87 @@ impl Store {
         .bind(now)
         .execute(self.pool())
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
-                StoreError::Conflict(Conflict::ApiTokenExists(name.to_string())),
-            ),
-            Err(e) => Err(e.into()),
-        }
+        token_inserted(result, name)
     }
 
+    /// Stores a token of a user. The name of a revoked or expired token may
+    /// be given again: that row goes.
+    pub async fn create_user_api_token(&self, t: &NewApiToken<'_>) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "DELETE FROM api_tokens WHERE name = ?1 AND (revoked_at IS NOT NULL OR expires_at <= ?2)",
+        )
+        .bind(t.name)
+        .bind(t.now)
+        .execute(&mut *tx)
+        .await?;
+        let result = sqlx::query(
+            "INSERT INTO api_tokens (name, role, token_hash, created_at, user_id, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(t.name)
+        .bind(t.role.as_str())
+        .bind(t.token_hash)
+        .bind(t.now)
+        .bind(t.user_id)
+        .bind(t.expires_at)
+        .execute(&mut *tx)
+        .await;
+        token_inserted(result, t.name)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The token with this hash, whatever its state; a usable one is marked
+    /// used now.
     pub async fn api_token(&self, token_hash: &str, now: i64) -> Result<Option<ApiToken>> {
-        let row = sqlx::query("UPDATE api_tokens SET last_used_at = ?2 WHERE token_hash = ?1 RETURNING id, name, role, created_at, last_used_at")
+        let row = sqlx::query(token_query!("WHERE t.token_hash = ?1"))
             .bind(token_hash)
-            .bind(now)
             .fetch_optional(self.pool())
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let role: String = row.try_get("role")?;
-        Ok(Some(ApiToken {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            role: Role::parse(&role).ok_or_else(|| {
-                StoreError::Conflict(Conflict::Corrupt(format!("unknown role {role}")))
-            })?,
-            created_at: row.try_get("created_at")?,
-            last_used_at: row.try_get("last_used_at")?,
-        }))
+        let mut token = token_from_row(&row)?;
+        // As with sessions: a resolution of 10 s spares the single writer.
+        let stale = token.last_used_at.is_none_or(|at| now - at >= 10);
+        if token.state(now) == TokenState::Active && stale {
+            sqlx::query("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1")
+                .bind(token.id)
+                .bind(now)
+                .execute(self.pool())
+                .await?;
+            token.last_used_at = Some(now);
+        }
+        Ok(Some(token))
+    }
+
+    /// Every API token, by name.
+    pub async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query(token_query!("ORDER BY t.name"))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Revokes the token named `name` (already revoked: nothing changes).
+    pub async fn revoke_api_token(&self, name: &str, now: i64) -> Result<()> {
+        let mut tx = self.write().await?;
+        let found: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT revoked_at FROM api_tokens WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match found {
+            None => return Err(StoreError::NotFound),
+            Some(Some(_)) => return Ok(()),
+            Some(None) => {}
+        }
+        sqlx::query("UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1")
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn create_setup_token(&self, token_hash: &str, expires_at: i64) -> Result<()> {
@@ -318,6 +547,55 @@ impl Store {
 mod tests {
     use crate::roles::Role;
     use crate::store::Store;
+
+    /// A database of a version before tokens had users: its tokens belong
+    /// to the first Administrator after the upgrade, and keep working.
+    #[tokio::test]
+    async fn tokens_of_an_earlier_version_belong_to_the_first_administrator() {
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(dir.path().join(crate::store::DB_FILE))
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        let older: Vec<_> = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 7)
+            .cloned()
+            .collect();
+        before.migrations = std::borrow::Cow::Owned(older);
+        before.run(&pool).await.unwrap();
+        for (name, role) in [
+            ("ops", "network_admin"),
+            ("root", "administrator"),
+            ("second", "administrator"),
+        ] {
+            sqlx::query(
+                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, 'h', 0)",
+            )
+            .bind(name)
+            .bind(role)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query("INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES ('old', 'administrator', 'hash-old', 0)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let store = Store::open(dir.path()).await.unwrap();
+        let token = store.api_token("hash-old", 100).await.unwrap().unwrap();
+        assert_eq!(token.user.as_deref(), Some("root"));
+        assert_eq!(token.effective_role(), Role::Administrator);
+        assert_eq!(token.state(100), super::TokenState::Active);
+        assert_eq!(token.last_used_at, Some(100));
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn idle_sessions_are_purged_and_used_ones_kept() {

@@ -317,6 +317,9 @@ impl TokenService {
     /// authorization, so that the code appears after Refresh (seed steps 9–11).
     pub async fn check_connection(&self, account_id: i64) -> Result<ConnectionReport, TokensError> {
         let a = self.inner.account(account_id).await?;
+        // Google's endpoints come from the configuration file; the
+        // Microsoft endpoint is a setting, so any host may be typed there.
+        let mut known_host = true;
         let url = match a.provider {
             Provider::Microsoft => {
                 let raw = a
@@ -324,7 +327,10 @@ impl TokenService {
                     .clone()
                     .unwrap_or_else(|| crate::provider::MICROSOFT_DEFAULT_ENDPOINT.to_string());
                 match validate_microsoft_endpoint(&raw) {
-                    Ok(c) => endpoint::microsoft_discovery_url(&c.normalized),
+                    Ok(c) => {
+                        known_host = c.warning.is_none();
+                        endpoint::microsoft_discovery_url(&c.normalized)
+                    }
                     Err(reason) => {
                         let mut report = ConnectionReport::not_checked(self.inner.clock.now());
                         report.status = ConnectionStatus::Failed;
@@ -339,8 +345,14 @@ impl TokenService {
         let policy = self.inner.policy(&a);
         let clock = self.inner.clock.clone();
         let proxy = crate::proxy::current(&self.inner.proxy);
-        let report =
+        let mut report =
             crate::connection::check(&url, &policy, proxy.as_ref(), move || clock.now()).await;
+        if !known_host {
+            report = report.limited(&url);
+        }
+        if a.provider == Provider::Google {
+            report = report.with_google_trust_advice();
+        }
         self.inner.save_report(account_id, &report).await?;
         tracing::info!(account = account_id, status = ?report.status, "connection checked");
         if a.provider == Provider::Microsoft

@@ -118,6 +118,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/audit-log", get(audit_log))
         .route("/api/v1/network/proxy", get(proxy_get).put(proxy_put))
         .merge(super::api_sending::router())
+        .merge(super::api_users::router())
 }
 
 async fn health() -> Json<Value> {

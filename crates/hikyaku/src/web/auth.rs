@@ -13,9 +13,10 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::errors::WebError;
-use super::i18n::{LANG_COOKIE, Locale, Tr};
+use super::i18n::{LANG_COOKIE, Locale, Msg, Tr};
 use crate::roles::{Permission, Role};
 use crate::secrets::{hash_token, random_token};
+use crate::store::users::TokenState;
 
 pub const SESSION_COOKIE: &str = "hikyaku_session";
 /// Double-submit token for the forms shown before sign-in (login, setup).
@@ -146,8 +147,13 @@ impl FromRequestParts<AppState> for Ui {
 /// state-changing methods need the `X-CSRF-Token` header).
 #[derive(Debug, Clone)]
 pub struct ApiCaller {
+    /// The name the audit log records (`api:NAME` for a token).
     pub name: String,
     pub role: Role,
+    /// The user signed in, or the user the token belongs to.
+    pub user: Option<String>,
+    /// The session's hash, when the caller is a signed-in browser.
+    pub session_hash: Option<String>,
     pub source: String,
 }
 
@@ -177,15 +183,30 @@ impl FromRequestParts<AppState> for ApiCaller {
                 .to_str()
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or(WebError::LoginRequired)?;
+                .ok_or(WebError::Unauthorized(Msg::new("err-api-token-missing")))?;
             let found = state
                 .store
                 .api_token(&hash_token(token.trim()), now)
                 .await?
-                .ok_or(WebError::LoginRequired)?;
+                .ok_or(WebError::Unauthorized(Msg::new("err-api-token-unknown")))?;
+            match found.state(now) {
+                TokenState::Active => {}
+                TokenState::Expired => {
+                    return Err(WebError::Unauthorized(
+                        Msg::new("err-api-token-expired").arg("name", &found.name),
+                    ));
+                }
+                TokenState::Revoked => {
+                    return Err(WebError::Unauthorized(
+                        Msg::new("err-api-token-revoked").arg("name", &found.name),
+                    ));
+                }
+            }
             return Ok(ApiCaller {
                 name: format!("api:{}", found.name),
-                role: found.role,
+                role: found.effective_role(),
+                user: found.user.clone(),
+                session_hash: None,
                 source,
             });
         }
@@ -206,8 +227,10 @@ impl FromRequestParts<AppState> for ApiCaller {
             }
         }
         Ok(ApiCaller {
+            user: Some(session.user.name.clone()),
             name: session.user.name,
             role: session.user.role,
+            session_hash: Some(hash_token(id)),
             source,
         })
     }

@@ -17,6 +17,10 @@ use crate::store::{Conflict, StoreError};
 pub enum WebError {
     #[error("sign-in required")]
     LoginRequired,
+    /// A credential that was presented and refused (an expired or revoked
+    /// API token): 401 with the reason.
+    #[error("{0}")]
+    Unauthorized(Msg),
     #[error("forbidden")]
     Forbidden,
     #[error("CSRF token missing or wrong")]
@@ -41,7 +45,7 @@ impl WebError {
 
     fn status(&self) -> StatusCode {
         match self {
-            WebError::LoginRequired => StatusCode::UNAUTHORIZED,
+            WebError::LoginRequired | WebError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WebError::Forbidden | WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -54,7 +58,7 @@ impl WebError {
     /// The lowercase code of the JSON API.
     fn code(&self) -> &'static str {
         match self {
-            WebError::LoginRequired => "unauthorized",
+            WebError::LoginRequired | WebError::Unauthorized(_) => "unauthorized",
             WebError::Forbidden => "forbidden",
             WebError::Csrf => "csrf_failed",
             WebError::NotFound => "not_found",
@@ -72,9 +76,10 @@ impl WebError {
             WebError::Forbidden => tr.t("forbidden"),
             WebError::Csrf => tr.t("csrf-failed"),
             WebError::NotFound => tr.t("not-found"),
-            WebError::BadRequest(m) | WebError::Conflict(m) | WebError::Unavailable(m) => {
-                m.render(tr)
-            }
+            WebError::BadRequest(m)
+            | WebError::Conflict(m)
+            | WebError::Unavailable(m)
+            | WebError::Unauthorized(m) => m.render(tr),
             WebError::Internal(_) => tr.t("error-title"),
         }
     }

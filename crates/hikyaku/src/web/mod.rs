@@ -4,6 +4,7 @@
 
 pub mod api;
 mod api_sending;
+mod api_users;
 pub mod auth;
 pub mod errors;
 pub mod i18n;
@@ -134,6 +135,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/settings/management/users/delete",
             post(pages::users_delete),
+        )
+        .route("/settings/management/users/role", post(pages::users_role))
+        .route(
+            "/settings/management/users/password",
+            post(pages::users_reset_password),
+        )
+        .route("/settings/management/api-tokens", post(pages::tokens_add))
+        .route(
+            "/settings/management/api-tokens/revoke",
+            post(pages::tokens_revoke),
+        )
+        .route(
+            "/account/password",
+            get(pages::own_password_page).post(pages::own_password_submit),
         )
         .route("/settings/management/audit-log", get(pages::audit_page))
         .route(

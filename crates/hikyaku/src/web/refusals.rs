@@ -35,6 +35,14 @@ pub fn problem(p: &Problem) -> Msg {
         Problem::CaTextTooLarge { limit } => Msg::new("err-ca-text-too-large").arg("limit", limit),
         Problem::TooManyCas { limit } => Msg::new("err-too-many-cas").arg("limit", limit),
         Problem::UnknownTimeZone(zone) => Msg::new("err-unknown-time-zone").arg("zone", zone),
+        Problem::CurrentPasswordWrong => Msg::new("err-current-password"),
+        Problem::UnknownUser(name) => Msg::new("err-unknown-user").arg("name", name),
+        Problem::TokenNameInvalid => Msg::new("err-token-name"),
+        Problem::TokenRoleAboveUser { role, user_role } => Msg::new("err-token-role-above-user")
+            .arg("role", *role)
+            .arg("user_role", *user_role),
+        Problem::ExpiresIn(text) => Msg::new("err-token-expires-in").arg("text", text),
+        Problem::TokenOwnerMissing => Msg::new("err-token-owner-missing"),
     }
 }
 

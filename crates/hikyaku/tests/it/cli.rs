@@ -170,6 +170,126 @@ fn headless_admin_and_api_token() {
     assert!(token.status.success());
     let value = String::from_utf8_lossy(&token.stdout).trim().to_string();
     assert!(value.starts_with("hky_") && value.len() > 40, "{value}");
+    // Without --user the token belongs to the only Administrator.
+    assert!(text(&token).contains("of user root"), "{}", text(&token));
+    let net = hikyaku(
+        dir.path(),
+        &[
+            "admin",
+            "add-user",
+            "net",
+            "--role",
+            "network-admin",
+            "--password-stdin",
+        ],
+        b"a very good password\n",
+    );
+    assert!(net.status.success(), "{}", text(&net));
+    let above = hikyaku(
+        dir.path(),
+        &[
+            "admin",
+            "api-token",
+            "up",
+            "--user",
+            "net",
+            "--role",
+            "administrator",
+        ],
+        b"",
+    );
+    assert!(
+        !above.status.success() && text(&above).contains("may not exceed its user's role"),
+        "{}",
+        text(&above)
+    );
+    let expiring = hikyaku(
+        dir.path(),
+        &[
+            "admin",
+            "api-token",
+            "create",
+            "nightly",
+            "--user",
+            "net",
+            "--expires-in",
+            "90d",
+        ],
+        b"",
+    );
+    assert!(expiring.status.success(), "{}", text(&expiring));
+    assert!(
+        text(&expiring).contains("network_admin, expires"),
+        "{}",
+        text(&expiring)
+    );
+    let bad_expiry = hikyaku(
+        dir.path(),
+        &["admin", "api-token", "x", "--expires-in", "soon"],
+        b"",
+    );
+    assert!(!bad_expiry.status.success() && text(&bad_expiry).contains("90d"));
+    let revoked = hikyaku(
+        dir.path(),
+        &["admin", "api-token", "revoke", "monitor"],
+        b"",
+    );
+    assert!(revoked.status.success(), "{}", text(&revoked));
+    let list = hikyaku(dir.path(), &["admin", "api-token", "list"], b"");
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    let line = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("monitor").contains("revoked") && line("monitor").contains("root"),
+        "{listed}"
+    );
+    assert!(
+        line("nightly").contains("active") && line("nightly").contains("net"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&value), "never the token itself");
+    // Roles and passwords: never no Administrator.
+    let last = hikyaku(
+        dir.path(),
+        &["admin", "user", "role", "root", "general-user"],
+        b"",
+    );
+    assert!(
+        !last.status.success() && text(&last).contains("last Administrator"),
+        "{}",
+        text(&last)
+    );
+    let demote = hikyaku(
+        dir.path(),
+        &["admin", "user", "role", "net", "general-user"],
+        b"",
+    );
+    assert!(demote.status.success(), "{}", text(&demote));
+    let list = hikyaku(dir.path(), &["admin", "api-token", "list"], b"");
+    let listed = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("nightly") && l.contains("general_user")),
+        "the demoted user's token is narrowed: {listed}"
+    );
+    let passwd = hikyaku(
+        dir.path(),
+        &["admin", "user", "passwd", "net", "--password-stdin"],
+        b"another good password\n",
+    );
+    assert!(passwd.status.success(), "{}", text(&passwd));
+    let nobody = hikyaku(
+        dir.path(),
+        &["admin", "user", "passwd", "ghost", "--password-stdin"],
+        b"another good password\n",
+    );
+    assert!(!nobody.status.success() && text(&nobody).contains("no user named ghost"));
     // Only the user hikyaku runs as can read the data directory and the store.
     #[cfg(unix)]
     {

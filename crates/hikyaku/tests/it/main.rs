@@ -19,4 +19,5 @@ mod secrets;
 mod sending;
 mod tokens;
 mod trust;
+mod users;
 mod web;

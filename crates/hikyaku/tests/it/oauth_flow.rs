@@ -842,11 +842,17 @@ async fn a_network_admins_ca_is_not_trusted_with_googles_credentials() {
         before,
         "the refresh token went to a server only the NetworkAdmin's CA vouches for"
     );
-    // The connection check says why, naming the certificate problem.
+    // The connection check says why, naming the certificate problem and
+    // who can fix it.
     let page = refresh(&admin, "google").await;
     let status = by_id(&page, "connection-status").unwrap_or_default();
     assert!(
         status.starts_with("Failed") && status.contains("unknown issuer"),
+        "{status}"
+    );
+    assert!(
+        status.contains("an Administrator must add the issuing CA")
+            && status.contains("does not apply to Google"),
         "{status}"
     );
     // Microsoft trusts the NetworkAdmin's CA.

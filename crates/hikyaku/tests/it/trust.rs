@@ -392,12 +392,75 @@ async fn add_cn_against_matching_and_mismatching_common_names() {
         if ok {
             assert_eq!(status, "Successful", "{mode:?} cn={cn_on}: {}", page.body);
         } else {
+            // Said, without the names on the certificate of a host that is
+            // no known Microsoft login host.
             assert!(
-                status.starts_with("Failed") && status.contains("other.example"),
+                status.starts_with("Failed") && status.contains("CN does not match"),
                 "{status}"
             );
+            assert!(!status.contains("other.example"), "{status}");
         }
     }
+}
+
+/// The endpoint field takes any host, so the connection check must not turn
+/// into a probe of the internal network: what a closed port, a port that
+/// speaks something else, and a server with a certificate for other names
+/// do is not told apart beyond what the administrator needs.
+#[tokio::test]
+async fn the_connection_check_does_not_describe_an_unknown_host() {
+    use tokio::io::AsyncWriteExt;
+    let fc = fakecloud(CertMode::CnMismatch).await;
+    let server = server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let plain_port = plain.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = plain.accept().await {
+            let _ = s.write_all(b"220 db.internal ESMTP Postfix\r\n").await;
+        }
+    });
+    let mut seen = Vec::new();
+    for port in [closed, plain_port] {
+        let endpoint = format!("https://127.0.0.1:{port}/common/oauth2/v2.0");
+        edit_microsoft(&admin, &endpoint, &[]).await;
+        let status =
+            by_id(&refresh(&admin, "microsoft").await, "connection-status").unwrap_or_default();
+        assert!(
+            status.starts_with("Failed") && status.contains("no HTTPS server answered"),
+            "{status}"
+        );
+        for leak in ["refused", "ESMTP", "Postfix", "not answer with TLS"] {
+            assert!(!status.contains(leak), "{status}");
+        }
+        seen.push(status.replace(&port.to_string(), "PORT"));
+    }
+    assert_eq!(seen[0], seen[1], "a closed port and an open one read alike");
+    // fakecloud's certificate names localhost and 127.0.0.1 with CN
+    // other.example: neither name is echoed for 127.0.0.1 (not a known host).
+    trust(&admin, &fc).await;
+    let endpoint = fc
+        .entra_endpoint("organizations")
+        .replace("localhost", "127.0.0.1");
+    edit_microsoft(&admin, &endpoint, &[("verify_cn", "on")]).await;
+    let page = refresh(&admin, "microsoft").await;
+    let status = by_id(&page, "connection-status").unwrap_or_default();
+    assert!(status.starts_with("Failed"), "{status}");
+    assert!(!status.contains("other.example"), "{status}");
+    let api = microsoft_api(&admin).await;
+    assert!(
+        api["connection_reason"]
+            .as_str()
+            .is_some_and(|r| !r.contains("other.example")),
+        "{api}"
+    );
+    assert_eq!(api["connection_status"], "failed");
 }
 
 #[tokio::test]

@@ -7,12 +7,14 @@ mod management;
 mod network;
 pub mod oauth;
 mod sending;
+mod users;
 
 pub use account::*;
 pub use management::*;
 pub use network::*;
 pub use oauth::*;
 pub use sending::*;
+pub use users::*;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -155,7 +157,7 @@ pub struct NextQuery {
 
 /// A local path to return to after login; anything else goes to the Portal.
 /// Notices a page shows after a change (`?done=KEY`), by their Fluent key.
-const NOTICES: [&str; 2] = ["saved", "test-sent"];
+const NOTICES: [&str; 3] = ["saved", "test-sent", "password-changed"];
 
 /// After a change: 303 to `page` with `?done=KEY`, so that reloading the page
 /// does not send the form again. The page shows the notice.
@@ -576,117 +578,6 @@ pub async fn settings_menu(State(state): State<AppState>, ui: Ui) -> Result<Resp
         c: Chrome::for_ui(&ui, &state, "/settings"),
     }
     .into_response())
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "users.html")]
-struct UsersPage {
-    c: Chrome,
-    error: Option<String>,
-    users: Vec<(String, String, String)>,
-}
-
-async fn render_users(
-    state: &AppState,
-    ui: &Ui,
-    notice: Option<String>,
-    error: Option<String>,
-) -> Result<Response, WebError> {
-    let offset = display_offset(state).await;
-    let users = state
-        .store
-        .list_users()
-        .await?
-        .into_iter()
-        .map(|u| {
-            (
-                u.name,
-                ui.tr.t(&format!("role-{}", u.role.as_str())),
-                fmt_time(u.created_at, offset),
-            )
-        })
-        .collect();
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        UsersPage {
-            c: Chrome::for_ui(ui, state, "/settings/management/users").with_notice(notice),
-            error,
-            users,
-        },
-    )
-        .into_response())
-}
-
-pub async fn users_page(
-    State(state): State<AppState>,
-    ui: Ui,
-    Query(q): Query<DoneQuery>,
-) -> Result<Response, WebError> {
-    ui.require(Permission::ManageUsers)?;
-    render_users(&state, &ui, q.notice(&ui.tr), None).await
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct UserForm {
-    csrf: String,
-    username: String,
-    password: String,
-    role: String,
-}
-
-pub async fn users_add(
-    State(state): State<AppState>,
-    ui: Ui,
-    Form(form): Form<UserForm>,
-) -> Result<Response, WebError> {
-    ui.require(Permission::ManageUsers)?;
-    ui.check_csrf(&form.csrf)?;
-    let added = state
-        .admin(ui.actor())
-        .add_user(&form.username, form.password, &form.role)
-        .await;
-    users_done(&state, &ui, added.map(|_| ())).await
-}
-
-/// The users page after a change: its notice, or the refusal beside the form.
-async fn users_done(
-    state: &AppState,
-    ui: &Ui,
-    result: Result<(), crate::admin::AdminError>,
-) -> Result<Response, WebError> {
-    match result {
-        Ok(()) => Ok(done("/settings/management/users", "saved")),
-        Err(e) => {
-            let text = super::refusals::form_errors(e)?
-                .first()
-                .map(|m| m.render(&ui.tr));
-            render_users(state, ui, None, text).await
-        }
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct UserDeleteForm {
-    csrf: String,
-    username: String,
-}
-
-pub async fn users_delete(
-    State(state): State<AppState>,
-    ui: Ui,
-    Form(form): Form<UserDeleteForm>,
-) -> Result<Response, WebError> {
-    ui.require(Permission::ManageUsers)?;
-    ui.check_csrf(&form.csrf)?;
-    let deleted = state.admin(ui.actor()).delete_user(&form.username).await;
-    users_done(&state, &ui, deleted).await
 }
 
 #[derive(Template, WebTemplate)]
