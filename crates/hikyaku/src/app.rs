@@ -446,6 +446,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
             15 * 60,
         ))),
         throttle: Arc::default(),
+        rewrite_from: config.delivery.rewrite_from,
     });
     let smtp_addrs = serve_intake(&config, intake_bound, intake_tls, sink, &shutdown);
     purge_idle_sessions(

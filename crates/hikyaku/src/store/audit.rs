@@ -38,10 +38,13 @@ pub enum Action {
     CaAdd,
     CaDelete,
     ClockJump,
+    AccountAdd,
+    AccountUpdate,
+    AccountDelete,
 }
 
 impl Action {
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 30] = [
         Action::Setup,
         Action::Login,
         Action::Logout,
@@ -69,6 +72,9 @@ impl Action {
         Action::CaAdd,
         Action::CaDelete,
         Action::ClockJump,
+        Action::AccountAdd,
+        Action::AccountUpdate,
+        Action::AccountDelete,
     ];
 
     /// The stored code.
@@ -101,6 +107,9 @@ impl Action {
             Action::CaAdd => "ca_add",
             Action::CaDelete => "ca_delete",
             Action::ClockJump => "clock_jump",
+            Action::AccountAdd => "account_add",
+            Action::AccountUpdate => "account_update",
+            Action::AccountDelete => "account_delete",
         }
     }
 

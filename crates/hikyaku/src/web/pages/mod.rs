@@ -2,12 +2,14 @@
 //! `templates/`. This file holds the page chrome and the small pages.
 
 mod account;
+mod accounts;
 mod management;
 mod network;
 pub mod oauth;
 mod sending;
 
 pub use account::*;
+pub use accounts::*;
 pub use management::*;
 pub use network::*;
 pub use oauth::*;
