@@ -23,7 +23,7 @@ use crate::web::refusals::form_errors;
 
 /// One provider's line on the Portal.
 pub struct PortalAccount {
-    pub provider: &'static str,
+    pub key: String,
     pub label: String,
     pub token_status: String,
     pub token_status_label: String,
@@ -85,6 +85,12 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
         Some((at, reply)) => format!("{} — {}", fmt_time(at, offset), reply.render(&tr)),
         None => tr.t("portal-no-error"),
     };
+    let mut defaults = Vec::new();
+    for p in Provider::ALL {
+        if let Ok(d) = state.store.account_for(p).await {
+            defaults.push(d.id);
+        }
+    }
     let mut warnings = skew_warnings(&tr, &accounts);
     for a in accounts.iter().filter(|a| a.enabled && !a.verify_cert) {
         warnings.push(format!(
@@ -98,8 +104,13 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
         accounts: accounts
             .iter()
             .map(|a| PortalAccount {
-                provider: a.provider.as_str(),
-                label: tr.t(&format!("provider-{}", a.provider.as_str())),
+                // The default delegated accounts keep their old element ids.
+                key: if defaults.contains(&a.id) {
+                    a.provider.as_str().to_string()
+                } else {
+                    a.id.to_string()
+                },
+                label: super::sending::account_title(&tr, a),
                 token_status: a.token_status.to_string(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
                 token_reason: a.token_reason.as_ref().map(|r| r.render(&tr)),
