@@ -1016,3 +1016,84 @@ mod create_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod upgrade_tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::queue::JobStore as _;
+
+    /// A database as the release before accounts were many left it: the
+    /// migrations up to 0003, two accounts with tokens, a bound submitter and
+    /// allowlist entry, and a waiting job. This version keeps all of it.
+    #[tokio::test]
+    async fn a_database_of_the_previous_release_keeps_its_accounts_tokens_and_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::DB_FILE);
+        {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            let mut previous = sqlx::migrate!("migrations/sqlite");
+            previous.migrations = Cow::Owned(
+                previous
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 4)
+                    .cloned()
+                    .collect(),
+            );
+            previous.run(&pool).await.unwrap();
+            for sql in [
+                "UPDATE accounts SET enabled = 1, client_id = 'cid', refresh_token = x'0102', access_token = x'0304', access_expires_at = 99, mailbox = 'printer@contoso.example', token_status = 'active', is_default = 1 WHERE provider = 'microsoft'",
+                "UPDATE accounts SET enabled = 1, client_id = 'gid', client_secret = x'05', refresh_token = x'0607', mailbox = 'scanner@example.com', token_status = 'active' WHERE provider = 'google'",
+                "INSERT INTO submitters (name, password_hash, account_id, created_at) VALUES ('mfp', 'hash', (SELECT id FROM accounts WHERE provider = 'google'), 1)",
+                "INSERT INTO allowlist (cidr, account_id, created_at) VALUES ('192.0.2.0/24', (SELECT id FROM accounts WHERE provider = 'microsoft'), 1)",
+                "INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, size, state, next_attempt_at, created_at, updated_at) VALUES ('0190-old', (SELECT id FROM accounts WHERE provider = 'google'), 'mfp', '192.0.2.7', 'a@example.com', '[\"b@example.com\"]', 5, 'deferred', 10, 1, 1)",
+                "INSERT INTO messages (job_id, body) VALUES ('0190-old', x'6869')",
+            ] {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        let store = Store::open(dir.path()).await.unwrap();
+        let ms = store.account_for(Provider::Microsoft).await.unwrap();
+        let google = store.account_for(Provider::Google).await.unwrap();
+        assert_eq!(
+            (ms.name.as_str(), ms.cloud, ms.credential_kind),
+            ("microsoft", Cloud::Worldwide, CredentialKind::Delegated)
+        );
+        assert!(ms.enabled && ms.is_default && ms.has_refresh_token);
+        assert_eq!(ms.token_status, TokenStatus::Active);
+        assert_eq!(ms.mailbox.as_deref(), Some("printer@contoso.example"));
+        assert_eq!(
+            ms.delegated_smtp_scope(),
+            crate::provider::MICROSOFT_SCOPES[0]
+        );
+        assert!(ms.send_as.is_empty() && ms.rate_per_minute.is_none());
+        assert!(google.has_client_secret && google.has_refresh_token);
+        let sealed = store.sealed_secrets(ms.id).await.unwrap();
+        assert_eq!(sealed.refresh_token.as_deref(), Some(&[1u8, 2][..]));
+        let submitter = store.submitter("mfp").await.unwrap().unwrap();
+        assert_eq!(submitter.account_id, Some(google.id));
+        let allow = store.allowlist().await.unwrap();
+        assert_eq!(allow[0].account_id, Some(ms.id));
+        let job = store.job("0190-old").await.unwrap();
+        assert_eq!(job.account_id, Some(google.id));
+        assert_eq!(store.pending_jobs_of(google.id).await.unwrap(), 1);
+        assert_eq!(store.job_body("0190-old").await.unwrap(), b"hi");
+        // Routing keeps the bindings the older version made.
+        let accounts = store.accounts().await.unwrap();
+        assert_eq!(
+            crate::intake::routing::route(&accounts, Some(google.id), "a@x.example", None, true),
+            Ok(Some(google.id))
+        );
+        assert_eq!(
+            crate::intake::routing::route(&accounts, None, "a@x.example", None, true),
+            Ok(Some(ms.id))
+        );
+    }
+}
