@@ -287,6 +287,7 @@ async fn run_sendmail(config: &Config, raw: Vec<String>) -> anyhow::Result<()> {
         recipients,
         message,
         limit,
+        config.delivery.rewrite_from,
     )
     .await?;
     store.close().await;
@@ -360,6 +361,7 @@ async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
         recipients,
         message,
         limit,
+        config.delivery.rewrite_from,
     )
     .await?;
     store.close().await;

@@ -43,6 +43,8 @@ pub enum LocalError {
     Nul,
     #[error("the queue could not store the message: {0}")]
     Store(StoreError),
+    #[error("refused, nothing was queued: {0}")]
+    Unroutable(super::routing::Unroutable),
 }
 
 impl From<StoreError> for LocalError {
@@ -333,7 +335,10 @@ pub fn check_address(a: &str) -> Result<String, LocalError> {
     Ok(a.to_string())
 }
 
-/// Puts a message into the durable queue; returns the job id.
+/// Puts a message into the durable queue, routed to its account as SMTP
+/// submissions are (`rewrite_from`: `delivery.rewrite_from`); returns the
+/// job id.
+#[allow(clippy::too_many_arguments)] // each is one setting of the submission
 pub async fn enqueue(
     store: &Store,
     clock: &dyn Clock,
@@ -342,6 +347,7 @@ pub async fn enqueue(
     recipients: Vec<String>,
     message: Vec<u8>,
     limit: usize,
+    rewrite_from: bool,
 ) -> Result<String, LocalError> {
     if recipients.is_empty() {
         return Err(LocalError::NoRecipients);
@@ -356,7 +362,16 @@ pub async fn enqueue(
     if message.contains(&0) {
         return Err(LocalError::Nul);
     }
-    let job = new_job(submitter, "local", None, mail_from, recipients, message);
+    let mut job = new_job(submitter, "local", None, mail_from, recipients, message);
+    let accounts = store.accounts().await?;
+    job.account_id = super::routing::route(
+        &accounts,
+        None,
+        &job.mail_from,
+        job.header_from.as_deref(),
+        rewrite_from,
+    )
+    .map_err(LocalError::Unroutable)?;
     store.enqueue(&job, clock.unix()).await?;
     Ok(job.id)
 }
