@@ -519,3 +519,110 @@ async fn google_accounts_are_refused_to_a_network_admin_and_clouds_set_the_hosts
         .is_none()
     );
 }
+
+/// `hikyaku account …` in a data directory, as an administrator at the
+/// terminal does it; returns the exit status and everything printed.
+fn account_cli(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hikyaku"))
+        .current_dir(dir)
+        .arg("account")
+        .args(args)
+        .env_remove("HIKYAKU_CONFIG")
+        .env_remove("HIKYAKU_MASTER_KEY")
+        .output()
+        .expect("hikyaku runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn accounts_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hikyaku.toml"), "data_dir = \"d\"\n").unwrap();
+    let (ok, out) = account_cli(
+        dir.path(),
+        &[
+            "add",
+            "--provider",
+            "microsoft",
+            "--name",
+            "scans",
+            "--cloud",
+            "gcc_high",
+            "--send-as",
+            "@scans.example",
+            "--rate-per-minute",
+            "10",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = account_cli(
+        dir.path(),
+        &[
+            "add",
+            "--provider",
+            "google",
+            "--name",
+            "g",
+            "--cloud",
+            "dod",
+        ],
+    );
+    assert!(!ok && out.contains("not offered"), "{out}");
+    let (ok, out) = account_cli(dir.path(), &["list"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("microsoft") && out.contains("google") && out.contains("scans"),
+        "{out}"
+    );
+    let (ok, out) = account_cli(dir.path(), &["show", "scans"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("smtp.office365.us") && out.contains("@scans.example"),
+        "{out}"
+    );
+    assert!(
+        out.contains("https://outlook.office365.us/SMTP.Send"),
+        "{out}"
+    );
+    // A job waits for scans: removing it needs a decision.
+    let store = hikyaku::store::Store::open(&dir.path().join("d"))
+        .await
+        .unwrap();
+    let scans = store.account_by_name("scans").await.unwrap().id;
+    let job = hikyaku::intake::store_sink::new_job(
+        "t",
+        "local",
+        Some(scans),
+        "a@scans.example",
+        vec!["b@example.com".into()],
+        b"Subject: s\r\n\r\nx\r\n".to_vec(),
+    );
+    hikyaku::queue::JobStore::enqueue(&store, &job, 1)
+        .await
+        .unwrap();
+    store.close().await;
+    let (ok, out) = account_cli(dir.path(), &["remove", "scans"]);
+    assert!(!ok && out.contains("1 jobs still wait"), "{out}");
+    let (ok, out) = account_cli(
+        dir.path(),
+        &["remove", "scans", "--move-jobs-to", "microsoft"],
+    );
+    assert!(ok, "{out}");
+    let store = hikyaku::store::Store::open(&dir.path().join("d"))
+        .await
+        .unwrap();
+    let ms = store.account_by_name("microsoft").await.unwrap().id;
+    let moved = hikyaku::queue::JobStore::job(&store, &job.id)
+        .await
+        .unwrap();
+    assert_eq!(moved.account_id, Some(ms));
+    assert!(store.account_by_name("scans").await.is_err());
+    store.close().await;
+}
