@@ -378,8 +378,27 @@ async fn google_accounts_are_refused_to_a_network_admin_and_clouds_set_the_hosts
     add_user(&admin, "net", "network_admin").await;
     let net = Browser::new(&server);
     net.login("net", ADMIN_PASSWORD).await;
-    // Pages: the Accounts page is theirs, a Google account's screens are not.
+    // Pages: the Accounts page is theirs (in the settings menu, in both
+    // languages), a Google account's screens are not.
+    assert!(
+        net.get("/settings")
+            .await
+            .body
+            .contains("id=\"menu-accounts\"")
+    );
     assert_eq!(net.get("/settings/send/accounts").await.status, 200);
+    let ja = Browser::with_lang(&server, "ja");
+    ja.login("admin", ADMIN_PASSWORD).await;
+    let page = ja.get("/settings/send/accounts").await.body;
+    assert!(
+        page.contains("送信アカウント") && page.contains("稼働中") && page.contains("委任"),
+        "{page}"
+    );
+    let page = admin.get("/settings/send/accounts").await.body;
+    assert!(
+        page.contains("Accounts") && page.contains("Active") && page.contains("Delegated"),
+        "{page}"
+    );
     let (_, list) = api(&admin, Method::GET, "/api/v1/accounts", None).await;
     let google = list
         .as_array()
