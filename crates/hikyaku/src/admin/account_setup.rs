@@ -259,8 +259,15 @@ impl Admin<'_> {
             Err(crate::store::StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
-        match Provider::parse(text) {
-            Some(p) => Ok(self.store.account_for(p).await?),
+        // A provider names its default delegated account, when one is left.
+        match Provider::parse(text).map(|p| self.store.account_for(p)) {
+            Some(found) => match found.await {
+                Ok(a) => Ok(a),
+                Err(crate::store::StoreError::NotFound) => {
+                    Err(Problem::UnknownAccount(text.to_string()).into())
+                }
+                Err(e) => Err(e.into()),
+            },
             None => Err(Problem::UnknownAccount(text.to_string()).into()),
         }
     }
