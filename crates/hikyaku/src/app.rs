@@ -608,6 +608,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
             15 * 60,
         ))),
         throttle: Arc::default(),
+        rewrite_from: config.delivery.rewrite_from,
     });
     let smtp_addrs = serve_intake(&config, intake_bound, intake_tls, sink, &shutdown);
     if let Some(socket) = control_socket {
@@ -623,6 +624,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
                 wake: wake.clone(),
                 max_message_size: usize::try_from(config.intake.max_message_size)
                     .unwrap_or(usize::MAX),
+                rewrite_from: config.delivery.rewrite_from,
             },
             shutdown.clone(),
         );

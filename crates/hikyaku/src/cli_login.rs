@@ -17,6 +17,12 @@ pub enum LoginError {
     Disabled(&'static str, &'static str),
     #[error("the server connection check failed: {0}")]
     Connection(String),
+    #[error("no account named {0:?}: see hikyaku account list")]
+    UnknownAccount(String),
+    #[error(
+        "the account {0:?} is not a delegated {1} account: choose one from hikyaku account list"
+    )]
+    NotDelegated(String, &'static str),
     #[error(transparent)]
     Tokens(#[from] crate::tokens::TokensError),
     #[error(transparent)]
@@ -28,14 +34,48 @@ pub enum LoginError {
     Io(std::io::Error),
 }
 
+/// The account to authorize: the one named (by name or id), else the
+/// provider's default delegated account.
+async fn chosen(
+    store: &Store,
+    provider: Provider,
+    name: Option<&str>,
+) -> Result<crate::store::accounts::Account, LoginError> {
+    let Some(name) = name else {
+        return Ok(store.account_for(provider).await?);
+    };
+    let found = match name.parse::<i64>() {
+        Ok(id) => store.account(id).await,
+        Err(_) => store.account_by_name(name).await,
+    };
+    let a = match found {
+        Ok(a) => a,
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(LoginError::UnknownAccount(name.to_string()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if a.provider != provider || a.credential_kind.is_app_only() {
+        return Err(LoginError::NotDelegated(
+            name.to_string(),
+            provider.as_str(),
+        ));
+    }
+    Ok(a)
+}
+
 impl From<std::io::Error> for LoginError {
     fn from(e: std::io::Error) -> Self {
         LoginError::Io(e)
     }
 }
 
-pub async fn microsoft(store: &Store, tokens: &TokenService) -> Result<(), LoginError> {
-    let account = store.account_for(Provider::Microsoft).await?;
+pub async fn microsoft(
+    store: &Store,
+    tokens: &TokenService,
+    account: Option<&str>,
+) -> Result<(), LoginError> {
+    let account = chosen(store, Provider::Microsoft, account).await?;
     if !account.enabled {
         return Err(LoginError::Disabled("Microsoft", "microsoft"));
     }
@@ -82,8 +122,12 @@ pub async fn microsoft(store: &Store, tokens: &TokenService) -> Result<(), Login
     }
 }
 
-pub async fn google(store: &Store, tokens: &TokenService) -> Result<(), LoginError> {
-    let account = store.account_for(Provider::Google).await?;
+pub async fn google(
+    store: &Store,
+    tokens: &TokenService,
+    account: Option<&str>,
+) -> Result<(), LoginError> {
+    let account = chosen(store, Provider::Google, account).await?;
     if !account.enabled {
         return Err(LoginError::Disabled("Google", "google"));
     }

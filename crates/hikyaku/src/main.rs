@@ -41,6 +41,9 @@ enum Command {
     /// OAuth 2.0 authorization from a terminal.
     #[command(subcommand)]
     Oauth(OauthCommand),
+    /// Sending accounts: list, show, add, remove.
+    #[command(subcommand)]
+    Account(hikyaku::cli_account::AccountCommand),
     /// Queue a message built from arguments (e.g. scan-to-email from a script).
     Send(SendArgs),
     /// Write a consistent copy of the store to FILE (the server may be running).
@@ -149,7 +152,11 @@ enum OauthCommand {
 
 #[derive(Subcommand)]
 enum LoginAction {
-    Login,
+    Login {
+        /// The account to authorize (name or id); default: the provider's first delegated account.
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 /// The system-wide configuration, found from any directory (cron runs
@@ -463,6 +470,9 @@ async fn run() -> anyhow::Result<()> {
             cli::queue::status(&load_config(cli.config.as_ref())?, &server).await
         }
         Command::Admin(cmd) => admin_cli::run(&load_config(cli.config.as_ref())?, cmd).await,
+        Command::Account(cmd) => {
+            Ok(hikyaku::cli_account::run(&load_config(cli.config.as_ref())?, cmd).await?)
+        }
         Command::Send(a) => run_send(&load_config(cli.config.as_ref())?, a).await,
         Command::Sendmail { args } => run_sendmail(&load_config(cli.config.as_ref())?, args).await,
         Command::Oauth(cmd) => {
@@ -473,11 +483,11 @@ async fn run() -> anyhow::Result<()> {
                 hikyaku::app::token_service(&config, &store, key, Arc::new(SystemClock)).await?;
             match cmd {
                 OauthCommand::Microsoft {
-                    action: LoginAction::Login,
-                } => hikyaku::cli_login::microsoft(&store, &tokens).await?,
+                    action: LoginAction::Login { account },
+                } => hikyaku::cli_login::microsoft(&store, &tokens, account.as_deref()).await?,
                 OauthCommand::Google {
-                    action: LoginAction::Login,
-                } => hikyaku::cli_login::google(&store, &tokens).await?,
+                    action: LoginAction::Login { account },
+                } => hikyaku::cli_login::google(&store, &tokens, account.as_deref()).await?,
             }
             store.close().await;
             Ok(())

@@ -24,6 +24,21 @@ pub const MICROSOFT_SCOPES: &[&str] = &[
 /// Scopes of a Microsoft refresh (the id_token scopes are not needed again).
 pub const MICROSOFT_REFRESH_SCOPES: &[&str] =
     &["https://outlook.office.com/SMTP.Send", "offline_access"];
+/// The device authorization (or, `refresh`, the refresh) scopes of a
+/// Microsoft account whose SMTP scope is `smtp_scope` (its cloud's or an
+/// override): the first of [`MICROSOFT_SCOPES`] replaced.
+pub fn microsoft_scopes(smtp_scope: &str, refresh: bool) -> Vec<String> {
+    let rest = if refresh {
+        &MICROSOFT_REFRESH_SCOPES[1..]
+    } else {
+        &MICROSOFT_SCOPES[1..]
+    };
+    std::iter::once(smtp_scope)
+        .chain(rest.iter().copied())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Scopes of the Google authorization request (protocols.md §3).
 pub const GOOGLE_SCOPES: &[&str] = &["https://mail.google.com/", "openid", "email"];
 /// Hosts of Microsoft's public and sovereign login services; others get a warning.

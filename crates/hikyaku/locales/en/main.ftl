@@ -538,3 +538,69 @@ reason-check-no-https-server = no HTTPS server answered at { $target } — check
 reason-check-not-provider = { $target } answered, but not as a Microsoft Entra ID authorization server — check the endpoint, e.g. https://login.microsoftonline.com/common/oauth2/v2.0
 reason-tls-unknown-issuer-google = certificate is not trusted (unknown issuer) — an Administrator must add the issuing CA under CA Certificates (a CA that a NetworkAdmin added does not apply to Google; a TLS-inspecting proxy needs its CA added by an Administrator too)
 reason-tls-cn-mismatch-unlisted = the certificate's subject CN does not match the host of { $target } (Add CN to Verification Items is on) — use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off (the CN of a host that is not a known Microsoft login host is not shown)
+# Accounts: any number of sending accounts, routing and per-account limits
+menu-accounts = Accounts
+accounts-intro = Every account hikyaku sends through. A message goes out through the account its submitter or allowlist entry is bound to; else through the account whose send-as list holds its envelope sender, then its From address; else through the default account.
+account-add = Add Account
+account-edit = Edit Account
+account-name = Account name
+account-provider = Provider
+account-cloud = Cloud
+account-kind = Credential kind
+account-send-as = Send-as addresses
+account-limits = Limits
+account-limits-value = { $rate }/min, { $connections } connections
+account-limit-default = default
+account-disable = Switch off
+account-enable = Switch on
+account-enabled = Use this account
+account-add-hint = This form adds an account whose mailbox a person authorizes (the manual's flow: Microsoft device code, Google authorization code). Its Basic Settings and authorization follow on its own settings page.
+account-cloud-hint = National clouds use their own sign-in, SMTP and Graph hosts. The fields below show the cloud's values; change one only to override it, or clear it to take the cloud's value again.
+account-smtp-scope = SMTP scope (delegated)
+account-graph-host = Graph host
+account-overrides-hint = The authorization server endpoint and the SMTP scope belong to the cloud: changing either (or the cloud) discards the account's tokens, which must then be authorized again.
+account-send-as-hint = Addresses (scan@example.com) or whole domains (@example.com), separated by commas or line breaks. A message whose sender matches goes out through this account with its From kept. Empty: nothing is routed here by address, and the From check is left to the provider.
+account-rate = Messages per minute
+account-connections = Upstream connections at most
+account-limits-hint = Empty takes the configured default (delivery.rate_per_minute, delivery.connections_per_account). Exchange Online allows 30 messages per minute and 3 connections per mailbox.
+account-delete-title = Delete Account
+account-delete-waiting = { $count } jobs still wait to go out through this account. Choose what becomes of them:
+account-jobs-move = Move them to { $account }
+account-jobs-fail = Fail them (they stay in the job history as failed)
+account-delete-no-jobs = No job waits for this account.
+cloud-worldwide = Worldwide
+cloud-gcc_high = GCC High
+cloud-dod = DoD
+cloud-china = China (21Vianet)
+credential-kind-delegated = Delegated (a person signs in)
+credential-kind-microsoft_secret = App-only: client secret
+credential-kind-microsoft_certificate = App-only: certificate
+credential-kind-google_service_account = App-only: service account
+err-account-name = Account name: use 1 to 64 characters, not only digits, without spaces at either end.
+err-unknown-account = There is no account "{ $name }": choose one from the Accounts page (or hikyaku account list).
+err-unknown-cloud = Cloud "{ $cloud }" is unknown: choose Worldwide, GCC High, DoD or China.
+err-cloud-not-offered = The cloud "{ $cloud }" is only for Microsoft accounts: Google accounts use Worldwide.
+err-unknown-credential-kind = Credential kind "{ $kind }" is unknown: choose delegated, microsoft_secret, microsoft_certificate or google_service_account.
+err-credential-kind-not-for = The credential kind "{ $kind }" does not fit this provider.
+err-mailbox-invalid = Mailbox: "{ $mailbox }" is not an e-mail address.
+err-mailbox-missing = Enter the mailbox this account sends as.
+err-send-as-invalid = Send-as addresses: "{ $entry }" is neither an address (name@example.com) nor a domain (@example.com).
+err-send-as-too-many = At most { $limit } send-as entries: use @domain entries for whole domains.
+err-rate-invalid = Messages per minute: enter a whole number from 1 to { $max }, or leave it empty for the default.
+err-connections-invalid = Upstream connections: enter a whole number from 1 to { $max }, or leave it empty for the default.
+err-smtp-scope-invalid = SMTP scope: at most 256 characters without spaces, or empty for the cloud's scope.
+err-graph-host-invalid = Graph host: "{ $host }" is not a host name.
+err-jobs-waiting = { $count } jobs still wait for this account: choose to move them to another account or to fail them.
+err-move-to-same-account = The jobs cannot move to the account being deleted: choose another account.
+err-jobs-disposal = Choose what becomes of the waiting jobs: jobs=move:ID (another account's id) or jobs=fail.
+err-api-account-fixed = An account's provider and credential kind cannot change: add a new account instead.
+reason-job-account-deleted = the account { $name } was deleted and its waiting jobs were failed
+reason-audit-account-add = { $name } ({ $provider }, { $kind }, { $cloud }): enabled={ $enabled } send_as=[{ $send_as }] rate={ $rate } connections={ $connections }
+reason-audit-account-update = { $name } ({ $provider }, { $cloud }): enabled={ $enabled } send_as=[{ $send_as }] rate={ $rate } connections={ $connections }{ $tokens ->
+    [discarded] { " " }(tokens discarded)
+   *[other] {""}
+}
+reason-audit-account-delete = { $name } ({ $provider }): { $jobs } waiting jobs { $disposal }
+audit-action-account_add = Account added
+audit-action-account_update = Account saved
+audit-action-account_delete = Account deleted

@@ -586,3 +586,69 @@ reason-check-no-https-server = { $target }でHTTPSサーバーが応答しませ
 reason-check-not-provider = { $target }は応答しましたが、Microsoft Entra IDの認可サーバーではありません。エンドポイントを確認してください(例:https://login.microsoftonline.com/common/oauth2/v2.0)。
 reason-tls-unknown-issuer-google = 証明書が信頼されていません(発行者が不明)。管理者(Administrator)がCA証明書で発行元のCAを追加する必要があります(NetworkAdminが追加したCAはGoogleには適用されません。TLSを検査するプロキシのCAも管理者が追加してください)。
 reason-tls-cn-mismatch-unlisted = 証明書のサブジェクトCNが{ $target }のホストと一致しません(「CNを検証項目に追加する」がONです)。ホスト名をCommon Nameとするサーバー証明書を使用するか、「CNを検証項目に追加する」をOFFにしてください(既知のMicrosoftログインホスト以外では、CNは表示しません)。
+# Accounts: any number of sending accounts, routing and per-account limits
+menu-accounts = 送信アカウント
+accounts-intro = hikyaku が送信に使うすべてのアカウントです。メールは、送信者(SMTP 送信者・許可アドレス)に結び付けられたアカウント、なければエンベロープの送信者、次に From のアドレスを送信可能アドレスに含むアカウント、それもなければ既定のアカウントから送信されます。
+account-add = アカウントの追加
+account-edit = アカウントの編集
+account-name = アカウント名
+account-provider = プロバイダー
+account-cloud = クラウド
+account-kind = 認証情報の種類
+account-send-as = 送信可能アドレス
+account-limits = 制限
+account-limits-value = { $rate }通/分、接続 { $connections }
+account-limit-default = 既定値
+account-disable = 使用しない
+account-enable = 使用する
+account-enabled = このアカウントを使用する
+account-add-hint = ここでは、ユーザーがサインインしてメールボックスを認可するアカウント(マニュアルの手順:Microsoft はデバイスコード、Google は認可コード)を追加します。基本設定と認可は、追加後にそのアカウントの設定ページで行います。
+account-cloud-hint = 各国のクラウドは、それぞれのサインイン・SMTP・Graph のホストを使います。以下の欄にはクラウドの値が表示されます。上書きする場合だけ変更し、空欄にするとクラウドの値に戻ります。
+account-smtp-scope = SMTP スコープ(委任)
+account-graph-host = Graph ホスト
+account-overrides-hint = 認可サーバーのエンドポイントと SMTP スコープはクラウドに属します。どちらか(またはクラウド)を変更すると、このアカウントのトークンは破棄され、再度認可が必要です。
+account-send-as-hint = アドレス(scan@example.com)またはドメイン全体(@example.com)を、カンマまたは改行で区切って入力します。送信者が一致するメールはこのアカウントから From を変えずに送信されます。空欄の場合、アドレスによる振り分けは行わず、From の確認はプロバイダーに任せます。
+account-rate = 1分あたりの送信数
+account-connections = 上流への同時接続数の上限
+account-limits-hint = 空欄の場合は設定ファイルの既定値(delivery.rate_per_minute、delivery.connections_per_account)を使います。Exchange Online では、メールボックスあたり毎分30通、同時接続3までです。
+account-delete-title = アカウントの削除
+account-delete-waiting = このアカウントから送信を待っているジョブが { $count } 件あります。扱いを選択してください:
+account-jobs-move = { $account } に移す
+account-jobs-fail = 失敗にする(送信履歴に失敗として残ります)
+account-delete-no-jobs = このアカウントを待っているジョブはありません。
+cloud-worldwide = 全世界(Worldwide)
+cloud-gcc_high = GCC High
+cloud-dod = DoD
+cloud-china = 中国(21Vianet)
+credential-kind-delegated = 委任(ユーザーがサインイン)
+credential-kind-microsoft_secret = アプリのみ:クライアントシークレット
+credential-kind-microsoft_certificate = アプリのみ:証明書
+credential-kind-google_service_account = アプリのみ:サービスアカウント
+err-account-name = アカウント名:1~64文字で、数字だけにせず、前後に空白を入れずに入力してください。
+err-unknown-account = アカウント「{ $name }」はありません。送信アカウントのページ(または hikyaku account list)から選択してください。
+err-unknown-cloud = クラウド「{ $cloud }」は使用できません。Worldwide、GCC High、DoD、China から選択してください。
+err-cloud-not-offered = クラウド「{ $cloud }」は Microsoft のアカウント専用です。Google のアカウントは Worldwide を使います。
+err-unknown-credential-kind = 認証情報の種類「{ $kind }」は使用できません。delegated、microsoft_secret、microsoft_certificate、google_service_account から選択してください。
+err-credential-kind-not-for = 認証情報の種類「{ $kind }」はこのプロバイダーでは使用できません。
+err-mailbox-invalid = メールボックス:「{ $mailbox }」はメールアドレスではありません。
+err-mailbox-missing = このアカウントが送信に使うメールボックスを入力してください。
+err-send-as-invalid = 送信可能アドレス:「{ $entry }」はアドレス(name@example.com)でもドメイン(@example.com)でもありません。
+err-send-as-too-many = 送信可能アドレスは { $limit } 件までです。ドメイン全体には @domain の形式を使ってください。
+err-rate-invalid = 1分あたりの送信数:1~{ $max } の整数を入力するか、既定値を使う場合は空欄にしてください。
+err-connections-invalid = 同時接続数:1~{ $max } の整数を入力するか、既定値を使う場合は空欄にしてください。
+err-smtp-scope-invalid = SMTP スコープ:空白を含まない256文字以内で入力するか、クラウドの値を使う場合は空欄にしてください。
+err-graph-host-invalid = Graph ホスト:「{ $host }」はホスト名ではありません。
+err-jobs-waiting = このアカウントを待っているジョブが { $count } 件あります。別のアカウントに移すか、失敗にするかを選択してください。
+err-move-to-same-account = 削除するアカウントにはジョブを移せません。別のアカウントを選択してください。
+err-jobs-disposal = 待っているジョブの扱いを指定してください:jobs=move:ID(移動先アカウントの ID)または jobs=fail。
+err-api-account-fixed = アカウントのプロバイダーと認証情報の種類は変更できません。新しいアカウントを追加してください。
+reason-job-account-deleted = アカウント { $name } が削除されたため、待っていたジョブは失敗になりました
+reason-audit-account-add = { $name }({ $provider }、{ $kind }、{ $cloud }):使用={ $enabled } 送信可能=[{ $send_as }] 送信数={ $rate } 接続数={ $connections }
+reason-audit-account-update = { $name }({ $provider }、{ $cloud }):使用={ $enabled } 送信可能=[{ $send_as }] 送信数={ $rate } 接続数={ $connections }{ $tokens ->
+    [discarded] { " " }(トークンを破棄)
+   *[other] {""}
+}
+reason-audit-account-delete = { $name }({ $provider }):待機中のジョブ { $jobs } 件を { $disposal }
+audit-action-account_add = アカウントの追加
+audit-action-account_update = アカウントの保存
+audit-action-account_delete = アカウントの削除

@@ -148,18 +148,24 @@ fn validate_email(input: &EmailInput) -> Result<EmailSettings, Vec<Problem>> {
 }
 
 impl Admin<'_> {
-    /// The account of `provider`, after checking that the actor may manage
-    /// it (the seed: Google is the Administrator's).
-    async fn managed_account(&self, provider: Provider) -> Result<Account, AdminError> {
+    /// The default delegated account of `provider` (the one the printer
+    /// manual's pages and the old API routes name), after checking that the
+    /// actor may manage it (the seed: Google is the Administrator's).
+    pub async fn default_account(&self, provider: Provider) -> Result<i64, AdminError> {
         self.require(Permission::manage(provider))?;
-        Ok(self.store.account_for(provider).await?)
+        Ok(self.store.account_for(provider).await?.id)
     }
 
-    /// The enabled account of `provider`, for starting an authorization.
-    async fn enabled_account(&self, provider: Provider) -> Result<Account, AdminError> {
-        let account = self.managed_account(provider).await?;
+    /// Account `id`, after checking that the actor may manage it.
+    async fn managed_account(&self, id: i64) -> Result<Account, AdminError> {
+        self.manageable_account(id).await
+    }
+
+    /// The enabled account `id`, for starting an authorization.
+    async fn enabled_account(&self, id: i64) -> Result<Account, AdminError> {
+        let account = self.managed_account(id).await?;
         if !account.enabled {
-            return Err(AdminError::invalid(match provider {
+            return Err(AdminError::invalid(match account.provider {
                 Provider::Microsoft => Problem::MicrosoftOff,
                 Provider::Google => Problem::GoogleOff,
             }));
@@ -171,10 +177,11 @@ impl Admin<'_> {
     pub async fn save_basic(
         &self,
         live: &Live<'_>,
-        provider: Provider,
+        id: i64,
         input: &BasicInput,
     ) -> Result<Account, AdminError> {
-        let account = self.managed_account(provider).await?;
+        let account = self.managed_account(id).await?;
+        let provider = account.provider;
         let (endpoint, client_id) =
             validate_basic(provider, input, &account).map_err(AdminError::Invalid)?;
         let sealed = match &input.client_secret {
@@ -232,13 +239,10 @@ impl Admin<'_> {
     }
 
     /// Validates and saves E-mail Settings; returns the account as saved.
-    pub async fn save_email(
-        &self,
-        provider: Provider,
-        input: &EmailInput,
-    ) -> Result<Account, AdminError> {
+    pub async fn save_email(&self, id: i64, input: &EmailInput) -> Result<Account, AdminError> {
         self.require(Permission::ManageEmail)?;
-        let account = self.managed_account(provider).await?;
+        let account = self.managed_account(id).await?;
+        let provider = account.provider;
         let settings = validate_email(input).map_err(AdminError::Invalid)?;
         self.store
             .save_email_settings(account.id, &settings, self.clock.unix())
@@ -259,12 +263,9 @@ impl Admin<'_> {
 
     /// The seed's Refresh button: checks the connection (which, for
     /// Microsoft, requests a device code once it succeeds).
-    pub async fn check_connection(
-        &self,
-        live: &Live<'_>,
-        provider: Provider,
-    ) -> Result<Account, AdminError> {
-        let account = self.managed_account(provider).await?;
+    pub async fn check_connection(&self, live: &Live<'_>, id: i64) -> Result<Account, AdminError> {
+        let account = self.managed_account(id).await?;
+        let provider = account.provider;
         if account.enabled {
             live.tokens.check_connection(account.id).await?;
         }
@@ -277,18 +278,21 @@ impl Admin<'_> {
     }
 
     /// Refresh Token Now.
-    pub async fn refresh_token(
-        &self,
-        live: &Live<'_>,
-        provider: Provider,
-    ) -> Result<(), AdminError> {
-        let account = self.managed_account(provider).await?;
+    pub async fn refresh_token(&self, live: &Live<'_>, id: i64) -> Result<(), AdminError> {
+        let account = self.managed_account(id).await?;
         Ok(live.tokens.force_refresh(account.id).await?)
     }
 
     /// A new Microsoft device code (user code).
-    pub async fn new_device_code(&self, live: &Live<'_>) -> Result<DeviceCode, AdminError> {
-        let account = self.enabled_account(Provider::Microsoft).await?;
+    pub async fn new_device_code(
+        &self,
+        live: &Live<'_>,
+        id: i64,
+    ) -> Result<DeviceCode, AdminError> {
+        let account = self.enabled_account(id).await?;
+        if account.provider != Provider::Microsoft {
+            return Err(Problem::UnknownProvider(account.provider.as_str().into()).into());
+        }
         let code = live.tokens.start_device_authorization(account.id).await?;
         self.audit(Action::OauthDeviceCode, Reason::new("audit-device-code"))
             .await;
@@ -299,8 +303,12 @@ impl Admin<'_> {
     pub async fn google_authorization(
         &self,
         live: &Live<'_>,
+        id: i64,
     ) -> Result<(i64, GoogleAuthorization), AdminError> {
-        let account = self.enabled_account(Provider::Google).await?;
+        let account = self.enabled_account(id).await?;
+        if account.provider != Provider::Google {
+            return Err(Problem::UnknownProvider(account.provider.as_str().into()).into());
+        }
         let auth = live.tokens.google_authorization_url(account.id).await?;
         self.audit(Action::OauthGoogleRegister, Reason::new("audit-google-url"))
             .await;
@@ -309,8 +317,13 @@ impl Admin<'_> {
 
     /// The authorization code (or the address it came back on) pasted from
     /// Google; returns the authorized account.
-    pub async fn google_code(&self, live: &Live<'_>, pasted: &str) -> Result<Account, AdminError> {
-        let account = self.managed_account(Provider::Google).await?;
+    pub async fn google_code(
+        &self,
+        live: &Live<'_>,
+        id: i64,
+        pasted: &str,
+    ) -> Result<Account, AdminError> {
+        let account = self.managed_account(id).await?;
         match live.tokens.google_submit_code(account.id, pasted).await {
             Ok(()) => {
                 self.audit(
@@ -337,11 +350,12 @@ impl Admin<'_> {
     pub async fn send_test(
         &self,
         live: &Live<'_>,
-        provider: Provider,
+        id: i64,
         to: &str,
     ) -> Result<String, AdminError> {
         use crate::intake::local;
-        let a = self.managed_account(provider).await?;
+        let a = self.managed_account(id).await?;
+        let provider = a.provider;
         let Some(mailbox) = a.mailbox.clone().filter(|_| a.token_status == "active") else {
             return Err(Problem::TokenNotActive.into());
         };
@@ -389,6 +403,10 @@ mod tests {
     use super::*;
     use crate::admin::testing;
     use crate::roles::Role;
+
+    async fn id(store: &crate::store::Store, p: Provider) -> i64 {
+        store.account_for(p).await.expect("account").id
+    }
 
     fn email(host: &str, port: &str, security: &str, sender: &str) -> EmailInput {
         EmailInput {
@@ -452,19 +470,22 @@ mod tests {
         let network = testing::admin(&store, Role::NetworkAdmin);
         let input = email("smtp.gmail.com", "587", "starttls", "");
         assert!(matches!(
-            network.save_email(Provider::Google, &input).await,
+            network
+                .save_email(id(&store, Provider::Google).await, &input)
+                .await,
             Err(AdminError::Forbidden)
         ));
         network
             .save_email(
-                Provider::Microsoft,
+                id(&store, Provider::Microsoft).await,
                 &email("smtp.office365.com", "587", "starttls", ""),
             )
             .await
             .expect("NetworkAdmin manages Microsoft");
         let user = testing::admin(&store, Role::GeneralUser);
         assert!(matches!(
-            user.save_email(Provider::Microsoft, &input).await,
+            user.save_email(id(&store, Provider::Microsoft).await, &input)
+                .await,
             Err(AdminError::Forbidden)
         ));
         let entries = store.audit_entries(10, 0).await.expect("audit");
@@ -488,22 +509,27 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            network.save_basic(&live, Provider::Google, &google).await,
-            Err(AdminError::Forbidden)
-        ));
-        assert!(matches!(
-            network.google_authorization(&live).await,
+            network
+                .save_basic(&live, id(&store, Provider::Google).await, &google)
+                .await,
             Err(AdminError::Forbidden)
         ));
         assert!(matches!(
             network
-                .send_test(&live, Provider::Google, "a@example.com")
+                .google_authorization(&live, id(&store, Provider::Google).await)
+                .await,
+            Err(AdminError::Forbidden)
+        ));
+        assert!(matches!(
+            network
+                .send_test(&live, id(&store, Provider::Google).await, "a@example.com")
                 .await,
             Err(AdminError::Forbidden)
         ));
         let user = testing::admin(&store, Role::GeneralUser);
         assert!(matches!(
-            user.check_connection(&live, Provider::Microsoft).await,
+            user.check_connection(&live, id(&store, Provider::Microsoft).await)
+                .await,
             Err(AdminError::Forbidden)
         ));
         // Refused before anything is stored or sealed.
@@ -519,18 +545,26 @@ mod tests {
         let live = server.live();
         let network = testing::admin(&store, Role::NetworkAdmin);
         assert!(testing::refused_for(
-            network.new_device_code(&live).await,
+            network
+                .new_device_code(&live, id(&store, Provider::Microsoft).await)
+                .await,
             |p| matches!(p, Problem::MicrosoftOff)
         ));
         assert!(testing::refused_for(
             network
-                .send_test(&live, Provider::Microsoft, "a@example.com")
+                .send_test(
+                    &live,
+                    id(&store, Provider::Microsoft).await,
+                    "a@example.com"
+                )
                 .await,
             |p| matches!(p, Problem::TokenNotActive)
         ));
         let admin = testing::admin(&store, Role::Administrator);
         assert!(testing::refused_for(
-            admin.google_authorization(&live).await,
+            admin
+                .google_authorization(&live, id(&store, Provider::Google).await)
+                .await,
             |p| matches!(p, Problem::GoogleOff)
         ));
     }
@@ -550,7 +584,7 @@ mod tests {
             ..Default::default()
         };
         let saved = admin
-            .save_basic(&live, Provider::Google, &input)
+            .save_basic(&live, id(&store, Provider::Google).await, &input)
             .await
             .expect("saved");
         assert!(saved.enabled && saved.has_client_secret);

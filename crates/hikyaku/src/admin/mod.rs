@@ -10,6 +10,7 @@
 //! ([`AdminError`], [`Problem`]) with English `Display` texts for the CLI and
 //! logs; the web layer maps them to its translated messages.
 
+pub mod account_setup;
 pub mod accounts;
 pub mod jobs;
 pub mod network;
@@ -173,6 +174,52 @@ pub enum Problem {
         "name the user the token belongs to with --user NAME (there is not exactly one Administrator to give it to)"
     )]
     TokenOwnerMissing,
+    #[error(
+        "the account name must be 1 to 64 characters, not only digits, without control characters or spaces at either end"
+    )]
+    AccountNameInvalid,
+    #[error("unknown account {0:?}: give its name or id (hikyaku account list)")]
+    UnknownAccount(String),
+    #[error("unknown cloud {0:?}: choose worldwide, gcc_high, dod or china")]
+    UnknownCloud(String),
+    #[error("the cloud {0} is not offered for this provider: Google has only worldwide")]
+    CloudNotOffered(String),
+    #[error(
+        "unknown credential kind {0:?}: choose delegated, microsoft_secret, microsoft_certificate or google_service_account"
+    )]
+    UnknownCredentialKind(String),
+    #[error("the credential kind {0} is not for this provider")]
+    CredentialKindNotFor(String),
+    #[error("invalid mailbox address {0:?}")]
+    MailboxInvalid(String),
+    #[error("enter the mailbox this account sends as")]
+    MailboxMissing,
+    #[error(
+        "invalid send-as entry {0:?}: give an address (name@example.com) or a domain (@example.com)"
+    )]
+    SendAsInvalid(String),
+    #[error("at most {limit} send-as entries — use @domain entries for whole domains")]
+    SendAsTooMany { limit: usize },
+    #[error(
+        "the rate must be a whole number of messages per minute from 1 to {max}, or empty for the default"
+    )]
+    RateInvalid { max: u32 },
+    #[error(
+        "the connection limit must be a whole number from 1 to {max}, or empty for the default"
+    )]
+    ConnectionsInvalid { max: u32 },
+    #[error(
+        "the SMTP scope must be at most 256 characters without spaces, or empty for the cloud's"
+    )]
+    SmtpScopeInvalid,
+    #[error("invalid Graph host {0:?}")]
+    GraphHostInvalid(String),
+    #[error(
+        "{count} jobs still wait for this account: choose to move them to another account or to fail them"
+    )]
+    JobsWaiting { count: i64 },
+    #[error("the jobs cannot move to the account being deleted: choose another account")]
+    MoveToSameAccount,
 }
 
 /// The administrator's extra CA certificates as every outbound TLS client

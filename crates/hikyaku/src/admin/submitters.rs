@@ -12,14 +12,13 @@ use crate::roles::Permission;
 use crate::store::audit::Action;
 
 impl Admin<'_> {
-    /// The account named by a provider (`""`: the default account).
-    pub async fn account_named(&self, provider: &str) -> Result<Option<i64>, AdminError> {
-        if provider.is_empty() {
+    /// The account a binding names: `""` the default account; else the
+    /// account's id or name, or a provider for its default delegated account.
+    pub async fn account_named(&self, text: &str) -> Result<Option<i64>, AdminError> {
+        if text.trim().is_empty() {
             return Ok(None);
         }
-        let p = Provider::parse(provider)
-            .ok_or_else(|| Problem::UnknownProvider(provider.to_string()))?;
-        Ok(Some(self.store.account_for(p).await?.id))
+        Ok(Some(self.find_account(text).await?.id))
     }
 
     /// Refuses unless the actor may make something send through `account`.
@@ -198,7 +197,7 @@ mod tests {
         ));
         assert!(matches!(
             admin.add_allow_entry("10.0.0.1/32", "yahoo").await,
-            Err(AdminError::Invalid(p)) if matches!(p[..], [Problem::UnknownProvider(_)])
+            Err(AdminError::Invalid(p)) if matches!(p[..], [Problem::UnknownAccount(_)])
         ));
         assert!(matches!(
             admin.add_submitter("a b", "long enough!".into(), "").await,

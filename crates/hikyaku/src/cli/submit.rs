@@ -68,8 +68,16 @@ pub async fn submit(
             let store = writable_store(config, e).await?;
             let limit = usize::try_from(config.intake.max_message_size).unwrap_or(usize::MAX);
             let submitter = format!("{client}:{}", hikyaku::control::this_user().await);
-            let queued =
-                local::submit(&store, &SystemClock, &submitter, submission, message, limit).await;
+            let queued = local::submit(
+                &store,
+                &SystemClock,
+                &submitter,
+                submission,
+                message,
+                limit,
+                config.delivery.rewrite_from,
+            )
+            .await;
             store.close().await;
             Ok(queued?)
         }

@@ -131,6 +131,8 @@ pub struct Control {
     pub wake: Arc<dyn Fn() + Send + Sync>,
     /// `intake.max_message_size`.
     pub max_message_size: usize,
+    /// `delivery.rewrite_from`, for routing as the SMTP intake does.
+    pub rewrite_from: bool,
 }
 
 /// The socket, bound and ready to serve; removed when dropped.
@@ -374,6 +376,7 @@ async fn submit(
         submission,
         message,
         limit,
+        control.rewrite_from,
     )
     .await
     {

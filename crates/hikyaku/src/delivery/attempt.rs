@@ -197,11 +197,17 @@ impl Delivery {
                 reason: waiting_reason(&a, detail),
             };
         }
-        if let Err(wait) = inner.rate.try_acquire(a.id, inner.clock.monotonic()) {
+        if let Err(wait) = inner
+            .rate
+            .try_acquire(a.id, a.rate_per_minute, inner.clock.monotonic())
+        {
             let secs = i64::try_from(wait.as_secs()).unwrap_or(60).max(1);
+            let rate = a
+                .rate_per_minute
+                .map_or(inner.config.rate_per_minute, u64::from);
             return Attempt::RateLimited {
                 wait_secs: secs,
-                reply: replies::rate_limited(inner.config.rate_per_minute, secs),
+                reply: replies::rate_limited(rate, secs),
             };
         }
         let mut token: AccessToken = match inner.tokens.access_token(a.id).await {
@@ -243,22 +249,37 @@ impl Delivery {
         };
         let mut refreshed = false;
         let mut fresh_only = false;
+        // A From in the account's send-as list is kept, and is the envelope
+        // sender too (the mailbox has Send As rights for it).
+        let kept_from = job
+            .header_from
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| crate::store::accounts::send_as_match(&a.send_as, f).is_some())
+            .map(str::to_owned);
         loop {
-            let envelope_from = a
-                .sender
-                .as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .unwrap_or(&token.mailbox)
-                .to_owned();
+            let envelope_from = kept_from.clone().unwrap_or_else(|| {
+                a.sender
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(&token.mailbox)
+                    .to_owned()
+            });
             // From follows the envelope: the Sender address when one is set
             // (the mailbox has Send As rights for it), else the mailbox.
             let data = smtp::prepare_data(&rewrite_from(
                 &body,
                 &envelope_from,
-                inner.config.rewrite_from,
+                inner.config.rewrite_from && kept_from.is_none(),
             ));
-            let key = inner.pool.key(a.id, &target, &token.mailbox, &token.token);
+            let key = inner.pool.key(
+                a.id,
+                a.max_connections,
+                &target,
+                &token.mailbox,
+                &token.token,
+            );
             let got = if fresh_only {
                 inner.pool.get_slot(&key, CONNECTION_WAIT).await
             } else {
@@ -287,7 +308,10 @@ impl Delivery {
                 None => {
                     return Attempt::RateLimited {
                         wait_secs: 5,
-                        reply: replies::busy(inner.config.connections_per_account),
+                        reply: replies::busy(
+                            a.max_connections
+                                .map_or(inner.config.connections_per_account, u64::from),
+                        ),
                     };
                 }
             };

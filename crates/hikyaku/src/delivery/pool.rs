@@ -6,8 +6,8 @@
 //! changed E-mail Setting or CA list therefore never reuses an old session —
 //! it simply idles out.
 //!
-//! Limits: at most `connections_per_account` sessions of an account exist at
-//! once, in use or idle (Exchange Online allows 3 per mailbox and answers
+//! Limits: at most the account's own connection cap (else
+//! `connections_per_account`) sessions of an account exist at once, in use or idle (Exchange Online allows 3 per mailbox and answers
 //! `432 4.3.2 ... sender thread limit exceeded` beyond that); an idle
 //! session is closed after `idle` and after [`MAX_MESSAGES`] messages.
 //! Servers close idle sessions too, so a reused session that fails before
@@ -31,6 +31,8 @@ pub const MAX_MESSAGES: u32 = 100;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     account: i64,
+    /// The account's connection cap when the session was opened.
+    cap: usize,
     host: String,
     port: u16,
     security: Security,
@@ -68,7 +70,9 @@ pub struct Pool {
     idle_limit: Duration,
     hasher: RandomState,
     idle: Mutex<HashMap<Key, Vec<Idle>>>,
-    slots: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    /// Per account: its cap and the slots under it. A changed cap gets new
+    /// slots; sessions under the old ones end as they are given back.
+    slots: Mutex<HashMap<i64, (usize, Arc<Semaphore>)>>,
     /// Woken when a session is given back.
     returned: tokio::sync::Notify,
 }
@@ -85,9 +89,26 @@ impl Pool {
         }
     }
 
-    pub fn key(&self, account: i64, target: &Target, mailbox: &str, token: &str) -> Key {
+    /// The configured default cap.
+    pub fn default_cap(&self) -> usize {
+        self.per_account
+    }
+
+    /// `cap`: the account's own connection cap (`None`: the default).
+    pub fn key(
+        &self,
+        account: i64,
+        cap: Option<u32>,
+        target: &Target,
+        mailbox: &str,
+        token: &str,
+    ) -> Key {
         Key {
             account,
+            cap: cap
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(self.per_account),
             host: target.host.clone(),
             port: target.port,
             security: target.security,
@@ -97,15 +118,18 @@ impl Pool {
         }
     }
 
-    fn slots(&self, account: i64) -> Arc<Semaphore> {
+    fn slots(&self, account: i64, cap: usize) -> Arc<Semaphore> {
         let mut slots = match self.slots.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
-        slots
+        let entry = slots
             .entry(account)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_account)))
-            .clone()
+            .or_insert_with(|| (cap, Arc::new(Semaphore::new(cap))));
+        if entry.0 != cap {
+            *entry = (cap, Arc::new(Semaphore::new(cap)));
+        }
+        entry.1.clone()
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
@@ -153,7 +177,7 @@ impl Pool {
     }
 
     async fn acquire(&self, key: &Key, wait: Duration, reuse: bool) -> Option<Got> {
-        let slots = self.slots(key.account);
+        let slots = self.slots(key.account, key.cap);
         let deadline = Instant::now() + wait;
         loop {
             if reuse && let Some(lease) = self.take(key) {

@@ -1,5 +1,6 @@
-//! Messages per minute per account (`delivery.rate_per_minute`; Exchange
-//! Online allows 30 per mailbox). A sliding window of the last minute's
+//! Messages per minute per account: the account's own rate, else
+//! `delivery.rate_per_minute` (Exchange Online allows 30 per mailbox). Each
+//! account has its own window, so accounts never wait on each other. A sliding window of the last minute's
 //! starts, on the monotonic clock so that a wall-clock jump changes nothing.
 //! A job over the limit is deferred (not counted as an attempt) until the
 //! window has room, so it does not hold a worker.
@@ -23,8 +24,23 @@ impl RateLimiter {
         }
     }
 
+    /// The configured default rate.
+    pub fn default_rate(&self) -> usize {
+        self.per_minute
+    }
+
     /// Takes a slot for `account` at `now`, or says how long until one frees.
-    pub fn try_acquire(&self, account: i64, now: Instant) -> Result<(), Duration> {
+    /// `own`: the account's rate per minute (`None`: the default).
+    pub fn try_acquire(
+        &self,
+        account: i64,
+        own: Option<u32>,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let per_minute = own
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(self.per_minute);
         let mut all = match self.starts.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -36,7 +52,7 @@ impl RateLimiter {
         {
             q.pop_front();
         }
-        if q.len() < self.per_minute {
+        if q.len() < per_minute {
             q.push_back(now);
             return Ok(());
         }
@@ -53,18 +69,29 @@ mod tests {
     fn window_slides_per_account() {
         let r = RateLimiter::new(2);
         let t0 = Instant::now();
-        assert!(r.try_acquire(1, t0).is_ok());
-        assert!(r.try_acquire(1, t0 + Duration::from_secs(10)).is_ok());
+        assert!(r.try_acquire(1, None, t0).is_ok());
+        assert!(r.try_acquire(1, None, t0 + Duration::from_secs(10)).is_ok());
         assert_eq!(
-            r.try_acquire(1, t0 + Duration::from_secs(20)),
+            r.try_acquire(1, None, t0 + Duration::from_secs(20)),
             Err(Duration::from_secs(40))
         );
         // Another account has its own window.
-        assert!(r.try_acquire(2, t0 + Duration::from_secs(20)).is_ok());
-        assert!(r.try_acquire(1, t0 + Duration::from_secs(60)).is_ok());
+        assert!(r.try_acquire(2, None, t0 + Duration::from_secs(20)).is_ok());
+        assert!(r.try_acquire(1, None, t0 + Duration::from_secs(60)).is_ok());
         assert_eq!(
-            r.try_acquire(1, t0 + Duration::from_secs(61)),
+            r.try_acquire(1, None, t0 + Duration::from_secs(61)),
             Err(Duration::from_secs(9))
+        );
+        // An account with its own rate: three, then wait.
+        for s in 0..3 {
+            assert!(
+                r.try_acquire(3, Some(3), t0 + Duration::from_secs(s))
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            r.try_acquire(3, Some(3), t0 + Duration::from_secs(30)),
+            Err(Duration::from_secs(30))
         );
     }
 }

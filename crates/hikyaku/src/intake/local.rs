@@ -46,6 +46,8 @@ pub enum LocalError {
     Store(StoreError),
     #[error("no sender address: give --from (or -f), or authorize an account first")]
     NoSender,
+    #[error("refused, nothing was queued: {0}")]
+    Unroutable(super::routing::Unroutable),
 }
 
 impl From<StoreError> for LocalError {
@@ -374,6 +376,7 @@ pub async fn submit(
     submission: Submission,
     mut message: Vec<u8>,
     limit: usize,
+    rewrite_from: bool,
 ) -> Result<String, LocalError> {
     let header_from = super::store_sink::summarize(&message).from;
     let sender = match (&submission.sender, &header_from) {
@@ -401,11 +404,15 @@ pub async fn submit(
         submission.recipients,
         message,
         limit,
+        rewrite_from,
     )
     .await
 }
 
-/// Puts a message into the durable queue; returns the job id.
+/// Puts a message into the durable queue, routed to its account as SMTP
+/// submissions are (`rewrite_from`: `delivery.rewrite_from`); returns the
+/// job id.
+#[allow(clippy::too_many_arguments)] // each is one setting of the submission
 pub async fn enqueue(
     store: &Store,
     clock: &dyn Clock,
@@ -414,6 +421,7 @@ pub async fn enqueue(
     recipients: Vec<String>,
     message: Vec<u8>,
     limit: usize,
+    rewrite_from: bool,
 ) -> Result<String, LocalError> {
     if recipients.is_empty() {
         return Err(LocalError::NoRecipients);
@@ -428,7 +436,16 @@ pub async fn enqueue(
     if message.contains(&0) {
         return Err(LocalError::Nul);
     }
-    let job = new_job(submitter, "local", None, mail_from, recipients, message);
+    let mut job = new_job(submitter, "local", None, mail_from, recipients, message);
+    let accounts = store.accounts().await?;
+    job.account_id = super::routing::route(
+        &accounts,
+        None,
+        &job.mail_from,
+        job.header_from.as_deref(),
+        rewrite_from,
+    )
+    .map_err(LocalError::Unroutable)?;
     store.enqueue(&job, clock.unix()).await?;
     Ok(job.id)
 }

@@ -25,6 +25,7 @@ mod data;
 pub mod limits;
 mod listener;
 pub mod local;
+pub mod routing;
 mod session;
 pub mod store_sink;
 
@@ -82,6 +83,10 @@ pub enum SinkError {
     /// Never going to work: `554 5.3.0 {0}`.
     #[error("{0}")]
     Permanent(String),
+    /// Refused by policy (no account routes it, or it may not send as its
+    /// From): `550 5.7.1 {0}`; nothing is queued.
+    #[error("{0}")]
+    Refused(String),
     /// The queue's disk is full: `452 4.3.1 Insufficient system storage`.
     #[error("insufficient system storage")]
     StorageFull,
@@ -97,6 +102,7 @@ impl SinkError {
         match self {
             SinkError::Temporary(_) => "temporary",
             SinkError::Permanent(_) => "refused",
+            SinkError::Refused(_) => "unroutable",
             SinkError::StorageFull => "storage_full",
             SinkError::Throttled(_) => "throttled",
         }

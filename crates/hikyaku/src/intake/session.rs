@@ -995,6 +995,10 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                         let reason = printable(&reason, 200);
                         self.reply(554, [5, 3, 0], reason);
                     }
+                    SinkError::Refused(reason) => {
+                        let reason = printable(&reason, 300);
+                        self.reply(550, [5, 7, 1], reason);
+                    }
                 }
             }
         }

@@ -83,6 +83,9 @@ pub struct StoreSink {
     pub logins: Arc<crate::passwords::LoginCache>,
     /// Failed logins, per user name and per address, across connections.
     pub throttle: Arc<crate::throttle::Throttle>,
+    /// `delivery.rewrite_from`: whether a From the account may not send as
+    /// is rewritten at delivery (else such a message is refused here).
+    pub rewrite_from: bool,
 }
 
 impl IntakeSink for StoreSink {
@@ -141,7 +144,7 @@ impl IntakeSink for StoreSink {
     }
 
     async fn accept(&self, s: Submission) -> Result<String, SinkError> {
-        let job = new_job(
+        let mut job = new_job(
             &s.submitter.name,
             &s.peer.ip().to_string(),
             s.submitter.account_id,
@@ -149,6 +152,16 @@ impl IntakeSink for StoreSink {
             s.envelope.rcpt_to,
             s.data,
         );
+        // Routing, before 250: the job carries its account from here on.
+        let accounts = self.store.accounts().await.map_err(sink_error)?;
+        job.account_id = super::routing::route(
+            &accounts,
+            s.submitter.account_id,
+            &job.mail_from,
+            job.header_from.as_deref(),
+            self.rewrite_from,
+        )
+        .map_err(|e| SinkError::Refused(e.to_string()))?;
         let (id, submitter, size) = (job.id.clone(), job.submitter.clone(), job.body.len());
         let now = self.clock.unix();
         // With a place at delivery, the job is stored already claimed and
@@ -202,6 +215,7 @@ mod tests {
                 std::time::Duration::from_secs(60),
             )),
             throttle: Arc::default(),
+            rewrite_from: true,
         };
         let old: IpAddr = "192.0.2.10".parse().unwrap();
         let other: IpAddr = "192.0.2.11".parse().unwrap();

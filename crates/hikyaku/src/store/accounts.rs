@@ -334,6 +334,90 @@ pub struct NewAccount {
     pub enabled: bool,
 }
 
+/// The account-level settings the Accounts page edits (validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSettings {
+    pub name: String,
+    pub cloud: Cloud,
+    /// Microsoft: the authorization server endpoint (authority).
+    pub endpoint: Option<String>,
+    pub smtp_host: String,
+    pub smtp_scope: Option<String>,
+    pub graph_host: Option<String>,
+    pub send_as: Vec<String>,
+    pub rate_per_minute: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub enabled: bool,
+}
+
+/// What happens to an account's waiting jobs when it is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobsOnDelete {
+    /// Bind them to this other account.
+    Move(i64),
+    /// Fail them (visible in the job history with the reason).
+    Fail,
+}
+
+impl Account {
+    /// The SMTP scope its delegated tokens are requested for: the override,
+    /// else the cloud's preset.
+    pub fn delegated_smtp_scope(&self) -> String {
+        self.smtp_scope
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| {
+                self.cloud
+                    .preset(self.provider)
+                    .smtp_scope_delegated
+                    .to_owned()
+            })
+    }
+
+    /// The host of the HTTP sending API: the override, else the preset.
+    pub fn effective_graph_host(&self) -> String {
+        self.graph_host
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| self.cloud.preset(self.provider).api_host.to_owned())
+    }
+
+    /// Whether this account may send as `address`: its mailbox, its Sender
+    /// setting, or an entry of its send-as list (exact, or `@domain`).
+    /// Compared without regard to case.
+    pub fn may_send_as(&self, address: &str) -> bool {
+        let address = address.trim().to_ascii_lowercase();
+        if address.is_empty() {
+            return false;
+        }
+        let same = |a: &Option<String>| {
+            a.as_deref()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case(&address))
+        };
+        same(&self.mailbox)
+            || same(&self.sender)
+            || send_as_match(&self.send_as, &address).is_some()
+    }
+}
+
+/// How an address matches a send-as list: `Some(true)` for an exact entry,
+/// `Some(false)` for an `@domain` entry, `None` for no match.
+pub fn send_as_match(list: &[String], address: &str) -> Option<bool> {
+    let address = address.trim().to_ascii_lowercase();
+    let domain = address.rsplit_once('@').map(|(_, d)| d)?;
+    let mut found = None;
+    for entry in list {
+        let entry = entry.trim().to_ascii_lowercase();
+        if entry == address {
+            return Some(true);
+        }
+        if entry.strip_prefix('@') == Some(domain) {
+            found = Some(false);
+        }
+    }
+    found
+}
+
 /// Tokens from a successful authorization or refresh, already sealed.
 #[derive(Debug, Clone)]
 pub struct TokenGrant {
@@ -480,14 +564,112 @@ impl Store {
             .ok_or(StoreError::NotFound)
     }
 
-    /// The first account of a provider (the seed's one setting per provider).
+    /// The default delegated account of a provider: the one with the lowest
+    /// id (the seed's one setting per provider; the old pages and API routes
+    /// name it).
     pub async fn account_for(&self, provider: Provider) -> Result<Account> {
         self.all_accounts()
             .await?
             .iter()
-            .find(|a| a.provider == provider)
+            .find(|a| a.provider == provider && a.credential_kind == CredentialKind::Delegated)
             .cloned()
             .ok_or(StoreError::NotFound)
+    }
+
+    /// The account named `name` (names are unique).
+    pub async fn account_by_name(&self, name: &str) -> Result<Account> {
+        self.all_accounts()
+            .await?
+            .iter()
+            .find(|a| a.name == name)
+            .cloned()
+            .ok_or(StoreError::NotFound)
+    }
+
+    /// Saves the account-level settings of the Accounts page. The overrides
+    /// are stored as given (`None` takes the cloud's preset when read).
+    pub async fn update_account(&self, id: i64, s: &AccountSettings, now: i64) -> Result<()> {
+        let send_as = serde_json::to_string(&s.send_as).map_err(|e| {
+            StoreError::Conflict(Conflict::Corrupt(format!("send_as cannot be written: {e}")))
+        })?;
+        let _changing = self.accounts.changing();
+        let done = sqlx::query("UPDATE accounts SET name = ?2, cloud = ?3, endpoint = ?4, smtp_host = ?5, smtp_scope = ?6, graph_host = ?7, send_as = ?8, rate_per_minute = ?9, max_connections = ?10, enabled = ?11, updated_at = ?12 WHERE id = ?1")
+            .bind(id)
+            .bind(&s.name)
+            .bind(s.cloud.as_str())
+            .bind(&s.endpoint)
+            .bind(&s.smtp_host)
+            .bind(&s.smtp_scope)
+            .bind(&s.graph_host)
+            .bind(send_as)
+            .bind(s.rate_per_minute.map(i64::from))
+            .bind(s.max_connections.map(i64::from))
+            .bind(s.enabled)
+            .bind(now)
+            .execute(self.pool())
+            .await;
+        match done {
+            Ok(d) if d.rows_affected() == 0 => Err(StoreError::NotFound),
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
+                Conflict::AccountExists(s.name.clone()),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// How many jobs bound to `id` still wait to go out (queued, deferred
+    /// or being sent).
+    pub async fn pending_jobs_of(&self, id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND state IN ('queued', 'deferred', 'sending')",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Deletes an account and, in the same transaction, moves its waiting
+    /// jobs to another account or fails them with `failed_reply`. A job being
+    /// sent right now keeps its attempt; when moving it is rebound too. The
+    /// submitters and allowlist entries bound to it fall back to the default
+    /// account (the schema's `ON DELETE SET NULL`). Returns how many jobs
+    /// were moved or failed.
+    pub async fn delete_account(
+        &self,
+        id: i64,
+        jobs: JobsOnDelete,
+        failed_reply: &Reason,
+        now: i64,
+    ) -> Result<u64> {
+        let _changing = self.accounts.changing();
+        let mut tx = self.write().await?;
+        let changed = match jobs {
+            JobsOnDelete::Move(to) => sqlx::query("UPDATE jobs SET account_id = ?2, updated_at = ?3 WHERE account_id = ?1 AND state IN ('queued', 'deferred', 'sending')")
+                .bind(id)
+                .bind(to)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            JobsOnDelete::Fail => sqlx::query("UPDATE jobs SET state = 'failed', last_reply = ?2, lease_until = NULL, updated_at = ?3 WHERE account_id = ?1 AND state IN ('queued', 'deferred')")
+                .bind(id)
+                .bind(failed_reply.to_json())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+        };
+        let deleted = sqlx::query("DELETE FROM accounts WHERE id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Adds an account with its cloud's defaults (login endpoint with tenant
@@ -831,6 +1013,87 @@ mod create_tests {
                 .unwrap_err()
                 .to_string(),
             "an account named scans already exists"
+        );
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::queue::JobStore as _;
+
+    /// A database as the release before accounts were many left it: the
+    /// migrations up to 0003, two accounts with tokens, a bound submitter and
+    /// allowlist entry, and a waiting job. This version keeps all of it.
+    #[tokio::test]
+    async fn a_database_of_the_previous_release_keeps_its_accounts_tokens_and_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::DB_FILE);
+        {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .foreign_keys(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            let mut previous = sqlx::migrate!("migrations/sqlite");
+            previous.migrations = Cow::Owned(
+                previous
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 4)
+                    .cloned()
+                    .collect(),
+            );
+            previous.run(&pool).await.unwrap();
+            for sql in [
+                "UPDATE accounts SET enabled = 1, client_id = 'cid', refresh_token = x'0102', access_token = x'0304', access_expires_at = 99, mailbox = 'printer@contoso.example', token_status = 'active', is_default = 1 WHERE provider = 'microsoft'",
+                "UPDATE accounts SET enabled = 1, client_id = 'gid', client_secret = x'05', refresh_token = x'0607', mailbox = 'scanner@example.com', token_status = 'active' WHERE provider = 'google'",
+                "INSERT INTO submitters (name, password_hash, account_id, created_at) VALUES ('mfp', 'hash', (SELECT id FROM accounts WHERE provider = 'google'), 1)",
+                "INSERT INTO allowlist (cidr, account_id, created_at) VALUES ('192.0.2.0/24', (SELECT id FROM accounts WHERE provider = 'microsoft'), 1)",
+                "INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, size, state, next_attempt_at, created_at, updated_at) VALUES ('0190-old', (SELECT id FROM accounts WHERE provider = 'google'), 'mfp', '192.0.2.7', 'a@example.com', '[\"b@example.com\"]', 5, 'deferred', 10, 1, 1)",
+                "INSERT INTO messages (job_id, body) VALUES ('0190-old', x'6869')",
+            ] {
+                sqlx::query(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        let store = Store::open(dir.path()).await.unwrap();
+        let ms = store.account_for(Provider::Microsoft).await.unwrap();
+        let google = store.account_for(Provider::Google).await.unwrap();
+        assert_eq!(
+            (ms.name.as_str(), ms.cloud, ms.credential_kind),
+            ("microsoft", Cloud::Worldwide, CredentialKind::Delegated)
+        );
+        assert!(ms.enabled && ms.is_default && ms.has_refresh_token);
+        assert_eq!(ms.token_status, TokenStatus::Active);
+        assert_eq!(ms.mailbox.as_deref(), Some("printer@contoso.example"));
+        assert_eq!(
+            ms.delegated_smtp_scope(),
+            crate::provider::MICROSOFT_SCOPES[0]
+        );
+        assert!(ms.send_as.is_empty() && ms.rate_per_minute.is_none());
+        assert!(google.has_client_secret && google.has_refresh_token);
+        let sealed = store.sealed_secrets(ms.id).await.unwrap();
+        assert_eq!(sealed.refresh_token.as_deref(), Some(&[1u8, 2][..]));
+        let submitter = store.submitter("mfp").await.unwrap().unwrap();
+        assert_eq!(submitter.account_id, Some(google.id));
+        let allow = store.allowlist().await.unwrap();
+        assert_eq!(allow[0].account_id, Some(ms.id));
+        let job = store.job("0190-old").await.unwrap();
+        assert_eq!(job.account_id, Some(google.id));
+        assert_eq!(store.pending_jobs_of(google.id).await.unwrap(), 1);
+        assert_eq!(store.job_body("0190-old").await.unwrap(), b"hi");
+        // Routing keeps the bindings the older version made.
+        let accounts = store.accounts().await.unwrap();
+        assert_eq!(
+            crate::intake::routing::route(&accounts, Some(google.id), "a@x.example", None, true),
+            Ok(Some(google.id))
+        );
+        assert_eq!(
+            crate::intake::routing::route(&accounts, None, "a@x.example", None, true),
+            Ok(Some(ms.id))
         );
     }
 }

@@ -42,10 +42,13 @@ pub enum Action {
     CaAdd,
     CaDelete,
     ClockJump,
+    AccountAdd,
+    AccountUpdate,
+    AccountDelete,
 }
 
 impl Action {
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 34] = [
         Action::Setup,
         Action::Login,
         Action::Logout,
@@ -77,6 +80,9 @@ impl Action {
         Action::CaAdd,
         Action::CaDelete,
         Action::ClockJump,
+        Action::AccountAdd,
+        Action::AccountUpdate,
+        Action::AccountDelete,
     ];
 
     /// The stored code.
@@ -113,6 +119,9 @@ impl Action {
             Action::CaAdd => "ca_add",
             Action::CaDelete => "ca_delete",
             Action::ClockJump => "clock_jump",
+            Action::AccountAdd => "account_add",
+            Action::AccountUpdate => "account_update",
+            Action::AccountDelete => "account_delete",
         }
     }
 

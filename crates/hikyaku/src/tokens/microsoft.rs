@@ -17,7 +17,7 @@ use super::status::{self, TokenStatus};
 use super::wire::{self, CallError, FormOutcome, MsDeviceExtra, OClient, TokenResp};
 use super::{Inner, Pending, Setup, TokenService, TokensError, sleep_or_cancel};
 use crate::i18n::Reason;
-use crate::provider::{MICROSOFT_DEFAULT_ENDPOINT, MICROSOFT_SCOPES, Provider};
+use crate::provider::Provider;
 use crate::store::accounts::Account;
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -76,8 +76,8 @@ pub(crate) fn microsoft_settings(a: &Account) -> Result<(String, String), Tokens
         .endpoint
         .as_deref()
         .filter(|e| !e.trim().is_empty())
-        .unwrap_or(MICROSOFT_DEFAULT_ENDPOINT);
-    let endpoint = super::validate_microsoft_endpoint(raw)
+        .map_or_else(|| a.cloud.microsoft_endpoint("common"), str::to_owned);
+    let endpoint = super::validate_microsoft_endpoint(&raw)
         .map_err(|reason| TokensError::NotConfigured(Setup::Endpoint(reason)))?
         .normalized;
     let client_id = a
@@ -113,10 +113,11 @@ impl TokenService {
         let client: OClient =
             OClient::new(ClientId::new(client_id.clone())).set_auth_type(AuthType::RequestBody);
         let client = client.set_device_authorization_url(device_url);
+        // The SMTP scope of the account's cloud (or its override).
         let request = client.exchange_device_code().add_scopes(
-            MICROSOFT_SCOPES
-                .iter()
-                .map(|s| Scope::new((*s).to_string())),
+            crate::provider::microsoft_scopes(&a.delegated_smtp_scope(), false)
+                .into_iter()
+                .map(Scope::new),
         );
         let details: oauth2::DeviceAuthorizationResponse<MsDeviceExtra> =
             match request.request_async(&transport).await {

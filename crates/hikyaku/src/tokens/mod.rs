@@ -325,7 +325,7 @@ impl TokenService {
                 let raw = a
                     .endpoint
                     .clone()
-                    .unwrap_or_else(|| crate::provider::MICROSOFT_DEFAULT_ENDPOINT.to_string());
+                    .unwrap_or_else(|| a.cloud.microsoft_endpoint("common"));
                 match validate_microsoft_endpoint(&raw) {
                     Ok(c) => {
                         known_host = c.warning.is_none();

@@ -19,7 +19,7 @@ use super::wire::{CallError, OClient, TokenResp, Transport};
 use super::{
     AccessToken, Cached, Inner, MIN_VALIDITY, Setup, TokenService, TokensError, sleep_or_cancel,
 };
-use crate::provider::{MICROSOFT_REFRESH_SCOPES, Provider};
+use crate::provider::Provider;
 use crate::store::accounts::{Account, TokenGrant};
 
 /// Keep-alive: how often the loop looks at the accounts.
@@ -316,9 +316,9 @@ impl Inner {
                 client
                     .exchange_refresh_token(&refresh)
                     .add_scopes(
-                        MICROSOFT_REFRESH_SCOPES
-                            .iter()
-                            .map(|s| Scope::new((*s).to_string())),
+                        crate::provider::microsoft_scopes(&a.delegated_smtp_scope(), true)
+                            .into_iter()
+                            .map(Scope::new),
                     )
                     .request_async(transport)
                     .await

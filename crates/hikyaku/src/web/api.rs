@@ -119,6 +119,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/network/proxy", get(proxy_get).put(proxy_put))
         .merge(super::api_sending::router())
         .merge(super::api_users::router())
+        .merge(super::api_accounts::router())
 }
 
 async fn health() -> Json<Value> {
@@ -147,9 +148,10 @@ fn code(r: &Option<Reason>) -> Option<&str> {
     r.as_ref().map(|r| r.code.as_str())
 }
 
-fn account_json(a: &Account) -> Value {
+pub(super) fn account_json(a: &Account) -> Value {
     json!({
         "id": a.id,
+        "name": a.name,
         "provider": a.provider.as_str(),
         "enabled": a.enabled,
         "verify_server_certificate": a.verify_cert,
@@ -194,6 +196,8 @@ async fn status(State(state): State<AppState>, caller: ApiCaller) -> Result<Json
         .map(|(at, reply)| json!({ "at": at, "reply": reply.to_string() }));
     Ok(Json(json!({
         "accounts": accounts.iter().map(|a| json!({
+            "id": a.id,
+            "name": a.name,
             "provider": a.provider.as_str(),
             "enabled": a.enabled,
             "token_status": a.token_status,
@@ -207,16 +211,33 @@ async fn status(State(state): State<AppState>, caller: ApiCaller) -> Result<Json
     })))
 }
 
-async fn oauth_get(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    Path(provider): Path<String>,
-) -> Result<Json<Value>, WebError> {
-    let provider = parse_provider(&provider)?;
+/// The default delegated account of the provider a route names, after
+/// the caller's right to manage it is checked.
+pub(super) async fn default_of(
+    state: &AppState,
+    caller: &ApiCaller,
+    provider: &str,
+) -> Result<i64, WebError> {
+    let provider = parse_provider(provider)?;
     caller.require(Permission::manage(provider))?;
-    let a = state.store.account_for(provider).await?;
-    let mut body = account_json(&a);
-    if provider == Provider::Microsoft
+    Ok(state.store.account_for(provider).await?.id)
+}
+
+/// Account `id`, after the caller's right to manage it is checked.
+pub(super) async fn managed(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+) -> Result<Account, WebError> {
+    let a = state.store.account(id).await?;
+    caller.require(Permission::manage(a.provider))?;
+    Ok(a)
+}
+
+/// An account's Basic Settings and statuses, with a pending device code.
+pub(super) async fn oauth_body(state: &AppState, a: &Account) -> Value {
+    let mut body = account_json(a);
+    if a.provider == Provider::Microsoft
         && a.enabled
         && a.token_status == "authorizing"
         && let Ok(Some(d)) = state.tokens.pending_device_code(a.id).await
@@ -228,7 +249,17 @@ async fn oauth_get(
             "expires_at": d.expires_at,
         });
     }
-    Ok(Json(body))
+    body
+}
+
+async fn oauth_get(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(provider): Path<String>,
+) -> Result<Json<Value>, WebError> {
+    let id = default_of(&state, &caller, &provider).await?;
+    let a = state.store.account(id).await?;
+    Ok(Json(oauth_body(&state, &a).await))
 }
 
 /// The body of `PUT /api/v1/oauth/{provider}`: [`BasicInput`], but unknown
@@ -236,7 +267,7 @@ async fn oauth_get(
 /// as the document's `additionalProperties: false` says.
 #[derive(Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct BasicBody {
+pub(super) struct BasicBody {
     enabled: bool,
     verify_cert: bool,
     verify_cn: bool,
@@ -258,18 +289,40 @@ impl From<BasicBody> for BasicInput {
     }
 }
 
+pub(super) async fn basic_put(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+    body: BasicBody,
+) -> Result<Response, WebError> {
+    let saved = state
+        .admin(caller.actor())
+        .save_basic(&state.live(), id, &BasicInput::from(body))
+        .await;
+    settings_saved(saved.map(|a| account_json(&a)))
+}
+
 async fn oauth_put(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(provider): Path<String>,
     ApiJson(body): ApiJson<BasicBody>,
 ) -> Result<Response, WebError> {
-    let provider = parse_provider(&provider)?;
-    let saved = state
+    let id = default_of(&state, &caller, &provider).await?;
+    basic_put(&state, &caller, id, body).await
+}
+
+pub(super) async fn check(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+) -> Result<Json<Value>, WebError> {
+    let a = state
         .admin(caller.actor())
-        .save_basic(&state.live(), provider, &BasicInput::from(body))
-        .await;
-    settings_saved(saved.map(|a| account_json(&a)))
+        .check_connection(&state.live(), id)
+        .await
+        .map_err(refused)?;
+    Ok(Json(account_json(&a)))
 }
 
 async fn oauth_check(
@@ -277,12 +330,21 @@ async fn oauth_check(
     caller: ApiCaller,
     Path(provider): Path<String>,
 ) -> Result<Json<Value>, WebError> {
-    let provider = parse_provider(&provider)?;
-    let a = state
+    let id = default_of(&state, &caller, &provider).await?;
+    check(&state, &caller, id).await
+}
+
+pub(super) async fn refresh(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+) -> Result<Json<Value>, WebError> {
+    state
         .admin(caller.actor())
-        .check_connection(&state.live(), provider)
+        .refresh_token(&state.live(), id)
         .await
         .map_err(refused)?;
+    let a = state.store.account(id).await?;
     Ok(Json(account_json(&a)))
 }
 
@@ -291,23 +353,18 @@ async fn oauth_refresh(
     caller: ApiCaller,
     Path(provider): Path<String>,
 ) -> Result<Json<Value>, WebError> {
-    let provider = parse_provider(&provider)?;
-    state
-        .admin(caller.actor())
-        .refresh_token(&state.live(), provider)
-        .await
-        .map_err(refused)?;
-    let a = state.store.account_for(provider).await?;
-    Ok(Json(account_json(&a)))
+    let id = default_of(&state, &caller, &provider).await?;
+    refresh(&state, &caller, id).await
 }
 
-async fn microsoft_device_code(
-    State(state): State<AppState>,
-    caller: ApiCaller,
+pub(super) async fn device_code(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
 ) -> Result<Json<Value>, WebError> {
     let d = state
         .admin(caller.actor())
-        .new_device_code(&state.live())
+        .new_device_code(&state.live(), id)
         .await
         .map_err(refused)?;
     Ok(Json(json!({
@@ -319,11 +376,20 @@ async fn microsoft_device_code(
     })))
 }
 
-async fn google_authorization_url(
+async fn microsoft_device_code(
     State(state): State<AppState>,
     caller: ApiCaller,
 ) -> Result<Json<Value>, WebError> {
-    let g = super::pages::oauth::new_google_authorization(&state, caller.actor())
+    let id = default_of(&state, &caller, "microsoft").await?;
+    device_code(&state, &caller, id).await
+}
+
+pub(super) async fn authorization_url(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+) -> Result<Json<Value>, WebError> {
+    let g = super::pages::oauth::new_google_authorization(state, caller.actor(), id)
         .await
         .map_err(refused)?;
     Ok(Json(
@@ -331,9 +397,31 @@ async fn google_authorization_url(
     ))
 }
 
+async fn google_authorization_url(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+) -> Result<Json<Value>, WebError> {
+    let id = default_of(&state, &caller, "google").await?;
+    authorization_url(&state, &caller, id).await
+}
+
 #[derive(Deserialize)]
-struct CodeBody {
+pub(super) struct CodeBody {
     code: String,
+}
+
+pub(super) async fn authorization_code(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+    body: CodeBody,
+) -> Result<Json<Value>, WebError> {
+    let a = state
+        .admin(caller.actor())
+        .google_code(&state.live(), id, &body.code)
+        .await
+        .map_err(refused)?;
+    Ok(Json(account_json(&a)))
 }
 
 async fn google_authorization_code(
@@ -341,12 +429,8 @@ async fn google_authorization_code(
     caller: ApiCaller,
     ApiJson(body): ApiJson<CodeBody>,
 ) -> Result<Json<Value>, WebError> {
-    let a = state
-        .admin(caller.actor())
-        .google_code(&state.live(), &body.code)
-        .await
-        .map_err(refused)?;
-    Ok(Json(account_json(&a)))
+    let id = default_of(&state, &caller, "google").await?;
+    authorization_code(&state, &caller, id, body).await
 }
 
 async fn users_list(

@@ -144,8 +144,9 @@ async fn job_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn email_json(a: &crate::store::accounts::Account) -> Value {
+pub(super) fn email_json(a: &crate::store::accounts::Account) -> Value {
     json!({
+        "id": a.id,
         "provider": a.provider.as_str(),
         "smtp_host": a.smtp_host,
         "smtp_port": a.smtp_port,
@@ -169,7 +170,7 @@ async fn email_get(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmailBody {
+pub(super) struct EmailBody {
     smtp_host: String,
     smtp_port: u16,
     smtp_security: String,
@@ -179,13 +180,12 @@ struct EmailBody {
     is_default: bool,
 }
 
-async fn email_put(
-    State(state): State<AppState>,
-    caller: ApiCaller,
-    Path(p): Path<String>,
-    ApiJson(b): ApiJson<EmailBody>,
+pub(super) async fn email_save(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+    b: EmailBody,
 ) -> Result<Response, WebError> {
-    let p = provider(&p)?;
     let input = EmailInput {
         smtp_host: b.smtp_host,
         smtp_port: b.smtp_port.to_string(),
@@ -193,14 +193,39 @@ async fn email_put(
         sender: b.sender.unwrap_or_default(),
         is_default: b.is_default,
     };
-    let saved = state.admin(caller.actor()).save_email(p, &input).await;
+    let saved = state.admin(caller.actor()).save_email(id, &input).await;
     super::api::settings_saved(saved.map(|a| email_json(&a)))
+}
+
+async fn email_put(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(p): Path<String>,
+    ApiJson(b): ApiJson<EmailBody>,
+) -> Result<Response, WebError> {
+    caller.require(Permission::ManageEmail)?;
+    let id = super::api::default_of(&state, &caller, &p).await?;
+    email_save(&state, &caller, id, b).await
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TestBody {
+pub(super) struct TestBody {
     to: String,
+}
+
+pub(super) async fn test_send(
+    state: &AppState,
+    caller: &ApiCaller,
+    id: i64,
+    b: TestBody,
+) -> Result<Response, WebError> {
+    let id = state
+        .admin(caller.actor())
+        .send_test(&state.live(), id, &b.to)
+        .await
+        .map_err(refused)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))).into_response())
 }
 
 async fn test_email(
@@ -209,13 +234,8 @@ async fn test_email(
     Path(p): Path<String>,
     ApiJson(b): ApiJson<TestBody>,
 ) -> Result<Response, WebError> {
-    let p = provider(&p)?;
-    let id = state
-        .admin(caller.actor())
-        .send_test(&state.live(), p, &b.to)
-        .await
-        .map_err(refused)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))).into_response())
+    let id = super::api::default_of(&state, &caller, &p).await?;
+    test_send(&state, &caller, id, b).await
 }
 
 async fn provider_of(state: &AppState, id: Option<i64>) -> Option<&'static str> {

@@ -3,6 +3,7 @@
 //! change; every route checks the caller's role on the server.
 
 pub mod api;
+mod api_accounts;
 mod api_sending;
 mod api_users;
 pub mod auth;
@@ -209,6 +210,50 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/settings/send/oauth/{provider}/test",
+            post(pages::send_test_submit),
+        )
+        // Accounts (Send → Accounts) and each delegated account's screens
+        // of the printer manual under its id.
+        .route(
+            "/settings/send/accounts",
+            get(pages::accounts_page).post(pages::account_add),
+        )
+        .route("/settings/send/accounts/new", get(pages::account_new_page))
+        .route("/settings/send/accounts/{id}", get(pages::account_page))
+        .route(
+            "/settings/send/accounts/{id}/settings",
+            get(pages::account_settings_page).post(pages::account_settings_submit),
+        )
+        .route(
+            "/settings/send/accounts/{id}/enable",
+            post(pages::account_enable_submit),
+        )
+        .route(
+            "/settings/send/accounts/{id}/delete",
+            get(pages::account_delete_page).post(pages::account_delete_submit),
+        )
+        .route(
+            "/settings/send/accounts/{id}/edit",
+            get(pages::account_edit_page).post(pages::account_edit_submit),
+        )
+        .route(
+            "/settings/send/accounts/{id}/new-code",
+            post(pages::account_new_code),
+        )
+        .route(
+            "/settings/send/accounts/{id}/register",
+            get(pages::account_register_page).post(pages::account_register_submit),
+        )
+        .route(
+            "/settings/send/accounts/{id}/refresh",
+            post(pages::refresh_submit),
+        )
+        .route(
+            "/settings/send/accounts/{id}/refresh-token",
+            post(pages::refresh_token_submit),
+        )
+        .route(
+            "/settings/send/accounts/{id}/test",
             post(pages::send_test_submit),
         )
         .route("/jobs", get(pages::jobs_page))

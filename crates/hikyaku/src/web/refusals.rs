@@ -43,6 +43,26 @@ pub fn problem(p: &Problem) -> Msg {
             .arg("user_role", *user_role),
         Problem::ExpiresIn(text) => Msg::new("err-token-expires-in").arg("text", text),
         Problem::TokenOwnerMissing => Msg::new("err-token-owner-missing"),
+        Problem::AccountNameInvalid => Msg::new("err-account-name"),
+        Problem::UnknownAccount(name) => Msg::new("err-unknown-account").arg("name", name),
+        Problem::UnknownCloud(cloud) => Msg::new("err-unknown-cloud").arg("cloud", cloud),
+        Problem::CloudNotOffered(cloud) => Msg::new("err-cloud-not-offered").arg("cloud", cloud),
+        Problem::UnknownCredentialKind(kind) => {
+            Msg::new("err-unknown-credential-kind").arg("kind", kind)
+        }
+        Problem::CredentialKindNotFor(kind) => {
+            Msg::new("err-credential-kind-not-for").arg("kind", kind)
+        }
+        Problem::MailboxInvalid(m) => Msg::new("err-mailbox-invalid").arg("mailbox", m),
+        Problem::MailboxMissing => Msg::new("err-mailbox-missing"),
+        Problem::SendAsInvalid(entry) => Msg::new("err-send-as-invalid").arg("entry", entry),
+        Problem::SendAsTooMany { limit } => Msg::new("err-send-as-too-many").arg("limit", limit),
+        Problem::RateInvalid { max } => Msg::new("err-rate-invalid").arg("max", max),
+        Problem::ConnectionsInvalid { max } => Msg::new("err-connections-invalid").arg("max", max),
+        Problem::SmtpScopeInvalid => Msg::new("err-smtp-scope-invalid"),
+        Problem::GraphHostInvalid(host) => Msg::new("err-graph-host-invalid").arg("host", host),
+        Problem::JobsWaiting { count } => Msg::new("err-jobs-waiting").arg("count", count),
+        Problem::MoveToSameAccount => Msg::new("err-move-to-same-account"),
     }
 }
 

@@ -5,12 +5,12 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{Chrome, display_offset, fmt_time};
+use crate::admin::accounts::BasicInput;
 use crate::provider::Provider;
 use crate::queue::{JobState, JobStore as _};
 use crate::roles::Permission;
@@ -23,7 +23,7 @@ use crate::web::refusals::form_errors;
 
 /// One provider's line on the Portal.
 pub struct PortalAccount {
-    pub provider: &'static str,
+    pub key: String,
     pub label: String,
     pub token_status: String,
     pub token_status_label: String,
@@ -86,6 +86,12 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
         Some((at, reply)) => format!("{} — {}", fmt_time(at, offset), reply.render(&tr)),
         None => tr.t("portal-no-error"),
     };
+    let mut defaults = Vec::new();
+    for p in Provider::ALL {
+        if let Ok(d) = state.store.account_for(p).await {
+            defaults.push(d.id);
+        }
+    }
     let mut warnings = skew_warnings(&tr, &accounts);
     for a in accounts.iter().filter(|a| a.enabled && !a.verify_cert) {
         warnings.push(format!(
@@ -99,8 +105,13 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
         accounts: accounts
             .iter()
             .map(|a| PortalAccount {
-                provider: a.provider.as_str(),
-                label: tr.t(&format!("provider-{}", a.provider.as_str())),
+                // The default delegated accounts keep their old element ids.
+                key: if defaults.contains(&a.id) {
+                    a.provider.as_str().to_string()
+                } else {
+                    a.id.to_string()
+                },
+                label: super::sending::account_title(&tr, a),
                 token_status: a.token_status.to_string(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
                 token_reason: a.token_reason.as_ref().map(|r| r.render(&tr)),
@@ -135,6 +146,10 @@ pub struct DeviceView {
 #[template(path = "oauth_microsoft.html")]
 pub struct MicrosoftPage {
     pub c: Chrome,
+    /// Where this account's screens live (the old address for the default account).
+    pub base: String,
+    /// The account's name, shown for every account but the default ones.
+    pub account_name: Option<String>,
     pub warnings: Vec<String>,
     pub enabled: String,
     pub verify_cert: String,
@@ -161,6 +176,10 @@ pub struct MicrosoftPage {
 #[template(path = "oauth_google.html")]
 pub struct GooglePage {
     pub c: Chrome,
+    /// Where this account's screens live (the old address for the default account).
+    pub base: String,
+    /// The account's name, shown for every account but the default ones.
+    pub account_name: Option<String>,
     pub warnings: Vec<String>,
     pub enabled: String,
     pub enabled_bool: bool,
@@ -234,6 +253,50 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
     }
 }
 
+/// Where the manual's screens of account `a` live: the old addresses for
+/// the default delegated account of its provider, else under the account.
+pub async fn base_of(state: &AppState, a: &Account) -> (String, Option<String>) {
+    match state.store.account_for(a.provider).await {
+        Ok(d) if d.id == a.id => (
+            format!("/settings/send/oauth/{}", a.provider.as_str()),
+            None,
+        ),
+        _ => (
+            format!("/settings/send/accounts/{}", a.id),
+            Some(a.name.clone()),
+        ),
+    }
+}
+
+/// A delegated account the caller may manage, by id (an app-only account's
+/// settings page is its own).
+pub async fn delegated_account(state: &AppState, ui: &Ui, id: i64) -> Result<Account, WebError> {
+    let a = state.store.account(id).await?;
+    ui.require(Permission::manage(a.provider))?;
+    if a.credential_kind.is_app_only() {
+        return Err(WebError::NotFound);
+    }
+    Ok(a)
+}
+
+/// The settings page of account `a` (Microsoft or Google).
+pub async fn account_view(
+    state: &AppState,
+    ui: &Ui,
+    a: &Account,
+    notice: Option<String>,
+) -> Result<Response, WebError> {
+    Ok(match a.provider {
+        Provider::Microsoft => {
+            let device = super::oauth::device_view(state, a).await?;
+            microsoft_view(state, ui, a, device, notice)
+                .await
+                .into_response()
+        }
+        Provider::Google => google_view(state, ui, a, notice).await.into_response(),
+    })
+}
+
 pub async fn microsoft_page(
     State(state): State<AppState>,
     ui: Ui,
@@ -241,10 +304,18 @@ pub async fn microsoft_page(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageMicrosoft)?;
     let a = state.store.account_for(Provider::Microsoft).await?;
-    let device = super::oauth::device_view(&state, &a).await?;
-    Ok(microsoft_view(&state, &ui, &a, device, q.notice(&ui.tr))
-        .await
-        .into_response())
+    account_view(&state, &ui, &a, q.notice(&ui.tr)).await
+}
+
+/// An account's settings page by id.
+pub async fn account_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<i64>,
+    Query(q): Query<super::DoneQuery>,
+) -> Result<Response, WebError> {
+    let a = delegated_account(&state, &ui, id).await?;
+    account_view(&state, &ui, &a, q.notice(&ui.tr)).await
 }
 
 pub async fn microsoft_view(
@@ -257,8 +328,11 @@ pub async fn microsoft_view(
     let tr = ui.tr;
     let s = status_view(state, &tr, a).await;
     let (token_reason, token_warning) = token_texts(&tr, a);
+    let (base, account_name) = base_of(state, a).await;
     MicrosoftPage {
-        c: Chrome::for_ui(ui, state, "/settings/send/oauth/microsoft").with_notice(notice),
+        c: Chrome::for_ui(ui, state, &base).with_notice(notice),
+        base,
+        account_name,
         warnings: s.warnings,
         enabled: on_off(&tr, a.enabled),
         verify_cert: on_off(&tr, a.verify_cert),
@@ -291,9 +365,7 @@ pub async fn google_page(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageGoogle)?;
     let a = state.store.account_for(Provider::Google).await?;
-    Ok(google_view(&state, &ui, &a, q.notice(&ui.tr))
-        .await
-        .into_response())
+    account_view(&state, &ui, &a, q.notice(&ui.tr)).await
 }
 
 pub async fn google_view(
@@ -305,8 +377,11 @@ pub async fn google_view(
     let tr = ui.tr;
     let s = status_view(state, &tr, a).await;
     let (token_reason, token_warning) = token_texts(&tr, a);
+    let (base, account_name) = base_of(state, a).await;
     GooglePage {
-        c: Chrome::for_ui(ui, state, "/settings/send/oauth/google").with_notice(notice),
+        c: Chrome::for_ui(ui, state, &base).with_notice(notice),
+        base,
+        account_name,
         warnings: s.warnings,
         enabled: on_off(&tr, a.enabled),
         enabled_bool: a.enabled,
@@ -333,6 +408,8 @@ pub async fn google_view(
 #[template(path = "oauth_microsoft_edit.html")]
 struct MicrosoftEditPage {
     c: Chrome,
+    base: String,
+    account_name: Option<String>,
     errors: Vec<String>,
     enabled: bool,
     verify_cert: bool,
@@ -345,6 +422,8 @@ struct MicrosoftEditPage {
 #[template(path = "oauth_google_edit.html")]
 struct GoogleEditPage {
     c: Chrome,
+    base: String,
+    account_name: Option<String>,
     errors: Vec<String>,
     enabled: bool,
     verify_cert: bool,
@@ -353,39 +432,85 @@ struct GoogleEditPage {
     has_secret: bool,
 }
 
+/// The Edit Basic Settings page of account `a`, with `errors` and the
+/// values as entered (`form`) after a refusal.
+async fn edit_view(
+    state: &AppState,
+    ui: &Ui,
+    a: &Account,
+    errors: Vec<String>,
+    form: Option<(&BasicInput, &BasicForm)>,
+) -> Response {
+    let (base, account_name) = base_of(state, a).await;
+    let c = Chrome::for_ui(ui, state, &format!("{base}/edit"));
+    let status = super::form_status(&errors);
+    let (enabled, verify_cert, verify_cn) = match form {
+        Some((input, _)) => (input.enabled, input.verify_cert, input.verify_cn),
+        None => (a.enabled, a.verify_cert, a.verify_cn),
+    };
+    let client_id = form.map_or_else(
+        || a.client_id.clone().unwrap_or_default(),
+        |(_, f)| f.client_id.clone(),
+    );
+    let page = match a.provider {
+        Provider::Microsoft => MicrosoftEditPage {
+            c,
+            base,
+            account_name,
+            errors,
+            enabled,
+            verify_cert,
+            verify_cn,
+            endpoint: form.map_or_else(
+                || {
+                    a.endpoint
+                        .clone()
+                        .unwrap_or_else(|| a.cloud.microsoft_endpoint("common"))
+                },
+                |(_, f)| f.endpoint.clone(),
+            ),
+            client_id,
+        }
+        .into_response(),
+        Provider::Google => GoogleEditPage {
+            c,
+            base,
+            account_name,
+            errors,
+            enabled,
+            verify_cert,
+            verify_cn,
+            client_id,
+            has_secret: a.has_client_secret,
+        }
+        .into_response(),
+    };
+    (status, page).into_response()
+}
+
 pub async fn microsoft_edit_page(
     State(state): State<AppState>,
     ui: Ui,
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageMicrosoft)?;
     let a = state.store.account_for(Provider::Microsoft).await?;
-    Ok(MicrosoftEditPage {
-        c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
-        errors: Vec::new(),
-        enabled: a.enabled,
-        verify_cert: a.verify_cert,
-        verify_cn: a.verify_cn,
-        endpoint: a
-            .endpoint
-            .unwrap_or_else(|| crate::provider::MICROSOFT_DEFAULT_ENDPOINT.into()),
-        client_id: a.client_id.unwrap_or_default(),
-    }
-    .into_response())
+    Ok(edit_view(&state, &ui, &a, Vec::new(), None).await)
 }
 
 pub async fn google_edit_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
     ui.require(Permission::ManageGoogle)?;
     let a = state.store.account_for(Provider::Google).await?;
-    Ok(GoogleEditPage {
-        c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
-        errors: Vec::new(),
-        enabled: a.enabled,
-        verify_cert: a.verify_cert,
-        verify_cn: a.verify_cn,
-        client_id: a.client_id.unwrap_or_default(),
-        has_secret: a.has_client_secret,
-    }
-    .into_response())
+    Ok(edit_view(&state, &ui, &a, Vec::new(), None).await)
+}
+
+/// Edit Basic Settings of an account by id.
+pub async fn account_edit_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let a = delegated_account(&state, &ui, id).await?;
+    Ok(edit_view(&state, &ui, &a, Vec::new(), None).await)
 }
 
 /// The Edit Basic Settings form of either provider. Checkboxes are absent when off.
@@ -401,34 +526,38 @@ pub struct BasicForm {
     pub client_secret: String,
 }
 
+/// Saves Basic Settings of account `a`: back to its page, or the form
+/// again with the problems.
+async fn edit_submit(
+    state: &AppState,
+    ui: &Ui,
+    a: &Account,
+    form: BasicForm,
+) -> Result<Response, WebError> {
+    ui.check_csrf(&form.csrf)?;
+    let input = super::oauth::basic_input(&form);
+    match state
+        .admin(ui.actor())
+        .save_basic(&state.live(), a.id, &input)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&base_of(state, a).await.0).into_response()),
+        Err(e) => {
+            let errors = render_all(&ui.tr, &form_errors(e)?);
+            let a = state.store.account(a.id).await?;
+            Ok(edit_view(state, ui, &a, errors, Some((&input, &form))).await)
+        }
+    }
+}
+
 pub async fn microsoft_edit_submit(
     State(state): State<AppState>,
     ui: Ui,
     Form(form): Form<BasicForm>,
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageMicrosoft)?;
-    ui.check_csrf(&form.csrf)?;
-    let input = super::oauth::basic_input(&form);
-    match state
-        .admin(ui.actor())
-        .save_basic(&state.live(), Provider::Microsoft, &input)
-        .await
-    {
-        Ok(_) => Ok(Redirect::to("/settings/send/oauth/microsoft").into_response()),
-        Err(e) => Ok((
-            StatusCode::BAD_REQUEST,
-            MicrosoftEditPage {
-                c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
-                errors: render_all(&ui.tr, &form_errors(e)?),
-                enabled: input.enabled,
-                verify_cert: input.verify_cert,
-                verify_cn: input.verify_cn,
-                endpoint: form.endpoint,
-                client_id: form.client_id,
-            },
-        )
-            .into_response()),
-    }
+    let a = state.store.account_for(Provider::Microsoft).await?;
+    edit_submit(&state, &ui, &a, form).await
 }
 
 pub async fn google_edit_submit(
@@ -437,30 +566,16 @@ pub async fn google_edit_submit(
     Form(form): Form<BasicForm>,
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageGoogle)?;
-    ui.check_csrf(&form.csrf)?;
-    let input = super::oauth::basic_input(&form);
-    match state
-        .admin(ui.actor())
-        .save_basic(&state.live(), Provider::Google, &input)
-        .await
-    {
-        Ok(_) => Ok(Redirect::to("/settings/send/oauth/google").into_response()),
-        Err(e) => {
-            let errors = form_errors(e)?;
-            let a = state.store.account_for(Provider::Google).await?;
-            Ok((
-                StatusCode::BAD_REQUEST,
-                GoogleEditPage {
-                    c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
-                    errors: render_all(&ui.tr, &errors),
-                    enabled: input.enabled,
-                    verify_cert: input.verify_cert,
-                    verify_cn: input.verify_cn,
-                    client_id: form.client_id,
-                    has_secret: a.has_client_secret,
-                },
-            )
-                .into_response())
-        }
-    }
+    let a = state.store.account_for(Provider::Google).await?;
+    edit_submit(&state, &ui, &a, form).await
+}
+
+pub async fn account_edit_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<i64>,
+    Form(form): Form<BasicForm>,
+) -> Result<Response, WebError> {
+    let a = delegated_account(&state, &ui, id).await?;
+    edit_submit(&state, &ui, &a, form).await
 }

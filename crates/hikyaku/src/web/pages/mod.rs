@@ -2,6 +2,7 @@
 //! `templates/`. This file holds the page chrome and the small pages.
 
 mod account;
+mod accounts;
 mod chart;
 mod management;
 mod network;
@@ -10,6 +11,7 @@ mod sending;
 mod users;
 
 pub use account::*;
+pub use accounts::*;
 pub use management::*;
 pub use network::*;
 pub use oauth::*;

@@ -6,11 +6,10 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::account::{BasicForm, DeviceView, google_view, microsoft_view};
+use super::account::{BasicForm, DeviceView, account_view, base_of, delegated_account};
 use super::{Chrome, CsrfOnly, display_offset, fmt_time};
 use crate::admin::AdminError;
 use crate::admin::accounts::BasicInput;
@@ -57,24 +56,47 @@ pub async fn device_view(state: &AppState, a: &Account) -> Result<Option<DeviceV
     }))
 }
 
+/// A new device code for account `a`, then its page.
+async fn new_code(
+    state: &AppState,
+    ui: &Ui,
+    a: &Account,
+    csrf: &str,
+) -> Result<Response, WebError> {
+    ui.check_csrf(csrf)?;
+    state
+        .admin(ui.actor())
+        .new_device_code(&state.live(), a.id)
+        .await?;
+    Ok(Redirect::to(&base_of(state, a).await.0).into_response())
+}
+
 pub async fn microsoft_new_code(
     State(state): State<AppState>,
     ui: Ui,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageMicrosoft)?;
-    ui.check_csrf(&form.csrf)?;
-    state
-        .admin(ui.actor())
-        .new_device_code(&state.live())
-        .await?;
-    Ok(Redirect::to("/settings/send/oauth/microsoft").into_response())
+    let a = state.store.account_for(Provider::Microsoft).await?;
+    new_code(&state, &ui, &a, &form.csrf).await
+}
+
+pub async fn account_new_code(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<i64>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    let a = delegated_account(&state, &ui, id).await?;
+    new_code(&state, &ui, &a, &form.csrf).await
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "oauth_google_register.html")]
 struct RegisterPage {
     c: Chrome,
+    base: String,
+    account_name: Option<String>,
     errors: Vec<String>,
     url: String,
     loopback: bool,
@@ -83,15 +105,16 @@ struct RegisterPage {
 /// How long a shown Google authorization URL is offered again on reload.
 const GOOGLE_URL_REUSE_SECS: i64 = 10 * 60;
 
-/// A new authorization URL for Google (the operation audits it),
-/// remembered for reloads of the page.
+/// A new authorization URL for Google account `id` (the operation audits
+/// it), remembered for reloads of the page.
 pub async fn new_google_authorization(
     state: &AppState,
     actor: crate::admin::Actor,
+    id: i64,
 ) -> Result<crate::tokens::GoogleAuthorization, AdminError> {
     let (account_id, auth) = state
         .admin(actor)
-        .google_authorization(&state.live())
+        .google_authorization(&state.live(), id)
         .await?;
     if let Ok(mut cache) = state.google_pending.lock() {
         cache.insert(account_id, (auth.clone(), state.clock.unix()));
@@ -112,25 +135,55 @@ fn current_google_authorization(
     (state.clock.unix() - at < GOOGLE_URL_REUSE_SECS).then(|| auth.clone())
 }
 
+async fn register_view(
+    state: &AppState,
+    ui: &Ui,
+    a: &Account,
+    errors: Vec<String>,
+    auth: crate::tokens::GoogleAuthorization,
+) -> Response {
+    let (base, account_name) = base_of(state, a).await;
+    let status = super::form_status(&errors);
+    (
+        status,
+        RegisterPage {
+            c: Chrome::for_ui(ui, state, &format!("{base}/register")),
+            base,
+            account_name,
+            errors,
+            url: auth.url,
+            loopback: auth.loopback_listening,
+        },
+    )
+        .into_response()
+}
+
+async fn register_page(state: &AppState, ui: &Ui, a: &Account) -> Result<Response, WebError> {
+    // Reloading shows the URL already issued; an account switched off gets
+    // the operation's refusal.
+    let auth = match current_google_authorization(state, a).filter(|_| a.enabled) {
+        Some(auth) => auth,
+        None => new_google_authorization(state, ui.actor(), a.id).await?,
+    };
+    Ok(register_view(state, ui, a, Vec::new(), auth).await)
+}
+
 pub async fn google_register_page(
     State(state): State<AppState>,
     ui: Ui,
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageGoogle)?;
     let a = state.store.account_for(Provider::Google).await?;
-    // Reloading shows the URL already issued; an account switched off gets
-    // the operation's refusal.
-    let auth = match current_google_authorization(&state, &a).filter(|_| a.enabled) {
-        Some(auth) => auth,
-        None => new_google_authorization(&state, ui.actor()).await?,
-    };
-    Ok(RegisterPage {
-        c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/register"),
-        errors: Vec::new(),
-        url: auth.url,
-        loopback: auth.loopback_listening,
-    }
-    .into_response())
+    register_page(&state, &ui, &a).await
+}
+
+pub async fn account_register_page(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<i64>,
+) -> Result<Response, WebError> {
+    let a = delegated_account(&state, &ui, id).await?;
+    register_page(&state, &ui, &a).await
 }
 
 #[derive(Deserialize, Default)]
@@ -140,35 +193,47 @@ pub struct CodeForm {
     code: String,
 }
 
+async fn register_submit(
+    state: &AppState,
+    ui: &Ui,
+    a: &Account,
+    form: CodeForm,
+) -> Result<Response, WebError> {
+    ui.check_csrf(&form.csrf)?;
+    match state
+        .admin(ui.actor())
+        .google_code(&state.live(), a.id, &form.code)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&base_of(state, a).await.0).into_response()),
+        Err(AdminError::Tokens(e)) => {
+            // A fresh URL: the old state and verifier may be spent.
+            let auth = new_google_authorization(state, ui.actor(), a.id).await?;
+            let errors = vec![messages::tokens(&e).render(&ui.tr)];
+            Ok(register_view(state, ui, a, errors, auth).await)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn google_register_submit(
     State(state): State<AppState>,
     ui: Ui,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageGoogle)?;
-    ui.check_csrf(&form.csrf)?;
-    match state
-        .admin(ui.actor())
-        .google_code(&state.live(), &form.code)
-        .await
-    {
-        Ok(_) => Ok(Redirect::to("/settings/send/oauth/google").into_response()),
-        Err(AdminError::Tokens(e)) => {
-            // A fresh URL: the old state and verifier may be spent.
-            let auth = new_google_authorization(&state, ui.actor()).await?;
-            Ok((
-                StatusCode::BAD_REQUEST,
-                RegisterPage {
-                    c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/register"),
-                    errors: vec![messages::tokens(&e).render(&ui.tr)],
-                    url: auth.url,
-                    loopback: auth.loopback_listening,
-                },
-            )
-                .into_response())
-        }
-        Err(e) => Err(e.into()),
-    }
+    let a = state.store.account_for(Provider::Google).await?;
+    register_submit(&state, &ui, &a, form).await
+}
+
+pub async fn account_register_submit(
+    State(state): State<AppState>,
+    ui: Ui,
+    Path(id): Path<i64>,
+    Form(form): Form<CodeForm>,
+) -> Result<Response, WebError> {
+    let a = delegated_account(&state, &ui, id).await?;
+    register_submit(&state, &ui, &a, form).await
 }
 
 #[derive(Deserialize, Default)]
@@ -178,27 +243,15 @@ pub struct TestForm {
     to: String,
 }
 
-/// The provider named in a page path, after the caller's role is checked.
-fn provider_for(ui: &Ui, name: &str) -> Result<Provider, WebError> {
+/// The account named in a page path (a provider: its default delegated
+/// account; a number: that account), after the caller's role is checked.
+async fn account_in_path(state: &AppState, ui: &Ui, name: &str) -> Result<Account, WebError> {
+    if let Ok(id) = name.parse::<i64>() {
+        return delegated_account(state, ui, id).await;
+    }
     let provider = Provider::parse(name).ok_or(WebError::NotFound)?;
     ui.require(Permission::manage(provider))?;
-    Ok(provider)
-}
-
-/// The provider's settings page again, with a notice.
-async fn provider_page(
-    state: &AppState,
-    ui: &Ui,
-    provider: Provider,
-    notice: Option<String>,
-) -> Result<Response, WebError> {
-    let a = state.store.account_for(provider).await?;
-    Ok(match provider {
-        Provider::Microsoft => microsoft_view(state, ui, &a, device_view(state, &a).await?, notice)
-            .await
-            .into_response(),
-        Provider::Google => google_view(state, ui, &a, notice).await.into_response(),
-    })
+    Ok(state.store.account_for(provider).await?)
 }
 
 /// The seed's Refresh button.
@@ -208,13 +261,13 @@ pub async fn refresh_submit(
     Path(name): Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    let provider = provider_for(&ui, &name)?;
+    let a = account_in_path(&state, &ui, &name).await?;
     ui.check_csrf(&form.csrf)?;
     state
         .admin(ui.actor())
-        .check_connection(&state.live(), provider)
+        .check_connection(&state.live(), a.id)
         .await?;
-    Ok(Redirect::to(&format!("/settings/send/oauth/{}", provider.as_str())).into_response())
+    Ok(Redirect::to(&base_of(&state, &a).await.0).into_response())
 }
 
 /// Refresh Token Now.
@@ -224,15 +277,16 @@ pub async fn refresh_token_submit(
     Path(name): Path<String>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    let provider = provider_for(&ui, &name)?;
+    let a = account_in_path(&state, &ui, &name).await?;
     ui.check_csrf(&form.csrf)?;
     let notice = state
         .admin(ui.actor())
-        .refresh_token(&state.live(), provider)
+        .refresh_token(&state.live(), a.id)
         .await
         .err()
         .map(|e| WebError::from(e).user_text(&ui.tr));
-    provider_page(&state, &ui, provider, notice).await
+    let a = state.store.account(a.id).await?;
+    account_view(&state, &ui, &a, notice).await
 }
 
 /// Send Test E-mail.
@@ -242,14 +296,11 @@ pub async fn send_test_submit(
     Path(name): Path<String>,
     Form(form): Form<TestForm>,
 ) -> Result<Response, WebError> {
-    let provider = provider_for(&ui, &name)?;
+    let a = account_in_path(&state, &ui, &name).await?;
     ui.check_csrf(&form.csrf)?;
     state
         .admin(ui.actor())
-        .send_test(&state.live(), provider, &form.to)
+        .send_test(&state.live(), a.id, &form.to)
         .await?;
-    Ok(super::done(
-        &format!("/settings/send/oauth/{}", provider.as_str()),
-        "test-sent",
-    ))
+    Ok(super::done(&base_of(&state, &a).await.0, "test-sent"))
 }

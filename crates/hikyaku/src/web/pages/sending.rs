@@ -21,6 +21,10 @@ use crate::web::errors::WebError;
 use crate::web::i18n::{Msg, render_all};
 
 pub struct EmailAccountView {
+    pub id: i64,
+    /// The form's id and the value submitters bind to: the provider for its
+    /// default account (as before accounts were many), else the id.
+    pub key: String,
     pub provider: &'static str,
     pub label: String,
     pub smtp_host: String,
@@ -45,11 +49,22 @@ struct EmailPage {
     allowlist: Vec<(String, String)>,
 }
 
+/// An account as the pages name it: its provider, and its name when that
+/// differs from the provider's (every account but the two first ones).
+pub fn account_title(tr: &crate::web::i18n::Tr, a: &crate::store::accounts::Account) -> String {
+    let provider = tr.t(&format!("provider-{}", a.provider.as_str()));
+    if a.name == a.provider.as_str() {
+        provider
+    } else {
+        format!("{} ({provider})", a.name)
+    }
+}
+
 async fn account_label(state: &AppState, ui: &Ui, id: Option<i64>) -> String {
     match id {
         None => ui.tr.t("default-account"),
         Some(id) => match state.store.account(id).await {
-            Ok(a) => ui.tr.t(&format!("provider-{}", a.provider.as_str())),
+            Ok(a) => account_title(&ui.tr, &a),
             Err(_) => id.to_string(),
         },
     }
@@ -62,14 +77,30 @@ async fn render_email(
     errors: Vec<Msg>,
 ) -> Result<Response, WebError> {
     let errors = render_all(&ui.tr, &errors);
-    let accounts: Vec<EmailAccountView> = state
-        .store
-        .accounts()
-        .await?
+    let all = state.store.accounts().await?;
+    let defaults: Vec<i64> = all
+        .iter()
+        .filter(|a| !a.credential_kind.is_app_only())
+        .fold(Vec::new(), |mut ids: Vec<(Provider, i64)>, a| {
+            if !ids.iter().any(|(p, _)| *p == a.provider) {
+                ids.push((a.provider, a.id));
+            }
+            ids
+        })
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    let accounts: Vec<EmailAccountView> = all
         .into_iter()
         .map(|a| EmailAccountView {
+            id: a.id,
+            key: if defaults.contains(&a.id) {
+                a.provider.as_str().to_string()
+            } else {
+                a.id.to_string()
+            },
             provider: a.provider.as_str(),
-            label: ui.tr.t(&format!("provider-{}", a.provider.as_str())),
+            label: account_title(&ui.tr, &a),
             smtp_host: a.smtp_host,
             smtp_port: a.smtp_port,
             smtp_security: a.smtp_security.to_string(),
@@ -116,6 +147,8 @@ pub async fn email_page(
 #[serde(default)]
 pub struct EmailForm {
     csrf: String,
+    /// The account's id; empty: the default account of `provider`.
+    account: String,
     provider: String,
     smtp_host: String,
     smtp_port: String,
@@ -131,11 +164,17 @@ pub async fn email_submit(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageEmail)?;
     ui.check_csrf(&form.csrf)?;
-    let provider = Provider::parse(&form.provider).ok_or_else(|| {
-        WebError::from(AdminError::from(Problem::UnknownProvider(
-            form.provider.clone(),
-        )))
-    })?;
+    let admin = state.admin(ui.actor());
+    let id = if form.account.trim().is_empty() {
+        let provider = Provider::parse(&form.provider).ok_or_else(|| {
+            WebError::from(AdminError::from(Problem::UnknownProvider(
+                form.provider.clone(),
+            )))
+        })?;
+        admin.default_account(provider).await?
+    } else {
+        admin.find_account(&form.account).await?.id
+    };
     let input = EmailInput {
         smtp_host: form.smtp_host,
         smtp_port: form.smtp_port,
@@ -143,7 +182,7 @@ pub async fn email_submit(
         sender: form.sender,
         is_default: form.is_default.is_some(),
     };
-    let saved = state.admin(ui.actor()).save_email(provider, &input).await;
+    let saved = admin.save_email(id, &input).await;
     email_done(&state, &ui, saved.map(|_| ())).await
 }
 
@@ -363,7 +402,7 @@ async fn render_jobs(
                 .via_account_id
                 .or(j.account_id)
                 .and_then(|id| accounts.iter().find(|a| a.id == id))
-                .map(|a| ui.tr.t(&format!("provider-{}", a.provider.as_str())))
+                .map(|a| account_title(&ui.tr, a))
                 .unwrap_or_else(|| ui.tr.t("default-account")),
             state_label: ui.tr.t(&format!("job-state-{}", j.state)),
             next: if j.state.is_waiting() {

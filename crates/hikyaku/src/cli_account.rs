@@ -1,0 +1,196 @@
+//! `hikyaku account list|show|add|remove`: accounts from a terminal, for
+//! headless set-up. The operations are `crate::admin`'s, acting as the local
+//! Administrator (whoever can read the data directory is one already).
+
+use std::sync::Arc;
+
+use crate::admin::account_setup::AccountInput;
+use crate::admin::{Actor, Admin, AdminError, Live};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::store::accounts::{Account, JobsOnDelete};
+
+/// The subcommands of `hikyaku account`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AccountCommand {
+    /// List every account.
+    List,
+    /// Show one account's settings and statuses.
+    Show {
+        /// The account's name or id.
+        name: String,
+    },
+    /// Add an account (delegated: authorize it afterwards with `hikyaku oauth … login --account NAME`).
+    Add(AddArgs),
+    /// Delete an account. Jobs still waiting for it need --move-jobs-to or --fail-jobs.
+    Remove {
+        /// The account's name or id.
+        name: String,
+        /// Move the waiting jobs to this account (name or id).
+        #[arg(long, conflicts_with = "fail_jobs")]
+        move_jobs_to: Option<String>,
+        /// Fail the waiting jobs (they stay in the job history).
+        #[arg(long)]
+        fail_jobs: bool,
+    },
+}
+
+/// `hikyaku account add`'s arguments.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AddArgs {
+    /// microsoft or google.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// A name for the account (unique).
+    #[arg(long)]
+    pub name: String,
+    /// worldwide (default), gcc_high, dod or china.
+    #[arg(long)]
+    pub cloud: Option<String>,
+    /// An address or @domain this account may send as (repeatable).
+    #[arg(long = "send-as")]
+    pub send_as: Vec<String>,
+    /// Messages per minute (default: delivery.rate_per_minute).
+    #[arg(long)]
+    pub rate_per_minute: Option<u32>,
+    /// Upstream connections at most (default: delivery.connections_per_account).
+    #[arg(long)]
+    pub max_connections: Option<u32>,
+    /// Add the account switched off.
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountCliError {
+    #[error("give the provider: --provider microsoft or --provider google")]
+    ProviderMissing,
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
+}
+
+fn line(a: &Account) -> String {
+    format!(
+        "{:>4}  {:<20} {:<9} {:<9} {:<22} {:<30} token={} connection={}{}",
+        a.id,
+        a.name,
+        a.provider.as_str(),
+        a.cloud.as_str(),
+        a.credential_kind.as_str(),
+        a.mailbox.as_deref().unwrap_or("-"),
+        a.token_status,
+        a.connection_status,
+        if a.enabled { "" } else { " (off)" },
+    )
+}
+
+fn details(a: &Account) -> String {
+    let limit = |v: Option<u32>| v.map_or_else(|| "default".to_string(), |n| n.to_string());
+    let mut out = vec![
+        format!("id:              {}", a.id),
+        format!("name:            {}", a.name),
+        format!("provider:        {}", a.provider.as_str()),
+        format!("cloud:           {}", a.cloud.as_str()),
+        format!("credential kind: {}", a.credential_kind.as_str()),
+        format!("enabled:         {}", a.enabled),
+        format!("mailbox:         {}", a.mailbox.as_deref().unwrap_or("-")),
+        format!("endpoint:        {}", a.endpoint.as_deref().unwrap_or("-")),
+        format!(
+            "smtp:            {}:{} {}",
+            a.smtp_host, a.smtp_port, a.smtp_security
+        ),
+        format!("smtp scope:      {}", a.delegated_smtp_scope()),
+        format!("graph host:      {}", a.effective_graph_host()),
+        format!("send as:         {}", a.send_as.join(", ")),
+        format!("rate per minute: {}", limit(a.rate_per_minute)),
+        format!("max connections: {}", limit(a.max_connections)),
+        format!("default:         {}", a.is_default),
+        format!("token status:    {}", a.token_status),
+    ];
+    if let Some(r) = &a.token_reason {
+        out.push(format!("token reason:    {r}"));
+    }
+    out.push(format!("connection:      {}", a.connection_status));
+    out.join("\n")
+}
+
+/// Runs one `hikyaku account` subcommand.
+pub async fn run(config: &Config, cmd: AccountCommand) -> Result<(), AccountCliError> {
+    let (store, key) = crate::app::open_data(&config.data_dir).await?;
+    let admin = Admin::new(&store, &SystemClock, Actor::cli());
+    let result = match cmd {
+        AccountCommand::List => {
+            for a in store.accounts().await.map_err(AdminError::from)? {
+                println!("{}", line(&a));
+            }
+            Ok(())
+        }
+        AccountCommand::Show { name } => {
+            let a = admin.find_account(&name).await?;
+            println!("{}", details(&a));
+            Ok(())
+        }
+        AccountCommand::Add(args) => {
+            let provider = args
+                .provider
+                .clone()
+                .ok_or(AccountCliError::ProviderMissing)?;
+            let input = AccountInput {
+                name: args.name.clone(),
+                provider,
+                cloud: args.cloud.clone().unwrap_or_default(),
+                send_as: args.send_as.join("\n"),
+                rate_per_minute: args
+                    .rate_per_minute
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                max_connections: args
+                    .max_connections
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                enabled: !args.disabled,
+                ..Default::default()
+            };
+            let a = admin.add_account(&input).await?;
+            println!("added account {} (id {})", a.name, a.id);
+            Ok(())
+        }
+        AccountCommand::Remove {
+            name,
+            move_jobs_to,
+            fail_jobs,
+        } => {
+            let a = admin.find_account(&name).await?;
+            let jobs = match (move_jobs_to, fail_jobs) {
+                (Some(to), _) => Some(JobsOnDelete::Move(admin.find_account(&to).await?.id)),
+                (None, true) => Some(JobsOnDelete::Fail),
+                (None, false) => None,
+            };
+            crate::tls::install_crypto_provider();
+            let tokens =
+                crate::app::token_service(config, &store, key.clone(), Arc::new(SystemClock))
+                    .await?;
+            let cas = crate::tls::ExtraCas::default();
+            let google_cas = crate::tls::ExtraCas::default();
+            let proxy = crate::proxy::SharedProxy::default();
+            let live = Live {
+                key: &key,
+                tokens: &tokens,
+                cas: &cas,
+                google_cas: &google_cas,
+                proxy: &proxy,
+                wake: &|| {},
+            };
+            let changed = admin.delete_account(&live, a.id, jobs).await?;
+            println!(
+                "deleted account {} ({changed} waiting jobs moved or failed)",
+                a.name
+            );
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}
