@@ -5,6 +5,7 @@
 pub(crate) mod address;
 pub mod admin;
 pub mod app;
+pub mod cli_app;
 pub mod cli_login;
 pub mod clock;
 pub(crate) mod clockjump;

@@ -39,6 +39,9 @@ enum Command {
     /// OAuth 2.0 authorization from a terminal.
     #[command(subcommand)]
     Oauth(OauthCommand),
+    /// Sending accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Queue a message built from arguments (e.g. scan-to-email from a script).
     Send(SendArgs),
     /// sendmail-compatible submission: reads a message on standard input.
@@ -114,6 +117,13 @@ enum OauthCommand {
         #[command(subcommand)]
         action: LoginAction,
     },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Add an app-only account (no person signs in): a Microsoft app with a
+    /// client secret or certificate, or a Google service account.
+    AddApp(hikyaku::cli_app::AppAccountArgs),
 }
 
 #[derive(Subcommand)]
@@ -360,6 +370,42 @@ async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hikyaku account add-app`: creates the account, sets its credentials and
+/// reports the first token request's outcome.
+async fn run_add_app(
+    config: &Config,
+    args: &hikyaku::cli_app::AppAccountArgs,
+) -> anyhow::Result<()> {
+    hikyaku::tls::install_crypto_provider();
+    let (store, key) = hikyaku::app::open_data(&config.data_dir).await?;
+    let tokens =
+        hikyaku::app::token_service(config, &store, key.clone(), Arc::new(SystemClock)).await?;
+    let result =
+        hikyaku::cli_app::add_app_account_cli(&store, &key, &tokens, &SystemClock, args).await;
+    tokens.shutdown();
+    store.close().await;
+    let a = result?;
+    println!(
+        "account {} (id {}): {} {} as {}",
+        a.name,
+        a.id,
+        a.provider.as_str(),
+        a.credential_kind.as_str(),
+        a.mailbox.as_deref().unwrap_or("-")
+    );
+    match &a.token_reason {
+        Some(r) => println!("Token Status: {} — {r}", a.token_status),
+        None => println!("Token Status: {}", a.token_status),
+    }
+    if let Some(w) = hikyaku::tokens::apponly::credential_expiry_warning(&a, SystemClock.unix()) {
+        println!("warning: {w}");
+    }
+    if a.token_status != hikyaku::store::accounts::TokenStatus::Active {
+        bail!("the account was saved, but no token could be obtained yet (see Token Status above)");
+    }
+    Ok(())
+}
+
 async fn run() -> anyhow::Result<()> {
     // Invoked as `sendmail` (a symlink in place of /usr/sbin/sendmail).
     let mut argv = std::env::args();
@@ -424,6 +470,9 @@ async fn run() -> anyhow::Result<()> {
             }
             store.close().await;
             Ok(())
+        }
+        Command::Account(AccountCommand::AddApp(args)) => {
+            run_add_app(&load_config(cli.config.as_ref())?, &args).await
         }
         Command::Send(a) => run_send(&load_config(cli.config.as_ref())?, a).await,
         Command::Sendmail { args } => run_sendmail(&load_config(cli.config.as_ref())?, args).await,

@@ -471,3 +471,93 @@ reason-job-shutdown = interrupted by shutdown; will be retried
 reason-smtp-advice-auth-disabled = SMTP AUTH is disabled for this mailbox or tenant: enable "Authenticated SMTP" in the Microsoft 365 admin center → Users → Active users → (the user) → Mail → Manage email apps (for the whole tenant: Set-TransportConfig -SmtpClientAuthenticationDisabled $false). The message waits and is retried.
 reason-smtp-advice-send-as = the mailbox may not send as this sender: clear the Sender address in the account's E-mail Settings (the authorized mailbox is then used) or grant the mailbox Send As rights for it
 reason-smtp-advice-quota = the provider's sending limit for this mailbox is reached; the message is retried later
+
+# App-only credentials (Microsoft client secret or certificate, Google service account)
+app-title = App-only credentials
+app-intro-microsoft = The app signs in as itself (client credentials grant): no person signs in and no refresh token expires. Register the app in Entra, give it SMTP.SendAsApp (or an RBAC for Applications role), register its service principal in Exchange and grant it the mailbox (see the README).
+app-intro-google = A Google Workspace service account with domain-wide delegation sends as the mailbox below. The key acts for any user of the domain for the delegated scope: keep it safe, and prefer another method where you can.
+app-check = Check
+app-kind = Credential
+app-kind-delegated = Delegated (a person signs in)
+app-kind-microsoft_secret = Client secret
+app-kind-microsoft_certificate = Certificate
+app-kind-google_service_account = Service account key
+app-expires = Credential expires
+app-access-expires = Access token valid until
+app-mailbox = Mailbox to send as
+app-mailbox-hint = Microsoft: the mailbox whose SMTP AUTH is used (the service principal must be granted it). Google: the Workspace user the service account acts as.
+app-scope = Scope
+app-cloud = Cloud
+app-token-url = Token endpoint
+app-service-account = Service account
+app-google-client-id = Client ID (for domain-wide delegation)
+app-tenant = Tenant (Directory ID or domain)
+app-secret = Client secret (Value)
+app-secret-set = A client secret is stored (it is never shown). Leave the field empty to keep it.
+app-secret-not-set = No client secret is stored.
+app-secret-expires = Secret expires (as shown in Entra)
+app-certificate-file = Certificate with private key (.pfx/.p12 or PEM)
+app-certificate-password = PKCS#12 password
+app-certificate-set = A certificate and its private key are stored (the key is never shown). Leave the file empty to keep them.
+app-certificate-not-set = No certificate is stored.
+app-key-file = Service account JSON key
+app-key-set = A service account key is stored (it is never shown). Leave the file empty to keep it.
+app-key-not-set = No service account key is stored.
+app-google-delegation-hint = In the Google Admin console: Security → Access and data control → API controls → Manage Domain Wide Delegation → Add new, with the numeric Client ID shown above and the scope https://mail.google.com/.
+app-err-not-certificate = The file is neither PEM (certificate and private key) nor PKCS#12 (.pfx/.p12): export the certificate with its private key.
+app-err-pkcs12 = The PKCS#12 file cannot be opened: the password is wrong, or the file is damaged.
+app-err-no-certificate = No certificate was found in the file: it must hold the certificate and its private key.
+app-err-no-private-key = No private key was found in the file: export the certificate with its private key (PFX with the key, or PEM with a PRIVATE KEY block).
+app-err-encrypted-pem = The private key is encrypted: upload a PKCS#12 (.pfx) file with its password, or an unencrypted PEM key.
+app-err-not-rsa = The private key is not an RSA key of 2048 bits or more: Microsoft's client assertions and Google's service accounts need RSA.
+app-err-key-mismatch = The private key does not belong to the certificate: upload the matching pair.
+app-err-bad-certificate = The certificate cannot be read: upload an X.509 certificate.
+app-err-not-json = The service account key is not JSON: in Google Cloud → IAM & Admin → Service accounts → (the account) → Keys, add a key of type JSON and upload that file.
+app-err-not-service-account = The key file is not a service account key ("type" must be "service_account"): download a JSON key of the service account.
+app-err-missing-field = The key file lacks "{ $field }": download a new JSON key of the service account.
+app-err-token-uri = The key file's token_uri must be an https:// address.
+app-err-sign = A JWT could not be signed with this key.
+app-err-not-app-only = This account signs in as a person (delegated): app-only credentials belong to an app-only account.
+app-err-kind = A Microsoft account takes a client secret or a certificate, a Google account a service account key.
+app-err-tenant = Enter the tenant: its Directory (tenant) ID or a verified domain (not common, organizations or consumers).
+app-err-client-id = Enter the Application (client) ID: Entra admin center → App registrations → your app.
+app-err-secret-missing = Paste the client secret's Value (Certificates & secrets → Client secrets).
+app-err-secret-is-id = This is the client secret's ID, not its Value: copy the Value column (it is shown only when the secret is created).
+app-err-expiry = The expiry date must be written YYYY-MM-DD.
+app-err-certificate-missing = Upload the certificate with its private key (PEM or .pfx).
+app-err-key-missing = Upload the service account's JSON key.
+app-err-mailbox = Enter the mailbox to send as (an address such as scan@example.com).
+app-err-upload = The upload could not be read: send the form again.
+app-err-api-base64 = "{ $field }" must be PEM text or the file in base64.
+reason-app-token-refused = the provider refused the app-only credentials ({ $error }): { $advice } ({ $detail })
+reason-app-token-refused-bare = the provider refused the app-only credentials ({ $error }): { $advice }
+reason-app-ms-secret-wrong = the client secret is wrong (AADSTS7000215): paste the secret's Value, not its Secret ID (Entra admin center → App registrations → your app → Certificates & secrets)
+reason-app-ms-secret-expired = the client secret has expired (AADSTS7000222): add a new client secret in Entra and enter its Value and expiry here
+reason-app-ms-certificate-unknown = the certificate is not uploaded to this app (AADSTS700027): upload its public part (.cer) under Certificates & secrets → Certificates of the app registration
+reason-app-ms-assertion-time = the client assertion is outside its valid time (AADSTS700024): check this machine's clock (Management → Date/Time)
+reason-app-ms-app-not-found = the application was not found in this tenant (AADSTS700016): check the Application (client) ID, the tenant and the cloud
+reason-app-ms-tenant-not-found = the tenant was not found (AADSTS90002): check the tenant ID or domain, and the cloud (GCC High, DoD and China have their own)
+reason-app-ms-scope = the scope is not accepted: an app-only scope is the resource followed by /.default (e.g. https://outlook.office365.com/.default)
+reason-app-ms-other = check the tenant, Application (client) ID and credential in the app registration
+reason-app-google-unauthorized-client = domain-wide delegation is missing for this service account (unauthorized_client): in the Admin console add its numeric Client ID (not its e-mail) with the scope https://mail.google.com/; a new delegation can take up to 24 hours
+reason-app-google-access-denied = a requested scope is not delegated (access_denied): delegate exactly https://mail.google.com/ to the service account's Client ID
+reason-app-google-invalid-user = the mailbox is not a user of the Workspace domain that granted the delegation (invalid_grant): check the mailbox
+reason-app-google-jwt-time = Google refused the JWT's time (invalid_grant): check this machine's clock (Management → Date/Time)
+reason-app-google-bad-signature = Google does not accept the key (invalid_grant: invalid signature): the key was deleted or disabled, or belongs to another service account; create a new JSON key and upload it
+reason-app-google-invalid-grant = Google refused the grant (invalid_grant): check the mailbox, the clock and the key
+reason-app-google-other = check the service account key and its domain-wide delegation
+reason-app-smtp-refused = the mail server refused the app-only token ({ $reply }): { $advice }
+reason-app-smtp-not-granted = Exchange does not let this app send as the mailbox: register the service principal (New-ServicePrincipal with the Object ID from Enterprise applications, not App registrations), grant the mailbox (Add-MailboxPermission -AccessRights FullAccess) or an RBAC for Applications role, and check the admin consent for SMTP.SendAsApp
+reason-app-smtp-auth-disabled = SMTP AUTH is disabled for the mailbox or tenant: enable "Authenticated SMTP" for the mailbox in the Microsoft 365 admin center, or for the tenant with Set-TransportConfig -SmtpClientAuthenticationDisabled $false
+reason-app-smtp-send-as = the mailbox may not send as this From address: grant Send As (Add-RecipientPermission … -AccessRights SendAs), or send as the mailbox itself
+reason-app-credential-expired = the { $what ->
+    [certificate] certificate
+   *[secret] client secret
+} expired on { $date }: add a new one in Entra and enter it here
+reason-app-credential-expires-soon = the { $what ->
+    [certificate] certificate
+   *[secret] client secret
+} expires on { $date } (in { $days } days): add a new one in Entra and enter it here before then
+reason-audit-app-credentials = app-only credentials of { $account }: { $kind } client_id={ $client_id } mailbox={ $mailbox } expires={ $expires }
+err-setup-app-credentials = The app-only credentials are incomplete: set the secret, certificate or service account key, and the mailbox.
+err-setup-app-key = The stored key cannot be used: { $detail }

@@ -504,3 +504,93 @@ reason-job-shutdown = 停止により中断されました。再送します
 reason-smtp-advice-auth-disabled = このメールボックスまたはテナントでSMTP AUTHが無効です。Microsoft 365管理センター → ユーザー → アクティブなユーザー → (ユーザー) → メール → メールアプリの管理 で「認証済みSMTP」を有効にしてください(テナント全体では Set-TransportConfig -SmtpClientAuthenticationDisabled $false)。メッセージは待機して再送します。
 reason-smtp-advice-send-as = このメールボックスはこの送信者として送信できません。アカウントのEメール設定の[送信者アドレス]を空にする(認可したメールボックスが使われます)か、メールボックスにこの送信者の「送信者として送信」権限を与えてください
 reason-smtp-advice-quota = このメールボックスのプロバイダーの送信上限に達しました。メッセージは後で再送します
+
+# App-only credentials (Microsoft client secret or certificate, Google service account)
+app-title = アプリ専用の認証情報
+app-intro-microsoft = アプリ自身がサインインします(クライアント資格情報フロー)。人によるサインインは不要で、期限切れになるリフレッシュトークンもありません。Entra にアプリを登録し、SMTP.SendAsApp(または RBAC for Applications のロール)を付与し、Exchange にサービスプリンシパルを登録してメールボックスへのアクセスを許可してください(README 参照)。
+app-intro-google = Google Workspace のサービスアカウントがドメイン全体の委任により下のメールボックスとして送信します。この鍵は委任されたスコープでドメインのどのユーザーとしても動作します。厳重に保管し、可能なら他の方法を選んでください。
+app-check = 確認
+app-kind = 認証情報
+app-kind-delegated = 委任(人がサインイン)
+app-kind-microsoft_secret = クライアントシークレット
+app-kind-microsoft_certificate = 証明書
+app-kind-google_service_account = サービスアカウントの鍵
+app-expires = 認証情報の有効期限
+app-access-expires = アクセストークンの有効期限
+app-mailbox = 送信に使うメールボックス
+app-mailbox-hint = Microsoft:SMTP AUTH に使うメールボックス(サービスプリンシパルにアクセス許可が必要)。Google:サービスアカウントが代理する Workspace ユーザー。
+app-scope = スコープ
+app-cloud = クラウド
+app-token-url = トークンエンドポイント
+app-service-account = サービスアカウント
+app-google-client-id = クライアント ID(ドメイン全体の委任用)
+app-tenant = テナント(ディレクトリ ID またはドメイン)
+app-secret = クライアントシークレット(値)
+app-secret-set = クライアントシークレットは保存済みです(表示されません)。変更しない場合は空欄のままにしてください。
+app-secret-not-set = クライアントシークレットは保存されていません。
+app-secret-expires = シークレットの有効期限(Entra の表示どおり)
+app-certificate-file = 秘密鍵付きの証明書(.pfx/.p12 または PEM)
+app-certificate-password = PKCS#12 のパスワード
+app-certificate-set = 証明書と秘密鍵は保存済みです(鍵は表示されません)。変更しない場合はファイルを選ばないでください。
+app-certificate-not-set = 証明書は保存されていません。
+app-key-file = サービスアカウントの JSON 鍵
+app-key-set = サービスアカウントの鍵は保存済みです(表示されません)。変更しない場合はファイルを選ばないでください。
+app-key-not-set = サービスアカウントの鍵は保存されていません。
+app-google-delegation-hint = Google 管理コンソールで:セキュリティ → アクセスとデータ管理 → API の制御 → ドメイン全体の委任を管理 → 新しく追加。上に表示した数値のクライアント ID とスコープ https://mail.google.com/ を入力します。
+app-err-not-certificate = ファイルが PEM(証明書と秘密鍵)でも PKCS#12(.pfx/.p12)でもありません。証明書を秘密鍵付きでエクスポートしてください。
+app-err-pkcs12 = PKCS#12 ファイルを開けません。パスワードが違うか、ファイルが壊れています。
+app-err-no-certificate = ファイルに証明書がありません。証明書と秘密鍵の両方が必要です。
+app-err-no-private-key = ファイルに秘密鍵がありません。証明書を秘密鍵付きでエクスポートしてください(鍵付きの PFX、または PRIVATE KEY ブロックを含む PEM)。
+app-err-encrypted-pem = 秘密鍵が暗号化されています。パスワード付きの PKCS#12(.pfx)ファイルか、暗号化されていない PEM の鍵をアップロードしてください。
+app-err-not-rsa = 秘密鍵が 2048 ビット以上の RSA 鍵ではありません。Microsoft のクライアントアサーションと Google のサービスアカウントには RSA が必要です。
+app-err-key-mismatch = 秘密鍵が証明書と対応していません。対になる組み合わせをアップロードしてください。
+app-err-bad-certificate = 証明書を読み取れません。X.509 証明書をアップロードしてください。
+app-err-not-json = サービスアカウントの鍵が JSON ではありません。Google Cloud → IAM と管理 → サービスアカウント →(対象のアカウント)→ 鍵 で JSON 形式の鍵を追加し、そのファイルをアップロードしてください。
+app-err-not-service-account = 鍵ファイルがサービスアカウントの鍵ではありません("type" は "service_account" である必要があります)。サービスアカウントの JSON 鍵をダウンロードしてください。
+app-err-missing-field = 鍵ファイルに "{ $field }" がありません。サービスアカウントの JSON 鍵を新しくダウンロードしてください。
+app-err-token-uri = 鍵ファイルの token_uri は https:// のアドレスである必要があります。
+app-err-sign = この鍵では JWT に署名できません。
+app-err-not-app-only = このアカウントは人がサインインする(委任)アカウントです。アプリ専用の認証情報はアプリ専用アカウントに設定します。
+app-err-kind = Microsoft のアカウントにはクライアントシークレットか証明書、Google のアカウントにはサービスアカウントの鍵を設定します。
+app-err-tenant = テナントを入力してください。ディレクトリ(テナント)ID または確認済みドメインです(common、organizations、consumers は使えません)。
+app-err-client-id = アプリケーション(クライアント)ID を入力してください。Entra 管理センター → アプリの登録 → 対象のアプリ。
+app-err-secret-missing = クライアントシークレットの「値」を貼り付けてください(証明書とシークレット → クライアントシークレット)。
+app-err-secret-is-id = これはクライアントシークレットの ID で、値ではありません。「値」の列をコピーしてください(作成直後にしか表示されません)。
+app-err-expiry = 有効期限は YYYY-MM-DD の形式で入力してください。
+app-err-certificate-missing = 秘密鍵付きの証明書(PEM または .pfx)をアップロードしてください。
+app-err-key-missing = サービスアカウントの JSON 鍵をアップロードしてください。
+app-err-mailbox = 送信に使うメールボックス(scan@example.com のようなアドレス)を入力してください。
+app-err-upload = アップロードを読み取れませんでした。もう一度送信してください。
+app-err-api-base64 = "{ $field }" は PEM テキストか、ファイルを base64 にしたものである必要があります。
+reason-app-token-refused = プロバイダーがアプリ専用の認証情報を拒否しました({ $error }):{ $advice }({ $detail })
+reason-app-token-refused-bare = プロバイダーがアプリ専用の認証情報を拒否しました({ $error }):{ $advice }
+reason-app-ms-secret-wrong = クライアントシークレットが違います(AADSTS7000215)。シークレット ID ではなく「値」を貼り付けてください(Entra 管理センター → アプリの登録 → 対象のアプリ → 証明書とシークレット)
+reason-app-ms-secret-expired = クライアントシークレットの有効期限が切れています(AADSTS7000222)。Entra で新しいクライアントシークレットを追加し、その値と有効期限をここに入力してください
+reason-app-ms-certificate-unknown = 証明書がこのアプリにアップロードされていません(AADSTS700027)。アプリの登録の「証明書とシークレット → 証明書」に公開部分(.cer)をアップロードしてください
+reason-app-ms-assertion-time = クライアントアサーションが有効な時間外です(AADSTS700024)。この機器の時計を確認してください(管理 → 日付/時刻)
+reason-app-ms-app-not-found = このテナントにアプリケーションが見つかりません(AADSTS700016)。アプリケーション(クライアント)ID、テナント、クラウドを確認してください
+reason-app-ms-tenant-not-found = テナントが見つかりません(AADSTS90002)。テナント ID またはドメインと、クラウド(GCC High、DoD、中国はそれぞれ別)を確認してください
+reason-app-ms-scope = スコープが受け付けられません。アプリ専用のスコープはリソースの後に /.default を付けたものです(例:https://outlook.office365.com/.default)
+reason-app-ms-other = アプリの登録のテナント、アプリケーション(クライアント)ID、認証情報を確認してください
+reason-app-google-unauthorized-client = このサービスアカウントにドメイン全体の委任がありません(unauthorized_client)。管理コンソールで数値のクライアント ID(メールアドレスではなく)をスコープ https://mail.google.com/ とともに追加してください。新しい委任の反映には最大 24 時間かかります
+reason-app-google-access-denied = 要求したスコープが委任されていません(access_denied)。サービスアカウントのクライアント ID に https://mail.google.com/ をそのまま委任してください
+reason-app-google-invalid-user = メールボックスが委任を許可した Workspace ドメインのユーザーではありません(invalid_grant)。メールボックスを確認してください
+reason-app-google-jwt-time = Google が JWT の時刻を拒否しました(invalid_grant)。この機器の時計を確認してください(管理 → 日付/時刻)
+reason-app-google-bad-signature = Google が鍵を受け付けません(invalid_grant:署名が無効)。鍵が削除・無効化されたか、別のサービスアカウントのものです。新しい JSON 鍵を作成してアップロードしてください
+reason-app-google-invalid-grant = Google が許可を拒否しました(invalid_grant)。メールボックス、時計、鍵を確認してください
+reason-app-google-other = サービスアカウントの鍵とドメイン全体の委任を確認してください
+reason-app-smtp-refused = メールサーバーがアプリ専用のトークンを拒否しました({ $reply }):{ $advice }
+reason-app-smtp-not-granted = Exchange がこのアプリにメールボックスとしての送信を許可していません。サービスプリンシパルを登録し(New-ServicePrincipal。オブジェクト ID はアプリの登録ではなくエンタープライズアプリケーションのもの)、メールボックスへのアクセスを許可してください(Add-MailboxPermission -AccessRights FullAccess、または RBAC for Applications のロール)。SMTP.SendAsApp の管理者の同意も確認してください
+reason-app-smtp-auth-disabled = メールボックスまたはテナントで SMTP AUTH が無効です。Microsoft 365 管理センターでメールボックスの「認証済み SMTP」を有効にするか、テナント全体は Set-TransportConfig -SmtpClientAuthenticationDisabled $false で有効にしてください
+reason-app-smtp-send-as = メールボックスはこの From アドレスとして送信できません。送信者として送信の権限を付与するか(Add-RecipientPermission … -AccessRights SendAs)、メールボックス自身として送信してください
+reason-app-credential-expired = { $what ->
+    [certificate] 証明書
+   *[secret] クライアントシークレット
+}の有効期限が { $date } に切れました。Entra で新しいものを追加し、ここに入力してください
+reason-app-credential-expires-soon = { $what ->
+    [certificate] 証明書
+   *[secret] クライアントシークレット
+}の有効期限は { $date } です(あと { $days } 日)。期限前に Entra で新しいものを追加し、ここに入力してください
+reason-audit-app-credentials = { $account } のアプリ専用の認証情報:{ $kind } client_id={ $client_id } mailbox={ $mailbox } expires={ $expires }
+err-setup-app-credentials = アプリ専用の認証情報が揃っていません。シークレット、証明書またはサービスアカウントの鍵と、メールボックスを設定してください。
+err-setup-app-key = 保存された鍵を使えません:{ $detail }

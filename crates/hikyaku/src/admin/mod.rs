@@ -11,6 +11,7 @@
 //! logs; the web layer maps them to its translated messages.
 
 pub mod accounts;
+pub mod credentials;
 pub mod jobs;
 pub mod network;
 pub mod submitters;
@@ -152,6 +153,8 @@ pub enum Problem {
     TooManyCas { limit: usize },
     #[error("unknown time zone {0:?}")]
     UnknownTimeZone(String),
+    #[error(transparent)]
+    App(credentials::AppProblem),
 }
 
 /// The administrator's extra CA certificates as every outbound TLS client

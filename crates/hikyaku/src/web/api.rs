@@ -118,6 +118,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/audit-log", get(audit_log))
         .route("/api/v1/network/proxy", get(proxy_get).put(proxy_put))
         .merge(super::api_sending::router())
+        // App-only credentials of an account.
+        .merge(super::api_app::router())
 }
 
 async fn health() -> Json<Value> {

@@ -3,6 +3,7 @@
 //! change; every route checks the caller's role on the server.
 
 pub mod api;
+mod api_app;
 mod api_sending;
 pub mod auth;
 pub mod errors;
@@ -193,6 +194,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/settings/send/oauth/{provider}/test",
             post(pages::send_test_submit),
+        )
+        // App-only credentials of an account (secret, certificate, service account key).
+        .route(
+            "/settings/send/accounts/{id}/app",
+            get(pages::app::app_page)
+                .post(pages::app::app_submit)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    pages::app::UPLOAD_LIMIT,
+                )),
+        )
+        .route(
+            "/settings/send/accounts/{id}/app/check",
+            post(pages::app::app_check),
         )
         .route("/jobs", get(pages::jobs_page))
         .route("/jobs/retry", post(pages::job_retry))

@@ -5,6 +5,7 @@
 // Tests compare against the real clock where the product must not.
 #![allow(clippy::disallowed_methods)]
 
+mod apponly;
 mod browser;
 mod cli;
 mod corpus;

@@ -2,6 +2,7 @@
 //! `templates/`. This file holds the page chrome and the small pages.
 
 mod account;
+pub mod app;
 mod management;
 mod network;
 pub mod oauth;
