@@ -561,3 +561,4 @@ reason-app-credential-expires-soon = the { $what ->
 reason-audit-app-credentials = app-only credentials of { $account }: { $kind } client_id={ $client_id } mailbox={ $mailbox } expires={ $expires }
 err-setup-app-credentials = The app-only credentials are incomplete: set the secret, certificate or service account key, and the mailbox.
 err-setup-app-key = The stored key cannot be used: { $detail }
+reason-app-incomplete = the app-only credentials are incomplete: set the secret, certificate or service account key, and the mailbox, on the account's App-only credentials page

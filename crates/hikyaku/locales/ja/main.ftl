@@ -594,3 +594,4 @@ reason-app-credential-expires-soon = { $what ->
 reason-audit-app-credentials = { $account } のアプリ専用の認証情報:{ $kind } client_id={ $client_id } mailbox={ $mailbox } expires={ $expires }
 err-setup-app-credentials = アプリ専用の認証情報が揃っていません。シークレット、証明書またはサービスアカウントの鍵と、メールボックスを設定してください。
 err-setup-app-key = 保存された鍵を使えません:{ $detail }
+reason-app-incomplete = アプリ専用の認証情報が揃っていません。アカウントの「アプリ専用の認証情報」ページでシークレット、証明書またはサービスアカウントの鍵と、メールボックスを設定してください

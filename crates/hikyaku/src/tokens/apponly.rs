@@ -263,7 +263,12 @@ impl Inner {
                 })
             }
             Err(Failure::Setup(e)) => {
-                let reason = Reason::text(&e);
+                let reason = match &e {
+                    TokensError::NotConfigured(Setup::AppCredentials) => {
+                        Reason::new("app-incomplete")
+                    }
+                    other => Reason::text(other),
+                };
                 self.store
                     .set_token_status(id, TokenStatus::Error.as_str(), Some(&reason), None)
                     .await?;

@@ -127,7 +127,8 @@ async fn queue(server: &TestServer, id: i64, from: &str, subject: &str) {
         vec!["desk@example.net".into()],
         message.into_bytes(),
     );
-    store.enqueue(&job, 0).await.unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    store.enqueue(&job, now).await.unwrap();
 }
 
 async fn delivered(fc: &FakeCloud, subject: &str) {
@@ -288,10 +289,9 @@ async fn each_refusal_is_shown_with_its_advice_in_english_and_japanese() {
             "アプリケーションが見つかりません",
         ),
     ];
-    let mut id = 0;
     for (secret, client, en, ja_words) in cases {
         let a = add_app(&server, with_secret(secret, client)).await.unwrap();
-        id = a.id;
+        let id = a.id;
         assert_eq!(a.token_status, "error");
         let en_text = status_in(&admin, id).await;
         assert!(
@@ -346,13 +346,17 @@ async fn each_refusal_is_shown_with_its_advice_in_english_and_japanese() {
     )));
     let r = admin
         .submit(
-            &format!("/settings/send/accounts/{id}/app"),
-            &format!("/settings/send/accounts/{id}/app/check"),
+            &format!("/settings/send/accounts/{}/app", c.id),
+            &format!("/settings/send/accounts/{}/app/check", c.id),
             &[],
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
-    assert!(status_in(&admin, id).await.contains("/.default"));
+    let t = status_in(&admin, c.id).await;
+    assert!(
+        t.contains("/.default") && t.contains("AADSTS1002012"),
+        "{t}"
+    );
     fc.set_app_token_error(None);
 
     // Working credentials, but Exchange has not granted the mailbox: 535 5.7.3.
