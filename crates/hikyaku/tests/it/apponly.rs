@@ -56,6 +56,9 @@ async fn add_app(server: &TestServer, args: AppAccountArgs) -> Result<Account, S
         .await
         .map_err(|e| e.to_string());
     tokens.shutdown();
+    // The server rereads accounts written by another process within a
+    // second (its cache's lifetime).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     r
 }
 
@@ -411,7 +414,7 @@ async fn google_refusals_are_explained() {
     let key = file(&files, "key.json", key_json.as_bytes());
     let sa = |mailbox: &str| AppAccountArgs {
         google_service_account: Some(key.clone()),
-        name: Some("google".into()),
+        name: Some("google-sa".into()),
         ..args(mailbox)
     };
     // No delegation yet.
