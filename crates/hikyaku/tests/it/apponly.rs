@@ -645,3 +645,100 @@ async fn secrets_stay_write_only_and_google_is_the_administrators() {
     let db = String::from_utf8_lossy(&db);
     assert!(!db.contains(SECRET) && !db.contains(marker));
 }
+
+/// A multipart body as a browser sends the page's form.
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----hikyakuTestBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    for (name, filename, bytes) in files {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn the_page_uploads_a_certificate_and_refuses_a_form_without_its_token() {
+    let fc = start_fakecloud().await;
+    register_ms(&fc);
+    let cert = fc.new_app_certificate(CERT_APP, 200, true).unwrap();
+    let (server, admin) = server(&fc).await;
+    let files = tempfile::tempdir().unwrap();
+    // An app-only account whose secret is wrong; the page switches it to a certificate.
+    let a = add_app(
+        &server,
+        AppAccountArgs {
+            client_secret_file: Some(file(&files, "s", b"not-the-secret")),
+            ..ms_args(&fc, CERT_APP, CERT_MAILBOX)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.token_status, "error");
+    let path = format!("/settings/send/accounts/{}/app", a.id);
+    let post = |content_type: String, body: Vec<u8>| {
+        admin
+            .client
+            .post(server.url(&path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    // No CSRF token: refused, nothing changes.
+    let (ct, body) = multipart(
+        &[
+            ("kind", "microsoft_certificate"),
+            ("password", AppCertificate::PFX_PASSWORD),
+        ],
+        &[("certificate", "app.pfx", &cert.pfx)],
+    );
+    assert_eq!(post(ct, body).await.unwrap().status().as_u16(), 403);
+    // A wrong password: the form says so.
+    let csrf = admin.get(&path).await.csrf();
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &csrf),
+            ("kind", "microsoft_certificate"),
+            ("password", "wrong"),
+        ],
+        &[("certificate", "app.pfx", &cert.pfx)],
+    );
+    let r = post(ct, body).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("password is wrong"));
+    // The right one: saved, checked, Active, with the certificate's expiry.
+    let (ct, body) = multipart(
+        &[
+            ("csrf", &csrf),
+            ("mailbox", CERT_MAILBOX),
+            ("kind", "microsoft_certificate"),
+            ("password", AppCertificate::PFX_PASSWORD),
+        ],
+        &[("certificate", "app.pfx", &cert.pfx)],
+    );
+    let r = post(ct, body).await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let page = admin.get(&path).await;
+    assert_eq!(
+        by_id(&page.body, "token-status").as_deref(),
+        Some("Active"),
+        "{}",
+        page.body
+    );
+    assert_eq!(by_id(&page.body, "kind").as_deref(), Some("Certificate"));
+    assert!(by_id(&page.body, "expires").is_some_and(|e| e.starts_with("20")));
+    assert!(!page.body.contains("PRIVATE KEY"));
+}
