@@ -742,3 +742,73 @@ async fn the_page_uploads_a_certificate_and_refuses_a_form_without_its_token() {
     assert!(by_id(&page.body, "expires").is_some_and(|e| e.starts_with("20")));
     assert!(!page.body.contains("PRIVATE KEY"));
 }
+
+/// Collects log lines written by the subscriber of this test's thread.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_secret_or_key_reaches_the_log() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let fc = start_fakecloud().await;
+    register_ms(&fc);
+    let cert = fc.new_app_certificate(CERT_APP, 365, true).unwrap();
+    let (server, _admin) = server(&fc).await;
+    let files = tempfile::tempdir().unwrap();
+    let secret = add_app(
+        &server,
+        AppAccountArgs {
+            client_secret_file: Some(file(&files, "s", SECRET.as_bytes())),
+            ..ms_args(&fc, SECRET_APP, MS_MAILBOX)
+        },
+    )
+    .await
+    .unwrap();
+    let pem = format!("{}{}", cert.cert_pem, cert.key_pem);
+    let certificate = add_app(
+        &server,
+        AppAccountArgs {
+            certificate: Some(file(&files, "c.pem", pem.as_bytes())),
+            ..ms_args(&fc, CERT_APP, CERT_MAILBOX)
+        },
+    )
+    .await
+    .unwrap();
+    upstream(&server, secret.id, fc.exchange_smtp_addr()).await;
+    upstream(&server, certificate.id, fc.exchange_smtp_addr()).await;
+    queue(&server, secret.id, MS_MAILBOX, "logged-secret").await;
+    queue(&server, certificate.id, CERT_MAILBOX, "logged-certificate").await;
+    delivered(&fc, "logged-secret").await;
+    delivered(&fc, "logged-certificate").await;
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("app-only access token issued"),
+        "the log was captured"
+    );
+    let key_marker: String = cert.key_pem.lines().nth(3).unwrap_or("").to_string();
+    assert!(!text.contains(SECRET), "the secret is in the log");
+    assert!(
+        !key_marker.is_empty() && !text.contains(&key_marker),
+        "the key is in the log"
+    );
+    assert!(
+        !text.contains("client_assertion="),
+        "an assertion is in the log"
+    );
+}
