@@ -24,7 +24,14 @@ const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const CONSUMERS_TID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
 fn known_tenant(shared: &Shared, tenant: &str) -> bool {
-    matches!(tenant, "common" | "organizations" | "consumers")
+    let app_tenant = shared
+        .lock()
+        .app
+        .apps
+        .values()
+        .any(|a| a.tenant.eq_ignore_ascii_case(tenant));
+    app_tenant
+        || matches!(tenant, "common" | "organizations" | "consumers")
         || shared
             .opts
             .tenants
@@ -218,6 +225,10 @@ pub(crate) async fn token(
     if grant_type == Some(DEVICE_GRANT) || grant_type == Some("device_code") {
         // Recorded before any check so tests see every poll, good or bad.
         shared.lock().device_poll_times.push(Instant::now());
+    }
+    // Confidential clients (app-only) are registered apart from the public client.
+    if grant_type == Some("client_credentials") {
+        return crate::apponly::client_credentials(&shared, &tenant, &form);
     }
     if let Some(resp) = check_client(&shared, &tenant, form_get(&form, "client_id")) {
         return resp;

@@ -343,6 +343,9 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Re
         return resp;
     }
     let form = read_token_form(req).await;
+    if form_get(&form, "grant_type") == Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+        return crate::apponly::jwt_bearer(&shared, &form);
+    }
     let client_ok = form_get(&form, "client_id") == Some(shared.opts.google_client_id.as_str())
         && form_get(&form, "client_secret") == Some(shared.opts.google_client_secret.as_str());
     if !client_ok {

@@ -18,6 +18,7 @@
 // the product's rule of reading time through `hikyaku::clock` is not for it.
 #![allow(clippy::disallowed_methods)]
 
+mod apponly;
 mod certs;
 mod entra;
 mod google;
@@ -34,6 +35,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use apponly::AppCertificate;
 pub use state::{
     HttpFault, ReceivedMessage, RecordedRequest, SmtpConnections, SmtpFault, SmtpFlavor, SmtpStage,
 };
@@ -483,5 +485,114 @@ impl FakeCloud {
     /// Every HTTP request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared().lock().requests.clone()
+    }
+}
+
+/// App-only grants: registration of apps, certificates, service accounts,
+/// mailbox grants and forced errors.
+impl FakeCloud {
+    /// Registers a confidential client (app registration) in `tenant`.
+    pub fn register_app(&self, tenant: &str, client_id: &str) {
+        self.shared().lock().app.apps.insert(
+            client_id.to_owned(),
+            apponly::App {
+                tenant: tenant.to_owned(),
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Adds a client secret to an app; `expired` makes Entra answer AADSTS7000222.
+    pub fn add_app_secret(&self, client_id: &str, secret: &str, expired: bool) {
+        if let Some(app) = self.shared().lock().app.apps.get_mut(client_id) {
+            app.secrets.push((secret.to_owned(), expired));
+        }
+    }
+
+    /// Makes a certificate valid for `valid_days` more days (negative:
+    /// already expired) and, when `upload`, registers it with the app.
+    pub fn new_app_certificate(
+        &self,
+        client_id: &str,
+        valid_days: i64,
+        upload: bool,
+    ) -> Result<AppCertificate, Error> {
+        let (cert, thumb, public) = apponly::new_certificate(valid_days)?;
+        if upload && let Some(app) = self.shared().lock().app.apps.get_mut(client_id) {
+            app.certificates.insert(thumb, public);
+        }
+        Ok(cert)
+    }
+
+    /// Exchange lets the app's service principal use `mailbox`
+    /// (`New-ServicePrincipal` + `Add-MailboxPermission`).
+    pub fn grant_app_mailbox(&self, client_id: &str, mailbox: &str) {
+        self.shared()
+            .lock()
+            .app
+            .grants
+            .insert((client_id.to_owned(), mailbox.to_ascii_lowercase()));
+    }
+
+    /// A Workspace user that a service account may act as.
+    pub fn add_workspace_user(&self, email: &str) {
+        self.shared()
+            .lock()
+            .app
+            .workspace_users
+            .insert(email.to_ascii_lowercase());
+    }
+
+    /// Creates a service account and returns its JSON key file (token_uri
+    /// pointing here). No delegation is granted yet.
+    pub fn new_service_account(&self, client_email: &str) -> String {
+        let (json, public) =
+            apponly::new_service_account_key(client_email, &self.google_token_url());
+        self.shared()
+            .lock()
+            .app
+            .service_accounts
+            .entry(client_email.to_owned())
+            .or_default()
+            .public_keys
+            .push(public);
+        json
+    }
+
+    /// Domain-wide delegation of `scopes` to the service account.
+    pub fn delegate(&self, client_email: &str, scopes: &[&str]) {
+        if let Some(sa) = self
+            .shared()
+            .lock()
+            .app
+            .service_accounts
+            .get_mut(client_email)
+        {
+            sa.delegated_scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        }
+    }
+
+    /// Deletes every key of the service account (its JWTs then fail).
+    pub fn delete_service_account_keys(&self, client_email: &str) {
+        if let Some(sa) = self
+            .shared()
+            .lock()
+            .app
+            .service_accounts
+            .get_mut(client_email)
+        {
+            sa.public_keys.clear();
+        }
+    }
+
+    /// Makes both app-only grants answer this error until cleared (`None`).
+    pub fn set_app_token_error(&self, error: Option<(u16, &str, &str)>) {
+        self.shared().lock().app.forced_error =
+            error.map(|(s, e, d)| (s, e.to_owned(), d.to_owned()));
+    }
+
+    /// How many app-only token requests arrived.
+    pub fn app_token_requests(&self) -> usize {
+        self.shared().lock().app.requests.len()
     }
 }

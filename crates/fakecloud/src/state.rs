@@ -182,6 +182,9 @@ pub(crate) struct AccessToken {
     pub revoked: bool,
     /// The refresh token of the grant this token belongs to, if any.
     pub grant: Option<String>,
+    /// App-only (Microsoft client credentials): the client it was issued to;
+    /// the mailbox comes from SMTP AUTH and must be granted to the client.
+    pub app_client: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +239,8 @@ pub(crate) struct Inner {
     pub inbox: Vec<ReceivedMessage>,
     pub requests: Vec<RecordedRequest>,
     pub smtp_connections: SmtpConnections,
+    /// App-only grants: apps, service accounts, grants and forced errors.
+    pub app: crate::apponly::AppState,
 }
 
 pub(crate) struct Shared {
@@ -319,6 +324,7 @@ impl Shared {
                 expires_at: Instant::now() + self.access_lifetime(),
                 revoked: false,
                 grant: refresh_token.clone(),
+                app_client: None,
             },
         );
         (access, refresh_token)
@@ -336,26 +342,41 @@ impl Shared {
             .access_tokens
             .get(token)
             .ok_or(SmtpAuthError::Invalid)?;
-        let needed = match provider {
-            Provider::Microsoft => MS_SMTP_SCOPE,
-            Provider::Google => GOOGLE_MAIL_SCOPE,
+        let needed = match (provider, &at.app_client) {
+            (Provider::Microsoft, Some(_)) => crate::apponly::MS_APP_SCOPE,
+            (Provider::Microsoft, None) => MS_SMTP_SCOPE,
+            (Provider::Google, _) => GOOGLE_MAIL_SCOPE,
+        };
+        // An app token names no mailbox: Exchange checks that the app's
+        // service principal was granted the one in `user=`.
+        let mailbox_ok = match &at.app_client {
+            Some(client) => inner
+                .app
+                .grants
+                .contains(&(client.clone(), user.to_ascii_lowercase())),
+            None => at.mailbox.eq_ignore_ascii_case(user),
         };
         let ok = at.provider == provider
             && !at.revoked
             && Instant::now() < at.expires_at
-            && at.mailbox.eq_ignore_ascii_case(user)
+            && mailbox_ok
             && at.scope.split_whitespace().any(|s| s == needed);
         if !ok {
             return Err(SmtpAuthError::Invalid);
         }
+        let mailbox = if at.app_client.is_some() {
+            user.to_owned()
+        } else {
+            at.mailbox.clone()
+        };
         if provider == Provider::Microsoft
             && inner
                 .smtp_auth_disabled
-                .contains(&at.mailbox.to_ascii_lowercase())
+                .contains(&mailbox.to_ascii_lowercase())
         {
             return Err(SmtpAuthError::Disabled);
         }
-        Ok(at.mailbox.clone())
+        Ok(mailbox)
     }
 
     /// Kills a refresh token and every access token issued under it.

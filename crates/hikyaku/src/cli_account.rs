@@ -41,9 +41,9 @@ pub struct AddArgs {
     /// microsoft or google.
     #[arg(long)]
     pub provider: Option<String>,
-    /// A name for the account (unique).
+    /// A name for the account (unique; app-only accounts default to the mailbox).
     #[arg(long)]
-    pub name: String,
+    pub name: Option<String>,
     /// worldwide (default), gcc_high, dod or china.
     #[arg(long)]
     pub cloud: Option<String>,
@@ -59,12 +59,69 @@ pub struct AddArgs {
     /// Add the account switched off.
     #[arg(long)]
     pub disabled: bool,
+    /// App-only: a Microsoft Entra app (client credentials grant); needs
+    /// --tenant, --client-id, --mailbox and --client-secret-file or --certificate.
+    #[arg(long, requires_all = ["tenant", "client_id", "mailbox"])]
+    pub microsoft_app: bool,
+    /// App-only: the Directory (tenant) ID or a verified domain of the tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// App-only: the Application (client) ID.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// App-only: a file holding the client secret's Value (not its ID).
+    #[arg(long, conflicts_with = "certificate")]
+    pub client_secret_file: Option<std::path::PathBuf>,
+    /// App-only: the secret's expiry, YYYY-MM-DD (warned 30 days before).
+    #[arg(long, requires = "client_secret_file")]
+    pub secret_expires: Option<String>,
+    /// App-only: the certificate with its private key, PKCS#12 (.pfx/.p12) or PEM.
+    #[arg(long)]
+    pub certificate: Option<std::path::PathBuf>,
+    /// App-only: a file holding the PKCS#12 password.
+    #[arg(long, requires = "certificate")]
+    pub certificate_password_file: Option<std::path::PathBuf>,
+    /// App-only: a Google service account's JSON key file (domain-wide delegation).
+    #[arg(long, conflicts_with_all = ["microsoft_app", "tenant", "client_id"], requires = "mailbox")]
+    pub google_service_account: Option<std::path::PathBuf>,
+    /// App-only: the mailbox to send as (Microsoft: the XOAUTH2 user; Google:
+    /// the user impersonated).
+    #[arg(long)]
+    pub mailbox: Option<String>,
+    /// App-only: the authorization server endpoint instead of the cloud's
+    /// (https://host/TENANT/oauth2/v2.0).
+    #[arg(long, requires = "microsoft_app")]
+    pub endpoint: Option<String>,
+}
+
+impl AddArgs {
+    /// The app-only account these flags describe, if they describe one.
+    pub fn app_only(&self) -> Option<crate::cli_app::AppAccountArgs> {
+        (self.microsoft_app || self.google_service_account.is_some()).then(|| {
+            crate::cli_app::AppAccountArgs {
+                microsoft_app: self.microsoft_app,
+                tenant: self.tenant.clone(),
+                client_id: self.client_id.clone(),
+                client_secret_file: self.client_secret_file.clone(),
+                secret_expires: self.secret_expires.clone(),
+                certificate: self.certificate.clone(),
+                certificate_password_file: self.certificate_password_file.clone(),
+                google_service_account: self.google_service_account.clone(),
+                mailbox: self.mailbox.clone().unwrap_or_default(),
+                name: self.name.clone(),
+                cloud: self.cloud.clone().unwrap_or_else(|| "worldwide".into()),
+                endpoint: self.endpoint.clone(),
+            }
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountCliError {
     #[error("give the provider: --provider microsoft or --provider google")]
     ProviderMissing,
+    #[error("give the account a name: --name NAME")]
+    NameMissing,
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]
@@ -138,7 +195,7 @@ pub async fn run(config: &Config, cmd: AccountCommand) -> Result<(), AccountCliE
                 .clone()
                 .ok_or(AccountCliError::ProviderMissing)?;
             let input = AccountInput {
-                name: args.name.clone(),
+                name: args.name.clone().ok_or(AccountCliError::NameMissing)?,
                 provider,
                 cloud: args.cloud.clone().unwrap_or_default(),
                 send_as: args.send_as.join("\n"),

@@ -6,6 +6,7 @@ pub(crate) mod address;
 pub mod admin;
 pub mod app;
 pub mod cli_account;
+pub mod cli_app;
 pub mod cli_login;
 pub mod clock;
 pub(crate) mod clockjump;

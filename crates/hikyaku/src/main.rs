@@ -403,6 +403,42 @@ async fn run_send(config: &Config, a: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hikyaku account add-app`: creates the account, sets its credentials and
+/// reports the first token request's outcome.
+async fn run_add_app(
+    config: &Config,
+    args: &hikyaku::cli_app::AppAccountArgs,
+) -> anyhow::Result<()> {
+    hikyaku::tls::install_crypto_provider();
+    let (store, key) = hikyaku::app::open_data(&config.data_dir).await?;
+    let tokens =
+        hikyaku::app::token_service(config, &store, key.clone(), Arc::new(SystemClock)).await?;
+    let result =
+        hikyaku::cli_app::add_app_account_cli(&store, &key, &tokens, &SystemClock, args).await;
+    tokens.shutdown();
+    store.close().await;
+    let a = result?;
+    println!(
+        "account {} (id {}): {} {} as {}",
+        a.name,
+        a.id,
+        a.provider.as_str(),
+        a.credential_kind.as_str(),
+        a.mailbox.as_deref().unwrap_or("-")
+    );
+    match &a.token_reason {
+        Some(r) => println!("Token Status: {} — {r}", a.token_status),
+        None => println!("Token Status: {}", a.token_status),
+    }
+    if let Some(w) = hikyaku::tokens::apponly::credential_expiry_warning(&a, SystemClock.unix()) {
+        println!("warning: {w}");
+    }
+    if a.token_status != hikyaku::store::accounts::TokenStatus::Active {
+        bail!("the account was saved, but no token could be obtained yet (see Token Status above)");
+    }
+    Ok(())
+}
+
 async fn run() -> anyhow::Result<()> {
     // Invoked as `sendmail` (a symlink in place of /usr/sbin/sendmail).
     let mut argv = std::env::args();
@@ -471,7 +507,15 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Admin(cmd) => admin_cli::run(&load_config(cli.config.as_ref())?, cmd).await,
         Command::Account(cmd) => {
-            Ok(hikyaku::cli_account::run(&load_config(cli.config.as_ref())?, cmd).await?)
+            let config = load_config(cli.config.as_ref())?;
+            // App-only flags make `account add` set the credential up too.
+            if let hikyaku::cli_account::AccountCommand::Add(args) = &cmd
+                && let Some(app) = args.app_only()
+            {
+                run_add_app(&config, &app).await
+            } else {
+                Ok(hikyaku::cli_account::run(&config, cmd).await?)
+            }
         }
         Command::Send(a) => run_send(&load_config(cli.config.as_ref())?, a).await,
         Command::Sendmail { args } => run_sendmail(&load_config(cli.config.as_ref())?, args).await,

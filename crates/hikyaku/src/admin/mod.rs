@@ -12,6 +12,7 @@
 
 pub mod account_setup;
 pub mod accounts;
+pub mod credentials;
 pub mod jobs;
 pub mod network;
 pub mod submitters;
@@ -220,6 +221,8 @@ pub enum Problem {
     JobsWaiting { count: i64 },
     #[error("the jobs cannot move to the account being deleted: choose another account")]
     MoveToSameAccount,
+    #[error(transparent)]
+    App(credentials::AppProblem),
 }
 
 /// The administrator's extra CA certificates as every outbound TLS client

@@ -356,6 +356,9 @@ impl Delivery {
                 }
                 Err(SendError::Smtp(e)) => {
                     lease.close().await;
+                    if e.reply().to_ascii_uppercase().contains("SENDASDENIED") {
+                        inner.tokens.app_smtp_refused(a.id, &e.reply()).await;
+                    }
                     match smtp_failure(&e) {
                         Attempt::Permanent { reply, code, .. } => Attempt::Permanent {
                             failed: job
@@ -412,10 +415,22 @@ impl Delivery {
                     Err(te) => Err(self.token_failure(a, &te, Some(&context)).await),
                 }
             }
-            Class::TokenRejected => Err(Attempt::Temporary {
-                reply: replies::fresh_token_refused(&e.reply()),
-                code: e.code().and_then(ReplyCode::new),
-            }),
+            Class::TokenRejected => {
+                // An app-only token that is fresh and still refused means a
+                // missing grant in Exchange: Token Status says which.
+                inner.tokens.app_smtp_refused(a.id, &e.reply()).await;
+                Err(Attempt::Temporary {
+                    reply: replies::fresh_token_refused(&e.reply()),
+                    code: e.code().and_then(ReplyCode::new),
+                })
+            }
+            Class::AuthDisabled => {
+                inner.tokens.app_smtp_refused(a.id, &e.reply()).await;
+                Err(Attempt::Temporary {
+                    reply: with_advice(e.reason()),
+                    code: e.code().and_then(ReplyCode::new),
+                })
+            }
             _ => Err(Attempt::Temporary {
                 reply: with_advice(e.reason()),
                 code: e.code().and_then(ReplyCode::new),

@@ -884,6 +884,76 @@ impl Store {
     }
 }
 
+/// App-only credentials as the store keeps them: secrets already sealed.
+/// A `None` secret keeps the stored one when the kind stays the same;
+/// columns of other kinds are cleared.
+#[derive(Debug, Clone)]
+pub struct AppCredentials {
+    pub credential_kind: CredentialKind,
+    /// Microsoft: the token endpoint base with the tenant; `None` keeps it.
+    pub endpoint: Option<String>,
+    /// Microsoft: the application (client) ID; Google: the service
+    /// account's numeric client ID (for the Admin console).
+    pub client_id: Option<String>,
+    pub client_secret: Option<Vec<u8>>,
+    pub certificate: Option<Vec<u8>>,
+    pub private_key: Option<Vec<u8>>,
+    pub service_account_key: Option<Vec<u8>>,
+    pub service_account_email: Option<String>,
+    pub mailbox: String,
+    /// `Some(v)` sets the expiry to `v` (`None` inside: unknown); `None` keeps it.
+    pub expires_at: Option<Option<i64>>,
+}
+
+impl Store {
+    /// The certificate (public, DER) of an app-only account.
+    pub async fn account_certificate(&self, id: i64) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT certificate FROM accounts WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(row.try_get("certificate")?)
+    }
+
+    /// Saves an app-only account's credentials and forgets its tokens: the
+    /// next token is requested with the new credentials.
+    pub async fn set_app_credentials(&self, id: i64, c: &AppCredentials, now: i64) -> Result<()> {
+        let _changing = self.accounts.changing();
+        let done = sqlx::query(
+            "UPDATE accounts SET credential_kind = ?2, endpoint = COALESCE(?3, endpoint), client_id = COALESCE(?4, client_id), \
+             client_secret = CASE WHEN ?2 = 'microsoft_secret' AND credential_kind = ?2 THEN COALESCE(?5, client_secret) WHEN ?2 = 'microsoft_secret' THEN ?5 ELSE NULL END, \
+             certificate = CASE WHEN ?2 = 'microsoft_certificate' AND credential_kind = ?2 THEN COALESCE(?6, certificate) WHEN ?2 = 'microsoft_certificate' THEN ?6 ELSE NULL END, \
+             private_key = CASE WHEN ?2 = 'microsoft_certificate' AND credential_kind = ?2 THEN COALESCE(?7, private_key) WHEN ?2 = 'microsoft_certificate' THEN ?7 ELSE NULL END, \
+             service_account_key = CASE WHEN ?2 = 'google_service_account' THEN COALESCE(?8, service_account_key) ELSE NULL END, \
+             service_account_email = CASE WHEN ?2 = 'google_service_account' THEN COALESCE(?9, service_account_email) ELSE NULL END, \
+             mailbox = ?10, credential_expires_at = CASE WHEN ?11 THEN ?12 ELSE credential_expires_at END, \
+             refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, identity_verified = NULL, \
+             last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, updated_at = ?13 \
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(c.credential_kind.as_str())
+        .bind(&c.endpoint)
+        .bind(&c.client_id)
+        .bind(&c.client_secret)
+        .bind(&c.certificate)
+        .bind(&c.private_key)
+        .bind(&c.service_account_key)
+        .bind(&c.service_account_email)
+        .bind(&c.mailbox)
+        .bind(c.expires_at.is_some())
+        .bind(c.expires_at.flatten())
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};

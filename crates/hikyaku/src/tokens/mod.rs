@@ -8,12 +8,17 @@
 //!   account, rotation stored atomically, the background keep-alive and the
 //!   reaction to a wall-clock jump;
 //! * [`status`]: the token status and advice for provider error codes;
-//! * [`endpoint`]: validation of the Microsoft endpoint field.
+//! * [`endpoint`]: validation of the Microsoft endpoint field;
+//! * [`apponly`] and [`appkeys`]: app-only tokens (client credentials with a
+//!   secret or certificate, Google service accounts), their advice and the
+//!   expiry warning of their credentials.
 //!
 //! Secrets (refresh and access tokens, device codes, PKCE verifiers, client
 //! secrets) are kept sealed in the store and never logged: tracing fields are
 //! account ids and statuses only.
 
+pub mod appkeys;
+pub mod apponly;
 pub mod endpoint;
 mod google;
 mod idtoken;
@@ -79,6 +84,9 @@ pub enum TokensError {
         "the account is not authorized (Token Status: Not registered): do the authorization first"
     )]
     NotAuthorized,
+    /// The provider refused an app-only credential; the reason says what to do.
+    #[error("{0}")]
+    AppRefused(Reason),
     /// The refresh token no longer works; the stored token reason says why.
     #[error("{0}")]
     ReauthorizationRequired(Reason),
@@ -140,6 +148,13 @@ pub enum Setup {
         "enter the Client Secret in Basic Settings (Google Cloud → APIs & Services → Credentials)"
     )]
     GoogleClientSecret,
+    #[error(
+        "the app-only credentials are incomplete: set the secret, certificate or service account key, and the mailbox"
+    )]
+    AppCredentials,
+    /// The stored key cannot be used (the detail says why).
+    #[error("{0}")]
+    AppKey(String),
     /// An address built from the settings is not a URL (the detail says why).
     #[error("{0}")]
     BadUrl(String),
@@ -357,6 +372,7 @@ impl TokenService {
         tracing::info!(account = account_id, status = ?report.status, "connection checked");
         if a.provider == Provider::Microsoft
             && a.enabled
+            && !a.credential_kind.is_app_only()
             && report.status == ConnectionStatus::Successful
             // Only the first time (the seed's step 9): after an Error (a
             // declined or expired code), Refresh re-reads the status and

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use oauth2::{AuthType, ClientId, ClientSecret, RefreshToken, Scope, TokenResponse as _, TokenUrl};
 
+use super::apponly::app_configured;
 use super::microsoft::microsoft_settings;
 use super::status::{self, TokenStatus};
 use super::wire::{CallError, OClient, TokenResp, Transport};
@@ -21,6 +22,16 @@ use super::{
 };
 use crate::provider::Provider;
 use crate::store::accounts::{Account, TokenGrant};
+
+/// Whether the account can get a new access token without a person: a
+/// refresh token, or complete app-only credentials.
+fn can_renew(a: &Account) -> bool {
+    if a.credential_kind.is_app_only() {
+        app_configured(a)
+    } else {
+        a.has_refresh_token
+    }
+}
 
 /// Keep-alive: how often the loop looks at the accounts.
 const KEEPALIVE_TICK: Duration = Duration::from_secs(60);
@@ -101,7 +112,7 @@ impl TokenService {
             }
         };
         for a in accounts {
-            if a.has_refresh_token && a.token_status == TokenStatus::Active {
+            if can_renew(&a) && a.token_status == TokenStatus::Active {
                 match self.inner.force_refresh(a.id).await {
                     Ok(()) => tracing::info!(account = a.id, "clock jump: tokens refreshed"),
                     Err(e) => tracing::warn!(
@@ -125,8 +136,12 @@ impl Inner {
     /// The account if it has tokens that may be used; clears the cache otherwise.
     async fn usable_account(&self, id: i64) -> Result<Account, TokensError> {
         let a = self.account(id).await?;
-        let refused = if !a.has_refresh_token {
+        let refused = if !can_renew(&a) {
             Some(TokensError::NotAuthorized)
+        } else if a.credential_kind.is_app_only() {
+            // Nothing is lost by asking again: an app-only account in
+            // Error gets a new token as soon as its credentials work.
+            None
         } else if a.token_status == TokenStatus::Error {
             Some(TokensError::ReauthorizationRequired(
                 a.token_reason
@@ -198,7 +213,7 @@ impl Inner {
             return Ok(());
         }
         let a = self.account(id).await?;
-        if !a.has_refresh_token {
+        if !can_renew(&a) {
             return Err(TokensError::NotAuthorized);
         }
         self.refresh_locked(&a).await.map(|_| ())
@@ -206,6 +221,9 @@ impl Inner {
 
     /// Refreshes with the account lock held.
     pub(crate) async fn refresh_locked(&self, a: &Account) -> Result<AccessToken, TokensError> {
+        if a.credential_kind.is_app_only() {
+            return self.app_token_locked(a).await;
+        }
         let id = a.id;
         let sealed = self.store.sealed_secrets(id).await?;
         let Some(blob) = sealed.refresh_token else {
@@ -399,7 +417,15 @@ impl Inner {
         let now_mono = self.clock.monotonic();
         let now = self.clock.unix();
         for a in accounts {
-            if !a.has_refresh_token || a.token_status != TokenStatus::Active {
+            let app = a.credential_kind.is_app_only();
+            // An app-only account in Error is tried again (with backoff): its
+            // administrator may have fixed the credential or the grant.
+            let wanted = if app {
+                a.enabled && matches!(a.token_status, TokenStatus::Active | TokenStatus::Error)
+            } else {
+                a.token_status == TokenStatus::Active
+            };
+            if !can_renew(&a) || !wanted {
                 continue;
             }
             let (deadline, retry) =
@@ -407,6 +433,7 @@ impl Inner {
             if retry.is_some_and(|(next, _)| next > now_mono) {
                 continue;
             }
+            let in_error = app && a.token_status == TokenStatus::Error;
             let near_expiry = match deadline {
                 Some(d) => d <= now_mono + KEEPALIVE_MARGIN,
                 None => a.access_expires_at.is_none_or(|e| {
@@ -417,12 +444,12 @@ impl Inner {
             let stale = a
                 .last_refreshed_at
                 .is_none_or(|r| now.saturating_sub(r) >= KEEPALIVE_MAX_AGE_SECS);
-            if !(near_expiry || stale) {
+            if !(near_expiry || stale || in_error) {
                 continue;
             }
             match self.force_refresh(a.id).await {
                 Ok(()) => {}
-                Err(e) if e.is_temporary() => {
+                Err(e) if e.is_temporary() || app => {
                     let delay = retry.map_or(RETRY_FIRST, |(_, d)| (d * 2).min(RETRY_MAX));
                     self.with_state(a.id, |s| {
                         s.retry = Some((self.clock.monotonic() + delay, delay))

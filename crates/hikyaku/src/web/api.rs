@@ -120,6 +120,8 @@ pub fn router() -> Router<AppState> {
         .merge(super::api_sending::router())
         .merge(super::api_users::router())
         .merge(super::api_accounts::router())
+        // App-only credentials of an account.
+        .merge(super::api_app::router())
 }
 
 async fn health() -> Json<Value> {

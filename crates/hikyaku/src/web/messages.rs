@@ -63,6 +63,8 @@ pub fn setup(s: &Setup) -> Msg {
         Setup::GoogleClientSecret => Msg::new("err-setup-google-client-secret"),
         Setup::BadUrl(detail) => Msg::new("err-setup-bad-url").arg("detail", detail),
         Setup::Transport(detail) => Msg::new("err-setup-transport").arg("detail", detail),
+        Setup::AppCredentials => Msg::new("err-setup-app-credentials"),
+        Setup::AppKey(detail) => Msg::new("err-setup-app-key").arg("detail", detail),
     }
 }
 
@@ -84,7 +86,9 @@ pub fn tokens(e: &TokensError) -> Msg {
         TokensError::NoAccount(id) => Msg::new("err-tokens-no-account").arg("id", id),
         TokensError::NotConfigured(s) => setup(s),
         TokensError::NotAuthorized => Msg::new("err-tokens-not-authorized"),
-        TokensError::ReauthorizationRequired(reason) => reason.msg(),
+        TokensError::ReauthorizationRequired(reason) | TokensError::AppRefused(reason) => {
+            reason.msg()
+        }
         TokensError::Temporary(detail) => Msg::new("err-tokens-temporary").arg("detail", detail),
         TokensError::Provider(detail) => Msg::new("err-tokens-provider").arg("detail", detail),
         TokensError::CodeRejected => Msg::new("err-tokens-code-rejected"),

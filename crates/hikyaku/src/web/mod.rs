@@ -4,6 +4,7 @@
 
 pub mod api;
 mod api_accounts;
+mod api_app;
 mod api_sending;
 mod api_users;
 pub mod auth;
@@ -255,6 +256,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/settings/send/accounts/{id}/test",
             post(pages::send_test_submit),
+        )
+        // App-only credentials of an account (secret, certificate, service account key).
+        .route(
+            "/settings/send/accounts/{id}/app",
+            get(pages::app::app_page)
+                .post(pages::app::app_submit)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    pages::app::UPLOAD_LIMIT,
+                )),
+        )
+        .route(
+            "/settings/send/accounts/{id}/app/check",
+            post(pages::app::app_check),
         )
         .route("/jobs", get(pages::jobs_page))
         .route("/jobs/retry", post(pages::job_retry))

@@ -24,6 +24,7 @@ pub fn problem(p: &Problem) -> Msg {
         Problem::MicrosoftOff => Msg::new("err-microsoft-off"),
         Problem::GoogleOff => Msg::new("err-google-off"),
         Problem::TokenNotActive => Msg::new("err-token-not-active"),
+        Problem::App(p) => crate::web::pages::app::problem(p),
         Problem::Message(e) => messages::local(e),
         Problem::SmtpHost(host) => Msg::new("err-smtp-host").arg("host", host),
         Problem::SmtpPort => Msg::new("err-smtp-port"),

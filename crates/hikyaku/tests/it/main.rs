@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod accounts;
+mod apponly;
 mod browser;
 mod cli;
 mod corpus;

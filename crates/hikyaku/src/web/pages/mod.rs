@@ -3,6 +3,7 @@
 
 mod account;
 mod accounts;
+pub mod app;
 mod chart;
 mod management;
 mod network;

@@ -1,0 +1,202 @@
+//! `hikyaku account add-app`: an app-only account set up entirely from the
+//! command line, with nobody signing in: a Microsoft app with a client
+//! secret or a certificate, or a Google service account. Running it again
+//! with the same name replaces that account's credentials.
+
+use std::path::{Path, PathBuf};
+
+use crate::admin::credentials::{AppInput, CredentialInput};
+use crate::admin::{Actor, Admin, AdminError, Live};
+use crate::clock::Clock;
+use crate::cloud::Cloud;
+use crate::provider::Provider;
+use crate::store::accounts::{Account, CredentialKind, NewAccount};
+use crate::store::{Store, StoreError};
+
+/// The flags of an app-only account.
+#[derive(clap::Args, Debug, Clone)]
+#[command(group(
+    clap::ArgGroup::new("app_kind")
+        .required(true)
+        .args(["microsoft_app", "google_service_account"])
+))]
+pub struct AppAccountArgs {
+    /// A Microsoft Entra app (client credentials grant): needs --tenant,
+    /// --client-id and either --client-secret-file or --certificate.
+    #[arg(long, requires_all = ["tenant", "client_id"])]
+    pub microsoft_app: bool,
+    /// The Directory (tenant) ID or a verified domain of the tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The Application (client) ID.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// File holding the client secret's Value (not its ID).
+    #[arg(long, conflicts_with = "certificate")]
+    pub client_secret_file: Option<PathBuf>,
+    /// The secret's expiry, YYYY-MM-DD (a warning appears 30 days before).
+    #[arg(long, requires = "client_secret_file")]
+    pub secret_expires: Option<String>,
+    /// The certificate with its private key: PKCS#12 (.pfx/.p12) or PEM.
+    #[arg(long)]
+    pub certificate: Option<PathBuf>,
+    /// File holding the PKCS#12 password.
+    #[arg(long, requires = "certificate")]
+    pub certificate_password_file: Option<PathBuf>,
+    /// A Google service account's JSON key file (domain-wide delegation).
+    #[arg(long, conflicts_with_all = ["microsoft_app", "tenant", "client_id"])]
+    pub google_service_account: Option<PathBuf>,
+    /// The mailbox to send as (Microsoft: XOAUTH2 user; Google: the user impersonated).
+    #[arg(long)]
+    pub mailbox: String,
+    /// The account's name (default: the mailbox).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Microsoft cloud: worldwide, gcc_high, dod or china.
+    #[arg(long, default_value = "worldwide")]
+    pub cloud: String,
+    /// The authorization server endpoint instead of the cloud's
+    /// (https://host/TENANT/oauth2/v2.0), for a private deployment.
+    #[arg(long, requires = "microsoft_app")]
+    pub endpoint: Option<String>,
+}
+
+/// Why the command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AddAppError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unknown cloud {0:?}: use worldwide, gcc_high, dod or china")]
+    Cloud(String),
+    #[error("a Microsoft app needs --client-secret-file or --certificate")]
+    NoCredential,
+    #[error(
+        "an account named {0:?} exists and is not an app-only account of this provider: choose another --name"
+    )]
+    NameTaken(String),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, AddAppError> {
+    std::fs::read(path).map_err(|source| AddAppError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The first line of a secret file, without its line end.
+fn read_secret(path: &Path) -> Result<String, AddAppError> {
+    let bytes = read(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// [`add_app_account`] from the command line: the server's shared parts
+/// that the operation touches are made here (no trust set or proxy change).
+pub async fn add_app_account_cli(
+    store: &Store,
+    key: &crate::secrets::MasterKey,
+    tokens: &crate::tokens::TokenService,
+    clock: &dyn Clock,
+    args: &AppAccountArgs,
+) -> Result<Account, AddAppError> {
+    let cas = crate::admin::LiveCas::default();
+    let google_cas = crate::admin::LiveCas::default();
+    let proxy = crate::proxy::SharedProxy::default();
+    let live = Live {
+        key,
+        tokens,
+        cas: &cas,
+        google_cas: &google_cas,
+        proxy: &proxy,
+        wake: &|| {},
+    };
+    add_app_account(store, &live, clock, args).await
+}
+
+/// Creates (or updates, by name) the app-only account and sets its
+/// credentials; the returned account carries the Token Status of the first
+/// token request.
+pub async fn add_app_account(
+    store: &Store,
+    live: &Live<'_>,
+    clock: &dyn Clock,
+    args: &AppAccountArgs,
+) -> Result<Account, AddAppError> {
+    let cloud = Cloud::parse(&args.cloud).ok_or_else(|| AddAppError::Cloud(args.cloud.clone()))?;
+    // Every file is read before anything is written.
+    let (provider, kind, credential) = if let Some(key) = &args.google_service_account {
+        (
+            Provider::Google,
+            CredentialKind::GoogleServiceAccount,
+            CredentialInput::GoogleServiceAccount {
+                key_json: Some(read(key)?),
+            },
+        )
+    } else if let Some(cert) = &args.certificate {
+        let password = args
+            .certificate_password_file
+            .as_deref()
+            .map(read_secret)
+            .transpose()?;
+        (
+            Provider::Microsoft,
+            CredentialKind::MicrosoftCertificate,
+            CredentialInput::MicrosoftCertificate {
+                file: Some(read(cert)?),
+                password,
+            },
+        )
+    } else if let Some(secret) = &args.client_secret_file {
+        (
+            Provider::Microsoft,
+            CredentialKind::MicrosoftSecret,
+            CredentialInput::MicrosoftSecret {
+                secret: Some(read_secret(secret)?),
+                expires: args.secret_expires.clone(),
+            },
+        )
+    } else {
+        return Err(AddAppError::NoCredential);
+    };
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| args.mailbox.trim().to_string());
+    let existing = store.accounts().await?.into_iter().find(|a| a.name == name);
+    let id = match existing {
+        Some(a) if a.provider == provider && a.credential_kind.is_app_only() => a.id,
+        Some(_) => return Err(AddAppError::NameTaken(name)),
+        None => {
+            store
+                .create_account(
+                    &NewAccount {
+                        provider,
+                        name,
+                        cloud,
+                        credential_kind: kind,
+                        mailbox: Some(args.mailbox.trim().to_string()),
+                        enabled: true,
+                    },
+                    clock.unix(),
+                )
+                .await?
+        }
+    };
+    let input = AppInput {
+        tenant: args.tenant.clone(),
+        endpoint: args.endpoint.clone(),
+        client_id: args.client_id.clone(),
+        mailbox: Some(args.mailbox.clone()),
+        credential,
+    };
+    Ok(Admin::new(store, clock, Actor::cli())
+        .set_app_credentials(live, id, &input)
+        .await?)
+}
