@@ -21,7 +21,7 @@ pub enum AccountCommand {
         name: String,
     },
     /// Add an account (delegated: authorize it afterwards with `hikyaku oauth … login --account NAME`).
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Delete an account. Jobs still waiting for it need --move-jobs-to or --fail-jobs.
     Remove {
         /// The account's name or id.
