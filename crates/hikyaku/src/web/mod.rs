@@ -197,7 +197,13 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(pages::jobs_page))
         .route("/jobs/retry", post(pages::job_retry))
         .route("/jobs/delete", post(pages::job_delete))
-        .route("/static/style.css", get(pages::stylesheet));
+        .route("/static/style.css", get(pages::stylesheet))
+        // The first-time administrator: devices, test connection, help.
+        .route("/devices", get(pages::devices_page))
+        .route("/settings/send/email/test", post(pages::email_test_submit))
+        .route("/help/microsoft-entra", get(pages::help_entra))
+        .route("/help/google-cloud", get(pages::help_google))
+        .route("/static/copy.js", get(pages::script));
     pages
         .merge(api::router())
         .fallback(pages::not_found)

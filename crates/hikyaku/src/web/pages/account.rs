@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Chrome, display_offset, fmt_time};
@@ -40,6 +40,9 @@ struct PortalPage {
     accounts: Vec<PortalAccount>,
     queue: String,
     last_error: String,
+    /// The set-up checklist until every step is done (settings viewers only).
+    checklist: Option<Vec<super::ChecklistItem>>,
+    connect: super::ConnectView,
 }
 
 /// Warnings that the Portal and the OAuth pages show: clock skew beyond 5 min.
@@ -110,6 +113,12 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
             .collect(),
         queue,
         last_error,
+        checklist: if ui.can(Permission::ViewSettings) {
+            super::checklist(&state, &tr).await?
+        } else {
+            None
+        },
+        connect: super::connect_view(&state, &ui).await?,
         c: Chrome::for_ui(&ui, &state, "/"),
     };
     Ok(page.into_response())
@@ -412,7 +421,7 @@ pub async fn microsoft_edit_submit(
         .save_basic(&state.live(), Provider::Microsoft, &input)
         .await
     {
-        Ok(_) => Ok(Redirect::to("/settings/send/oauth/microsoft").into_response()),
+        Ok(_) => Ok(super::done("/settings/send/oauth/microsoft", "saved")),
         Err(e) => Ok((
             StatusCode::BAD_REQUEST,
             MicrosoftEditPage {
@@ -442,7 +451,7 @@ pub async fn google_edit_submit(
         .save_basic(&state.live(), Provider::Google, &input)
         .await
     {
-        Ok(_) => Ok(Redirect::to("/settings/send/oauth/google").into_response()),
+        Ok(_) => Ok(super::done("/settings/send/oauth/google", "saved")),
         Err(e) => {
             let errors = form_errors(e)?;
             let a = state.store.account_for(Provider::Google).await?;

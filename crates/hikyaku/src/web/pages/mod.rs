@@ -2,12 +2,16 @@
 //! `templates/`. This file holds the page chrome and the small pages.
 
 mod account;
+mod devices;
+mod help;
 mod management;
 mod network;
 pub mod oauth;
 mod sending;
 
 pub use account::*;
+pub use devices::*;
+pub use help::*;
 pub use management::*;
 pub use network::*;
 pub use oauth::*;
@@ -135,6 +139,8 @@ pub struct ErrorPage {
     pub title: String,
     pub message: String,
     pub request_id: String,
+    /// Show the main navigation (a signed-in user was refused).
+    pub signed_in: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -154,7 +160,14 @@ pub struct NextQuery {
 
 /// A local path to return to after login; anything else goes to the Portal.
 /// Notices a page shows after a change (`?done=KEY`), by their Fluent key.
-const NOTICES: [&str; 2] = ["saved", "test-sent"];
+const NOTICES: [&str; 6] = [
+    "saved",
+    "test-sent",
+    "email-tested",
+    "email-test-failed-notice",
+    "saved-test-failed",
+    "deleted",
+];
 
 /// After a change: 303 to `page` with `?done=KEY`, so that reloading the page
 /// does not send the form again. The page shows the notice.
@@ -543,6 +556,23 @@ pub async fn stylesheet() -> Response {
             ),
         ],
         include_str!("../../../static/style.css"),
+    )
+        .into_response()
+}
+
+pub async fn script() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600"),
+            ),
+        ],
+        include_str!("../../../static/copy.js"),
     )
         .into_response()
 }

@@ -31,6 +31,8 @@ pub struct EmailAccountView {
     pub is_default: bool,
     /// Whether the signed-in role may change what sends through it.
     pub manageable: bool,
+    /// The last Test connection, if any.
+    pub test: Option<super::TestView>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -62,12 +64,11 @@ async fn render_email(
     errors: Vec<Msg>,
 ) -> Result<Response, WebError> {
     let errors = render_all(&ui.tr, &errors);
-    let accounts: Vec<EmailAccountView> = state
-        .store
-        .accounts()
-        .await?
-        .into_iter()
-        .map(|a| EmailAccountView {
+    let mut accounts: Vec<EmailAccountView> = Vec::new();
+    for a in state.store.accounts().await? {
+        let test = super::test_view(state, &ui.tr, &a).await;
+        accounts.push(EmailAccountView {
+            test,
             provider: a.provider.as_str(),
             label: ui.tr.t(&format!("provider-{}", a.provider.as_str())),
             smtp_host: a.smtp_host,
@@ -77,8 +78,8 @@ async fn render_email(
             mailbox: a.mailbox,
             is_default: a.is_default,
             manageable: ui.can(Permission::manage(a.provider)),
-        })
-        .collect();
+        });
+    }
     let mut submitters = Vec::new();
     for s in state.store.submitters().await? {
         submitters.push((s.name, account_label(state, ui, s.account_id).await));
@@ -144,6 +145,17 @@ pub async fn email_submit(
         is_default: form.is_default.is_some(),
     };
     let saved = state.admin(ui.actor()).save_email(provider, &input).await;
+    if saved.is_ok() {
+        // A setting the account would send with is tested at once: a
+        // failure warns, and the setting stays saved.
+        let a = state.store.account_for(provider).await?;
+        if a.enabled
+            && a.token_status.to_string() == "active"
+            && !super::run_and_keep(&state, &a).await?
+        {
+            return Ok(super::done("/settings/send/email", "saved-test-failed"));
+        }
+    }
     email_done(&state, &ui, saved.map(|_| ())).await
 }
 
