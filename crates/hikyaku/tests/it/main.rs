@@ -17,4 +17,5 @@ mod secrets;
 mod sending;
 mod tokens;
 mod trust;
+mod ui;
 mod web;

@@ -85,8 +85,12 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
     );
     let offset = display_offset(&state).await;
     let last_error = match state.store.last_job_error().await? {
-        Some((at, reply)) => format!("{} — {}", fmt_time(at, offset), reply.render(&tr)),
-        None => tr.t("portal-no-error"),
+        Some((at, reply)) => format!(
+            "{} — {}",
+            fmt_time(at, offset),
+            super::quote::reason_html(&reply, &tr)
+        ),
+        None => super::quote::escape_html(&tr.t("portal-no-error")),
     };
     let mut warnings = skew_warnings(&tr, &accounts);
     for a in accounts.iter().filter(|a| a.enabled && !a.verify_cert) {
@@ -105,7 +109,10 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
                 label: tr.t(&format!("provider-{}", a.provider.as_str())),
                 token_status: a.token_status.to_string(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
-                token_reason: a.token_reason.as_ref().map(|r| r.render(&tr)),
+                token_reason: a
+                    .token_reason
+                    .as_ref()
+                    .map(|r| super::quote::reason_html(r, &tr)),
                 connection_status: a.connection_status.to_string(),
                 connection_status_label: tr
                     .t(&format!("connection-status-{}", a.connection_status)),

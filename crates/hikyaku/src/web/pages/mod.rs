@@ -7,6 +7,7 @@ mod help;
 mod management;
 mod network;
 pub mod oauth;
+pub mod quote;
 mod sending;
 
 pub use account::*;
@@ -747,7 +748,7 @@ impl AuditRow {
             .unwrap_or_else(|| e.action.clone());
         Self {
             at: fmt_time(e.at, offset),
-            detail: e.detail.render(tr),
+            detail: quote::reason_html(&e.detail, tr),
             quoted: matches!(e.detail.code.as_str(), "legacy" | "text"),
             actor: e.actor,
             source: e.source,

@@ -351,7 +351,7 @@ async fn render_jobs(
             reply: j
                 .last_reply_reason
                 .as_ref()
-                .map(|r| r.render(&ui.tr))
+                .map(|r| super::quote::reason_html(r, &ui.tr))
                 .unwrap_or_default(),
             attempts: j.attempts,
             state: j.state.as_str().to_owned(),
