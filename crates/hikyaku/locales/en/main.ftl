@@ -569,3 +569,5 @@ help-google-2 = OAuth consent screen: user type Internal → Create; fill in the
 help-google-3 = Credentials → Create credentials → OAuth client ID; application type Desktop app (it accepts hikyaku's loopback redirect) → Create.
 help-google-4 = Copy the client ID and the client secret into Edit Basic Settings of OAuth 2.0 (Google) Settings and press OK.
 help-google-note = Then Refresh, and Register the Authorization Information (Step 2).
+confirm-oauth-off = Turning OAuth 2.0 off discards this account's tokens (Google's are also revoked): you will need to authorize again, and messages wait until then.
+confirm-oauth-off-check = Discard the tokens and turn OAuth 2.0 off

@@ -602,3 +602,5 @@ help-google-2 = OAuth同意画面:ユーザーの種類「内部」→ 作成。
 help-google-3 = 認証情報 → 認証情報を作成 → OAuthクライアントID。アプリケーションの種類は「デスクトップアプリ」(hikyakuのループバックへのリダイレクトを受け付けます)→ 作成。
 help-google-4 = クライアントIDとクライアントシークレットを、OAuth 2.0(Google)の設定の基本設定の編集に入力し、OKを押してください。
 help-google-note = その後、更新を押し、認可用情報を登録します(手順2)。
+confirm-oauth-off = OAuth 2.0をOFFにすると、このアカウントのトークンは破棄されます(Googleの場合は失効もします)。再度認可が必要になり、それまでメールは送信待ちになります。
+confirm-oauth-off-check = トークンを破棄してOAuth 2.0をOFFにする

@@ -157,7 +157,11 @@ async fn every_page_fits_speaks_the_language_and_passes_axe() {
             .filter(|(s, _)| s == "failed")
     })
     .await;
-    fc.set_smtp_fault(SmtpFault::Down);
+    fc.set_smtp_fault(SmtpFault::ReplyAt {
+        stage: SmtpStage::Rcpt,
+        code: 451,
+        text: "4.3.2 Service busy; try again later".into(),
+    });
     assert!(submit(&server, "Waiting", "x").await.starts_with("250"));
     eventually(Duration::from_secs(15), "job deferred", || async {
         job_state(&admin, "Waiting")

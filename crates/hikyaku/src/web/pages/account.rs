@@ -347,6 +347,8 @@ pub async fn google_view(
 #[template(path = "oauth_microsoft_edit.html")]
 struct MicrosoftEditPage {
     c: Chrome,
+    /// Turning OAuth off would discard tokens: ask first.
+    confirm_off: bool,
     errors: Vec<String>,
     enabled: bool,
     verify_cert: bool,
@@ -359,6 +361,8 @@ struct MicrosoftEditPage {
 #[template(path = "oauth_google_edit.html")]
 struct GoogleEditPage {
     c: Chrome,
+    /// Turning OAuth off would discard (and revoke) tokens: ask first.
+    confirm_off: bool,
     errors: Vec<String>,
     enabled: bool,
     verify_cert: bool,
@@ -374,6 +378,7 @@ pub async fn microsoft_edit_page(
     ui.require(Permission::ManageMicrosoft)?;
     let a = state.store.account_for(Provider::Microsoft).await?;
     Ok(MicrosoftEditPage {
+        confirm_off: false,
         c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
         errors: Vec::new(),
         enabled: a.enabled,
@@ -391,6 +396,7 @@ pub async fn google_edit_page(State(state): State<AppState>, ui: Ui) -> Result<R
     ui.require(Permission::ManageGoogle)?;
     let a = state.store.account_for(Provider::Google).await?;
     Ok(GoogleEditPage {
+        confirm_off: false,
         c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
         errors: Vec::new(),
         enabled: a.enabled,
@@ -413,6 +419,22 @@ pub struct BasicForm {
     pub endpoint: String,
     pub client_id: String,
     pub client_secret: String,
+    /// The administrator confirmed that turning OAuth off discards the tokens.
+    pub confirm_off: Option<String>,
+}
+
+/// Whether the form turns off an account that holds tokens, without the
+/// confirmation that they are discarded.
+async fn needs_off_confirmation(
+    state: &AppState,
+    provider: Provider,
+    form: &BasicForm,
+) -> Result<bool, WebError> {
+    let a = state.store.account_for(provider).await?;
+    Ok(a.enabled
+        && form.enabled.is_none()
+        && (a.has_refresh_token || a.has_authorization)
+        && form.confirm_off.is_none())
 }
 
 pub async fn microsoft_edit_submit(
@@ -423,6 +445,19 @@ pub async fn microsoft_edit_submit(
     ui.require(Permission::ManageMicrosoft)?;
     ui.check_csrf(&form.csrf)?;
     let input = super::oauth::basic_input(&form);
+    if needs_off_confirmation(&state, Provider::Microsoft, &form).await? {
+        return Ok(MicrosoftEditPage {
+            c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
+            confirm_off: true,
+            errors: Vec::new(),
+            enabled: false,
+            verify_cert: input.verify_cert,
+            verify_cn: input.verify_cn,
+            endpoint: form.endpoint,
+            client_id: form.client_id,
+        }
+        .into_response());
+    }
     match state
         .admin(ui.actor())
         .save_basic(&state.live(), Provider::Microsoft, &input)
@@ -432,6 +467,7 @@ pub async fn microsoft_edit_submit(
         Err(e) => Ok((
             StatusCode::BAD_REQUEST,
             MicrosoftEditPage {
+                confirm_off: false,
                 c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/microsoft/edit"),
                 errors: render_all(&ui.tr, &form_errors(e)?),
                 enabled: input.enabled,
@@ -453,6 +489,20 @@ pub async fn google_edit_submit(
     ui.require(Permission::ManageGoogle)?;
     ui.check_csrf(&form.csrf)?;
     let input = super::oauth::basic_input(&form);
+    if needs_off_confirmation(&state, Provider::Google, &form).await? {
+        let a = state.store.account_for(Provider::Google).await?;
+        return Ok(GoogleEditPage {
+            c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
+            confirm_off: true,
+            errors: Vec::new(),
+            enabled: false,
+            verify_cert: input.verify_cert,
+            verify_cn: input.verify_cn,
+            client_id: form.client_id,
+            has_secret: a.has_client_secret,
+        }
+        .into_response());
+    }
     match state
         .admin(ui.actor())
         .save_basic(&state.live(), Provider::Google, &input)
@@ -465,6 +515,7 @@ pub async fn google_edit_submit(
             Ok((
                 StatusCode::BAD_REQUEST,
                 GoogleEditPage {
+                    confirm_off: false,
                     c: Chrome::for_ui(&ui, &state, "/settings/send/oauth/google/edit"),
                     errors: render_all(&ui.tr, &errors),
                     enabled: input.enabled,

@@ -11,11 +11,21 @@ use crate::web::i18n::Tr;
 const OPEN: char = '\u{E000}';
 const CLOSE: char = '\u{E001}';
 
+/// Text worth marking: it has Latin letters and is not a bare code such as
+/// `true`, `starttls` or `discarded`, which messages select on and must
+/// receive as it is.
+fn is_quoted(text: &str) -> bool {
+    text.chars().any(|c| c.is_ascii_alphabetic())
+        && !text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
 fn mark(r: &Reason, quoted: &mut Vec<String>) -> Reason {
     let mut out = Reason::new(&r.code);
     for (name, arg) in &r.args {
         let arg = match arg {
-            Arg::Text(t) if t.chars().any(|c| c.is_ascii_alphabetic()) => {
+            Arg::Text(t) if is_quoted(t) => {
                 quoted.push(t.clone());
                 Arg::Text(format!("{OPEN}{}{CLOSE}", quoted.len() - 1))
             }
@@ -100,6 +110,30 @@ mod tests {
         assert!(
             !html.contains('\u{E000}') && !html.contains("<nobody"),
             "{html}"
+        );
+    }
+
+    #[test]
+    fn codes_that_messages_select_on_are_left_alone() {
+        let r = Reason::new("audit-basic-settings")
+            .arg("provider", "microsoft")
+            .arg("enabled", "false")
+            .arg("verify_cert", "true")
+            .arg("verify_cn", "false")
+            .arg("endpoint", "https://login.example/x")
+            .arg("client_id", "id")
+            .arg("secret", "")
+            .arg("tokens", "discarded");
+        let en = reason_html(&r, &Tr::new(Locale::En));
+        assert!(en.contains("(tokens discarded)"), "{en}");
+        let ja = reason_html(&r, &Tr::new(Locale::Ja));
+        assert!(
+            ja.contains("(トークンを破棄)") && ja.contains("使用=OFF"),
+            "{ja}"
+        );
+        assert!(
+            ja.contains("<span lang=\"en\">https://login.example/x</span>"),
+            "{ja}"
         );
     }
 }

@@ -249,6 +249,8 @@ pub struct JobView {
     pub from: String,
     pub to: String,
     pub subject: String,
+    /// The subject is in ASCII only: quoted as English text, not the page's.
+    pub subject_ascii: bool,
     pub size: i64,
     pub account: String,
     pub state: String,
@@ -332,6 +334,7 @@ async fn render_jobs(
             time: fmt_time(j.created_at, offset),
             from: j.header_from.clone().unwrap_or_else(|| j.mail_from.clone()),
             to: j.rcpt_to.join(", "),
+            subject_ascii: j.subject.as_deref().unwrap_or_default().is_ascii(),
             subject: j.subject.clone().unwrap_or_default(),
             size: j.size,
             // The account that delivered (or refused) it, else the one it is
