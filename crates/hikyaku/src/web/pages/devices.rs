@@ -176,7 +176,7 @@ pub async fn checklist(state: &AppState, tr: &Tr) -> Result<Option<Vec<Checklist
     }
     let active = accounts
         .iter()
-        .find(|a| a.enabled && a.token_status.to_string() == "active");
+        .find(|a| a.enabled && a.token_status == "active");
     items.push(ChecklistItem {
         id: "check-oauth",
         label: tr.t("check-oauth"),
@@ -332,7 +332,7 @@ pub async fn test_connection(state: &AppState, a: &Account) -> TestResult {
             return result;
         }
     };
-    if a.token_status.to_string() != "active" || !a.enabled {
+    if a.token_status != "active" || !a.enabled {
         session.quit().await;
         result.ok = true;
         result.reason = Reason::new("email-test-ok-no-auth");
