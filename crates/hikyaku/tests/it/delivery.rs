@@ -502,7 +502,7 @@ async fn hang_times_out_and_defers() {
         .set_smtp_fault(SmtpFault::HangAt(SmtpStage::EndOfData));
     let o = env.deliver_next().await;
     let reply = deferred_reply(&o);
-    assert!(reply.contains("end of data"), "{reply}");
+    assert!(reply.contains("(after the message was sent)"), "{reply}");
 }
 
 #[tokio::test]

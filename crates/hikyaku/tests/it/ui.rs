@@ -425,6 +425,9 @@ async fn deletes_ask_first_and_a_ca_file_can_be_chosen() {
         return;
     };
     sign_in(&c, &server.base, "admin").await;
+    // The Portal of a new installation: the set-up checklist, for the README.
+    assert!(c.source().await.contains("portal-checklist"));
+    c.shot("ui-en-1280-portal-checklist").await;
     c.client
         .goto(&format!(
             "{}/settings/management/ca-certificates",

@@ -149,10 +149,7 @@ pub async fn email_submit(
         // A setting the account would send with is tested at once: a
         // failure warns, and the setting stays saved.
         let a = state.store.account_for(provider).await?;
-        if a.enabled
-            && a.token_status == "active"
-            && !super::run_and_keep(&state, &a).await?
-        {
+        if a.enabled && a.token_status == "active" && !super::run_and_keep(&state, &a).await? {
             return Ok(super::done("/settings/send/email", "saved-test-failed"));
         }
     }
