@@ -571,3 +571,4 @@ help-google-4 = Copy the client ID and the client secret into Edit Basic Setting
 help-google-note = Then Refresh, and Register the Authorization Information (Step 2).
 confirm-oauth-off = Turning OAuth 2.0 off discards this account's tokens (Google's are also revoked): you will need to authorize again, and messages wait until then.
 confirm-oauth-off-check = Discard the tokens and turn OAuth 2.0 off
+connection-stale = The settings changed after this check of Server Connection Status: press Refresh to check them.

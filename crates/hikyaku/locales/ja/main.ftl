@@ -604,3 +604,4 @@ help-google-4 = クライアントIDとクライアントシークレットを�
 help-google-note = その後、更新を押し、認可用情報を登録します(手順2)。
 confirm-oauth-off = OAuth 2.0をOFFにすると、このアカウントのトークンは破棄されます(Googleの場合は失効もします)。再度認可が必要になり、それまでメールは送信待ちになります。
 confirm-oauth-off-check = トークンを破棄してOAuth 2.0をOFFにする
+connection-stale = このサーバーの接続状況の確認の後に設定が変更されました。[更新]を押して確認してください。

@@ -512,3 +512,38 @@ async fn a_network_admin_is_told_google_needs_an_administrator() {
         Some("Send Job History")
     );
 }
+
+/// After OK on Edit Basic Settings: a notice, and the connection status of
+/// the previous settings says that it is stale until Refresh.
+#[tokio::test]
+async fn saved_settings_give_a_notice_and_mark_the_old_status_stale() {
+    let fc = fakecloud(CertMode::Trusted).await;
+    let server = server_for(&fc).await;
+    let admin = crate::oauth_flow::authorize_microsoft(&server, &fc).await;
+    // Checks and saves are timed in seconds.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let page = admin
+        .submit_done(
+            "/settings/send/oauth/microsoft/edit",
+            "/settings/send/oauth/microsoft/edit",
+            &[
+                ("enabled", "on"),
+                ("verify_cert", "on"),
+                ("endpoint", &fc.entra_endpoint("organizations")),
+                ("client_id", "ms-client-id"),
+            ],
+        )
+        .await;
+    assert!(page.body.contains("Saved."), "{}", page.body);
+    assert!(
+        page.body.contains("The settings changed after this check"),
+        "{}",
+        page.body
+    );
+    let page = crate::oauth_flow::refresh(&admin, "microsoft").await;
+    assert!(
+        !page.body.contains("The settings changed after this check"),
+        "{}",
+        page.body
+    );
+}

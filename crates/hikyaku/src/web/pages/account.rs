@@ -228,6 +228,10 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
     if let Some(w) = &a.connection_warning {
         warnings.push(w.render(tr));
     }
+    // The settings changed after the last check: its result may not hold.
+    if a.connection_checked_at.is_some_and(|at| at < a.updated_at) {
+        warnings.push(tr.t("connection-stale"));
+    }
     let reason = a.connection_reason.as_ref().map(|r| r.render(tr));
     let mailbox = a.mailbox.as_ref().map(|m| {
         if a.identity_verified == Some(false) {
