@@ -679,9 +679,26 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
         );
     }
 
+    // The Remote UI shows where devices connect: the bound ports, so that a
+    // configured port 0 shows the port in use.
+    let mut web_config = config.clone();
+    {
+        let i = &mut web_config.intake;
+        let mut bound = smtp_addrs.iter();
+        for a in i
+            .listen
+            .iter_mut()
+            .chain(i.starttls_listen.iter_mut())
+            .chain(i.implicit_tls_listen.iter_mut())
+        {
+            if let Some(b) = bound.next() {
+                *a = *b;
+            }
+        }
+    }
     let state = AppState::new(web::Inner {
         store: store.clone(),
-        config: config.clone(),
+        config: web_config,
         key,
         clock,
         throttle: Default::default(),

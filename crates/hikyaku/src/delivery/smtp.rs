@@ -927,6 +927,6 @@ mod tests {
             stage: Stage::Tls,
             reason: "handshake".into(),
         };
-        assert_eq!(e.reply(), "handshake (at tls)");
+        assert_eq!(e.reply(), "handshake (during the TLS handshake)");
     }
 }

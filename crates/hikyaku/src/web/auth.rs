@@ -68,9 +68,12 @@ pub fn peer(parts: &Parts) -> String {
 
 fn require(role: Role, permission: Permission) -> Result<(), WebError> {
     if role.allows(permission) {
-        Ok(())
-    } else {
-        Err(WebError::Forbidden)
+        return Ok(());
+    }
+    // The least role that may: the refusal names it.
+    match Role::ALL.iter().rev().find(|r| r.allows(permission)) {
+        Some(needed) => Err(WebError::NeedsRole(*needed)),
+        None => Err(WebError::Forbidden),
     }
 }
 

@@ -23,6 +23,9 @@ pub enum WebError {
     Unauthorized(Msg),
     #[error("forbidden")]
     Forbidden,
+    /// Refused by the role matrix: the least role that may do it.
+    #[error("forbidden: needs the {} role", .0.as_str())]
+    NeedsRole(crate::roles::Role),
     #[error("CSRF token missing or wrong")]
     Csrf,
     #[error("not found")]
@@ -46,7 +49,7 @@ impl WebError {
     fn status(&self) -> StatusCode {
         match self {
             WebError::LoginRequired | WebError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            WebError::Forbidden | WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::Forbidden | WebError::NeedsRole(_) | WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Conflict(_) => StatusCode::CONFLICT,
@@ -59,7 +62,7 @@ impl WebError {
     fn code(&self) -> &'static str {
         match self {
             WebError::LoginRequired | WebError::Unauthorized(_) => "unauthorized",
-            WebError::Forbidden => "forbidden",
+            WebError::Forbidden | WebError::NeedsRole(_) => "forbidden",
             WebError::Csrf => "csrf_failed",
             WebError::NotFound => "not_found",
             WebError::BadRequest(_) => "bad_request",
@@ -74,6 +77,10 @@ impl WebError {
         match self {
             WebError::LoginRequired => tr.t("login-title"),
             WebError::Forbidden => tr.t("forbidden"),
+            WebError::NeedsRole(role) => tr.args(
+                "forbidden-needs-role",
+                &[("role", tr.t(&format!("role-{}", role.as_str())))],
+            ),
             WebError::Csrf => tr.t("csrf-failed"),
             WebError::NotFound => tr.t("not-found"),
             WebError::BadRequest(m)
@@ -198,6 +205,8 @@ pub async fn render_errors(request: Request, next: Next) -> Response {
         title: tr.t("error-title"),
         message: error.user_text(&tr),
         request_id,
+        // A refusal by role happens to a signed-in user: keep the way on.
+        signed_in: matches!(error, WebError::Forbidden | WebError::NeedsRole(_)),
     };
     let html = match askama::Template::render(&page) {
         Ok(h) => h,

@@ -276,7 +276,13 @@ pub fn router(state: AppState) -> Router {
         .route("/static/style.css", get(pages::stylesheet))
         // Operations: Prometheus metrics and the job history as CSV.
         .route("/metrics", get(prometheus::metrics))
-        .route("/jobs.csv", get(pages::jobs_csv));
+        .route("/jobs.csv", get(pages::jobs_csv))
+        // The first-time administrator: devices, test connection, help.
+        .route("/devices", get(pages::devices_page))
+        .route("/settings/send/email/test", post(pages::email_test_submit))
+        .route("/help/microsoft-entra", get(pages::help_entra))
+        .route("/help/google-cloud", get(pages::help_google))
+        .route("/static/copy.js", get(pages::script));
     pages
         .merge(api::router())
         .fallback(pages::not_found)

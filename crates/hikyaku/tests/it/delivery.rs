@@ -502,7 +502,7 @@ async fn hang_times_out_and_defers() {
         .set_smtp_fault(SmtpFault::HangAt(SmtpStage::EndOfData));
     let o = env.deliver_next().await;
     let reply = deferred_reply(&o);
-    assert!(reply.contains("end of data"), "{reply}");
+    assert!(reply.contains("(after the message was sent)"), "{reply}");
 }
 
 #[tokio::test]
@@ -639,7 +639,7 @@ async fn cn_mismatch_defers_before_auth() {
         "{reply}"
     );
     // The check is part of the handshake: no AUTH was sent.
-    assert!(reply.contains("(at tls)"), "{reply}");
+    assert!(reply.contains("(during the TLS handshake)"), "{reply}");
     assert!(env.cloud.inbox().is_empty());
 }
 
@@ -661,7 +661,7 @@ async fn untrusted_certificate_defers_with_the_tls_reason() {
     let reply = deferred_reply(&o);
     assert!(
         reply.starts_with("TLS: certificate is not trusted (unknown issuer)")
-            && reply.contains("(at tls)"),
+            && reply.contains("(during the TLS handshake)"),
         "{reply}"
     );
     assert!(env.cloud.inbox().is_empty());

@@ -21,5 +21,6 @@ mod secrets;
 mod sending;
 mod tokens;
 mod trust;
+mod ui;
 mod users;
 mod web;

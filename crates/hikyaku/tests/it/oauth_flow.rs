@@ -416,6 +416,7 @@ async fn switching_microsoft_off_discards_the_tokens() {
                 ("verify_cert", "on"),
                 ("endpoint", &fc.entra_endpoint("organizations")),
                 ("client_id", "ms-client-id"),
+                ("confirm_off", "on"),
             ],
         )
         .await;
@@ -743,11 +744,28 @@ async fn google_is_administrator_only_and_switching_off_revokes() {
         page.body
     );
     authorize_google(&server, &fc, &admin).await;
+    // Turning it off asks first: the tokens stay until confirmed.
     let r = admin
         .submit(
             "/settings/send/oauth/google/edit",
             "/settings/send/oauth/google/edit",
             &[("client_id", "google-client-id.apps.googleusercontent.com")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("id=\"confirm-off\""), "{}", r.body);
+    assert_eq!(
+        admin.get("/api/v1/oauth/google").await.json()["token_status"],
+        "active"
+    );
+    let r = admin
+        .submit(
+            "/settings/send/oauth/google/edit",
+            "/settings/send/oauth/google/edit",
+            &[
+                ("client_id", "google-client-id.apps.googleusercontent.com"),
+                ("confirm_off", "on"),
+            ],
         )
         .await;
     assert_eq!(r.status, 303, "{}", r.body);

@@ -6,7 +6,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Chrome, display_offset, fmt_time};
@@ -41,6 +41,9 @@ struct PortalPage {
     queue: String,
     last_error: String,
     chart: super::chart::PortalChart,
+    /// The set-up checklist until every step is done (settings viewers only).
+    checklist: Option<Vec<super::ChecklistItem>>,
+    connect: super::ConnectView,
 }
 
 /// Warnings that the Portal and the OAuth pages show: clock skew beyond 5 min.
@@ -83,8 +86,12 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
     );
     let offset = display_offset(&state).await;
     let last_error = match state.store.last_job_error().await? {
-        Some((at, reply)) => format!("{} — {}", fmt_time(at, offset), reply.render(&tr)),
-        None => tr.t("portal-no-error"),
+        Some((at, reply)) => format!(
+            "{} — {}",
+            fmt_time(at, offset),
+            super::quote::reason_html(&reply, &tr)
+        ),
+        None => super::quote::escape_html(&tr.t("portal-no-error")),
     };
     let mut defaults = Vec::new();
     for p in Provider::ALL {
@@ -114,7 +121,10 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
                 label: super::sending::account_title(&tr, a),
                 token_status: a.token_status.to_string(),
                 token_status_label: tr.t(&format!("token-status-{}", a.token_status)),
-                token_reason: a.token_reason.as_ref().map(|r| r.render(&tr)),
+                token_reason: a
+                    .token_reason
+                    .as_ref()
+                    .map(|r| super::quote::reason_html(r, &tr)),
                 connection_status: a.connection_status.to_string(),
                 connection_status_label: tr
                     .t(&format!("connection-status-{}", a.connection_status)),
@@ -123,6 +133,12 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
         queue,
         last_error,
         chart: super::chart::portal_chart(&state.store, &tr, state.clock.unix(), offset).await?,
+        checklist: if ui.can(Permission::ViewSettings) {
+            super::checklist(&state, &tr).await?
+        } else {
+            None
+        },
+        connect: super::connect_view(&state, &ui).await?,
         c: Chrome::for_ui(&ui, &state, "/"),
     };
     Ok(page.into_response())
@@ -232,6 +248,10 @@ pub async fn status_view(state: &AppState, tr: &Tr, a: &Account) -> StatusView {
     }
     if let Some(w) = &a.connection_warning {
         warnings.push(w.render(tr));
+    }
+    // The settings changed after the last check: its result may not hold.
+    if a.connection_checked_at.is_some_and(|at| at < a.updated_at) {
+        warnings.push(tr.t("connection-stale"));
     }
     let reason = a.connection_reason.as_ref().map(|r| r.render(tr));
     let mailbox = a.mailbox.as_ref().map(|m| {
@@ -410,6 +430,8 @@ struct MicrosoftEditPage {
     c: Chrome,
     base: String,
     account_name: Option<String>,
+    /// Turning OAuth off would discard tokens: ask first.
+    confirm_off: bool,
     errors: Vec<String>,
     enabled: bool,
     verify_cert: bool,
@@ -424,6 +446,8 @@ struct GoogleEditPage {
     c: Chrome,
     base: String,
     account_name: Option<String>,
+    /// Turning OAuth off would discard (and revoke) tokens: ask first.
+    confirm_off: bool,
     errors: Vec<String>,
     enabled: bool,
     verify_cert: bool,
@@ -440,6 +464,7 @@ async fn edit_view(
     a: &Account,
     errors: Vec<String>,
     form: Option<(&BasicInput, &BasicForm)>,
+    confirm_off: bool,
 ) -> Response {
     let (base, account_name) = base_of(state, a).await;
     let c = Chrome::for_ui(ui, state, &format!("{base}/edit"));
@@ -454,6 +479,7 @@ async fn edit_view(
     );
     let page = match a.provider {
         Provider::Microsoft => MicrosoftEditPage {
+            confirm_off,
             c,
             base,
             account_name,
@@ -473,6 +499,7 @@ async fn edit_view(
         }
         .into_response(),
         Provider::Google => GoogleEditPage {
+            confirm_off,
             c,
             base,
             account_name,
@@ -494,13 +521,13 @@ pub async fn microsoft_edit_page(
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageMicrosoft)?;
     let a = state.store.account_for(Provider::Microsoft).await?;
-    Ok(edit_view(&state, &ui, &a, Vec::new(), None).await)
+    Ok(edit_view(&state, &ui, &a, Vec::new(), None, false).await)
 }
 
 pub async fn google_edit_page(State(state): State<AppState>, ui: Ui) -> Result<Response, WebError> {
     ui.require(Permission::ManageGoogle)?;
     let a = state.store.account_for(Provider::Google).await?;
-    Ok(edit_view(&state, &ui, &a, Vec::new(), None).await)
+    Ok(edit_view(&state, &ui, &a, Vec::new(), None, false).await)
 }
 
 /// Edit Basic Settings of an account by id.
@@ -510,7 +537,7 @@ pub async fn account_edit_page(
     Path(id): Path<i64>,
 ) -> Result<Response, WebError> {
     let a = delegated_account(&state, &ui, id).await?;
-    Ok(edit_view(&state, &ui, &a, Vec::new(), None).await)
+    Ok(edit_view(&state, &ui, &a, Vec::new(), None, false).await)
 }
 
 /// The Edit Basic Settings form of either provider. Checkboxes are absent when off.
@@ -524,6 +551,17 @@ pub struct BasicForm {
     pub endpoint: String,
     pub client_id: String,
     pub client_secret: String,
+    /// The administrator confirmed that turning OAuth off discards the tokens.
+    pub confirm_off: Option<String>,
+}
+
+/// Whether the form turns off an account that holds tokens, without the
+/// confirmation that they are discarded.
+fn needs_off_confirmation(a: &Account, form: &BasicForm) -> bool {
+    a.enabled
+        && form.enabled.is_none()
+        && (a.has_refresh_token || a.has_authorization)
+        && form.confirm_off.is_none()
 }
 
 /// Saves Basic Settings of account `a`: back to its page, or the form
@@ -536,16 +574,19 @@ async fn edit_submit(
 ) -> Result<Response, WebError> {
     ui.check_csrf(&form.csrf)?;
     let input = super::oauth::basic_input(&form);
+    if needs_off_confirmation(a, &form) {
+        return Ok(edit_view(state, ui, a, Vec::new(), Some((&input, &form)), true).await);
+    }
     match state
         .admin(ui.actor())
         .save_basic(&state.live(), a.id, &input)
         .await
     {
-        Ok(_) => Ok(Redirect::to(&base_of(state, a).await.0).into_response()),
+        Ok(_) => Ok(super::done(&base_of(state, a).await.0, "saved")),
         Err(e) => {
             let errors = render_all(&ui.tr, &form_errors(e)?);
             let a = state.store.account(a.id).await?;
-            Ok(edit_view(state, ui, &a, errors, Some((&input, &form))).await)
+            Ok(edit_view(state, ui, &a, errors, Some((&input, &form)), false).await)
         }
     }
 }

@@ -85,7 +85,7 @@ async fn render_datetime(
     let zone_label = ZONES
         .iter()
         .find(|(z, _)| *z == zone)
-        .map(|(_, l)| l.to_string())
+        .map(|(z, _)| zone_name(&ui.tr, z))
         .unwrap_or_else(|| zone.clone());
     Ok(DateTimePage {
         c: Chrome::for_ui(ui, state, "/settings/management/datetime").with_notice(notice),
@@ -98,7 +98,7 @@ async fn render_datetime(
         skews,
         zones: ZONES
             .iter()
-            .map(|(z, l)| (z.to_string(), l.to_string()))
+            .map(|(z, _)| (z.to_string(), zone_name(&ui.tr, z)))
             .collect(),
         zone,
     }
@@ -240,4 +240,23 @@ pub async fn ca_delete(
         .delete_ca(&state.live(), form.id)
         .await?;
     Ok(super::done(CA_PAGE, "saved"))
+}
+
+/// A display time zone's name in the page's language, e.g. "UTC+09:00 東京、ソウル".
+/// The cities are a message of their own (`zone-p0900`); the offset is not
+/// translated.
+pub fn zone_name(tr: &crate::web::i18n::Tr, zone: &str) -> String {
+    let key = format!(
+        "zone-{}",
+        zone.replace('+', "p").replace('-', "m").replace(':', "")
+    );
+    let utc = if zone == "+00:00" {
+        "UTC".to_string()
+    } else {
+        format!("UTC{zone}")
+    };
+    match tr.try_t(&key) {
+        Some(cities) if !cities.is_empty() => format!("{utc} {cities}"),
+        _ => utc,
+    }
 }

@@ -5,14 +5,19 @@ mod account;
 mod accounts;
 pub mod app;
 mod chart;
+mod devices;
+mod help;
 mod management;
 mod network;
 pub mod oauth;
+pub mod quote;
 mod sending;
 mod users;
 
 pub use account::*;
 pub use accounts::*;
+pub use devices::*;
+pub use help::*;
 pub use management::*;
 pub use network::*;
 pub use oauth::*;
@@ -141,6 +146,8 @@ pub struct ErrorPage {
     pub title: String,
     pub message: String,
     pub request_id: String,
+    /// Show the main navigation (a signed-in user was refused).
+    pub signed_in: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -160,7 +167,15 @@ pub struct NextQuery {
 
 /// A local path to return to after login; anything else goes to the Portal.
 /// Notices a page shows after a change (`?done=KEY`), by their Fluent key.
-const NOTICES: [&str; 3] = ["saved", "test-sent", "password-changed"];
+const NOTICES: [&str; 7] = [
+    "saved",
+    "test-sent",
+    "password-changed",
+    "email-tested",
+    "email-test-failed-notice",
+    "saved-test-failed",
+    "deleted",
+];
 
 /// After a change: 303 to `page` with `?done=KEY`, so that reloading the page
 /// does not send the form again. The page shows the notice.
@@ -553,6 +568,23 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
+pub async fn script() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=3600"),
+            ),
+        ],
+        include_str!("../../../static/copy.js"),
+    )
+        .into_response()
+}
+
 pub async fn not_found() -> WebError {
     WebError::NotFound
 }
@@ -612,7 +644,7 @@ impl AuditRow {
             .unwrap_or_else(|| e.action.clone());
         Self {
             at: fmt_time(e.at, offset),
-            detail: e.detail.render(tr),
+            detail: quote::reason_html(&e.detail, tr),
             quoted: matches!(e.detail.code.as_str(), "legacy" | "text"),
             actor: e.actor,
             source: e.source,

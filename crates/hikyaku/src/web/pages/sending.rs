@@ -35,6 +35,8 @@ pub struct EmailAccountView {
     pub is_default: bool,
     /// Whether the signed-in role may change what sends through it.
     pub manageable: bool,
+    /// The last Test connection, if any.
+    pub test: Option<super::TestView>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -90,9 +92,11 @@ async fn render_email(
         .into_iter()
         .map(|(_, id)| id)
         .collect();
-    let accounts: Vec<EmailAccountView> = all
-        .into_iter()
-        .map(|a| EmailAccountView {
+    let mut accounts: Vec<EmailAccountView> = Vec::new();
+    for a in all {
+        let test = super::test_view(state, &ui.tr, &a).await;
+        accounts.push(EmailAccountView {
+            test,
             id: a.id,
             key: if defaults.contains(&a.id) {
                 a.provider.as_str().to_string()
@@ -108,8 +112,8 @@ async fn render_email(
             mailbox: a.mailbox,
             is_default: a.is_default,
             manageable: ui.can(Permission::manage(a.provider)),
-        })
-        .collect();
+        });
+    }
     let mut submitters = Vec::new();
     for s in state.store.submitters().await? {
         submitters.push((s.name, account_label(state, ui, s.account_id).await));
@@ -183,6 +187,14 @@ pub async fn email_submit(
         is_default: form.is_default.is_some(),
     };
     let saved = admin.save_email(id, &input).await;
+    if saved.is_ok() {
+        // A setting the account would send with is tested at once: a
+        // failure warns, and the setting stays saved.
+        let a = state.store.account(id).await?;
+        if a.enabled && a.token_status == "active" && !super::run_and_keep(&state, &a).await? {
+            return Ok(super::done("/settings/send/email", "saved-test-failed"));
+        }
+    }
     email_done(&state, &ui, saved.map(|_| ())).await
 }
 
@@ -276,6 +288,8 @@ pub struct JobView {
     pub from: String,
     pub to: String,
     pub subject: String,
+    /// The subject is in ASCII only: quoted as English text, not the page's.
+    pub subject_ascii: bool,
     pub size: i64,
     pub account: String,
     pub state: String,
@@ -394,6 +408,7 @@ async fn render_jobs(
             time: fmt_time(j.created_at, offset),
             from: j.header_from.clone().unwrap_or_else(|| j.mail_from.clone()),
             to: j.rcpt_to.join(", "),
+            subject_ascii: j.subject.as_deref().unwrap_or_default().is_ascii(),
             subject: j.subject.clone().unwrap_or_default(),
             size: j.size,
             // The account that delivered (or refused) it, else the one it is
@@ -413,7 +428,7 @@ async fn render_jobs(
             reply: j
                 .last_reply_reason
                 .as_ref()
-                .map(|r| r.render(&ui.tr))
+                .map(|r| super::quote::reason_html(r, &ui.tr))
                 .unwrap_or_default(),
             attempts: j.attempts,
             state: j.state.as_str().to_owned(),
