@@ -223,10 +223,32 @@ async fn queue_and_status_through_the_running_server() {
     server.ready(&config).await;
     server.stop();
     let ids = seed(&dir.path().join("data")).await;
+    // An API token belongs to a user.
+    stdout(&run(
+        &config,
+        None,
+        &[
+            "admin",
+            "add-user",
+            "operator",
+            "--role",
+            "administrator",
+            "--password-stdin",
+        ],
+        b"a very good password\n",
+    ));
     let token = stdout(&run(
         &config,
         None,
-        &["admin", "api-token", "cli-test", "--role", "administrator"],
+        &[
+            "admin",
+            "api-token",
+            "cli-test",
+            "--role",
+            "administrator",
+            "--user",
+            "operator",
+        ],
         b"",
     ))
     .trim()

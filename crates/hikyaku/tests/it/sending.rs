@@ -294,7 +294,9 @@ async fn large_messages_and_bursts_arrive_whole_and_once() {
     assert_eq!(state, "sent");
 }
 
-#[tokio::test]
+// Two workers: the test blocks one on the CLI process while the server it
+// talks to runs in this same runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_hands_messages_to_the_running_server() {
     let (fc, server, _admin) = microsoft_ready().await;
     let dir = tempfile::tempdir().expect("tempdir");
