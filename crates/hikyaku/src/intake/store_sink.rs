@@ -200,6 +200,17 @@ mod tests {
 
     #[tokio::test]
     async fn failed_logins_throttle_that_address_not_the_other_devices() {
+        // The wall clock stands still: each Argon2 check may take seconds on
+        // a loaded machine, longer than the throttle's first wait.
+        struct Frozen(std::time::Instant);
+        impl crate::clock::Clock for Frozen {
+            fn now(&self) -> time::OffsetDateTime {
+                time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
+            }
+            fn monotonic(&self) -> std::time::Instant {
+                self.0
+            }
+        }
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
         let hash = crate::passwords::hash("right password".into())
@@ -208,7 +219,7 @@ mod tests {
         store.add_submitter("mfp", &hash, None, 0).await.unwrap();
         let sink = StoreSink {
             store,
-            clock: Arc::new(crate::clock::OffsetClock::default()),
+            clock: Arc::new(Frozen(std::time::Instant::now())),
             on_enqueue: Arc::new(|| {}),
             handoff: None,
             logins: Arc::new(crate::passwords::LoginCache::new(
