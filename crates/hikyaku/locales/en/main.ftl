@@ -794,3 +794,6 @@ help-google-note = Then Refresh, and Register the Authorization Information (Ste
 confirm-oauth-off = Turning OAuth 2.0 off discards this account's tokens (Google's are also revoked): you will need to authorize again, and messages wait until then.
 confirm-oauth-off-check = Discard the tokens and turn OAuth 2.0 off
 connection-stale = The settings changed after this check of Server Connection Status: press Refresh to check them.
+
+# Portal, test e-mail, SMTP host checks, CA upload
+portal-credential = Credential expiry

@@ -842,3 +842,6 @@ help-google-note = その後、更新を押し、認可用情報を登録しま�
 confirm-oauth-off = OAuth 2.0をOFFにすると、このアカウントのトークンは破棄されます(Googleの場合は失効もします)。再度認可が必要になり、それまでメールは送信待ちになります。
 confirm-oauth-off-check = トークンを破棄してOAuth 2.0をOFFにする
 connection-stale = このサーバーの接続状況の確認の後に設定が変更されました。[更新]を押して確認してください。
+
+# Portal, test e-mail, SMTP host checks, CA upload
+portal-credential = 資格情報の有効期限
