@@ -797,3 +797,6 @@ connection-stale = The settings changed after this check of Server Connection St
 
 # Portal, test e-mail, SMTP host checks, CA upload
 portal-credential = Credential expiry
+reason-smtp-no-server = no SMTP server with TLS answered at { $target } — check SMTP Server, Port and Security (for a host that is not your provider's SMTP host, hikyaku does not say more)
+reason-smtp-tls-name-unlisted = the certificate of { $target } is not valid for that host name — check SMTP Server (the names on the certificate of a host that is not your provider's SMTP host are not shown)
+reason-smtp-tls-cn-mismatch-unlisted = the certificate's subject CN does not match the host of { $target } (Add CN to Verification Items is on) — use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off (the CN of a host that is not your provider's SMTP host is not shown)
