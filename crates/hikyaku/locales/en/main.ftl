@@ -800,3 +800,6 @@ portal-credential = Credential expiry
 reason-smtp-no-server = no SMTP server with TLS answered at { $target } — check SMTP Server, Port and Security (for a host that is not your provider's SMTP host, hikyaku does not say more)
 reason-smtp-tls-name-unlisted = the certificate of { $target } is not valid for that host name — check SMTP Server (the names on the certificate of a host that is not your provider's SMTP host are not shown)
 reason-smtp-tls-cn-mismatch-unlisted = the certificate's subject CN does not match the host of { $target } (Add CN to Verification Items is on) — use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off (the CN of a host that is not your provider's SMTP host is not shown)
+test-email-subject = hikyaku test e-mail ({ $account })
+test-email-body = This test e-mail was sent by hikyaku through { $account } as { $from }.
+test-email-body-works = If you can read it, sending works.

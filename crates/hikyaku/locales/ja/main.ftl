@@ -848,3 +848,6 @@ portal-credential = 資格情報の有効期限
 reason-smtp-no-server = { $target }でTLSの使えるSMTPサーバーが応答しませんでした。SMTPサーバー、ポート番号、暗号化を確認してください(プロバイダーのSMTPホスト以外では、これ以上の詳細は表示しません)。
 reason-smtp-tls-name-unlisted = { $target }の証明書はこのホスト名に対して有効ではありません。SMTPサーバーを確認してください(プロバイダーのSMTPホスト以外では、証明書の名前は表示しません)。
 reason-smtp-tls-cn-mismatch-unlisted = 証明書のサブジェクトCNが{ $target }のホストと一致しません(「CNを検証項目に追加する」がONです)。ホスト名をCommon Nameとするサーバー証明書を使用するか、「CNを検証項目に追加する」をOFFにしてください(プロバイダーのSMTPホスト以外では、CNは表示しません)。
+test-email-subject = hikyaku テストメール({ $account })
+test-email-body = このテストメールは、hikyaku が { $account } を使い { $from } として送信しました。
+test-email-body-works = このメールが読めれば、送信は正常に動作しています。
