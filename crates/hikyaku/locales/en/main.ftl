@@ -803,3 +803,5 @@ reason-smtp-tls-cn-mismatch-unlisted = the certificate's subject CN does not mat
 test-email-subject = hikyaku test e-mail ({ $account })
 test-email-body = This test e-mail was sent by hikyaku through { $account } as { $from }.
 test-email-body-works = If you can read it, sending works.
+ca-file-any = Choose a certificate file, PEM or DER (or paste below)
+ca-err-upload = The upload could not be read (it may be larger than the limit): choose the file again, or paste the PEM text.

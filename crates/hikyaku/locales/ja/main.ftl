@@ -851,3 +851,5 @@ reason-smtp-tls-cn-mismatch-unlisted = 証明書のサブジェクトCNが{ $tar
 test-email-subject = hikyaku テストメール({ $account })
 test-email-body = このテストメールは、hikyaku が { $account } を使い { $from } として送信しました。
 test-email-body-works = このメールが読めれば、送信は正常に動作しています。
+ca-file-any = 証明書ファイルを選択(PEMまたはDER。または下に貼り付け)
+ca-err-upload = アップロードを読み取れませんでした(上限を超えている可能性があります)。ファイルを選択しなおすか、PEMテキストを貼り付けてください。
