@@ -1,4 +1,4 @@
-// Copy buttons and file pickers of the Remote UI (no inline script: the CSP forbids it).
+// Copy buttons of the Remote UI (no inline script: the CSP forbids it).
 // Copy buttons: the text of the element named by data-copy goes to the clipboard.
 document.querySelectorAll('button[data-copy]').forEach(function (b) {
   b.hidden = false;
@@ -9,15 +9,5 @@ document.querySelectorAll('button[data-copy]').forEach(function (b) {
         b.textContent = b.getAttribute('data-done');
       });
     }
-  });
-});
-// A chosen file's text goes into the text area named by data-into (PEM
-// certificates), so that the form sends it as if it had been pasted.
-document.querySelectorAll('input[type=file][data-into]').forEach(function (input) {
-  input.addEventListener('change', function () {
-    var file = input.files && input.files[0];
-    var target = document.getElementById(input.getAttribute('data-into'));
-    if (!file || !target) { return; }
-    file.text().then(function (text) { target.value = text; });
   });
 });

@@ -794,3 +794,14 @@ help-google-note = Then Refresh, and Register the Authorization Information (Ste
 confirm-oauth-off = Turning OAuth 2.0 off discards this account's tokens (Google's are also revoked): you will need to authorize again, and messages wait until then.
 confirm-oauth-off-check = Discard the tokens and turn OAuth 2.0 off
 connection-stale = The settings changed after this check of Server Connection Status: press Refresh to check them.
+
+# Portal, test e-mail, SMTP host checks, CA upload
+portal-credential = Credential expiry
+reason-smtp-no-server = no SMTP server with TLS answered at { $target } — check SMTP Server, Port and Security (for a host that is not your provider's SMTP host, hikyaku does not say more)
+reason-smtp-tls-name-unlisted = the certificate of { $target } is not valid for that host name — check SMTP Server (the names on the certificate of a host that is not your provider's SMTP host are not shown)
+reason-smtp-tls-cn-mismatch-unlisted = the certificate's subject CN does not match the host of { $target } (Add CN to Verification Items is on) — use a server certificate whose Common Name is the host name, or turn Add CN to Verification Items off (the CN of a host that is not your provider's SMTP host is not shown)
+test-email-subject = hikyaku test e-mail ({ $account })
+test-email-body = This test e-mail was sent by hikyaku through { $account } as { $from }.
+test-email-body-works = If you can read it, sending works.
+ca-file-any = Choose a certificate file, PEM or DER (or paste below)
+ca-err-upload = The upload could not be read (it may be larger than the limit): choose the file again, or paste the PEM text.

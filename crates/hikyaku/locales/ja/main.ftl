@@ -842,3 +842,14 @@ help-google-note = その後、更新を押し、認可用情報を登録しま�
 confirm-oauth-off = OAuth 2.0をOFFにすると、このアカウントのトークンは破棄されます(Googleの場合は失効もします)。再度認可が必要になり、それまでメールは送信待ちになります。
 confirm-oauth-off-check = トークンを破棄してOAuth 2.0をOFFにする
 connection-stale = このサーバーの接続状況の確認の後に設定が変更されました。[更新]を押して確認してください。
+
+# Portal, test e-mail, SMTP host checks, CA upload
+portal-credential = 資格情報の有効期限
+reason-smtp-no-server = { $target }でTLSの使えるSMTPサーバーが応答しませんでした。SMTPサーバー、ポート番号、暗号化を確認してください(プロバイダーのSMTPホスト以外では、これ以上の詳細は表示しません)。
+reason-smtp-tls-name-unlisted = { $target }の証明書はこのホスト名に対して有効ではありません。SMTPサーバーを確認してください(プロバイダーのSMTPホスト以外では、証明書の名前は表示しません)。
+reason-smtp-tls-cn-mismatch-unlisted = 証明書のサブジェクトCNが{ $target }のホストと一致しません(「CNを検証項目に追加する」がONです)。ホスト名をCommon Nameとするサーバー証明書を使用するか、「CNを検証項目に追加する」をOFFにしてください(プロバイダーのSMTPホスト以外では、CNは表示しません)。
+test-email-subject = hikyaku テストメール({ $account })
+test-email-body = このテストメールは、hikyaku が { $account } を使い { $from } として送信しました。
+test-email-body-works = このメールが読めれば、送信は正常に動作しています。
+ca-file-any = 証明書ファイルを選択(PEMまたはDER。または下に貼り付け)
+ca-err-upload = アップロードを読み取れませんでした(上限を超えている可能性があります)。ファイルを選択しなおすか、PEMテキストを貼り付けてください。

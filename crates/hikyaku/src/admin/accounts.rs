@@ -5,7 +5,7 @@
 //! Now, and Send Test E-mail.
 
 use super::{Admin, AdminError, Live, Problem};
-use crate::i18n::Reason;
+use crate::i18n::{Reason, Tr};
 use crate::provider::Provider;
 use crate::queue::JobStore as _;
 use crate::roles::Permission;
@@ -346,12 +346,14 @@ impl Admin<'_> {
     }
 
     /// Send Test E-mail: queues a short message from the account's mailbox
-    /// to `to`, through that account. Returns the job id.
+    /// to `to`, through that account, written in the language of `tr` (the
+    /// administrator's page). Returns the job id.
     pub async fn send_test(
         &self,
         live: &Live<'_>,
         id: i64,
         to: &str,
+        tr: &Tr,
     ) -> Result<String, AdminError> {
         use crate::intake::local;
         let a = self.managed_account(id).await?;
@@ -361,16 +363,21 @@ impl Admin<'_> {
         };
         let to = local::check_address(to).map_err(Problem::Message)?;
         let from = a.sender.clone().unwrap_or(mailbox);
-        let label = match provider {
-            Provider::Microsoft => "OAuth 2.0 (Microsoft)",
-            Provider::Google => "OAuth 2.0 (Google)",
-        };
+        let label = format!(
+            "OAuth 2.0 ({})",
+            tr.t(&format!("provider-{}", provider.as_str()))
+        );
         let request = local::SendRequest {
             from: from.clone(),
             to: vec![to.clone()],
-            subject: format!("hikyaku test e-mail ({label})"),
+            subject: tr.args("test-email-subject", &[("account", label.clone())]),
             body: format!(
-                "This test e-mail was sent by hikyaku through {label} as {from}.\r\nIf you can read it, sending works.\r\n"
+                "{}\r\n{}\r\n",
+                tr.args(
+                    "test-email-body",
+                    &[("account", label), ("from", from.clone())]
+                ),
+                tr.t("test-email-body-works")
             ),
             ..Default::default()
         };
@@ -522,7 +529,12 @@ mod tests {
         ));
         assert!(matches!(
             network
-                .send_test(&live, id(&store, Provider::Google).await, "a@example.com")
+                .send_test(
+                    &live,
+                    id(&store, Provider::Google).await,
+                    "a@example.com",
+                    &Tr::new(crate::i18n::Locale::En)
+                )
                 .await,
             Err(AdminError::Forbidden)
         ));
@@ -555,7 +567,8 @@ mod tests {
                 .send_test(
                     &live,
                     id(&store, Provider::Microsoft).await,
-                    "a@example.com"
+                    "a@example.com",
+                    &Tr::new(crate::i18n::Locale::En)
                 )
                 .await,
             |p| matches!(p, Problem::TokenNotActive)

@@ -164,6 +164,7 @@ impl Delivery {
         let (tls_id, tls) =
             crate::tls::client_config_with_id(&policy).map_err(replies::tls_setup)?;
         Ok(smtp::Target {
+            full_detail: smtp::provider_host(a.provider, a.cloud, &host),
             host,
             port,
             security: a.smtp_security,

@@ -64,7 +64,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::outcome::{Refusal, Stage, decode_challenge};
+use crate::cloud::Cloud;
 use crate::i18n::Reason;
+use crate::provider::Provider;
 
 /// How the TLS of an upstream connection starts: the account's setting.
 pub use crate::store::accounts::SmtpSecurity as Security;
@@ -82,6 +84,30 @@ pub struct Target {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub hello: ClientId,
+    /// The host is the provider's own ([`provider_host`]): failures to
+    /// connect are described in full. For any other host they are not (the
+    /// names and dates on its certificate, how its port answered), so that
+    /// the host setting cannot be used to probe the internal network.
+    pub full_detail: bool,
+}
+
+/// Domains under which the provider runs its SMTP hosts.
+fn provider_domains(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::Microsoft => &["office365.com", "outlook.com", "office365.us", "outlook.cn"],
+        Provider::Google => &["gmail.com", "google.com", "googlemail.com"],
+    }
+}
+
+/// Whether `host` is a plausible SMTP host of the account's provider: its
+/// cloud's preset host or a host under the provider's own domains.
+pub fn provider_host(provider: Provider, cloud: Cloud, host: &str) -> bool {
+    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+    host == cloud.preset(provider).smtp_host
+        || host == provider.default_smtp().0
+        || provider_domains(provider)
+            .iter()
+            .any(|d| host.strip_suffix(d).is_some_and(|rest| rest.ends_with('.')))
 }
 
 /// A failure of the SMTP dialogue.
@@ -495,8 +521,68 @@ async fn starttls_plain(tcp: &mut TcpStream, hello: &ClientId) -> Result<Vec<u8>
     Ok(greeting)
 }
 
-/// Opens TCP (with `TCP_NODELAY`) to the first address of `host` that answers.
-async fn open_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpStream, SmtpError> {
+/// The one failure shown for a host that is not the provider's, whatever
+/// its port did (closed, filtered, not SMTP, no STARTTLS, not TLS).
+fn no_server(t: &Target) -> SmtpError {
+    SmtpError::Transport {
+        stage: Stage::Connect,
+        reason: Reason::new("smtp-no-server")
+            .arg("target", format!("{}:{}", t.host, t.port))
+            .to_string(),
+    }
+}
+
+/// `e` as it may be shown for `t`: itself for the provider's host, else
+/// [`no_server`].
+fn hidden(t: &Target, e: SmtpError) -> SmtpError {
+    if t.full_detail { e } else { no_server(t) }
+}
+
+/// A failed TLS handshake. For a host that is not the provider's, a
+/// certificate problem is named without the names or dates the
+/// certificate carries; anything else reads as [`no_server`].
+fn handshake_failure(t: &Target, e: &io::Error) -> SmtpError {
+    let tls = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    if t.full_detail {
+        return SmtpError::Transport {
+            stage: Stage::Tls,
+            reason: describe_io(e),
+        };
+    }
+    let Some(tls) = tls else {
+        return no_server(t);
+    };
+    let target = format!("{}:{}", t.host, t.port);
+    let reason = crate::tls::tls_reason(tls);
+    let reason = match reason.code.as_str() {
+        // What the administrator needs to correct trust, with nothing of
+        // the certificate's own content.
+        "tls-unknown-issuer"
+        | "tls-expired"
+        | "tls-not-yet-valid"
+        | "tls-wrong-name-bare"
+        | "tls-revoked"
+        | "tls-bad-signature"
+        | "tls-malformed"
+        | "tls-critical-extension"
+        | "tls-purpose"
+        | "tls-no-cn" => reason,
+        "tls-wrong-name" => Reason::new("smtp-tls-name-unlisted").arg("target", &target),
+        "tls-cn-mismatch" => Reason::new("smtp-tls-cn-mismatch-unlisted").arg("target", &target),
+        "tls-expired-at" => Reason::new("tls-expired"),
+        "tls-not-yet-valid-at" => Reason::new("tls-not-yet-valid"),
+        _ => return no_server(t),
+    };
+    SmtpError::Transport {
+        stage: Stage::Tls,
+        reason: format!("TLS: {reason}"),
+    }
+}
+
+/// Opens TCP (with `TCP_NODELAY`) to the first address of the host that
+/// answers. A name that does not resolve is always said: it is the setting.
+async fn open_tcp(t: &Target) -> Result<TcpStream, SmtpError> {
+    let (host, port, limit) = (t.host.as_str(), t.port, t.connect_timeout);
     // The reason names the server: the history shows which one failed.
     let transport = |reason: String| SmtpError::Transport {
         stage: Stage::Connect,
@@ -511,20 +597,27 @@ async fn open_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpStream, S
         match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => {
                 tcp.set_nodelay(true)
-                    .map_err(|e| transport(describe_io(&e)))?;
+                    .map_err(|e| hidden(t, transport(describe_io(&e))))?;
                 return Ok(tcp);
             }
-            Ok(Err(e)) => last = transport(describe_io(&e)),
-            Err(_) => last = transport(format!("no answer within {} s", limit.as_secs())),
+            Ok(Err(e)) => last = hidden(t, transport(describe_io(&e))),
+            Err(_) => {
+                last = hidden(
+                    t,
+                    transport(format!("no answer within {} s", limit.as_secs())),
+                )
+            }
         }
     }
     Err(last)
 }
 
 async fn connect_inner(t: &Target) -> Result<Session, SmtpError> {
-    let mut tcp = open_tcp(&t.host, t.port, t.connect_timeout).await?;
+    let mut tcp = open_tcp(t).await?;
     let replay = match t.security {
-        Security::StartTls => starttls_plain(&mut tcp, &t.hello).await?,
+        Security::StartTls => starttls_plain(&mut tcp, &t.hello)
+            .await
+            .map_err(|e| hidden(t, e))?,
         Security::Implicit => Vec::new(),
     };
     let name = ServerName::try_from(t.host.clone()).map_err(|_| SmtpError::Transport {
@@ -534,10 +627,7 @@ async fn connect_inner(t: &Target) -> Result<Session, SmtpError> {
     let tls = tokio_rustls::TlsConnector::from(t.tls.clone())
         .connect(name, tcp)
         .await
-        .map_err(|e| SmtpError::Transport {
-            stage: Stage::Tls,
-            reason: describe_io(&e),
-        })?;
+        .map_err(|e| handshake_failure(t, &e))?;
     let control = Arc::new(Control::listening());
     let wire = Wire {
         replay,
@@ -549,7 +639,7 @@ async fn connect_inner(t: &Target) -> Result<Session, SmtpError> {
     };
     let conn = AsyncSmtpConnection::connect_with_transport(Box::new(wire), &t.hello)
         .await
-        .map_err(|e| from_lettre(Stage::Connect, &e))?;
+        .map_err(|e| hidden(t, from_lettre(Stage::Connect, &e)))?;
     let pipelining = ehlo_lists(&control.stop(), "PIPELINING");
     Ok(Session {
         conn,
@@ -567,7 +657,7 @@ async fn connect_inner(t: &Target) -> Result<Session, SmtpError> {
 pub async fn connect(t: &Target) -> Result<Session, SmtpError> {
     let limit = t.connect_timeout + t.command_timeout;
     match tokio::time::timeout(limit, connect_inner(t)).await {
-        Err(_) => Err(timed_out(Stage::Connect, limit)),
+        Err(_) => Err(hidden(t, timed_out(Stage::Connect, limit))),
         Ok(r) => r,
     }
 }
@@ -928,5 +1018,169 @@ mod tests {
             reason: "handshake".into(),
         };
         assert_eq!(e.reply(), "handshake (during the TLS handshake)");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod host_tests {
+    use super::*;
+    use crate::tls::testutil::*;
+    use crate::tls::{TlsPolicy, client_config};
+
+    #[test]
+    fn provider_hosts_are_the_presets_and_the_providers_domains() {
+        let ms = Provider::Microsoft;
+        assert!(provider_host(ms, Cloud::Worldwide, "smtp.office365.com"));
+        assert!(provider_host(ms, Cloud::Worldwide, "SMTP.Office365.com."));
+        assert!(provider_host(ms, Cloud::GccHigh, "smtp.office365.us"));
+        assert!(provider_host(
+            ms,
+            Cloud::Worldwide,
+            "contoso-com.mail.protection.outlook.com"
+        ));
+        assert!(provider_host(
+            Provider::Google,
+            Cloud::Worldwide,
+            "smtp.gmail.com"
+        ));
+        assert!(provider_host(
+            Provider::Google,
+            Cloud::Worldwide,
+            "smtp-relay.gmail.com"
+        ));
+        for other in [
+            "localhost",
+            "10.0.0.5",
+            "mail.intranet.example",
+            "office365.com.evil.example",
+            "evil-office365.com",
+        ] {
+            assert!(!provider_host(ms, Cloud::Worldwide, other), "{other}");
+        }
+        // Google's domains are not Microsoft's.
+        assert!(!provider_host(ms, Cloud::Worldwide, "smtp.gmail.com"));
+    }
+
+    fn target(port: u16, security: Security, full_detail: bool, ca: &TestCa) -> Target {
+        let policy = TlsPolicy {
+            verify_cn: true,
+            extra_cas: vec![ca.der()],
+            ..TlsPolicy::default()
+        };
+        Target {
+            host: "localhost".to_owned(),
+            port,
+            security,
+            tls: client_config(&policy).unwrap(),
+            tls_id: 0,
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+            hello: ClientId::default(),
+            full_detail,
+        }
+    }
+
+    async fn failure(t: &Target) -> SmtpError {
+        match connect(t).await {
+            Ok(_) => panic!("connected to {}", t.port),
+            Err(e) => e,
+        }
+    }
+
+    /// A port that answers like a web server.
+    async fn not_smtp() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n").await;
+            }
+        });
+        port
+    }
+
+    async fn closed() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_certificate_is_described_in_full_for_the_providers_host_only() {
+        let ca = TestCa::new("Test CA");
+        let leaf = ca.leaf(&["localhost"], "other.example", None);
+        let port = https_server(server_config_for(&leaf), String::new())
+            .await
+            .port();
+        let full = failure(&target(port, Security::Implicit, true, &ca)).await;
+        let text = full.reason().to_string();
+        assert!(
+            text.contains("CN 'other.example' does not match host 'localhost'"),
+            "{text}"
+        );
+        let limited = failure(&target(port, Security::Implicit, false, &ca)).await;
+        let text = limited.reason().to_string();
+        assert!(!text.contains("other.example"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "the certificate's subject CN does not match the host of localhost:{port}"
+            )),
+            "{text}"
+        );
+        // Still a TLS failure: nothing was sent.
+        assert!(matches!(
+            limited,
+            SmtpError::Transport {
+                stage: Stage::Tls,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn closed_and_non_smtp_ports_read_the_same_for_another_host() {
+        let ca = TestCa::new("Test CA");
+        let web = not_smtp().await;
+        let shut = closed().await;
+        let leaf = ca.leaf(&["localhost"], "localhost", None);
+        let tls_web = https_server(server_config_for(&leaf), String::new())
+            .await
+            .port();
+        let cases = [
+            (web, Security::StartTls),
+            (web, Security::Implicit),
+            (shut, Security::StartTls),
+            (tls_web, Security::StartTls),
+        ];
+        let mut full = Vec::new();
+        for (port, security) in cases {
+            let e = failure(&target(port, security, false, &ca)).await;
+            let text = e.reason().to_string().replace(&port.to_string(), "PORT");
+            assert!(
+                text.contains("no SMTP server with TLS answered at localhost:PORT"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("HTTP") && !text.contains("refused"),
+                "{text}"
+            );
+            assert_eq!(
+                text,
+                failure(&target(web, Security::StartTls, false, &ca))
+                    .await
+                    .reason()
+                    .to_string()
+                    .replace(&web.to_string(), "PORT")
+            );
+            full.push(
+                failure(&target(port, security, true, &ca))
+                    .await
+                    .reason()
+                    .to_string(),
+            );
+        }
+        // For the provider's host each keeps its own description.
+        assert!(full[0].contains("not SMTP"), "{}", full[0]);
+        assert!(full[2].contains("refused"), "{}", full[2]);
     }
 }

@@ -6,7 +6,7 @@
 //! same actions on the default delegated account of that provider.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -267,11 +267,12 @@ async fn google_code(
 async fn test_email(
     State(state): State<AppState>,
     caller: ApiCaller,
+    headers: HeaderMap,
     Path(id): Path<i64>,
     ApiJson(body): ApiJson<TestBody>,
 ) -> Result<Response, WebError> {
     managed(&state, &caller, id).await?;
-    test_send(&state, &caller, id, body).await
+    test_send(&state, &caller, &headers, id, body).await
 }
 
 async fn email_get(

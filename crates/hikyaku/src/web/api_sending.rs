@@ -3,7 +3,8 @@
 //! certificates and Send Test E-mail. Same operations and checks as the pages.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::header::ACCEPT_LANGUAGE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -18,6 +19,7 @@ use super::i18n::Msg;
 use super::refusals::form_errors;
 use crate::admin::Problem;
 use crate::admin::accounts::EmailInput;
+use crate::i18n::{Locale, Tr};
 use crate::intake::cidr::Cidr;
 use crate::provider::Provider;
 use crate::queue::{JobFilter, JobState, JobStore as _};
@@ -214,15 +216,22 @@ pub(super) struct TestBody {
     to: String,
 }
 
+/// Queues the test e-mail, written in the language the request's
+/// Accept-Language asks for (English without one).
 pub(super) async fn test_send(
     state: &AppState,
     caller: &ApiCaller,
+    headers: &HeaderMap,
     id: i64,
     b: TestBody,
 ) -> Result<Response, WebError> {
+    let tr = Tr::new(Locale::negotiate(
+        None,
+        headers.get(ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()),
+    ));
     let id = state
         .admin(caller.actor())
-        .send_test(&state.live(), id, &b.to)
+        .send_test(&state.live(), id, &b.to, &tr)
         .await
         .map_err(refused)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))).into_response())
@@ -231,11 +240,12 @@ pub(super) async fn test_send(
 async fn test_email(
     State(state): State<AppState>,
     caller: ApiCaller,
+    headers: HeaderMap,
     Path(p): Path<String>,
     ApiJson(b): ApiJson<TestBody>,
 ) -> Result<Response, WebError> {
     let id = super::api::default_of(&state, &caller, &p).await?;
-    test_send(&state, &caller, id, b).await
+    test_send(&state, &caller, &headers, id, b).await
 }
 
 async fn provider_of(state: &AppState, id: Option<i64>) -> Option<&'static str> {

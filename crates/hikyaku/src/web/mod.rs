@@ -159,7 +159,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/settings/management/ca-certificates",
-            get(pages::ca_page).post(pages::ca_add),
+            get(pages::ca_page)
+                .post(pages::ca_add)
+                .layer(axum::extract::DefaultBodyLimit::max(pages::CA_UPLOAD_LIMIT)),
         )
         .route(
             "/settings/management/ca-certificates/delete",

@@ -645,3 +645,131 @@ async fn accounts_from_the_command_line() {
     assert!(store.account_by_name("scans").await.is_err());
     store.close().await;
 }
+
+#[tokio::test]
+async fn the_test_email_is_written_in_the_language_of_the_page() {
+    let (fc, server, _admin) = crate::sending::microsoft_ready().await;
+    let ja = Browser::with_lang(&server, "ja");
+    ja.login("admin", ADMIN_PASSWORD).await;
+    let r = ja
+        .submit_done(
+            "/settings/send/oauth/microsoft",
+            "/settings/send/oauth/microsoft/test",
+            &[("to", "someone@example.com")],
+        )
+        .await;
+    assert!(
+        r.body.contains("テストメールをキューに入れました"),
+        "{}",
+        r.body
+    );
+    let inbox = fc.wait_for_inbox(1, Duration::from_secs(15)).await;
+    let m = mail_parser::MessageParser::default()
+        .parse(&inbox[0].data)
+        .expect("a message");
+    assert_eq!(
+        m.subject(),
+        Some("hikyaku テストメール(OAuth 2.0 (Microsoft))")
+    );
+    let body = m.body_text(0).expect("a text body");
+    assert!(
+        body.contains(&format!(
+            "このテストメールは、hikyaku が OAuth 2.0 (Microsoft) を使い {MAILBOX} として送信しました。"
+        )),
+        "{body}"
+    );
+    assert!(body.contains("送信は正常に動作しています"), "{body}");
+    // The API writes it in the language Accept-Language asks for, else English.
+    let csrf = ja.session_csrf().await;
+    for (lang, subject) in [
+        (Some("ja"), "hikyaku テストメール(OAuth 2.0 (Microsoft))"),
+        (None, "hikyaku test e-mail (OAuth 2.0 (Microsoft))"),
+    ] {
+        let before = fc.inbox().len();
+        let mut req = ja
+            .client
+            .post(format!("{}/api/v1/oauth/microsoft/test-email", ja.base))
+            .header("x-csrf-token", &csrf)
+            .json(&json!({ "to": "someone@example.com" }));
+        if let Some(lang) = lang {
+            req = req.header("accept-language", lang);
+        }
+        let r = req.send().await.expect("API call");
+        assert_eq!(r.status().as_u16(), 202, "{:?}", r.text().await);
+        let inbox = fc.wait_for_inbox(before + 1, Duration::from_secs(15)).await;
+        let m = mail_parser::MessageParser::default()
+            .parse(&inbox[before].data)
+            .expect("a message");
+        assert_eq!(m.subject(), Some(subject));
+    }
+}
+
+/// With `delivery.rewrite_from = false`, a message whose From the routed
+/// account may not send as is refused at intake, naming why, and nothing
+/// is queued; a From on the account's list goes out unchanged.
+#[tokio::test]
+async fn a_from_outside_the_send_as_list_is_refused_when_from_is_not_rewritten() {
+    let fc = fakecloud(CertMode::Trusted).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = testkit::test_config(dir.path());
+    config.delivery.rewrite_from = false;
+    config.google.discovery_url = format!("{}/.well-known/openid-configuration", fc.base_url());
+    let server = TestServer::start_with(
+        dir,
+        config,
+        std::sync::Arc::new(hikyaku::clock::OffsetClock::default()),
+    )
+    .await;
+    let admin = authorize_microsoft(&server, &fc).await;
+    point_smtp(&admin, "microsoft", fc.exchange_smtp_addr(), "starttls").await;
+    add_authorized(
+        &admin,
+        &fc,
+        json!({"name": "erp", "send_as": ["invoices@erp.example"]}),
+        ERP,
+    )
+    .await;
+    fc.allow_send_as(ERP, "invoices@erp.example");
+    let (s, b) = api(
+        &admin,
+        Method::POST,
+        "/api/v1/submitters",
+        Some(json!({"name": "bound", "password": ADMIN_PASSWORD, "provider": "erp"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (_, before) = api(&admin, Method::GET, "/api/v1/jobs?limit=1000", None).await;
+    let r = submit(
+        &server,
+        Some("bound"),
+        "device@lan.example",
+        "device@lan.example",
+        "not on the list",
+    )
+    .await;
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert!(
+        r.contains("the account erp may not send as device@lan.example"),
+        "{r}"
+    );
+    let (_, after) = api(&admin, Method::GET, "/api/v1/jobs?limit=1000", None).await;
+    assert_eq!(
+        before.as_array().unwrap().len(),
+        after.as_array().unwrap().len(),
+        "nothing queued"
+    );
+    let r = submit(
+        &server,
+        Some("bound"),
+        "device@lan.example",
+        "invoices@erp.example",
+        "on the list",
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let inbox = fc.wait_for_inbox(1, Duration::from_secs(20)).await;
+    assert_eq!(subject_of(&inbox[0]), "on the list");
+    assert_eq!(inbox[0].auth_user, ERP);
+    let from = testkit::header(&inbox[0].data, "From").unwrap_or_default();
+    assert!(from.contains("invoices@erp.example"), "{from}");
+}

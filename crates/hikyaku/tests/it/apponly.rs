@@ -495,9 +495,25 @@ async fn expiring_credentials_are_warned_about() {
     let t = status_in(&admin, c.id).await;
     assert!(t.contains("certificate expired on"), "{t}");
     assert!(status_in(&ja, c.id).await.contains("証明書の有効期限が"));
-    // The function the Portal calls gives the same warnings.
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    assert!(hikyaku::tokens::apponly::credential_expiry_warning(&c, now).is_some());
+    // The Portal shows both warnings, per account, in the page's language.
+    let portal = admin.get("/").await;
+    assert_eq!(portal.status, 200, "{}", portal.body);
+    let w = by_id(&portal.body, &format!("portal-expiry-{}", a.id)).unwrap_or_default();
+    assert!(
+        w.contains(&format!("client secret expires on {soon} (in 10 days)")),
+        "{w}"
+    );
+    let w = by_id(&portal.body, &format!("portal-expiry-{}", c.id)).unwrap_or_default();
+    assert!(w.contains("certificate expired on"), "{w}");
+    let portal = ja.get("/").await;
+    let w = by_id(&portal.body, &format!("portal-expiry-{}", a.id)).unwrap_or_default();
+    assert!(
+        w.contains("クライアントシークレットの有効期限は") && w.contains("あと 10 日"),
+        "{w}"
+    );
+    let w = by_id(&portal.body, &format!("portal-expiry-{}", c.id)).unwrap_or_default();
+    assert!(w.contains("証明書の有効期限が"), "{w}");
+    assert!(portal.body.contains("資格情報の有効期限"));
 }
 
 #[tokio::test]
@@ -647,7 +663,7 @@ async fn secrets_stay_write_only_and_google_is_the_administrators() {
 }
 
 /// A multipart body as a browser sends the page's form.
-fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+pub fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
     let boundary = "----hikyakuTestBoundary7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
     for (name, value) in fields {

@@ -515,3 +515,97 @@ async fn datetime_page_zone_and_roles() {
         assert_eq!(user.get(path).await.status, 403, "general user: {path}");
     }
 }
+
+/// The CA page's form is a plain multipart upload: a DER or PEM file (and
+/// the paste box) reaches the server without any script, under the same
+/// checks and caps as pasted text.
+#[tokio::test]
+async fn the_ca_page_uploads_der_and_pem_files_without_script() {
+    use base64::Engine as _;
+    let server = TestServer::start().await;
+    let admin = server.setup_admin().await;
+    let page_path = "/settings/management/ca-certificates";
+    let page = admin.get(page_path).await;
+    assert!(
+        page.body.contains("enctype=\"multipart/form-data\"")
+            && page.body.contains("name=\"file\"")
+            && !page.body.contains("data-into"),
+        "{}",
+        page.body
+    );
+    let post = |(content_type, body): (String, Vec<u8>)| {
+        admin
+            .client
+            .post(server.url(page_path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let der_of = |pem: &str| {
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()
+    };
+    let der = der_of(&ca_pem("DER Upload CA", true, None));
+    // Without the form's token nothing is stored.
+    let r = post(crate::apponly::multipart(&[], &[("file", "ca.der", &der)]))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(ca_ids(&admin.get(page_path).await).is_empty());
+    let csrf = page.csrf();
+    let r = post(crate::apponly::multipart(
+        &[("csrf", &csrf), ("pem", "")],
+        &[("file", "ca.der", &der)],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let list = admin.get(page_path).await;
+    assert!(list.body.contains("DER Upload CA"), "{}", list.body);
+    assert_eq!(ca_ids(&list).len(), 1);
+    // A PEM file and pasted text in one post: both are added.
+    let file_pem = ca_pem("PEM File CA", true, None);
+    let pasted = ca_pem("Pasted CA", true, None);
+    let r = post(crate::apponly::multipart(
+        &[("csrf", &csrf), ("pem", &pasted)],
+        &[("file", "ca.pem", file_pem.as_bytes())],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let list = admin.get(page_path).await;
+    assert!(list.body.contains("PEM File CA") && list.body.contains("Pasted CA"));
+    assert_eq!(ca_ids(&list).len(), 3);
+    // A file that is no certificate, and one over the cap: refused with
+    // the reason, nothing stored.
+    let refused = [
+        (
+            b"not a certificate at all".to_vec(),
+            "not a valid X.509 certificate",
+        ),
+        (
+            vec![0x30; hikyaku::admin::trust::MAX_PEM_TEXT],
+            "larger than",
+        ),
+    ];
+    for (bytes, reason) in refused {
+        let r = post(crate::apponly::multipart(
+            &[("csrf", &csrf)],
+            &[("file", "bad.der", &bytes)],
+        ))
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{reason}");
+        let body = r.text().await.unwrap();
+        let error = body
+            .split("id=\"ca-error\">")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains(reason), "{reason}: {error}");
+    }
+    assert_eq!(ca_ids(&admin.get(page_path).await).len(), 3);
+}

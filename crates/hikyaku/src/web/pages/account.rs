@@ -15,6 +15,7 @@ use crate::provider::Provider;
 use crate::queue::{JobState, JobStore as _};
 use crate::roles::Permission;
 use crate::store::accounts::Account;
+use crate::tokens::apponly::credential_expiry_warning;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
@@ -30,6 +31,9 @@ pub struct PortalAccount {
     pub token_reason: Option<String>,
     pub connection_status: String,
     pub connection_status_label: String,
+    /// An app-only account's secret or certificate expires within 30 days
+    /// or has expired.
+    pub expiry_warning: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -99,6 +103,7 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
             defaults.push(d.id);
         }
     }
+    let now = state.clock.unix();
     let mut warnings = skew_warnings(&tr, &accounts);
     for a in accounts.iter().filter(|a| a.enabled && !a.verify_cert) {
         warnings.push(format!(
@@ -128,11 +133,12 @@ pub async fn portal(State(state): State<AppState>, ui: Ui) -> Result<Response, W
                 connection_status: a.connection_status.to_string(),
                 connection_status_label: tr
                     .t(&format!("connection-status-{}", a.connection_status)),
+                expiry_warning: credential_expiry_warning(a, now).map(|r| r.render(&tr)),
             })
             .collect(),
         queue,
         last_error,
-        chart: super::chart::portal_chart(&state.store, &tr, state.clock.unix(), offset).await?,
+        chart: super::chart::portal_chart(&state.store, &tr, now, offset).await?,
         checklist: if ui.can(Permission::ViewSettings) {
             super::checklist(&state, &tr).await?
         } else {

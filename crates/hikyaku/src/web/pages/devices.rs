@@ -316,6 +316,7 @@ pub async fn test_connection(state: &AppState, a: &Account) -> TestResult {
         }
     };
     let target = smtp::Target {
+        full_detail: smtp::provider_host(a.provider, a.cloud, &host),
         host: host.clone(),
         port,
         security: a.smtp_security,
@@ -386,7 +387,9 @@ fn failure(e: &SmtpError, host: &str, port: u16) -> (Reason, Option<String>) {
             let unknown = format!("TLS: {}", Reason::new("tls-unknown-issuer"));
             if *reason == unknown {
                 (at(Reason::new("email-test-unknown-ca")), None)
-            } else if reason.starts_with("TLS: certificate subject CN") {
+            } else if reason.starts_with("TLS: certificate subject CN")
+                || reason.starts_with("TLS: the certificate's subject CN")
+            {
                 (at(Reason::new("email-test-cn-mismatch")), None)
             } else {
                 (at(Reason::new("email-test-tls")), Some(reason.clone()))

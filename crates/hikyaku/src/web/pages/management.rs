@@ -3,8 +3,10 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use serde::Deserialize;
 
 use super::{Chrome, display_offset, fmt_time};
@@ -12,7 +14,7 @@ use crate::roles::Permission;
 use crate::web::AppState;
 use crate::web::auth::Ui;
 use crate::web::errors::WebError;
-use crate::web::i18n::render_all;
+use crate::web::i18n::{Msg, render_all};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "datetime.html")]
@@ -208,12 +210,79 @@ pub struct CaForm {
     id: i64,
 }
 
+/// Largest CA upload taken (a file and the paste box together): the PEM
+/// text limit twice over, so that a file at the limit still arrives and is
+/// refused with the limit named.
+pub const CA_UPLOAD_LIMIT: usize = 2 * crate::admin::trust::MAX_PEM_TEXT + 64 * 1024;
+
+/// A chosen certificate file as PEM text: PEM as it is, anything else
+/// taken as one DER certificate (the store's check then refuses what is
+/// not one).
+fn file_as_pem(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.contains("-----BEGIN") => text.to_string(),
+        _ => {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+            for line in b64.as_bytes().chunks(64) {
+                pem.push_str(&String::from_utf8_lossy(line));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+            pem
+        }
+    }
+}
+
+fn upload_unreadable() -> WebError {
+    WebError::BadRequest(Msg::new("ca-err-upload"))
+}
+
+/// The add form: a multipart upload (a PEM or DER file and the paste box)
+/// from the page, or the paste box alone as an ordinary form.
+async fn read_ca_form(state: &AppState, req: Request) -> Result<CaForm, WebError> {
+    let multipart = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        let Form(form) = Form::<CaForm>::from_request(req, state)
+            .await
+            .map_err(|_| upload_unreadable())?;
+        return Ok(form);
+    }
+    let mut form = Multipart::from_request(req, state)
+        .await
+        .map_err(|_| upload_unreadable())?;
+    let mut out = CaForm::default();
+    let mut file = String::new();
+    while let Some(field) = form.next_field().await.map_err(|_| upload_unreadable())? {
+        let name = field.name().unwrap_or("").to_string();
+        let bytes = field.bytes().await.map_err(|_| upload_unreadable())?;
+        match name.as_str() {
+            "csrf" => out.csrf = String::from_utf8_lossy(&bytes).trim().to_string(),
+            "pem" => out.pem = String::from_utf8_lossy(&bytes).to_string(),
+            "file" if !bytes.is_empty() => file = file_as_pem(&bytes),
+            _ => {}
+        }
+    }
+    if !file.is_empty() {
+        if !out.pem.trim().is_empty() {
+            out.pem.push('\n');
+        }
+        out.pem.push_str(&file);
+    }
+    Ok(out)
+}
+
 pub async fn ca_add(
     State(state): State<AppState>,
     ui: Ui,
-    Form(form): Form<CaForm>,
+    req: Request,
 ) -> Result<Response, WebError> {
     ui.require(Permission::ManageNetwork)?;
+    let form = read_ca_form(&state, req).await?;
     ui.check_csrf(&form.csrf)?;
     match state
         .admin(ui.actor())

@@ -300,7 +300,7 @@ pub async fn send_test_submit(
     ui.check_csrf(&form.csrf)?;
     state
         .admin(ui.actor())
-        .send_test(&state.live(), a.id, &form.to)
+        .send_test(&state.live(), a.id, &form.to, &ui.tr)
         .await?;
     Ok(super::done(&base_of(&state, &a).await.0, "test-sent"))
 }
