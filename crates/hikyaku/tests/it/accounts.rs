@@ -15,7 +15,12 @@ use crate::sending::{Smtp, point_smtp};
 use testkit::{ADMIN_PASSWORD, Browser, TestServer, add_user, eventually};
 
 /// One API call with the browser's session (cookie and CSRF header).
-async fn api(b: &Browser, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn api(
+    b: &Browser,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let csrf = b.session_csrf().await;
     let mut req = b
         .client

@@ -828,3 +828,116 @@ async fn no_secret_or_key_reaches_the_log() {
         "an assertion is in the log"
     );
 }
+
+/// One account of each credential kind — delegated Microsoft, a Microsoft
+/// app with a secret, a Google service account — deliver at the same time,
+/// each within its own limits: the delegated one over at most one
+/// connection, the app held to 2 messages a minute, the service account over
+/// at most 2 connections. The app's wait holds up neither of the others.
+#[tokio::test]
+async fn one_account_of_each_kind_delivers_concurrently_within_its_own_limits() {
+    use crate::accounts::api;
+    use reqwest::Method;
+    use serde_json::json;
+
+    let fc = crate::oauth_flow::fakecloud(fakecloud::CertMode::Trusted).await;
+    let server = crate::oauth_flow::server_for(&fc).await;
+    let admin = crate::oauth_flow::authorize_microsoft(&server, &fc).await;
+    crate::sending::point_smtp(&admin, "microsoft", fc.exchange_smtp_addr(), "starttls").await;
+    register_ms(&fc);
+    let key_json = fc.new_service_account(SA_EMAIL);
+    fc.delegate(SA_EMAIL, &["https://mail.google.com/"]);
+    fc.add_workspace_user(G_MAILBOX);
+    let files = tempfile::tempdir().unwrap();
+    let app = add_app(
+        &server,
+        AppAccountArgs {
+            client_secret_file: Some(file(&files, "secret", SECRET.as_bytes())),
+            ..ms_args(&fc, SECRET_APP, MS_MAILBOX)
+        },
+    )
+    .await
+    .unwrap();
+    let google = add_app(
+        &server,
+        AppAccountArgs {
+            google_service_account: Some(file(&files, "key.json", key_json.as_bytes())),
+            ..args(G_MAILBOX)
+        },
+    )
+    .await
+    .unwrap();
+    upstream(&server, app.id, fc.exchange_smtp_addr()).await;
+    upstream(&server, google.id, fc.gmail_smtp_addr()).await;
+    let (_, list) = api(&admin, Method::GET, "/api/v1/accounts", None).await;
+    let delegated = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["credential_kind"] == "delegated" && a["provider"] == "microsoft")
+        .and_then(|a| a["id"].as_i64())
+        .expect("the delegated Microsoft account");
+    for (id, limits) in [
+        (delegated, json!({"max_connections": 1})),
+        (app.id, json!({"rate_per_minute": 2})),
+        (google.id, json!({"max_connections": 2})),
+    ] {
+        let (s, b) = api(
+            &admin,
+            Method::PUT,
+            &format!("/api/v1/accounts/{id}"),
+            Some(limits),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    for i in 0..4 {
+        queue(
+            &server,
+            delegated,
+            crate::oauth_flow::MAILBOX,
+            &format!("d-{i}"),
+        )
+        .await;
+        queue(&server, app.id, MS_MAILBOX, &format!("a-{i}")).await;
+        queue(&server, google.id, G_MAILBOX, &format!("g-{i}")).await;
+    }
+    for i in 0..4 {
+        delivered(&fc, &format!("d-{i}")).await;
+        delivered(&fc, &format!("g-{i}")).await;
+    }
+    // The app's first two went too, meanwhile; the other two wait for the
+    // next minute.
+    for i in 0..2 {
+        delivered(&fc, &format!("a-{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let inbox = fc.inbox();
+    let of = |user: &str| -> Vec<&fakecloud::ReceivedMessage> {
+        inbox.iter().filter(|m| m.auth_user == user).collect()
+    };
+    assert_eq!(of(MS_MAILBOX).len(), 2, "2 a minute for the app");
+    let connections = |user: &str| {
+        let mut c: Vec<u64> = of(user).iter().map(|m| m.connection).collect();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    };
+    assert_eq!(of(crate::oauth_flow::MAILBOX).len(), 4);
+    assert_eq!(
+        connections(crate::oauth_flow::MAILBOX),
+        1,
+        "one connection at most"
+    );
+    assert_eq!(of(G_MAILBOX).len(), 4);
+    assert!(connections(G_MAILBOX) <= 2, "two connections at most");
+    let (_, waiting) = api(&admin, Method::GET, "/api/v1/jobs?state=deferred", None).await;
+    let waiting = waiting.as_array().unwrap();
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    assert!(
+        waiting.iter().all(|j| j["account_id"] == app.id),
+        "{waiting:?}"
+    );
+}
