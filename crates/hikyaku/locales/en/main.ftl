@@ -794,3 +794,20 @@ help-google-note = Then Refresh, and Register the Authorization Information (Ste
 confirm-oauth-off = Turning OAuth 2.0 off discards this account's tokens (Google's are also revoked): you will need to authorize again, and messages wait until then.
 confirm-oauth-off-check = Discard the tokens and turn OAuth 2.0 off
 connection-stale = The settings changed after this check of Server Connection Status: press Refresh to check them.
+
+## HTTP transports (Microsoft Graph, Gmail API)
+err-unknown-transport = Unknown transport "{ $transport }": choose smtp, graph (Microsoft) or gmail_api (Google).
+err-transport-not-for = The transport "{ $transport }" is not offered for this provider: Microsoft accounts use smtp or graph, Google accounts smtp or gmail_api.
+reason-token-transport-changed = The transport changed to { $transport }, which needs a token for other permissions: authorize this account again.
+reason-job-http-header-only = not sent: the message's To/Cc/Bcc name recipients that are not in the SMTP envelope ({ $list }); the HTTP API would deliver to them. Send it without those addresses, or use the SMTP transport for this account
+reason-job-http-too-large = the message ({ $size } bytes) is larger than { $api } accepts ({ $max } bytes); use the SMTP transport for such messages
+reason-job-http-throttled = { $api } answered HTTP { $status } and asked to wait { $secs } s; the mailbox's messages wait that long
+reason-job-http-forbidden = { $api } refused the request ({ $message }): grant { $grant } to the application, then messages go out by themselves
+reason-job-http-refused = { $api } refused the message: { $message }
+reason-job-http-failed = { $api } could not be reached: { $detail }
+reason-job-http-token-refused = { $api } refused a freshly refreshed access token ({ $message }): check that the token is for this API's permissions (authorize again after changing the transport)
+accounts-transport = Transport
+accounts-transport-smtp = SMTP (XOAUTH2)
+accounts-transport-graph = Microsoft Graph API (HTTPS)
+accounts-transport-gmail_api = Gmail API (HTTPS)
+accounts-transport-note = Changing the transport of an account a person authorized ends that authorization: authorize the account again.

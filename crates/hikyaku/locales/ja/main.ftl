@@ -842,3 +842,20 @@ help-google-note = その後、更新を押し、認可用情報を登録しま�
 confirm-oauth-off = OAuth 2.0をOFFにすると、このアカウントのトークンは破棄されます(Googleの場合は失効もします)。再度認可が必要になり、それまでメールは送信待ちになります。
 confirm-oauth-off-check = トークンを破棄してOAuth 2.0をOFFにする
 connection-stale = このサーバーの接続状況の確認の後に設定が変更されました。[更新]を押して確認してください。
+
+## HTTP transports (Microsoft Graph, Gmail API)
+err-unknown-transport = 送信方式「{ $transport }」は不明です。smtp、graph(Microsoft)、gmail_api(Google)のいずれかを選んでください。
+err-transport-not-for = 送信方式「{ $transport }」はこのプロバイダーでは使えません。Microsoft のアカウントは smtp か graph、Google のアカウントは smtp か gmail_api を使います。
+reason-token-transport-changed = 送信方式が { $transport } に変わり、別の権限のトークンが必要です。このアカウントの認証をやり直してください。
+reason-job-http-header-only = 送信しませんでした:To/Cc/Bcc に SMTP エンベロープにない宛先({ $list })があり、HTTP API ではその宛先にも届いてしまいます。それらのアドレスを外して送るか、このアカウントの送信方式を SMTP にしてください
+reason-job-http-too-large = メッセージ({ $size } バイト)が { $api } の上限({ $max } バイト)を超えています。このようなメッセージには SMTP の送信方式を使ってください
+reason-job-http-throttled = { $api } が HTTP { $status } を返し、{ $secs } 秒待つよう求めました。このメールボックスのメッセージはその間待機します
+reason-job-http-forbidden = { $api } が要求を拒否しました({ $message })。アプリケーションに { $grant } を付与してください。付与後、メッセージは自動的に送信されます
+reason-job-http-refused = { $api } がメッセージを拒否しました:{ $message }
+reason-job-http-failed = { $api } に接続できませんでした:{ $detail }
+reason-job-http-token-refused = { $api } が更新直後のアクセストークンを拒否しました({ $message })。トークンがこの API の権限のものか確認してください(送信方式を変えた後は認証をやり直します)
+accounts-transport = 送信方式
+accounts-transport-smtp = SMTP(XOAUTH2)
+accounts-transport-graph = Microsoft Graph API(HTTPS)
+accounts-transport-gmail_api = Gmail API(HTTPS)
+accounts-transport-note = 人が認証したアカウントの送信方式を変えると、その認証は終了します。認証をやり直してください。
