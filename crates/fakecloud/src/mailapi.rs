@@ -86,13 +86,15 @@ fn fault_response(api: MailApi, f: ApiFault) -> Response {
 }
 
 /// Checks the bearer token for `mailbox`; `Err` is the provider's refusal.
+#[allow(clippy::result_large_err)] // a test double's refusal, used at once
 fn check_token(
     shared: &Shared,
     api: MailApi,
     headers: &HeaderMap,
     mailbox: &str,
 ) -> Result<(), Response> {
-    let refuse = |status: StatusCode, code: &str, msg: &str| {
+    #[allow(clippy::result_large_err)]
+    let refuse = |status: StatusCode, code: &str, msg: &str| -> Result<(), Response> {
         Err(match api {
             MailApi::Graph => graph_error(status, code, msg),
             MailApi::Gmail => gmail_error(status, code, msg),
