@@ -269,7 +269,10 @@ pub(crate) fn client_credentials(
             ),
         );
     }
-    if scope != MS_APP_SCOPE {
+    // Exchange's resource, or Graph's (the public host or this fake's).
+    let graph = scope == "https://graph.microsoft.com/.default"
+        || scope == format!("{}/.default", shared.base_url);
+    if scope != MS_APP_SCOPE && !graph {
         return ms_error(
             StatusCode::BAD_REQUEST,
             "invalid_resource",

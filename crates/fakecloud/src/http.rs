@@ -15,10 +15,10 @@ use axum::routing::{get, post};
 use axum_server::ConnectionShutdown;
 
 use crate::state::{HttpFault, RecordedRequest, Shared, parse_form};
-use crate::{entra, google};
+use crate::{entra, google, mailapi};
 
-/// Bodies the fake accepts (forms and small pages only).
-const MAX_BODY: usize = 1 << 20;
+/// Bodies the fake accepts: forms, and messages up to Gmail's 35 MiB.
+const MAX_BODY: usize = 40 << 20;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -39,6 +39,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/token", post(google::token))
         .route("/revoke", post(google::revoke))
+        .route(
+            "/v1.0/users/{mailbox}/sendMail",
+            post(mailapi::graph_send_mail),
+        )
+        .route(
+            "/upload/gmail/v1/users/{mailbox}/messages/send",
+            post(mailapi::gmail_upload).put(mailapi::gmail_upload_put),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             shared.clone(),

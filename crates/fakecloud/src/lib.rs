@@ -23,6 +23,7 @@ mod certs;
 mod entra;
 mod google;
 mod http;
+mod mailapi;
 mod smtp;
 mod state;
 
@@ -36,6 +37,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use apponly::AppCertificate;
+pub use mailapi::{ApiFault, ApiMessage, MailApi};
 pub use state::{
     HttpFault, ReceivedMessage, RecordedRequest, SmtpConnections, SmtpFault, SmtpFlavor, SmtpStage,
 };
@@ -242,6 +244,22 @@ impl FakeCloud {
 
     fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    /// Messages the HTTP sending APIs (Graph, Gmail) accepted.
+    pub fn api_inbox(&self) -> Vec<ApiMessage> {
+        self.shared().lock().api_inbox.clone()
+    }
+
+    /// The next API request (Graph or Gmail) gets `fault` instead of its
+    /// normal reply; several queue up in order.
+    pub fn push_api_fault(&self, fault: ApiFault) {
+        self.shared().lock().api_faults.push_back(fault);
+    }
+
+    /// The `host:port` of the HTTPS server, as an account's API host.
+    pub fn api_host(&self) -> String {
+        format!("localhost:{}", self.https_port())
     }
 
     /// Stops all listeners now (also happens when the last handle drops).

@@ -241,6 +241,12 @@ pub(crate) struct Inner {
     pub smtp_connections: SmtpConnections,
     /// App-only grants: apps, service accounts, grants and forced errors.
     pub app: crate::apponly::AppState,
+    /// Messages the HTTP sending APIs accepted.
+    pub api_inbox: Vec<crate::mailapi::ApiMessage>,
+    /// Replies the next API requests get instead of the normal one.
+    pub api_faults: std::collections::VecDeque<crate::mailapi::ApiFault>,
+    /// Gmail resumable upload sessions: id → mailbox.
+    pub api_uploads: HashMap<String, String>,
 }
 
 pub(crate) struct Shared {

@@ -59,6 +59,11 @@ pub struct AddArgs {
     /// Add the account switched off.
     #[arg(long)]
     pub disabled: bool,
+    /// smtp (default), graph (Microsoft Graph sendMail) or gmail_api. App-only
+    /// accounts are added with smtp and switched on the Accounts page or
+    /// with the API.
+    #[arg(long, conflicts_with_all = ["microsoft_app", "google_service_account"])]
+    pub transport: Option<String>,
     /// App-only: a Microsoft Entra app (client credentials grant); needs
     /// --tenant, --client-id, --mailbox and --client-secret-file or --certificate.
     #[arg(long, requires_all = ["tenant", "client_id", "mailbox"])]
@@ -160,6 +165,7 @@ fn details(a: &Account) -> String {
         ),
         format!("smtp scope:      {}", a.delegated_smtp_scope()),
         format!("graph host:      {}", a.effective_graph_host()),
+        format!("transport:       {}", a.transport),
         format!("send as:         {}", a.send_as.join(", ")),
         format!("rate per minute: {}", limit(a.rate_per_minute)),
         format!("max connections: {}", limit(a.max_connections)),
@@ -208,6 +214,7 @@ pub async fn run(config: &Config, cmd: AccountCommand) -> Result<(), AccountCliE
                     .map(|n| n.to_string())
                     .unwrap_or_default(),
                 enabled: !args.disabled,
+                transport: args.transport.clone().unwrap_or_default(),
                 ..Default::default()
             };
             let a = admin.add_account(&input).await?;

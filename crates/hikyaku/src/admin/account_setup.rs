@@ -11,7 +11,9 @@ use crate::cloud::Cloud;
 use crate::i18n::Reason;
 use crate::provider::Provider;
 use crate::roles::Permission;
-use crate::store::accounts::{Account, AccountSettings, CredentialKind, JobsOnDelete, NewAccount};
+use crate::store::accounts::{
+    Account, AccountSettings, CredentialKind, JobsOnDelete, NewAccount, Transport,
+};
 use crate::store::audit::Action;
 use crate::tokens::validate_microsoft_endpoint;
 
@@ -47,6 +49,8 @@ pub struct AccountInput {
     pub rate_per_minute: String,
     pub max_connections: String,
     pub enabled: bool,
+    /// `smtp`, `graph` or `gmail_api`; empty keeps the account's (new: smtp).
+    pub transport: String,
 }
 
 /// Whether `host` is a DNS name or an IP address.
@@ -59,6 +63,16 @@ pub(crate) fn valid_host(host: &str) -> bool {
                 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
     ok || host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// A host with an optional `:port`.
+fn valid_api_host(text: &str) -> bool {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            valid_host(host) && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        _ => valid_host(text),
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -183,10 +197,21 @@ fn validate(
     let graph_host = optional(&input.graph_host)
         .map(|h| h.to_ascii_lowercase())
         .filter(|h| Some(h.as_str()) != old_preset.map(|(p, _)| p.api_host));
+    // A port is allowed: an API behind another port (a gateway, tests).
     if let Some(host) = &graph_host
-        && !valid_host(host)
+        && !valid_api_host(host)
     {
         problems.push(Problem::GraphHostInvalid(host.clone()));
+    }
+    let transport = match input.transport.trim() {
+        "" => old.map_or(Transport::Smtp, |a| a.transport),
+        text => Transport::parse(text).unwrap_or_else(|| {
+            problems.push(Problem::UnknownTransport(text.to_string()));
+            Transport::Smtp
+        }),
+    };
+    if !transport.fits(provider) {
+        problems.push(Problem::TransportNotFor(transport.as_str().to_string()));
     }
     let send_as = parse_send_as(&input.send_as, &mut problems);
     let rate_per_minute = parse_limit(
@@ -217,6 +242,7 @@ fn validate(
         rate_per_minute,
         max_connections,
         enabled: input.enabled,
+        transport,
     })
 }
 
@@ -231,6 +257,7 @@ fn settings_detail(code: &str, provider: Provider, s: &AccountSettings) -> Reaso
         .arg("send_as", s.send_as.join(" "))
         .arg("rate", limit(s.rate_per_minute))
         .arg("connections", limit(s.max_connections))
+        .arg("transport", s.transport.as_str())
 }
 
 impl Admin<'_> {
@@ -338,6 +365,10 @@ impl Admin<'_> {
         let elsewhere = settings.cloud != a.cloud
             || (a.provider == Provider::Microsoft && settings.endpoint != a.endpoint)
             || settings.smtp_scope != a.smtp_scope;
+        // Another transport needs a token for another scope: a person
+        // authorizes again (delegated); app-only tokens are fetched anew.
+        let transport_changed = settings.transport != a.transport;
+        let elsewhere = elsewhere || (transport_changed && !a.credential_kind.is_app_only());
         let reset =
             (elsewhere || (a.enabled && !settings.enabled)) && a.token_status != "not_registered";
         if reset && let Err(e) = live.tokens.disable(a.id).await {
@@ -353,6 +384,22 @@ impl Admin<'_> {
             .await?;
         if reset {
             self.store.clear_tokens(a.id).await?;
+        }
+        if transport_changed && reset {
+            // Token Status says why the authorization ended.
+            let why = Reason::new("token-transport-changed")
+                .arg("transport", settings.transport.as_str());
+            self.store
+                .set_token_status(a.id, "error", Some(&why), None)
+                .await?;
+        } else if transport_changed
+            && a.credential_kind.is_app_only()
+            && settings.enabled
+            && a.token_status == "active"
+            && let Err(e) = live.tokens.force_refresh(a.id).await
+        {
+            // The status shows the provider's refusal of the new scope.
+            tracing::warn!(account = a.id, error = %e, "no token for the new transport yet");
         }
         self.audit(
             Action::AccountUpdate,
@@ -453,6 +500,7 @@ pub fn input_of(a: &Account, enabled: bool) -> AccountInput {
         rate_per_minute: a.rate_per_minute.map(|n| n.to_string()).unwrap_or_default(),
         max_connections: a.max_connections.map(|n| n.to_string()).unwrap_or_default(),
         enabled,
+        transport: a.transport.as_str().to_string(),
     }
 }
 

@@ -185,6 +185,12 @@ pub enum Problem {
     UnknownCloud(String),
     #[error("the cloud {0} is not offered for this provider: Google has only worldwide")]
     CloudNotOffered(String),
+    #[error("unknown transport {0:?}: choose smtp, graph (Microsoft) or gmail_api (Google)")]
+    UnknownTransport(String),
+    #[error(
+        "the transport {0} is not offered for this provider: Microsoft accounts use smtp or graph, Google accounts smtp or gmail_api"
+    )]
+    TransportNotFor(String),
     #[error(
         "unknown credential kind {0:?}: choose delegated, microsoft_secret, microsoft_certificate or google_service_account"
     )]

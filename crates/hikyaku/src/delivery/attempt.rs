@@ -239,6 +239,12 @@ impl Delivery {
                 };
             }
         };
+        if a.transport != crate::store::accounts::Transport::Smtp {
+            let (from, rewrite) = self.envelope_from(&a, job, &token);
+            return self
+                .attempt_http(job, &a, token, body, &from, rewrite)
+                .await;
+        }
         let target = match self.target(&a) {
             Ok(t) => t,
             Err(reason) => {
@@ -382,6 +388,33 @@ impl Delivery {
                 }
             };
         }
+    }
+
+    /// The envelope sender and whether From is rewritten to it: a From in
+    /// the account's send-as list is kept; else the Sender setting or the
+    /// mailbox.
+    pub(super) fn envelope_from(
+        &self,
+        a: &Account,
+        job: &Job,
+        token: &AccessToken,
+    ) -> (String, bool) {
+        let kept = job
+            .header_from
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| crate::store::accounts::send_as_match(&a.send_as, f).is_some())
+            .map(str::to_owned);
+        let rewrite = self.inner.config.rewrite_from && kept.is_none();
+        let from = kept.unwrap_or_else(|| {
+            a.sender
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&token.mailbox)
+                .to_owned()
+        });
+        (from, rewrite)
     }
 
     /// AUTH was refused: a token the provider rejects is refreshed once

@@ -40,6 +40,7 @@
 pub mod backoff;
 pub mod dsn;
 pub mod handoff;
+pub mod http_api;
 pub mod outcome;
 pub mod pool;
 pub mod rate;
@@ -115,6 +116,8 @@ struct Inner {
     handoff: Handoff,
     /// Taken by the loop when it starts.
     fresh: Mutex<Option<mpsc::Receiver<Fresh>>>,
+    /// The HTTP transports' clients and waits.
+    http: http_api::HttpState,
 }
 
 /// The replies hikyaku writes itself into a job's last reply, as reasons
@@ -264,6 +267,7 @@ impl Delivery {
                 pool,
                 handoff,
                 fresh: Mutex::new(Some(fresh)),
+                http: http_api::HttpState::default(),
             }),
         }
     }

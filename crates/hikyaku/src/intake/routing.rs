@@ -138,6 +138,7 @@ mod tests {
                         rate_per_minute: None,
                         max_connections: None,
                         enabled: true,
+                        transport: a.transport,
                     },
                     1,
                 )

@@ -212,6 +212,53 @@ impl CredentialKind {
     }
 }
 
+/// How an account hands its messages to the provider.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// SMTP with XOAUTH2 (the printer manual's way).
+    #[default]
+    Smtp,
+    /// Microsoft Graph `sendMail` over HTTPS (Microsoft accounts).
+    Graph,
+    /// The Gmail API `messages.send` over HTTPS (Google accounts).
+    GmailApi,
+}
+
+stored_as_name!(Transport {
+    Smtp => "smtp",
+    Graph => "graph",
+    GmailApi => "gmail_api",
+});
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::Smtp, Transport::Graph, Transport::GmailApi];
+
+    /// Reads a name; `None` for one this version does not know.
+    pub fn parse(text: &str) -> Option<Transport> {
+        Transport::from_name(text)
+    }
+
+    /// Whether an account of `provider` may use this transport.
+    pub fn fits(self, provider: Provider) -> bool {
+        match self {
+            Transport::Smtp => true,
+            Transport::Graph => provider == Provider::Microsoft,
+            Transport::GmailApi => provider == Provider::Google,
+        }
+    }
+
+    /// The transports an account of `provider` may choose.
+    pub fn offered_by(provider: Provider) -> [Transport; 2] {
+        match provider {
+            Provider::Microsoft => [Transport::Smtp, Transport::Graph],
+            Provider::Google => [Transport::Smtp, Transport::GmailApi],
+        }
+    }
+}
+
 /// How the TLS of an account's upstream connection starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SmtpSecurity {
@@ -287,6 +334,8 @@ pub struct Account {
     pub service_account_email: Option<String>,
     /// App-only: when the secret or certificate stops working.
     pub credential_expires_at: Option<i64>,
+    /// SMTP, Graph or the Gmail API.
+    pub transport: Transport,
 }
 
 /// The sealed columns of an account.
@@ -348,6 +397,7 @@ pub struct AccountSettings {
     pub rate_per_minute: Option<u32>,
     pub max_connections: Option<u32>,
     pub enabled: bool,
+    pub transport: Transport,
 }
 
 /// What happens to an account's waiting jobs when it is deleted.
@@ -372,6 +422,17 @@ impl Account {
                     .smtp_scope_delegated
                     .to_owned()
             })
+    }
+
+    /// The scope delegated tokens are requested for, by transport: SMTP
+    /// (the override, else the cloud's preset), Graph `Mail.Send` on the
+    /// account's Graph host, or Gmail's `gmail.send`.
+    pub fn delegated_scope(&self) -> String {
+        match self.transport {
+            Transport::Smtp => self.delegated_smtp_scope(),
+            Transport::Graph => format!("https://{}/Mail.Send", self.effective_graph_host()),
+            Transport::GmailApi => GMAIL_SEND_SCOPE.to_owned(),
+        }
     }
 
     /// The host of the HTTP sending API: the override, else the preset.
@@ -399,6 +460,9 @@ impl Account {
             || send_as_match(&self.send_as, &address).is_some()
     }
 }
+
+/// The Gmail API's scope for sending only.
+pub const GMAIL_SEND_SCOPE: &str = "https://www.googleapis.com/auth/gmail.send";
 
 /// How an address matches a send-as list: `Some(true)` for an exact entry,
 /// `Some(false)` for an `@domain` entry, `None` for no match.
@@ -448,7 +512,7 @@ fn reason(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Reason>>
         .map(|text| Reason::from_stored(&text)))
 }
 
-const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at, cloud, credential_kind, smtp_scope, graph_host, send_as, rate_per_minute, max_connections, certificate IS NOT NULL AS has_certificate, private_key IS NOT NULL AS has_private_key, service_account_key IS NOT NULL AS has_service_account_key, service_account_email, credential_expires_at";
+const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at, cloud, credential_kind, smtp_scope, graph_host, send_as, rate_per_minute, max_connections, certificate IS NOT NULL AS has_certificate, private_key IS NOT NULL AS has_private_key, service_account_key IS NOT NULL AS has_service_account_key, service_account_email, credential_expires_at, transport";
 
 /// A per-account limit; a stored value out of range reads as unset.
 fn limit(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<u32>> {
@@ -527,6 +591,9 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
         has_service_account_key: row.try_get("has_service_account_key")?,
         service_account_email: row.try_get("service_account_email")?,
         credential_expires_at: row.try_get("credential_expires_at")?,
+        // An unknown name (a newer version's) reads as SMTP, which every
+        // account can do.
+        transport: Transport::parse(&row.try_get::<String, _>("transport")?).unwrap_or_default(),
     })
 }
 
@@ -593,7 +660,7 @@ impl Store {
             StoreError::Conflict(Conflict::Corrupt(format!("send_as cannot be written: {e}")))
         })?;
         let _changing = self.accounts.changing();
-        let done = sqlx::query("UPDATE accounts SET name = ?2, cloud = ?3, endpoint = ?4, smtp_host = ?5, smtp_scope = ?6, graph_host = ?7, send_as = ?8, rate_per_minute = ?9, max_connections = ?10, enabled = ?11, updated_at = ?12 WHERE id = ?1")
+        let done = sqlx::query("UPDATE accounts SET name = ?2, cloud = ?3, endpoint = ?4, smtp_host = ?5, smtp_scope = ?6, graph_host = ?7, send_as = ?8, rate_per_minute = ?9, max_connections = ?10, enabled = ?11, updated_at = ?12, transport = ?13 WHERE id = ?1")
             .bind(id)
             .bind(&s.name)
             .bind(s.cloud.as_str())
@@ -606,6 +673,7 @@ impl Store {
             .bind(s.max_connections.map(i64::from))
             .bind(s.enabled)
             .bind(now)
+            .bind(s.transport.as_str())
             .execute(self.pool())
             .await;
         match done {

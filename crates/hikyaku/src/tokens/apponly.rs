@@ -39,9 +39,16 @@ pub fn app_configured(a: &Account) -> bool {
         }
 }
 
-/// The scope an app-only token is requested for: the account's override,
-/// else its cloud's preset (`…/.default` for Microsoft).
+/// The scope an app-only token is requested for: for SMTP the account's
+/// override, else its cloud's preset (`…/.default` for Microsoft); for Graph
+/// `.default` on the account's Graph host; for the Gmail API `gmail.send`.
 pub fn app_scope(a: &Account) -> String {
+    use crate::store::accounts::{GMAIL_SEND_SCOPE, Transport as Via};
+    match a.transport {
+        Via::Smtp => {}
+        Via::Graph => return format!("https://{}/.default", a.effective_graph_host()),
+        Via::GmailApi => return GMAIL_SEND_SCOPE.to_string(),
+    }
     a.smtp_scope
         .as_deref()
         .map(str::trim)

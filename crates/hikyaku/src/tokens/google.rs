@@ -119,7 +119,12 @@ impl TokenService {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(CsrfToken::new_random)
-            .add_scopes(GOOGLE_SCOPES.iter().map(|s| Scope::new((*s).to_string())))
+            .add_scopes(
+                // The Gmail API asks only for sending; SMTP needs full mail access.
+                std::iter::once(a.delegated_scope())
+                    .chain(GOOGLE_SCOPES[1..].iter().map(|s| (*s).to_string()))
+                    .map(Scope::new),
+            )
             .set_pkce_challenge(challenge)
             .add_extra_param("access_type", "offline")
             .add_extra_param("prompt", "consent");

@@ -115,7 +115,7 @@ impl TokenService {
         let client = client.set_device_authorization_url(device_url);
         // The SMTP scope of the account's cloud (or its override).
         let request = client.exchange_device_code().add_scopes(
-            crate::provider::microsoft_scopes(&a.delegated_smtp_scope(), false)
+            crate::provider::microsoft_scopes(&a.delegated_scope(), false)
                 .into_iter()
                 .map(Scope::new),
         );

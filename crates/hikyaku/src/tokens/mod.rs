@@ -397,6 +397,12 @@ impl TokenService {
     pub fn tls_policy(&self, a: &Account) -> TlsPolicy {
         self.inner.policy(a)
     }
+
+    /// The outbound proxy (Management → Network) as configured now; the
+    /// HTTP transports go through it as the token requests do.
+    pub fn proxy_settings(&self) -> Option<crate::proxy::ProxySettings> {
+        crate::proxy::current(&self.inner.proxy)
+    }
 }
 
 impl Inner {

@@ -334,7 +334,7 @@ impl Inner {
                 client
                     .exchange_refresh_token(&refresh)
                     .add_scopes(
-                        crate::provider::microsoft_scopes(&a.delegated_smtp_scope(), true)
+                        crate::provider::microsoft_scopes(&a.delegated_scope(), true)
                             .into_iter()
                             .map(Scope::new),
                     )

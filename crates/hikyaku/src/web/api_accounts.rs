@@ -64,6 +64,7 @@ fn object_json(a: &Account) -> Value {
         "rate_per_minute": a.rate_per_minute,
         "max_connections": a.max_connections,
         "is_default": a.is_default,
+        "transport": a.transport.as_str(),
     });
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
@@ -102,6 +103,7 @@ struct AccountBody {
     rate_per_minute: Option<u32>,
     max_connections: Option<u32>,
     enabled: Option<bool>,
+    transport: Option<String>,
 }
 
 impl AccountBody {
@@ -122,6 +124,7 @@ impl AccountBody {
             rate_per_minute: limit(self.rate_per_minute, base.rate_per_minute),
             max_connections: limit(self.max_connections, base.max_connections),
             enabled: self.enabled.unwrap_or(base.enabled),
+            transport: self.transport.unwrap_or(base.transport),
         }
     }
 }

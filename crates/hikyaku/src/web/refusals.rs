@@ -48,6 +48,8 @@ pub fn problem(p: &Problem) -> Msg {
         Problem::UnknownAccount(name) => Msg::new("err-unknown-account").arg("name", name),
         Problem::UnknownCloud(cloud) => Msg::new("err-unknown-cloud").arg("cloud", cloud),
         Problem::CloudNotOffered(cloud) => Msg::new("err-cloud-not-offered").arg("cloud", cloud),
+        Problem::UnknownTransport(t) => Msg::new("err-unknown-transport").arg("transport", t),
+        Problem::TransportNotFor(t) => Msg::new("err-transport-not-for").arg("transport", t),
         Problem::UnknownCredentialKind(kind) => {
             Msg::new("err-unknown-credential-kind").arg("kind", kind)
         }

@@ -20,6 +20,7 @@ mod queue;
 mod secrets;
 mod sending;
 mod tokens;
+mod transports;
 mod trust;
 mod ui;
 mod users;

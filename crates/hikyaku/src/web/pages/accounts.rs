@@ -68,6 +68,7 @@ struct FormPage {
     f: AccountForm,
     providers: Vec<(&'static str, String)>,
     clouds: Vec<(&'static str, String)>,
+    transports: Vec<(&'static str, String)>,
     /// Defaults shown beside the limit fields.
     default_rate: u64,
     default_connections: u64,
@@ -165,6 +166,7 @@ pub struct AccountForm {
     pub rate_per_minute: String,
     pub max_connections: String,
     pub enabled: Option<String>,
+    pub transport: String,
 }
 
 impl AccountForm {
@@ -183,6 +185,7 @@ impl AccountForm {
             rate_per_minute: self.rate_per_minute.clone(),
             max_connections: self.max_connections.clone(),
             enabled: self.enabled.is_some(),
+            transport: self.transport.clone(),
         }
     }
 
@@ -204,6 +207,7 @@ impl AccountForm {
             rate_per_minute: i.rate_per_minute,
             max_connections: i.max_connections,
             enabled: a.enabled.then(|| "on".to_string()),
+            transport: i.transport,
         }
     }
 }
@@ -231,6 +235,18 @@ fn form_page(
         .into_iter()
         .map(|c| (c.as_str(), cloud_label(&tr, c)))
         .collect();
+    // An account's own provider offers two; a new one may pick any, and
+    // the check says which fit its provider.
+    let transports = crate::store::accounts::Transport::ALL
+        .into_iter()
+        .filter(|t| Provider::parse(&f.provider).is_none_or(|p| t.fits(p)))
+        .map(|t| {
+            (
+                t.as_str(),
+                tr.t(&format!("accounts-transport-{}", t.as_str())),
+            )
+        })
+        .collect();
     (
         status,
         FormPage {
@@ -241,6 +257,7 @@ fn form_page(
             f,
             providers,
             clouds,
+            transports,
             default_rate: state.config.delivery.rate_per_minute,
             default_connections: state.config.delivery.connections_per_account,
         },
