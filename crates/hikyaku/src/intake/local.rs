@@ -48,6 +48,8 @@ pub enum LocalError {
     NoSender,
     #[error("refused, nothing was queued: {0}")]
     Unroutable(super::routing::Unroutable),
+    #[error("refused, nothing was queued: {0}")]
+    TooLargeForAccount(String),
 }
 
 impl From<StoreError> for LocalError {
@@ -446,6 +448,9 @@ pub async fn enqueue(
         rewrite_from,
     )
     .map_err(LocalError::Unroutable)?;
+    if let Some(reason) = super::routing::too_large(&accounts, job.account_id, job.body.len()) {
+        return Err(LocalError::TooLargeForAccount(reason));
+    }
     store.enqueue(&job, clock.unix()).await?;
     Ok(job.id)
 }

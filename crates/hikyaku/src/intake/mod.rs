@@ -87,6 +87,10 @@ pub enum SinkError {
     /// From): `550 5.7.1 {0}`; nothing is queued.
     #[error("{0}")]
     Refused(String),
+    /// Larger than the routed account's transport can carry: `552 5.3.4 {0}`;
+    /// nothing is queued.
+    #[error("{0}")]
+    TooLargeForAccount(String),
     /// The queue's disk is full: `452 4.3.1 Insufficient system storage`.
     #[error("insufficient system storage")]
     StorageFull,
@@ -103,6 +107,7 @@ impl SinkError {
             SinkError::Temporary(_) => "temporary",
             SinkError::Permanent(_) => "refused",
             SinkError::Refused(_) => "unroutable",
+            SinkError::TooLargeForAccount(_) => "too_large",
             SinkError::StorageFull => "storage_full",
             SinkError::Throttled(_) => "throttled",
         }

@@ -61,6 +61,20 @@ fn default_account(accounts: &[Account]) -> Result<Option<&Account>, Unroutable>
 /// Decides the account of a message. `bound`: the submitter's or allowlist
 /// entry's account; `header_from`: the From header's address. `None`: no
 /// account is set up yet (delivery takes the default when there is one).
+/// Why a message of `size` bytes can never go out through the account it was
+/// routed to (its transport's limit), or `None`.
+pub fn too_large(accounts: &[Account], account: Option<i64>, size: usize) -> Option<String> {
+    let a = accounts.iter().find(|a| Some(a.id) == account)?;
+    let max = a.transport.max_message_size()?;
+    (size > max).then(|| {
+        format!(
+            "Message too large for account {} ({}): {size} bytes, at most {max}",
+            a.name,
+            a.transport.as_str()
+        )
+    })
+}
+
 pub fn route(
     accounts: &[Account],
     bound: Option<i64>,
@@ -221,5 +235,26 @@ mod tests {
             })
             .collect();
         assert_eq!(route(&none, None, "a@b.example", None, false), Ok(None));
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_the_accounts_transport_takes_is_refused() {
+        let (_dir, mut list) = accounts().await;
+        let id = list[0].id;
+        let three_mb = 3 * 1024 * 1024;
+        // SMTP takes what intake takes.
+        assert_eq!(too_large(&list, Some(id), three_mb + 1), None);
+        list[0].transport = crate::store::accounts::Transport::Graph;
+        let why = too_large(&list, Some(id), three_mb + 1).expect("too large for Graph");
+        assert!(
+            why.contains("graph") && why.contains(&list[0].name),
+            "{why}"
+        );
+        assert_eq!(too_large(&list, Some(id), 1024), None);
+        list[0].transport = crate::store::accounts::Transport::GmailApi;
+        assert_eq!(too_large(&list, Some(id), three_mb + 1), None);
+        assert!(too_large(&list, Some(id), 36 * 1024 * 1024).is_some());
+        // An unrouted message is decided later, not here.
+        assert_eq!(too_large(&list, None, usize::MAX), None);
     }
 }

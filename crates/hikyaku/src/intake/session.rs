@@ -999,6 +999,10 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                         let reason = printable(&reason, 300);
                         self.reply(550, [5, 7, 1], reason);
                     }
+                    SinkError::TooLargeForAccount(reason) => {
+                        let reason = printable(&reason, 300);
+                        self.reply(552, [5, 3, 4], reason);
+                    }
                 }
             }
         }

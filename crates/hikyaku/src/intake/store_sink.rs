@@ -162,6 +162,9 @@ impl IntakeSink for StoreSink {
             self.rewrite_from,
         )
         .map_err(|e| SinkError::Refused(e.to_string()))?;
+        if let Some(reason) = super::routing::too_large(&accounts, job.account_id, job.body.len()) {
+            return Err(SinkError::TooLargeForAccount(reason));
+        }
         let (id, submitter, size) = (job.id.clone(), job.submitter.clone(), job.body.len());
         let now = self.clock.unix();
         // With a place at delivery, the job is stored already claimed and

@@ -241,6 +241,19 @@ impl Transport {
         Transport::from_name(text)
     }
 
+    /// The largest message this transport can carry, when it is smaller
+    /// than what SMTP takes: a Graph request holds at most 4 MB of base64
+    /// (about 3 MB of message; larger ones would need draft uploads, which
+    /// hikyaku does not do), the Gmail API at most 35 MiB.
+    pub fn max_message_size(self) -> Option<usize> {
+        match self {
+            Transport::Smtp => None,
+            // Base64 of the message plus line breaks must fit 4 MiB.
+            Transport::Graph => Some(4 * 1024 * 1024 / 4 * 3 - 64 * 1024),
+            Transport::GmailApi => Some(35 * 1024 * 1024),
+        }
+    }
+
     /// Whether an account of `provider` may use this transport.
     pub fn fits(self, provider: Provider) -> bool {
         match self {
