@@ -61,21 +61,46 @@ async fn delivers_on_postgresql_and_recovers_when_the_database_returns() {
     assert_eq!(fc.wait_for_inbox(1, Duration::from_secs(30)).await.len(), 1);
     // The job is PostgreSQL's row.
     let db = sqlx::PgPool::connect(&url).await.unwrap();
-    eventually(Duration::from_secs(10), "the job sent in PostgreSQL", || async {
-        let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'sent'")
-            .fetch_one(&db)
-            .await
-            .ok()?;
-        (sent == 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the job sent in PostgreSQL",
+        || async {
+            let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'sent'")
+                .fetch_one(&db)
+                .await
+                .ok()?;
+            (sent == 1).then_some(())
+        },
+    )
     .await;
     db.close().await;
 
+    // A session that logged in before the database went away.
+    let (mut open, _) = Client::connect(addr).await.unwrap();
+    open.login_plain(SUBMITTER, PASSWORD).await.unwrap();
     cluster.stop().unwrap();
-    let r = submit(addr, "while-down").await;
+    // Nothing can be stored: a temporary refusal, the client keeps the
+    // message and tries again later.
+    let from = "scanner@printer.local";
+    let r = open
+        .send(
+            from,
+            "boss@example.com",
+            &message(from, "while-down", "while-down", 200),
+        )
+        .await
+        .unwrap()
+        .reply;
     assert!(
         r.starts_with("451 4.3.0"),
-        "the database away: a temporary refusal, got {r}"
+        "the database away: 451 4.3.0, got {r}"
+    );
+    open.quit().await;
+    // AUTH reads the submitters: a temporary failure too.
+    let r = submit(addr, "while-down-auth").await;
+    assert!(
+        r.contains("454 4.7.0"),
+        "the database away: 454 4.7.0 at AUTH, got {r}"
     );
     eventually(Duration::from_secs(15), "health 503", || async {
         (health(&server.base).await == 503).then_some(())
@@ -88,7 +113,10 @@ async fn delivers_on_postgresql_and_recovers_when_the_database_returns() {
     })
     .await;
     let r = submit(addr, "after").await;
-    assert!(r.starts_with("250"), "accepted again without a restart: {r}");
+    assert!(
+        r.starts_with("250"),
+        "accepted again without a restart: {r}"
+    );
     let inbox = fc.wait_for_inbox(2, Duration::from_secs(30)).await;
     assert_eq!(inbox.len(), 2, "the message after recovery is delivered");
 }
