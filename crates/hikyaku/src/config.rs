@@ -448,10 +448,20 @@ fn positive<T: Copy + Into<u64>>(value: &T) -> Result<(), String> {
 }
 
 /// `web.public_url`: empty (derived from `web.listen`) or a web address.
+/// The form only; the store checks the rest when it opens.
 fn store_url(text: &str) -> Result<(), String> {
-    text.parse::<crate::store::postgres::StoreUrl>()
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(());
+    }
+    match text.split_once("://") {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(()),
+        Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => Ok(()),
+        _ => Err(
+            "must be empty (the file in data_dir), sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
+                .into(),
+        ),
+    }
 }
 
 fn empty_or_web_url(text: &str) -> Result<(), String> {

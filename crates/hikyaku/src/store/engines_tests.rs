@@ -200,14 +200,25 @@ async fn accounts_audit_ca_submitters_settings(store: &Store) {
         .unwrap();
     assert_eq!(store.pending_jobs_of(id).await.unwrap(), 1);
     let failed = store
-        .delete_account(id, JobsOnDelete::Fail, &Reason::new("account-deleted"), NOW)
+        .delete_account(
+            id,
+            JobsOnDelete::Fail,
+            &Reason::new("upstream").arg("reply", "gone"),
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(failed, 1);
     assert_eq!(store.job("j1").await.unwrap().state, JobState::Failed);
 
     store
-        .audit(NOW, "admin", "127.0.0.1", Action::Login, &Reason::new("ok"))
+        .audit(
+            NOW,
+            "admin",
+            "127.0.0.1",
+            Action::Login,
+            &Reason::new("upstream").arg("reply", "ok"),
+        )
         .await
         .unwrap();
     let entries = store.audit_entries(10, 0).await.unwrap();
@@ -310,7 +321,13 @@ async fn stats_purge_and_export(store: &Store) {
 
     // A purge far in the future removes the finished jobs and the audit.
     store
-        .audit(NOW, "admin", "cli", Action::Login, &Reason::new("ok"))
+        .audit(
+            NOW,
+            "admin",
+            "cli",
+            Action::Login,
+            &Reason::new("upstream").arg("reply", "ok"),
+        )
         .await
         .unwrap();
     let purged = store
