@@ -83,7 +83,7 @@ pub struct TokenArgs {
 
 /// Runs one `admin` command against the data directory.
 pub async fn run(config: &hikyaku::config::Config, cmd: AdminCommand) -> anyhow::Result<()> {
-    let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
+    let (store, _key) = hikyaku::app::open_data(config).await?;
     let admin = Admin::new(&store, &SystemClock, Actor::cli());
     let result = dispatch(&admin, cmd).await;
     store.close().await;

@@ -15,6 +15,7 @@ use crate::proxy::SharedProxy;
 use crate::queue::JobStore as _;
 use crate::secrets::{MasterKey, hash_token, random_token};
 use crate::store::Store;
+use crate::store::postgres::StoreUrl;
 use crate::tokens::TokenService;
 use crate::web::{self, AppState};
 
@@ -47,6 +48,12 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error(transparent)]
     Control(#[from] crate::control::ControlServerError),
+    #[error("store.url: {0}")]
+    StoreUrl(String),
+    #[error(
+        "{0} does not open the secrets in the shared store: every instance of one PostgreSQL store needs the same master.key. Copy it from an instance that works (mode 0600, owned by the user hikyaku runs as), or set HIKYAKU_MASTER_KEY, then start again"
+    )]
+    MasterKeyMismatch(String),
 }
 
 /// What `serve` hands back to a caller that runs hikyaku in-process (tests).
@@ -178,11 +185,68 @@ pub fn purge_old_records(
     })
 }
 
-/// Opens the store and the master key of a data directory.
-pub async fn open_data(data_dir: &Path) -> Result<(Store, Arc<MasterKey>), AppError> {
-    let store = Store::open(data_dir).await?;
-    let key = Arc::new(MasterKey::load_or_create(data_dir)?);
+/// Opens the store `store.url` names (the SQLite file in `data_dir` when it
+/// is empty) and the master key of the data directory. On a shared
+/// PostgreSQL database the key must open the secrets the other instances
+/// sealed: an instance with another key refuses to start rather than fail
+/// every delivery (or seal new secrets the others cannot open).
+pub async fn open_data(config: &Config) -> Result<(Store, Arc<MasterKey>), AppError> {
+    let url: StoreUrl = config
+        .store
+        .url
+        .parse()
+        .map_err(|e: crate::store::postgres::StoreUrlError| AppError::StoreUrl(e.to_string()))?;
+    let store = match url {
+        StoreUrl::Sqlite(None) => Store::open(&config.data_dir).await?,
+        StoreUrl::Sqlite(Some(file)) => Store::open_file(&file).await?,
+        StoreUrl::Postgres(url) => Store::open_postgres(&url, &instance_name(config)).await?,
+    };
+    let key = Arc::new(MasterKey::load_or_create(&config.data_dir)?);
+    if store.postgres().is_some() && key_check(&store, &key).await? == KeyCheck::Wrong {
+        store.close().await;
+        return Err(AppError::MasterKeyMismatch(
+            config
+                .data_dir
+                .join(crate::secrets::KEY_FILE)
+                .display()
+                .to_string(),
+        ));
+    }
     Ok((store, key))
+}
+
+/// This instance's name among those sharing a PostgreSQL store (the owner
+/// of its leases): the host name and the Remote UI's port, which stay the
+/// same across restarts and differ between instances on one host.
+fn instance_name(config: &Config) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "hikyaku".into());
+    format!("{host}:{}", config.web.listen.port())
+}
+
+/// Whether `key` opens the refresh tokens sealed in `store`.
+async fn key_check(store: &Store, key: &MasterKey) -> Result<KeyCheck, AppError> {
+    let mut check = KeyCheck::NothingToOpen;
+    for a in store.accounts().await? {
+        let Some(blob) = store.sealed_secrets(a.id).await?.refresh_token else {
+            continue;
+        };
+        let aad = crate::tokens::aad(a.id, "refresh_token");
+        if key.open(&aad, &blob).is_ok() {
+            check = KeyCheck::Opens;
+        } else {
+            return Ok(KeyCheck::Wrong);
+        }
+    }
+    Ok(check)
 }
 
 /// Whether the master key a data directory would start with opens the
@@ -207,22 +271,12 @@ pub async fn check_master_key(data_dir: &Path) -> Result<KeyCheck, AppError> {
     {
         return Ok(KeyCheck::Missing);
     }
-    let (store, key) = open_data(data_dir).await?;
-    let mut check = KeyCheck::NothingToOpen;
-    for a in store.accounts().await? {
-        let Some(blob) = store.sealed_secrets(a.id).await?.refresh_token else {
-            continue;
-        };
-        let aad = crate::tokens::aad(a.id, "refresh_token");
-        if key.open(&aad, &blob).is_ok() {
-            check = KeyCheck::Opens;
-        } else {
-            check = KeyCheck::Wrong;
-            break;
-        }
-    }
+    // A restore is of the SQLite file in the data directory.
+    let store = Store::open(data_dir).await?;
+    let key = MasterKey::load_or_create(data_dir)?;
+    let check = key_check(&store, &key).await;
     store.close().await;
-    Ok(check)
+    check
 }
 
 /// Loads the outbound proxy (Management → Network) from the store.
@@ -518,7 +572,7 @@ pub async fn start(config: Config, clock: SharedClock) -> Result<Running, AppErr
     let loopback = web_addr.ip().is_loopback();
     let https = !loopback && !config.web.allow_plain_http;
 
-    let (store, key) = open_data(&config.data_dir).await?;
+    let (store, key) = open_data(&config).await?;
     // Held while the server runs: `hikyaku restore` refuses to replace the
     // store under it.
     let data_lock = match crate::store::backup::lock_data_dir(&config.data_dir) {

@@ -181,7 +181,7 @@ fn details(a: &Account) -> String {
 
 /// Runs one `hikyaku account` subcommand.
 pub async fn run(config: &Config, cmd: AccountCommand) -> Result<(), AccountCliError> {
-    let (store, key) = crate::app::open_data(&config.data_dir).await?;
+    let (store, key) = crate::app::open_data(config).await?;
     let admin = Admin::new(&store, &SystemClock, Actor::cli());
     let result = match cmd {
         AccountCommand::List => {

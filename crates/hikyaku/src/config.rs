@@ -160,6 +160,14 @@ config_keys! {
         data_dir: PathBuf = PathBuf::from("data"), "path";
     }
 
+    /// Where the store lives.
+    store: StoreConfig {
+        /// Empty (or sqlite://PATH): the SQLite file in data_dir (or at PATH),
+        /// for one instance. postgres://USER@HOST:PORT/DATABASE: a PostgreSQL
+        /// database that several instances share (each with the same master.key).
+        url: String = String::new(), "url", store_url;
+    }
+
     /// The Remote UI and the JSON API.
     web: WebConfig {
         /// Address of the Remote UI and JSON API. On a non-loopback address the UI
@@ -440,6 +448,22 @@ fn positive<T: Copy + Into<u64>>(value: &T) -> Result<(), String> {
 }
 
 /// `web.public_url`: empty (derived from `web.listen`) or a web address.
+/// The form only; the store checks the rest when it opens.
+fn store_url(text: &str) -> Result<(), String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(());
+    }
+    match text.split_once("://") {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(()),
+        Some(("postgres" | "postgresql", rest)) if !rest.is_empty() => Ok(()),
+        _ => Err(
+            "must be empty (the file in data_dir), sqlite://PATH or postgres://USER@HOST:PORT/DATABASE"
+                .into(),
+        ),
+    }
+}
+
 fn empty_or_web_url(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Ok(());

@@ -410,7 +410,7 @@ async fn run_add_app(
     args: &hikyaku::cli_app::AppAccountArgs,
 ) -> anyhow::Result<()> {
     hikyaku::tls::install_crypto_provider();
-    let (store, key) = hikyaku::app::open_data(&config.data_dir).await?;
+    let (store, key) = hikyaku::app::open_data(config).await?;
     let tokens =
         hikyaku::app::token_service(config, &store, key.clone(), Arc::new(SystemClock)).await?;
     let result =
@@ -522,7 +522,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Oauth(cmd) => {
             let config = load_config(cli.config.as_ref())?;
             hikyaku::tls::install_crypto_provider();
-            let (store, key) = hikyaku::app::open_data(&config.data_dir).await?;
+            let (store, key) = hikyaku::app::open_data(&config).await?;
             let tokens =
                 hikyaku::app::token_service(&config, &store, key, Arc::new(SystemClock)).await?;
             match cmd {

@@ -21,7 +21,9 @@ mod smtp;
 mod wait;
 
 pub use browser::{Browser, Page};
-pub use prepared::{MAILBOX, PASSWORD, SUBMITTER, prepare, prepare_data_dir, start_fakecloud};
+pub use prepared::{
+    MAILBOX, PASSWORD, SUBMITTER, prepare, prepare_data_dir, prepare_with, start_fakecloud,
+};
 pub use process::{Hikyaku, Memory, cpu_time, free_port, memory};
 pub use proxy::ConnectProxy;
 pub use server::{ADMIN_PASSWORD, TestServer, add_user, test_config};

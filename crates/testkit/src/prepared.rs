@@ -42,6 +42,15 @@ fn by_id(body: &str, id: &str) -> Option<String> {
 /// submitter [`SUBMITTER`].
 pub async fn prepare(fc: &FakeCloud, dir: tempfile::TempDir) -> (TestServer, Browser) {
     let config = test_config(dir.path());
+    prepare_with(fc, dir, config).await
+}
+
+/// [`prepare`] with a configuration of the caller's (e.g. a `store.url`).
+pub async fn prepare_with(
+    fc: &FakeCloud,
+    dir: tempfile::TempDir,
+    config: hikyaku::config::Config,
+) -> (TestServer, Browser) {
     let server = TestServer::start_with(
         dir,
         config,

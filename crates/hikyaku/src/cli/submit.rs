@@ -31,7 +31,7 @@ async fn writable_store(
         ),
         _ => {}
     }
-    let (store, _key) = hikyaku::app::open_data(&config.data_dir).await?;
+    let (store, _key) = hikyaku::app::open_data(config).await?;
     Ok(store)
 }
 

@@ -2,11 +2,10 @@
 //! status, token status and the sealed tokens). Sealing and opening happen in
 //! `tokens`; this module stores the blobs as they are given.
 
+use super::sql::DbRow as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-use sqlx::Row;
 
 use super::{Conflict, Result, Store, StoreError};
 use crate::cloud::Cloud;
@@ -519,78 +518,76 @@ pub fn new_authorization_ended(reason: Option<&Reason>) -> Reason {
 }
 
 /// A reason column as stored: JSON, or prose from an older version.
-fn reason(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<Reason>> {
+fn reason(row: &impl super::sql::DbRow, column: &str) -> Result<Option<Reason>> {
     Ok(row
-        .try_get::<Option<String>, _>(column)?
+        .col::<Option<String>>(column)?
         .map(|text| Reason::from_stored(&text)))
 }
 
 const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at, cloud, credential_kind, smtp_scope, graph_host, send_as, rate_per_minute, max_connections, certificate IS NOT NULL AS has_certificate, private_key IS NOT NULL AS has_private_key, service_account_key IS NOT NULL AS has_service_account_key, service_account_email, credential_expires_at, transport";
 
 /// A per-account limit; a stored value out of range reads as unset.
-fn limit(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<u32>> {
+fn limit(row: &impl super::sql::DbRow, column: &str) -> Result<Option<u32>> {
     Ok(row
-        .try_get::<Option<i64>, _>(column)?
+        .col::<Option<i64>>(column)?
         .and_then(|v| u32::try_from(v).ok())
         .filter(|v| *v > 0))
 }
 
-fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
-    let provider: String = row.try_get("provider")?;
-    let port: i64 = row.try_get::<Option<i64>, _>("smtp_port")?.unwrap_or(587);
+fn account_from_row(row: &impl super::sql::DbRow) -> Result<Account> {
+    let provider: String = row.col("provider")?;
+    let port: i64 = row.col::<Option<i64>>("smtp_port")?.unwrap_or(587);
     Ok(Account {
-        id: row.try_get("id")?,
+        id: row.col("id")?,
         provider: Provider::parse(&provider).ok_or_else(|| {
             StoreError::Conflict(Conflict::Corrupt(format!("unknown provider {provider}")))
         })?,
-        name: row.try_get("name")?,
-        enabled: row.try_get("enabled")?,
-        verify_cert: row.try_get("verify_cert")?,
-        verify_cn: row.try_get("verify_cn")?,
-        endpoint: row.try_get("endpoint")?,
-        client_id: row.try_get("client_id")?,
-        has_client_secret: row.try_get("has_client_secret")?,
-        smtp_host: row
-            .try_get::<Option<String>, _>("smtp_host")?
-            .unwrap_or_default(),
+        name: row.col("name")?,
+        enabled: row.col("enabled")?,
+        verify_cert: row.col("verify_cert")?,
+        verify_cn: row.col("verify_cn")?,
+        endpoint: row.col("endpoint")?,
+        client_id: row.col("client_id")?,
+        has_client_secret: row.col("has_client_secret")?,
+        smtp_host: row.col::<Option<String>>("smtp_host")?.unwrap_or_default(),
         smtp_port: u16::try_from(port).unwrap_or(587),
         smtp_security: row
-            .try_get::<Option<String>, _>("smtp_security")?
+            .col::<Option<String>>("smtp_security")?
             .map_or(SmtpSecurity::StartTls, |s| SmtpSecurity::parse(&s)),
-        sender: row.try_get("sender")?,
-        is_default: row.try_get("is_default")?,
-        connection_status: ConnectionStatus::parse(row.try_get("connection_status")?),
+        sender: row.col("sender")?,
+        is_default: row.col("is_default")?,
+        connection_status: ConnectionStatus::parse(&row.col::<String>("connection_status")?),
         connection_reason: reason(row, "connection_reason")?,
         connection_warning: reason(row, "connection_warning")?,
-        connection_checked_at: row.try_get("connection_checked_at")?,
-        clock_skew_secs: row.try_get("clock_skew_secs")?,
-        token_status: TokenStatus::parse(row.try_get("token_status")?),
+        connection_checked_at: row.col("connection_checked_at")?,
+        clock_skew_secs: row.col("clock_skew_secs")?,
+        token_status: TokenStatus::parse(&row.col::<String>("token_status")?),
         token_reason: reason(row, "token_reason")?,
         token_warning: reason(row, "token_warning")?,
-        mailbox: row.try_get("mailbox")?,
-        identity_verified: row.try_get("identity_verified")?,
-        access_expires_at: row.try_get("access_expires_at")?,
-        last_refreshed_at: row.try_get("last_refreshed_at")?,
-        authorized_at: row.try_get("authorized_at")?,
-        has_refresh_token: row.try_get("has_refresh_token")?,
-        has_authorization: row.try_get("has_authorization")?,
-        updated_at: row.try_get("updated_at")?,
+        mailbox: row.col("mailbox")?,
+        identity_verified: row.col("identity_verified")?,
+        access_expires_at: row.col("access_expires_at")?,
+        last_refreshed_at: row.col("last_refreshed_at")?,
+        authorized_at: row.col("authorized_at")?,
+        has_refresh_token: row.col("has_refresh_token")?,
+        has_authorization: row.col("has_authorization")?,
+        updated_at: row.col("updated_at")?,
         cloud: {
-            let cloud: String = row.try_get("cloud")?;
+            let cloud: String = row.col("cloud")?;
             Cloud::parse(&cloud).ok_or_else(|| {
                 StoreError::Conflict(Conflict::Corrupt(format!("unknown cloud {cloud}")))
             })?
         },
         credential_kind: {
-            let kind: String = row.try_get("credential_kind")?;
+            let kind: String = row.col("credential_kind")?;
             CredentialKind::parse(&kind).ok_or_else(|| {
                 StoreError::Conflict(Conflict::Corrupt(format!("unknown credential kind {kind}")))
             })?
         },
-        smtp_scope: row.try_get("smtp_scope")?,
-        graph_host: row.try_get("graph_host")?,
+        smtp_scope: row.col("smtp_scope")?,
+        graph_host: row.col("graph_host")?,
         send_as: {
-            let text: String = row.try_get("send_as")?;
+            let text: String = row.col("send_as")?;
             serde_json::from_str(&text).map_err(|e| {
                 StoreError::Conflict(Conflict::Corrupt(format!(
                     "send_as is not a JSON list: {e}"
@@ -599,36 +596,37 @@ fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Account> {
         },
         rate_per_minute: limit(row, "rate_per_minute")?,
         max_connections: limit(row, "max_connections")?,
-        has_certificate: row.try_get("has_certificate")?,
-        has_private_key: row.try_get("has_private_key")?,
-        has_service_account_key: row.try_get("has_service_account_key")?,
-        service_account_email: row.try_get("service_account_email")?,
-        credential_expires_at: row.try_get("credential_expires_at")?,
+        has_certificate: row.col("has_certificate")?,
+        has_private_key: row.col("has_private_key")?,
+        has_service_account_key: row.col("has_service_account_key")?,
+        service_account_email: row.col("service_account_email")?,
+        credential_expires_at: row.col("credential_expires_at")?,
         // An unknown name (a newer version's) reads as SMTP, which every
         // account can do.
-        transport: Transport::parse(&row.try_get::<String, _>("transport")?).unwrap_or_default(),
+        transport: Transport::parse(&row.col::<String>("transport")?).unwrap_or_default(),
     })
 }
 
 impl Store {
     /// Every account, by id (from [`AccountsCache`] when it is current).
     async fn all_accounts(&self) -> Result<Arc<Vec<Account>>> {
-        if let Some(list) = self.accounts.get() {
-            return Ok(list);
-        }
-        let generation = self.accounts.generation.load(Ordering::Acquire);
-        let read_at = Instant::now();
-        let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.pool())
-            .await?;
-        let list = Arc::new(
-            rows.iter()
-                .map(account_from_row)
-                .collect::<Result<Vec<_>>>()?,
-        );
-        self.accounts.put(generation, read_at, list.clone());
-        Ok(list)
+        crate::on_pool!(self, |p, q| {
+            if let Some(list) = self.accounts.get() {
+                return Ok(list);
+            }
+            let generation = self.accounts.generation.load(Ordering::Acquire);
+            let read_at = Instant::now();
+            static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let sql = SQL.get_or_init(|| format!("SELECT {COLUMNS} FROM accounts ORDER BY id"));
+            let rows = sqlx::query(q(sql.as_str())).fetch_all(p).await?;
+            let list = Arc::new(
+                rows.iter()
+                    .map(account_from_row)
+                    .collect::<Result<Vec<_>>>()?,
+            );
+            self.accounts.put(generation, read_at, list.clone());
+            Ok(list)
+        })
     }
 
     pub async fn accounts(&self) -> Result<Vec<Account>> {
@@ -669,11 +667,12 @@ impl Store {
     /// Saves the account-level settings of the Accounts page. The overrides
     /// are stored as given (`None` takes the cloud's preset when read).
     pub async fn update_account(&self, id: i64, s: &AccountSettings, now: i64) -> Result<()> {
-        let send_as = serde_json::to_string(&s.send_as).map_err(|e| {
-            StoreError::Conflict(Conflict::Corrupt(format!("send_as cannot be written: {e}")))
-        })?;
-        let _changing = self.accounts.changing();
-        let done = sqlx::query("UPDATE accounts SET name = ?2, cloud = ?3, endpoint = ?4, smtp_host = ?5, smtp_scope = ?6, graph_host = ?7, send_as = ?8, rate_per_minute = ?9, max_connections = ?10, enabled = ?11, updated_at = ?12, transport = ?13 WHERE id = ?1")
+        crate::on_pool!(self, |p, q| {
+            let send_as = serde_json::to_string(&s.send_as).map_err(|e| {
+                StoreError::Conflict(Conflict::Corrupt(format!("send_as cannot be written: {e}")))
+            })?;
+            let _changing = self.accounts.changing();
+            let done = sqlx::query(q("UPDATE accounts SET name = ?2, cloud = ?3, endpoint = ?4, smtp_host = ?5, smtp_scope = ?6, graph_host = ?7, send_as = ?8, rate_per_minute = ?9, max_connections = ?10, enabled = ?11, updated_at = ?12, transport = ?13 WHERE id = ?1"))
             .bind(id)
             .bind(&s.name)
             .bind(s.cloud.as_str())
@@ -687,27 +686,28 @@ impl Store {
             .bind(s.enabled)
             .bind(now)
             .bind(s.transport.as_str())
-            .execute(self.pool())
+            .execute(p)
             .await;
-        match done {
-            Ok(d) if d.rows_affected() == 0 => Err(StoreError::NotFound),
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                Conflict::AccountExists(s.name.clone()),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            match done {
+                Ok(d) if d.rows_affected() == 0 => Err(StoreError::NotFound),
+                Ok(_) => Ok(()),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(
+                    StoreError::Conflict(Conflict::AccountExists(s.name.clone())),
+                ),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     /// How many jobs bound to `id` still wait to go out (queued, deferred
     /// or being sent).
     pub async fn pending_jobs_of(&self, id: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND state IN ('queued', 'deferred', 'sending')",
-        )
+        crate::on_pool!(self, |p, q| {
+            Ok(sqlx::query_scalar(q("SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND state IN ('queued', 'deferred', 'sending')"))
         .bind(id)
-        .fetch_one(self.pool())
+        .fetch_one(p)
         .await?)
+        })
     }
 
     /// Deletes an account and, in the same transaction, moves its waiting
@@ -724,16 +724,16 @@ impl Store {
         now: i64,
     ) -> Result<u64> {
         let _changing = self.accounts.changing();
-        let mut tx = self.write().await?;
-        let changed = match jobs {
-            JobsOnDelete::Move(to) => sqlx::query("UPDATE jobs SET account_id = ?2, updated_at = ?3 WHERE account_id = ?1 AND state IN ('queued', 'deferred', 'sending')")
+        crate::on_write!(self, |tx, q| {
+            let changed = match jobs {
+            JobsOnDelete::Move(to) => sqlx::query(q("UPDATE jobs SET account_id = ?2, updated_at = ?3 WHERE account_id = ?1 AND state IN ('queued', 'deferred', 'sending')"))
                 .bind(id)
                 .bind(to)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
-            JobsOnDelete::Fail => sqlx::query("UPDATE jobs SET state = 'failed', last_reply = ?2, lease_until = NULL, updated_at = ?3 WHERE account_id = ?1 AND state IN ('queued', 'deferred')")
+            JobsOnDelete::Fail => sqlx::query(q("UPDATE jobs SET state = 'failed', last_reply = ?2, lease_until = NULL, updated_at = ?3 WHERE account_id = ?1 AND state IN ('queued', 'deferred')"))
                 .bind(id)
                 .bind(failed_reply.to_json())
                 .bind(now)
@@ -741,28 +741,28 @@ impl Store {
                 .await?
                 .rows_affected(),
         };
-        let deleted = sqlx::query("DELETE FROM accounts WHERE id = ?1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await?;
-        Ok(changed)
+            let deleted = sqlx::query(q("DELETE FROM accounts WHERE id = ?1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
     }
 
     /// Adds an account with its cloud's defaults (login endpoint with tenant
     /// `common`, SMTP host on port 587 with STARTTLS, certificate checks on).
     pub async fn create_account(&self, new: &NewAccount, now: i64) -> Result<i64> {
-        let preset = new.cloud.preset(new.provider);
-        let endpoint =
-            (new.provider == Provider::Microsoft).then(|| new.cloud.microsoft_endpoint("common"));
-        let _changing = self.accounts.changing();
-        let inserted = sqlx::query(
-            "INSERT INTO accounts (provider, name, enabled, verify_cert, verify_cn, endpoint, smtp_host, smtp_port, smtp_security, cloud, credential_kind, mailbox, updated_at) VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, 587, 'starttls', ?6, ?7, ?8, ?9)",
-        )
+        crate::on_pool!(self, |p, q| {
+            let preset = new.cloud.preset(new.provider);
+            let endpoint = (new.provider == Provider::Microsoft)
+                .then(|| new.cloud.microsoft_endpoint("common"));
+            let _changing = self.accounts.changing();
+            let inserted: std::result::Result<i64, sqlx::Error> = sqlx::query_scalar(q("INSERT INTO accounts (provider, name, enabled, verify_cert, verify_cn, endpoint, smtp_host, smtp_port, smtp_security, cloud, credential_kind, mailbox, updated_at) VALUES (?1, ?2, ?3, TRUE, FALSE, ?4, ?5, 587, 'starttls', ?6, ?7, ?8, ?9) RETURNING id"))
         .bind(new.provider.as_str())
         .bind(&new.name)
         .bind(new.enabled)
@@ -772,30 +772,33 @@ impl Store {
         .bind(new.credential_kind.as_str())
         .bind(&new.mailbox)
         .bind(now)
-        .execute(self.pool())
+        .fetch_one(p)
         .await;
-        match inserted {
-            Ok(done) => Ok(done.last_insert_rowid()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict(
-                Conflict::AccountExists(new.name.clone()),
-            )),
-            Err(e) => Err(e.into()),
-        }
+            match inserted {
+                Ok(id) => Ok(id),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(
+                    StoreError::Conflict(Conflict::AccountExists(new.name.clone())),
+                ),
+                Err(e) => Err(e.into()),
+            }
+        })
     }
 
     pub async fn sealed_secrets(&self, id: i64) -> Result<SealedSecrets> {
-        let row = sqlx::query("SELECT client_secret, refresh_token, access_token, authorization, private_key, service_account_key FROM accounts WHERE id = ?1")
+        crate::on_pool!(self, |p, q| {
+            let row = sqlx::query(q("SELECT client_secret, refresh_token, access_token, authorization, private_key, service_account_key FROM accounts WHERE id = ?1"))
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(p)
             .await?
             .ok_or(StoreError::NotFound)?;
-        Ok(SealedSecrets {
-            client_secret: row.try_get("client_secret")?,
-            refresh_token: row.try_get("refresh_token")?,
-            access_token: row.try_get("access_token")?,
-            authorization: row.try_get("authorization")?,
-            private_key: row.try_get("private_key")?,
-            service_account_key: row.try_get("service_account_key")?,
+            Ok(SealedSecrets {
+                client_secret: row.col("client_secret")?,
+                refresh_token: row.col("refresh_token")?,
+                access_token: row.col("access_token")?,
+                authorization: row.col("authorization")?,
+                private_key: row.col("private_key")?,
+                service_account_key: row.col("service_account_key")?,
+            })
         })
     }
 
@@ -810,8 +813,8 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         let _changing = self.accounts.changing();
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE accounts SET enabled = ?2, verify_cert = ?3, verify_cn = ?4, endpoint = ?5, client_id = ?6, client_secret = COALESCE(?7, client_secret), updated_at = ?8 WHERE id = ?1")
+        crate::on_write!(self, |tx, q| {
+            sqlx::query(q("UPDATE accounts SET enabled = ?2, verify_cert = ?3, verify_cn = ?4, endpoint = ?5, client_id = ?6, client_secret = COALESCE(?7, client_secret), updated_at = ?8 WHERE id = ?1"))
             .bind(id)
             .bind(s.enabled)
             .bind(s.verify_cert)
@@ -822,25 +825,26 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        if reset {
-            sqlx::query("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, connection_status = 'not_checked', connection_reason = NULL, connection_warning = NULL, connection_checked_at = NULL WHERE id = ?1")
+            if reset {
+                sqlx::query(q("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, connection_status = 'not_checked', connection_reason = NULL, connection_warning = NULL, connection_checked_at = NULL WHERE id = ?1"))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub async fn save_email_settings(&self, id: i64, s: &EmailSettings, now: i64) -> Result<()> {
         let _changing = self.accounts.changing();
-        let mut tx = self.write().await?;
-        if s.is_default {
-            sqlx::query("UPDATE accounts SET is_default = 0")
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query("UPDATE accounts SET smtp_host = ?2, smtp_port = ?3, smtp_security = ?4, sender = ?5, is_default = ?6, updated_at = ?7 WHERE id = ?1")
+        crate::on_write!(self, |tx, q| {
+            if s.is_default {
+                sqlx::query(q("UPDATE accounts SET is_default = FALSE"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(q("UPDATE accounts SET smtp_host = ?2, smtp_port = ?3, smtp_security = ?4, sender = ?5, is_default = ?6, updated_at = ?7 WHERE id = ?1"))
             .bind(id)
             .bind(&s.smtp_host)
             .bind(i64::from(s.smtp_port))
@@ -850,8 +854,9 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub async fn set_connection_status(
@@ -863,17 +868,19 @@ impl Store {
         checked_at: i64,
         skew: Option<i64>,
     ) -> Result<()> {
-        let _changing = self.accounts.changing();
-        sqlx::query("UPDATE accounts SET connection_status = ?2, connection_reason = ?3, connection_warning = ?4, connection_checked_at = ?5, clock_skew_secs = ?6 WHERE id = ?1")
+        crate::on_pool!(self, |p, q| {
+            let _changing = self.accounts.changing();
+            sqlx::query(q("UPDATE accounts SET connection_status = ?2, connection_reason = ?3, connection_warning = ?4, connection_checked_at = ?5, clock_skew_secs = ?6 WHERE id = ?1"))
             .bind(id)
             .bind(status)
             .bind(reason.map(Reason::to_json))
             .bind(warning.map(Reason::to_json))
             .bind(checked_at)
             .bind(skew)
-            .execute(self.pool())
+            .execute(p)
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 
     pub async fn set_token_status(
@@ -883,15 +890,17 @@ impl Store {
         reason: Option<&Reason>,
         warning: Option<&Reason>,
     ) -> Result<()> {
-        let _changing = self.accounts.changing();
-        sqlx::query("UPDATE accounts SET token_status = ?2, token_reason = ?3, token_warning = ?4 WHERE id = ?1")
+        crate::on_pool!(self, |p, q| {
+            let _changing = self.accounts.changing();
+            sqlx::query(q("UPDATE accounts SET token_status = ?2, token_reason = ?3, token_warning = ?4 WHERE id = ?1"))
             .bind(id)
             .bind(status)
             .bind(reason.map(Reason::to_json))
             .bind(warning.map(Reason::to_json))
-            .execute(self.pool())
+            .execute(p)
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Stores a pending authorization (sealed) and sets the token status to
@@ -909,31 +918,33 @@ impl Store {
         status: &str,
         reason: Option<&Reason>,
     ) -> Result<()> {
-        let _changing = self.accounts.changing();
-        let ended = new_authorization_ended(reason).to_json();
-        // SET expressions read the row as it was before the UPDATE.
-        sqlx::query("UPDATE accounts SET authorization = ?2, \
+        crate::on_pool!(self, |p, q| {
+            let _changing = self.accounts.changing();
+            let ended = new_authorization_ended(reason).to_json();
+            // SET expressions read the row as it was before the UPDATE.
+            sqlx::query(q("UPDATE accounts SET authorization = ?2, \
              token_status = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN 'active' ELSE ?3 END, \
              token_reason = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN NULL ELSE ?4 END, \
              token_warning = CASE WHEN token_status = 'active' AND refresh_token IS NOT NULL AND ?3 = 'error' THEN ?5 \
                  WHEN token_status = 'active' AND refresh_token IS NOT NULL THEN token_warning ELSE NULL END \
-             WHERE id = ?1")
+             WHERE id = ?1"))
             .bind(id)
             .bind(sealed)
             .bind(status)
             .bind(reason.map(Reason::to_json))
             .bind(ended)
-            .execute(self.pool())
+            .execute(p)
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Stores new tokens atomically (a rotated refresh token replaces the old
     /// one in the same write) and marks the token status active.
     pub async fn store_tokens(&self, id: i64, g: &TokenGrant) -> Result<()> {
         let _changing = self.accounts.changing();
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE accounts SET access_token = ?2, access_expires_at = ?3, refresh_token = COALESCE(?4, refresh_token), mailbox = COALESCE(?5, mailbox), identity_verified = COALESCE(?6, identity_verified), last_refreshed_at = ?7, authorized_at = COALESCE(?8, authorized_at), token_status = 'active', token_reason = NULL, token_warning = NULL WHERE id = ?1")
+        crate::on_write!(self, |tx, q| {
+            sqlx::query(q("UPDATE accounts SET access_token = ?2, access_expires_at = ?3, refresh_token = COALESCE(?4, refresh_token), mailbox = COALESCE(?5, mailbox), identity_verified = COALESCE(?6, identity_verified), last_refreshed_at = ?7, authorized_at = COALESCE(?8, authorized_at), token_status = 'active', token_reason = NULL, token_warning = NULL WHERE id = ?1"))
             .bind(id)
             .bind(&g.access_token)
             .bind(g.access_expires_at)
@@ -944,24 +955,27 @@ impl Store {
             .bind(g.authorized_at)
             .execute(&mut *tx)
             .await?;
-        if g.authorized_at.is_some() {
-            sqlx::query("UPDATE accounts SET authorization = NULL WHERE id = ?1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            if g.authorized_at.is_some() {
+                sqlx::query(q("UPDATE accounts SET authorization = NULL WHERE id = ?1"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Forgets every token of an account and returns it to "not registered".
     pub async fn clear_tokens(&self, id: i64) -> Result<()> {
-        let _changing = self.accounts.changing();
-        sqlx::query("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL WHERE id = ?1")
+        crate::on_pool!(self, |p, q| {
+            let _changing = self.accounts.changing();
+            sqlx::query(q("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL WHERE id = ?1"))
             .bind(id)
-            .execute(self.pool())
+            .execute(p)
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -989,20 +1003,22 @@ pub struct AppCredentials {
 impl Store {
     /// The certificate (public, DER) of an app-only account.
     pub async fn account_certificate(&self, id: i64) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT certificate FROM accounts WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        Ok(row.try_get("certificate")?)
+        crate::on_pool!(self, |p, q| {
+            let row = sqlx::query(q("SELECT certificate FROM accounts WHERE id = ?1"))
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            Ok(row.col("certificate")?)
+        })
     }
 
     /// Saves an app-only account's credentials and forgets its tokens: the
     /// next token is requested with the new credentials.
     pub async fn set_app_credentials(&self, id: i64, c: &AppCredentials, now: i64) -> Result<()> {
-        let _changing = self.accounts.changing();
-        let done = sqlx::query(
-            "UPDATE accounts SET credential_kind = ?2, endpoint = COALESCE(?3, endpoint), client_id = COALESCE(?4, client_id), \
+        crate::on_pool!(self, |p, q| {
+            let _changing = self.accounts.changing();
+            let done = sqlx::query(q("UPDATE accounts SET credential_kind = ?2, endpoint = COALESCE(?3, endpoint), client_id = COALESCE(?4, client_id), \
              client_secret = CASE WHEN ?2 = 'microsoft_secret' AND credential_kind = ?2 THEN COALESCE(?5, client_secret) WHEN ?2 = 'microsoft_secret' THEN ?5 ELSE NULL END, \
              certificate = CASE WHEN ?2 = 'microsoft_certificate' AND credential_kind = ?2 THEN COALESCE(?6, certificate) WHEN ?2 = 'microsoft_certificate' THEN ?6 ELSE NULL END, \
              private_key = CASE WHEN ?2 = 'microsoft_certificate' AND credential_kind = ?2 THEN COALESCE(?7, private_key) WHEN ?2 = 'microsoft_certificate' THEN ?7 ELSE NULL END, \
@@ -1011,8 +1027,7 @@ impl Store {
              mailbox = ?10, credential_expires_at = CASE WHEN ?11 THEN ?12 ELSE credential_expires_at END, \
              refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, identity_verified = NULL, \
              last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, updated_at = ?13 \
-             WHERE id = ?1",
-        )
+             WHERE id = ?1"))
         .bind(id)
         .bind(c.credential_kind.as_str())
         .bind(&c.endpoint)
@@ -1026,12 +1041,13 @@ impl Store {
         .bind(c.expires_at.is_some())
         .bind(c.expires_at.flatten())
         .bind(now)
-        .execute(self.pool())
+        .execute(p)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
     }
 }
 

@@ -152,40 +152,44 @@ impl Store {
         action: Action,
         detail: &Reason,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, source, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
+        crate::on_pool!(self, |p, q| {
+            sqlx::query(q("INSERT INTO audit_log (at, actor, source, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)"))
         .bind(at)
         .bind(actor)
         .bind(source)
         .bind(action.as_str())
         .bind(detail.to_json())
-        .execute(self.pool())
+        .execute(p)
         .await?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Newest first. A detail written as prose by an older version reads
     /// as a `legacy` reason, shown as it is.
     pub async fn audit_entries(&self, limit: i64, offset: i64) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?1 OFFSET ?2")
+        crate::on_pool!(self, |p, q| {
+            let rows = sqlx::query(q(
+                "SELECT * FROM audit_log ORDER BY id DESC LIMIT ?1 OFFSET ?2",
+            ))
             .bind(limit)
             .bind(offset)
-            .fetch_all(self.pool())
+            .fetch_all(p)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let detail: String = r.try_get("detail")?;
-                Ok(AuditEntry {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    source: r.try_get("source")?,
-                    action: r.try_get("action")?,
-                    detail: Reason::from_stored(&detail),
+            rows.iter()
+                .map(|r| {
+                    let detail: String = r.try_get("detail")?;
+                    Ok(AuditEntry {
+                        id: r.try_get("id")?,
+                        at: r.try_get("at")?,
+                        actor: r.try_get("actor")?,
+                        source: r.try_get("source")?,
+                        action: r.try_get("action")?,
+                        detail: Reason::from_stored(&detail),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 }
 

@@ -3,6 +3,8 @@
 //! export runs neither repeat nor push rows out of it, however many pages.
 
 use super::jobs::rows::{JOB_COLUMNS, job_from_row};
+use std::sync::OnceLock;
+
 use super::{Result, Store};
 use crate::queue::{Job, JobFilter, JobState};
 
@@ -17,27 +19,42 @@ impl Store {
         after: Option<&Cursor>,
         limit: i64,
     ) -> Result<Vec<Job>> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2) \
-             AND (?3 IS NULL OR mail_from LIKE ?3 OR rcpt_to LIKE ?3 OR subject LIKE ?3 OR header_from LIKE ?3) \
-             AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5)) \
-             ORDER BY created_at DESC, id DESC LIMIT ?6"
-        );
-        let search = filter
-            .search
-            .as_ref()
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("%{s}%"));
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(filter.state.map(JobState::as_str))
-            .bind(filter.account_id)
-            .bind(search)
-            .bind(after.map(|c| c.0))
-            .bind(after.map(|c| c.1.as_str()))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(job_from_row).collect()
+        static SQL: OnceLock<String> = OnceLock::new();
+        static PG: OnceLock<String> = OnceLock::new();
+        crate::on_pool!(self, |p, _q, is_pg| {
+            // PostgreSQL wants each parameter's type where `IS NULL` alone
+            // cannot tell it; its ILIKE is SQLite's case-insensitive LIKE.
+            let sql = if is_pg {
+                PG.get_or_init(|| format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::TEXT IS NULL OR state = $1) AND ($2::BIGINT IS NULL OR account_id = $2) \
+                 AND ($3::TEXT IS NULL OR mail_from ILIKE $3 OR rcpt_to ILIKE $3 OR subject ILIKE $3 OR header_from ILIKE $3) \
+                 AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
+                 ORDER BY created_at DESC, id DESC LIMIT $6"
+            ))
+            } else {
+                SQL.get_or_init(|| format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2) \
+                 AND (?3 IS NULL OR mail_from LIKE ?3 OR rcpt_to LIKE ?3 OR subject LIKE ?3 OR header_from LIKE ?3) \
+                 AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5)) \
+                 ORDER BY created_at DESC, id DESC LIMIT ?6"
+            ))
+            };
+            let search = filter
+                .search
+                .as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("%{s}%"));
+            let rows = sqlx::query(sql.as_str())
+                .bind(filter.state.map(JobState::as_str))
+                .bind(filter.account_id)
+                .bind(search)
+                .bind(after.map(|c| c.0))
+                .bind(after.map(|c| c.1.as_str()))
+                .bind(limit)
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(job_from_row).collect()
+        })
     }
 }
 

@@ -8,10 +8,13 @@ pub mod accounts;
 pub mod audit;
 pub mod backup;
 pub mod ca;
+#[cfg(test)]
+mod engines_tests;
 pub mod export;
 pub mod jobs;
 pub mod postgres;
 pub mod retention;
+pub(crate) mod sql;
 pub mod stats;
 pub mod submitters;
 pub mod users;
@@ -112,6 +115,14 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL's codes are SQLSTATEs, classified apart.
+        if let sqlx::Error::Database(db) = &e
+            && db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+        {
+            return postgres::pg(e);
+        }
         // SQLITE_FULL (13) and the extended I/O codes of a full disk.
         let full = db_code(&e).is_some_and(|c| c == "13")
             || matches!(&e, sqlx::Error::Io(io) if io.raw_os_error() == Some(28));
@@ -200,6 +211,22 @@ fn warn_if_shared(data_dir: &Path, db: &Path) {
 /// Handle to the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    engine: Engine,
+    /// The accounts as last read ([`accounts::AccountsCache`]).
+    accounts: Arc<accounts::AccountsCache>,
+}
+
+/// The database behind a [`Store`]. Each operation runs its own SQL per
+/// engine (see [`sql`]); the queue on PostgreSQL is [`postgres::PgStore`]'s.
+#[derive(Debug, Clone)]
+pub(crate) enum Engine {
+    Sqlite(SqliteEngine),
+    Postgres(postgres::PgStore),
+}
+
+/// The embedded SQLite file of one instance.
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteEngine {
     pool: SqlitePool,
     /// Held for the life of every write transaction. SQLite allows one
     /// writer; waiting here (a fair queue) instead of in SQLite's busy
@@ -207,8 +234,21 @@ pub struct Store {
     write_lock: Arc<tokio::sync::Mutex<()>>,
     /// Group commit of accepted messages, claims and finished jobs ([`jobs::batch`]).
     batch: jobs::batch::Batcher,
-    /// The accounts as last read ([`accounts::AccountsCache`]).
-    accounts: Arc<accounts::AccountsCache>,
+}
+
+impl SqliteEngine {
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE`).
+    pub(crate) async fn write(&self) -> Result<WriteTx> {
+        let guard = self.write_lock.clone().lock_owned().await;
+        Ok(WriteTx {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            _lock: guard,
+        })
+    }
 }
 
 /// A write transaction that holds the store's write lock.
@@ -242,11 +282,24 @@ impl std::ops::DerefMut for WriteTx {
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and runs migrations.
     pub async fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_at(data_dir, data_dir.join(DB_FILE)).await
+    }
+
+    /// Opens (creating if needed) the SQLite file `path` (`store.url =
+    /// "sqlite://PATH"`) and runs migrations.
+    pub async fn open_file(path: &Path) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        Self::open_at(&dir, path.to_path_buf()).await
+    }
+
+    async fn open_at(data_dir: &Path, path: std::path::PathBuf) -> Result<Self> {
         create_private_dir(data_dir).map_err(|error| StoreError::DataDir {
             path: data_dir.display().to_string(),
             error,
         })?;
-        let path = data_dir.join(DB_FILE);
         create_private_file(&path).map_err(|error| StoreError::DbFile {
             path: path.display().to_string(),
             error,
@@ -284,48 +337,82 @@ impl Store {
         let batch_conn = sqlx::ConnectOptions::connect(&options).await?;
         let batch = jobs::batch::Batcher::start(batch_conn, options, write_lock.clone());
         Ok(Self {
-            pool,
-            write_lock,
-            batch,
+            engine: Engine::Sqlite(SqliteEngine {
+                pool,
+                write_lock,
+                batch,
+            }),
             accounts: Arc::default(),
         })
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Connects to the PostgreSQL database at `url` as instance `owner`
+    /// (a name unique among the instances sharing it, kept across
+    /// restarts) and brings its schema up to date.
+    pub async fn open_postgres(url: &str, owner: &str) -> Result<Self> {
+        Ok(Self {
+            engine: Engine::Postgres(postgres::PgStore::connect(url, owner).await?),
+            accounts: Arc::default(),
+        })
     }
 
-    /// Begins a write transaction (`BEGIN IMMEDIATE`).
-    pub(crate) async fn write(&self) -> Result<WriteTx> {
-        let guard = self.write_lock.clone().lock_owned().await;
-        Ok(WriteTx {
-            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            _lock: guard,
-        })
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The SQLite pool, for tests that read or shape rows directly.
+    #[cfg(test)]
+    #[allow(clippy::panic)] // a test on the wrong engine fails loudly
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        match &self.engine {
+            Engine::Sqlite(s) => &s.pool,
+            Engine::Postgres(_) => panic!("this test reads SQLite"),
+        }
+    }
+
+    /// The PostgreSQL engine, `None` on SQLite.
+    pub fn postgres(&self) -> Option<&postgres::PgStore> {
+        match &self.engine {
+            Engine::Sqlite(_) => None,
+            Engine::Postgres(p) => Some(p),
+        }
+    }
+
+    /// Whether the database answers (a cheap round trip).
+    pub async fn ping(&self) -> Result<()> {
+        crate::on_pool!(self, |p, q| {
+            sqlx::query(q("SELECT 1")).execute(p).await?;
+        });
+        Ok(())
     }
 
     /// A small key/value setting edited from the Remote UI.
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+        Ok(crate::on_pool!(self, |p, q| {
+            sqlx::query_scalar(q("SELECT value FROM settings WHERE key = ?1"))
                 .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+                .fetch_optional(p)
+                .await?
+        }))
     }
 
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
+        crate::on_pool!(self, |p, q| {
+            sqlx::query(q("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value"))
+                .bind(key)
+                .bind(value)
+                .execute(p)
+                .await?;
+        });
         Ok(())
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Closes the pool (on SQLite, checkpointing the WAL).
     pub async fn close(&self) {
-        self.pool.close().await;
+        match &self.engine {
+            Engine::Sqlite(s) => s.pool.close().await,
+            Engine::Postgres(p) => p.close().await,
+        }
     }
 }
 

@@ -41,49 +41,51 @@ impl Store {
     /// Deletes up to `limit` jobs that were sent or failed before `before`
     /// (their messages go with them: `ON DELETE CASCADE`).
     pub async fn purge_finished_jobs(&self, before: i64, limit: i64) -> Result<u64> {
-        let mut tx = self.write().await?;
-        // A finished job was created before it finished, so the range of
-        // `jobs_created` before the cut-off holds every candidate.
-        let n = sqlx::query(
-            "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE created_at < ?1 AND state IN ('sent', 'failed') AND updated_at < ?1 LIMIT ?2)",
-        )
+        crate::on_write!(self, |tx, _q, is_pg| {
+            // A finished job was created before it finished, so the range of
+            // `jobs_created` before the cut-off holds every candidate.
+            let n = sqlx::query(if !is_pg {
+            // SQLite's rowid; PostgreSQL has the primary key.
+            "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE created_at < ?1 AND state IN ('sent', 'failed') AND updated_at < ?1 LIMIT ?2)"
+        } else {
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE created_at < $1 AND state IN ('sent', 'failed') AND updated_at < $1 LIMIT $2)"
+        })
         .bind(before)
         .bind(limit)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        tx.commit().await?;
-        Ok(n)
+            tx.commit().await?;
+            Ok(n)
+        })
     }
 
     /// Deletes up to `limit` Audit Log entries written before `before`.
     pub async fn purge_audit(&self, before: i64, limit: i64) -> Result<u64> {
-        let mut tx = self.write().await?;
-        let n = sqlx::query(
-            "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ?1 ORDER BY at LIMIT ?2)",
-        )
+        crate::on_write!(self, |tx, q| {
+            let n = sqlx::query(q("DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ?1 ORDER BY at LIMIT ?2)"))
         .bind(before)
         .bind(limit)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        tx.commit().await?;
-        Ok(n)
+            tx.commit().await?;
+            Ok(n)
+        })
     }
 
     /// Deletes the chart's counts of the hours before `before`.
     pub async fn purge_stats(&self, before: i64, limit: i64) -> Result<u64> {
-        let mut tx = self.write().await?;
-        let n = sqlx::query(
-            "DELETE FROM job_stats WHERE hour IN (SELECT DISTINCT hour FROM job_stats WHERE hour < ?1 ORDER BY hour LIMIT ?2)",
-        )
+        crate::on_write!(self, |tx, q| {
+            let n = sqlx::query(q("DELETE FROM job_stats WHERE hour IN (SELECT DISTINCT hour FROM job_stats WHERE hour < ?1 ORDER BY hour LIMIT ?2)"))
         .bind(before / 3600)
         .bind(limit)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        tx.commit().await?;
-        Ok(n)
+            tx.commit().await?;
+            Ok(n)
+        })
     }
 
     /// Deletes everything older than `keep` allows, as of `now`, one batch

@@ -34,57 +34,66 @@ impl Store {
         from_hour: i64,
         to_hour: i64,
     ) -> Result<Vec<(i64, Outcomes)>> {
-        let rows = sqlx::query(
-            "SELECT hour, state, n FROM job_stats WHERE hour >= ?1 AND hour <= ?2 ORDER BY hour",
-        )
+        crate::on_pool!(self, |p, q| {
+            let rows = sqlx::query(q("SELECT hour, state, n FROM job_stats WHERE hour >= ?1 AND hour <= ?2 ORDER BY hour"))
         .bind(from_hour)
         .bind(to_hour)
-        .fetch_all(self.pool())
+        .fetch_all(p)
         .await?;
-        let mut out: Vec<(i64, Outcomes)> = Vec::new();
-        for row in rows {
-            let hour: i64 = row.try_get("hour")?;
-            let state: String = row.try_get("state")?;
-            let n: i64 = row.try_get("n")?;
-            if out.last().is_none_or(|(h, _)| *h != hour) {
-                out.push((hour, Outcomes::default()));
-            }
-            if let Some((_, o)) = out.last_mut() {
-                match state.as_str() {
-                    "sent" => o.sent += n,
-                    "deferred" => o.deferred += n,
-                    "failed" => o.failed += n,
-                    _ => {}
+            let mut out: Vec<(i64, Outcomes)> = Vec::new();
+            for row in rows {
+                let hour: i64 = row.try_get("hour")?;
+                let state: String = row.try_get("state")?;
+                let n: i64 = row.try_get("n")?;
+                if out.last().is_none_or(|(h, _)| *h != hour) {
+                    out.push((hour, Outcomes::default()));
+                }
+                if let Some((_, o)) = out.last_mut() {
+                    match state.as_str() {
+                        "sent" => o.sent += n,
+                        "deferred" => o.deferred += n,
+                        "failed" => o.failed += n,
+                        _ => {}
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// When the oldest job still waiting for delivery (queued, deferred or
     /// being sent) was accepted.
     pub async fn oldest_waiting_since(&self) -> Result<Option<i64>> {
-        // The `jobs_due` index holds the waiting jobs apart from the
-        // finished ones, however many of those the history keeps.
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(created_at) FROM jobs WHERE state IN ('queued', 'deferred', 'sending')",
-        )
-        .fetch_one(self.pool())
-        .await?)
+        crate::on_pool!(self, |p, q| {
+            // The `jobs_due` index holds the waiting jobs apart from the
+            // finished ones, however many of those the history keeps.
+            Ok(sqlx::query_scalar(q(
+                "SELECT MIN(created_at) FROM jobs WHERE state IN ('queued', 'deferred', 'sending')",
+            ))
+            .fetch_one(p)
+            .await?)
+        })
     }
 
     /// The size of the store's database in bytes (its pages, free ones
     /// included, and the write-ahead log not yet copied back).
     pub async fn size_bytes(&self) -> Result<i64> {
-        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(self.pool())
-            .await?;
-        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-            .fetch_one(self.pool())
-            .await?;
+        let s = match self.engine() {
+            super::Engine::Sqlite(s) => s,
+            super::Engine::Postgres(pg) => {
+                return Ok(
+                    sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                        .fetch_one(pg.pool())
+                        .await?,
+                );
+            }
+        };
+        let p = s.pool();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(p).await?;
+        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(p).await?;
         let file: Option<String> =
             sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-                .fetch_optional(self.pool())
+                .fetch_optional(p)
                 .await?;
         let wal = file
             .and_then(|f| std::fs::metadata(format!("{f}-wal")).ok())

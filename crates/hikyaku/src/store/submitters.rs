@@ -39,32 +39,36 @@ impl Store {
         account_id: Option<i64>,
         now: i64,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO submitters (name, password_hash, account_id, created_at) VALUES (?1, ?2, ?3, ?4)")
+        crate::on_pool!(self, |p, q| {
+            sqlx::query(q("INSERT INTO submitters (name, password_hash, account_id, created_at) VALUES (?1, ?2, ?3, ?4)"))
             .bind(name)
             .bind(password_hash)
             .bind(account_id)
             .bind(now)
-            .execute(self.pool())
+            .execute(p)
             .await
             .map_err(|e| unique(e, Conflict::SubmitterExists(name.to_string())))?;
-        Ok(())
+            Ok(())
+        })
     }
 
     pub async fn submitters(&self) -> Result<Vec<Submitter>> {
-        let rows = sqlx::query("SELECT * FROM submitters ORDER BY name")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Submitter {
-                    id: r.try_get("id")?,
-                    name: r.try_get("name")?,
-                    password_hash: r.try_get("password_hash")?,
-                    account_id: r.try_get("account_id")?,
-                    created_at: r.try_get("created_at")?,
+        crate::on_pool!(self, |p, q| {
+            let rows = sqlx::query(q("SELECT * FROM submitters ORDER BY name"))
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Submitter {
+                        id: r.try_get("id")?,
+                        name: r.try_get("name")?,
+                        password_hash: r.try_get("password_hash")?,
+                        account_id: r.try_get("account_id")?,
+                        created_at: r.try_get("created_at")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn submitter(&self, name: &str) -> Result<Option<Submitter>> {
@@ -76,16 +80,18 @@ impl Store {
     }
 
     pub async fn delete_submitter(&self, name: &str) -> Result<()> {
-        let n = sqlx::query("DELETE FROM submitters WHERE name = ?1")
-            .bind(name)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        crate::on_pool!(self, |p, q| {
+            let n = sqlx::query(q("DELETE FROM submitters WHERE name = ?1"))
+                .bind(name)
+                .execute(p)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
     }
 
     pub async fn add_allow_entry(
@@ -94,42 +100,50 @@ impl Store {
         account_id: Option<i64>,
         now: i64,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO allowlist (cidr, account_id, created_at) VALUES (?1, ?2, ?3)")
+        crate::on_pool!(self, |p, q| {
+            sqlx::query(q(
+                "INSERT INTO allowlist (cidr, account_id, created_at) VALUES (?1, ?2, ?3)",
+            ))
             .bind(cidr)
             .bind(account_id)
             .bind(now)
-            .execute(self.pool())
+            .execute(p)
             .await
             .map_err(|e| unique(e, Conflict::AllowEntryExists(cidr.to_string())))?;
-        Ok(())
+            Ok(())
+        })
     }
 
     pub async fn allowlist(&self) -> Result<Vec<AllowEntry>> {
-        let rows = sqlx::query("SELECT * FROM allowlist ORDER BY cidr")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AllowEntry {
-                    id: r.try_get("id")?,
-                    cidr: r.try_get("cidr")?,
-                    account_id: r.try_get("account_id")?,
-                    created_at: r.try_get("created_at")?,
+        crate::on_pool!(self, |p, q| {
+            let rows = sqlx::query(q("SELECT * FROM allowlist ORDER BY cidr"))
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AllowEntry {
+                        id: r.try_get("id")?,
+                        cidr: r.try_get("cidr")?,
+                        account_id: r.try_get("account_id")?,
+                        created_at: r.try_get("created_at")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn delete_allow_entry(&self, cidr: &str) -> Result<()> {
-        let n = sqlx::query("DELETE FROM allowlist WHERE cidr = ?1")
-            .bind(cidr)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-        if n == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
-        }
+        crate::on_pool!(self, |p, q| {
+            let n = sqlx::query(q("DELETE FROM allowlist WHERE cidr = ?1"))
+                .bind(cidr)
+                .execute(p)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! Remote UI users, their sessions, API tokens and the first-start setup tokens.
 //! Session ids and tokens are stored only as SHA-256 hashes.
 
-use sqlx::Row;
+use super::sql::DbRow as _;
 
 use super::{Conflict, Result, Store, StoreError};
 use crate::roles::Role;
@@ -110,19 +110,19 @@ fn parse_role(role: &str) -> Result<Role> {
     })
 }
 
-fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiToken> {
-    let role: String = row.try_get("role")?;
-    let user_role: Option<String> = row.try_get("user_role")?;
+fn token_from_row(row: &impl super::sql::DbRow) -> Result<ApiToken> {
+    let role: String = row.col("role")?;
+    let user_role: Option<String> = row.col("user_role")?;
     Ok(ApiToken {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
+        id: row.col("id")?,
+        name: row.col("name")?,
         role: parse_role(&role)?,
-        user: row.try_get("user_name")?,
+        user: row.col("user_name")?,
         user_role: user_role.as_deref().map(parse_role).transpose()?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        expires_at: row.try_get("expires_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.col("created_at")?,
+        last_used_at: row.col("last_used_at")?,
+        expires_at: row.col("expires_at")?,
+        revoked_at: row.col("revoked_at")?,
     })
 }
 
@@ -135,33 +135,31 @@ pub enum SetupTokenState {
     Unknown,
 }
 
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
-    let role: String = row.try_get("role")?;
+fn user_from_row(row: &impl super::sql::DbRow) -> Result<User> {
+    let role: String = row.col("role")?;
     Ok(User {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
+        id: row.col("id")?,
+        name: row.col("name")?,
         role: parse_role(&role)?,
-        password_hash: row.try_get("password_hash")?,
-        created_at: row.try_get("created_at")?,
+        password_hash: row.col("password_hash")?,
+        created_at: row.col("created_at")?,
     })
 }
 
 /// Refuses a change that would leave no Administrator (the caller is about
 /// to remove one).
-async fn last_administrator_check(tx: &mut super::WriteTx) -> Result<()> {
-    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'administrator'")
-        .fetch_one(&mut **tx)
-        .await?;
+/// `admins`: the count [`ADMINS`] gives, read in the caller's transaction.
+fn last_administrator_check(admins: i64) -> Result<()> {
     if admins <= 1 {
         return Err(StoreError::Conflict(Conflict::LastAdministrator));
     }
     Ok(())
 }
 
-fn token_inserted(
-    result: std::result::Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>,
-    name: &str,
-) -> Result<()> {
+/// How many Administrators there are.
+const ADMINS: &str = "SELECT COUNT(*) FROM users WHERE role = 'administrator'";
+
+fn token_inserted<T>(result: std::result::Result<T, sqlx::Error>, name: &str) -> Result<()> {
     match result {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(StoreError::Conflict(
@@ -173,9 +171,11 @@ fn token_inserted(
 
 impl Store {
     pub async fn count_users(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(self.pool())
-            .await?)
+        crate::on_pool!(self, |p, q| {
+            Ok(sqlx::query_scalar(q("SELECT COUNT(*) FROM users"))
+                .fetch_one(p)
+                .await?)
+        })
     }
 
     pub async fn create_user(
@@ -185,22 +185,22 @@ impl Store {
         password_hash: &str,
         now: i64,
     ) -> Result<i64> {
-        let result = sqlx::query(
-            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
+        crate::on_pool!(self, |p, q| {
+            let result: std::result::Result<i64, sqlx::Error> = sqlx::query_scalar(q("INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id"))
         .bind(name)
         .bind(role.as_str())
         .bind(password_hash)
         .bind(now)
-        .execute(self.pool())
+        .fetch_one(p)
         .await;
-        match result {
-            Ok(r) => Ok(r.last_insert_rowid()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Err(StoreError::Conflict(Conflict::UserExists(name.to_string())))
+            match result {
+                Ok(id) => Ok(id),
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                    Err(StoreError::Conflict(Conflict::UserExists(name.to_string())))
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        }
+        })
     }
 
     /// Creates the first Administrator and consumes the setup token in one
@@ -212,97 +212,104 @@ impl Store {
         password_hash: &str,
         now: i64,
     ) -> Result<i64> {
-        let mut tx = self.write().await?;
-        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&mut *tx)
-            .await?;
-        if users > 0 {
-            return Err(StoreError::Conflict(Conflict::SetupComplete));
-        }
-        let consumed = sqlx::query("UPDATE setup_tokens SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2")
+        crate::on_write!(self, |tx, q| {
+            let users: i64 = sqlx::query_scalar(q("SELECT COUNT(*) FROM users"))
+                .fetch_one(&mut *tx)
+                .await?;
+            if users > 0 {
+                return Err(StoreError::Conflict(Conflict::SetupComplete));
+            }
+            let consumed = sqlx::query(q("UPDATE setup_tokens SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2"))
             .bind(token_hash)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        if consumed.rows_affected() != 1 {
-            return Err(StoreError::Conflict(Conflict::SetupLinkInvalid));
-        }
-        let id = sqlx::query("INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, 'administrator', ?2, ?3)")
+            if consumed.rows_affected() != 1 {
+                return Err(StoreError::Conflict(Conflict::SetupLinkInvalid));
+            }
+            let id: i64 = sqlx::query_scalar(q("INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, 'administrator', ?2, ?3) RETURNING id"))
             .bind(name)
             .bind(password_hash)
             .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
-        tx.commit().await?;
-        Ok(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(id)
+        })
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE name = ?1")
-            .bind(name)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(user_from_row).transpose()
+        crate::on_pool!(self, |p, q| {
+            let row = sqlx::query(q("SELECT * FROM users WHERE name = ?1"))
+                .bind(name)
+                .fetch_optional(p)
+                .await?;
+            row.as_ref().map(user_from_row).transpose()
+        })
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY name")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(user_from_row).collect()
+        crate::on_pool!(self, |p, q| {
+            let rows = sqlx::query(q("SELECT * FROM users ORDER BY name"))
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(user_from_row).collect()
+        })
     }
 
     /// Deletes a user and, through the foreign key, their sessions; their
     /// API tokens are revoked. Refuses to delete the last Administrator.
     pub async fn delete_user(&self, name: &str, now: i64) -> Result<()> {
-        let mut tx = self.write().await?;
-        let row = sqlx::query("SELECT id, role FROM users WHERE name = ?1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound);
-        };
-        let id: i64 = row.try_get("id")?;
-        let role: String = row.try_get("role")?;
-        if role == Role::Administrator.as_str() {
-            last_administrator_check(&mut tx).await?;
-        }
-        sqlx::query(
-            "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM users WHERE id = ?1")
+        crate::on_write!(self, |tx, q| {
+            let row = sqlx::query(q("SELECT id, role FROM users WHERE name = ?1"))
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound);
+            };
+            let id: i64 = row.col("id")?;
+            let role: String = row.col("role")?;
+            if role == Role::Administrator.as_str() {
+                last_administrator_check(sqlx::query_scalar(q(ADMINS)).fetch_one(&mut *tx).await?)?;
+            }
+            sqlx::query(q(
+                "UPDATE api_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+            ))
             .bind(id)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+            sqlx::query(q("DELETE FROM users WHERE id = ?1"))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Gives a user another role; returns the role they had. Refuses to
     /// leave no Administrator.
     pub async fn set_user_role(&self, name: &str, role: Role) -> Result<Role> {
-        let mut tx = self.write().await?;
-        let old: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE name = ?1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let old = parse_role(&old.ok_or(StoreError::NotFound)?)?;
-        if old == Role::Administrator && role != Role::Administrator {
-            last_administrator_check(&mut tx).await?;
-        }
-        sqlx::query("UPDATE users SET role = ?2 WHERE name = ?1")
-            .bind(name)
-            .bind(role.as_str())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(old)
+        crate::on_write!(self, |tx, q| {
+            let old: Option<String> =
+                sqlx::query_scalar(q("SELECT role FROM users WHERE name = ?1"))
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let old = parse_role(&old.ok_or(StoreError::NotFound)?)?;
+            if old == Role::Administrator && role != Role::Administrator {
+                last_administrator_check(sqlx::query_scalar(q(ADMINS)).fetch_one(&mut *tx).await?)?;
+            }
+            sqlx::query(q("UPDATE users SET role = ?2 WHERE name = ?1"))
+                .bind(name)
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(old)
+        })
     }
 
     /// Stores a user's new password hash and ends their sessions, except
@@ -314,25 +321,28 @@ impl Store {
         password_hash: &str,
         keep: Option<&str>,
     ) -> Result<u64> {
-        let mut tx = self.write().await?;
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE name = ?1")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let id = id.ok_or(StoreError::NotFound)?;
-        sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
-            .bind(id)
-            .bind(password_hash)
-            .execute(&mut *tx)
-            .await?;
-        let ended = sqlx::query("DELETE FROM sessions WHERE user_id = ?1 AND id_hash IS NOT ?2")
+        crate::on_write!(self, |tx, q| {
+            let id: Option<i64> = sqlx::query_scalar(q("SELECT id FROM users WHERE name = ?1"))
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let id = id.ok_or(StoreError::NotFound)?;
+            sqlx::query(q("UPDATE users SET password_hash = ?2 WHERE id = ?1"))
+                .bind(id)
+                .bind(password_hash)
+                .execute(&mut *tx)
+                .await?;
+            let ended = sqlx::query(q(
+                "DELETE FROM sessions WHERE user_id = ?1 AND id_hash IS NOT ?2",
+            ))
             .bind(id)
             .bind(keep)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        tx.commit().await?;
-        Ok(ended)
+            tx.commit().await?;
+            Ok(ended)
+        })
     }
 
     pub async fn create_session(
@@ -343,15 +353,17 @@ impl Store {
         now: i64,
         source: &str,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, source) VALUES (?1, ?2, ?3, ?4, ?4, ?5)")
+        crate::on_pool!(self, |p, q| {
+            sqlx::query(q("INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, source) VALUES (?1, ?2, ?3, ?4, ?4, ?5)"))
             .bind(id_hash)
             .bind(user_id)
             .bind(csrf_token)
             .bind(now)
             .bind(source)
-            .execute(self.pool())
+            .execute(p)
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Loads a session that has been used within `idle_secs`, and marks it
@@ -362,54 +374,60 @@ impl Store {
         now: i64,
         idle_secs: i64,
     ) -> Result<Option<Session>> {
-        let row = sqlx::query(
-            "SELECT s.csrf_token, s.last_seen_at, u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?1",
-        )
+        crate::on_pool!(self, |p, q| {
+            let row = sqlx::query(q("SELECT s.csrf_token, s.last_seen_at, u.* FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?1"))
         .bind(id_hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(p)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let last_seen_at: i64 = row.try_get("last_seen_at")?;
-        if now - last_seen_at > idle_secs {
-            self.delete_session(id_hash).await?;
-            return Ok(None);
-        }
-        // Writing on every request would serialise all page views on the
-        // SQLite writer; a resolution of 10 s is plenty for an idle timeout.
-        if now - last_seen_at >= 10 {
-            sqlx::query("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")
+            let Some(row) = row else { return Ok(None) };
+            let last_seen_at: i64 = row.col("last_seen_at")?;
+            if now - last_seen_at > idle_secs {
+                self.delete_session(id_hash).await?;
+                return Ok(None);
+            }
+            // Writing on every request would serialise all page views on the
+            // SQLite writer; a resolution of 10 s is plenty for an idle timeout.
+            if now - last_seen_at >= 10 {
+                sqlx::query(q(
+                    "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+                ))
                 .bind(id_hash)
                 .bind(now)
-                .execute(self.pool())
+                .execute(p)
                 .await?;
-        }
-        Ok(Some(Session {
-            user: user_from_row(&row)?,
-            csrf_token: row.try_get("csrf_token")?,
-            last_seen_at: now,
-        }))
+            }
+            Ok(Some(Session {
+                user: user_from_row(&row)?,
+                csrf_token: row.col("csrf_token")?,
+                last_seen_at: now,
+            }))
+        })
     }
 
     pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = ?1")
-            .bind(id_hash)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        crate::on_pool!(self, |p, q| {
+            sqlx::query(q("DELETE FROM sessions WHERE id_hash = ?1"))
+                .bind(id_hash)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Deletes every session unused for more than `idle_secs` (the rule
     /// [`Store::touch_session`] applies to one), returning how many. Sessions
     /// nobody comes back to would otherwise stay in the table for ever.
     pub async fn delete_idle_sessions(&self, now: i64, idle_secs: i64) -> Result<u64> {
-        Ok(
-            sqlx::query("DELETE FROM sessions WHERE last_seen_at < ?1 - ?2")
-                .bind(now)
-                .bind(idle_secs)
-                .execute(self.pool())
-                .await?
-                .rows_affected(),
-        )
+        crate::on_pool!(self, |p, q| {
+            Ok(
+                sqlx::query(q("DELETE FROM sessions WHERE last_seen_at < ?1 - ?2"))
+                    .bind(now)
+                    .bind(idle_secs)
+                    .execute(p)
+                    .await?
+                    .rows_affected(),
+            )
+        })
     }
 
     /// Stores a token that belongs to no user (as earlier versions made
@@ -421,123 +439,135 @@ impl Store {
         token_hash: &str,
         now: i64,
     ) -> Result<()> {
-        let result = sqlx::query(
-            "INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
+        crate::on_pool!(self, |p, q| {
+            let result = sqlx::query(q("INSERT INTO api_tokens (name, role, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)"))
         .bind(name)
         .bind(role.as_str())
         .bind(token_hash)
         .bind(now)
-        .execute(self.pool())
+        .execute(p)
         .await;
-        token_inserted(result, name)
+            token_inserted(result, name)
+        })
     }
 
     /// Stores a token of a user. The name of a revoked or expired token may
     /// be given again: that row goes.
     pub async fn create_user_api_token(&self, t: &NewApiToken<'_>) -> Result<()> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "DELETE FROM api_tokens WHERE name = ?1 AND (revoked_at IS NOT NULL OR expires_at <= ?2)",
-        )
+        crate::on_write!(self, |tx, q| {
+            sqlx::query(q("DELETE FROM api_tokens WHERE name = ?1 AND (revoked_at IS NOT NULL OR expires_at <= ?2)"))
         .bind(t.name)
         .bind(t.now)
         .execute(&mut *tx)
         .await?;
-        let result = sqlx::query(
-            "INSERT INTO api_tokens (name, role, token_hash, created_at, user_id, expires_at) \
+            let result = sqlx::query(q(
+                "INSERT INTO api_tokens (name, role, token_hash, created_at, user_id, expires_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(t.name)
-        .bind(t.role.as_str())
-        .bind(t.token_hash)
-        .bind(t.now)
-        .bind(t.user_id)
-        .bind(t.expires_at)
-        .execute(&mut *tx)
-        .await;
-        token_inserted(result, t.name)?;
-        tx.commit().await?;
-        Ok(())
+            ))
+            .bind(t.name)
+            .bind(t.role.as_str())
+            .bind(t.token_hash)
+            .bind(t.now)
+            .bind(t.user_id)
+            .bind(t.expires_at)
+            .execute(&mut *tx)
+            .await;
+            token_inserted(result, t.name)?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// The token with this hash, whatever its state; a usable one is marked
     /// used now.
     pub async fn api_token(&self, token_hash: &str, now: i64) -> Result<Option<ApiToken>> {
-        let row = sqlx::query(token_query!("WHERE t.token_hash = ?1"))
-            .bind(token_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut token = token_from_row(&row)?;
-        // As with sessions: a resolution of 10 s spares the single writer.
-        let stale = token.last_used_at.is_none_or(|at| now - at >= 10);
-        if token.state(now) == TokenState::Active && stale {
-            sqlx::query("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1")
-                .bind(token.id)
-                .bind(now)
-                .execute(self.pool())
+        crate::on_pool!(self, |p, q| {
+            let row = sqlx::query(q(token_query!("WHERE t.token_hash = ?1")))
+                .bind(token_hash)
+                .fetch_optional(p)
                 .await?;
-            token.last_used_at = Some(now);
-        }
-        Ok(Some(token))
+            let Some(row) = row else { return Ok(None) };
+            let mut token = token_from_row(&row)?;
+            // As with sessions: a resolution of 10 s spares the single writer.
+            let stale = token.last_used_at.is_none_or(|at| now - at >= 10);
+            if token.state(now) == TokenState::Active && stale {
+                sqlx::query(q("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1"))
+                    .bind(token.id)
+                    .bind(now)
+                    .execute(p)
+                    .await?;
+                token.last_used_at = Some(now);
+            }
+            Ok(Some(token))
+        })
     }
 
     /// Every API token, by name.
     pub async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
-        let rows = sqlx::query(token_query!("ORDER BY t.name"))
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(token_from_row).collect()
+        crate::on_pool!(self, |p, q| {
+            let rows = sqlx::query(q(token_query!("ORDER BY t.name")))
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(token_from_row).collect()
+        })
     }
 
     /// Revokes the token named `name` (already revoked: nothing changes).
     pub async fn revoke_api_token(&self, name: &str, now: i64) -> Result<()> {
-        let mut tx = self.write().await?;
-        let found: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT revoked_at FROM api_tokens WHERE name = ?1")
+        crate::on_write!(self, |tx, q| {
+            let found: Option<Option<i64>> =
+                sqlx::query_scalar(q("SELECT revoked_at FROM api_tokens WHERE name = ?1"))
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match found {
+                None => return Err(StoreError::NotFound),
+                Some(Some(_)) => return Ok(()),
+                Some(None) => {}
+            }
+            sqlx::query(q("UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1"))
                 .bind(name)
-                .fetch_optional(&mut *tx)
+                .bind(now)
+                .execute(&mut *tx)
                 .await?;
-        match found {
-            None => return Err(StoreError::NotFound),
-            Some(Some(_)) => return Ok(()),
-            Some(None) => {}
-        }
-        sqlx::query("UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1")
-            .bind(name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub async fn create_setup_token(&self, token_hash: &str, expires_at: i64) -> Result<()> {
-        sqlx::query("INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?1, ?2)")
+        crate::on_pool!(self, |p, q| {
+            sqlx::query(q(
+                "INSERT INTO setup_tokens (token_hash, expires_at) VALUES (?1, ?2)",
+            ))
             .bind(token_hash)
             .bind(expires_at)
-            .execute(self.pool())
+            .execute(p)
             .await?;
-        Ok(())
+            Ok(())
+        })
     }
 
     pub async fn setup_token_state(&self, token_hash: &str, now: i64) -> Result<SetupTokenState> {
-        let row = sqlx::query("SELECT expires_at, used_at FROM setup_tokens WHERE token_hash = ?1")
+        crate::on_pool!(self, |p, q| {
+            let row = sqlx::query(q(
+                "SELECT expires_at, used_at FROM setup_tokens WHERE token_hash = ?1",
+            ))
             .bind(token_hash)
-            .fetch_optional(self.pool())
+            .fetch_optional(p)
             .await?;
-        let Some(row) = row else {
-            return Ok(SetupTokenState::Unknown);
-        };
-        let used: Option<i64> = row.try_get("used_at")?;
-        let expires_at: i64 = row.try_get("expires_at")?;
-        Ok(if used.is_some() {
-            SetupTokenState::Used
-        } else if expires_at <= now {
-            SetupTokenState::Expired
-        } else {
-            SetupTokenState::Valid
+            let Some(row) = row else {
+                return Ok(SetupTokenState::Unknown);
+            };
+            let used: Option<i64> = row.col("used_at")?;
+            let expires_at: i64 = row.col("expires_at")?;
+            Ok(if used.is_some() {
+                SetupTokenState::Used
+            } else if expires_at <= now {
+                SetupTokenState::Expired
+            } else {
+                SetupTokenState::Valid
+            })
         })
     }
 }

@@ -3,6 +3,8 @@
 //! session cookie plus the `X-CSRF-Token` header). Status values are
 //! lowercase snake_case. `openapi.json` describes every route.
 
+use std::time::Duration;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
@@ -124,8 +126,21 @@ pub fn router() -> Router<AppState> {
         .merge(super::api_app::router())
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+/// `200` while this instance can serve; `503` while its shared PostgreSQL
+/// store does not answer, so that a load balancer sends elsewhere until it
+/// is back (the pool reconnects by itself).
+async fn health(State(state): State<AppState>) -> Response {
+    if state.store.postgres().is_some() {
+        let answered = tokio::time::timeout(Duration::from_secs(3), state.store.ping()).await;
+        if !matches!(answered, Ok(Ok(()))) {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "reason": "database", "version": env!("CARGO_PKG_VERSION") })),
+            )
+                .into_response();
+        }
+    }
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") })).into_response()
 }
 
 async fn openapi() -> Response {

@@ -47,7 +47,7 @@ async fn server(fc: &FakeCloud) -> (TestServer, Browser) {
 /// What the command line does: a store and token service of its own on the
 /// server's data directory.
 async fn add_app(server: &TestServer, args: AppAccountArgs) -> Result<Account, String> {
-    let (store, key) = hikyaku::app::open_data(server.dir.path()).await.unwrap();
+    let (store, key) = hikyaku::app::open_data(&server.config).await.unwrap();
     let tokens =
         hikyaku::app::token_service(&server.config, &store, key.clone(), Arc::new(SystemClock))
             .await

@@ -15,6 +15,7 @@ mod delivery;
 mod network;
 mod oauth_flow;
 mod ops;
+mod postgres;
 mod properties;
 mod queue;
 mod secrets;

@@ -33,7 +33,7 @@ async fn server(fc: &FakeCloud) -> (TestServer, Browser) {
 }
 
 async fn add_app(server: &TestServer, args: AppAccountArgs) -> Account {
-    let (store, key) = hikyaku::app::open_data(server.dir.path()).await.unwrap();
+    let (store, key) = hikyaku::app::open_data(&server.config).await.unwrap();
     let tokens =
         hikyaku::app::token_service(&server.config, &store, key.clone(), Arc::new(SystemClock))
             .await

@@ -24,7 +24,7 @@ fn moves(from: &[JobState], to: JobState) {
     );
 }
 
-impl Store {
+impl super::SqliteEngine {
     async fn insert_job(&self, job: NewJob, now: i64, lease_until: Option<i64>) -> Result<()> {
         let rcpt = serde_json::to_string(&job.rcpt_to)
             .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
@@ -100,11 +100,19 @@ impl JobStore for Store {
     type Error = StoreError;
 
     async fn enqueue_owned(&self, job: NewJob, now: i64) -> Result<()> {
-        self.insert_job(job, now, None).await
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.enqueue_owned(job, now).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        s.insert_job(job, now, None).await
     }
 
     async fn enqueue_claimed(&self, job: NewJob, now: i64, lease_until: i64) -> Result<()> {
-        self.insert_job(job, now, Some(lease_until)).await
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.enqueue_claimed(job, now, lease_until).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        s.insert_job(job, now, Some(lease_until)).await
     }
 
     async fn claim_due_jobs_with_bodies(
@@ -113,8 +121,14 @@ impl JobStore for Store {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<Claimed>> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => {
+                return pg.claim_due_jobs_with_bodies(now, lease_until, limit).await;
+            }
+            super::Engine::Sqlite(s) => s,
+        };
         moves(&[JobState::Queued, JobState::Deferred], JobState::Sending);
-        match self
+        match s
             .batch
             .submit(batch::Op::Claim {
                 now,
@@ -129,17 +143,25 @@ impl JobStore for Store {
     }
 
     async fn next_due_at(&self) -> Result<Option<i64>> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.next_due_at().await,
+            super::Engine::Sqlite(s) => s,
+        };
         Ok(sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM jobs WHERE state IN ('queued', 'deferred')",
         )
-        .fetch_one(self.pool())
+        .fetch_one(s.pool())
         .await?)
     }
 
     async fn job_body(&self, id: &str) -> Result<Vec<u8>> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.job_body(id).await,
+            super::Engine::Sqlite(s) => s,
+        };
         sqlx::query_scalar("SELECT body FROM messages WHERE job_id = ?1")
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(s.pool())
             .await?
             .ok_or(StoreError::NotFound)
     }
@@ -147,7 +169,11 @@ impl JobStore for Store {
     /// Only a job still in `sending` moves, so an Administrator's delete in
     /// the meantime is not undone.
     async fn mark_sent(&self, id: &str, via: Option<i64>, reply: &Reason, now: i64) -> Result<()> {
-        self.finish(id, JobState::Sent, via, &reply.to_json(), now)
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.mark_sent(id, via, reply, now).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        s.finish(id, JobState::Sent, via, &reply.to_json(), now)
             .await
     }
 
@@ -158,7 +184,11 @@ impl JobStore for Store {
         reply: &Reason,
         now: i64,
     ) -> Result<()> {
-        self.finish(id, JobState::Failed, via, &reply.to_json(), now)
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.mark_failed(id, via, reply, now).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        s.finish(id, JobState::Failed, via, &reply.to_json(), now)
             .await
     }
 
@@ -170,8 +200,16 @@ impl JobStore for Store {
         now: i64,
         count_attempt: bool,
     ) -> Result<()> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => {
+                return pg
+                    .defer_job(id, reply, next_attempt_at, now, count_attempt)
+                    .await;
+            }
+            super::Engine::Sqlite(s) => s,
+        };
         moves(&[JobState::Sending], JobState::Deferred);
-        let mut tx = self.write().await?;
+        let mut tx = s.write().await?;
         sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, last_reply = ?2, next_attempt_at = ?3, updated_at = ?4, attempts = attempts - ?5 WHERE id = ?1 AND state = 'sending'")
             .bind(id)
             .bind(reply.to_json())
@@ -187,18 +225,30 @@ impl JobStore for Store {
     /// The embedded SQLite store serves one hikyaku, so at its start no
     /// other instance can be delivering.
     async fn requeue_interrupted(&self, now: i64) -> Result<u64> {
-        self.requeue_sending(now, false, &[]).await
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.requeue_interrupted(now).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        s.requeue_sending(now, false, &[]).await
     }
 
     async fn requeue_expired_leases(&self, now: i64, busy: &[String]) -> Result<u64> {
-        self.requeue_sending(now, true, busy).await
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.requeue_expired_leases(now, busy).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        s.requeue_sending(now, true, busy).await
     }
 
     async fn job(&self, id: &str) -> Result<Job> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.job(id).await,
+            super::Engine::Sqlite(s) => s,
+        };
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(s.pool())
             .await?;
         row.as_ref()
             .map(job_from_row)
@@ -207,6 +257,10 @@ impl JobStore for Store {
     }
 
     async fn jobs(&self, filter: &JobFilter, limit: i64, offset: i64) -> Result<Vec<Job>> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.jobs(filter, limit, offset).await,
+            super::Engine::Sqlite(s) => s,
+        };
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2) \
              AND (?3 IS NULL OR mail_from LIKE ?3 OR rcpt_to LIKE ?3 OR subject LIKE ?3 OR header_from LIKE ?3) \
@@ -223,17 +277,21 @@ impl JobStore for Store {
             .bind(search)
             .bind(limit)
             .bind(offset)
-            .fetch_all(self.pool())
+            .fetch_all(s.pool())
             .await?;
         rows.iter().map(job_from_row).collect()
     }
 
     async fn retry_job(&self, id: &str, now: i64) -> Result<()> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.retry_job(id, now).await,
+            super::Engine::Sqlite(s) => s,
+        };
         moves(
             &[JobState::Deferred, JobState::Failed, JobState::Queued],
             JobState::Queued,
         );
-        let mut tx = self.write().await?;
+        let mut tx = s.write().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = ?1")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -259,9 +317,13 @@ impl JobStore for Store {
     }
 
     async fn delete_job(&self, id: &str) -> Result<()> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.delete_job(id).await,
+            super::Engine::Sqlite(s) => s,
+        };
         let n = sqlx::query("DELETE FROM jobs WHERE id = ?1 AND state != 'sending'")
             .bind(id)
-            .execute(self.pool())
+            .execute(s.pool())
             .await?
             .rows_affected();
         if n == 0 {
@@ -271,8 +333,12 @@ impl JobStore for Store {
     }
 
     async fn job_counts(&self) -> Result<Vec<(JobState, i64)>> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.job_counts().await,
+            super::Engine::Sqlite(s) => s,
+        };
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-            .fetch_all(self.pool())
+            .fetch_all(s.pool())
             .await?;
         rows.iter()
             .map(|r| Ok((rows::state(r)?, r.try_get("n")?)))
@@ -280,8 +346,12 @@ impl JobStore for Store {
     }
 
     async fn last_job_error(&self) -> Result<Option<(i64, Reason)>> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.last_job_error().await,
+            super::Engine::Sqlite(s) => s,
+        };
         let row = sqlx::query("SELECT updated_at, last_reply FROM jobs WHERE state IN ('failed', 'deferred') AND last_reply IS NOT NULL ORDER BY updated_at DESC LIMIT 1")
-            .fetch_optional(self.pool())
+            .fetch_optional(s.pool())
             .await?;
         row.map(|r| {
             let reply: String = r.try_get("last_reply")?;
