@@ -44,12 +44,12 @@ impl IntakeSink for MemorySink {
         }))
     }
 
-    async fn allowlisted(&self, peer: IpAddr) -> Option<Submitter> {
+    async fn allowlisted(&self, peer: IpAddr) -> Result<Option<Submitter>, SinkError> {
         let lan = matches!(peer, IpAddr::V4(v4) if v4.octets()[..3] == [192, 0, 2]);
-        lan.then(|| Submitter {
+        Ok(lan.then(|| Submitter {
             name: "lan-printer".to_owned(),
             account_id: None,
-        })
+        }))
     }
 
     async fn accept(&self, submission: Submission) -> Result<String, SinkError> {

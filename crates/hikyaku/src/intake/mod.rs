@@ -128,7 +128,13 @@ pub trait IntakeSink: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Submitter>, SinkError>> + Send;
 
     /// Whether `peer` may submit without AUTH (e.g. a printer on the LAN).
-    fn allowlisted(&self, peer: IpAddr) -> impl Future<Output = Option<Submitter>> + Send;
+    /// An error means the list could not be read (e.g. the database is
+    /// away): the client hears a temporary refusal, not "authentication
+    /// required".
+    fn allowlisted(
+        &self,
+        peer: IpAddr,
+    ) -> impl Future<Output = Result<Option<Submitter>, SinkError>> + Send;
 
     /// Durably enqueues a message; returns the queue id for the `250` reply.
     fn accept(

@@ -780,15 +780,16 @@ impl<'a, S: IntakeSink> Session<'a, S> {
     }
 
     /// Who may submit: the authenticated user, else an allowlisted peer.
-    async fn submitter(&mut self) -> Option<Submitter> {
+    /// An allowlist that cannot be read is an error, tried again next time.
+    async fn submitter(&mut self) -> Result<Option<Submitter>, SinkError> {
         if let Some(s) = &self.authenticated {
-            return Some(s.clone());
+            return Ok(Some(s.clone()));
         }
         if self.allowlisted.is_none() {
-            let found = self.sink.allowlisted(self.peer.ip()).await;
+            let found = self.sink.allowlisted(self.peer.ip()).await?;
             self.allowlisted = Some(found);
         }
-        self.allowlisted.clone().flatten()
+        Ok(self.allowlisted.clone().flatten())
     }
 
     async fn handle_mail(&mut self, from: MailFrom<String>) {
@@ -801,7 +802,16 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             return;
         }
         // Never an open relay: no login and no allowlist entry, no mail.
-        if self.submitter().await.is_none() {
+        let submitter = match self.submitter().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(peer = %self.peer, error = %e, "MAIL deferred: the allowlist cannot be read");
+                crate::metrics::intake_refused("temporary");
+                self.reply(451, [4, 3, 0], "Temporary failure, try again later");
+                return;
+            }
+        };
+        if submitter.is_none() {
             info!(peer = %self.peer, "MAIL refused: not authenticated and not allowlisted");
             crate::metrics::intake_refused("not_authenticated");
             self.reply(530, [5, 7, 0], "Authentication required");
@@ -951,7 +961,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             }
         };
 
-        let Some(submitter) = self.submitter().await else {
+        let Ok(Some(submitter)) = self.submitter().await else {
             // Unreachable in practice: MAIL checked it; refuse rather than relay.
             self.reply(530, [5, 7, 0], "Authentication required");
             return Ok(Flow::Continue);

@@ -126,21 +126,18 @@ impl IntakeSink for StoreSink {
         }))
     }
 
-    async fn allowlisted(&self, peer: IpAddr) -> Option<Submitter> {
-        let entries = match self.store.allowlist().await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the allowlist");
-                return None;
-            }
-        };
-        entries
+    async fn allowlisted(&self, peer: IpAddr) -> Result<Option<Submitter>, SinkError> {
+        let entries = self.store.allowlist().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot read the allowlist");
+            sink_error(e)
+        })?;
+        Ok(entries
             .into_iter()
             .find(|e| Cidr::parse(&e.cidr).is_ok_and(|c| c.contains(peer)))
             .map(|e| Submitter {
                 name: format!("allowlist:{}", e.cidr),
                 account_id: e.account_id,
-            })
+            }))
     }
 
     async fn accept(&self, s: Submission) -> Result<String, SinkError> {

@@ -29,6 +29,8 @@ struct TestSink {
     accept_delay: Option<Duration>,
     /// Signalled when `accept` is entered.
     accept_started: tokio::sync::Notify,
+    /// The allowlist cannot be read (the store is away).
+    allowlist_down: bool,
 }
 
 impl TestSink {
@@ -50,11 +52,16 @@ impl IntakeSink for TestSink {
         }))
     }
 
-    async fn allowlisted(&self, peer: IpAddr) -> Option<Submitter> {
-        (peer == FRIEND.parse::<SocketAddr>().unwrap().ip()).then(|| Submitter {
-            name: "lan-printer".to_owned(),
-            account_id: None,
-        })
+    async fn allowlisted(&self, peer: IpAddr) -> Result<Option<Submitter>, SinkError> {
+        if self.allowlist_down {
+            return Err(SinkError::Temporary("database unreachable".into()));
+        }
+        Ok(
+            (peer == FRIEND.parse::<SocketAddr>().unwrap().ip()).then(|| Submitter {
+                name: "lan-printer".to_owned(),
+                account_id: None,
+            }),
+        )
     }
 
     async fn accept(&self, submission: Submission) -> Result<String, SinkError> {
@@ -930,4 +937,17 @@ async fn serve_limits_connections_per_client() {
         .expect("serve did not stop")
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreadable_allowlist_is_a_temporary_refusal() {
+    let sink = Arc::new(TestSink {
+        allowlist_down: true,
+        ..TestSink::default()
+    });
+    let input = "EHLO c\r\nMAIL FROM:<a@b>\r\nQUIT\r\n";
+    let out = transcript(plain_config(), &sink, FRIEND, input.as_bytes()).await;
+    // 451, not 530: a device on the allowlist retries instead of giving up.
+    assert_eq!(codes(&out), [220, 250, 451, 221], "{out}");
+    assert!(out.contains("451 4.3.0"), "{out}");
 }
