@@ -357,14 +357,8 @@ pub struct Submission {
 /// account's sender or authorized mailbox.
 pub async fn default_sender(store: &Store) -> Result<String, LocalError> {
     let accounts = store.accounts().await?;
-    let pick = accounts
-        .iter()
-        .find(|a| a.is_default && a.enabled)
-        .or_else(|| {
-            accounts
-                .iter()
-                .find(|a| a.enabled && a.token_status == "active")
-        });
+    // The account a message without any send-as match would go through.
+    let pick = super::routing::default_account(&accounts).ok().flatten();
     pick.and_then(|a| a.sender.clone().or_else(|| a.mailbox.clone()))
         .ok_or(LocalError::NoSender)
 }

@@ -38,7 +38,7 @@ fn by_send_as<'a>(accounts: &[&'a Account], address: &str) -> Option<&'a Account
 /// one; else the only enabled one whose token is Active. `Ok(None)` while
 /// no account is enabled at all (nothing is set up yet: the message waits
 /// for one, as before accounts were many).
-fn default_account(accounts: &[Account]) -> Result<Option<&Account>, Unroutable> {
+pub fn default_account(accounts: &[Account]) -> Result<Option<&Account>, Unroutable> {
     if let Some(a) = accounts.iter().find(|a| a.is_default) {
         return Ok(Some(a));
     }
@@ -58,9 +58,6 @@ fn default_account(accounts: &[Account]) -> Result<Option<&Account>, Unroutable>
     }
 }
 
-/// Decides the account of a message. `bound`: the submitter's or allowlist
-/// entry's account; `header_from`: the From header's address. `None`: no
-/// account is set up yet (delivery takes the default when there is one).
 /// Why a message of `size` bytes can never go out through the account it was
 /// routed to (its transport's limit), or `None`.
 pub fn too_large(accounts: &[Account], account: Option<i64>, size: usize) -> Option<String> {
@@ -75,6 +72,9 @@ pub fn too_large(accounts: &[Account], account: Option<i64>, size: usize) -> Opt
     })
 }
 
+/// Decides the account of a message. `bound`: the submitter's or allowlist
+/// entry's account; `header_from`: the From header's address. `None`: no
+/// account is set up yet (delivery takes the default when there is one).
 pub fn route(
     accounts: &[Account],
     bound: Option<i64>,

@@ -37,6 +37,25 @@ fn cutoff(now: i64, days: u64) -> i64 {
     now.saturating_sub(i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX))
 }
 
+/// Runs one purge batch after another, pausing between them, until a batch
+/// deletes less than a whole batch; returns the rows deleted in all.
+async fn drain<F, Fut>(mut batch: F) -> Result<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
+    let full = u64::try_from(BATCH_ROWS).unwrap_or(u64::MAX);
+    let mut total = 0;
+    loop {
+        let n = batch().await?;
+        total += n;
+        if n < full {
+            return Ok(total);
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+}
+
 impl Store {
     /// Deletes up to `limit` jobs that were sent or failed before `before`
     /// (their messages go with them: `ON DELETE CASCADE`).
@@ -95,30 +114,9 @@ impl Store {
         let jobs_before = cutoff(now, keep.history_days);
         let audit_before = cutoff(now, keep.audit_days);
         let stats_before = cutoff(now, keep.history_days.max(MIN_STATS_DAYS));
-        loop {
-            let n = self.purge_finished_jobs(jobs_before, BATCH_ROWS).await?;
-            purged.jobs += n;
-            if n < u64::try_from(BATCH_ROWS).unwrap_or(0) {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
-        }
-        loop {
-            let n = self.purge_audit(audit_before, BATCH_ROWS).await?;
-            purged.audit_entries += n;
-            if n < u64::try_from(BATCH_ROWS).unwrap_or(0) {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
-        }
-        loop {
-            let n = self.purge_stats(stats_before, BATCH_ROWS).await?;
-            purged.stats_rows += n;
-            if n == 0 {
-                break;
-            }
-            tokio::time::sleep(PAUSE).await;
-        }
+        purged.jobs = drain(|| self.purge_finished_jobs(jobs_before, BATCH_ROWS)).await?;
+        purged.audit_entries = drain(|| self.purge_audit(audit_before, BATCH_ROWS)).await?;
+        purged.stats_rows = drain(|| self.purge_stats(stats_before, BATCH_ROWS)).await?;
         Ok(purged)
     }
 }
