@@ -23,6 +23,7 @@ mod certs;
 mod entra;
 mod google;
 mod http;
+mod graphdraft;
 mod mailapi;
 mod smtp;
 mod state;
@@ -249,6 +250,12 @@ impl FakeCloud {
     /// Messages the HTTP sending APIs (Graph, Gmail) accepted.
     pub fn api_inbox(&self) -> Vec<ApiMessage> {
         self.shared().lock().api_inbox.clone()
+    }
+
+    /// Graph drafts created and neither sent nor deleted (a large message's
+    /// route left half-way).
+    pub fn graph_open_drafts(&self) -> usize {
+        graphdraft::open_drafts(self.shared())
     }
 
     /// The next API request (Graph or Gmail) gets `fault` instead of its

@@ -247,6 +247,8 @@ pub(crate) struct Inner {
     pub api_faults: std::collections::VecDeque<crate::mailapi::ApiFault>,
     /// Gmail resumable upload sessions: id → mailbox.
     pub api_uploads: HashMap<String, String>,
+    /// Graph drafts and their attachment upload sessions.
+    pub graph_drafts: crate::graphdraft::DraftState,
 }
 
 pub(crate) struct Shared {

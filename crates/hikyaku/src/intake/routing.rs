@@ -65,7 +65,7 @@ fn default_account(accounts: &[Account]) -> Result<Option<&Account>, Unroutable>
 /// routed to (its transport's limit), or `None`.
 pub fn too_large(accounts: &[Account], account: Option<i64>, size: usize) -> Option<String> {
     let a = accounts.iter().find(|a| Some(a.id) == account)?;
-    let max = a.transport.max_message_size()?;
+    let max = a.max_message_size()?;
     (size > max).then(|| {
         format!(
             "Message too large for account {} ({}): {size} bytes, at most {max}",
