@@ -276,11 +276,7 @@ pub(crate) async fn add_attachment(
     match inner.graph_drafts.drafts.get_mut(&id) {
         Some(d) if d.mailbox.eq_ignore_ascii_case(&mailbox) => {
             d.attachments.push(att);
-            (
-                StatusCode::CREATED,
-                Json(json!({"id": random_token(20)})),
-            )
-                .into_response()
+            (StatusCode::CREATED, Json(json!({"id": random_token(20)}))).into_response()
         }
         _ => not_found(),
     }

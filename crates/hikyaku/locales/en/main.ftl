@@ -821,3 +821,6 @@ accounts-transport-smtp = SMTP (XOAUTH2)
 accounts-transport-graph = Microsoft Graph API (HTTPS)
 accounts-transport-gmail_api = Gmail API (HTTPS)
 accounts-transport-note = Changing the transport of an account a person authorized ends that authorization: authorize the account again.
+
+# HTTP transports: job history
+job-provider-id = Provider message id

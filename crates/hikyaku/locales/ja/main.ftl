@@ -869,3 +869,6 @@ accounts-transport-smtp = SMTP(XOAUTH2)
 accounts-transport-graph = Microsoft Graph API(HTTPS)
 accounts-transport-gmail_api = Gmail API(HTTPS)
 accounts-transport-note = 人が認証したアカウントの送信方式を変えると、その認証は終了します。認証をやり直してください。
+
+# HTTP transports: job history
+job-provider-id = プロバイダーのメッセージ ID

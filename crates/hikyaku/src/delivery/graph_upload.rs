@@ -364,7 +364,11 @@ mod tests {
 
     #[test]
     fn the_largest_attachments_leave_the_draft_until_it_fits_one_request() {
-        let m = message(&[("small.bin", 1000), ("big.bin", 4_000_000), ("mid.bin", 100_000)]);
+        let m = message(&[
+            ("small.bin", 1000),
+            ("big.bin", 4_000_000),
+            ("mid.bin", 100_000),
+        ]);
         assert!(!fits_one_request(&m));
         let (draft, out) = split(&m).unwrap();
         assert!(fits_one_request(&draft));
@@ -380,7 +384,11 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["small.bin", "mid.bin"]);
         assert_eq!(parsed.body_text(0).unwrap().trim(), "body text");
-        assert!(draft.ends_with(b"\r\n--b1--\r\n"), "{:?}", &draft[draft.len() - 20..]);
+        assert!(
+            draft.ends_with(b"\r\n--b1--\r\n"),
+            "{:?}",
+            &draft[draft.len() - 20..]
+        );
     }
 
     #[test]
@@ -395,7 +403,11 @@ mod tests {
         let m = b"From: a@x.example\r\nTo: B@y.example\r\nCc: c@y.example\r\n\r\nx";
         let v = recipients(
             m,
-            &["b@y.example".into(), "c@y.example".into(), "Hidden@z.example".into()],
+            &[
+                "b@y.example".into(),
+                "c@y.example".into(),
+                "Hidden@z.example".into(),
+            ],
         );
         assert_eq!(
             v,
