@@ -392,7 +392,7 @@ pub(crate) async fn upload_chunk(
         return too_large();
     }
     let last = end + 1 == total;
-    if !last && len % CHUNK_UNIT != 0 {
+    if !last && !len.is_multiple_of(CHUNK_UNIT) {
         return bad_range("Each range but the last must be a multiple of 320 KiB.");
     }
     up.att.bytes.extend_from_slice(&body);

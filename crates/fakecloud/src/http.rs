@@ -69,6 +69,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(mailapi::gmail_upload).put(mailapi::gmail_upload_put),
         )
         .fallback(not_found)
+        // The extractors' own 2 MB default would refuse large messages.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             record_and_date,

@@ -253,6 +253,12 @@ pub(crate) fn record_as(
     upload_sessions: Option<usize>,
 ) -> String {
     let id = format!("{:x}", rand::random::<u64>());
+    // One copy per address, however often the header names it.
+    let mut seen = std::collections::HashSet::new();
+    let recipients: Vec<String> = recipients
+        .into_iter()
+        .filter(|r| seen.insert(r.clone()))
+        .collect();
     let msg = ApiMessage {
         api,
         mailbox: mailbox.to_ascii_lowercase(),

@@ -251,6 +251,10 @@ mod tests {
             "{why}"
         );
         assert_eq!(too_large(&list, Some(id), 1024), None);
+        // An app-only Graph account sends large messages through a draft.
+        list[0].credential_kind = crate::store::accounts::CredentialKind::MicrosoftSecret;
+        assert_eq!(too_large(&list, Some(id), 30 * 1024 * 1024), None);
+        assert!(too_large(&list, Some(id), 36 * 1024 * 1024).is_some());
         list[0].transport = crate::store::accounts::Transport::GmailApi;
         assert_eq!(too_large(&list, Some(id), three_mb + 1), None);
         assert!(too_large(&list, Some(id), 36 * 1024 * 1024).is_some());
