@@ -756,3 +756,116 @@ async fn a_delegated_google_account_sends_through_the_gmail_api() {
     let jobs = admin.get("/jobs").await.body;
     assert!(jobs.contains("Gmail API (HTTPS)"), "{jobs}");
 }
+
+/// `hikyaku account add` with app-only flags takes `--transport`, and
+/// refuses one the provider does not offer before saving anything.
+#[test]
+fn account_add_takes_a_transport_with_the_app_only_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hikyaku.toml"), "data_dir = \"d\"\n").unwrap();
+    std::fs::write(dir.path().join("key.json"), "{}").unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hikyaku"))
+            .current_dir(dir.path())
+            .arg("account")
+            .args(args)
+            .env_remove("HIKYAKU_CONFIG")
+            .env_remove("HIKYAKU_MASTER_KEY")
+            .output()
+            .expect("hikyaku runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    for args in [
+        &[
+            "add",
+            "--google-service-account",
+            "key.json",
+            "--mailbox",
+            G_MAILBOX,
+            "--transport",
+            "graph",
+        ][..],
+        &[
+            "add",
+            "--microsoft-app",
+            "--tenant",
+            TENANT,
+            "--client-id",
+            APP,
+            "--client-secret-file",
+            "secret",
+            "--mailbox",
+            MS_MAILBOX,
+            "--transport",
+            "gmail_api",
+        ][..],
+    ] {
+        let (ok, out) = run(args);
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("transport")
+                && out.contains("smtp or graph")
+                && !out.contains("cannot be used with"),
+            "{out}"
+        );
+    }
+    let (ok, out) = run(&["list"]);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains(G_MAILBOX) && !out.contains(MS_MAILBOX),
+        "nothing saved: {out}"
+    );
+}
+
+#[tokio::test]
+async fn the_http_transports_go_through_the_outbound_proxy() {
+    let fc = start_fakecloud().await;
+    let (server, admin, ms, google) = app_accounts(&fc).await;
+    let proxy = testkit::ConnectProxy::start(None).await;
+    let network = "/settings/management/network";
+    let r = admin
+        .submit(
+            network,
+            network,
+            &[("host", "127.0.0.1"), ("port", &proxy.port())],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let target = fc.base_url().trim_start_matches("https://").to_string();
+    for (a, from, subject) in [
+        (&ms, MS_MAILBOX, "graph-via-proxy"),
+        (&google, G_MAILBOX, "gmail-via-proxy"),
+    ] {
+        let before = proxy.connects();
+        queue(
+            &server,
+            a.id,
+            from,
+            &["desk@example.net"],
+            message(from, "desk@example.net", "desk@example.net", subject, b"p"),
+        )
+        .await;
+        arrived(&fc, subject).await;
+        // A tunnel opened for it, unless the one the other API's requests
+        // opened (same host) is reused.
+        assert!(
+            proxy.connects() > before || before > 0,
+            "{subject}: {:?}",
+            proxy.targets()
+        );
+    }
+    assert!(proxy.connects() >= 1);
+    assert!(
+        proxy.targets().iter().all(|t| *t == target),
+        "{:?}",
+        proxy.targets()
+    );
+}
