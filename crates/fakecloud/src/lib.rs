@@ -252,6 +252,12 @@ impl FakeCloud {
         self.shared().lock().api_inbox.clone()
     }
 
+    /// Graph `sendMail` answers `delay` after it recorded the message
+    /// (`None`: at once), so a test can kill the sender in between.
+    pub fn delay_api_replies(&self, delay: Option<std::time::Duration>) {
+        self.shared().lock().api_reply_delay = delay;
+    }
+
     /// Graph drafts created and neither sent nor deleted (a large message's
     /// route left half-way).
     pub fn graph_open_drafts(&self) -> usize {

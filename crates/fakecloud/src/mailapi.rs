@@ -328,6 +328,10 @@ pub(crate) async fn graph_send_mail(
         );
     }
     let id = record(&shared, MailApi::Graph, &mailbox, data);
+    let delay = shared.lock().api_reply_delay;
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let mut resp = StatusCode::ACCEPTED.into_response();
     if let Ok(v) = id.parse() {
         resp.headers_mut().insert("request-id", v);

@@ -869,3 +869,72 @@ async fn the_http_transports_go_through_the_outbound_proxy() {
         proxy.targets()
     );
 }
+
+/// Killed between Graph's acceptance and the record of it: the message goes
+/// again after the restart, once more at most, and is then recorded as sent.
+#[tokio::test]
+async fn a_kill_between_the_http_request_and_the_record_sends_at_most_one_duplicate() {
+    let fc = start_fakecloud().await;
+    let (mut server, _admin, ms, _google) = app_accounts(&fc).await;
+    server.stop().await;
+    let data = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let store = Store::open(data.path()).await.unwrap();
+    let job = hikyaku::intake::store_sink::new_job(
+        "test",
+        "local",
+        Some(ms.id),
+        MS_MAILBOX,
+        vec!["desk@example.net".into()],
+        message(
+            MS_MAILBOX,
+            "desk@example.net",
+            "desk@example.net",
+            "killed",
+            b"k",
+        )
+        .into_bytes(),
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    store.enqueue(&job, now).await.unwrap();
+    store.close().await;
+    fc.delay_api_replies(Some(Duration::from_secs(20)));
+    let work = tempfile::tempdir().unwrap();
+    let mut hk = testkit::Hikyaku::new(
+        std::path::Path::new(env!("CARGO_BIN_EXE_hikyaku")),
+        data.path(),
+        work.path(),
+        2,
+    );
+    hk.start().await;
+    let copies = || {
+        fc.api_inbox()
+            .iter()
+            .filter(|m| String::from_utf8_lossy(&m.data).contains("Subject: killed\r\n"))
+            .count()
+    };
+    // Graph has the message; its 202 has not come back yet.
+    eventually(Duration::from_secs(60), "the first request", || async {
+        (copies() == 1).then_some(())
+    })
+    .await;
+    hk.kill();
+    fc.delay_api_replies(None);
+    hk.start().await;
+    let state = eventually(
+        Duration::from_secs(180),
+        "sent after the restart",
+        || async {
+            let store = Store::open(data.path()).await.ok()?;
+            let j = store.job(&job.id).await.ok()?;
+            store.close().await;
+            (j.state.as_str() == "sent").then_some(j)
+        },
+    )
+    .await;
+    assert_eq!(state.state.as_str(), "sent");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let n = copies();
+    println!("crash window over Graph: {n} copies for one kill");
+    assert!((1..=2).contains(&n), "{n} copies for one kill");
+    hk.kill();
+}
