@@ -534,11 +534,12 @@ async fn transport_data_dir(fc: &fakecloud::FakeCloud, transport: &str) -> tempf
         // Another scope: the person authorizes again.
         let oauth = "/settings/send/oauth/microsoft";
         let r = admin
-            .submit(oauth, "/settings/send/oauth/microsoft/refresh", &[])
+            .submit(oauth, "/settings/send/oauth/microsoft/new-code", &[])
             .await;
-        assert_eq!(r.status, 303, "refresh: {}", r.body);
+        assert_eq!(r.status, 303, "a new code: {}", r.body);
         let body = admin.get(oauth).await.body;
-        let code = element_text(&body, "user-code").expect("a user code");
+        let code = element_text(&body, "user-code")
+            .unwrap_or_else(|| panic!("a user code: {}", &body[body.find("<main").unwrap_or(0)..]));
         fc.approve_user_code(&code, MAILBOX).expect("approve");
         testkit::eventually(Duration::from_secs(15), "token Active", || async {
             let p = admin.get(oauth).await;
