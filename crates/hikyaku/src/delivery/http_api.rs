@@ -127,6 +127,14 @@ mod reasons {
             .arg("api", api)
             .arg("detail", detail)
     }
+    pub fn text_too_large(api: &str, size: usize) -> Reason {
+        Reason::new("job-http-text-too-large")
+            .arg("api", api)
+            .arg("size", size)
+    }
+    pub fn unparsable(api: &str) -> Reason {
+        Reason::new("job-http-unparsable").arg("api", api)
+    }
     pub fn token_refused(api: &str, message: &str) -> Reason {
         Reason::new("job-http-token-refused")
             .arg("api", api)
@@ -359,16 +367,14 @@ impl Delivery {
                     {
                         Ok(Ok(r)) => Ok(r),
                         Ok(Err(e)) => {
-                            let detail = match e {
-                                graph_upload::SplitError::TextTooLarge(n) => format!(
-                                    "without its attachments the message is still {n} bytes, over Graph's 4 MB request; send it over SMTP or make the text smaller"
-                                ),
-                                graph_upload::SplitError::Unparsable => {
-                                    "the message cannot be read as MIME to move its attachments into upload sessions".to_owned()
+                            let reason = match e {
+                                graph_upload::SplitError::TextTooLarge(n) => {
+                                    reasons::text_too_large(api, n)
                                 }
+                                graph_upload::SplitError::Unparsable => reasons::unparsable(api),
                             };
                             return Attempt::Permanent {
-                                reply: reasons::refused(api, &detail),
+                                reply: reason,
                                 code: ReplyCode::new(552),
                                 failed: Vec::new(),
                                 account: Some(via()),

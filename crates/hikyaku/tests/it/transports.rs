@@ -530,6 +530,31 @@ async fn large_messages_go_through_graph_drafts_and_the_gmail_resumable_upload()
     }
     assert_eq!(fc.graph_open_drafts(), 0, "no draft is left behind");
 
+    // Text alone over the request limit: no route fits; the job says why.
+    let text = "0123456789".repeat(450_000);
+    let id = queue(
+        &server,
+        ms.id,
+        MS_MAILBOX,
+        &["desk@example.net"],
+        format!(
+            "From: {MS_MAILBOX}\r\nTo: desk@example.net\r\nSubject: all-text\r\n\r\n{text}\r\n"
+        ),
+    )
+    .await;
+    let job = eventually(Duration::from_secs(60), "all-text fails", || async {
+        let j = api_job(&admin, &id).await;
+        (j["state"] == "failed").then_some(j)
+    })
+    .await;
+    assert_eq!(job["last_reply_code"], "job-http-text-too-large", "{job}");
+    assert!(
+        job["last_reply"]
+            .as_str()
+            .is_some_and(|r| r.contains("without its attachments")),
+        "{job}"
+    );
+
     // 30 MB through the Gmail API's resumable upload.
     let bytes = noise(30_000_000 * 100 / 137, 99);
     let id = queue(
