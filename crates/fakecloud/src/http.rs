@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum_server::ConnectionShutdown;
 
 use crate::state::{HttpFault, RecordedRequest, Shared, parse_form};
-use crate::{entra, google, mailapi};
+use crate::{entra, google, graphdraft, mailapi};
 
 /// Bodies the fake accepts: forms, and messages up to Gmail's 35 MiB.
 const MAX_BODY: usize = 40 << 20;
@@ -43,11 +43,34 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/v1.0/users/{mailbox}/sendMail",
             post(mailapi::graph_send_mail),
         )
+        .route("/v1.0/users/{mailbox}/messages", post(graphdraft::create))
+        .route(
+            "/v1.0/users/{mailbox}/messages/{id}",
+            axum::routing::patch(graphdraft::update).delete(graphdraft::delete),
+        )
+        .route(
+            "/v1.0/users/{mailbox}/messages/{id}/attachments",
+            post(graphdraft::add_attachment),
+        )
+        .route(
+            "/v1.0/users/{mailbox}/messages/{id}/attachments/createUploadSession",
+            post(graphdraft::create_upload_session),
+        )
+        .route(
+            "/v1.0/users/{mailbox}/messages/{id}/send",
+            post(graphdraft::send),
+        )
+        .route(
+            "/graph-upload/{token}",
+            axum::routing::put(graphdraft::upload_chunk),
+        )
         .route(
             "/upload/gmail/v1/users/{mailbox}/messages/send",
             post(mailapi::gmail_upload).put(mailapi::gmail_upload_put),
         )
         .fallback(not_found)
+        // The extractors' own 2 MB default would refuse large messages.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             record_and_date,

@@ -22,6 +22,7 @@ mod apponly;
 mod certs;
 mod entra;
 mod google;
+mod graphdraft;
 mod http;
 mod mailapi;
 mod smtp;
@@ -249,6 +250,18 @@ impl FakeCloud {
     /// Messages the HTTP sending APIs (Graph, Gmail) accepted.
     pub fn api_inbox(&self) -> Vec<ApiMessage> {
         self.shared().lock().api_inbox.clone()
+    }
+
+    /// Graph `sendMail` answers `delay` after it recorded the message
+    /// (`None`: at once), so a test can kill the sender in between.
+    pub fn delay_api_replies(&self, delay: Option<std::time::Duration>) {
+        self.shared().lock().api_reply_delay = delay;
+    }
+
+    /// Graph drafts created and neither sent nor deleted (a large message's
+    /// route left half-way).
+    pub fn graph_open_drafts(&self) -> usize {
+        graphdraft::open_drafts(self.shared())
     }
 
     /// The next API request (Graph or Gmail) gets `fault` instead of its

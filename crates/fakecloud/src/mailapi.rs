@@ -41,6 +41,10 @@ pub struct ApiMessage {
     pub data: Vec<u8>,
     pub received_at: Instant,
     pub id: String,
+    /// Sent from a draft (Graph's large-message route) rather than at once.
+    pub draft: bool,
+    /// Attachments that came through upload sessions (draft route).
+    pub upload_sessions: usize,
 }
 
 /// A reply the next API request gets instead of the normal one.
@@ -52,7 +56,7 @@ pub struct ApiFault {
     pub code: String,
 }
 
-fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         axum::Json(json!({"error": {"code": code, "message": message}})),
@@ -71,7 +75,7 @@ fn gmail_error(status: StatusCode, reason: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn fault_response(api: MailApi, f: ApiFault) -> Response {
+pub(crate) fn fault_response(api: MailApi, f: ApiFault) -> Response {
     let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = match api {
         MailApi::Graph => graph_error(status, &f.code, "Injected by fakecloud."),
@@ -92,6 +96,19 @@ fn check_token(
     api: MailApi,
     headers: &HeaderMap,
     mailbox: &str,
+) -> Result<(), Response> {
+    check_token_for(shared, api, headers, mailbox, false)
+}
+
+/// As [`check_token`]; `drafts`: the request writes to the mailbox (Graph
+/// drafts), which a delegated token may only do with `Mail.ReadWrite`.
+#[allow(clippy::result_large_err)]
+pub(crate) fn check_token_for(
+    shared: &Shared,
+    api: MailApi,
+    headers: &HeaderMap,
+    mailbox: &str,
+    drafts: bool,
 ) -> Result<(), Response> {
     #[allow(clippy::result_large_err)]
     let refuse = |status: StatusCode, code: &str, msg: &str| -> Result<(), Response> {
@@ -132,7 +149,8 @@ fn check_token(
     }
     let scope_ok = at.scope.split_whitespace().any(|s| match api {
         MailApi::Graph => {
-            s.ends_with("/Mail.Send")
+            (s.ends_with("/Mail.Send") && !drafts)
+                || s.ends_with("/Mail.ReadWrite")
                 || (at.app_client.is_some()
                     && s.ends_with("/.default")
                     && s != crate::apponly::MS_APP_SCOPE)
@@ -197,21 +215,65 @@ pub(crate) fn header_recipients(data: &[u8]) -> Vec<String> {
     out
 }
 
+/// The message without its Bcc fields: what To and Cc recipients see, as
+/// Gmail and Exchange deliver it.
+pub(crate) fn strip_bcc(data: &[u8]) -> Vec<u8> {
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data.len(), |p| p + 2);
+    let mut out = Vec::with_capacity(data.len());
+    let mut skipping = false;
+    for line in data[..end].split_inclusive(|b| *b == b'\n') {
+        let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !folded {
+            skipping = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:");
+        }
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(&data[end..]);
+    out
+}
+
 fn record(shared: &Shared, api: MailApi, mailbox: &str, data: Vec<u8>) -> String {
+    let recipients = header_recipients(&data);
+    record_as(shared, api, mailbox, data, recipients, None)
+}
+
+/// Records a delivered message: `recipients` receive it; the copy kept has
+/// no Bcc field.
+pub(crate) fn record_as(
+    shared: &Shared,
+    api: MailApi,
+    mailbox: &str,
+    data: Vec<u8>,
+    recipients: Vec<String>,
+    upload_sessions: Option<usize>,
+) -> String {
     let id = format!("{:x}", rand::random::<u64>());
+    // One copy per address, however often the header names it.
+    let mut seen = std::collections::HashSet::new();
+    let recipients: Vec<String> = recipients
+        .into_iter()
+        .filter(|r| seen.insert(r.clone()))
+        .collect();
     let msg = ApiMessage {
         api,
         mailbox: mailbox.to_ascii_lowercase(),
-        recipients: header_recipients(&data),
-        data,
+        recipients,
+        data: strip_bcc(&data),
         received_at: Instant::now(),
         id: id.clone(),
+        draft: upload_sessions.is_some(),
+        upload_sessions: upload_sessions.unwrap_or(0),
     };
     shared.lock().api_inbox.push(msg);
     id
 }
 
-fn next_fault(shared: &Shared) -> Option<ApiFault> {
+pub(crate) fn next_fault(shared: &Shared) -> Option<ApiFault> {
     shared.lock().api_faults.pop_front()
 }
 
@@ -266,6 +328,10 @@ pub(crate) async fn graph_send_mail(
         );
     }
     let id = record(&shared, MailApi::Graph, &mailbox, data);
+    let delay = shared.lock().api_reply_delay;
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let mut resp = StatusCode::ACCEPTED.into_response();
     if let Ok(v) = id.parse() {
         resp.headers_mut().insert("request-id", v);

@@ -247,6 +247,11 @@ pub(crate) struct Inner {
     pub api_faults: std::collections::VecDeque<crate::mailapi::ApiFault>,
     /// Gmail resumable upload sessions: id → mailbox.
     pub api_uploads: HashMap<String, String>,
+    /// Graph drafts and their attachment upload sessions.
+    pub graph_drafts: crate::graphdraft::DraftState,
+    /// Graph `sendMail` waits this long between recording a message and
+    /// answering (a window to kill the sender in).
+    pub api_reply_delay: Option<std::time::Duration>,
 }
 
 pub(crate) struct Shared {

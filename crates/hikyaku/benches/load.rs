@@ -18,6 +18,11 @@
 //! say) through the same load, right after this one, for an A/B in one
 //! invocation.
 //!
+//! `--transport smtp,graph` measures the account's transports side by side
+//! instead (one run each, same fakecloud, same load): messages/s end to end
+//! and hikyaku's CPU per message, with the ratios of each to the first.
+//! `--transport graph` alone measures one.
+//!
 //! A third run sends the baseline's traffic through a process that only
 //! forwards bytes (no SMTP, no TLS termination, no disk): the floor of what
 //! any relay in the path costs on this machine, side by side with the rest.
@@ -41,6 +46,9 @@ struct Args {
     /// Another hikyaku binary (e.g. the previous release) measured in the
     /// same invocation, against the same fakecloud.
     compare: Option<std::path::PathBuf>,
+    /// `--transport`: the transports to measure side by side (empty: the
+    /// intake-versus-baseline run).
+    transports: Vec<String>,
 }
 
 fn args() -> Args {
@@ -51,6 +59,7 @@ fn args() -> Args {
         workers: 8,
         upstream_rtt_ms: 0,
         compare: None,
+        transports: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -73,6 +82,7 @@ fn args() -> Args {
                         .unwrap_or_else(|| panic!("--compare needs the path of a hikyaku binary")),
                 )
             }
+            "--transport" => a.transports = transports_arg(it.next()),
             // cargo bench passes --bench; ignore anything else.
             _ => {}
         }
@@ -302,6 +312,9 @@ async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
 }
 
 async fn run(a: Args) {
+    if !a.transports.is_empty() {
+        return run_transports(&a).await;
+    }
     let (n, c) = (a.messages, a.connections);
     println!(
         "load: {n} messages of ~{} bytes over {c} connections, hikyaku delivery.workers = {}, upstream round trip {} ms",
@@ -456,6 +469,175 @@ async fn run(a: Args) {
         println!(
             "  this build / the other: {:.1}%",
             100.0 * rate(&hk) / rate(o)
+        );
+    }
+}
+
+/// `--transport smtp,graph`: the list, each checked.
+fn transports_arg(v: Option<&String>) -> Vec<String> {
+    let list: Vec<String> = v
+        .map(|v| v.split(',').map(|t| t.trim().to_owned()).collect())
+        .unwrap_or_default();
+    for t in &list {
+        assert!(
+            ["smtp", "graph"].contains(&t.as_str()),
+            "--transport takes smtp and graph (comma-separated); gmail_api is not measured by this tool yet"
+        );
+    }
+    assert!(
+        !list.is_empty(),
+        "--transport needs smtp, graph or smtp,graph"
+    );
+    list
+}
+
+/// What one transport did under the load.
+struct TransportRun {
+    transport: String,
+    rate: f64,
+    /// hikyaku's CPU per message, in µs.
+    cpu_us: Option<f64>,
+    accept_p50: Duration,
+}
+
+/// A data directory with the prepared Microsoft account on `transport`
+/// (for graph: Graph at fakecloud, authorized again for Graph's scope).
+async fn transport_data_dir(fc: &fakecloud::FakeCloud, transport: &str) -> tempfile::TempDir {
+    let (mut server, admin) = testkit::prepare(fc, tempfile::tempdir().expect("tempdir")).await;
+    if transport != "smtp" {
+        let store = hikyaku::store::Store::open(server.dir.path())
+            .await
+            .expect("store");
+        let a = store
+            .account_for(hikyaku::provider::Provider::Microsoft)
+            .await
+            .expect("the Microsoft account");
+        store.close().await;
+        let page = format!("/settings/send/accounts/{}/settings", a.id);
+        let r = admin
+            .submit(
+                &page,
+                &page,
+                &[
+                    ("name", &a.name),
+                    ("provider", "microsoft"),
+                    ("cloud", "worldwide"),
+                    ("endpoint", a.endpoint.as_deref().unwrap_or("")),
+                    ("smtp_host", &a.smtp_host),
+                    ("graph_host", &fc.api_host()),
+                    ("enabled", "on"),
+                    ("transport", transport),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 303, "switch to {transport}: {}", r.body);
+        // Another scope: the person authorizes again.
+        let oauth = "/settings/send/oauth/microsoft";
+        let r = admin
+            .submit(oauth, "/settings/send/oauth/microsoft/new-code", &[])
+            .await;
+        assert_eq!(r.status, 303, "a new code: {}", r.body);
+        let body = admin.get(oauth).await.body;
+        let code = element_text(&body, "user-code")
+            .unwrap_or_else(|| panic!("a user code: {}", &body[body.find("<main").unwrap_or(0)..]));
+        fc.approve_user_code(&code, MAILBOX).expect("approve");
+        testkit::eventually(Duration::from_secs(15), "token Active", || async {
+            let p = admin.get(oauth).await;
+            (element_text(&p.body, "token-status").as_deref() == Some("Active")).then_some(())
+        })
+        .await;
+    }
+    server.stop().await;
+    std::mem::replace(&mut server.dir, tempfile::tempdir().expect("tempdir"))
+}
+
+/// The text of the element with `id` in a page.
+fn element_text(body: &str, id: &str) -> Option<String> {
+    let at = body.find(&format!("id=\"{id}\""))?;
+    let start = body[at..].find('>')? + at + 1;
+    let end = body[start..].find('<')? + start;
+    Some(body[start..end].trim().to_string())
+}
+
+/// Messages fakecloud received over `transport`.
+fn received(fc: &fakecloud::FakeCloud, transport: &str) -> usize {
+    match transport {
+        "smtp" => fc.inbox().len(),
+        _ => fc.api_inbox().len(),
+    }
+}
+
+async fn measure_transport(fc: &fakecloud::FakeCloud, a: &Args, transport: &str) -> TransportRun {
+    let n = a.messages;
+    let data = transport_data_dir(fc, transport).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let bin = Path::new(env!("CARGO_BIN_EXE_hikyaku"));
+    let mut hk = Hikyaku::new(bin, data.path(), work.path(), a.workers);
+    hk.start().await;
+    let before = received(fc, transport);
+    let cpu_before = hk.cpu_time();
+    let start = Instant::now();
+    let intake = load(
+        &Target::Intake(hk.smtp),
+        transport,
+        n,
+        a.connections,
+        a.size,
+    )
+    .await;
+    let want = before + n - intake.refused;
+    let timeout = Duration::from_secs(60 + (n as u64) / 5);
+    let arrived = testkit::poll_until(timeout, "every message delivered", async || {
+        received(fc, transport) >= want
+    })
+    .await;
+    let elapsed = start.elapsed();
+    let cpu_after = hk.cpu_time();
+    assert!(
+        arrived.is_ok(),
+        "not everything arrived over {transport}:\n{}",
+        hk.log_tail()
+    );
+    hk.terminate(Duration::from_secs(20));
+    TransportRun {
+        transport: transport.to_owned(),
+        rate: (n - intake.refused) as f64 / elapsed.as_secs_f64(),
+        cpu_us: cpu_before
+            .zip(cpu_after)
+            .map(|(b, e)| e.saturating_sub(b).as_secs_f64() * 1e6 / n as f64),
+        accept_p50: percentile(&intake.latencies, 50.0),
+    }
+}
+
+/// `--transport`: each transport through the same load, side by side.
+async fn run_transports(a: &Args) {
+    println!(
+        "load by transport: {} messages of ~{} bytes over {} connections, delivery.workers = {}, upstream round trip {} ms",
+        a.messages, a.size, a.connections, a.workers, a.upstream_rtt_ms
+    );
+    let fc = testkit::start_fakecloud().await;
+    fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
+    let mut runs = Vec::new();
+    for t in &a.transports {
+        runs.push(measure_transport(&fc, a, t).await);
+    }
+    let first = &runs[0];
+    for r in &runs {
+        let cpu = r
+            .cpu_us
+            .map_or("unknown".to_owned(), |c| format!("{c:.0} µs"));
+        let ratio = match (r.cpu_us, first.cpu_us) {
+            (Some(c), Some(f)) if f > 0.0 => format!("{:.0}%", 100.0 * c / f),
+            _ => "unknown".to_owned(),
+        };
+        println!(
+            "  {}: {:.1} messages/s end to end ({:.0}% of {}); hikyaku CPU per message {cpu} ({ratio} of {}); accept p50 {}",
+            r.transport,
+            r.rate,
+            100.0 * r.rate / first.rate,
+            first.transport,
+            first.transport,
+            ms(r.accept_p50)
         );
     }
 }

@@ -59,10 +59,9 @@ pub struct AddArgs {
     /// Add the account switched off.
     #[arg(long)]
     pub disabled: bool,
-    /// smtp (default), graph (Microsoft Graph sendMail) or gmail_api. App-only
-    /// accounts are added with smtp and switched on the Accounts page or
-    /// with the API.
-    #[arg(long, conflicts_with_all = ["microsoft_app", "google_service_account"])]
+    /// smtp (default), graph (Microsoft Graph sendMail) or gmail_api (the
+    /// Gmail API), for delegated and app-only accounts alike.
+    #[arg(long)]
     pub transport: Option<String>,
     /// App-only: a Microsoft Entra app (client credentials grant); needs
     /// --tenant, --client-id, --mailbox and --client-secret-file or --certificate.
@@ -116,6 +115,7 @@ impl AddArgs {
                 name: self.name.clone(),
                 cloud: self.cloud.clone().unwrap_or_else(|| "worldwide".into()),
                 endpoint: self.endpoint.clone(),
+                transport: self.transport.clone(),
             }
         })
     }

@@ -10,7 +10,7 @@ use crate::admin::{Actor, Admin, AdminError, Live};
 use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::provider::Provider;
-use crate::store::accounts::{Account, CredentialKind, NewAccount};
+use crate::store::accounts::{Account, CredentialKind, NewAccount, Transport};
 use crate::store::{Store, StoreError};
 
 /// The flags of an app-only account.
@@ -59,11 +59,18 @@ pub struct AppAccountArgs {
     /// (https://host/TENANT/oauth2/v2.0), for a private deployment.
     #[arg(long, requires = "microsoft_app")]
     pub endpoint: Option<String>,
+    /// smtp (default), graph (Microsoft) or gmail_api (Google).
+    #[arg(long)]
+    pub transport: Option<String>,
 }
 
 /// Why the command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AddAppError {
+    #[error(
+        "unknown or unfitting transport {0:?}: Microsoft apps use smtp or graph, Google service accounts smtp or gmail_api"
+    )]
+    Transport(String),
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -165,6 +172,13 @@ pub async fn add_app_account(
     } else {
         return Err(AddAppError::NoCredential);
     };
+    let transport = match args.transport.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => match Transport::parse(t) {
+            Some(t) if t.fits(provider) => Some(t),
+            _ => return Err(AddAppError::Transport(t.to_owned())),
+        },
+    };
     let name = args
         .name
         .clone()
@@ -196,7 +210,18 @@ pub async fn add_app_account(
         mailbox: Some(args.mailbox.clone()),
         credential,
     };
-    Ok(Admin::new(store, clock, Actor::cli())
-        .set_app_credentials(live, id, &input)
-        .await?)
+    let admin = Admin::new(store, clock, Actor::cli());
+    // The transport first: the first token is requested for its scope.
+    if let Some(t) = transport {
+        let a = store.account(id).await?;
+        if a.transport != t {
+            let input = crate::admin::account_setup::input_of(&a, a.enabled);
+            let input = crate::admin::account_setup::AccountInput {
+                transport: t.as_str().to_owned(),
+                ..input
+            };
+            admin.update_account(live, id, &input).await?;
+        }
+    }
+    Ok(admin.set_app_credentials(live, id, &input).await?)
 }

@@ -821,3 +821,8 @@ accounts-transport-smtp = SMTP (XOAUTH2)
 accounts-transport-graph = Microsoft Graph API (HTTPS)
 accounts-transport-gmail_api = Gmail API (HTTPS)
 accounts-transport-note = Changing the transport of an account a person authorized ends that authorization: authorize the account again.
+
+# HTTP transports: job history and large messages
+job-provider-id = Provider message id
+reason-job-http-text-too-large = without its attachments the message is still { $size } bytes, more than one { $api } request holds (about 3 MB); make the text smaller, or use the SMTP transport for such messages
+reason-job-http-unparsable = the message cannot be read as MIME, so { $api } cannot take its attachments separately; send it over the SMTP transport

@@ -869,3 +869,8 @@ accounts-transport-smtp = SMTP(XOAUTH2)
 accounts-transport-graph = Microsoft Graph API(HTTPS)
 accounts-transport-gmail_api = Gmail API(HTTPS)
 accounts-transport-note = 人が認証したアカウントの送信方式を変えると、その認証は終了します。認証をやり直してください。
+
+# HTTP transports: job history and large messages
+job-provider-id = プロバイダーのメッセージ ID
+reason-job-http-text-too-large = 添付ファイルを除いてもメッセージが { $size } バイトあり、{ $api } の 1 回のリクエストに収まりません(約 3 MB まで)。本文を小さくするか、このようなメッセージには SMTP 送信方式を使ってください
+reason-job-http-unparsable = メッセージを MIME として読めないため、{ $api } で添付ファイルを分けて送れません。SMTP 送信方式で送ってください

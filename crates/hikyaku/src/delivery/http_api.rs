@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::attempt::{Attempt, Via};
+use super::graph_upload;
 use super::*;
 use crate::proxy::ProxySettings;
 use crate::store::accounts::Transport;
@@ -125,6 +126,14 @@ mod reasons {
         Reason::new("job-http-failed")
             .arg("api", api)
             .arg("detail", detail)
+    }
+    pub fn text_too_large(api: &str, size: usize) -> Reason {
+        Reason::new("job-http-text-too-large")
+            .arg("api", api)
+            .arg("size", size)
+    }
+    pub fn unparsable(api: &str) -> Reason {
+        Reason::new("job-http-unparsable").arg("api", api)
     }
     pub fn token_refused(api: &str, message: &str) -> Reason {
         Reason::new("job-http-token-refused")
@@ -253,7 +262,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// One HTTP exchange's result.
-enum Reply {
+pub(super) enum Reply {
     Ok {
         status: u16,
         id: Option<String>,
@@ -272,7 +281,7 @@ fn api_name(t: Transport) -> &'static str {
     }
 }
 
-fn percent(s: &str) -> String {
+pub(super) fn percent(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -312,10 +321,7 @@ impl Delivery {
                 };
             }
         };
-        let max = match a.transport {
-            Transport::Graph => GRAPH_MAX_REQUEST / 4 * 3,
-            _ => GMAIL_MAX,
-        };
+        let max = a.max_message_size().unwrap_or(GMAIL_MAX);
         if message.len() > max {
             return Attempt::Permanent {
                 reply: reasons::too_large(api, message.len(), max),
@@ -348,10 +354,35 @@ impl Delivery {
             };
         };
         let base = format!("https://{}", a.effective_graph_host());
+        let large = a.transport == Transport::Graph && !graph_upload::fits_one_request(&message);
         let mut refreshed = false;
         loop {
             let sent = match a.transport {
-                Transport::Graph => graph_send(&client, &base, &token, &message).await,
+                Transport::Graph if graph_upload::fits_one_request(&message) => {
+                    graph_send(&client, &base, &token, &message).await
+                }
+                Transport::Graph => {
+                    match graph_upload::send_large(&client, &base, &token, &message, &job.rcpt_to)
+                        .await
+                    {
+                        Ok(Ok(r)) => Ok(r),
+                        Ok(Err(e)) => {
+                            let reason = match e {
+                                graph_upload::SplitError::TextTooLarge(n) => {
+                                    reasons::text_too_large(api, n)
+                                }
+                                graph_upload::SplitError::Unparsable => reasons::unparsable(api),
+                            };
+                            return Attempt::Permanent {
+                                reply: reason,
+                                code: ReplyCode::new(552),
+                                failed: Vec::new(),
+                                account: Some(via()),
+                            };
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 _ => gmail_send(&client, &base, &token, &message).await,
             };
             let reply = match sent {
@@ -446,7 +477,13 @@ impl Delivery {
                     ..
                 } => {
                     let grant = match (a.transport, a.credential_kind.is_app_only()) {
+                        (Transport::Graph, false) if large => {
+                            "Mail.ReadWrite (delegated; messages over 3 MB go through a draft)"
+                        }
                         (Transport::Graph, false) => "Mail.Send (delegated)",
+                        (Transport::Graph, true) if large => {
+                            "Mail.Send and Mail.ReadWrite (application; messages over 3 MB go through a draft), and the mailbox in the app's RBAC for Applications scope"
+                        }
                         (Transport::Graph, true) => {
                             "Mail.Send (application), and the mailbox in the app's RBAC for Applications scope"
                         }
@@ -493,7 +530,7 @@ fn token_mailbox(a: &Account, job: &Job) -> String {
     a.mailbox.clone().unwrap_or_else(|| job.mail_from.clone())
 }
 
-async fn read_reply(
+pub(super) async fn read_reply(
     resp: reqwest::Response,
     id_field: Option<&str>,
 ) -> Result<Reply, reqwest::Error> {

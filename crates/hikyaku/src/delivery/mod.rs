@@ -39,6 +39,7 @@
 
 pub mod backoff;
 pub mod dsn;
+pub mod graph_upload;
 pub mod handoff;
 pub mod http_api;
 pub mod outcome;

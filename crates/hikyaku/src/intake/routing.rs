@@ -62,7 +62,7 @@ pub fn default_account(accounts: &[Account]) -> Result<Option<&Account>, Unrouta
 /// routed to (its transport's limit), or `None`.
 pub fn too_large(accounts: &[Account], account: Option<i64>, size: usize) -> Option<String> {
     let a = accounts.iter().find(|a| Some(a.id) == account)?;
-    let max = a.transport.max_message_size()?;
+    let max = a.max_message_size()?;
     (size > max).then(|| {
         format!(
             "Message too large for account {} ({}): {size} bytes, at most {max}",
@@ -251,6 +251,10 @@ mod tests {
             "{why}"
         );
         assert_eq!(too_large(&list, Some(id), 1024), None);
+        // An app-only Graph account sends large messages through a draft.
+        list[0].credential_kind = crate::store::accounts::CredentialKind::MicrosoftSecret;
+        assert_eq!(too_large(&list, Some(id), 30 * 1024 * 1024), None);
+        assert!(too_large(&list, Some(id), 36 * 1024 * 1024).is_some());
         list[0].transport = crate::store::accounts::Transport::GmailApi;
         assert_eq!(too_large(&list, Some(id), three_mb + 1), None);
         assert!(too_large(&list, Some(id), 36 * 1024 * 1024).is_some());

@@ -211,6 +211,12 @@ impl CredentialKind {
     }
 }
 
+/// The largest message one Graph `sendMail` request carries: its base64
+/// must fit 4 MiB.
+pub const GRAPH_MIME_MAX: usize = 4 * 1024 * 1024 / 4 * 3 - 64 * 1024;
+/// The largest message hikyaku sends through a Graph draft.
+pub const GRAPH_DRAFT_MAX: usize = 35 * 1024 * 1024;
+
 /// How an account hands its messages to the provider.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default,
@@ -241,14 +247,13 @@ impl Transport {
     }
 
     /// The largest message this transport can carry, when it is smaller
-    /// than what SMTP takes: a Graph request holds at most 4 MB of base64
-    /// (about 3 MB of message; larger ones would need draft uploads, which
-    /// hikyaku does not do), the Gmail API at most 35 MiB.
+    /// than what SMTP takes: Graph takes 35 MB through a draft with upload
+    /// sessions (one `sendMail` request holds about 3 MB), the Gmail API
+    /// 35 MiB.
     pub fn max_message_size(self) -> Option<usize> {
         match self {
             Transport::Smtp => None,
-            // Base64 of the message plus line breaks must fit 4 MiB.
-            Transport::Graph => Some(4 * 1024 * 1024 / 4 * 3 - 64 * 1024),
+            Transport::Graph => Some(GRAPH_DRAFT_MAX),
             Transport::GmailApi => Some(35 * 1024 * 1024),
         }
     }
@@ -444,6 +449,17 @@ impl Account {
             Transport::Smtp => self.delegated_smtp_scope(),
             Transport::Graph => format!("https://{}/Mail.Send", self.effective_graph_host()),
             Transport::GmailApi => GMAIL_SEND_SCOPE.to_owned(),
+        }
+    }
+
+    /// The largest message this account can send, when smaller than what
+    /// SMTP takes. A delegated Graph token carries only `Mail.Send`, which
+    /// allows one `sendMail` request (about 3 MB) but no draft, so larger
+    /// messages need an app-only credential.
+    pub fn max_message_size(&self) -> Option<usize> {
+        match self.transport {
+            Transport::Graph if !self.credential_kind.is_app_only() => Some(GRAPH_MIME_MAX),
+            t => t.max_message_size(),
         }
     }
 

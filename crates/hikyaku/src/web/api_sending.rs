@@ -87,7 +87,13 @@ async fn jobs_list(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0).max(0);
-    Ok(Json(json!(state.store.jobs(&filter, limit, offset).await?)))
+    let accounts = state.store.accounts().await?;
+    let jobs = state.store.jobs(&filter, limit, offset).await?;
+    Ok(Json(Value::Array(
+        jobs.iter()
+            .map(|j| super::jobs_csv::job_json(j, &accounts))
+            .collect(),
+    )))
 }
 
 /// Every job the filters select, as CSV (`text/csv`).
@@ -117,7 +123,9 @@ async fn job_get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, WebError> {
     caller.require(Permission::ViewStatus)?;
-    Ok(Json(json!(state.store.job(&id).await?)))
+    let job = state.store.job(&id).await?;
+    let accounts = state.store.accounts().await?;
+    Ok(Json(super::jobs_csv::job_json(&job, &accounts)))
 }
 
 async fn job_retry(
@@ -130,7 +138,9 @@ async fn job_retry(
         .retry_job(&state.live(), &id)
         .await
         .map_err(refused)?;
-    Ok(Json(json!(state.store.job(&id).await?)))
+    let job = state.store.job(&id).await?;
+    let accounts = state.store.accounts().await?;
+    Ok(Json(super::jobs_csv::job_json(&job, &accounts)))
 }
 
 async fn job_delete(

@@ -13,9 +13,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::i18n::Tr;
-use crate::queue::{Job, JobFilter};
+use crate::queue::{Job, JobFilter, JobState};
 use crate::store::Store;
-use crate::store::accounts::Account;
+use crate::store::accounts::{Account, Transport};
 use crate::store::export::Cursor;
 
 /// Rows read from the store per chunk of the response.
@@ -39,7 +39,58 @@ pub fn safe_cell(text: &str) -> String {
     }
 }
 
-const API_COLUMNS: [&str; 13] = [
+/// The transport a job went through (sent: read from the provider's reply,
+/// which names the HTTP API), or will go through (its account's now), and
+/// the provider's message id when the API gave one.
+pub fn transport_of(job: &Job, accounts: &[Account]) -> (Option<Transport>, Option<String>) {
+    if job.state == JobState::Sent {
+        let text = job
+            .last_reply_reason
+            .as_ref()
+            .filter(|r| r.code == "upstream")
+            .and_then(|r| match r.args.get("reply") {
+                Some(crate::i18n::Arg::Text(t)) => Some(t.as_str()),
+                _ => None,
+            })
+            .unwrap_or("");
+        for (t, api) in [
+            (Transport::Graph, " Microsoft Graph accepted"),
+            (Transport::GmailApi, " Gmail API accepted"),
+        ] {
+            if let Some((_, rest)) = text.split_once(api) {
+                let id = rest
+                    .trim()
+                    .strip_prefix("id=")
+                    .map(|i| i.trim().to_owned())
+                    .filter(|i| !i.is_empty());
+                return (Some(t), id);
+            }
+        }
+        return (Some(Transport::Smtp), None);
+    }
+    let account = job
+        .via_account_id
+        .or(job.account_id)
+        .and_then(|id| accounts.iter().find(|a| a.id == id));
+    (account.map(|a| a.transport), None)
+}
+
+/// The job as the JSON API shows it: its fields, `transport` and
+/// `provider_id`.
+pub fn job_json(job: &Job, accounts: &[Account]) -> serde_json::Value {
+    let (transport, id) = transport_of(job, accounts);
+    let mut v = serde_json::json!(job);
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "transport".into(),
+            serde_json::json!(transport.map(Transport::as_str)),
+        );
+        o.insert("provider_id".into(), serde_json::json!(id));
+    }
+    v
+}
+
+const API_COLUMNS: [&str; 15] = [
     "id",
     "created_at",
     "state",
@@ -53,6 +104,8 @@ const API_COLUMNS: [&str; 13] = [
     "next_attempt_at",
     "last_reply",
     "last_reply_code",
+    "transport",
+    "provider_id",
 ];
 
 fn headings(style: Style) -> Vec<String> {
@@ -72,6 +125,8 @@ fn headings(style: Style) -> Vec<String> {
             "job-next",
             "job-reply",
             "job-reply-code",
+            "accounts-transport",
+            "job-provider-id",
         ]
         .iter()
         .map(|k| tr.t(k))
@@ -113,6 +168,12 @@ fn row(style: Style, job: &Job, accounts: &[Account]) -> Vec<String> {
         String::new()
     };
     let reply = job.last_reply_reason.as_ref();
+    let (transport, provider_id) = transport_of(job, accounts);
+    let transport = match (style, transport) {
+        (_, None) => String::new(),
+        (Style::Api, Some(t)) => t.as_str().to_owned(),
+        (Style::Page { .. }, Some(t)) => tr.t(&format!("accounts-transport-{}", t.as_str())),
+    };
     vec![
         job.id.clone(),
         time_cell(style, job.created_at),
@@ -127,6 +188,8 @@ fn row(style: Style, job: &Job, accounts: &[Account]) -> Vec<String> {
         next,
         reply.map(|r| r.render(&tr)).unwrap_or_default(),
         reply.map(|r| r.code.clone()).unwrap_or_default(),
+        transport,
+        provider_id.unwrap_or_default(),
     ]
 }
 

@@ -76,6 +76,7 @@ fn args(mailbox: &str) -> AppAccountArgs {
         name: None,
         cloud: "worldwide".into(),
         endpoint: None,
+        transport: None,
     }
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fakecloud::{ApiFault, FakeCloud, MailApi};
+use fakecloud::{ApiFault, CertMode, FakeCloud, MailApi};
 use hikyaku::cli_app::AppAccountArgs;
 use hikyaku::clock::SystemClock;
 use hikyaku::queue::JobStore as _;
@@ -60,6 +60,7 @@ fn args(mailbox: &str) -> AppAccountArgs {
         name: None,
         cloud: "worldwide".into(),
         endpoint: None,
+        transport: None,
     }
 }
 
@@ -384,4 +385,581 @@ async fn graph_and_gmail_api_deliver_exactly_the_envelope() {
         ja.contains("ErrorAccessDenied") && ja.contains("付与してください"),
         "{ja}"
     );
+}
+
+/// The two app-only accounts of the first test, on their HTTP transports.
+async fn app_accounts(fc: &FakeCloud) -> (TestServer, Browser, Account, Account) {
+    fc.register_app(TENANT, APP);
+    fc.add_app_secret(APP, SECRET, false);
+    fc.grant_app_mailbox(APP, MS_MAILBOX);
+    let key_json = fc.new_service_account(SA_EMAIL);
+    fc.delegate(SA_EMAIL, &["https://www.googleapis.com/auth/gmail.send"]);
+    fc.add_workspace_user(G_MAILBOX);
+    let (server, admin) = server(fc).await;
+    let files = tempfile::tempdir().unwrap();
+    let secret_file = files.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let ms = add_app(
+        &server,
+        AppAccountArgs {
+            microsoft_app: true,
+            tenant: Some(TENANT.into()),
+            client_id: Some(APP.into()),
+            endpoint: Some(fc.entra_endpoint(TENANT)),
+            client_secret_file: Some(secret_file),
+            transport: Some("graph".into()),
+            ..args(MS_MAILBOX)
+        },
+    )
+    .await;
+    let key_file = files.path().join("key.json");
+    std::fs::write(&key_file, key_json).unwrap();
+    let google = add_app(
+        &server,
+        AppAccountArgs {
+            google_service_account: Some(key_file),
+            transport: Some("gmail_api".into()),
+            ..args(G_MAILBOX)
+        },
+    )
+    .await;
+    // Added on their transports by the command's --transport.
+    assert_eq!(ms.transport.as_str(), "graph");
+    assert_eq!(google.transport.as_str(), "gmail_api");
+    assert_eq!(ms.token_status, "active", "{:?}", ms.token_reason);
+    switch(&admin, fc, &ms, "graph").await;
+    switch(&admin, fc, &google, "gmail_api").await;
+    (server, admin, ms, google)
+}
+
+/// Pseudo-random bytes: no run a compressor or a base64 slip could hide in.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The job as the JSON API shows it.
+async fn api_job(admin: &Browser, id: &str) -> serde_json::Value {
+    admin.get(&format!("/api/v1/jobs/{id}")).await.json()
+}
+
+#[tokio::test]
+async fn large_messages_go_through_graph_drafts_and_the_gmail_resumable_upload() {
+    let fc = start_fakecloud().await;
+    let (server, admin, ms, google) = app_accounts(&fc).await;
+    // (name, message size, through a draft, upload sessions): 2.5 MB fits
+    // one sendMail request; 3.9 and 4.1 MB do not (their base64 is over
+    // 4 MB), their attachment (under 3 MB) is posted to the draft; 30 MB
+    // goes in 320 KiB-multiple ranges of an upload session.
+    let cases = [
+        ("graph-2.5mb", 2_500_000usize, false, 0usize),
+        ("graph-3.9mb", 3_900_000, true, 0),
+        ("graph-4.1mb", 4_100_000, true, 0),
+        ("graph-30mb", 30_000_000, true, 1),
+    ];
+    for (n, (subject, size, draft, sessions)) in cases.into_iter().enumerate() {
+        // The attachment's base64 lines make a message about 1.37 times its size.
+        let bytes = noise(size * 100 / 137, n as u64 + 7);
+        let id = queue(
+            &server,
+            ms.id,
+            MS_MAILBOX,
+            &["desk@example.net", "copy@example.net", "hidden@example.net"],
+            message(
+                MS_MAILBOX,
+                "desk@example.net",
+                "copy@example.net",
+                subject,
+                &bytes,
+            ),
+        )
+        .await;
+        let job = eventually(Duration::from_secs(180), "sent or failed", || async {
+            let j = api_job(&admin, &id).await;
+            (j["state"] == "sent" || j["state"] == "failed").then_some(j)
+        })
+        .await;
+        assert_eq!(job["state"], "sent", "{subject}: {job}");
+        let m = eventually(Duration::from_secs(180), subject, || async {
+            fc.api_inbox().into_iter().find(|m| {
+                String::from_utf8_lossy(&m.data[..m.data.len().min(4096)])
+                    .contains(&format!("Subject: {subject}\r\n"))
+            })
+        })
+        .await;
+        assert_eq!(m.api, MailApi::Graph);
+        assert_eq!((m.draft, m.upload_sessions), (draft, sessions), "{subject}");
+        let mut rcpts = m.recipients.clone();
+        rcpts.sort();
+        assert_eq!(
+            rcpts,
+            vec!["copy@example.net", "desk@example.net", "hidden@example.net"],
+            "{subject}: exactly the envelope"
+        );
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&m.data)
+            .unwrap();
+        let att = parsed.attachments().next().expect("the attachment");
+        assert!(
+            att.contents() == &bytes[..],
+            "{subject}: attachment byte-identical"
+        );
+        assert_eq!(parsed.body_text(0).unwrap().trim(), "こんにちは");
+        // The envelope-only recipient is invisible to the others.
+        assert!(
+            !String::from_utf8_lossy(&m.data).contains("hidden@example.net"),
+            "{subject}: Bcc visible"
+        );
+        let job = eventually(Duration::from_secs(30), "recorded as sent", || async {
+            let j = api_job(&admin, &id).await;
+            (j["state"] == "sent").then_some(j)
+        })
+        .await;
+        assert_eq!(job["transport"], "graph", "{job}");
+        assert!(
+            job["provider_id"].as_str().is_some_and(|i| !i.is_empty()),
+            "{job}"
+        );
+    }
+    assert_eq!(fc.graph_open_drafts(), 0, "no draft is left behind");
+
+    // Text alone over the request limit: no route fits; the job says why.
+    let text = "0123456789".repeat(450_000);
+    let id = queue(
+        &server,
+        ms.id,
+        MS_MAILBOX,
+        &["desk@example.net"],
+        format!(
+            "From: {MS_MAILBOX}\r\nTo: desk@example.net\r\nSubject: all-text\r\n\r\n{text}\r\n"
+        ),
+    )
+    .await;
+    let job = eventually(Duration::from_secs(60), "all-text fails", || async {
+        let j = api_job(&admin, &id).await;
+        (j["state"] == "failed").then_some(j)
+    })
+    .await;
+    assert_eq!(job["last_reply_code"], "job-http-text-too-large", "{job}");
+    assert!(
+        job["last_reply"]
+            .as_str()
+            .is_some_and(|r| r.contains("without its attachments")),
+        "{job}"
+    );
+
+    // 30 MB through the Gmail API's resumable upload.
+    let bytes = noise(30_000_000 * 100 / 137, 99);
+    let id = queue(
+        &server,
+        google.id,
+        G_MAILBOX,
+        &["desk@example.net", "hidden@example.net"],
+        message(
+            G_MAILBOX,
+            "desk@example.net",
+            "desk@example.net",
+            "gmail-30mb",
+            &bytes,
+        ),
+    )
+    .await;
+    let m = eventually(Duration::from_secs(180), "gmail-30mb", || async {
+        fc.api_inbox().into_iter().find(|m| {
+            String::from_utf8_lossy(&m.data[..m.data.len().min(4096)])
+                .contains("Subject: gmail-30mb\r\n")
+        })
+    })
+    .await;
+    assert_eq!(m.api, MailApi::Gmail);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .unwrap();
+    assert!(parsed.attachments().next().expect("attachment").contents() == &bytes[..]);
+    let mut rcpts = m.recipients.clone();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["desk@example.net", "hidden@example.net"]);
+    assert!(!String::from_utf8_lossy(&m.data).contains("hidden@example.net"));
+    let job = eventually(Duration::from_secs(30), "gmail job sent", || async {
+        let j = api_job(&admin, &id).await;
+        (j["state"] == "sent").then_some(j)
+    })
+    .await;
+    assert_eq!(job["transport"], "gmail_api", "{job}");
+    assert_eq!(job["provider_id"].as_str(), Some(m.id.as_str()), "{job}");
+    // The CSV export names the transport and the provider's id too.
+    let csv = admin.get("/api/v1/jobs.csv").await.body;
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",transport,provider_id"),
+        "{csv}"
+    );
+    assert!(csv.contains(&format!(",gmail_api,{}", m.id)), "{csv}");
+}
+
+/// A message with plain, 8-bit and UTF-8 header fields and an 8-bit body.
+fn international(from: &str, to: &str, marker: &str) -> String {
+    format!(
+        "From: Scanner <{from}>\r\nTo: {to}\r\nSubject: =?UTF-8?B?6KuL5rGC5pu4?= {marker}\r\nX-Note: 日本語のヘッダー {marker}\r\nX-Plain: plain ascii\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße — 日本語の本文 {marker}\r\n"
+    )
+}
+
+/// Submits `message` over SMTP as the submitter bound to the account.
+async fn submit_smtp(server: &TestServer, to: &str, message: &str) {
+    use crate::sending::{SUBMITTER, Smtp};
+    let (mut s, _) = Smtp::connect(server.smtp_addrs()[0]).await;
+    s.cmd("EHLO printer.local").await;
+    assert!(
+        s.auth_plain(SUBMITTER, testkit::ADMIN_PASSWORD)
+            .await
+            .starts_with("235")
+    );
+    let r = s.send("scanner@printer.local", &[to], message).await;
+    assert!(r.starts_with("250"), "{r}");
+    s.cmd("QUIT").await;
+}
+
+/// Checks a delegated account's HTTP delivery: the headers and body as sent.
+async fn assert_international(fc: &FakeCloud, api: MailApi, marker: &str, to: &str) {
+    let m = eventually(Duration::from_secs(30), marker, || async {
+        fc.api_inbox().into_iter().find(|m| {
+            String::from_utf8_lossy(&m.data).contains(&format!("X-Note: 日本語のヘッダー {marker}"))
+        })
+    })
+    .await;
+    assert_eq!(m.api, api);
+    assert_eq!(m.recipients, vec![to.to_string()]);
+    let data = String::from_utf8(m.data.clone()).expect("UTF-8 kept");
+    for part in [
+        format!("Subject: =?UTF-8?B?6KuL5rGC5pu4?= {marker}\r\n"),
+        "X-Plain: plain ascii\r\n".to_string(),
+        format!("\r\n\r\nGrüße — 日本語の本文 {marker}\r\n"),
+    ] {
+        assert!(data.contains(&part), "{part:?} in {data}");
+    }
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&m.data)
+        .unwrap();
+    assert_eq!(parsed.subject(), Some(format!("請求書 {marker}").as_str()));
+}
+
+#[tokio::test]
+async fn a_delegated_microsoft_account_sends_through_graph() {
+    use crate::oauth_flow::{MAILBOX, by_id, edit_microsoft, refresh, trust};
+    use hikyaku::provider::Provider;
+    let fc = crate::oauth_flow::fakecloud(CertMode::Trusted).await;
+    let server = crate::oauth_flow::server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    trust(&admin, &fc).await;
+    let r = edit_microsoft(&admin, &fc.entra_endpoint("organizations"), &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let store = Store::open(server.dir.path()).await.unwrap();
+    let a = store.account_for(Provider::Microsoft).await.unwrap();
+    switch(&admin, &fc, &a, "graph").await;
+    // The device code is asked for Graph's Mail.Send on the account's host.
+    let page = refresh(&admin, "microsoft").await;
+    let code = by_id(&page, "user-code").expect("a user code");
+    let asked = fc
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.path.ends_with("/devicecode"))
+        .and_then(|r| r.form.into_iter().find(|(k, _)| k == "scope"))
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    assert!(
+        asked.starts_with(&format!(
+            "https://{}/Mail.Send offline_access",
+            fc.api_host()
+        )) && !asked.contains("outlook"),
+        "the delegated Graph scope: {asked}"
+    );
+    fc.approve_user_code(&code, MAILBOX).expect("approve");
+    eventually(Duration::from_secs(10), "token Active", || async {
+        let p = admin.get("/settings/send/oauth/microsoft").await;
+        (by_id(&p, "token-status").as_deref() == Some("Active")).then_some(())
+    })
+    .await;
+    crate::sending::add_submitter(&admin, "microsoft").await;
+    submit_smtp(
+        &server,
+        "boss@example.com",
+        &international(MAILBOX, "boss@example.com", "ms-1"),
+    )
+    .await;
+    assert_international(&fc, MailApi::Graph, "ms-1", "boss@example.com").await;
+    assert!(fc.inbox().is_empty(), "nothing went over SMTP");
+
+    // Send Test E-mail goes through the account's transport.
+    admin
+        .submit_done(
+            "/settings/send/oauth/microsoft",
+            "/settings/send/oauth/microsoft/test",
+            &[("to", "someone@example.com")],
+        )
+        .await;
+    let m = eventually(
+        Duration::from_secs(30),
+        "test e-mail over Graph",
+        || async {
+            fc.api_inbox()
+                .into_iter()
+                .find(|m| m.recipients == vec!["someone@example.com".to_string()])
+        },
+    )
+    .await;
+    assert_eq!(m.api, MailApi::Graph);
+    assert!(fc.inbox().is_empty(), "nothing went over SMTP");
+    // The history names the transport on the page.
+    let jobs = admin.get("/jobs").await.body;
+    assert!(jobs.contains("Microsoft Graph API (HTTPS)"), "{jobs}");
+
+    // Back to SMTP: the authorization ends and Token Status says to authorize again.
+    let a = store.account(a.id).await.unwrap();
+    switch(&admin, &fc, &a, "smtp").await;
+    let page = admin.get("/settings/send/oauth/microsoft").await;
+    assert!(
+        page.body.contains("authorize this account again"),
+        "{}",
+        page.body
+    );
+    assert_ne!(by_id(&page, "token-status").as_deref(), Some("Active"));
+}
+
+#[tokio::test]
+async fn a_delegated_google_account_sends_through_the_gmail_api() {
+    use crate::oauth_flow::{GMAIL, edit_google, paste, refresh, register_url, trust};
+    use hikyaku::provider::Provider;
+    let fc = crate::oauth_flow::fakecloud(CertMode::Trusted).await;
+    let server = crate::oauth_flow::server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    trust(&admin, &fc).await;
+    assert_eq!(
+        edit_google(&admin, "google-client-secret").await.status,
+        303
+    );
+    let store = Store::open(server.dir.path()).await.unwrap();
+    let a = store.account_for(Provider::Google).await.unwrap();
+    switch(&admin, &fc, &a, "gmail_api").await;
+    refresh(&admin, "google").await;
+    let url = register_url(&admin).await;
+    // The consent is asked for gmail.send, not full mail access.
+    let scope = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    assert!(
+        scope
+            .split(' ')
+            .any(|s| s == "https://www.googleapis.com/auth/gmail.send")
+            && !scope.contains("https://mail.google.com/"),
+        "{scope}"
+    );
+    let redirect = fc.google_consent(&url, GMAIL).expect("consent");
+    let r = paste(&admin, &redirect).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    crate::sending::add_submitter(&admin, "google").await;
+    submit_smtp(
+        &server,
+        "boss@example.com",
+        &international(GMAIL, "boss@example.com", "g-1"),
+    )
+    .await;
+    assert_international(&fc, MailApi::Gmail, "g-1", "boss@example.com").await;
+    assert!(fc.inbox().is_empty(), "nothing went over SMTP");
+    let jobs = admin.get("/jobs").await.body;
+    assert!(jobs.contains("Gmail API (HTTPS)"), "{jobs}");
+}
+
+/// `hikyaku account add` with app-only flags takes `--transport`, and
+/// refuses one the provider does not offer before saving anything.
+#[test]
+fn account_add_takes_a_transport_with_the_app_only_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hikyaku.toml"), "data_dir = \"d\"\n").unwrap();
+    std::fs::write(dir.path().join("key.json"), "{}").unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hikyaku"))
+            .current_dir(dir.path())
+            .arg("account")
+            .args(args)
+            .env_remove("HIKYAKU_CONFIG")
+            .env_remove("HIKYAKU_MASTER_KEY")
+            .output()
+            .expect("hikyaku runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    for args in [
+        &[
+            "add",
+            "--google-service-account",
+            "key.json",
+            "--mailbox",
+            G_MAILBOX,
+            "--transport",
+            "graph",
+        ][..],
+        &[
+            "add",
+            "--microsoft-app",
+            "--tenant",
+            TENANT,
+            "--client-id",
+            APP,
+            "--client-secret-file",
+            "secret",
+            "--mailbox",
+            MS_MAILBOX,
+            "--transport",
+            "gmail_api",
+        ][..],
+    ] {
+        let (ok, out) = run(args);
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("transport")
+                && out.contains("smtp or graph")
+                && !out.contains("cannot be used with"),
+            "{out}"
+        );
+    }
+    let (ok, out) = run(&["list"]);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains(G_MAILBOX) && !out.contains(MS_MAILBOX),
+        "nothing saved: {out}"
+    );
+}
+
+#[tokio::test]
+async fn the_http_transports_go_through_the_outbound_proxy() {
+    let fc = start_fakecloud().await;
+    let (server, admin, ms, google) = app_accounts(&fc).await;
+    let proxy = testkit::ConnectProxy::start(None).await;
+    let network = "/settings/management/network";
+    let r = admin
+        .submit(
+            network,
+            network,
+            &[("host", "127.0.0.1"), ("port", &proxy.port())],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let target = fc.base_url().trim_start_matches("https://").to_string();
+    for (a, from, subject) in [
+        (&ms, MS_MAILBOX, "graph-via-proxy"),
+        (&google, G_MAILBOX, "gmail-via-proxy"),
+    ] {
+        let before = proxy.connects();
+        queue(
+            &server,
+            a.id,
+            from,
+            &["desk@example.net"],
+            message(from, "desk@example.net", "desk@example.net", subject, b"p"),
+        )
+        .await;
+        arrived(&fc, subject).await;
+        // A tunnel opened for it, unless the one the other API's requests
+        // opened (same host) is reused.
+        assert!(
+            proxy.connects() > before || before > 0,
+            "{subject}: {:?}",
+            proxy.targets()
+        );
+    }
+    assert!(proxy.connects() >= 1);
+    assert!(
+        proxy.targets().iter().all(|t| *t == target),
+        "{:?}",
+        proxy.targets()
+    );
+}
+
+/// Killed between Graph's acceptance and the record of it: the message goes
+/// again after the restart, once more at most, and is then recorded as sent.
+#[tokio::test]
+async fn a_kill_between_the_http_request_and_the_record_sends_at_most_one_duplicate() {
+    let fc = start_fakecloud().await;
+    let (mut server, _admin, ms, _google) = app_accounts(&fc).await;
+    server.stop().await;
+    let data = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let store = Store::open(data.path()).await.unwrap();
+    let job = hikyaku::intake::store_sink::new_job(
+        "test",
+        "local",
+        Some(ms.id),
+        MS_MAILBOX,
+        vec!["desk@example.net".into()],
+        message(
+            MS_MAILBOX,
+            "desk@example.net",
+            "desk@example.net",
+            "killed",
+            b"k",
+        )
+        .into_bytes(),
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    store.enqueue(&job, now).await.unwrap();
+    store.close().await;
+    fc.delay_api_replies(Some(Duration::from_secs(20)));
+    let work = tempfile::tempdir().unwrap();
+    let mut hk = testkit::Hikyaku::new(
+        std::path::Path::new(env!("CARGO_BIN_EXE_hikyaku")),
+        data.path(),
+        work.path(),
+        2,
+    );
+    hk.start().await;
+    let copies = || {
+        fc.api_inbox()
+            .iter()
+            .filter(|m| String::from_utf8_lossy(&m.data).contains("Subject: killed\r\n"))
+            .count()
+    };
+    // Graph has the message; its 202 has not come back yet.
+    eventually(Duration::from_secs(60), "the first request", || async {
+        (copies() == 1).then_some(())
+    })
+    .await;
+    hk.kill();
+    fc.delay_api_replies(None);
+    hk.start().await;
+    let state = eventually(
+        Duration::from_secs(180),
+        "sent after the restart",
+        || async {
+            let store = Store::open(data.path()).await.ok()?;
+            let j = store.job(&job.id).await.ok()?;
+            store.close().await;
+            (j.state.as_str() == "sent").then_some(j)
+        },
+    )
+    .await;
+    assert_eq!(state.state.as_str(), "sent");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let n = copies();
+    println!("crash window over Graph: {n} copies for one kill");
+    assert!((1..=2).contains(&n), "{n} copies for one kill");
+    hk.kill();
 }

@@ -297,6 +297,9 @@ pub struct JobView {
     pub attempts: i64,
     pub next: String,
     pub reply: String,
+    /// The transport (and the provider's message id, when sent over HTTP).
+    pub transport: String,
+    pub provider_id: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -404,7 +407,15 @@ async fn render_jobs(
     found.truncate(JOBS_PER_PAGE as usize);
     let jobs = found
         .into_iter()
-        .map(|j| JobView {
+        .map(|j| {
+            let (transport, provider_id) = crate::web::jobs_csv::transport_of(&j, &accounts);
+            (j, transport, provider_id)
+        })
+        .map(|(j, transport, provider_id)| JobView {
+            transport: transport
+                .map(|t| ui.tr.t(&format!("accounts-transport-{}", t.as_str())))
+                .unwrap_or_default(),
+            provider_id: provider_id.unwrap_or_default(),
             time: fmt_time(j.created_at, offset),
             from: j.header_from.clone().unwrap_or_else(|| j.mail_from.clone()),
             to: j.rcpt_to.join(", "),
