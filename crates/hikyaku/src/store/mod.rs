@@ -356,6 +356,24 @@ impl Store {
         })
     }
 
+    /// [`Store::open_postgres`] for a running instance: its job leases
+    /// last `lease` on the database's clock, so that instances whose clocks
+    /// disagree still agree on when a lease ran out.
+    pub async fn open_postgres_instance(
+        url: &str,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Self> {
+        Ok(Self {
+            engine: Engine::Postgres(
+                postgres::PgStore::connect(url, owner)
+                    .await?
+                    .with_database_clock(lease),
+            ),
+            accounts: Arc::default(),
+        })
+    }
+
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
