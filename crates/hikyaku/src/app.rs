@@ -222,10 +222,10 @@ pub async fn open_data(config: &Config) -> Result<(Store, Arc<MasterKey>), AppEr
 }
 
 /// This instance's name among those sharing a PostgreSQL store (the owner
-/// of its leases and connection slots): `HOST:PORT/PID.START`. The host
+/// of its leases and connection slots): `HOST:PORT/PID.RANDOM`. The host
 /// name and the Remote UI's port name the instance (stable across restarts,
-/// different between instances on one host); the process id and start time
-/// make each run unique, so that a restarted instance never mistakes the
+/// different between instances on one host); the process id and a random
+/// number make each run unique, so that a restarted instance never mistakes the
 /// leases of the process before it for its own live ones, while a restart
 /// still takes back the jobs of its earlier runs at once.
 pub(crate) fn instance_name(config: &Config) -> String {
@@ -239,14 +239,14 @@ pub(crate) fn instance_name(config: &Config) -> String {
                 .filter(|h| !h.is_empty())
         })
         .unwrap_or_else(|| "hikyaku".into());
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    // A random part as well as the process id: a container's pid is the
+    // same at every start.
     format!(
-        "{}:{}/{}.{started}",
+        "{}:{}/{}.{:08x}",
         host.replace('/', "_"),
         config.web.listen.port(),
-        std::process::id()
+        std::process::id(),
+        rand::random::<u32>()
     )
 }
 

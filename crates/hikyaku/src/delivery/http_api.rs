@@ -347,6 +347,23 @@ impl Delivery {
                 code: None,
             };
         };
+        // On PostgreSQL the mailbox's request cap holds for the whole cluster.
+        let cap = u32::try_from(PER_MAILBOX).unwrap_or(4);
+        let _cluster = match inner.limits.connection(a.id, cap, CONNECTION_WAIT).await {
+            Ok(slot) => slot,
+            Err(super::limits::Refused::Wait(_)) => {
+                return Attempt::RateLimited {
+                    wait_secs: 5,
+                    reply: replies::busy(cap),
+                };
+            }
+            Err(super::limits::Refused::Store(e)) => {
+                return Attempt::Temporary {
+                    reply: replies::store(e),
+                    code: None,
+                };
+            }
+        };
         let base = format!("https://{}", a.effective_graph_host());
         let mut refreshed = false;
         loop {

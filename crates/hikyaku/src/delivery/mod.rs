@@ -41,6 +41,7 @@ pub mod backoff;
 pub mod dsn;
 pub mod handoff;
 pub mod http_api;
+pub mod limits;
 pub mod outcome;
 pub mod pool;
 pub mod rate;
@@ -106,7 +107,9 @@ struct Inner {
     clock: SharedClock,
     config: DeliveryConfig,
     wake: Notify,
-    rate: rate::RateLimiter,
+    /// Messages per minute and (on PostgreSQL) connection slots, counted in
+    /// this process or for the whole cluster.
+    limits: limits::Limits,
     hello: ClientId,
     in_flight: Mutex<HashSet<String>>,
     /// Jobs the upstream accepted (`250`) whose "sent" is not committed yet,
@@ -243,7 +246,10 @@ impl Delivery {
         clock: SharedClock,
         config: DeliveryConfig,
     ) -> Self {
-        let rate = rate::RateLimiter::new(config.rate_per_minute);
+        let limits = match store.postgres() {
+            Some(pg) => limits::Limits::Cluster(pg.clone()),
+            None => limits::Limits::Local(rate::RateLimiter::new(config.rate_per_minute)),
+        };
         let pool = pool::Pool::new(
             usize::try_from(config.connections_per_account).unwrap_or(1),
             Duration::from_secs(config.connection_idle_secs),
@@ -260,7 +266,7 @@ impl Delivery {
                 clock,
                 config,
                 wake: Notify::new(),
-                rate,
+                limits,
                 hello: ClientId::default(),
                 in_flight: Mutex::new(HashSet::new()),
                 accepted: Mutex::new(HashMap::new()),
@@ -297,15 +303,70 @@ impl Delivery {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Outcome {
         let limit = lease::delivery_limit();
-        let attempt = match tokio::time::timeout(limit, self.attempt(&job, body)).await {
-            Ok(a) => a,
-            Err(_) => Attempt::Temporary {
-                reply: replies::abandoned(limit.as_secs()),
-                code: None,
-            },
+        let timed = async {
+            match tokio::time::timeout(limit, self.attempt(&job, body)).await {
+                Ok(a) => a,
+                Err(_) => Attempt::Temporary {
+                    reply: replies::abandoned(limit.as_secs()),
+                    code: None,
+                },
+            }
+        };
+        let shared = self
+            .inner
+            .store
+            .postgres()
+            .filter(|pg| pg.database_clock())
+            .cloned();
+        let attempt = match shared {
+            None => timed.await,
+            // Shared queue: the lease is renewed while the delivery runs; once
+            // it is another instance's (taken over while this one could not
+            // renew it, or while a handed-over job waited), stop: the other
+            // instance delivers it, and nothing is recorded here.
+            Some(pg) => {
+                if matches!(pg.heartbeat(&job.id).await, Ok(false)) {
+                    lease_lost(&job.id)
+                } else {
+                    tokio::select! {
+                        a = timed => a,
+                        () = heartbeats(&pg, &job.id) => lease_lost(&job.id),
+                    }
+                }
+            }
         };
         drop(permit);
         self.record(&job, attempt).await
+    }
+}
+
+/// The attempt of a delivery whose lease another instance holds now; its
+/// record is fenced off (the store writes nothing for it).
+fn lease_lost(id: &str) -> Attempt {
+    tracing::warn!(
+        job_id = id,
+        "delivery: the job's lease is no longer this instance's; stopped"
+    );
+    Attempt::Temporary {
+        reply: lease::expired(),
+        code: None,
+    }
+}
+
+/// Renews a delivery's lease every third of its length; returns once the
+/// lease is lost. A database away meanwhile only skips renewals: the lease
+/// may still be ours when it returns.
+async fn heartbeats(pg: &crate::store::postgres::PgStore, id: &str) {
+    let every = pg.lease() / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match pg.heartbeat(id).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(job_id = id, error = %e, "delivery: cannot renew the lease yet")
+            }
+        }
     }
 }
 

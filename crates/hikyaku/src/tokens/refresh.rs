@@ -67,6 +67,10 @@ impl TokenService {
         if let Some(t) = inner.stored_valid(&a).await? {
             return Ok(t);
         }
+        // App-only tokens do not rotate: each instance gets its own.
+        if inner.store.postgres().is_some() && !a.credential_kind.is_app_only() {
+            return inner.refresh_shared(account_id, false).await;
+        }
         inner.refresh_locked(&a).await
     }
 
@@ -216,7 +220,52 @@ impl Inner {
         if !can_renew(&a) {
             return Err(TokensError::NotAuthorized);
         }
+        if self.store.postgres().is_some() && !a.credential_kind.is_app_only() {
+            return self.refresh_shared(id, true).await.map(|_| ());
+        }
         self.refresh_locked(&a).await.map(|_| ())
+    }
+
+    /// A refresh on a store shared by several instances (protocols.md §13):
+    /// under the account's cluster-wide refresh lock, the stored tokens are
+    /// read again first, and a token another instance stored while this one
+    /// waited is taken instead of refreshing again — a rotating refresh
+    /// token is redeemed once, by one instance. `force` (the upstream
+    /// refused the token in use): another instance's token counts only if
+    /// it differs from the one this instance was using. Called with the
+    /// account's local lock held, so one task per instance waits here.
+    async fn refresh_shared(&self, id: i64, force: bool) -> Result<AccessToken, TokensError> {
+        let Some(pg) = self.store.postgres() else {
+            let a = self.account(id).await?;
+            return self.refresh_locked(&a).await;
+        };
+        let mine = self.with_state(id, |s| s.cached.as_ref().map(|c| c.token.clone()));
+        pg.single_refresh(id, async || {
+            // What the last holder of the lock stored, not a cached read.
+            self.store.forget_cached_accounts();
+            let a = if force {
+                let a = self.account(id).await?;
+                if !can_renew(&a) {
+                    return Err(TokensError::NotAuthorized);
+                }
+                a
+            } else {
+                self.usable_account(id).await?
+            };
+            if let Some(t) = self.stored_valid(&a).await?
+                && (!force || mine.as_deref().is_some_and(|m| m != t.token))
+            {
+                // Local waiters of a forced refresh see it as done.
+                self.with_state(id, |s| s.generation += 1);
+                tracing::info!(
+                    account = id,
+                    "access token taken from another instance's refresh"
+                );
+                return Ok(t);
+            }
+            self.refresh_locked(&a).await
+        })
+        .await?
     }
 
     /// Refreshes with the account lock held.
