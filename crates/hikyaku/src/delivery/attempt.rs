@@ -335,7 +335,10 @@ impl Delivery {
                     if let Err(e) = session.auth_xoauth2(&token.mailbox, &token.token).await {
                         session.quit().await;
                         drop(permit);
-                        match self.auth_refused(&a, job, &e, &mut refreshed).await {
+                        match self
+                            .auth_refused(&a, job, &e, &token.token, &mut refreshed)
+                            .await
+                        {
                             Ok(t) => {
                                 token = t;
                                 continue;
@@ -457,6 +460,7 @@ impl Delivery {
         a: &Account,
         job: &Job,
         e: &SmtpError,
+        refused: &str,
         refreshed: &mut bool,
     ) -> Result<AccessToken, Attempt> {
         let inner = &self.inner;
@@ -474,7 +478,7 @@ impl Delivery {
                     "upstream refused the access token; refreshing once"
                 );
                 let context = e.reply();
-                if let Err(te) = inner.tokens.force_refresh(a.id).await {
+                if let Err(te) = inner.tokens.refresh_refused(a.id, refused).await {
                     return Err(self.token_failure(a, &te, Some(&context)).await);
                 }
                 match inner.tokens.access_token(a.id).await {

@@ -409,7 +409,7 @@ impl Delivery {
                 } if !refreshed => {
                     refreshed = true;
                     tracing::info!(job_id = %job.id, account = a.id, "the API refused the access token; refreshing once");
-                    if let Err(te) = inner.tokens.force_refresh(a.id).await {
+                    if let Err(te) = inner.tokens.refresh_refused(a.id, &token.token).await {
                         return self.token_failure(a, &te, Some(&message)).await;
                     }
                     match inner.tokens.access_token(a.id).await {

@@ -69,7 +69,7 @@ impl TokenService {
         }
         // App-only tokens do not rotate: each instance gets its own.
         if inner.store.postgres().is_some() && !a.credential_kind.is_app_only() {
-            return inner.refresh_shared(account_id, false).await;
+            return inner.refresh_shared(account_id, false, None).await;
         }
         inner.refresh_locked(&a).await
     }
@@ -79,6 +79,14 @@ impl TokenService {
     /// another refresh completed do not refresh again.
     pub async fn force_refresh(&self, account_id: i64) -> Result<(), TokensError> {
         self.inner.force_refresh(account_id).await
+    }
+
+    /// After the upstream refused the access token `refused`: refreshes
+    /// unless the token was replaced meanwhile — by another task's refresh,
+    /// or on a shared store by another instance's — so that many deliveries
+    /// refused the same old token cause one refresh, not one each.
+    pub async fn refresh_refused(&self, account_id: i64, refused: &str) -> Result<(), TokensError> {
+        self.inner.force_refresh_of(account_id, Some(refused)).await
     }
 
     /// Switches OAuth off for the account: Google's grant is revoked (best
@@ -210,10 +218,20 @@ impl Inner {
     }
 
     pub(crate) async fn force_refresh(&self, id: i64) -> Result<(), TokensError> {
+        self.force_refresh_of(id, None).await
+    }
+
+    /// `refused`: the token the upstream refused, if that is why.
+    async fn force_refresh_of(&self, id: i64, refused: Option<&str>) -> Result<(), TokensError> {
         let seen = self.with_state(id, |s| s.generation);
         let lock = self.account_lock(id);
         let _guard = lock.lock().await;
         if self.with_state(id, |s| s.generation) != seen {
+            return Ok(());
+        }
+        if let Some(refused) = refused
+            && self.cached_valid(id).is_some_and(|t| t.token != refused)
+        {
             return Ok(());
         }
         let a = self.account(id).await?;
@@ -221,7 +239,7 @@ impl Inner {
             return Err(TokensError::NotAuthorized);
         }
         if self.store.postgres().is_some() && !a.credential_kind.is_app_only() {
-            return self.refresh_shared(id, true).await.map(|_| ());
+            return self.refresh_shared(id, true, refused).await.map(|_| ());
         }
         self.refresh_locked(&a).await.map(|_| ())
     }
@@ -231,15 +249,24 @@ impl Inner {
     /// read again first, and a token another instance stored while this one
     /// waited is taken instead of refreshing again — a rotating refresh
     /// token is redeemed once, by one instance. `force` (the upstream
-    /// refused the token in use): another instance's token counts only if
-    /// it differs from the one this instance was using. Called with the
+    /// refused the token in use, or a refresh was asked for): another
+    /// instance's token counts only if it differs from the refused one (else
+    /// the one this instance was using). Called with the
     /// account's local lock held, so one task per instance waits here.
-    async fn refresh_shared(&self, id: i64, force: bool) -> Result<AccessToken, TokensError> {
+    async fn refresh_shared(
+        &self,
+        id: i64,
+        force: bool,
+        refused: Option<&str>,
+    ) -> Result<AccessToken, TokensError> {
         let Some(pg) = self.store.postgres() else {
             let a = self.account(id).await?;
             return self.refresh_locked(&a).await;
         };
-        let mine = self.with_state(id, |s| s.cached.as_ref().map(|c| c.token.clone()));
+        let mine = match refused {
+            Some(t) => Some(t.to_owned()),
+            None => self.with_state(id, |s| s.cached.as_ref().map(|c| c.token.clone())),
+        };
         pg.single_refresh(id, async || {
             // What the last holder of the lock stored, not a cached read.
             self.store.forget_cached_accounts();
