@@ -19,6 +19,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use crate::store::postgres::PgStore;
 use crate::store::postgres::cluster::Slot;
 
+/// Longest idle time of an upstream session on a cluster (else
+/// `delivery.connection_idle_secs`): an idle session keeps its slot from
+/// the other instances. Under load a session is reused within this.
+pub const CLUSTER_IDLE: Duration = Duration::from_secs(2);
+/// How often idle sessions are looked at for closing on a cluster.
+pub const CLUSTER_SWEEP: Duration = Duration::from_millis(500);
+
 /// How long a connection slot is held without renewal.
 pub const SLOT_LEASE: Duration = Duration::from_secs(30);
 /// How often a held slot is renewed.

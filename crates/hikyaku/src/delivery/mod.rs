@@ -250,9 +250,16 @@ impl Delivery {
             Some(pg) => limits::Limits::Cluster(pg.clone()),
             None => limits::Limits::Local(rate::RateLimiter::new(config.rate_per_minute)),
         };
+        // On a cluster an idle session holds one of the account's slots that
+        // another instance may be waiting for: it is kept only briefly.
+        let idle = Duration::from_secs(config.connection_idle_secs);
+        let idle = match &limits {
+            limits::Limits::Cluster(_) => idle.min(limits::CLUSTER_IDLE),
+            limits::Limits::Local(_) => idle,
+        };
         let pool = pool::Pool::new(
             usize::try_from(config.connections_per_account).unwrap_or(1),
-            Duration::from_secs(config.connection_idle_secs),
+            idle,
         );
         let (handoff, fresh) = Handoff::channel(
             usize::try_from(config.workers.max(1))

@@ -89,6 +89,10 @@ impl Delivery {
                 (pg.lease() / 4).clamp(Duration::from_secs(1), IDLE_MAX)
             });
         self.requeue_expired().await;
+        let sweep_every = match inner.limits {
+            limits::Limits::Cluster(_) => limits::CLUSTER_SWEEP,
+            limits::Limits::Local(_) => POOL_SWEEP,
+        };
         let sweeper = {
             let this = self.clone();
             let stop = shutdown.clone();
@@ -96,7 +100,7 @@ impl Delivery {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(POOL_SWEEP) => this.inner.pool.sweep(),
+                        _ = tokio::time::sleep(sweep_every) => this.inner.pool.sweep(),
                     }
                 }
             })

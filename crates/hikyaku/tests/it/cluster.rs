@@ -67,10 +67,14 @@ async fn site(workers: u64, lease_secs: u64, tune: &str, log: &str) -> Site {
     let mut nodes = Vec::new();
     let mut work = Vec::new();
     for _ in 0..2 {
+        // Each instance has its own data directory with the same master
+        // key (and the rest of the prepared files), as on two hosts.
         let w = tempfile::tempdir().unwrap();
+        let own = w.path().join("data");
+        copy_files(data.path(), &own);
         let hk = Hikyaku::new(
             Path::new(env!("CARGO_BIN_EXE_hikyaku")),
-            data.path(),
+            &own,
             w.path(),
             workers,
         );
@@ -91,6 +95,21 @@ async fn site(workers: u64, lease_secs: u64, tune: &str, log: &str) -> Site {
         nodes,
         _data: data,
         _work: work,
+    }
+}
+
+/// Copies the regular files of `from` (not sockets or locks' sockets) into
+/// a new directory `to`, keeping their permissions.
+fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        } else if kind.is_dir() {
+            copy_files(&entry.path(), &to.join(entry.file_name()));
+        }
     }
 }
 
