@@ -453,10 +453,19 @@ async fn a_killed_instances_jobs_are_taken_over_and_nothing_acknowledged_is_lost
         {
             panic!("no progress: {e}\n{}", site.nodes[0].log_tail());
         }
+        // Mid-run: while the instance has deliveries in flight.
+        let _ = poll_until(Duration::from_secs(30), "jobs in flight", async || {
+            !leased_to(&site.db, port).await.is_empty()
+        })
+        .await;
         site.nodes[0].kill();
         let killed_at = Instant::now();
         kills += 1;
         let orphans = leased_to(&site.db, port).await;
+        println!(
+            "cluster kill test: kill {kills} with {} jobs in flight on the killed instance",
+            orphans.len()
+        );
         window += orphans.len();
         if k == 0 {
             // Left dead: the other instance takes its jobs over once their
