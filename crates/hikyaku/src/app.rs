@@ -241,12 +241,18 @@ pub(crate) fn instance_name(config: &Config) -> String {
         .unwrap_or_else(|| "hikyaku".into());
     // A random part as well as the process id: a container's pid is the
     // same at every start.
+    let run: u32 = rand::random();
+    let port = config.web.listen.port();
+    // Port 0 (chosen by the system) names no instance across restarts.
+    let instance = if port == 0 {
+        format!("0-{run:08x}")
+    } else {
+        port.to_string()
+    };
     format!(
-        "{}:{}/{}.{:08x}",
+        "{}:{instance}/{}.{run:08x}",
         host.replace('/', "_"),
-        config.web.listen.port(),
-        std::process::id(),
-        rand::random::<u32>()
+        std::process::id()
     )
 }
 

@@ -28,7 +28,13 @@
 //! **Leases** ([`crate::queue::lease`]). A claimed job carries a lease (10 min); a worker that dies
 //! leaves it to expire, and the loop puts such jobs back
 //! (`requeue_expired_leases`) at start and while idle. Each delivery is cut
-//! off before its lease runs out.
+//! off before its lease runs out. On PostgreSQL the lease is shorter
+//! (`store.lease_secs`, on the database's clock) and renewed while the
+//! delivery runs; a delivery whose lease another instance took over stops.
+//!
+//! **Limits** ([`limits`]): an account's messages per minute and connection
+//! cap, counted in this process on SQLite and for the whole cluster on
+//! PostgreSQL.
 //!
 //! **Hand-over.** A message the intake accepts while a worker is free comes
 //! straight from memory ([`handoff`]); the queue is read for everything

@@ -347,8 +347,8 @@ impl Store {
     }
 
     /// Connects to the PostgreSQL database at `url` as instance `owner`
-    /// (a name unique among the instances sharing it, kept across
-    /// restarts) and brings its schema up to date.
+    /// (see [`postgres::PgStore::connect`]) and brings its schema up to
+    /// date. Leases use the callers' times as given (tests that move time).
     pub async fn open_postgres(url: &str, owner: &str) -> Result<Self> {
         Ok(Self {
             engine: Engine::Postgres(postgres::PgStore::connect(url, owner).await?),

@@ -116,9 +116,10 @@ pub(crate) const DB_NOW: &str = "FLOOR(EXTRACT(EPOCH FROM clock_timestamp()))::B
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 impl PgStore {
-    /// Connects to `url` as instance `owner` (a name unique among the
-    /// instances and kept across restarts, e.g. the host name) and brings
-    /// the schema up to date. Several instances may start at once: the
+    /// Connects to `url` as instance `owner` and brings the schema up to
+    /// date. `owner` is unique to this process; the part before a `/` names
+    /// the instance across restarts (`HOST:PORT/PROCESS`): a restart takes
+    /// back the leases of the instance's earlier processes. Several instances may start at once: the
     /// migrations run under a lock.
     pub async fn connect(url: &str, owner: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
