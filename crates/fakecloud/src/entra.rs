@@ -395,6 +395,7 @@ fn refresh(shared: &Shared, form: &[(String, String)]) -> Response {
                 );
             }
             RefreshStatus::Rotated => {
+                inner.refresh_refused += 1;
                 return bad(
                     "invalid_grant",
                     70000,

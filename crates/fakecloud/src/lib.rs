@@ -428,6 +428,25 @@ impl FakeCloud {
         self.shared().lock().refresh_count
     }
 
+    /// Refresh tokens refused with `invalid_grant` because they were
+    /// already redeemed (Microsoft's rotation).
+    pub fn refresh_refused(&self) -> u64 {
+        self.shared().lock().refresh_refused
+    }
+
+    /// The most SMTP sessions authenticated as `mailbox` that were open at
+    /// the same time so far (any listener), and how many are open now.
+    pub fn mailbox_sessions(&self, mailbox: &str) -> (u64, u64) {
+        let (open, max) = self
+            .shared()
+            .lock()
+            .mailbox_sessions
+            .get(&mailbox.to_ascii_lowercase())
+            .copied()
+            .unwrap_or_default();
+        (max, open)
+    }
+
     /// Fault for the token endpoints of both providers (until changed).
     pub fn set_token_endpoint_fault(&self, f: HttpFault) {
         self.shared().lock().token_fault = f;

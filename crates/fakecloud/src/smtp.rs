@@ -64,6 +64,7 @@ pub(crate) async fn serve(
             tls: false,
             greeted: false,
             auth_user: None,
+            mailbox_session: None,
             mail_from: None,
             rcpt_to: Vec::new(),
         };
@@ -129,6 +130,9 @@ struct Session {
     tls: bool,
     greeted: bool,
     auth_user: Option<String>,
+    /// Counts this session against its mailbox's open sessions once it
+    /// has authenticated, until it closes.
+    mailbox_session: Option<MailboxSession>,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
     connection: u64,
@@ -155,6 +159,31 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         let mut inner = self.0.lock();
         inner.smtp_connections.open = inner.smtp_connections.open.saturating_sub(1);
+    }
+}
+
+/// An authenticated session of a mailbox, counted while it lives.
+struct MailboxSession(Arc<Shared>, String);
+
+impl MailboxSession {
+    fn new(shared: Arc<Shared>, mailbox: &str) -> Self {
+        let mailbox = mailbox.to_ascii_lowercase();
+        {
+            let mut inner = shared.lock();
+            let (open, max) = inner.mailbox_sessions.entry(mailbox.clone()).or_default();
+            *open += 1;
+            *max = (*max).max(*open);
+        }
+        MailboxSession(shared, mailbox)
+    }
+}
+
+impl Drop for MailboxSession {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        if let Some((open, _)) = inner.mailbox_sessions.get_mut(&self.1) {
+            *open = open.saturating_sub(1);
+        }
     }
 }
 
@@ -511,6 +540,7 @@ impl Session {
         }
         match outcome {
             Ok(mailbox) => {
+                self.mailbox_session = Some(MailboxSession::new(self.shared.clone(), &mailbox));
                 self.auth_user = Some(mailbox);
                 self.shared.lock().smtp_connections.authentications += 1;
                 let text = if self.exchange() {

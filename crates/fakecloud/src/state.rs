@@ -223,6 +223,11 @@ pub(crate) struct Inner {
     pub access_tokens: HashMap<String, AccessToken>,
     pub refresh_tokens: HashMap<String, RefreshToken>,
     pub refresh_count: u64,
+    /// `refresh_token` grants refused with `invalid_grant` (both providers).
+    pub refresh_refused: u64,
+    /// Per lower-cased mailbox: SMTP sessions authenticated as it and still
+    /// open now, and the most at the same time (Exchange's per-mailbox cap).
+    pub mailbox_sessions: HashMap<String, (u64, u64)>,
     pub token_fault: HttpFault,
     pub smtp_fault: SmtpFault,
     /// Lower-cased mailboxes for which Exchange refuses SMTP AUTH.

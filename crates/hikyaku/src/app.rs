@@ -199,7 +199,13 @@ pub async fn open_data(config: &Config) -> Result<(Store, Arc<MasterKey>), AppEr
     let store = match url {
         StoreUrl::Sqlite(None) => Store::open(&config.data_dir).await?,
         StoreUrl::Sqlite(Some(file)) => Store::open_file(&file).await?,
-        StoreUrl::Postgres(url) => Store::open_postgres(&url, &instance_name(config)).await?,
+        StoreUrl::Postgres(url) => {
+            let name = instance_name(config);
+            let lease = std::time::Duration::from_secs(config.store.lease_secs);
+            let store = Store::open_postgres_instance(&url, &name, lease).await?;
+            tracing::info!(instance = %name, lease_secs = config.store.lease_secs, "store: PostgreSQL, shared with the other instances");
+            store
+        }
     };
     let key = Arc::new(MasterKey::load_or_create(&config.data_dir)?);
     if store.postgres().is_some() && key_check(&store, &key).await? == KeyCheck::Wrong {
@@ -216,9 +222,13 @@ pub async fn open_data(config: &Config) -> Result<(Store, Arc<MasterKey>), AppEr
 }
 
 /// This instance's name among those sharing a PostgreSQL store (the owner
-/// of its leases): the host name and the Remote UI's port, which stay the
-/// same across restarts and differ between instances on one host.
-fn instance_name(config: &Config) -> String {
+/// of its leases and connection slots): `HOST:PORT/PID.RANDOM`. The host
+/// name and the Remote UI's port name the instance (stable across restarts,
+/// different between instances on one host); the process id and a random
+/// number make each run unique, so that a restarted instance never mistakes the
+/// leases of the process before it for its own live ones, while a restart
+/// still takes back the jobs of its earlier runs at once.
+pub(crate) fn instance_name(config: &Config) -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
@@ -229,7 +239,21 @@ fn instance_name(config: &Config) -> String {
                 .filter(|h| !h.is_empty())
         })
         .unwrap_or_else(|| "hikyaku".into());
-    format!("{host}:{}", config.web.listen.port())
+    // A random part as well as the process id: a container's pid is the
+    // same at every start.
+    let run: u32 = rand::random();
+    let port = config.web.listen.port();
+    // Port 0 (chosen by the system) names no instance across restarts.
+    let instance = if port == 0 {
+        format!("0-{run:08x}")
+    } else {
+        port.to_string()
+    };
+    format!(
+        "{}:{instance}/{}.{run:08x}",
+        host.replace('/', "_"),
+        std::process::id()
+    )
 }
 
 /// Whether `key` opens the refresh tokens sealed in `store`.

@@ -166,6 +166,10 @@ config_keys! {
         /// for one instance. postgres://USER@HOST:PORT/DATABASE: a PostgreSQL
         /// database that several instances share (each with the same master.key).
         url: String = String::new(), "url", store_url;
+        /// PostgreSQL only: how long a delivery's claim of a job lasts without a
+        /// heartbeat (a running delivery renews it every third of it). An
+        /// instance that dies leaves its jobs to the others after this long.
+        lease_secs: u64 = 60, "seconds", positive;
     }
 
     /// The Remote UI and the JSON API.

@@ -198,18 +198,33 @@ impl Delivery {
                 reason: waiting_reason(&a, detail),
             };
         }
-        if let Err(wait) = inner
-            .rate
-            .try_acquire(a.id, a.rate_per_minute, inner.clock.monotonic())
+        match inner
+            .limits
+            .take_send(
+                a.id,
+                a.rate_per_minute,
+                inner.config.rate_per_minute,
+                inner.clock.monotonic(),
+            )
+            .await
         {
-            let secs = i64::try_from(wait.as_secs()).unwrap_or(60).max(1);
-            let rate = a
-                .rate_per_minute
-                .map_or(inner.config.rate_per_minute, u64::from);
-            return Attempt::RateLimited {
-                wait_secs: secs,
-                reply: replies::rate_limited(rate, secs),
-            };
+            Ok(()) => {}
+            Err(limits::Refused::Wait(wait)) => {
+                let secs = i64::try_from(wait.as_secs()).unwrap_or(60).max(1);
+                let rate = a
+                    .rate_per_minute
+                    .map_or(inner.config.rate_per_minute, u64::from);
+                return Attempt::RateLimited {
+                    wait_secs: secs,
+                    reply: replies::rate_limited(rate, secs),
+                };
+            }
+            Err(limits::Refused::Store(e)) => {
+                return Attempt::Temporary {
+                    reply: replies::store(e),
+                    code: None,
+                };
+            }
         }
         let mut token: AccessToken = match inner.tokens.access_token(a.id).await {
             Ok(t) => t,
@@ -294,7 +309,25 @@ impl Delivery {
             };
             let mut lease = match got {
                 Some(pool::Got::Idle(lease)) => *lease,
-                Some(pool::Got::Slot(permit)) => {
+                Some(pool::Got::Slot(local)) => {
+                    // On PostgreSQL, one of the account's connections in the
+                    // whole cluster too, held as long as the session lives.
+                    let cap = u32::try_from(key.cap()).unwrap_or(u32::MAX);
+                    let permit = match inner.limits.connection(a.id, cap, CONNECTION_WAIT).await {
+                        Ok(cluster) => limits::Permit::new(local, cluster),
+                        Err(limits::Refused::Wait(_)) => {
+                            return Attempt::RateLimited {
+                                wait_secs: 5,
+                                reply: replies::busy(cap),
+                            };
+                        }
+                        Err(limits::Refused::Store(e)) => {
+                            return Attempt::Temporary {
+                                reply: replies::store(e),
+                                code: None,
+                            };
+                        }
+                    };
                     let mut session = match smtp::connect(&target).await {
                         Ok(s) => s,
                         Err(e) => return smtp_failure(&e),
@@ -302,7 +335,10 @@ impl Delivery {
                     if let Err(e) = session.auth_xoauth2(&token.mailbox, &token.token).await {
                         session.quit().await;
                         drop(permit);
-                        match self.auth_refused(&a, job, &e, &mut refreshed).await {
+                        match self
+                            .auth_refused(&a, job, &e, &token.token, &mut refreshed)
+                            .await
+                        {
                             Ok(t) => {
                                 token = t;
                                 continue;
@@ -424,6 +460,7 @@ impl Delivery {
         a: &Account,
         job: &Job,
         e: &SmtpError,
+        refused: &str,
         refreshed: &mut bool,
     ) -> Result<AccessToken, Attempt> {
         let inner = &self.inner;
@@ -441,7 +478,7 @@ impl Delivery {
                     "upstream refused the access token; refreshing once"
                 );
                 let context = e.reply();
-                if let Err(te) = inner.tokens.force_refresh(a.id).await {
+                if let Err(te) = inner.tokens.refresh_refused(a.id, refused).await {
                     return Err(self.token_failure(a, &te, Some(&context)).await);
                 }
                 match inner.tokens.access_token(a.id).await {

@@ -353,6 +353,23 @@ impl Delivery {
                 code: None,
             };
         };
+        // On PostgreSQL the mailbox's request cap holds for the whole cluster.
+        let cap = u32::try_from(PER_MAILBOX).unwrap_or(4);
+        let _cluster = match inner.limits.connection(a.id, cap, CONNECTION_WAIT).await {
+            Ok(slot) => slot,
+            Err(super::limits::Refused::Wait(_)) => {
+                return Attempt::RateLimited {
+                    wait_secs: 5,
+                    reply: replies::busy(cap),
+                };
+            }
+            Err(super::limits::Refused::Store(e)) => {
+                return Attempt::Temporary {
+                    reply: replies::store(e),
+                    code: None,
+                };
+            }
+        };
         let base = format!("https://{}", a.effective_graph_host());
         let large = a.transport == Transport::Graph && !graph_upload::fits_one_request(&message);
         let mut refreshed = false;
@@ -423,7 +440,7 @@ impl Delivery {
                 } if !refreshed => {
                     refreshed = true;
                     tracing::info!(job_id = %job.id, account = a.id, "the API refused the access token; refreshing once");
-                    if let Err(te) = inner.tokens.force_refresh(a.id).await {
+                    if let Err(te) = inner.tokens.refresh_refused(a.id, &token.token).await {
                         return self.token_failure(a, &te, Some(&message)).await;
                     }
                     match inner.tokens.access_token(a.id).await {

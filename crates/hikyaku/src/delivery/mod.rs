@@ -28,7 +28,13 @@
 //! **Leases** ([`crate::queue::lease`]). A claimed job carries a lease (10 min); a worker that dies
 //! leaves it to expire, and the loop puts such jobs back
 //! (`requeue_expired_leases`) at start and while idle. Each delivery is cut
-//! off before its lease runs out.
+//! off before its lease runs out. On PostgreSQL the lease is shorter
+//! (`store.lease_secs`, on the database's clock) and renewed while the
+//! delivery runs; a delivery whose lease another instance took over stops.
+//!
+//! **Limits** ([`limits`]): an account's messages per minute and connection
+//! cap, counted in this process on SQLite and for the whole cluster on
+//! PostgreSQL.
 //!
 //! **Hand-over.** A message the intake accepts while a worker is free comes
 //! straight from memory ([`handoff`]); the queue is read for everything
@@ -42,6 +48,7 @@ pub mod dsn;
 pub mod graph_upload;
 pub mod handoff;
 pub mod http_api;
+pub mod limits;
 pub mod outcome;
 pub mod pool;
 pub mod rate;
@@ -107,7 +114,9 @@ struct Inner {
     clock: SharedClock,
     config: DeliveryConfig,
     wake: Notify,
-    rate: rate::RateLimiter,
+    /// Messages per minute and (on PostgreSQL) connection slots, counted in
+    /// this process or for the whole cluster.
+    limits: limits::Limits,
     hello: ClientId,
     in_flight: Mutex<HashSet<String>>,
     /// Jobs the upstream accepted (`250`) whose "sent" is not committed yet,
@@ -244,10 +253,20 @@ impl Delivery {
         clock: SharedClock,
         config: DeliveryConfig,
     ) -> Self {
-        let rate = rate::RateLimiter::new(config.rate_per_minute);
+        let limits = match store.postgres() {
+            Some(pg) => limits::Limits::Cluster(pg.clone()),
+            None => limits::Limits::Local(rate::RateLimiter::new(config.rate_per_minute)),
+        };
+        // On a cluster an idle session holds one of the account's slots that
+        // another instance may be waiting for: it is kept only briefly.
+        let idle = Duration::from_secs(config.connection_idle_secs);
+        let idle = match &limits {
+            limits::Limits::Cluster(_) => idle.min(limits::CLUSTER_IDLE),
+            limits::Limits::Local(_) => idle,
+        };
         let pool = pool::Pool::new(
             usize::try_from(config.connections_per_account).unwrap_or(1),
-            Duration::from_secs(config.connection_idle_secs),
+            idle,
         );
         let (handoff, fresh) = Handoff::channel(
             usize::try_from(config.workers.max(1))
@@ -261,7 +280,7 @@ impl Delivery {
                 clock,
                 config,
                 wake: Notify::new(),
-                rate,
+                limits,
                 hello: ClientId::default(),
                 in_flight: Mutex::new(HashSet::new()),
                 accepted: Mutex::new(HashMap::new()),
@@ -298,15 +317,70 @@ impl Delivery {
         permit: Option<OwnedSemaphorePermit>,
     ) -> Outcome {
         let limit = lease::delivery_limit();
-        let attempt = match tokio::time::timeout(limit, self.attempt(&job, body)).await {
-            Ok(a) => a,
-            Err(_) => Attempt::Temporary {
-                reply: replies::abandoned(limit.as_secs()),
-                code: None,
-            },
+        let timed = async {
+            match tokio::time::timeout(limit, self.attempt(&job, body)).await {
+                Ok(a) => a,
+                Err(_) => Attempt::Temporary {
+                    reply: replies::abandoned(limit.as_secs()),
+                    code: None,
+                },
+            }
+        };
+        let shared = self
+            .inner
+            .store
+            .postgres()
+            .filter(|pg| pg.database_clock())
+            .cloned();
+        let attempt = match shared {
+            None => timed.await,
+            // Shared queue: the lease is renewed while the delivery runs; once
+            // it is another instance's (taken over while this one could not
+            // renew it, or while a handed-over job waited), stop: the other
+            // instance delivers it, and nothing is recorded here.
+            Some(pg) => {
+                if matches!(pg.heartbeat(&job.id).await, Ok(false)) {
+                    lease_lost(&job.id)
+                } else {
+                    tokio::select! {
+                        a = timed => a,
+                        () = heartbeats(&pg, &job.id) => lease_lost(&job.id),
+                    }
+                }
+            }
         };
         drop(permit);
         self.record(&job, attempt).await
+    }
+}
+
+/// The attempt of a delivery whose lease another instance holds now; its
+/// record is fenced off (the store writes nothing for it).
+fn lease_lost(id: &str) -> Attempt {
+    tracing::warn!(
+        job_id = id,
+        "delivery: the job's lease is no longer this instance's; stopped"
+    );
+    Attempt::Temporary {
+        reply: lease::expired(),
+        code: None,
+    }
+}
+
+/// Renews a delivery's lease every third of its length; returns once the
+/// lease is lost. A database away meanwhile only skips renewals: the lease
+/// may still be ours when it returns.
+async fn heartbeats(pg: &crate::store::postgres::PgStore, id: &str) {
+    let every = pg.lease() / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match pg.heartbeat(id).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!(job_id = id, error = %e, "delivery: cannot renew the lease yet")
+            }
+        }
     }
 }
 

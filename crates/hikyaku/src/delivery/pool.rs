@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::limits::Permit;
 use super::smtp::{Security, Session, Target};
 
 /// Messages over one session before it is closed and a new one opened:
@@ -55,13 +56,13 @@ pub struct Lease {
     pub session: Session,
     pub key: Key,
     pub reused: bool,
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
 }
 
 struct Idle {
     session: Session,
     since: Instant,
-    permit: OwnedSemaphorePermit,
+    permit: Permit,
 }
 
 /// The pool. Cheap to share behind an `Arc`.
@@ -224,8 +225,9 @@ impl Pool {
         self.acquire(key, wait, false).await
     }
 
-    /// A new session in a slot from [`Pool::get`].
-    pub fn lease(&self, key: Key, session: Session, permit: OwnedSemaphorePermit) -> Lease {
+    /// A new session in a slot from [`Pool::get`] (with, on PostgreSQL,
+    /// the cluster's slot too).
+    pub fn lease(&self, key: Key, session: Session, permit: Permit) -> Lease {
         Lease {
             session,
             key,
@@ -279,6 +281,13 @@ impl Pool {
     pub fn close_idle(&self) {
         let all: Vec<Idle> = self.idle().drain().flat_map(|(_, l)| l).collect();
         close_all(all);
+    }
+}
+
+impl Key {
+    /// The account's connection cap this session counts against.
+    pub fn cap(&self) -> usize {
+        self.cap
     }
 }
 

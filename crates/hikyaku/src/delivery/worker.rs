@@ -78,7 +78,21 @@ impl Delivery {
         let slots = Arc::new(Semaphore::new(workers));
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut fresh = inner.fresh.lock().ok().and_then(|mut rx| rx.take());
+        // How often expired leases are looked for: on a shared queue a few
+        // times per lease, so that a dead instance's jobs are taken over
+        // within about one lease of its death.
+        let rescue_every = inner
+            .store
+            .postgres()
+            .filter(|pg| pg.database_clock())
+            .map_or(IDLE_MAX, |pg| {
+                (pg.lease() / 4).clamp(Duration::from_secs(1), IDLE_MAX)
+            });
         self.requeue_expired().await;
+        let sweep_every = match inner.limits {
+            limits::Limits::Cluster(_) => limits::CLUSTER_SWEEP,
+            limits::Limits::Local(_) => POOL_SWEEP,
+        };
         let sweeper = {
             let this = self.clone();
             let stop = shutdown.clone();
@@ -86,7 +100,7 @@ impl Delivery {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(POOL_SWEEP) => this.inner.pool.sweep(),
+                        _ = tokio::time::sleep(sweep_every) => this.inner.pool.sweep(),
                     }
                 }
             })
@@ -96,7 +110,7 @@ impl Delivery {
         // timer ran out, or after a claim that filled every free worker.
         let mut look = true;
         let mut since_claim = 0;
-        let mut next_look = tokio::time::Instant::now() + IDLE_MAX;
+        let mut next_look = tokio::time::Instant::now() + rescue_every;
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -109,7 +123,7 @@ impl Delivery {
             if tokio::time::Instant::now() >= next_look {
                 self.requeue_expired().await;
                 look = true;
-                next_look = tokio::time::Instant::now() + IDLE_MAX;
+                next_look = tokio::time::Instant::now() + rescue_every;
             }
             // Handed-over jobs first (they cost no read), but the queue gets
             // its turn after every `workers` of them while it may hold due jobs.
@@ -166,7 +180,7 @@ impl Delivery {
                             }
                             _ => IDLE_MAX,
                         }
-                        .min(IDLE_MAX);
+                        .min(rescue_every);
                         next_look = tokio::time::Instant::now() + wait;
                     }
                 }

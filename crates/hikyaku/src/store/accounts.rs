@@ -645,6 +645,12 @@ impl Store {
         })
     }
 
+    /// Forgets the accounts as last read, so that the next read sees what
+    /// another instance sharing the database wrote a moment ago.
+    pub fn forget_cached_accounts(&self) {
+        self.accounts.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub async fn accounts(&self) -> Result<Vec<Account>> {
         Ok(self.all_accounts().await?.as_ref().clone())
     }

@@ -347,11 +347,29 @@ impl Store {
     }
 
     /// Connects to the PostgreSQL database at `url` as instance `owner`
-    /// (a name unique among the instances sharing it, kept across
-    /// restarts) and brings its schema up to date.
+    /// (see [`postgres::PgStore::connect`]) and brings its schema up to
+    /// date. Leases use the callers' times as given (tests that move time).
     pub async fn open_postgres(url: &str, owner: &str) -> Result<Self> {
         Ok(Self {
             engine: Engine::Postgres(postgres::PgStore::connect(url, owner).await?),
+            accounts: Arc::default(),
+        })
+    }
+
+    /// [`Store::open_postgres`] for a running instance: its job leases
+    /// last `lease` on the database's clock, so that instances whose clocks
+    /// disagree still agree on when a lease ran out.
+    pub async fn open_postgres_instance(
+        url: &str,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Self> {
+        Ok(Self {
+            engine: Engine::Postgres(
+                postgres::PgStore::connect(url, owner)
+                    .await?
+                    .with_database_clock(lease),
+            ),
             accounts: Arc::default(),
         })
     }

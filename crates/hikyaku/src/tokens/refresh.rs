@@ -67,6 +67,10 @@ impl TokenService {
         if let Some(t) = inner.stored_valid(&a).await? {
             return Ok(t);
         }
+        // App-only tokens do not rotate: each instance gets its own.
+        if inner.store.postgres().is_some() && !a.credential_kind.is_app_only() {
+            return inner.refresh_shared(account_id, false, None).await;
+        }
         inner.refresh_locked(&a).await
     }
 
@@ -75,6 +79,14 @@ impl TokenService {
     /// another refresh completed do not refresh again.
     pub async fn force_refresh(&self, account_id: i64) -> Result<(), TokensError> {
         self.inner.force_refresh(account_id).await
+    }
+
+    /// After the upstream refused the access token `refused`: refreshes
+    /// unless the token was replaced meanwhile — by another task's refresh,
+    /// or on a shared store by another instance's — so that many deliveries
+    /// refused the same old token cause one refresh, not one each.
+    pub async fn refresh_refused(&self, account_id: i64, refused: &str) -> Result<(), TokensError> {
+        self.inner.force_refresh_of(account_id, Some(refused)).await
     }
 
     /// Switches OAuth off for the account: Google's grant is revoked (best
@@ -206,17 +218,81 @@ impl Inner {
     }
 
     pub(crate) async fn force_refresh(&self, id: i64) -> Result<(), TokensError> {
+        self.force_refresh_of(id, None).await
+    }
+
+    /// `refused`: the token the upstream refused, if that is why.
+    async fn force_refresh_of(&self, id: i64, refused: Option<&str>) -> Result<(), TokensError> {
         let seen = self.with_state(id, |s| s.generation);
         let lock = self.account_lock(id);
         let _guard = lock.lock().await;
         if self.with_state(id, |s| s.generation) != seen {
             return Ok(());
         }
+        if let Some(refused) = refused
+            && self.cached_valid(id).is_some_and(|t| t.token != refused)
+        {
+            return Ok(());
+        }
         let a = self.account(id).await?;
         if !can_renew(&a) {
             return Err(TokensError::NotAuthorized);
         }
+        if self.store.postgres().is_some() && !a.credential_kind.is_app_only() {
+            return self.refresh_shared(id, true, refused).await.map(|_| ());
+        }
         self.refresh_locked(&a).await.map(|_| ())
+    }
+
+    /// A refresh on a store shared by several instances (protocols.md §13):
+    /// under the account's cluster-wide refresh lock, the stored tokens are
+    /// read again first, and a token another instance stored while this one
+    /// waited is taken instead of refreshing again — a rotating refresh
+    /// token is redeemed once, by one instance. `force` (the upstream
+    /// refused the token in use, or a refresh was asked for): another
+    /// instance's token counts only if it differs from the refused one (else
+    /// the one this instance was using). Called with the
+    /// account's local lock held, so one task per instance waits here.
+    async fn refresh_shared(
+        &self,
+        id: i64,
+        force: bool,
+        refused: Option<&str>,
+    ) -> Result<AccessToken, TokensError> {
+        let Some(pg) = self.store.postgres() else {
+            let a = self.account(id).await?;
+            return self.refresh_locked(&a).await;
+        };
+        let mine = match refused {
+            Some(t) => Some(t.to_owned()),
+            None => self.with_state(id, |s| s.cached.as_ref().map(|c| c.token.clone())),
+        };
+        pg.single_refresh(id, async || {
+            // What the last holder of the lock stored, not a cached read.
+            self.store.forget_cached_accounts();
+            let a = if force {
+                let a = self.account(id).await?;
+                if !can_renew(&a) {
+                    return Err(TokensError::NotAuthorized);
+                }
+                a
+            } else {
+                self.usable_account(id).await?
+            };
+            if let Some(t) = self.stored_valid(&a).await?
+                && (!force || mine.as_deref().is_some_and(|m| m != t.token))
+            {
+                // Local waiters of a forced refresh see it as done.
+                self.with_state(id, |s| s.generation += 1);
+                tracing::info!(
+                    account = id,
+                    "access token taken from another instance's refresh"
+                );
+                return Ok(t);
+            }
+            self.refresh_locked(&a).await
+        })
+        .await?
     }
 
     /// Refreshes with the account lock held.

@@ -9,6 +9,7 @@ mod accounts;
 mod apponly;
 mod browser;
 mod cli;
+mod cluster;
 mod corpus;
 mod crash;
 mod delivery;

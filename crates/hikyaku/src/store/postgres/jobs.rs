@@ -6,7 +6,9 @@
 //!   commit of our own is needed.
 //! - A claim locks due rows with `FOR UPDATE SKIP LOCKED` (instances claiming
 //!   at once pass over each other's rows), counts the attempt and leases the
-//!   job to this instance until the caller's `lease_until`.
+//!   job to this instance: on a running instance for [`PgStore::lease`]
+//!   from the database's now (the instances' clocks may disagree), renewed
+//!   by the delivery's heartbeat ([`PgStore::heartbeat`]).
 //! - Every later write of the claim (sent, failed, deferred) applies only
 //!   while the job is still `sending` under this instance's lease with the
 //!   attempt it claimed: (id, attempt) is the fencing token. An instance
@@ -19,7 +21,7 @@
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use super::{PgStore, pg};
+use super::{DB_NOW, PgStore, pg};
 use crate::i18n::Reason;
 use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, UnknownState, lease};
 use crate::store::{Conflict, Result, StoreError};
@@ -74,33 +76,37 @@ impl PgStore {
         let claimed = lease_until.is_some();
         // One statement, so one implicit transaction: the job and its body
         // are committed together (or not at all) before this returns.
-        sqlx::query(
+        let (base, length) = self.lease_terms(now, lease_until.unwrap_or(now));
+        let sql = format!(
             "WITH j AS (INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, lease_until, lease_owner, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14) RETURNING id) \
-             INSERT INTO messages (job_id, body) SELECT id, $15 FROM j",
-        )
-        .bind(&job.id)
-        .bind(job.account_id)
-        .bind(&job.submitter)
-        .bind(&job.source)
-        .bind(&job.mail_from)
-        .bind(rcpt)
-        .bind(&job.header_from)
-        .bind(&job.subject)
-        .bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
-        .bind(if claimed {
-            JobState::Sending.as_str()
-        } else {
-            JobState::Queued.as_str()
-        })
-        .bind(i64::from(claimed))
-        .bind(lease_until)
-        .bind(claimed.then(|| self.owner.to_string()))
-        .bind(now)
-        .bind(&job.body[..])
-        .execute(&self.pool)
-        .await
-        .map_err(pg)?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $12 THEN COALESCE($16, {DB_NOW}) + $17 END, $13, $14, $14, $14) RETURNING id) \
+             INSERT INTO messages (job_id, body) SELECT id, $15 FROM j"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&job.id)
+            .bind(job.account_id)
+            .bind(&job.submitter)
+            .bind(&job.source)
+            .bind(&job.mail_from)
+            .bind(rcpt)
+            .bind(&job.header_from)
+            .bind(&job.subject)
+            .bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
+            .bind(if claimed {
+                JobState::Sending.as_str()
+            } else {
+                JobState::Queued.as_str()
+            })
+            .bind(i64::from(claimed))
+            .bind(claimed)
+            .bind(claimed.then(|| self.owner.to_string()))
+            .bind(now)
+            .bind(&job.body[..])
+            .bind(base)
+            .bind(length)
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?;
         if claimed {
             self.held().insert(job.id, 1);
         }
@@ -164,20 +170,27 @@ impl PgStore {
         reason: Reason,
     ) -> Result<u64> {
         moves(&[JobState::Sending], JobState::Deferred);
-        let ids: Vec<String> = sqlx::query_scalar(
+        // "Mine" after a restart: this process and the earlier processes
+        // of the same instance (the name before the '/', see
+        // `crate::app::instance_name`), which are gone since this one holds
+        // their ports.
+        let sql = format!(
             "UPDATE jobs SET state = 'deferred', lease_until = NULL, lease_owner = NULL, next_attempt_at = $1, updated_at = $1, last_reply = COALESCE(last_reply, $3) \
              WHERE state = 'sending' \
-             AND (CASE WHEN $2 THEN lease_owner = $5 OR lease_owner IS NULL ELSE lease_until IS NULL OR lease_until <= $1 END) \
-             AND NOT (id = ANY($4)) RETURNING id",
-        )
-        .bind(now)
-        .bind(only_mine)
-        .bind(reason.to_json())
-        .bind(busy)
-        .bind(&*self.owner)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg)?;
+             AND (CASE WHEN $2 THEN lease_owner = $5 OR split_part(lease_owner, '/', 1) = split_part($5, '/', 1) OR lease_owner IS NULL \
+             ELSE lease_until IS NULL OR lease_until <= COALESCE($6, {DB_NOW}) END) \
+             AND NOT (id = ANY($4)) RETURNING id"
+        );
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(only_mine)
+            .bind(reason.to_json())
+            .bind(busy)
+            .bind(&*self.owner)
+            .bind(self.lease_now(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg)?;
         let mut held = self.held();
         for id in &ids {
             held.remove(id);
@@ -192,18 +205,32 @@ impl PgStore {
     /// ran out and the job was taken over, or it was finished); the delivery
     /// should then stop, since its outcome will not be recorded.
     pub async fn extend_lease(&self, id: &str, lease_until: i64) -> Result<bool> {
+        self.renew_lease(id, Some(lease_until), 0).await
+    }
+
+    /// A running delivery's heartbeat: its lease runs for another
+    /// [`PgStore::lease`] from the database's now. `false`: the lease is
+    /// no longer this instance's (taken over, or the job finished); the
+    /// delivery must stop and record nothing.
+    pub async fn heartbeat(&self, id: &str) -> Result<bool> {
+        self.renew_lease(id, None, self.lease_secs).await
+    }
+
+    async fn renew_lease(&self, id: &str, until: Option<i64>, length: i64) -> Result<bool> {
         let attempt = self.held().get(id).copied();
-        let n = sqlx::query(
-            "UPDATE jobs SET lease_until = $2 WHERE id = $1 AND state = 'sending' AND lease_owner = $3 AND ($4::BIGINT IS NULL OR attempts = $4)",
-        )
-        .bind(id)
-        .bind(lease_until)
-        .bind(&*self.owner)
-        .bind(attempt)
-        .execute(&self.pool)
-        .await
-        .map_err(pg)?
-        .rows_affected();
+        let sql = format!(
+            "UPDATE jobs SET lease_until = COALESCE($2, {DB_NOW} + $5) WHERE id = $1 AND state = 'sending' AND lease_owner = $3 AND ($4::BIGINT IS NULL OR attempts = $4)"
+        );
+        let n = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(until)
+            .bind(&*self.owner)
+            .bind(attempt)
+            .bind(length)
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?
+            .rows_affected();
         Ok(n > 0)
     }
 }
@@ -239,15 +266,17 @@ impl JobStore for PgStore {
         let sql = format!(
             "WITH c AS (SELECT id FROM jobs WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1 \
              ORDER BY next_attempt_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs j SET state = 'sending', attempts = j.attempts + 1, lease_until = $2, lease_owner = $4, updated_at = $1 \
+             UPDATE jobs j SET state = 'sending', attempts = j.attempts + 1, lease_until = COALESCE($2, {DB_NOW}) + $5, lease_owner = $4, updated_at = $1 \
              FROM c WHERE j.id = c.id \
              RETURNING {JOB_COLUMNS}, j.seq, (SELECT body FROM messages m WHERE m.job_id = j.id) AS body"
         );
+        let (base, length) = self.lease_terms(now, lease_until);
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
-            .bind(lease_until)
+            .bind(base)
             .bind(i64::from(limit.max(1)))
             .bind(&*self.owner)
+            .bind(length)
             .fetch_all(&self.pool)
             .await
             .map_err(pg)?;

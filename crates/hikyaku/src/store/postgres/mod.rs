@@ -98,12 +98,28 @@ pub struct PgStore {
     held: Arc<Mutex<HashMap<String, i64>>>,
     /// One waiter per account on the cluster-wide refresh lock.
     refresh_locks: Arc<cluster::LocalLocks>,
+    /// Whether leases are stamped and compared on the database's clock
+    /// (every instance agrees on it) rather than the caller's `now`; see
+    /// [`PgStore::with_database_clock`].
+    db_clock: bool,
+    /// How long a claim or heartbeat leases a job on the database clock.
+    lease_secs: i64,
 }
 
+/// The database's clock in Unix seconds, the one clock every instance
+/// sharing the database agrees on (protocols.md §5, §13).
+pub(crate) const DB_NOW: &str = "FLOOR(EXTRACT(EPOCH FROM clock_timestamp()))::BIGINT";
+
+/// A job's lease on the database clock unless configured otherwise: long
+/// enough to ride out a short database outage, short enough that a dead
+/// instance's jobs are taken over soon. Deliveries renew it (heartbeat).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
 impl PgStore {
-    /// Connects to `url` as instance `owner` (a name unique among the
-    /// instances and kept across restarts, e.g. the host name) and brings
-    /// the schema up to date. Several instances may start at once: the
+    /// Connects to `url` as instance `owner` and brings the schema up to
+    /// date. `owner` is unique to this process; the part before a `/` names
+    /// the instance across restarts (`HOST:PORT/PROCESS`): a restart takes
+    /// back the leases of the instance's earlier processes. Several instances may start at once: the
     /// migrations run under a lock.
     pub async fn connect(url: &str, owner: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
@@ -127,7 +143,45 @@ impl PgStore {
             owner: owner.into(),
             held: Arc::default(),
             refresh_locks: Arc::default(),
+            db_clock: false,
+            lease_secs: 600,
         })
+    }
+
+    /// Leases on the database's clock: a claim leases a job for `lease` from
+    /// the database's now and an expired lease is one past the database's
+    /// now, whatever the clocks of the instances say. Without it (the
+    /// queue's conformance suite, which moves time by hand) the caller's
+    /// `now` and `lease_until` are used as given.
+    pub fn with_database_clock(mut self, lease: Duration) -> Self {
+        self.db_clock = true;
+        self.lease_secs = i64::try_from(lease.as_secs()).unwrap_or(600).max(1);
+        self
+    }
+
+    /// How long a claim or heartbeat leases a job.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.unsigned_abs())
+    }
+
+    /// Whether leases run on the database's clock (every production instance).
+    pub fn database_clock(&self) -> bool {
+        self.db_clock
+    }
+
+    /// The base and length of a new lease: the database's now (`None`) and
+    /// this store's lease, or the caller's `now` and `lease_until - now`.
+    fn lease_terms(&self, now: i64, lease_until: i64) -> (Option<i64>, i64) {
+        if self.db_clock {
+            (None, self.lease_secs)
+        } else {
+            (Some(now), lease_until.saturating_sub(now))
+        }
+    }
+
+    /// The now that expired leases are compared with.
+    fn lease_now(&self, now: i64) -> Option<i64> {
+        (!self.db_clock).then_some(now)
     }
 
     pub fn pool(&self) -> &PgPool {

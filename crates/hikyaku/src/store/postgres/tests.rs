@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{PgStore, StoreUrl, StoreUrlError};
-use crate::queue::{JobStore as _, StoreFailure as _, conformance};
+use crate::queue::{JobState, JobStore as _, StoreFailure as _, conformance};
 
 /// A store on a fresh database of the shared test cluster.
 async fn fresh() -> (PgStore, ()) {
@@ -418,4 +418,47 @@ fn store_urls_are_parsed_or_refused_with_what_to_write() {
         "postgres://db:notaport/x".parse::<StoreUrl>(),
         Err(StoreUrlError::Postgres(_))
     ));
+}
+
+/// On a running instance leases are stamped and compared on the database's
+/// clock: an instance whose clock is far ahead neither shortens another's
+/// lease nor takes it over early; a heartbeat keeps a lease, the lease of a
+/// job without one runs out; a restarted instance takes back the jobs of its
+/// earlier process at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_run_on_the_database_clock() {
+    let url = testkit::postgres::database();
+    let lease = Duration::from_secs(3);
+    let a = PgStore::connect(&url, "host:1/10.aa")
+        .await
+        .unwrap()
+        .with_database_clock(lease);
+    let b = PgStore::connect(&url, "host:2/20.bb")
+        .await
+        .unwrap()
+        .with_database_clock(lease);
+    a.enqueue(&conformance::job("beating"), 100).await.unwrap();
+    a.enqueue(&conformance::job("silent"), 100).await.unwrap();
+    // A's clock is an hour ahead; the lease it asks for is ignored.
+    assert_eq!(a.claim_due_jobs(3_700, 0, 2).await.unwrap().len(), 2);
+    // B's clock far ahead takes nothing over: the leases are the database's.
+    assert_eq!(
+        b.requeue_expired_leases(i64::MAX / 4, &[]).await.unwrap(),
+        0
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(a.heartbeat("beating").await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(b.requeue_expired_leases(0, &[]).await.unwrap(), 1);
+    assert_eq!(b.job("silent").await.unwrap().state, JobState::Deferred);
+    assert_eq!(b.job("beating").await.unwrap().state, JobState::Sending);
+    assert!(!a.heartbeat("silent").await.unwrap());
+    // The same instance started again (same host and port, new process).
+    let a2 = PgStore::connect(&url, "host:1/11.cc")
+        .await
+        .unwrap()
+        .with_database_clock(lease);
+    assert_eq!(a2.requeue_interrupted(0).await.unwrap(), 1);
+    assert_eq!(b.job("beating").await.unwrap().state, JobState::Deferred);
+    assert!(!a.heartbeat("beating").await.unwrap());
 }
