@@ -1110,6 +1110,10 @@ mod tests {
             .map(|(j, _)| j.id)
             .collect();
         assert_eq!(order, ["q-second", "m-third"]);
+        // Not while a server is connected to the database.
+        let busy = Location::Sqlite(tmp.path().join("busy.sqlite"));
+        let refused = quiet(&to, &busy).await.unwrap_err();
+        assert!(matches!(refused, CopyError::Running(_)), "{refused}");
         // New rows get new ids.
         let carol = pg
             .create_user("carol", Role::GeneralUser, "h", 7)
