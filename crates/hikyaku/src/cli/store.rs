@@ -48,10 +48,14 @@ async fn copy_store(config: &Config, from: Option<&str>, to: &str) -> anyhow::Re
     let from = location(from.unwrap_or(&config.store.url), config).context("--from")?;
     let to = location(to, config).context("--to")?;
     eprintln!("copying {} to {}", from.shown(), to.shown());
+    // A line per table, then one per tenth of a long table.
+    let mut shown_tenth = 0;
     let mut progress = |p: Progress<'_>| {
         if p.copied == 0 {
+            shown_tenth = 0;
             eprintln!("  {}: {} rows", p.table, p.total);
-        } else if p.total > 0 {
+        } else if p.total > 0 && p.copied * 10 / p.total > shown_tenth {
+            shown_tenth = p.copied * 10 / p.total;
             eprintln!(
                 "  {}: {}/{} ({}%)",
                 p.table,
