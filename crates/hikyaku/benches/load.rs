@@ -380,23 +380,34 @@ async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
     }
 }
 
-/// CPU time of every PostgreSQL server process on this machine (the
-/// throw-away cluster of this run is the only one), with that of its ended
-/// children.
+/// CPU time of the run's PostgreSQL server: the postmaster and its
+/// children (one per connection), with that of its ended children.
 fn postgres_cpu() -> Duration {
+    let Some(server) = testkit::postgres::shared()
+        .ok()
+        .and_then(|c| c.server_pid())
+    else {
+        return Duration::ZERO;
+    };
     let mut ticks = 0u64;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some(close) = stat.rfind(')') else {
             continue;
         };
-        if &stat[open + 1..close] != "postgres" {
+        let pid = stat
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // Field 4 of the line is the parent's pid; utime, stime, cutime and
+        // cstime are fields 14 to 17.
+        let parent = fields.get(1).and_then(|f| f.parse::<u32>().ok());
+        if pid != Some(server) && parent != Some(server) {
             continue;
         }
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // utime, stime, cutime, cstime: fields 14 to 17 of the line.
         ticks += (11..=14)
             .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
             .sum::<u64>();
