@@ -22,6 +22,13 @@
 //! instead (one run each, same fakecloud, same load): messages/s end to end
 //! and hikyaku's CPU per message, with the ratios of each to the first.
 //! `--transport graph` alone measures one.
+//! `--compare-stores` instead measures the store: hikyaku on SQLite, on
+//! PostgreSQL (a throw-away server started for the run, fsync on) and two
+//! instances on that PostgreSQL with the load split across both intakes,
+//! one after the other through the same load, and prints accept rate,
+//! end-to-end rate, CPU per message (hikyaku's and the database server's)
+//! and RSS for each, with the ratios. `--store postgres` and
+//! `--instances 2` measure one such set-up alone.
 //!
 //! A third run sends the baseline's traffic through a process that only
 //! forwards bytes (no SMTP, no TLS termination, no disk): the floor of what
@@ -49,6 +56,34 @@ struct Args {
     /// `--transport`: the transports to measure side by side (empty: the
     /// intake-versus-baseline run).
     transports: Vec<String>,
+    /// The store set-ups to measure instead of the baseline comparison.
+    stores: Vec<Setup>,
+    store: Option<Engine>,
+    instances: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A store and how many instances share it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Setup {
+    engine: Engine,
+    instances: usize,
+}
+
+impl Setup {
+    fn name(&self) -> String {
+        let engine = match self.engine {
+            Engine::Sqlite => "SQLite",
+            Engine::Postgres => "PostgreSQL",
+        };
+        let s = if self.instances == 1 { "" } else { "s" };
+        format!("{engine}, {} instance{s}", self.instances)
+    }
 }
 
 fn args() -> Args {
@@ -60,6 +95,9 @@ fn args() -> Args {
         upstream_rtt_ms: 0,
         compare: None,
         transports: Vec::new(),
+        stores: Vec::new(),
+        store: None,
+        instances: 1,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -75,6 +113,30 @@ fn args() -> Args {
             "--size" => a.size = value("--size"),
             "--workers" => a.workers = value("--workers").max(1) as u64,
             "--upstream-rtt" => a.upstream_rtt_ms = value("--upstream-rtt"),
+            "--instances" => a.instances = value("--instances").clamp(1, 8),
+            "--store" => {
+                a.store = Some(match it.next().map(String::as_str) {
+                    Some("sqlite") => Engine::Sqlite,
+                    Some("postgres") => Engine::Postgres,
+                    _ => panic!("--store needs sqlite or postgres"),
+                })
+            }
+            "--compare-stores" => {
+                a.stores = vec![
+                    Setup {
+                        engine: Engine::Sqlite,
+                        instances: 1,
+                    },
+                    Setup {
+                        engine: Engine::Postgres,
+                        instances: 1,
+                    },
+                    Setup {
+                        engine: Engine::Postgres,
+                        instances: 2,
+                    },
+                ]
+            }
             "--compare" => {
                 a.compare = Some(
                     it.next()
@@ -86,6 +148,17 @@ fn args() -> Args {
             // cargo bench passes --bench; ignore anything else.
             _ => {}
         }
+    }
+    if a.stores.is_empty() && (a.store.is_some() || a.instances > 1) {
+        let engine = a.store.unwrap_or(Engine::Postgres);
+        assert!(
+            engine == Engine::Postgres || a.instances == 1,
+            "several instances need --store postgres"
+        );
+        a.stores = vec![Setup {
+            engine,
+            instances: a.instances,
+        }];
     }
     a
 }
@@ -139,11 +212,16 @@ struct Run {
 /// Sends `n` messages over `c` connections (each opened once, reopened on
 /// error) and returns when every message got its final reply.
 async fn load(target: &Target, tag: &str, n: usize, c: usize, size: usize) -> Run {
+    load_split(std::slice::from_ref(target), tag, n, c, size).await
+}
+
+/// [`load`] with the connections spread over `targets` in turn.
+async fn load_split(targets: &[Target], tag: &str, n: usize, c: usize, size: usize) -> Run {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..c)
-        .map(|_| {
-            let target = target.clone();
+        .map(|i| {
+            let target = targets[i % targets.len()].clone();
             let next = next.clone();
             let tag = tag.to_string();
             tokio::spawn(async move {
@@ -311,9 +389,216 @@ async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
     }
 }
 
+/// CPU time of the run's PostgreSQL server: the postmaster and its
+/// children (one per connection), with that of its ended children.
+fn postgres_cpu() -> Duration {
+    let Some(server) = testkit::postgres::shared()
+        .ok()
+        .and_then(|c| c.server_pid())
+    else {
+        return Duration::ZERO;
+    };
+    let mut ticks = 0u64;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let pid = stat
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // Field 4 of the line is the parent's pid; utime, stime, cutime and
+        // cstime are fields 14 to 17.
+        let parent = fields.get(1).and_then(|f| f.parse::<u32>().ok());
+        if pid != Some(server) && parent != Some(server) {
+            continue;
+        }
+        ticks += (11..=14)
+            .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+            .sum::<u64>();
+    }
+    Duration::from_millis(ticks * 10)
+}
+
+/// What one store set-up did under the load.
+struct StoreRun {
+    setup: Setup,
+    accepted: Duration,
+    end_to_end: Duration,
+    latencies: Vec<Duration>,
+    refused: usize,
+    hikyaku_cpu: Duration,
+    database_cpu: Duration,
+    idle_rss_kib: u64,
+    peak_rss_kib: u64,
+}
+
+/// A data directory with an Active Microsoft account on a store of its own
+/// (for PostgreSQL: a fresh database of the run's cluster): the directory
+/// and the `store.url`.
+async fn prepare_store(fc: &fakecloud::FakeCloud, engine: Engine) -> (tempfile::TempDir, String) {
+    match engine {
+        Engine::Sqlite => (testkit::prepare_data_dir(fc).await, String::new()),
+        Engine::Postgres => {
+            let url = testkit::postgres::database();
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut config = testkit::test_config(dir.path());
+            config.store.url = url.clone();
+            let (mut server, _admin) = testkit::prepare_with(fc, dir, config).await;
+            server.stop().await;
+            let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("tempdir"));
+            (dir, url)
+        }
+    }
+}
+
+/// Runs `setup` through the load: its instances on one store, the
+/// connections spread over their intakes, until fakecloud has every message.
+async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: Setup) -> StoreRun {
+    let (n, c) = (a.messages, a.connections);
+    let (first, url) = prepare_store(fc, setup.engine).await;
+    // Every instance has a data directory of its own with the same
+    // master.key (the deployment the README describes).
+    let mut dirs = vec![first];
+    for _ in 1..setup.instances {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(
+            dirs[0].path().join("master.key"),
+            dir.path().join("master.key"),
+        )
+        .expect("copy master.key");
+        dirs.push(dir);
+    }
+    let works: Vec<tempfile::TempDir> = dirs
+        .iter()
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut instances: Vec<Hikyaku> = Vec::new();
+    for (dir, work) in dirs.iter().zip(&works) {
+        let hk = Hikyaku::new(bin, dir.path(), work.path(), a.workers);
+        if !url.is_empty() {
+            let mut config = std::fs::read_to_string(&hk.config_path).expect("config");
+            config.push_str(&format!("\n[store]\nurl = {url:?}\n"));
+            std::fs::write(&hk.config_path, config).expect("config");
+        }
+        instances.push(hk);
+    }
+    for hk in &mut instances {
+        hk.start().await;
+    }
+    // Memory at rest, after a settling time (see `measure`).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss_kib = instances
+        .iter()
+        .map(|hk| hk.memory().expect("/proc/PID/status").rss_kib)
+        .sum();
+    let targets: Vec<Target> = instances.iter().map(|hk| Target::Intake(hk.smtp)).collect();
+    let cpu = |instances: &[Hikyaku]| -> Duration {
+        instances.iter().filter_map(Hikyaku::cpu_time).sum()
+    };
+    let before = fc.inbox().len();
+    let (cpu0, db0) = (cpu(&instances), postgres_cpu());
+    let start = Instant::now();
+    let intake = load_split(&targets, "s", n, c, a.size).await;
+    let accepted = start.elapsed();
+    let want = before + n - intake.refused;
+    let timeout = Duration::from_secs(60 + (n as u64) / 5);
+    let arrived = fc.wait_for_inbox(want, timeout).await.len() - before;
+    let end_to_end = start.elapsed();
+    let (cpu1, db1) = (cpu(&instances), postgres_cpu());
+    let logs: Vec<String> = instances.iter().map(Hikyaku::log_tail).collect();
+    assert_eq!(
+        arrived,
+        n - intake.refused,
+        "not everything arrived in {timeout:?}:\n{}",
+        logs.join("\n---\n")
+    );
+    let peak_rss_kib = instances
+        .iter()
+        .map(|hk| hk.memory().expect("/proc/PID/status").hwm_kib)
+        .sum();
+    for hk in &mut instances {
+        hk.terminate(Duration::from_secs(20));
+    }
+    StoreRun {
+        setup,
+        accepted,
+        end_to_end,
+        latencies: intake.latencies,
+        refused: intake.refused,
+        hikyaku_cpu: cpu1.saturating_sub(cpu0),
+        database_cpu: if setup.engine == Engine::Postgres {
+            db1.saturating_sub(db0)
+        } else {
+            Duration::ZERO
+        },
+        idle_rss_kib,
+        peak_rss_kib,
+    }
+}
+
+/// `--compare-stores`, `--store`, `--instances`: each set-up in turn, then
+/// the ratios the budgets name.
+async fn run_stores(a: &Args) {
+    let (n, c) = (a.messages, a.connections);
+    println!(
+        "store load: {n} messages of ~{} bytes over {c} connections (split across the instances' intakes), delivery.workers = {} per instance",
+        a.size, a.workers
+    );
+    let fc = testkit::start_fakecloud().await;
+    fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
+    let bin = Path::new(env!("CARGO_BIN_EXE_hikyaku"));
+    let mut runs = Vec::new();
+    for setup in &a.stores {
+        let r = measure_store(bin, &fc, a, *setup).await;
+        let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+        println!(
+            "{}: accepted {:.1} msg/s, end to end {:.1} msg/s; accept latency p50 {}, p99 {}; CPU per message hikyaku {:.0} µs + database server {:.0} µs; RSS idle {}, peak {} (all instances); refused {}",
+            r.setup.name(),
+            n as f64 / r.accepted.as_secs_f64(),
+            n as f64 / r.end_to_end.as_secs_f64(),
+            ms(percentile(&r.latencies, 50.0)),
+            ms(percentile(&r.latencies, 99.0)),
+            per_message(r.hikyaku_cpu),
+            per_message(r.database_cpu),
+            mib(r.idle_rss_kib),
+            mib(r.peak_rss_kib),
+            r.refused
+        );
+        runs.push(r);
+    }
+    let find = |engine: Engine, instances: usize| {
+        runs.iter()
+            .find(|r| r.setup.engine == engine && r.setup.instances == instances)
+    };
+    let accept = |r: &StoreRun| n as f64 / r.accepted.as_secs_f64();
+    let e2e = |r: &StoreRun| n as f64 / r.end_to_end.as_secs_f64();
+    if let (Some(lite), Some(pg)) = (find(Engine::Sqlite, 1), find(Engine::Postgres, 1)) {
+        println!(
+            "PostgreSQL / SQLite, one instance: accept rate {:.0}% (budget: at least 50%), end to end {:.0}%",
+            100.0 * accept(pg) / accept(lite),
+            100.0 * e2e(pg) / e2e(lite)
+        );
+    }
+    if let (Some(one), Some(two)) = (find(Engine::Postgres, 1), find(Engine::Postgres, 2)) {
+        println!(
+            "two instances / one, on PostgreSQL: accept rate {:.0}% (budget: at least 90%), end to end {:.0}%",
+            100.0 * accept(two) / accept(one),
+            100.0 * e2e(two) / e2e(one)
+        );
+    }
+}
+
 async fn run(a: Args) {
     if !a.transports.is_empty() {
         return run_transports(&a).await;
+    }
+    if !a.stores.is_empty() {
+        return run_stores(&a).await;
     }
     let (n, c) = (a.messages, a.connections);
     println!(

@@ -57,6 +57,9 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Move the store to another database (SQLite to PostgreSQL and back).
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
     /// sendmail-compatible submission: reads a message on standard input.
     /// Also used when hikyaku is invoked under the name `sendmail`.
     #[command(disable_help_flag = true, after_help = SENDMAIL_FLAGS)]
@@ -250,7 +253,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     use hikyaku::store::backup;
-    let s = backup::backup(&config.data_dir, file).await?;
+    let db = backup::sqlite_file(&config.store.url, &config.data_dir, file, false)?;
+    let s = backup::backup_file(&db, file).await?;
     let key = config.data_dir.join(hikyaku::secrets::KEY_FILE);
     println!(
         "backup written to {} ({} bytes: {} accounts, {} jobs of which {} waiting)",
@@ -270,6 +274,7 @@ async fn backup(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
 async fn restore(config: &Config, file: &std::path::Path, replace: bool) -> anyhow::Result<()> {
     use hikyaku::app::KeyCheck;
     use hikyaku::store::backup;
+    backup::sqlite_file(&config.store.url, &config.data_dir, file, true)?;
     let now = SystemClock.unix();
     let r = backup::restore(file, &config.data_dir, replace, now).await?;
     println!(
@@ -474,6 +479,7 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { file } => backup(&load_config(cli.config.as_ref())?, &file).await,
+        Command::Store(cmd) => cli::store::run(&load_config(cli.config.as_ref())?, cmd).await,
         Command::Restore { file, replace } => {
             restore(&load_config(cli.config.as_ref())?, &file, replace).await
         }

@@ -153,6 +153,13 @@ impl Cluster {
         })
     }
 
+    /// The server's process id (the postmaster's; its children serve the
+    /// connections), for measuring the CPU it uses.
+    pub fn server_pid(&self) -> Option<u32> {
+        let pid = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid")).ok()?;
+        pid.lines().next()?.trim().parse().ok()
+    }
+
     /// The server's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

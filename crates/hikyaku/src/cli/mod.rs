@@ -2,4 +2,5 @@
 //! arguments and talk to the running server (`hikyaku::control`).
 
 pub mod queue;
+pub mod store;
 pub mod submit;

@@ -38,6 +38,16 @@ pub enum BackupError {
     )]
     Running(String),
     #[error(
+        "the store is PostgreSQL ({url}): hikyaku backup copies SQLite files only. Back it up with PostgreSQL's own tool, which is consistent while the servers run:\n  {command}\nrestore with pg_restore --clean --if-exists --dbname=URL FILE, and keep master.key with the dump (the tokens in it are sealed with that key)"
+    )]
+    Postgres { url: String, command: String },
+    #[error(
+        "the store is PostgreSQL ({url}): restore a pg_dump with PostgreSQL's own tool while every server is stopped:\n  {command}\nthen start the servers with the master.key kept with the dump"
+    )]
+    PostgresRestore { url: String, command: String },
+    #[error("{0}")]
+    StoreUrl(String),
+    #[error(
         "{0} already holds a store: give --replace to set it aside (it is kept beside, renamed) and restore over it"
     )]
     StoreExists(String),
@@ -153,10 +163,52 @@ async fn inspect(path: &Path) -> Result<Summary, BackupError> {
     Ok(summary)
 }
 
+/// The SQLite file `store.url` names (the data directory's by default), or
+/// for PostgreSQL the error that gives the `pg_dump` (`restore`: the
+/// `pg_restore`) command to use instead, for `file`.
+pub fn sqlite_file(
+    store_url: &str,
+    data_dir: &Path,
+    file: &Path,
+    restore: bool,
+) -> Result<PathBuf, BackupError> {
+    use super::postgres::StoreUrl;
+    match store_url.parse::<StoreUrl>() {
+        Ok(StoreUrl::Sqlite(None)) => Ok(data_dir.join(DB_FILE)),
+        Ok(StoreUrl::Sqlite(Some(path))) => Ok(path),
+        Ok(StoreUrl::Postgres(url)) => {
+            // The password stays out of the command: pg_dump reads it from
+            // PGPASSWORD or ~/.pgpass.
+            let url = super::copy::Location::Postgres(url).shown();
+            let file = file.display();
+            Err(if restore {
+                BackupError::PostgresRestore {
+                    command: format!(
+                        "pg_restore --clean --if-exists --no-owner --dbname='{url}' {file}"
+                    ),
+                    url,
+                }
+            } else {
+                BackupError::Postgres {
+                    command: format!("pg_dump --format=custom --file={file} '{url}'"),
+                    url,
+                }
+            })
+        }
+        Err(e) => Err(BackupError::StoreUrl(e.to_string())),
+    }
+}
+
 /// Writes a consistent copy of the store in `data_dir` to `target`, which
 /// must not exist yet (or be empty). A server may be running meanwhile.
 pub async fn backup(data_dir: &Path, target: &Path) -> Result<Summary, BackupError> {
-    let db = data_dir.join(DB_FILE);
+    backup_file(&data_dir.join(DB_FILE), target).await
+}
+
+/// [`backup`] of the SQLite file `db`.
+pub async fn backup_file(db: &Path, target: &Path) -> Result<Summary, BackupError> {
+    let db = db.to_path_buf();
+    let data_dir = parent_dir(&db);
     if !db.is_file() {
         return Err(BackupError::NoStore(data_dir.display().to_string()));
     }
@@ -181,6 +233,13 @@ pub async fn backup(data_dir: &Path, target: &Path) -> Result<Summary, BackupErr
         let _ = std::fs::remove_file(target);
     }
     result
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Takes the data directory's lock, held for as long as the returned file
@@ -335,5 +394,31 @@ mod tests {
             let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    /// On PostgreSQL, backup and restore name PostgreSQL's tools, with the
+    /// exact command and without the password.
+    #[test]
+    fn postgresql_is_backed_up_with_pg_dump() {
+        let url = "postgres://hikyaku:s3cret@db.example.com:5432/hikyaku";
+        let file = Path::new("/backup/hikyaku.dump");
+        let e = sqlite_file(url, Path::new("/d"), file, false).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("pg_dump --format=custom --file=/backup/hikyaku.dump 'postgres://hikyaku:***@db.example.com:5432/hikyaku'"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+        let e = sqlite_file(url, Path::new("/d"), file, true).unwrap_err();
+        assert!(e.to_string().contains("pg_restore --clean"), "{e}");
+        // SQLite: the configured file, else the data directory's.
+        assert_eq!(
+            sqlite_file("", Path::new("/d"), file, false).unwrap(),
+            Path::new("/d").join(DB_FILE)
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///x/y.sqlite", Path::new("/d"), file, false).unwrap(),
+            Path::new("/x/y.sqlite")
+        );
     }
 }

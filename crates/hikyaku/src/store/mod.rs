@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod backup;
 pub mod ca;
+pub mod copy;
 #[cfg(test)]
 mod engines_tests;
 pub mod export;

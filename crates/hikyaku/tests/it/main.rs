@@ -21,6 +21,7 @@ mod properties;
 mod queue;
 mod secrets;
 mod sending;
+mod store_copy;
 mod tokens;
 mod transports;
 mod trust;
