@@ -93,7 +93,8 @@ impl Rng {
 
 /// A UUIDv7 for a job created at `ms` (the store's ids sort by creation).
 fn uuid_v7(ms: u64, rng: &mut Rng) -> String {
-    let ts = uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
+    let ts =
+        uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
     let mut id = *uuid::Uuid::new_v7(ts).as_bytes();
     // The random part from our generator: ids unique and reproducible.
     id[8..].copy_from_slice(&rng.next().to_be_bytes());
@@ -120,7 +121,9 @@ async fn generate(data: &Path, finished: usize, waiting: usize) -> History {
         .journal_mode(SqliteJournalMode::Wal)
         // A generator, not intake: nothing is lost if it is interrupted.
         .synchronous(SqliteSynchronous::Off);
-    let mut db = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+    let mut db = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
     let accounts: Vec<i64> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY id")
         .fetch_all(&mut db)
         .await
@@ -352,10 +355,16 @@ fn views(h: &History) -> Vec<(String, String)> {
         ("search sender", "q=mfp-042%40branch6".to_owned()),
         ("search recipient", "q=user0042%40contoso".to_owned()),
         ("search, no match", "q=nobody%40nowhere".to_owned()),
-        ("date range (one day)", format!("since={since}&until={until}")),
+        (
+            "date range (one day)",
+            format!("since={since}&until={until}"),
+        ),
     ] {
         let sep = if q.is_empty() { "" } else { "&" };
-        v.push((format!("API {name}"), format!("/api/v1/jobs?limit=100{sep}{q}")));
+        v.push((
+            format!("API {name}"),
+            format!("/api/v1/jobs?limit=100{sep}{q}"),
+        ));
         // The page has no account or date filter of its own.
         if !name.starts_with("account") && !name.starts_with("date") {
             v.push((format!("page {name}"), format!("/jobs?{q}")));
@@ -365,17 +374,14 @@ fn views(h: &History) -> Vec<(String, String)> {
         "API deep: offset 100000".to_owned(),
         "/api/v1/jobs?limit=100&offset=100000".to_owned(),
     ));
-    v.push(("page deep: page 1000".to_owned(), "/jobs?page=1000".to_owned()));
+    v.push((
+        "page deep: page 1000".to_owned(),
+        "/jobs?page=1000".to_owned(),
+    ));
     v
 }
 
-async fn measure(
-    bin: &Path,
-    data: &Path,
-    h: &History,
-    a: &Args,
-    tag: &str,
-) -> Measured {
+async fn measure(bin: &Path, data: &Path, h: &History, a: &Args, tag: &str) -> Measured {
     let work = tempfile::tempdir().expect("tempdir");
     let mut hk = Hikyaku::new(bin, data, work.path(), 8);
     let start = Instant::now();
@@ -434,7 +440,10 @@ async fn run(a: Args) {
         e.refused,
         f.refused
     );
-    println!("{:<34} {:>21} {:>21}", "view", "empty p50 / p99", "full p50 / p99");
+    println!(
+        "{:<34} {:>21} {:>21}",
+        "view", "empty p50 / p99", "full p50 / p99"
+    );
     let mut worst = Duration::ZERO;
     for ((name, _, ep50, ep99), (_, _, fp50, fp99)) in e.views.iter().zip(&f.views) {
         worst = worst.max(*fp99);

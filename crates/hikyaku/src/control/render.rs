@@ -28,7 +28,11 @@ impl Language {
     }
 
     /// [`from_env`](Self::from_env) over given values.
-    pub fn from_vars(lc_all: Option<String>, lc_messages: Option<String>, lang: Option<String>) -> Self {
+    pub fn from_vars(
+        lc_all: Option<String>,
+        lc_messages: Option<String>,
+        lang: Option<String>,
+    ) -> Self {
         let chosen = [lc_all, lc_messages, lang]
             .into_iter()
             .flatten()
@@ -335,7 +339,11 @@ pub fn retried(id: &str, state: &str, lang: Language) -> String {
     let state = code(&tr, "job-state", state);
     format!(
         "{}\n",
-        arg(&tr, "cli-retried", &[("id", id.to_owned()), ("state", state)])
+        arg(
+            &tr,
+            "cli-retried",
+            &[("id", id.to_owned()), ("state", state)]
+        )
     )
 }
 
@@ -435,14 +443,20 @@ mod tests {
     #[test]
     fn queue_job_and_status_in_japanese() {
         let ja = Language::Japanese;
-        assert!(queue(&[], ja).contains("Mail queue is empty"), "scripts still find it");
-        let jobs = [json!({
-            "id": "j1", "size": 2048, "created_at": 1_780_000_000, "state": "deferred",
-            "mail_from": "a@example.com", "rcpt_to": ["b@example.com"],
-        }), json!({
-            "id": "j2", "size": 10, "created_at": 1_780_000_000, "state": "failed",
-            "mail_from": "c@example.com", "rcpt_to": ["d@example.com"],
-        })];
+        assert!(
+            queue(&[], ja).contains("Mail queue is empty"),
+            "scripts still find it"
+        );
+        let jobs = [
+            json!({
+                "id": "j1", "size": 2048, "created_at": 1_780_000_000, "state": "deferred",
+                "mail_from": "a@example.com", "rcpt_to": ["b@example.com"],
+            }),
+            json!({
+                "id": "j2", "size": 10, "created_at": 1_780_000_000, "state": "failed",
+                "mail_from": "c@example.com", "rcpt_to": ["d@example.com"],
+            }),
+        ];
         let text = queue(&jobs, ja);
         assert!(text.starts_with("ジョブID"), "{text}");
         assert!(text.contains(" 再送待ち "), "{text}");

@@ -673,7 +673,10 @@ async fn history_filters_and_keyset_pages_at_the_api() {
         .await
         .json();
     assert_eq!(ids(&r), want);
-    let r = admin.get(&format!("/api/v1/jobs?until={oldest}")).await.json();
+    let r = admin
+        .get(&format!("/api/v1/jobs?until={oldest}"))
+        .await
+        .json();
     assert_eq!(ids(&r), Vec::<String>::new());
     // Account: the jobs bound to it, none for another.
     let r = admin.get("/api/v1/jobs?account=999999").await.json();

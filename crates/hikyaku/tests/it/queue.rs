@@ -338,7 +338,10 @@ async fn queue_and_status_through_the_running_server() {
         "{status}"
     );
     assert!(status.contains("#1 microsoft"), "{status}");
-    assert!(status.contains("(worldwide, delegated, enabled"), "{status}");
+    assert!(
+        status.contains("(worldwide, delegated, enabled"),
+        "{status}"
+    );
     assert!(status.contains("token:       not_registered"), "{status}");
     assert!(status.contains("connection:  not_checked"), "{status}");
 
@@ -389,7 +392,10 @@ async fn queue_and_status_through_the_running_server() {
     assert_eq!(stdout(&api(&["queue"])), list);
     // status through the API tells as much as through the socket.
     let status_api = stdout(&api(&["status"]));
-    assert_eq!(status_api, status, "the API's status differs from the socket's");
+    assert_eq!(
+        status_api, status,
+        "the API's status differs from the socket's"
+    );
 
     // retry: the failed job is queued again and delivery takes it up (no
     // account can send, so it waits as deferred); the audit log names root.

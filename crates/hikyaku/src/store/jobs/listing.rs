@@ -171,7 +171,10 @@ mod tests {
             if seen.is_empty() {
                 // A newer job arriving while the pages are read is not
                 // shown on the older pages.
-                store.enqueue(&job("new", "x@example.com"), 2000).await.unwrap();
+                store
+                    .enqueue(&job("new", "x@example.com"), 2000)
+                    .await
+                    .unwrap();
             }
             let Some(last) = page.last() else { break };
             after = Some((last.created_at, last.id.clone()));
