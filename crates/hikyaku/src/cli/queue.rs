@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use hikyaku::clock::{Clock, SystemClock};
 use hikyaku::config::Config;
 use hikyaku::control::client::{ApiClient, Server, SocketClient};
-use hikyaku::control::render;
+use hikyaku::control::render::{self, Language};
 
 /// Which server, and how to print.
 #[derive(Args, Debug, Clone, Default)]
@@ -115,6 +115,7 @@ pub async fn queue(
     action: Option<Action>,
 ) -> anyhow::Result<()> {
     let server = server(config, args)?;
+    let lang = Language::from_env();
     match action {
         None => {
             let jobs = server
@@ -123,35 +124,30 @@ pub async fn queue(
             if args.json {
                 return print_json(&serde_json::Value::Array(jobs));
             }
-            out(&render::queue(&jobs))?;
+            out(&render::queue(&jobs, lang))?;
         }
         Some(Action::Show { id }) => {
             let job = server.job(&id).await?;
             if args.json {
                 return print_json(&job);
             }
-            out(&render::job(&job))?;
+            out(&render::job(&job, lang))?;
         }
         Some(Action::Retry {
             id: Some(id),
             all_deferred: false,
         }) => {
             let job = server.retry(&id).await?;
-            println!(
-                "job {id} is {} and will be tried now",
-                job["state"].as_str().unwrap_or("queued")
-            );
+            let state = job["state"].as_str().unwrap_or("queued");
+            out(&render::retried(&id, state, lang))?;
         }
         Some(Action::Retry { .. }) => {
             let n = server.retry_deferred().await?;
-            println!(
-                "{n} deferred {} will be tried now",
-                if n == 1 { "job" } else { "jobs" }
-            );
+            out(&render::retried_all(n, lang))?;
         }
         Some(Action::Delete { id }) => {
             server.delete(&id).await?;
-            println!("job {id} deleted");
+            out(&render::deleted(&id, lang))?;
         }
     }
     Ok(())
@@ -163,7 +159,11 @@ pub async fn status(config: &Config, args: &ServerArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&status);
     }
-    out(&render::status(&status, SystemClock.unix()))
+    out(&render::status(
+        &status,
+        SystemClock.unix(),
+        Language::from_env(),
+    ))
 }
 
 /// `mailq` (a link named so): the queue's list; `-v` and the like are

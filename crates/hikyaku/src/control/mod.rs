@@ -502,6 +502,7 @@ async fn jobs(
             state: Some(state),
             account_id,
             search: sender.clone(),
+            ..Default::default()
         };
         let found = store
             .jobs(&filter, limit, 0)

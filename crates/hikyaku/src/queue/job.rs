@@ -94,6 +94,10 @@ pub struct JobFilter {
     pub state: Option<JobState>,
     pub account_id: Option<i64>,
     pub search: Option<String>,
+    /// Created at or after (unix seconds).
+    pub since: Option<i64>,
+    /// Created before (unix seconds).
+    pub until: Option<i64>,
 }
 
 /// A claimed job and its body (`None` if the body is missing).

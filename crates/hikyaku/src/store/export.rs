@@ -2,14 +2,13 @@
 //! last row of the one before (newest first), so that jobs accepted while an
 //! export runs neither repeat nor push rows out of it, however many pages.
 
-use super::jobs::rows::{JOB_COLUMNS, job_from_row};
-use std::sync::OnceLock;
+use super::jobs::listing::history_query;
+use super::jobs::rows::job_from_row;
 
 use super::{Result, Store};
-use crate::queue::{Job, JobFilter, JobState};
+use crate::queue::{Job, JobFilter};
 
-/// Where the next page starts: below this (created_at, id).
-pub type Cursor = (i64, String);
+pub use super::jobs::listing::Cursor;
 
 impl Store {
     /// Up to `limit` jobs matching `filter`, newest first, after `after`.
@@ -19,38 +18,9 @@ impl Store {
         after: Option<&Cursor>,
         limit: i64,
     ) -> Result<Vec<Job>> {
-        static SQL: OnceLock<String> = OnceLock::new();
-        static PG: OnceLock<String> = OnceLock::new();
         crate::on_pool!(self, |p, _q, is_pg| {
-            // PostgreSQL wants each parameter's type where `IS NULL` alone
-            // cannot tell it; its ILIKE is SQLite's case-insensitive LIKE.
-            let sql = if is_pg {
-                PG.get_or_init(|| format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::TEXT IS NULL OR state = $1) AND ($2::BIGINT IS NULL OR account_id = $2) \
-                 AND ($3::TEXT IS NULL OR mail_from ILIKE $3 OR rcpt_to ILIKE $3 OR subject ILIKE $3 OR header_from ILIKE $3) \
-                 AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5)) \
-                 ORDER BY created_at DESC, id DESC LIMIT $6"
-            ))
-            } else {
-                SQL.get_or_init(|| format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2) \
-                 AND (?3 IS NULL OR mail_from LIKE ?3 OR rcpt_to LIKE ?3 OR subject LIKE ?3 OR header_from LIKE ?3) \
-                 AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5)) \
-                 ORDER BY created_at DESC, id DESC LIMIT ?6"
-            ))
-            };
-            let search = filter
-                .search
-                .as_ref()
-                .filter(|s| !s.is_empty())
-                .map(|s| format!("%{s}%"));
-            let rows = sqlx::query(sql.as_str())
-                .bind(filter.state.map(JobState::as_str))
-                .bind(filter.account_id)
-                .bind(search)
-                .bind(after.map(|c| c.0))
-                .bind(after.map(|c| c.1.as_str()))
-                .bind(limit)
+            let q = history_query(filter, after, limit, 0, is_pg);
+            let rows = crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
                 .fetch_all(p)
                 .await?;
             rows.iter().map(job_from_row).collect()

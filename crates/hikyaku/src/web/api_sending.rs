@@ -53,8 +53,27 @@ fn provider(text: &str) -> Result<Provider, WebError> {
 struct JobsQuery {
     state: Option<String>,
     q: Option<String>,
+    /// Jobs bound to this account (its id).
+    account: Option<i64>,
+    /// Created at or after / before (unix seconds).
+    since: Option<i64>,
+    until: Option<i64>,
     limit: Option<i64>,
     offset: Option<i64>,
+    /// The id of the last job of the previous page: the next page starts
+    /// below it, however deep (no rows skipped one by one).
+    before: Option<String>,
+}
+
+/// The filters of a history query.
+fn wanted(q: &JobsQuery) -> Result<JobFilter, WebError> {
+    Ok(JobFilter {
+        state: wanted_state(q)?,
+        account_id: q.account,
+        search: q.q.clone(),
+        since: q.since,
+        until: q.until,
+    })
 }
 
 /// The state filter of a history query; an unknown state is refused with
@@ -80,12 +99,23 @@ async fn jobs_list(
     Query(q): Query<JobsQuery>,
 ) -> Result<Json<Value>, WebError> {
     caller.require(Permission::ViewStatus)?;
-    let filter = JobFilter {
-        state: wanted_state(&q)?,
-        account_id: None,
-        search: q.q,
-    };
+    let filter = wanted(&q)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    if let Some(id) = q.before.as_deref().filter(|id| !id.is_empty()) {
+        let last = match state.store.job(id).await {
+            Ok(j) => j,
+            Err(crate::store::StoreError::NotFound) => {
+                return Err(WebError::BadRequest(
+                    Msg::new("err-api-before-unknown").arg("id", id),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let cursor = (last.created_at, last.id);
+        return Ok(Json(json!(
+            state.store.jobs_page(&filter, Some(&cursor), limit).await?
+        )));
+    }
     let offset = q.offset.unwrap_or(0).max(0);
     let accounts = state.store.accounts().await?;
     let jobs = state.store.jobs(&filter, limit, offset).await?;
@@ -103,11 +133,7 @@ async fn jobs_csv(
     Query(q): Query<JobsQuery>,
 ) -> Result<Response, WebError> {
     caller.require(Permission::ViewStatus)?;
-    let filter = JobFilter {
-        state: wanted_state(&q)?,
-        account_id: None,
-        search: q.q,
-    };
+    let filter = wanted(&q)?;
     Ok(super::jobs_csv::response(
         &state.store,
         filter,

@@ -619,3 +619,78 @@ async fn a_backup_taken_under_load_restores_to_a_working_server() {
     );
     wait_state(&admin2, "after restore", "sent").await;
 }
+
+/// The history's API filters: date range, account, and keyset pages that
+/// start below the last job of the page before (`before=ID`).
+#[tokio::test]
+async fn history_filters_and_keyset_pages_at_the_api() {
+    let (fc, server, admin) = microsoft_ready().await;
+    three_outcomes(&fc, &server, &admin).await;
+    let all = admin.get("/api/v1/jobs?limit=1000").await.json();
+    let all = all.as_array().expect("a list").clone();
+    assert_eq!(all.len(), 4);
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|j| j["id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let want: Vec<String> = all
+        .iter()
+        .map(|j| j["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    // Keyset pages of two give the same jobs as one page, in order.
+    let first = admin.get("/api/v1/jobs?limit=2").await.json();
+    assert_eq!(ids(&first), want[..2]);
+    let second = admin
+        .get(&format!("/api/v1/jobs?limit=2&before={}", want[1]))
+        .await
+        .json();
+    assert_eq!(ids(&second), want[2..]);
+    let third = admin
+        .get(&format!("/api/v1/jobs?limit=2&before={}", want[3]))
+        .await
+        .json();
+    assert_eq!(ids(&third), Vec::<String>::new());
+    // A job that is gone cannot start a page: a clear 400.
+    let gone = admin.get("/api/v1/jobs?before=no-such-job").await;
+    assert_eq!(gone.status, 400, "{}", gone.body);
+    assert!(gone.body.contains("without before"), "{}", gone.body);
+    // Date range: created_at within [since, until).
+    let times: Vec<i64> = all
+        .iter()
+        .map(|j| j["created_at"].as_i64().expect("created_at"))
+        .collect();
+    let (newest, oldest) = (times[0], times[3]);
+    let r = admin
+        .get(&format!("/api/v1/jobs?since={}", newest + 1))
+        .await
+        .json();
+    assert_eq!(ids(&r), Vec::<String>::new());
+    let r = admin
+        .get(&format!("/api/v1/jobs?since={oldest}&until={}", newest + 1))
+        .await
+        .json();
+    assert_eq!(ids(&r), want);
+    let r = admin
+        .get(&format!("/api/v1/jobs?until={oldest}"))
+        .await
+        .json();
+    assert_eq!(ids(&r), Vec::<String>::new());
+    // Account: the jobs bound to it, none for another.
+    let r = admin.get("/api/v1/jobs?account=999999").await.json();
+    assert_eq!(ids(&r), Vec::<String>::new());
+    if let Some(account) = all[0]["account_id"].as_i64() {
+        let bound: Vec<String> = all
+            .iter()
+            .filter(|j| j["account_id"].as_i64() == Some(account))
+            .map(|j| j["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let r = admin
+            .get(&format!("/api/v1/jobs?account={account}&limit=1000"))
+            .await
+            .json();
+        assert_eq!(ids(&r), bound);
+    }
+}

@@ -100,6 +100,19 @@ fn run(config: &Path, user: Option<&str>, args: &[&str], stdin: &[u8]) -> Output
 }
 
 fn run_as(bin: &str, config: &Path, user: Option<&str>, args: &[&str], stdin: &[u8]) -> Output {
+    run_in(bin, config, user, args, stdin, None)
+}
+
+/// [`run_as`] with `LANG` set to `lang` (the test's own locale otherwise
+/// cleared, so that the output is English).
+fn run_in(
+    bin: &str,
+    config: &Path,
+    user: Option<&str>,
+    args: &[&str],
+    stdin: &[u8],
+    lang: Option<&str>,
+) -> Output {
     use std::io::Write;
     let mut cmd = match user {
         Some(u) => {
@@ -120,6 +133,9 @@ fn run_as(bin: &str, config: &Path, user: Option<&str>, args: &[&str], stdin: &[
         .env("HIKYAKU_CONFIG", config)
         .env_remove("HIKYAKU_URL")
         .env_remove("HIKYAKU_TOKEN")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("LANG", lang.unwrap_or("C.UTF-8"))
         .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -322,7 +338,35 @@ async fn queue_and_status_through_the_running_server() {
         "{status}"
     );
     assert!(status.contains("#1 microsoft"), "{status}");
+    assert!(
+        status.contains("(worldwide, delegated, enabled"),
+        "{status}"
+    );
     assert!(status.contains("token:       not_registered"), "{status}");
+    assert!(status.contains("connection:  not_checked"), "{status}");
+
+    // In Japanese when the terminal's locale is.
+    let ja = |args: &[&str]| stdout(&run_in(BIN, &config, None, args, b"", Some("ja_JP.UTF-8")));
+    let status_ja = ja(&["status"]);
+    assert!(status_ja.starts_with("アカウント\n"), "{status_ja}");
+    assert!(status_ja.contains("全世界(Worldwide)"), "{status_ja}");
+    assert!(status_ja.contains("トークン:"), "{status_ja}");
+    assert!(status_ja.contains("未登録"), "{status_ja}");
+    assert!(status_ja.contains("未確認"), "{status_ja}");
+    assert!(
+        status_ja.contains("待機中 1, 送信中 0, 再送待ち 1, 送信済み 1, 失敗 1"),
+        "{status_ja}"
+    );
+    let list_ja = ja(&["queue"]);
+    assert!(list_ja.starts_with("ジョブID"), "{list_ja}");
+    for id in [&ids[0], &ids[1], &ids[3]] {
+        assert!(list_ja.contains(id.as_str()), "{list_ja}");
+    }
+    assert!(list_ja.contains(" 再送待ち "), "{list_ja}");
+    assert!(list_ja.contains("3 件のジョブ。"), "{list_ja}");
+    let show_ja = ja(&["queue", "show", &ids[3]]);
+    assert!(show_ja.contains("失敗"), "{show_ja}");
+    assert!(show_ja.contains("550 5.7.1 refused"), "{show_ja}");
 
     // The same through the JSON API with a token.
     let web = std::fs::read_to_string(&config).unwrap();
@@ -339,11 +383,19 @@ async fn queue_and_status_through_the_running_server() {
             .args(["--url", &url])
             .env("HIKYAKU_TOKEN", &token)
             .env_remove("HIKYAKU_CONFIG")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .env("LANG", "C.UTF-8")
             .current_dir("/");
         cmd.output().unwrap()
     };
     assert_eq!(stdout(&api(&["queue"])), list);
-    assert!(stdout(&api(&["status"])).contains("failed 1"));
+    // status through the API tells as much as through the socket.
+    let status_api = stdout(&api(&["status"]));
+    assert_eq!(
+        status_api, status,
+        "the API's status differs from the socket's"
+    );
 
     // retry: the failed job is queued again and delivery takes it up (no
     // account can send, so it waits as deferred); the audit log names root.

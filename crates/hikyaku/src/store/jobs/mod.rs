@@ -6,6 +6,7 @@
 //! path of every message go through the group commit ([`batch`]).
 
 pub(super) mod batch;
+pub mod listing;
 pub(super) mod rows;
 
 use sqlx::Row;
@@ -261,22 +262,8 @@ impl JobStore for Store {
             super::Engine::Postgres(pg) => return pg.jobs(filter, limit, offset).await,
             super::Engine::Sqlite(s) => s,
         };
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR account_id = ?2) \
-             AND (?3 IS NULL OR mail_from LIKE ?3 OR rcpt_to LIKE ?3 OR subject LIKE ?3 OR header_from LIKE ?3) \
-             ORDER BY created_at DESC, id DESC LIMIT ?4 OFFSET ?5"
-        );
-        let search = filter
-            .search
-            .as_ref()
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("%{s}%"));
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(filter.state.map(JobState::as_str))
-            .bind(filter.account_id)
-            .bind(search)
-            .bind(limit)
-            .bind(offset)
+        let q = listing::history_query(filter, None, limit, offset, false);
+        let rows = crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
             .fetch_all(s.pool())
             .await?;
         rows.iter().map(job_from_row).collect()

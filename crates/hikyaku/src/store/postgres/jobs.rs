@@ -390,24 +390,10 @@ impl JobStore for PgStore {
     }
 
     async fn jobs(&self, filter: &JobFilter, limit: i64, offset: i64) -> Result<Vec<Job>> {
-        // ILIKE: SQLite's LIKE ignores the case of ASCII letters, and the
-        // history's search must find the same jobs on both engines.
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs j WHERE ($1::TEXT IS NULL OR j.state = $1) AND ($2::BIGINT IS NULL OR j.account_id = $2) \
-             AND ($3::TEXT IS NULL OR j.mail_from ILIKE $3 OR j.rcpt_to ILIKE $3 OR j.subject ILIKE $3 OR j.header_from ILIKE $3) \
-             ORDER BY j.created_at DESC, j.id DESC LIMIT $4 OFFSET $5"
-        );
-        let search = filter
-            .search
-            .as_ref()
-            .filter(|s| !s.is_empty())
-            .map(|s| format!("%{s}%"));
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(filter.state.map(JobState::as_str))
-            .bind(filter.account_id)
-            .bind(search)
-            .bind(limit)
-            .bind(offset)
+        // The same statement as SQLite's, in PostgreSQL's dialect (ILIKE:
+        // SQLite's LIKE ignores the case of ASCII letters).
+        let q = crate::store::jobs::listing::history_query(filter, None, limit, offset, true);
+        let rows = crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
             .fetch_all(&self.pool)
             .await
             .map_err(pg)?;

@@ -351,8 +351,8 @@ fn jobs_csv_href(query: &JobsQuery) -> String {
 fn job_filter(query: &JobsQuery) -> JobFilter {
     JobFilter {
         state: query.state.parse::<JobState>().ok(),
-        account_id: None,
         search: Some(query.q.clone()).filter(|q| !q.is_empty()),
+        ..Default::default()
     }
 }
 

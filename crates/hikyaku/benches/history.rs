@@ -1,0 +1,475 @@
+//! History scale: how hikyaku behaves with a long history in its store, side
+//! by side with an empty store, in one invocation.
+//!
+//! ```sh
+//! cargo bench -p hikyaku --bench history
+//! cargo bench -p hikyaku --bench history -- --finished 1000000 --waiting 10000 --messages 2000
+//! ```
+//!
+//! Two data directories are prepared the same way (the Remote UI's steps,
+//! against fakecloud). Into one, the generator writes `--finished` finished
+//! jobs (sent, some failed with their bodies kept; 200 devices, 5,000
+//! recipients, replies, spread over 90 days, `job_stats` counted as the
+//! trigger would) and `--waiting` jobs still in the queue (queued and
+//! deferred, due in a day so that they wait during the run), in big
+//! transactions. Then, for each store, the real `hikyaku serve`:
+//!
+//! - start-up time: process start to the intake's greeting;
+//! - intake accept rate: `--messages` SMTP submissions over
+//!   `--connections` connections, until the last `250`;
+//! - Send Job History latency, p50/p99 over `--requests` requests, at the
+//!   JSON API (`/api/v1/jobs`) and the page (`/jobs`), for the default view
+//!   and each filter.
+//!
+//! Options: `--finished N` (1,000,000), `--waiting N` (10,000),
+//! `--messages N` (2000), `--connections C` (8), `--requests R` (50).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sqlx::Connection as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use testkit::{Browser, Client, Hikyaku, PASSWORD, SUBMITTER};
+
+struct Args {
+    finished: usize,
+    waiting: usize,
+    messages: usize,
+    connections: usize,
+    requests: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        finished: 1_000_000,
+        waiting: 10_000,
+        messages: 2000,
+        connections: 8,
+        requests: 50,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match flag.as_str() {
+            "--finished" => a.finished = value("--finished"),
+            "--waiting" => a.waiting = value("--waiting"),
+            "--messages" => a.messages = value("--messages").max(1),
+            "--connections" => a.connections = value("--connections").max(1),
+            "--requests" => a.requests = value("--requests").max(1),
+            // cargo bench passes --bench; ignore anything else.
+            _ => {}
+        }
+    }
+    a
+}
+
+/// A small deterministic generator (xorshift), so that two runs build the
+/// same history.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A UUIDv7 for a job created at `ms` (the store's ids sort by creation).
+fn uuid_v7(ms: u64, rng: &mut Rng) -> String {
+    let ts =
+        uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, ((ms % 1000) * 1_000_000) as u32);
+    let mut id = *uuid::Uuid::new_v7(ts).as_bytes();
+    // The random part from our generator: ids unique and reproducible.
+    id[8..].copy_from_slice(&rng.next().to_be_bytes());
+    id[8] = (id[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(id).to_string()
+}
+
+const DEVICES: u64 = 200;
+const RECIPIENTS: u64 = 5000;
+const DAY: i64 = 86_400;
+
+/// What the generator wrote, for the filters to aim at.
+struct History {
+    accounts: Vec<i64>,
+    now: i64,
+}
+
+/// Writes the history into the prepared store in `data` (no server running).
+async fn generate(data: &Path, finished: usize, waiting: usize) -> History {
+    let path = data.join("hikyaku.sqlite");
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .unwrap()
+        .filename(&path)
+        .journal_mode(SqliteJournalMode::Wal)
+        // A generator, not intake: nothing is lost if it is interrupted.
+        .synchronous(SqliteSynchronous::Off);
+    let mut db = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let accounts: Vec<i64> = sqlx::query_scalar("SELECT id FROM accounts ORDER BY id")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    assert!(!accounts.is_empty(), "the prepared store has an account");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let start = now - 90 * DAY;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut stats: HashMap<(i64, &'static str), i64> = HashMap::new();
+    let body = vec![b'x'; 1500];
+    let began = Instant::now();
+    let total = finished + waiting;
+    let mut done = 0;
+    while done < total {
+        let chunk = (total - done).min(50_000);
+        let mut tx = db.begin().await.unwrap();
+        for k in done..done + chunk {
+            let is_waiting = k >= finished;
+            // Finished jobs spread evenly over 90 days, oldest first; the
+            // waiting ones arrived in the last hour.
+            let created = if is_waiting {
+                now - 3600 + (k - finished) as i64 * 3600 / waiting.max(1) as i64
+            } else {
+                start + (k as i64) * (90 * DAY - 3600) / finished.max(1) as i64
+            };
+            let ms = created as u64 * 1000 + rng.below(1000);
+            let id = uuid_v7(ms, &mut rng);
+            let device = rng.below(DEVICES);
+            let site = device % 12;
+            let mail_from = format!("mfp-{device:03}@branch{site}.contoso.example");
+            let n_rcpt = 1 + rng.below(3);
+            let rcpt: Vec<String> = (0..n_rcpt)
+                .map(|_| format!("user{:04}@contoso.example", rng.below(RECIPIENTS)))
+                .collect();
+            let rcpt_json = serde_json::to_string(&rcpt).unwrap();
+            let subject = format!("Scanned from MFP-{device:03} ({})", created / DAY);
+            let account = accounts[rng.below(accounts.len() as u64) as usize];
+            let size = 20_000 + rng.below(2_000_000) as i64;
+            let roll = rng.below(1000);
+            let (state, attempts, reply, updated, next): (&'static str, i64, String, i64, i64) =
+                if is_waiting {
+                    if roll < 500 {
+                        ("queued", 0, String::new(), created, now + DAY)
+                    } else {
+                        (
+                            "deferred",
+                            2,
+                            r#"{"code":"upstream","args":{"reply":"451 4.7.500 Server busy. Please try again later."}}"#.to_owned(),
+                            created + 600,
+                            now + DAY,
+                        )
+                    }
+                } else if roll < 960 {
+                    (
+                        "sent",
+                        1,
+                        format!(
+                            r#"{{"code":"upstream","args":{{"reply":"250 2.0.0 OK <{}@contoso.example> [Hostname=TY0PR01MB{:04}]"}}}}"#,
+                            &id[..8],
+                            rng.below(10_000)
+                        ),
+                        created + 2 + rng.below(30) as i64,
+                        created,
+                    )
+                } else {
+                    let reply = if roll < 990 {
+                        r#"{"code":"upstream","args":{"reply":"550 5.1.1 RESOLVER.ADR.RecipNotFound; not found"}}"#
+                    } else {
+                        r#"{"code":"upstream","args":{"reply":"554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException"}}"#
+                    };
+                    ("failed", 1, reply.to_owned(), created + 3, created)
+                };
+            if state != "queued" {
+                *stats.entry((updated / 3600, state)).or_default() += 1;
+            }
+            sqlx::query(
+                "INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, via_account_id, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )
+            .bind(&id)
+            .bind(account)
+            .bind(SUBMITTER)
+            .bind(format!("10.{}.{}.{}", site, device / 250, device % 250 + 1))
+            .bind(&mail_from)
+            .bind(&rcpt_json)
+            .bind(&mail_from)
+            .bind(&subject)
+            .bind(size)
+            .bind(state)
+            .bind(attempts)
+            .bind(next)
+            .bind(Some(reply).filter(|r| !r.is_empty()))
+            .bind((state == "sent" || state == "failed").then_some(account))
+            .bind(created)
+            .bind(updated)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            // Bodies of sent messages are dropped; the others keep theirs.
+            if state != "sent" {
+                sqlx::query("INSERT INTO messages (job_id, body) VALUES (?1, ?2)")
+                    .bind(&id)
+                    .bind(&body[..])
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+        done += chunk;
+    }
+    let mut tx = db.begin().await.unwrap();
+    for ((hour, state), n) in stats {
+        sqlx::query(
+            "INSERT INTO job_stats (hour, state, n) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (hour, state) DO UPDATE SET n = n + excluded.n",
+        )
+        .bind(hour)
+        .bind(state)
+        .bind(n)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE").execute(&mut db).await.unwrap();
+    db.close().await.unwrap();
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "generated {finished} finished + {waiting} waiting jobs in {:.1} s; store {:.0} MiB",
+        began.elapsed().as_secs_f64(),
+        size as f64 / (1024.0 * 1024.0)
+    );
+    History { accounts, now }
+}
+
+/// Sends `n` messages over `c` connections and returns the time until the
+/// last one was accepted, and how many were refused.
+async fn intake(smtp: SocketAddr, tag: &str, n: usize, c: usize) -> (Duration, usize) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..c)
+        .map(|_| {
+            let next = next.clone();
+            let tag = tag.to_string();
+            tokio::spawn(async move {
+                let from = "scanner@printer.local";
+                let (mut cl, _) = Client::connect(smtp).await.expect("connect");
+                cl.login_plain(SUBMITTER, PASSWORD).await.expect("login");
+                let mut refused = 0;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let key = format!("{tag}{i}");
+                    let m = testkit::message(from, &key, &format!("{key}-a1"), 2000);
+                    let sent = cl.send(from, "sink@example.com", &m).await.expect("send");
+                    if !sent.reply.starts_with("250") {
+                        refused += 1;
+                    }
+                }
+                cl.quit().await;
+                refused
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await.expect("intake task");
+    }
+    (start.elapsed(), refused)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// p50 and p99 of `r` GETs of `path` (each must answer 200).
+async fn latency(b: &Browser, path: &str, r: usize) -> (Duration, Duration) {
+    let mut times = Vec::with_capacity(r);
+    for _ in 0..r {
+        let start = Instant::now();
+        let page = b.get(path).await;
+        times.push(start.elapsed());
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+    }
+    times.sort_unstable();
+    (percentile(&times, 50.0), percentile(&times, 99.0))
+}
+
+/// What one store measured.
+struct Measured {
+    startup: Duration,
+    accept_rate: f64,
+    refused: usize,
+    /// (name, path, p50, p99) per view.
+    views: Vec<(String, String, Duration, Duration)>,
+}
+
+/// The views of the history to time: the default and each filter, at the
+/// API and the page.
+fn views(h: &History) -> Vec<(String, String)> {
+    let account = h.accounts.last().copied().unwrap_or(1);
+    let (since, until) = (h.now - 31 * DAY, h.now - 30 * DAY);
+    let mut v = Vec::new();
+    for (name, q) in [
+        ("default", String::new()),
+        ("state=sent", "state=sent".to_owned()),
+        ("state=failed", "state=failed".to_owned()),
+        ("state=deferred", "state=deferred".to_owned()),
+        ("state=queued", "state=queued".to_owned()),
+        ("account", format!("account={account}")),
+        ("search sender", "q=mfp-042%40branch6".to_owned()),
+        ("search recipient", "q=user0042%40contoso".to_owned()),
+        ("search, no match", "q=nobody%40nowhere".to_owned()),
+        (
+            "date range (one day)",
+            format!("since={since}&until={until}"),
+        ),
+    ] {
+        let sep = if q.is_empty() { "" } else { "&" };
+        v.push((
+            format!("API {name}"),
+            format!("/api/v1/jobs?limit=100{sep}{q}"),
+        ));
+        // The page has no account or date filter of its own.
+        if !name.starts_with("account") && !name.starts_with("date") {
+            v.push((format!("page {name}"), format!("/jobs?{q}")));
+        }
+    }
+    v.push((
+        "API deep: offset 100000".to_owned(),
+        "/api/v1/jobs?limit=100&offset=100000".to_owned(),
+    ));
+    v.push((
+        "page deep: page 1000".to_owned(),
+        "/jobs?page=1000".to_owned(),
+    ));
+    v
+}
+
+async fn measure(bin: &Path, data: &Path, h: &History, a: &Args, tag: &str) -> Measured {
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut hk = Hikyaku::new(bin, data, work.path(), 8);
+    let start = Instant::now();
+    hk.start().await;
+    let startup = start.elapsed();
+    let (took, refused) = intake(hk.smtp, tag, a.messages, a.connections).await;
+    let accept_rate = a.messages as f64 / took.as_secs_f64();
+    let b = Browser {
+        client: reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base: format!("http://{}", hk.web),
+        lang: "en",
+    };
+    b.login("admin", testkit::ADMIN_PASSWORD).await;
+    let mut out = Vec::new();
+    for (name, path) in views(h) {
+        // One request first, so that caches are as warm as in use.
+        let _ = b.get(&path).await;
+        let (p50, p99) = latency(&b, &path, a.requests).await;
+        out.push((name, path, p50, p99));
+    }
+    hk.terminate(Duration::from_secs(20));
+    Measured {
+        startup,
+        accept_rate,
+        refused,
+        views: out,
+    }
+}
+
+async fn run(a: Args) {
+    let fc = testkit::start_fakecloud().await;
+    let empty = testkit::prepare_data_dir(&fc).await;
+    let full = testkit::prepare_data_dir(&fc).await;
+    let h = generate(full.path(), a.finished, a.waiting).await;
+    let bin = Path::new(env!("CARGO_BIN_EXE_hikyaku"));
+    let e = measure(bin, empty.path(), &h, &a, "e").await;
+    let f = measure(bin, full.path(), &h, &a, "f").await;
+    println!(
+        "history: {} finished + {} waiting jobs vs an empty store; {} messages over {} connections; {} requests per view",
+        a.finished, a.waiting, a.messages, a.connections, a.requests
+    );
+    println!(
+        "start-up to serving: empty {}, full {} (budget: 2 s)",
+        ms(e.startup),
+        ms(f.startup)
+    );
+    println!(
+        "intake accept rate: empty {:.1} messages/s, full {:.1} messages/s = {:.2}x (budget: 0.9x); refused {} / {}",
+        e.accept_rate,
+        f.accept_rate,
+        f.accept_rate / e.accept_rate,
+        e.refused,
+        f.refused
+    );
+    println!(
+        "{:<34} {:>21} {:>21}",
+        "view", "empty p50 / p99", "full p50 / p99"
+    );
+    let mut worst = Duration::ZERO;
+    for ((name, _, ep50, ep99), (_, _, fp50, fp99)) in e.views.iter().zip(&f.views) {
+        worst = worst.max(*fp99);
+        println!(
+            "{name:<34} {:>21} {:>21}",
+            format!("{} / {}", ms(*ep50), ms(*ep99)),
+            format!("{} / {}", ms(*fp50), ms(*fp99)),
+        );
+    }
+    println!(
+        "worst p99 with the full store: {} (budget: 100 ms)",
+        ms(worst)
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not, and
+    // the suite has no time for a million jobs.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("history: not run under cargo test; see benches/history.rs for cargo bench");
+        return;
+    }
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(a));
+}
