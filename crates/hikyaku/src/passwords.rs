@@ -1,11 +1,10 @@
 //! Argon2id password hashes for Remote UI users and SMTP submitters. Hashing
 //! takes tens of milliseconds of CPU and 19 MiB of memory, so it runs off the
-//! async threads, on at most [`THREADS`] at once: a burst of logins (eight
-//! devices connecting together) then costs time, not memory. Each check
-//! takes its working memory for the check only and gives it back after:
-//! kept between checks, two such memories were 38 MiB of an otherwise idle
-//! process, for a login that may come once a day. The allocator returns a
-//! block that large to the system when it is freed (see `main.rs`).
+//! async threads, on [`THREADS`] threads of its own, and each of them checks
+//! passwords in one working memory it keeps: a burst of logins (eight
+//! devices connecting together) then costs time, not memory. (Allocating
+//! 19 MiB per check left the allocator holding several such blocks per
+//! thread: 150 MiB after eight simultaneous logins.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
@@ -81,18 +80,28 @@ pub async fn hash(password: String) -> Result<String, HashError> {
 
 /// Whether `password` matches the stored hash; a malformed hash never matches.
 pub async fn verify(password: String, stored: String) -> bool {
-    on_argon2_thread(move || verify_in(password.as_bytes(), &stored))
-        .await
-        .unwrap_or(false)
+    on_argon2_thread(move || {
+        WORKING_MEMORY.with(|m| match m.try_borrow_mut() {
+            Ok(mut blocks) => verify_in(&mut blocks, password.as_bytes(), &stored),
+            Err(_) => false,
+        })
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Largest working memory a stored hash may ask for (our hashes use 19 MiB);
 /// a hash asking for more was not made here and is refused.
 const MAX_BLOCKS: usize = 256 * 1024;
 
-/// Argon2 verification of a PHC string, in a working memory of its own
-/// that is freed when it returns.
-fn verify_in(password: &[u8], stored: &str) -> bool {
+thread_local! {
+    /// The Argon2 thread's working memory, grown to the largest hash seen.
+    static WORKING_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Argon2 verification of a PHC string in `blocks`.
+fn verify_in(blocks: &mut Vec<argon2::Block>, password: &[u8], stored: &str) -> bool {
     let Ok(hash) = argon2::PasswordHash::new(stored) else {
         return false;
     };
@@ -114,13 +123,15 @@ fn verify_in(password: &[u8], stored: &str) -> bool {
     if need > MAX_BLOCKS {
         return false;
     }
-    let mut blocks = vec![argon2::Block::default(); need];
+    if blocks.len() < need {
+        blocks.resize(need, argon2::Block::default());
+    }
     let mut out = vec![0u8; expected.len()];
     let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
         password,
         salt.as_ref(),
         &mut out,
-        &mut blocks,
+        &mut blocks[..need],
     );
     computed.is_ok()
         && bool::from(subtle::ConstantTimeEq::ct_eq(
@@ -230,8 +241,9 @@ mod tests {
     }
 
     #[test]
-    fn verification_agrees_with_the_library() {
+    fn verification_in_kept_memory_agrees_with_the_library() {
         use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+        let mut blocks = Vec::new();
         let small = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
@@ -244,15 +256,17 @@ mod tests {
                     .verify_password(p, &argon2::PasswordHash::new(&h).unwrap())
                     .is_ok()
             };
-            assert!(super::verify_in(b"pass phrase", &h));
+            assert!(super::verify_in(&mut blocks, b"pass phrase", &h));
             assert!(lib(b"pass phrase"));
-            assert!(!super::verify_in(b"pass phrasE", &h));
+            assert!(!super::verify_in(&mut blocks, b"pass phrasE", &h));
             assert!(!lib(b"pass phrasE"));
         }
+        // The memory grew to the larger hash and is reused.
+        assert_eq!(blocks.len(), 19 * 1024);
         // A hash asking for 1 GiB was not made here.
         let huge = "$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
-        assert!(!super::verify_in(b"x", huge));
-        assert!(!super::verify_in(b"x", "$argon2id$garbage"));
+        assert!(!super::verify_in(&mut blocks, b"x", huge));
+        assert!(!super::verify_in(&mut blocks, b"x", "$argon2id$garbage"));
     }
 
     #[tokio::test]
