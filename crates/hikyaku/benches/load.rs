@@ -12,7 +12,13 @@
 //! (body size, 2000), `--workers W` (hikyaku's delivery.workers, 8),
 //! `--upstream-rtt MS` (0): fakecloud holds each SMTP reply this long, as
 //! a link to the cloud would; the load tool reaches hikyaku without delay,
-//! as a device on hikyaku's LAN does.
+//! as a device on hikyaku's LAN does. `--after SECS` (60): how long after
+//! the load the last memory figure is taken.
+//!
+//! Footprint: RSS idle after set-up, SMTP logins and a few Remote UI
+//! logins; the peak RSS sampled during the load; RSS `--after` seconds
+//! after the last message arrived. For big messages:
+//! `cargo bench -p hikyaku --bench load -- --size 10485760 --messages 48 --connections 8`
 //!
 //! `--compare PATH` also runs another hikyaku binary (the previous release,
 //! say) through the same load, right after this one, for an A/B in one
@@ -50,6 +56,8 @@ struct Args {
     size: usize,
     workers: u64,
     upstream_rtt_ms: usize,
+    /// Seconds after the load before the last memory figure (60).
+    after_secs: u64,
     /// Another hikyaku binary (e.g. the previous release) measured in the
     /// same invocation, against the same fakecloud.
     compare: Option<std::path::PathBuf>,
@@ -93,6 +101,7 @@ fn args() -> Args {
         size: 2000,
         workers: 8,
         upstream_rtt_ms: 0,
+        after_secs: 60,
         compare: None,
         transports: Vec::new(),
         stores: Vec::new(),
@@ -137,6 +146,7 @@ fn args() -> Args {
                     },
                 ]
             }
+            "--after" => a.after_secs = value("--after") as u64,
             "--compare" => {
                 a.compare = Some(
                     it.next()
@@ -328,6 +338,7 @@ struct Measured {
     after: testkit::Memory,
     cpu_before: (Option<Duration>, Option<Duration>),
     cpu_after: (Option<Duration>, Option<Duration>),
+    footprint: Footprint,
 }
 
 /// Runs the binary at `bin` on a fresh data directory through the load:
@@ -354,10 +365,12 @@ async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
     // Settling time before a memory figure, as above.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after_logins = hk.memory().expect("/proc/PID/status");
+    let settled = ui_logins_then_idle(&hk).await;
 
     // hikyaku: accepted by the intake, then delivered to fakecloud.
     let before = fc.inbox().len();
     let cpu_before = (hk.cpu_time(), testkit::cpu_time(None));
+    let sampler = RssSampler::start(hk.pid().expect("running"));
     let start = Instant::now();
     let intake = load(&Target::Intake(hk.smtp), "h", n, c, a.size).await;
     let accepted = start.elapsed();
@@ -372,9 +385,15 @@ async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
         "not everything arrived in {timeout:?}:\n{}",
         hk.log_tail()
     );
+    let peak_kib = sampler.stop().await;
     // Settling time before a memory figure, as above.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = hk.memory().expect("/proc/PID/status");
+    let later = rss_after(
+        &hk,
+        Duration::from_secs(a.after_secs).saturating_sub(Duration::from_millis(500)),
+    )
+    .await;
 
     hk.terminate(Duration::from_secs(20));
     Measured {
@@ -386,6 +405,11 @@ async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
         after,
         cpu_before,
         cpu_after,
+        footprint: Footprint {
+            settled,
+            peak_kib,
+            later,
+        },
     }
 }
 
@@ -593,6 +617,93 @@ async fn run_stores(a: &Args) {
     }
 }
 
+/// The footprint figures of one run, in KiB.
+struct Footprint {
+    /// RSS at rest after set-up, the SMTP logins and the Remote UI logins.
+    settled: u64,
+    /// The largest RSS sampled while the load ran and was delivered.
+    peak_kib: u64,
+    /// RSS `--after` seconds after the load.
+    later: u64,
+}
+
+/// Remote UI logins the footprint's idle figure includes.
+const UI_LOGINS: usize = 3;
+
+/// Signs in to the Remote UI [`UI_LOGINS`] times (each a new session, one
+/// Argon2 check each), opens the Portal, waits for the process to settle
+/// and returns its RSS.
+async fn ui_logins_then_idle(hk: &Hikyaku) -> u64 {
+    for _ in 0..UI_LOGINS {
+        let b = testkit::Browser {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: format!("http://{}", hk.web),
+            lang: "en",
+        };
+        b.login("admin", PASSWORD).await;
+        assert_eq!(b.get("/").await.status, 200, "the Portal after login");
+    }
+    // Settling time before a memory figure, as in `measure`.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    hk.memory().expect("/proc/PID/status").rss_kib
+}
+
+/// Samples a process's RSS every 20 ms and keeps the largest.
+struct RssSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut peak = 0;
+            loop {
+                if let Some(m) = testkit::memory(pid) {
+                    peak = peak.max(m.rss_kib);
+                }
+                tokio::select! {
+                    _ = &mut stopped => return peak,
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+        });
+        RssSampler { stop, task }
+    }
+
+    async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.task.await.expect("sampler")
+    }
+}
+
+/// RSS of `hk` after `wait`.
+async fn rss_after(hk: &Hikyaku, wait: Duration) -> u64 {
+    tokio::time::sleep(wait).await;
+    hk.memory().expect("/proc/PID/status").rss_kib
+}
+
+/// Prints the footprint of one run against the budget.
+fn print_footprint(label: &str, f: &Footprint, connections: usize, after_secs: u64) {
+    let peak_budget = (64 + connections as u64) * 1024;
+    let verdict = |ok: bool| if ok { "within" } else { "OVER" };
+    println!(
+        "{label} footprint: idle after set-up and logins {} (budget 20 MiB, {}); peak during load {} (budget {}, {}); {after_secs} s after the load {} (budget 30 MiB, {})",
+        mib(f.settled),
+        verdict(f.settled <= 20 * 1024),
+        mib(f.peak_kib),
+        mib(peak_budget),
+        verdict(f.peak_kib <= peak_budget),
+        mib(f.later),
+        verdict(f.later <= 30 * 1024),
+    );
+}
+
 async fn run(a: Args) {
     if !a.transports.is_empty() {
         return run_transports(&a).await;
@@ -732,7 +843,9 @@ async fn run(a: Args) {
             "EXCEEDED"
         }
     );
+    print_footprint("hikyaku", &hk.footprint, c, a.after_secs);
     if let (Some(o), Some(bin)) = (&other, &a.compare) {
+        print_footprint(&bin.to_string_lossy(), &o.footprint, c, a.after_secs);
         let rate = |m: &Measured| n as f64 / m.end_to_end.as_secs_f64();
         let cpu = |m: &Measured| match (m.cpu_before.0, m.cpu_after.0) {
             (Some(b), Some(e)) => format!("{:.0} µs", per_message(e.saturating_sub(b))),

@@ -290,11 +290,11 @@ impl Delivery {
             });
             // From follows the envelope: the Sender address when one is set
             // (the mailbox has Send As rights for it), else the mailbox.
-            let data = smtp::prepare_data(&rewrite_from(
+            let data = rewrite_from(
                 &body,
                 &envelope_from,
                 inner.config.rewrite_from && kept_from.is_none(),
-            ));
+            );
             let key = inner.pool.key(
                 a.id,
                 a.max_connections,

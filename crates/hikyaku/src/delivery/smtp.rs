@@ -29,10 +29,13 @@
 //!   more, which is most of a message's time on a link to the cloud. lettre
 //!   does not record PIPELINING, so the EHLO reply is read from the bytes
 //!   lettre read while connecting.
-//! * DATA: lettre's `message()` dot-stuffs and appends `CRLF.CRLF` itself, so
-//!   [`prepare_data`] strips the message's own final CRLF (else the message
-//!   would grow a blank line) and turns stray bare CR/LF into CRLF (lettre's
-//!   dot-stuffing only recognises lines that end in CRLF).
+//! * DATA: lettre's `message_iter()` dot-stuffs and appends `CRLF.CRLF`
+//!   itself, so [`Pieces`] strips the message's own final CRLF (else the
+//!   message would grow a blank line) and turns stray bare CR/LF into CRLF
+//!   (lettre's dot-stuffing only recognises lines that end in CRLF). It does
+//!   so one piece of [`DATA_PIECE`] bytes at a time, as lettre writes them:
+//!   a 10 MB message is sent without two more copies of it (prepared and
+//!   dot-stuffed) in memory.
 //! * Every step is bounded: connecting by `connect_timeout_secs` (plus one
 //!   command timeout for the TLS handshake, greeting and EHLO), each reply by
 //!   `command_timeout_secs`, the end of DATA additionally by the time to
@@ -740,8 +743,9 @@ impl Session {
     }
 
     /// MAIL, one RCPT per recipient, DATA (as one pipelined group when the
-    /// server offers PIPELINING), then the message. Returns once the server
-    /// accepted the message (its reply after the final dot).
+    /// server offers PIPELINING), then the message (as stored: line endings
+    /// are made CRLF on the way). Returns once the server accepted the
+    /// message (its reply after the final dot).
     pub async fn send(
         &mut self,
         from: &str,
@@ -791,8 +795,8 @@ impl Session {
         let size_allowance =
             Duration::from_secs(u64::try_from(data.len() / 65_536).unwrap_or(u64::MAX));
         let limit = self.command_timeout + size_allowance;
-        self.control.hold_next_flush(true);
-        let reply = tokio::time::timeout(limit, self.conn.message(data)).await;
+        let pieces = Pieces::new(data, Some(self.control.clone()));
+        let reply = tokio::time::timeout(limit, self.conn.message_iter(pieces)).await;
         self.control.hold_next_flush(false);
         let reply = match reply {
             Err(_) => return Err(smtp(timed_out(Stage::EndOfData, limit))),
@@ -939,24 +943,69 @@ impl Session {
 /// The bytes to hand to lettre's `message()`: line endings made CRLF and
 /// the final CRLF removed, since `message()` appends `CRLF.CRLF` itself.
 pub fn prepare_data(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 16);
-    let mut i = 0;
-    while i < message.len() {
-        match message[i] {
-            b'\r' if message.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-                continue;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
+    Pieces::new(message, None).flatten().collect()
+}
+
+/// Bytes of the stored message prepared and handed to lettre at a time.
+const DATA_PIECE: usize = 64 * 1024;
+
+/// A message as lettre's `message_iter()` takes it (see [`prepare_data`]),
+/// prepared piece by piece as lettre asks for the next one.
+struct Pieces<'a> {
+    rest: &'a [u8],
+    /// When sending: each piece's flush is held back (see [`Control`]), so
+    /// that only the final dot's flush sends what is gathered.
+    control: Option<Arc<Control>>,
+}
+
+impl<'a> Pieces<'a> {
+    fn new(message: &'a [u8], control: Option<Arc<Control>>) -> Self {
+        Pieces {
+            rest: message,
+            control,
         }
-        i += 1;
     }
-    if out.ends_with(b"\r\n") {
-        out.truncate(out.len() - 2);
+}
+
+impl Iterator for Pieces<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        // A piece never ends in CR unless the message does: whether a CR is
+        // bare depends on the byte after it.
+        let mut end = self.rest.len().min(DATA_PIECE);
+        while end < self.rest.len() && self.rest[end - 1] == b'\r' {
+            end += 1;
+        }
+        let (piece, rest) = self.rest.split_at(end);
+        self.rest = rest;
+        let mut out = Vec::with_capacity(piece.len() + 16);
+        let mut i = 0;
+        while i < piece.len() {
+            match piece[i] {
+                b'\r' if piece.get(i + 1) == Some(&b'\n') => {
+                    out.extend_from_slice(b"\r\n");
+                    i += 2;
+                    continue;
+                }
+                b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        // A CRLF is never split between pieces, so the message's last one
+        // is in its last piece.
+        if self.rest.is_empty() && out.ends_with(b"\r\n") {
+            out.truncate(out.len() - 2);
+        }
+        if let Some(c) = &self.control {
+            c.hold_next_flush(true);
+        }
+        Some(out)
     }
-    out
 }
 
 #[cfg(test)]
@@ -974,6 +1023,28 @@ mod tests {
         assert!(!ehlo_lists(b"", "PIPELINING"));
     }
 
+    /// The message prepared whole, as before it was prepared in pieces.
+    fn whole(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < message.len() {
+            match message[i] {
+                b'\r' if message.get(i + 1) == Some(&b'\n') => {
+                    out.extend_from_slice(b"\r\n");
+                    i += 2;
+                    continue;
+                }
+                b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        if out.ends_with(b"\r\n") {
+            out.truncate(out.len() - 2);
+        }
+        out
+    }
+
     #[test]
     fn data_is_prepared_for_lettre() {
         assert_eq!(prepare_data(b"a\r\nb\r\n"), b"a\r\nb");
@@ -981,6 +1052,27 @@ mod tests {
         assert_eq!(prepare_data(b"a\r\n\r\n"), b"a\r\n");
         assert_eq!(prepare_data(b"a\nb\r.\r\n"), b"a\r\nb\r\n.");
         assert_eq!(prepare_data(b""), b"");
+        // Piece by piece, the same as the whole: CRs at and around the
+        // pieces' ends, bare or not, and the final CRLF.
+        for at in [DATA_PIECE - 2, DATA_PIECE - 1, DATA_PIECE, DATA_PIECE + 1] {
+            for tail in [
+                &b"\r\n"[..],
+                b"\r\r\n",
+                b"\r\r",
+                b"\n\r",
+                b"\rx",
+                b"\r\n\r\n",
+            ] {
+                let mut m = vec![b'a'; at];
+                m.extend_from_slice(tail);
+                m.extend_from_slice(b"b\r\n");
+                let pieces: Vec<Vec<u8>> = Pieces::new(&m, None).collect();
+                assert_eq!(pieces.len(), 2, "{at} {tail:?}");
+                assert_eq!(pieces.concat(), whole(&m), "{at} {tail:?}");
+                m.truncate(at + tail.len());
+                assert_eq!(prepare_data(&m), whole(&m), "{at} {tail:?} at the end");
+            }
+        }
         assert_eq!(
             prepare_data(&[0xe3, 0x81, 0x82, b'\r', b'\n']),
             &[0xe3, 0x81, 0x82]

@@ -147,7 +147,13 @@ impl Collector {
             if done {
                 let outcome = match self.rejected {
                     Some(why) => Outcome::Rejected(why),
-                    None => Outcome::Message(std::mem::take(&mut self.body)),
+                    None => {
+                        let mut body = std::mem::take(&mut self.body);
+                        // The buffer grew by doubling: without this, up to as
+                        // much again as the message is held until it is stored.
+                        body.shrink_to_fit();
+                        Outcome::Message(body)
+                    }
                 };
                 return (consumed, Some(outcome));
             }

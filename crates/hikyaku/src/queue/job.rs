@@ -100,5 +100,13 @@ pub struct JobFilter {
     pub until: Option<i64>,
 }
 
-/// A claimed job and its body (`None` if the body is missing).
+/// A claimed job and its body: `None` if the body is missing or larger than
+/// [`CLAIM_BODY_MAX`] (delivery then reads it when it sends).
 pub type Claimed = (Job, Option<bytes::Bytes>);
+
+/// The largest body a claim returns with its job. A claim takes up to one
+/// job per free delivery worker in one statement, and every body it returns
+/// is held (twice, while the rows are decoded) until the last of them is
+/// sent: eight 10 MB messages claimed together were over 160 MB at once.
+/// Larger bodies are read one by one, by the worker that sends them.
+pub const CLAIM_BODY_MAX: i64 = 1024 * 1024;

@@ -330,7 +330,11 @@ fn claim_jobs(script: &mut Script, tag: usize, now: i64, lease_until: i64, limit
     script.push_bind(limit);
     script.push(") RETURNING ");
     script.push(JOB_COLUMNS);
-    script.push(", (SELECT body FROM messages WHERE messages.job_id = jobs.id) AS body, ");
+    // Large bodies are read by the worker that sends them (see
+    // `CLAIM_BODY_MAX`); a constant of ours, so written as a literal.
+    script.push(", CASE WHEN size <= ");
+    script.push(crate::queue::job::CLAIM_BODY_MAX);
+    script.push(" THEN (SELECT body FROM messages WHERE messages.job_id = jobs.id) END AS body, ");
     script.push_bind(i64::try_from(tag).unwrap_or(i64::MAX));
     script.push(" AS claim; ");
 }

@@ -393,4 +393,29 @@ mod tests {
     async fn sqlite_engine_conforms() {
         conformance::all(fresh).await;
     }
+
+    /// A claim returns small bodies with their jobs and leaves a large one
+    /// to the worker that sends it, which reads it whole.
+    #[tokio::test]
+    async fn a_claim_leaves_large_bodies_to_the_worker() {
+        use crate::queue::JobStore as _;
+        let (store, _dir) = fresh().await;
+        let mut big = conformance::job("big");
+        let size = usize::try_from(crate::queue::job::CLAIM_BODY_MAX).unwrap() + 1;
+        big.body = vec![b'x'; size].into();
+        store.enqueue_owned(big.clone(), 100).await.unwrap();
+        let small = conformance::job("small");
+        store.enqueue_owned(small.clone(), 100).await.unwrap();
+        let claimed = store.claim_due_jobs_with_bodies(100, 700, 5).await.unwrap();
+        let body = |id: &str| {
+            claimed
+                .iter()
+                .find(|(j, _)| j.id == id)
+                .map(|(_, b)| b.clone())
+                .unwrap()
+        };
+        assert_eq!(body("small").as_deref(), Some(&small.body[..]));
+        assert_eq!(body("big"), None);
+        assert_eq!(store.job_body("big").await.unwrap(), big.body.to_vec());
+    }
 }

@@ -268,7 +268,9 @@ impl JobStore for PgStore {
              ORDER BY next_attempt_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
              UPDATE jobs j SET state = 'sending', attempts = j.attempts + 1, lease_until = COALESCE($2, {DB_NOW}) + $5, lease_owner = $4, updated_at = $1 \
              FROM c WHERE j.id = c.id \
-             RETURNING {JOB_COLUMNS}, j.seq, (SELECT body FROM messages m WHERE m.job_id = j.id) AS body"
+             RETURNING {JOB_COLUMNS}, j.seq, CASE WHEN j.size <= {max} THEN (SELECT body FROM messages m WHERE m.job_id = j.id) END AS body",
+            // Large bodies are read by the worker that sends them.
+            max = crate::queue::job::CLAIM_BODY_MAX
         );
         let (base, length) = self.lease_terms(now, lease_until);
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
