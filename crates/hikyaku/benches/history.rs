@@ -129,12 +129,7 @@ async fn generate(data: &Path, finished: usize, waiting: usize) -> History {
         .await
         .unwrap();
     assert!(!accounts.is_empty(), "the prepared store has an account");
-    // The seeded history ends at the real present, as the server sees it.
-    #[allow(clippy::disallowed_methods)]
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = hikyaku::clock::Clock::unix(&hikyaku::clock::SystemClock);
     let start = now - 90 * DAY;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut stats: HashMap<(i64, &'static str), i64> = HashMap::new();
