@@ -339,7 +339,7 @@ async fn queue_and_status_through_the_running_server() {
     );
     assert!(status.contains("#1 microsoft"), "{status}");
     assert!(
-        status.contains("(worldwide, delegated, enabled"),
+        status.contains("(worldwide, delegated, disabled)"),
         "{status}"
     );
     assert!(status.contains("token:       not_registered"), "{status}");
