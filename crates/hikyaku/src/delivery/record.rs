@@ -4,6 +4,31 @@
 use super::attempt::Via;
 use super::*;
 
+/// How long an outcome's write is retried while the store is away.
+const RECORD_RETRY: Duration = Duration::from_secs(30);
+
+/// Writes an attempt's outcome, trying again for [`RECORD_RETRY`] while the
+/// store is away (a database restart): a job left `sending` would otherwise
+/// wait for its lease to run out before anyone tries it again.
+async fn write_outcome<F, Fut>(mut write: F) -> crate::store::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::store::Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + RECORD_RETRY;
+    loop {
+        match write().await {
+            Err(crate::store::StoreError::Db(_))
+            | Err(crate::store::StoreError::Shared {
+                temporary: true, ..
+            }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Every recipient of `job`, refused with `reply` (in English: the
 /// failure notice's text).
 fn all_refused(job: &Job, reply: &Reason) -> Vec<Refusal> {
@@ -98,7 +123,7 @@ impl Delivery {
                 let next = now + backoff::next_delay_secs(job.attempts);
                 log_err(
                     "the deferral",
-                    store.defer_job(&job.id, &reply, next, now, true).await,
+                    write_outcome(|| store.defer_job(&job.id, &reply, next, now, true)).await,
                 );
                 tracing::info!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), next_attempt_at = next, "deferred");
                 crate::metrics::delivery(job.via_account_id.or(job.account_id), "deferred");
@@ -118,7 +143,7 @@ impl Delivery {
                 let via = account.as_ref().map(|v| v.id);
                 log_err(
                     "the failure",
-                    store.mark_failed(&job.id, via, &reply, now).await,
+                    write_outcome(|| store.mark_failed(&job.id, via, &reply, now)).await,
                 );
                 tracing::warn!(job_id = %job.id, account = job.account_id, attempt = job.attempts, code = code.map(ReplyCode::value), "failed");
                 crate::metrics::delivery(via.or(job.account_id), "failed");
@@ -141,7 +166,7 @@ impl Delivery {
                 let next = now + backoff::WAIT_RECHECK_SECS;
                 log_err(
                     "the wait",
-                    store.defer_job(&job.id, &reason, next, now, false).await,
+                    write_outcome(|| store.defer_job(&job.id, &reason, next, now, false)).await,
                 );
                 // Once per job and reason: the recheck comes every minute.
                 if job.last_reply_reason.as_ref() == Some(&reason) {
@@ -157,7 +182,7 @@ impl Delivery {
                 let next = now + wait_secs;
                 log_err(
                     "the wait",
-                    store.defer_job(&job.id, &reply, next, now, false).await,
+                    write_outcome(|| store.defer_job(&job.id, &reply, next, now, false)).await,
                 );
                 tracing::debug!(job_id = %job.id, account = job.account_id, "rate limited");
                 Outcome::Deferred {
@@ -173,12 +198,8 @@ impl Delivery {
     pub(super) async fn give_up(&self, job: &Job, last: Reason, now: i64) -> Outcome {
         let reply = replies::gave_up(last, self.inner.config.max_age_hours);
         crate::metrics::delivery(job.via_account_id.or(job.account_id), "failed");
-        if let Err(e) = self
-            .inner
-            .store
-            .mark_failed(&job.id, None, &reply, now)
-            .await
-        {
+        let store = &self.inner.store;
+        if let Err(e) = write_outcome(|| store.mark_failed(&job.id, None, &reply, now)).await {
             tracing::error!(job_id = %job.id, error = %e, "cannot record the failure; the lease will expire and the job be retried");
         }
         let failed = all_refused(job, &reply);

@@ -588,10 +588,26 @@ async fn a_database_restart_under_load_answers_451_and_loses_nothing() {
         during <= 4,
         "nothing is acknowledged without the database ({during} were; at most those committed just before)"
     );
-    assert!(
-        lost.is_empty(),
-        "acknowledged but never delivered: {lost:?}"
-    );
+    if !lost.is_empty() {
+        // What became of them, for the failure message.
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT concat_ws(' ', id, state, attempts, lease_owner, 'lease_until', lease_until, 'db now', FLOOR(EXTRACT(EPOCH FROM now()))::BIGINT, 'created', created_at, 'updated', updated_at) FROM jobs WHERE state <> 'sent'",
+        )
+        .fetch_all(&site.db)
+        .await
+        .unwrap_or_default();
+        let sessions: Vec<String> = sqlx::query_scalar(
+            "SELECT concat_ws(' | ', state, wait_event_type, wait_event, LEFT(query, 160)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&site.db)
+        .await
+        .unwrap_or_default();
+        panic!(
+            "acknowledged but never delivered: {lost:?}\njobs not sent: {rows:?}\nsessions: {sessions:#?}\n{}\n{}",
+            site.nodes[0].log_tail(),
+            site.nodes[1].log_tail()
+        );
+    }
     // Both instances recovered by themselves: they still take mail.
     for hk in &site.nodes {
         send_all(hk.smtp, format!("after-{}", hk.smtp.port()), 1).await;
