@@ -35,7 +35,7 @@ fn by_id(body: &str, id: &str) -> Option<String> {
 }
 
 /// A running server with its Administrator, fakecloud's CA trusted.
-async fn server(fc: &FakeCloud) -> (TestServer, Browser) {
+pub(crate) async fn server(fc: &FakeCloud) -> (TestServer, Browser) {
     let server = TestServer::start().await;
     let admin = server.setup_admin().await;
     let ca = "/settings/management/ca-certificates";
@@ -46,7 +46,7 @@ async fn server(fc: &FakeCloud) -> (TestServer, Browser) {
 
 /// What the command line does: a store and token service of its own on the
 /// server's data directory.
-async fn add_app(server: &TestServer, args: AppAccountArgs) -> Result<Account, String> {
+pub(crate) async fn add_app(server: &TestServer, args: AppAccountArgs) -> Result<Account, String> {
     let (store, key) = hikyaku::app::open_data(&server.config).await.unwrap();
     let tokens =
         hikyaku::app::token_service(&server.config, &store, key.clone(), Arc::new(SystemClock))
@@ -62,7 +62,7 @@ async fn add_app(server: &TestServer, args: AppAccountArgs) -> Result<Account, S
     r
 }
 
-fn args(mailbox: &str) -> AppAccountArgs {
+pub(crate) fn args(mailbox: &str) -> AppAccountArgs {
     AppAccountArgs {
         microsoft_app: false,
         tenant: None,

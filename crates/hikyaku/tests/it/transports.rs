@@ -5,12 +5,10 @@
 //! `429` + `Retry-After` is honoured, a refused token is refreshed once, and
 //! a missing permission is explained in English and Japanese.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fakecloud::{ApiFault, CertMode, FakeCloud, MailApi};
 use hikyaku::cli_app::AppAccountArgs;
-use hikyaku::clock::SystemClock;
 use hikyaku::queue::JobStore as _;
 use hikyaku::store::Store;
 use hikyaku::store::accounts::Account;
@@ -23,45 +21,11 @@ const SA_EMAIL: &str = "relay@hikyaku-test.iam.gserviceaccount.com";
 const MS_MAILBOX: &str = "scanner@contoso.example";
 const G_MAILBOX: &str = "alerts@workspace.example";
 
-async fn server(fc: &FakeCloud) -> (TestServer, Browser) {
-    let server = TestServer::start().await;
-    let admin = server.setup_admin().await;
-    let ca = "/settings/management/ca-certificates";
-    let r = admin.submit(ca, ca, &[("pem", &fc.ca_pem())]).await;
-    assert_eq!(r.status, 303, "trust the CA: {}", r.body);
-    (server, admin)
-}
+use super::apponly::{args, server};
 
+/// An app-only account set up as the command line does (apponly.rs).
 async fn add_app(server: &TestServer, args: AppAccountArgs) -> Account {
-    let (store, key) = hikyaku::app::open_data(&server.config).await.unwrap();
-    let tokens =
-        hikyaku::app::token_service(&server.config, &store, key.clone(), Arc::new(SystemClock))
-            .await
-            .unwrap();
-    let r = hikyaku::cli_app::add_app_account_cli(&store, &key, &tokens, &SystemClock, &args)
-        .await
-        .unwrap();
-    tokens.shutdown();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    r
-}
-
-fn args(mailbox: &str) -> AppAccountArgs {
-    AppAccountArgs {
-        microsoft_app: false,
-        tenant: None,
-        client_id: None,
-        client_secret_file: None,
-        secret_expires: None,
-        certificate: None,
-        certificate_password_file: None,
-        google_service_account: None,
-        mailbox: mailbox.to_string(),
-        name: None,
-        cloud: "worldwide".into(),
-        endpoint: None,
-        transport: None,
-    }
+    super::apponly::add_app(server, args).await.unwrap()
 }
 
 /// Switches the account to `transport` with its API at fakecloud, on the
