@@ -111,6 +111,11 @@ impl Delivery {
         let mut look = true;
         let mut since_claim = 0;
         let mut next_look = tokio::time::Instant::now() + rescue_every;
+        // Kept apart from `next_look`, which every claim moves: under steady
+        // load the claims would otherwise keep pushing the rescue away, and a
+        // job left "sending" (its outcome could not be recorded) would wait
+        // for the load to stop.
+        let mut next_rescue = next_look;
         loop {
             while tasks.try_join_next().is_some() {}
             let permit = tokio::select! {
@@ -120,10 +125,14 @@ impl Delivery {
                     Err(_) => break,
                 },
             };
-            if tokio::time::Instant::now() >= next_look {
+            let at = tokio::time::Instant::now();
+            if at >= next_rescue {
                 self.requeue_expired().await;
                 look = true;
-                next_look = tokio::time::Instant::now() + rescue_every;
+                next_rescue = tokio::time::Instant::now() + rescue_every;
+            }
+            if at >= next_look {
+                look = true;
             }
             // Handed-over jobs first (they cost no read), but the queue gets
             // its turn after every `workers` of them while it may hold due jobs.
@@ -141,7 +150,7 @@ impl Delivery {
                     _ = shutdown.cancelled() => Woke::Stop,
                     f = next_fresh(&mut fresh) => Woke::Fresh(f.map(Box::new)),
                     _ = inner.wake.notified() => Woke::Look,
-                    _ = tokio::time::sleep_until(next_look) => Woke::Timer,
+                    _ = tokio::time::sleep_until(next_look.min(next_rescue)) => Woke::Timer,
                 };
                 match woke {
                     Woke::Stop => break,
