@@ -38,6 +38,9 @@ const GATHER_YIELDS: usize = 2;
 /// Requests waiting at most; callers wait for room beyond that.
 const QUEUE: usize = 1024;
 
+// Requests are moved once through the channel; boxing the message's job
+// would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Op {
     Enqueue {
         job: NewJob,

@@ -112,6 +112,19 @@ impl Store {
         };
         self.purge_uploads(before).await
     }
+
+    /// Stored pieces of messages: all of them, and those of no job (of
+    /// messages still arriving, or left by a crash until the next start).
+    pub async fn message_pieces(&self) -> Result<(i64, i64)> {
+        const SQL: &str = "SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.job_id = p.upload_id)) FROM message_pieces p";
+        match self.engine() {
+            super::Engine::Sqlite(s) => Ok(sqlx::query_as(SQL).fetch_one(s.pool()).await?),
+            super::Engine::Postgres(pg) => sqlx::query_as(SQL)
+                .fetch_one(pg.pool())
+                .await
+                .map_err(super::postgres::pg),
+        }
+    }
 }
 
 /// Deletes every piece of each upload no message took whose newest piece
@@ -532,6 +545,29 @@ mod tests {
             ),
             (Some(prose), Some("legacy"))
         );
+    }
+
+    /// At start, pieces of a message that never became a job (a crash
+    /// while it arrived) are removed; pieces of jobs stay.
+    #[tokio::test]
+    async fn pieces_no_job_took_are_removed_at_start() {
+        use crate::queue::JobStore as _;
+        let (store, _dir) = fresh().await;
+        store
+            .store_piece("crashed", 0, b"half a message".to_vec().into(), 100)
+            .await
+            .unwrap();
+        store
+            .store_piece("kept", 0, b"first".to_vec().into(), 100)
+            .await
+            .unwrap();
+        store
+            .enqueue_pieces(conformance::job("kept"), 1, 100, 100)
+            .await
+            .unwrap();
+        assert_eq!(store.message_pieces().await.unwrap(), (3, 1));
+        assert_eq!(store.purge_stale_uploads(101).await.unwrap(), 1);
+        assert_eq!(store.message_pieces().await.unwrap(), (2, 0));
     }
 
     /// The SQLite engine passes the queue's conformance suite.
