@@ -889,6 +889,11 @@ impl Session {
                 )
                 .await;
                 self.control.set_feed(None);
+                if !matches!(sent, Ok(Ok(_))) {
+                    // Cut off mid-message: what the wire still holds of it
+                    // must never be written into another transaction.
+                    self.broken = true;
+                }
                 sent
             }
         };

@@ -199,12 +199,12 @@ impl Collector {
         if self.rejected.is_some() || self.body.len() < size {
             return None;
         }
-        // Room for a piece and one read more, so the buffer never regrows.
-        let mut rest = Vec::with_capacity(size * 2);
-        rest.extend_from_slice(&self.body[size..]);
-        self.body.truncate(size);
+        // The piece in a block of its own size (it is held until stored);
+        // the buffer keeps its capacity for the next one.
+        let piece = self.body[..size].to_vec();
+        self.body.drain(..size);
         self.taken += size;
-        Some(std::mem::replace(&mut self.body, rest))
+        Some(piece)
     }
 
     /// Bytes taken out in pieces so far.

@@ -41,6 +41,7 @@ const ORDER: &[&str] = &[
     "settings",
     "jobs",
     "messages",
+    "message_pieces",
     "job_stats",
 ];
 

@@ -88,7 +88,7 @@ impl PgStore {
         let sql = format!(
             "WITH j AS (INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, lease_until, lease_owner, next_attempt_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $12 THEN COALESCE($16, {DB_NOW}) + $17 END, $13, $14, $14, $14) RETURNING id) \
-             {body})",
+             {body}",
             // A message in pieces: its last piece goes in with the job, in
             // the same statement, which makes the upload the job's.
             body = if pieces.is_some() {
