@@ -1125,7 +1125,7 @@ mod tests {
             .into_iter()
             .map(|(j, _)| j.id)
             .collect();
-        assert_eq!(order, ["q-second", "m-third"]);
+        assert_eq!(order, ["q-second", "m-third", "pieces"]);
         // Not while a server is connected to the database.
         let busy = Location::Sqlite(tmp.path().join("busy.sqlite"));
         let refused = quiet(&to, &busy).await.unwrap_err();
@@ -1167,6 +1167,10 @@ mod tests {
         );
         assert_eq!(lite.count_users().await.unwrap(), 3);
         assert_eq!(lite.job("z-first").await.unwrap().state, JobState::Sending);
+        assert_eq!(
+            lite.job_body("pieces").await.unwrap(),
+            [&b"first piece "[..], &conformance::job("pieces").body[..]].concat()
+        );
         lite.close().await;
 
         // The same store twice, and a missing source, are refused.
