@@ -545,6 +545,14 @@ async fn prepare(
     let (cas, google_cas) = crate::admin::trust::load(store).await?;
     let proxy = proxy(store, key).await?;
     let interrupted = store.requeue_interrupted(clock.unix()).await?;
+    match store.purge_stale_uploads(clock.unix()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            pieces = n,
+            "removed the stored pieces of messages never accepted"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot remove the pieces of messages never accepted"),
+    }
     let setup_url = if store.count_users().await? == 0 {
         let token = random_token(24);
         let minutes = i64::try_from(config.web.setup_link_minutes).unwrap_or(60);

@@ -2,6 +2,7 @@
 //! here; the attempt's result goes to [`super::record`].
 
 use super::*;
+use crate::queue::StoredBody;
 
 /// The account a job went out through, and its mailbox.
 #[derive(Debug, Clone)]
@@ -230,11 +231,19 @@ impl Delivery {
             Ok(t) => t,
             Err(e) => return self.token_failure(&a, &e, None).await,
         };
+        let smtp_transport = a.transport == crate::store::accounts::Transport::Smtp;
         let read = match body {
-            Some(b) => Ok(b),
-            None => inner.store.job_body(&job.id).await.map(Bytes::from),
+            Some(b) => Ok(Message::Whole(b)),
+            // Over SMTP a message in pieces is read piece by piece as it
+            // is written; the HTTP transports need it whole.
+            None if smtp_transport => self.read_for_smtp(job).await,
+            None => inner
+                .store
+                .job_body(&job.id)
+                .await
+                .map(|b| Message::Whole(Bytes::from(b))),
         };
-        let body = match read {
+        let message = match read {
             Ok(b) => b,
             Err(crate::store::StoreError::NotFound) => {
                 return Attempt::Permanent {
@@ -254,7 +263,11 @@ impl Delivery {
                 };
             }
         };
-        if a.transport != crate::store::accounts::Transport::Smtp {
+        let (body, pieces) = match message {
+            Message::Whole(b) => (b, None),
+            Message::Pieces { head, count } => (head, Some(count)),
+        };
+        if !smtp_transport {
             let (from, rewrite) = self.envelope_from(&a, job, &token);
             return self
                 .attempt_http(job, &a, token, body, &from, rewrite)
@@ -358,13 +371,23 @@ impl Delivery {
                     };
                 }
             };
+            let outgoing = match pieces {
+                None => smtp::Outgoing::Whole(&data),
+                Some(count) => smtp::Outgoing::Pieces {
+                    head: &data,
+                    rest: self.rest_of(&job.id, count),
+                    size: usize::try_from(job.size).unwrap_or(usize::MAX),
+                },
+            };
             return match lease
                 .session
-                .send(&envelope_from, &job.rcpt_to, &data)
+                .send_message(&envelope_from, &job.rcpt_to, outgoing)
                 .await
             {
                 Ok(report) => Attempt::Sent {
-                    original: (!report.refused.is_empty()).then(|| body.clone()),
+                    // A message in pieces is read again, whole, for a notice.
+                    original: (!report.refused.is_empty() && pieces.is_none())
+                        .then(|| body.clone()),
                     reply: report.reply,
                     refused: report.refused,
                     via: Via {
@@ -424,6 +447,48 @@ impl Delivery {
                 }
             };
         }
+    }
+
+    /// The message for the SMTP transport: whole when stored whole (or its
+    /// header does not end within its first piece), else its first piece
+    /// (where From is rewritten) and the number of pieces.
+    async fn read_for_smtp(&self, job: &Job) -> Result<Message, crate::store::StoreError> {
+        let store = &self.inner.store;
+        match store.body_layout(&job.id).await? {
+            StoredBody::Whole(b) => Ok(Message::Whole(Bytes::from(b))),
+            StoredBody::Pieces(count) => {
+                let head = store.body_piece(&job.id, 0).await?;
+                if crate::delivery::rewrite::header_block_end(&head) >= head.len() {
+                    return store
+                        .job_body(&job.id)
+                        .await
+                        .map(|b| Message::Whole(Bytes::from(b)));
+                }
+                Ok(Message::Pieces {
+                    head: Bytes::from(head),
+                    count,
+                })
+            }
+        }
+    }
+
+    /// Pieces 1.. of a message in `count` pieces, each read from the store
+    /// as the upstream connection is ready for it.
+    fn rest_of(&self, id: &str, count: u32) -> smtp::Feed {
+        let store = self.inner.store.clone();
+        let id = id.to_owned();
+        Box::pin(futures_util::stream::unfold(1_u32, move |seq| {
+            let (store, id) = (store.clone(), id.clone());
+            async move {
+                if seq >= count {
+                    return None;
+                }
+                let piece = store.body_piece(&id, seq).await.map_err(|e| {
+                    std::io::Error::other(format!("reading the message from the queue: {e}"))
+                });
+                Some((piece, seq + 1))
+            }
+        }))
     }
 
     /// The envelope sender and whether From is rewritten to it: a From in
@@ -539,4 +604,14 @@ fn smtp_failure(e: &SmtpError) -> Attempt {
             code: None,
         },
     }
+}
+
+/// A message as read for an attempt.
+enum Message {
+    Whole(Bytes),
+    /// Stored in `count` pieces: the first one here, the rest read as sent.
+    Pieces {
+        head: Bytes,
+        count: u32,
+    },
 }

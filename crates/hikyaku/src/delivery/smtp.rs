@@ -260,7 +260,13 @@ struct Wire {
     /// How much of `pending` TLS has taken.
     taken: usize,
     control: Arc<Control>,
+    /// A message being fed from the store (taken from [`Control::feed`]);
+    /// in a mutex only because lettre wants the stream `Sync`.
+    feeding: std::sync::Mutex<Option<Feed>>,
 }
+
+/// The prepared pieces of a message read from the store as they are sent.
+pub type Feed = Pin<Box<dyn futures_util::Stream<Item = io::Result<Vec<u8>>> + Send>>;
 
 /// What the session tells its [`Wire`] once lettre owns it.
 struct Control {
@@ -270,6 +276,10 @@ struct Control {
     /// While lettre connects (`Some`): the bytes it reads (greeting and EHLO
     /// reply), kept to learn the extensions lettre does not record.
     heard: std::sync::Mutex<Option<Vec<u8>>>,
+    /// A message to write, piece by piece as each is read, before lettre's
+    /// next write (its final dot): lettre takes a message only from a
+    /// synchronous iterator, which cannot wait for the store.
+    feed: std::sync::Mutex<Option<Feed>>,
 }
 
 impl Control {
@@ -278,6 +288,7 @@ impl Control {
         Control {
             hold: AtomicBool::new(false),
             heard: std::sync::Mutex::new(Some(Vec::new())),
+            feed: std::sync::Mutex::new(None),
         }
     }
 
@@ -297,6 +308,16 @@ impl Control {
             .ok()
             .and_then(|mut h| h.take())
             .unwrap_or_default()
+    }
+
+    fn set_feed(&self, feed: Option<Feed>) {
+        if let Ok(mut f) = self.feed.lock() {
+            *f = feed;
+        }
+    }
+
+    fn take_feed(&self) -> Option<Feed> {
+        self.feed.lock().ok().and_then(|mut f| f.take())
     }
 
     fn hold_next_flush(&self, hold: bool) {
@@ -375,6 +396,45 @@ impl AsyncWrite for Wire {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        // A message fed from the store goes out first, a piece at a time.
+        loop {
+            let feeding = this
+                .feeding
+                .get_mut()
+                .map_err(|_| io::Error::other("poisoned"))?;
+            if feeding.is_none() {
+                *feeding = this.control.take_feed();
+                if feeding.is_none() {
+                    break;
+                }
+            }
+            std::task::ready!(this.poll_drain(cx))?;
+            let feeding = this
+                .feeding
+                .get_mut()
+                .map_err(|_| io::Error::other("poisoned"))?;
+            let Some(feed) = feeding.as_mut() else {
+                break;
+            };
+            match std::task::ready!(feed.as_mut().poll_next(cx)) {
+                Some(Ok(piece)) => {
+                    this.pending = piece;
+                    this.taken = 0;
+                }
+                Some(Err(e)) => {
+                    *feeding = None;
+                    return Poll::Ready(Err(e));
+                }
+                None => {
+                    *feeding = None;
+                    // Not a piece's worth kept for the life of the session.
+                    if this.pending.capacity() > GATHER_MAX {
+                        std::task::ready!(this.poll_drain(cx))?;
+                        this.pending = Vec::new();
+                    }
+                }
+            }
+        }
         if this.pending.len() + buf.len() <= GATHER_MAX {
             this.pending.extend_from_slice(buf);
             return Poll::Ready(Ok(buf.len()));
@@ -639,6 +699,7 @@ async fn connect_inner(t: &Target) -> Result<Session, SmtpError> {
         pending: Vec::new(),
         taken: 0,
         control: control.clone(),
+        feeding: std::sync::Mutex::new(None),
     };
     let conn = AsyncSmtpConnection::connect_with_transport(Box::new(wire), &t.hello)
         .await
@@ -752,6 +813,23 @@ impl Session {
         recipients: &[String],
         data: &[u8],
     ) -> Result<SendReport, SendError> {
+        self.send_message(from, recipients, Outgoing::Whole(data))
+            .await
+    }
+
+    /// [`Session::send`] for a message whole in memory or read piece by
+    /// piece while it is written.
+    pub async fn send_message(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+        message: Outgoing<'_>,
+    ) -> Result<SendReport, SendError> {
+        let (data, len): (&[u8], usize) = match &message {
+            Outgoing::Whole(data) => (data, data.len()),
+            Outgoing::Pieces { head, size, .. } => (head, *size),
+        };
+        let streamed = matches!(message, Outgoing::Pieces { .. });
         let smtp = SendError::Smtp;
         let sender: Address = from.parse().map_err(|_| {
             smtp(SmtpError::BadAddress {
@@ -767,7 +845,9 @@ impl Session {
         if utf8 && info.supports_feature(Extension::SmtpUtfEight) {
             params.push(MailParameter::SmtpUtfEight);
         }
-        if !data.is_ascii() && info.supports_feature(Extension::EightBitMime) {
+        // A message in pieces is not read ahead: 8BITMIME is declared
+        // whenever offered (right for 7-bit text too, RFC 6152).
+        if (streamed || !data.is_ascii()) && info.supports_feature(Extension::EightBitMime) {
             params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         let mail = Mail::new(Some(sender), params);
@@ -792,11 +872,31 @@ impl Session {
             self.envelope_stepwise(mail, &valid, &mut refused).await?;
         }
 
-        let size_allowance =
-            Duration::from_secs(u64::try_from(data.len() / 65_536).unwrap_or(u64::MAX));
+        let size_allowance = Duration::from_secs(u64::try_from(len / 65_536).unwrap_or(u64::MAX));
         let limit = self.command_timeout + size_allowance;
-        let pieces = Pieces::new(data, Some(self.control.clone()));
-        let reply = tokio::time::timeout(limit, self.conn.message_iter(pieces)).await;
+        let reply = match message {
+            Outgoing::Whole(data) => {
+                let pieces = Pieces::new(data, Some(self.control.clone()));
+                tokio::time::timeout(limit, self.conn.message_iter(pieces)).await
+            }
+            Outgoing::Pieces { head, rest, .. } => {
+                self.control.set_feed(Some(stuffed(head.to_vec(), rest)));
+                // lettre writes nothing of its own but the final dot; the
+                // wire writes the fed message before it.
+                let sent = tokio::time::timeout(
+                    limit,
+                    self.conn.message_iter(std::iter::empty::<&[u8]>()),
+                )
+                .await;
+                self.control.set_feed(None);
+                if !matches!(sent, Ok(Ok(_))) {
+                    // Cut off mid-message: what the wire still holds of it
+                    // must never be written into another transaction.
+                    self.broken = true;
+                }
+                sent
+            }
+        };
         self.control.hold_next_flush(false);
         let reply = match reply {
             Err(_) => return Err(smtp(timed_out(Stage::EndOfData, limit))),
@@ -946,6 +1046,103 @@ pub fn prepare_data(message: &[u8]) -> Vec<u8> {
     Pieces::new(message, None).flatten().collect()
 }
 
+/// A message to send: whole, or its first piece (From already rewritten)
+/// and the rest read piece by piece as it is written.
+pub enum Outgoing<'a> {
+    Whole(&'a [u8]),
+    Pieces {
+        head: &'a [u8],
+        rest: Feed,
+        /// The stored message's length (for the time allowed to send it).
+        size: usize,
+    },
+}
+
+/// `head` and then the pieces of `rest`, made ready for the wire: line
+/// endings CRLF, lines starting with a dot stuffed (RFC 5321 §4.5.2), the
+/// final CRLF left to lettre's `<CRLF>.<CRLF>`.
+fn stuffed(head: Vec<u8>, rest: Feed) -> Feed {
+    use futures_util::StreamExt as _;
+    let first = futures_util::stream::once(std::future::ready(Ok(head)));
+    let pieces = first
+        .chain(rest)
+        .map(Some)
+        .chain(futures_util::stream::once(std::future::ready(None)));
+    let mut stuffer = Stuffer::default();
+    Box::pin(pieces.filter_map(move |piece| {
+        let out = match piece {
+            Some(Ok(p)) => Some(Ok(stuffer.feed(&p, false))),
+            Some(Err(e)) => Some(Err(e)),
+            None => Some(Ok(stuffer.feed(&[], true))),
+        };
+        std::future::ready(out.filter(|r| !matches!(r, Ok(v) if v.is_empty())))
+    }))
+}
+
+/// Dot-stuffing and line endings across piece boundaries.
+#[derive(Debug)]
+struct Stuffer {
+    /// A trailing CR or CRLF held back: whether it is bare, or the
+    /// message's last, depends on what follows.
+    carry: Vec<u8>,
+    line_start: bool,
+}
+
+impl Default for Stuffer {
+    fn default() -> Self {
+        Stuffer {
+            carry: Vec::new(),
+            line_start: true,
+        }
+    }
+}
+
+impl Stuffer {
+    fn feed(&mut self, piece: &[u8], last: bool) -> Vec<u8> {
+        let mut input = std::mem::take(&mut self.carry);
+        input.extend_from_slice(piece);
+        let mut end = input.len();
+        if !last {
+            if input.ends_with(b"\r\n") {
+                end -= 2;
+            } else if input.ends_with(b"\r") {
+                end -= 1;
+            }
+        }
+        self.carry = input[end..].to_vec();
+        let body = &input[..end];
+        let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
+        let mut i = 0;
+        while i < body.len() {
+            let b = body[i];
+            if self.line_start && b == b'.' {
+                out.push(b'.');
+            }
+            match b {
+                b'\r' if body.get(i + 1) == Some(&b'\n') => {
+                    out.extend_from_slice(b"\r\n");
+                    self.line_start = true;
+                    i += 2;
+                    continue;
+                }
+                b'\r' | b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.line_start = true;
+                }
+                _ => {
+                    out.push(b);
+                    self.line_start = false;
+                }
+            }
+            i += 1;
+        }
+        if last && out.ends_with(b"\r\n") {
+            out.truncate(out.len() - 2);
+        }
+        out
+    }
+}
+
 /// Bytes of the stored message prepared and handed to lettre at a time.
 const DATA_PIECE: usize = 64 * 1024;
 
@@ -1043,6 +1240,35 @@ mod tests {
             out.truncate(out.len() - 2);
         }
         out
+    }
+
+    /// Pieces stuffed one by one, split anywhere, make what lettre makes
+    /// of the whole message.
+    #[test]
+    fn pieces_are_stuffed_as_lettre_stuffs_the_whole() {
+        let message = b".a\r\nb\r\n.\r\n..c\r\nd\re\nf\r\n\r\n.";
+        // What lettre's transparency does to the prepared message.
+        let prepared = prepare_data(message);
+        let mut expected = Vec::new();
+        for (i, line) in prepared.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                expected.push(b'\n');
+            }
+            if line.starts_with(b".") {
+                expected.push(b'.');
+            }
+            expected.extend_from_slice(line);
+        }
+        for cut in 0..message.len() {
+            for cut2 in cut..message.len() {
+                let mut s = Stuffer::default();
+                let mut out = s.feed(&message[..cut], false);
+                out.extend(s.feed(&message[cut..cut2], false));
+                out.extend(s.feed(&message[cut2..], false));
+                out.extend(s.feed(&[], true));
+                assert_eq!(out, expected, "cut at {cut}, {cut2}");
+            }
+        }
     }
 
     #[test]

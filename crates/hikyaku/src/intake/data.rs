@@ -106,6 +106,11 @@ pub struct Collector {
     body: Vec<u8>,
     scanner: Scanner,
     max_size: usize,
+    /// Take the message out in pieces of this size as it arrives
+    /// ([`Collector::take_piece`]); `None`: keep it whole.
+    piece: Option<usize>,
+    /// Bytes already taken out in pieces.
+    taken: usize,
     /// Set once the message is refused; from then on bytes are only drained.
     rejected: Option<Rejection>,
     /// The last four raw bytes, for the strict end matcher while draining.
@@ -113,7 +118,13 @@ pub struct Collector {
 }
 
 impl Collector {
+    #[cfg(test)]
     pub fn new(max_size: usize) -> Self {
+        Self::in_pieces(max_size, None)
+    }
+
+    /// A collector whose message is taken out in pieces of `piece` bytes.
+    pub fn in_pieces(max_size: usize, piece: Option<usize>) -> Self {
         let mut receiver = DataReceiver::new();
         // DataReceiver starts as if mid-line, so a first line of "." (empty
         // message) or ".." (stuffed) would be missed; feed it the CRLF that
@@ -124,6 +135,8 @@ impl Collector {
             body: Vec::new(),
             scanner: Scanner::new(),
             max_size,
+            piece: piece.filter(|&p| p > 0),
+            taken: 0,
             rejected: None,
             tail: [0, 0, b'\r', b'\n'],
         }
@@ -141,7 +154,7 @@ impl Collector {
             let done = self.receiver.ingest(&mut iter, &mut self.body);
             let consumed = clean - iter.as_slice().len();
             self.remember(&input[..consumed]);
-            if self.body.len() > self.max_size {
+            if self.taken + self.body.len() > self.max_size {
                 self.reject(Rejection::TooBig);
             }
             if done {
@@ -176,6 +189,27 @@ impl Collector {
             self.tail = [self.tail[1], self.tail[2], self.tail[3], b];
         }
         (input.len(), None)
+    }
+
+    /// The next full piece of the message, once that much has arrived and
+    /// the message is not refused (the rest stays for the next piece or
+    /// the [`Outcome`]).
+    pub fn take_piece(&mut self) -> Option<Vec<u8>> {
+        let size = self.piece?;
+        if self.rejected.is_some() || self.body.len() < size {
+            return None;
+        }
+        // The piece in a block of its own size (it is held until stored);
+        // the buffer keeps its capacity for the next one.
+        let piece = self.body[..size].to_vec();
+        self.body.drain(..size);
+        self.taken += size;
+        Some(piece)
+    }
+
+    /// Bytes taken out in pieces so far.
+    pub fn taken(&self) -> usize {
+        self.taken
     }
 
     fn reject(&mut self, why: Rejection) {
@@ -234,6 +268,56 @@ mod tests {
             );
             assert_eq!(&input[used..], b"QUIT\r\n");
         }
+    }
+
+    #[test]
+    fn pieces_and_the_rest_make_the_message() {
+        let mut input = Vec::new();
+        for i in 0..500 {
+            input.extend_from_slice(format!("..line {i}\r\n").as_bytes());
+        }
+        input.extend_from_slice(b".\r\nQUIT\r\n");
+        for chunk in [1, 7, 100, 4096] {
+            let mut c = Collector::in_pieces(1_000_000, Some(1000));
+            let mut got = Vec::new();
+            let mut at = 0;
+            let out = loop {
+                let end = (at + chunk).min(input.len());
+                let (n, out) = c.ingest(&input[at..end]);
+                at += n;
+                while let Some(p) = c.take_piece() {
+                    assert_eq!(p.len(), 1000);
+                    got.extend_from_slice(&p);
+                }
+                if let Some(out) = out {
+                    break out;
+                }
+            };
+            let Outcome::Message(rest) = out else {
+                panic!("{out:?}")
+            };
+            assert!(rest.len() < 1000 + chunk);
+            assert_eq!(c.taken(), got.len());
+            got.extend_from_slice(&rest);
+            let mut expected = Vec::new();
+            for i in 0..500 {
+                expected.extend_from_slice(format!(".line {i}\r\n").as_bytes());
+            }
+            assert_eq!(got, expected, "chunk {chunk}");
+            assert_eq!(&input[at..], b"QUIT\r\n");
+        }
+        // The size limit counts the pieces taken out.
+        let mut c = Collector::in_pieces(2500, Some(1000));
+        let mut outcome = None;
+        for line in input.chunks(50) {
+            let (_, out) = c.ingest(line);
+            while c.take_piece().is_some() {}
+            if out.is_some() {
+                outcome = out;
+                break;
+            }
+        }
+        assert_eq!(outcome, Some(Outcome::Rejected(Rejection::TooBig)));
     }
 
     #[test]

@@ -72,6 +72,22 @@ pub struct Submission {
     pub data: Vec<u8>,
     /// Whether the message arrived over TLS (STARTTLS or implicit).
     pub tls: bool,
+    /// A large message: the pieces before `data` were stored as they
+    /// arrived ([`IntakeSink::store_piece`]); `data` is its last piece.
+    pub upload: Option<Upload>,
+}
+
+/// The stored part of a message that arrived in pieces.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The name the pieces were stored under (the job's id to be).
+    pub id: String,
+    /// Pieces stored.
+    pub pieces: u32,
+    /// The whole message's length.
+    pub size: usize,
+    /// The start of the message (its header, for routing and the history).
+    pub head: Vec<u8>,
 }
 
 /// Why the rest of hikyaku could not take a message or check a login.
@@ -135,6 +151,35 @@ pub trait IntakeSink: Send + Sync + 'static {
         &self,
         peer: IpAddr,
     ) -> impl Future<Output = Result<Option<Submitter>, SinkError>> + Send;
+
+    /// Bytes per piece in which a message is stored while it arrives;
+    /// `None` (the default): messages are handed over whole.
+    fn piece_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Stores piece `seq` (from 0) of a message still arriving under
+    /// `upload` (committed, part of no job yet).
+    fn store_piece(
+        &self,
+        upload: &str,
+        seq: u32,
+        piece: Vec<u8>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send {
+        let _ = (upload, seq, piece);
+        async {
+            Err(SinkError::Temporary(
+                "messages in pieces are not stored here".into(),
+            ))
+        }
+    }
+
+    /// Drops the pieces of a message that was not accepted (best effort; a
+    /// piece left behind is removed at the next start).
+    fn discard_upload(&self, upload: &str) -> impl Future<Output = ()> + Send {
+        let _ = upload;
+        async {}
+    }
 
     /// Durably enqueues a message; returns the queue id for the `250` reply.
     fn accept(

@@ -39,6 +39,9 @@ const MAX_COMMAND_LINE: usize = 4096;
 /// Bad commands before we hang up (Postfix's smtpd_hard_error_limit).
 const MAX_BAD_COMMANDS: u32 = 20;
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes of a large message's start kept for its header (routing and the
+/// history read From and Subject there).
+const HEAD: usize = 64 * 1024;
 
 /// Serves one SMTP session on `stream` until QUIT, EOF, a timeout or shutdown.
 ///
@@ -900,9 +903,16 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         }
         self.reply_raw("354 End data with <CR><LF>.<CR><LF>");
 
-        let mut collector = Collector::new(self.config.limits.max_message_size);
+        let mut collector =
+            Collector::in_pieces(self.config.limits.max_message_size, self.sink.piece_size());
         let started = Instant::now();
         let mut received: u64 = 0;
+        // A large message is stored piece by piece as it arrives, under the
+        // id its job will have; only its head is kept here.
+        let upload_id = uuid::Uuid::now_v7().to_string();
+        let mut pieces: u32 = 0;
+        let mut head: Vec<u8> = Vec::new();
+        let mut store_failed: Option<SinkError> = None;
         let outcome = loop {
             let (used, outcome) = collector.ingest(&self.inbuf);
             self.inbuf.drain(..used);
@@ -910,14 +920,33 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             if let Some(outcome) = outcome {
                 break outcome;
             }
+            while let Some(piece) = collector.take_piece() {
+                if pieces == 0 {
+                    head = piece[..piece.len().min(HEAD)].to_vec();
+                }
+                // After a failed write the rest is only read to its end
+                // (the client hears why then), not stored.
+                if store_failed.is_none()
+                    && let Err(e) = self.sink.store_piece(&upload_id, pieces, piece).await
+                {
+                    store_failed = Some(e);
+                }
+                pieces = pieces.saturating_add(1);
+            }
             let slow = too_slow_after(&self.config.limits, started, received);
             if let Some(stop) = self.read_more(io, Some(slow)).await? {
                 // Disconnect, timeout or shutdown before the final dot: nothing
                 // was accepted, so nothing is stored.
                 info!(peer = %self.peer, ?stop, "message abandoned before its end");
+                if pieces > 0 {
+                    self.sink.discard_upload(&upload_id).await;
+                }
                 return self.goodbye(io, stop).await;
             }
         };
+        if pieces > 0 && !matches!(outcome, Outcome::Message(_)) {
+            self.sink.discard_upload(&upload_id).await;
+        }
 
         let data = match outcome {
             Outcome::Message(data) => data,
@@ -961,12 +990,32 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             }
         };
 
-        let Ok(Some(submitter)) = self.submitter().await else {
-            // Unreachable in practice: MAIL checked it; refuse rather than relay.
-            self.reply(530, [5, 7, 0], "Authentication required");
-            return Ok(Flow::Continue);
+        let upload = (pieces > 0).then(|| super::Upload {
+            id: upload_id.clone(),
+            pieces,
+            size: collector.taken() + data.len(),
+            head,
+        });
+        let submitter = match (self.submitter().await, store_failed) {
+            (Ok(Some(submitter)), None) => submitter,
+            (_, Some(error)) => {
+                if let Some(u) = &upload {
+                    self.sink.discard_upload(&u.id).await;
+                }
+                self.refused_by_sink(error, "", upload.as_ref().map_or(0, |u| u.size));
+                return Ok(Flow::Continue);
+            }
+            _ => {
+                if let Some(u) = &upload {
+                    self.sink.discard_upload(&u.id).await;
+                }
+                // Unreachable in practice: MAIL checked it; refuse rather than relay.
+                self.reply(530, [5, 7, 0], "Authentication required");
+                return Ok(Flow::Continue);
+            }
         };
-        let size = data.len();
+        let size = upload.as_ref().map_or(data.len(), |u| u.size);
+        let upload_left = upload.as_ref().map(|u| u.id.clone());
         let recipients = transaction.rcpt_to.len();
         let submitter_name = submitter.name.clone();
         let submission = Submission {
@@ -979,6 +1028,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
             },
             data,
             tls: self.tls,
+            upload,
         };
         match self.sink.accept(submission).await {
             Ok(id) => {
@@ -988,35 +1038,43 @@ impl<'a, S: IntakeSink> Session<'a, S> {
                 self.reply(250, [2, 0, 0], format_args!("Ok: queued as {id}"));
             }
             Err(error) => {
-                warn!(peer = %self.peer, submitter = %submitter_name, size, %error, "message not queued");
-                crate::metrics::intake_refused(error.metric_reason());
-                match error {
-                    SinkError::Temporary(reason) => {
-                        let reason = printable(&reason, 200);
-                        self.reply(451, [4, 3, 0], reason);
-                    }
-                    SinkError::Throttled(_) => {
-                        self.reply(451, [4, 3, 0], "Try again later");
-                    }
-                    SinkError::StorageFull => {
-                        self.reply(452, [4, 3, 1], "Insufficient system storage");
-                    }
-                    SinkError::Permanent(reason) => {
-                        let reason = printable(&reason, 200);
-                        self.reply(554, [5, 3, 0], reason);
-                    }
-                    SinkError::Refused(reason) => {
-                        let reason = printable(&reason, 300);
-                        self.reply(550, [5, 7, 1], reason);
-                    }
-                    SinkError::TooLargeForAccount(reason) => {
-                        let reason = printable(&reason, 300);
-                        self.reply(552, [5, 3, 4], reason);
-                    }
+                if let Some(id) = upload_left {
+                    self.sink.discard_upload(&id).await;
                 }
+                self.refused_by_sink(error, &submitter_name, size);
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Answers a message the rest of hikyaku did not take.
+    fn refused_by_sink(&mut self, error: SinkError, submitter_name: &str, size: usize) {
+        warn!(peer = %self.peer, submitter = %submitter_name, size, %error, "message not queued");
+        crate::metrics::intake_refused(error.metric_reason());
+        match error {
+            SinkError::Temporary(reason) => {
+                let reason = printable(&reason, 200);
+                self.reply(451, [4, 3, 0], reason);
+            }
+            SinkError::Throttled(_) => {
+                self.reply(451, [4, 3, 0], "Try again later");
+            }
+            SinkError::StorageFull => {
+                self.reply(452, [4, 3, 1], "Insufficient system storage");
+            }
+            SinkError::Permanent(reason) => {
+                let reason = printable(&reason, 200);
+                self.reply(554, [5, 3, 0], reason);
+            }
+            SinkError::Refused(reason) => {
+                let reason = printable(&reason, 300);
+                self.reply(550, [5, 7, 1], reason);
+            }
+            SinkError::TooLargeForAccount(reason) => {
+                let reason = printable(&reason, 300);
+                self.reply(552, [5, 3, 4], reason);
+            }
+        }
     }
 }
 

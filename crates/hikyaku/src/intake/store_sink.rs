@@ -140,6 +140,24 @@ impl IntakeSink for StoreSink {
             }))
     }
 
+    fn piece_size(&self) -> Option<usize> {
+        Some(crate::queue::PIECE)
+    }
+
+    async fn store_piece(&self, upload: &str, seq: u32, piece: Vec<u8>) -> Result<(), SinkError> {
+        self.store
+            .store_piece(upload, seq, piece.into(), self.clock.unix())
+            .await
+            .map_err(sink_error)
+    }
+
+    async fn discard_upload(&self, upload: &str) {
+        if let Err(e) = self.store.discard_upload(upload).await {
+            // The next start removes what is left.
+            tracing::warn!(upload, error = %e, "cannot remove the stored pieces of a message not taken");
+        }
+    }
+
     async fn accept(&self, s: Submission) -> Result<String, SinkError> {
         let mut job = new_job(
             &s.submitter.name,
@@ -149,6 +167,14 @@ impl IntakeSink for StoreSink {
             s.envelope.rcpt_to,
             s.data,
         );
+        if let Some(upload) = &s.upload {
+            // The job takes the stored pieces' name; the header is in the head.
+            job.id.clone_from(&upload.id);
+            let summary = summarize(&upload.head);
+            job.header_from = summary.from;
+            job.subject = summary.subject;
+        }
+        let size = s.upload.as_ref().map_or(job.body.len(), |u| u.size);
         // Routing, before 250: the job carries its account from here on.
         let accounts = self.store.accounts().await.map_err(sink_error)?;
         job.account_id = super::routing::route(
@@ -159,11 +185,22 @@ impl IntakeSink for StoreSink {
             self.rewrite_from,
         )
         .map_err(|e| SinkError::Refused(e.to_string()))?;
-        if let Some(reason) = super::routing::too_large(&accounts, job.account_id, job.body.len()) {
+        if let Some(reason) = super::routing::too_large(&accounts, job.account_id, size) {
             return Err(SinkError::TooLargeForAccount(reason));
         }
-        let (id, submitter, size) = (job.id.clone(), job.submitter.clone(), job.body.len());
+        let (id, submitter) = (job.id.clone(), job.submitter.clone());
         let now = self.clock.unix();
+        if let Some(upload) = s.upload {
+            // In pieces: delivery reads it from the store, piece by piece.
+            let total = i64::try_from(size).unwrap_or(i64::MAX);
+            self.store
+                .enqueue_pieces(job, upload.pieces, total, now)
+                .await
+                .map_err(sink_error)?;
+            tracing::debug!(job_id = %id, submitter = %submitter, size, pieces = upload.pieces + 1, "message stored");
+            (self.on_enqueue)();
+            return Ok(id);
+        }
         // With a place at delivery, the job is stored already claimed and
         // handed over after the commit; otherwise delivery finds it queued.
         let hand_over = match self.handoff.as_ref().and_then(|h| h.reserve(size)) {

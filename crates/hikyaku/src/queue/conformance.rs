@@ -74,6 +74,160 @@ where
         let (store, _keep) = fresh().await;
         a_last_reply_comes_back_as_the_reason_stored(&store).await;
     }
+    {
+        let (store, _keep) = fresh().await;
+        a_message_in_pieces_is_stored_read_and_dropped_piece_by_piece(&store).await;
+    }
+    {
+        let (store, _keep) = fresh().await;
+        uploads_no_job_took_are_discarded_and_purged(&store).await;
+    }
+}
+
+/// The pieces of a message named `id`: `n` of `len` bytes, each byte its
+/// piece's number.
+fn pieces(n: u8, len: usize) -> Vec<bytes::Bytes> {
+    (0..n).map(|i| vec![b'a' + i; len].into()).collect()
+}
+
+async fn a_message_in_pieces_is_stored_read_and_dropped_piece_by_piece<
+    S: JobStore + Clone + 'static,
+>(
+    store: &S,
+) {
+    use super::StoredBody;
+    // Two jobs in pieces (one to be sent, one to fail) and a small one.
+    for id in ["p-sent", "p-failed", "p-deleted"] {
+        for (seq, p) in (0..).zip(pieces(3, 1000)) {
+            store.store_piece(id, seq, p, 100).await.unwrap();
+        }
+        let mut last = job(id);
+        last.body = b"the end\r\n".to_vec().into();
+        store.enqueue_pieces(last, 3, 3007, 100).await.unwrap();
+    }
+    let whole: Vec<u8> = [pieces(3, 1000).concat(), b"the end\r\n".to_vec()].concat();
+    assert_eq!(store.job("p-sent").await.unwrap().size, 3007);
+    assert_eq!(
+        store.body_layout("p-sent").await.unwrap(),
+        StoredBody::Pieces(4)
+    );
+    for seq in 0..3 {
+        assert_eq!(
+            store.body_piece("p-sent", seq).await.unwrap(),
+            vec![b'a' + u8::try_from(seq).unwrap(); 1000]
+        );
+    }
+    assert_eq!(store.body_piece("p-sent", 3).await.unwrap(), b"the end\r\n");
+    assert!(
+        store
+            .body_piece("p-sent", 4)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    // Read whole for the HTTP transports and notices.
+    assert_eq!(store.job_body("p-sent").await.unwrap(), whole);
+    // A small message stays whole.
+    store.enqueue(&job("small"), 100).await.unwrap();
+    assert_eq!(
+        store.body_layout("small").await.unwrap(),
+        StoredBody::Whole(job("small").body.to_vec())
+    );
+    // A claim leaves a message in pieces to the worker, however small.
+    let claimed = store
+        .claim_due_jobs_with_bodies(200, 1_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    for (j, body) in &claimed {
+        assert_eq!(body.is_some(), j.id == "small", "{}", j.id);
+    }
+    // An upload a job took is not discarded.
+    store.discard_upload("p-sent").await.unwrap();
+    assert_eq!(store.job_body("p-sent").await.unwrap(), whole);
+    store
+        .mark_sent("p-sent", None, &up("250 ok"), 300)
+        .await
+        .unwrap();
+    store
+        .mark_failed("p-failed", None, &up("550 no"), 300)
+        .await
+        .unwrap();
+    // Sent: its pieces are dropped with its body. Failed: kept for a retry.
+    assert!(
+        store
+            .body_piece("p-sent", 0)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(store.job_body("p-sent").await.unwrap_err().is_not_found());
+    assert_eq!(store.job_body("p-failed").await.unwrap(), whole);
+    store.retry_job("p-failed", 400).await.unwrap();
+    // Deleted: its pieces go too.
+    store
+        .mark_sent("small", None, &up("250 ok"), 300)
+        .await
+        .unwrap();
+    store
+        .defer_job("p-deleted", &up("451 later"), 500, 300, true)
+        .await
+        .unwrap();
+    store.delete_job("p-deleted").await.unwrap();
+    assert!(
+        store
+            .body_piece("p-deleted", 0)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    // Nothing of the two is left that a purge could still find.
+    assert_eq!(store.purge_uploads(i64::MAX).await.unwrap(), 0);
+    assert_eq!(store.job_body("p-failed").await.unwrap(), whole);
+}
+
+async fn uploads_no_job_took_are_discarded_and_purged<S: JobStore + Clone + 'static>(store: &S) {
+    for (seq, p) in (0..).zip(pieces(2, 10)) {
+        store.store_piece("left", seq, p, 100).await.unwrap();
+    }
+    store.discard_upload("left").await.unwrap();
+    assert!(
+        store
+            .body_piece("left", 0)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    // A crash leaves pieces behind: those whose newest piece is older than
+    // the cut-off go, an upload still being written stays.
+    store
+        .store_piece("crashed", 0, pieces(1, 10)[0].clone(), 100)
+        .await
+        .unwrap();
+    store
+        .store_piece("arriving", 0, pieces(1, 10)[0].clone(), 100)
+        .await
+        .unwrap();
+    store
+        .store_piece("arriving", 1, pieces(1, 10)[0].clone(), 200)
+        .await
+        .unwrap();
+    assert_eq!(store.purge_uploads(150).await.unwrap(), 1);
+    assert!(
+        store
+            .body_piece("crashed", 0)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(store.body_piece("arriving", 0).await.is_ok());
+    // The same piece twice is refused, not a second copy.
+    assert!(
+        store
+            .store_piece("arriving", 1, pieces(1, 10)[0].clone(), 200)
+            .await
+            .is_err()
+    );
 }
 
 async fn a_last_reply_comes_back_as_the_reason_stored<S: JobStore + Clone + 'static>(store: &S) {

@@ -110,3 +110,19 @@ pub type Claimed = (Job, Option<bytes::Bytes>);
 /// sent: eight 10 MB messages claimed together were over 160 MB at once.
 /// Larger bodies are read one by one, by the worker that sends them.
 pub const CLAIM_BODY_MAX: i64 = 1024 * 1024;
+
+/// Bytes of one piece of a large message. A message longer than this is
+/// stored piece by piece while it arrives and read piece by piece while it
+/// is sent (SMTP), so neither holds it whole; a shorter one is stored whole
+/// with its job in one write, as before.
+pub const PIECE: usize = 256 * 1024;
+
+/// How a job's message is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredBody {
+    /// Whole, in one row: here it is.
+    Whole(Vec<u8>),
+    /// In this many pieces, read one at a time with
+    /// [`JobStore::body_piece`](super::JobStore::body_piece).
+    Pieces(u32),
+}

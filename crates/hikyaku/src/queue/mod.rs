@@ -22,7 +22,7 @@ use std::future::Future;
 
 use crate::i18n::Reason;
 
-pub use job::{Claimed, Job, JobFilter, NewJob};
+pub use job::{Claimed, Job, JobFilter, NewJob, PIECE, StoredBody};
 pub use state::{JobState, UnknownState};
 
 /// What the queue's callers need to know about an engine's error.
@@ -75,6 +75,50 @@ pub trait JobStore: Send + Sync {
         lease_until: i64,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Stores piece `seq` (from 0) of a message still arriving, committed
+    /// but part of no job yet: an upload, named by the id its job will
+    /// have. On SQLite it goes through the same group commit as the jobs.
+    fn store_piece(
+        &self,
+        upload: &str,
+        seq: u32,
+        piece: bytes::Bytes,
+        now: i64,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// [`JobStore::enqueue_owned`] for a message whose first `pieces`
+    /// pieces were stored with [`JobStore::store_piece`] under `job.id`:
+    /// `job.body` is its last piece, `size` the whole message's length. The
+    /// job and its last piece are committed together, which makes the
+    /// upload part of the job; `Ok` means all of it is durable.
+    fn enqueue_pieces(
+        &self,
+        job: NewJob,
+        pieces: u32,
+        size: i64,
+        now: i64,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Deletes an upload no job took (the client left, the message was
+    /// refused). An upload a job took is kept.
+    fn discard_upload(&self, upload: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Deletes the uploads no job took whose last piece was stored before
+    /// `before` (left by a crash); returns the pieces deleted.
+    fn purge_uploads(&self, before: i64) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// How the message of `id` is stored: whole (and then read), or the
+    /// number of its pieces (read one by one with [`JobStore::body_piece`]).
+    fn body_layout(&self, id: &str)
+    -> impl Future<Output = Result<StoredBody, Self::Error>> + Send;
+
+    /// Piece `seq` (from 0) of a message stored in pieces.
+    fn body_piece(
+        &self,
+        id: &str,
+        seq: u32,
+    ) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
+
     /// Claims up to `limit` due jobs (queued or deferred, due by `now`), most
     /// overdue first, each with its body; leased until `lease_until`, the
     /// attempt counted.
@@ -120,7 +164,9 @@ pub trait JobStore: Send + Sync {
     /// When the next queued or deferred job falls due.
     fn next_due_at(&self) -> impl Future<Output = Result<Option<i64>, Self::Error>> + Send;
 
-    /// The stored message (kept until the job is sent).
+    /// The stored message (kept until the job is sent), whole: a message in
+    /// pieces is put together (the HTTP transports and failure notices need
+    /// it whole).
     fn job_body(&self, id: &str) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
 
     /// `sending → sent` through account `via`; the body is dropped.

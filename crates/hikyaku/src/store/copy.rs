@@ -41,6 +41,7 @@ const ORDER: &[&str] = &[
     "settings",
     "jobs",
     "messages",
+    "message_pieces",
     "job_stats",
 ];
 
@@ -1068,6 +1069,16 @@ mod tests {
         for id in ["z-first", "q-second", "m-third"] {
             lite.enqueue(&conformance::job(id), 100).await.unwrap();
         }
+        // A message in pieces, and a piece of one still arriving.
+        lite.store_piece("pieces", 0, b"first piece ".to_vec().into(), 100)
+            .await
+            .unwrap();
+        lite.enqueue_pieces(conformance::job("pieces"), 1, 100, 100)
+            .await
+            .unwrap();
+        lite.store_piece("arriving", 0, b"x".to_vec().into(), 100)
+            .await
+            .unwrap();
         let (claimed, _) = lite.claim_due_jobs_with_bodies(100, 700, 1).await.unwrap()[0].clone();
         assert_eq!(claimed.id, "z-first");
         lite.close().await;
@@ -1084,8 +1095,9 @@ mod tests {
                 .find(|c| c.table == t)
                 .map(|c| c.target)
         };
-        assert_eq!(count("jobs"), Some(3));
-        assert_eq!(count("messages"), Some(3));
+        assert_eq!(count("jobs"), Some(4));
+        assert_eq!(count("messages"), Some(4));
+        assert_eq!(count("message_pieces"), Some(3));
         assert_eq!(count("users"), Some(2));
         assert_eq!(count("accounts"), Some(2));
         assert_eq!(count("sessions"), None, "sessions are not copied");
@@ -1098,6 +1110,10 @@ mod tests {
         assert_eq!(pg.setting("k").await.unwrap().as_deref(), Some("v"));
         assert_eq!(pg.job("z-first").await.unwrap().state, JobState::Sending);
         assert_eq!(
+            pg.job_body("pieces").await.unwrap(),
+            [&b"first piece "[..], &conformance::job("pieces").body[..]].concat()
+        );
+        assert_eq!(
             pg.job_body("m-third").await.unwrap(),
             conformance::job("m-third").body.to_vec()
         );
@@ -1109,7 +1125,7 @@ mod tests {
             .into_iter()
             .map(|(j, _)| j.id)
             .collect();
-        assert_eq!(order, ["q-second", "m-third"]);
+        assert_eq!(order, ["q-second", "m-third", "pieces"]);
         // Not while a server is connected to the database.
         let busy = Location::Sqlite(tmp.path().join("busy.sqlite"));
         let refused = quiet(&to, &busy).await.unwrap_err();
@@ -1151,6 +1167,10 @@ mod tests {
         );
         assert_eq!(lite.count_users().await.unwrap(), 3);
         assert_eq!(lite.job("z-first").await.unwrap().state, JobState::Sending);
+        assert_eq!(
+            lite.job_body("pieces").await.unwrap(),
+            [&b"first piece "[..], &conformance::job("pieces").body[..]].concat()
+        );
         lite.close().await;
 
         // The same store twice, and a missing source, are refused.

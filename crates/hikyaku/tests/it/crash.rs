@@ -116,7 +116,12 @@ async fn client(addr: SocketAddr, book: Arc<Mutex<Book>>, n: usize) {
 /// Cuts a session off after half of its message (SIGKILL or SIGTERM), then
 /// restarts hikyaku and sends the message whole. Returns the transmission
 /// that must never arrive and the one that was acknowledged.
-async fn restart_mid_data(hk: &mut Hikyaku, key: &str, sigkill: bool) -> (String, String) {
+async fn restart_mid_data(
+    hk: &mut Hikyaku,
+    data_dir: &Path,
+    key: &str,
+    sigkill: bool,
+) -> (String, String) {
     let mut c = session(hk.smtp).await.expect("session");
     for (line, code) in [
         (format!("MAIL FROM:<{FROM}>"), "250"),
@@ -127,7 +132,8 @@ async fn restart_mid_data(hk: &mut Hikyaku, key: &str, sigkill: bool) -> (String
         assert!(r.starts_with(code), "{line}: {r}");
     }
     let cut = format!("{key}-a1");
-    let whole = message(FROM, key, &cut, 20_000);
+    // Several pieces long: the half sent is stored in pieces before the stop.
+    let whole = message(FROM, key, &cut, 1_500_000);
     c.write(&whole.as_bytes()[..whole.len() / 2])
         .await
         .expect("half the message");
@@ -144,6 +150,14 @@ async fn restart_mid_data(hk: &mut Hikyaku, key: &str, sigkill: bool) -> (String
         Ok(r) => assert!(r.starts_with("421"), "after the stop mid-DATA: {r}"),
     }
     hk.start().await;
+    // Whether the session dropped them (stop) or the start did (kill), no
+    // piece of the cut message is left.
+    let store = hikyaku::store::Store::open(data_dir).await.expect("store");
+    let (_, unattached) = store.message_pieces().await.expect("pieces");
+    assert_eq!(
+        unattached, 0,
+        "pieces of the message cut off mid-DATA are left"
+    );
     let mut c = session(hk.smtp).await.expect("session after restart");
     let resent = format!("{key}-a2");
     let r = c
@@ -191,7 +205,7 @@ async fn nothing_acknowledged_is_lost_across_sigkills() {
     let mut never = Vec::new();
     let mut acked_extra = Vec::new();
     for (key, sigkill) in [("mid-data-kill", true), ("mid-data-term", false)] {
-        let (cut, resent) = restart_mid_data(&mut hk, key, sigkill).await;
+        let (cut, resent) = restart_mid_data(&mut hk, data.path(), key, sigkill).await;
         never.push(cut);
         acked_extra.push(resent);
     }

@@ -16,6 +16,7 @@ mod delivery;
 mod network;
 mod oauth_flow;
 mod ops;
+mod pieces;
 mod postgres;
 mod properties;
 mod queue;

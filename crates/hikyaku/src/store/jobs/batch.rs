@@ -38,6 +38,9 @@ const GATHER_YIELDS: usize = 2;
 /// Requests waiting at most; callers wait for room beyond that.
 const QUEUE: usize = 1024;
 
+// Requests are moved once through the channel; boxing the message's job
+// would cost an allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Op {
     Enqueue {
         job: NewJob,
@@ -46,6 +49,16 @@ pub(crate) enum Op {
         /// Stored already claimed (`sending`, first attempt counted) with
         /// this lease: delivery takes the job from memory, not from the queue.
         lease_until: Option<i64>,
+        /// Pieces stored before under the job's id (`job.body` is the last
+        /// one) and the whole message's length; `None`: `job.body` is all.
+        pieces: Option<(u32, i64)>,
+    },
+    /// One piece of a message still arriving (not yet any job's).
+    Piece {
+        upload: String,
+        seq: u32,
+        data: bytes::Bytes,
+        now: i64,
     },
     Finish {
         id: String,
@@ -68,6 +81,7 @@ impl Op {
     fn bytes(&self) -> usize {
         match self {
             Op::Enqueue { job, .. } => job.body.len(),
+            Op::Piece { data, .. } => data.len(),
             Op::Finish { reply, .. } => reply.len(),
             Op::Claim { .. } => 0,
         }
@@ -226,6 +240,14 @@ async fn commit_all(
     for chunk in enqueued.chunks(ROWS_PER_INSERT) {
         insert_jobs(&mut script, chunk);
     }
+    let pieces: Vec<&Op> = ops
+        .iter()
+        .copied()
+        .filter(|op| matches!(op, Op::Piece { .. }))
+        .collect();
+    for chunk in pieces.chunks(ROWS_PER_INSERT) {
+        insert_pieces(&mut script, chunk);
+    }
     let finished: Vec<&Op> = ops
         .iter()
         .copied()
@@ -334,7 +356,7 @@ fn claim_jobs(script: &mut Script, tag: usize, now: i64, lease_until: i64, limit
     // `CLAIM_BODY_MAX`); a constant of ours, so written as a literal.
     script.push(", CASE WHEN size <= ");
     script.push(crate::queue::job::CLAIM_BODY_MAX);
-    script.push(" THEN (SELECT body FROM messages WHERE messages.job_id = jobs.id) END AS body, ");
+    script.push(" THEN (SELECT body FROM messages WHERE messages.job_id = jobs.id AND messages.pieces = 0) END AS body, ");
     script.push_bind(i64::try_from(tag).unwrap_or(i64::MAX));
     script.push(" AS claim; ");
 }
@@ -403,8 +425,13 @@ fn insert_jobs(script: &mut Script, ops: &[&Op]) {
             rcpt,
             now,
             lease_until,
+            pieces,
         } = op
         {
+            let size = pieces.map_or_else(
+                || i64::try_from(job.body.len()).unwrap_or(i64::MAX),
+                |(_, size)| size,
+            );
             row.push_bind(job.id.as_str())
                 .push_bind(job.account_id)
                 .push_bind(job.submitter.as_str())
@@ -413,7 +440,7 @@ fn insert_jobs(script: &mut Script, ops: &[&Op]) {
                 .push_bind(rcpt.as_str())
                 .push_bind(job.header_from.as_deref())
                 .push_bind(job.subject.as_deref())
-                .push_bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
+                .push_bind(size)
                 .push_bind(if lease_until.is_some() {
                     JobState::Sending.as_str()
                 } else {
@@ -426,10 +453,62 @@ fn insert_jobs(script: &mut Script, ops: &[&Op]) {
                 .push_bind(*now);
         }
     });
-    script.push("; INSERT INTO messages (job_id, body) ");
+    script.push("; INSERT INTO messages (job_id, body, pieces) ");
     script.push_values(ops.iter().copied(), |mut row, op| {
-        if let Op::Enqueue { job, .. } = op {
-            row.push_bind(job.id.as_str()).push_bind(&job.body[..]);
+        if let Op::Enqueue { job, pieces, .. } = op {
+            match pieces {
+                None => row
+                    .push_bind(job.id.as_str())
+                    .push_bind(&job.body[..])
+                    .push_bind(0_i64),
+                // The body is in its pieces, the last one written here.
+                Some((n, _)) => row
+                    .push_bind(job.id.as_str())
+                    .push_bind(&b""[..])
+                    .push_bind(i64::from(*n) + 1),
+            };
+        }
+    });
+    script.push("; ");
+    let last: Vec<(&str, u32, &[u8], i64)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Enqueue {
+                job,
+                pieces: Some((n, _)),
+                now,
+                ..
+            } => Some((job.id.as_str(), *n, &job.body[..], *now)),
+            _ => None,
+        })
+        .collect();
+    if !last.is_empty() {
+        script.push("INSERT INTO message_pieces (upload_id, seq, data, created_at) ");
+        script.push_values(last, |mut row, (id, seq, data, now)| {
+            row.push_bind(id)
+                .push_bind(i64::from(seq))
+                .push_bind(data)
+                .push_bind(now);
+        });
+        script.push("; ");
+    }
+}
+
+/// Pieces of messages still arriving, in one multi-row INSERT.
+fn insert_pieces(script: &mut Script, ops: &[&Op]) {
+    script.push("INSERT INTO message_pieces (upload_id, seq, data, created_at) ");
+    script.push_values(ops.iter().copied(), |mut row, op| {
+        if let Op::Piece {
+            upload,
+            seq,
+            data,
+            now,
+        } = op
+        {
+            row.push_bind(upload.as_str())
+                .push_bind(i64::from(*seq))
+                .push_bind(&data[..])
+                .push_bind(*now);
         }
     });
     script.push("; ");

@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use super::{Conflict, Result, Store, StoreError};
 use crate::i18n::Reason;
-use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, lease};
+use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, StoredBody, lease};
 use rows::{JOB_COLUMNS, job_from_row};
 
 /// Asserts that a write moves jobs only as the state machine allows (the
@@ -26,7 +26,13 @@ fn moves(from: &[JobState], to: JobState) {
 }
 
 impl super::SqliteEngine {
-    async fn insert_job(&self, job: NewJob, now: i64, lease_until: Option<i64>) -> Result<()> {
+    async fn insert_job(
+        &self,
+        job: NewJob,
+        now: i64,
+        lease_until: Option<i64>,
+        pieces: Option<(u32, i64)>,
+    ) -> Result<()> {
         let rcpt = serde_json::to_string(&job.rcpt_to)
             .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
         self.batch
@@ -35,6 +41,7 @@ impl super::SqliteEngine {
                 rcpt,
                 now,
                 lease_until,
+                pieces,
             })
             .await
             .map(|_| ())
@@ -88,6 +95,64 @@ impl super::SqliteEngine {
     }
 }
 
+/// How long an upload no job took is kept on a store that other instances
+/// may be writing to (their clients may still be sending): longer than any
+/// pause the intake allows between two pieces.
+pub const UPLOAD_STALE_SECS: i64 = 30 * 60;
+
+impl Store {
+    /// At start: removes the pieces of messages that were never accepted
+    /// (a crash while they arrived). On SQLite this instance is the only
+    /// writer, so every such piece is stale; on PostgreSQL only those older
+    /// than [`UPLOAD_STALE_SECS`].
+    pub async fn purge_stale_uploads(&self, now: i64) -> Result<u64> {
+        let before = match self.engine() {
+            super::Engine::Sqlite(_) => now.saturating_add(1),
+            super::Engine::Postgres(_) => now.saturating_sub(UPLOAD_STALE_SECS),
+        };
+        self.purge_uploads(before).await
+    }
+
+    /// Stored pieces of messages: all of them, and those of no job (of
+    /// messages still arriving, or left by a crash until the next start).
+    pub async fn message_pieces(&self) -> Result<(i64, i64)> {
+        const SQL: &str = "SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.job_id = p.upload_id)) FROM message_pieces p";
+        match self.engine() {
+            super::Engine::Sqlite(s) => Ok(sqlx::query_as(SQL).fetch_one(s.pool()).await?),
+            super::Engine::Postgres(pg) => sqlx::query_as(SQL)
+                .fetch_one(pg.pool())
+                .await
+                .map_err(super::postgres::pg),
+        }
+    }
+}
+
+/// Deletes every piece of each upload no message took whose newest piece
+/// is older than `?1` (SQLite and PostgreSQL alike).
+pub(in crate::store) const PURGE_UPLOADS: &str = "DELETE FROM message_pieces WHERE upload_id IN (SELECT p.upload_id FROM message_pieces p WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.job_id = p.upload_id) GROUP BY p.upload_id HAVING MAX(p.created_at) < ?1)";
+
+/// A `messages` row (pieces, body when whole) as a [`StoredBody`].
+pub(in crate::store) fn layout(row: Option<(i64, Option<Vec<u8>>)>) -> Result<StoredBody> {
+    match row {
+        None => Err(StoreError::NotFound),
+        Some((0, body)) => Ok(StoredBody::Whole(body.unwrap_or_default())),
+        Some((n, _)) => Ok(StoredBody::Pieces(u32::try_from(n).map_err(|_| {
+            StoreError::Conflict(Conflict::Corrupt(format!("{n} pieces")))
+        })?)),
+    }
+}
+
+/// A message's pieces put together; a piece missing is a damaged store.
+pub(in crate::store) fn whole(pieces: Vec<Vec<u8>>, expected: u32) -> Result<Vec<u8>> {
+    if pieces.len() != usize::try_from(expected).unwrap_or(usize::MAX) {
+        return Err(StoreError::Conflict(Conflict::Corrupt(format!(
+            "a message stored in {expected} pieces has {}",
+            pieces.len()
+        ))));
+    }
+    Ok(pieces.concat())
+}
+
 impl crate::queue::StoreFailure for StoreError {
     fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound)
@@ -105,7 +170,7 @@ impl JobStore for Store {
             super::Engine::Postgres(pg) => return pg.enqueue_owned(job, now).await,
             super::Engine::Sqlite(s) => s,
         };
-        s.insert_job(job, now, None).await
+        s.insert_job(job, now, None, None).await
     }
 
     async fn enqueue_claimed(&self, job: NewJob, now: i64, lease_until: i64) -> Result<()> {
@@ -113,7 +178,7 @@ impl JobStore for Store {
             super::Engine::Postgres(pg) => return pg.enqueue_claimed(job, now, lease_until).await,
             super::Engine::Sqlite(s) => s,
         };
-        s.insert_job(job, now, Some(lease_until)).await
+        s.insert_job(job, now, Some(lease_until), None).await
     }
 
     async fn claim_due_jobs_with_bodies(
@@ -160,8 +225,102 @@ impl JobStore for Store {
             super::Engine::Postgres(pg) => return pg.job_body(id).await,
             super::Engine::Sqlite(s) => s,
         };
-        sqlx::query_scalar("SELECT body FROM messages WHERE job_id = ?1")
+        match self.body_layout(id).await? {
+            StoredBody::Whole(body) => Ok(body),
+            StoredBody::Pieces(n) => {
+                let pieces: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT data FROM message_pieces WHERE upload_id = ?1 ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(s.pool())
+                .await?;
+                whole(pieces, n)
+            }
+        }
+    }
+
+    async fn store_piece(
+        &self,
+        upload: &str,
+        seq: u32,
+        piece: bytes::Bytes,
+        now: i64,
+    ) -> Result<()> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.store_piece(upload, seq, piece, now).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        s.batch
+            .submit(batch::Op::Piece {
+                upload: upload.to_owned(),
+                seq,
+                data: piece,
+                now,
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn enqueue_pieces(&self, job: NewJob, pieces: u32, size: i64, now: i64) -> Result<()> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.enqueue_pieces(job, pieces, size, now).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        s.insert_job(job, now, None, Some((pieces, size))).await
+    }
+
+    async fn discard_upload(&self, upload: &str) -> Result<()> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.discard_upload(upload).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        let mut tx = s.write().await?;
+        sqlx::query("DELETE FROM message_pieces WHERE upload_id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE job_id = ?1)")
+            .bind(upload)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn purge_uploads(&self, before: i64) -> Result<u64> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.purge_uploads(before).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        let mut tx = s.write().await?;
+        let n = sqlx::query(PURGE_UPLOADS)
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn body_layout(&self, id: &str) -> Result<StoredBody> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.body_layout(id).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        // The body of a message in pieces is empty: not read for nothing.
+        let row: Option<(i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT pieces, CASE WHEN pieces = 0 THEN body END FROM messages WHERE job_id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(s.pool())
+        .await?;
+        layout(row)
+    }
+
+    async fn body_piece(&self, id: &str, seq: u32) -> Result<Vec<u8>> {
+        let s = match self.engine() {
+            super::Engine::Postgres(pg) => return pg.body_piece(id, seq).await,
+            super::Engine::Sqlite(s) => s,
+        };
+        sqlx::query_scalar("SELECT data FROM message_pieces WHERE upload_id = ?1 AND seq = ?2")
             .bind(id)
+            .bind(i64::from(seq))
             .fetch_optional(s.pool())
             .await?
             .ok_or(StoreError::NotFound)
@@ -386,6 +545,29 @@ mod tests {
             ),
             (Some(prose), Some("legacy"))
         );
+    }
+
+    /// At start, pieces of a message that never became a job (a crash
+    /// while it arrived) are removed; pieces of jobs stay.
+    #[tokio::test]
+    async fn pieces_no_job_took_are_removed_at_start() {
+        use crate::queue::JobStore as _;
+        let (store, _dir) = fresh().await;
+        store
+            .store_piece("crashed", 0, b"half a message".to_vec().into(), 100)
+            .await
+            .unwrap();
+        store
+            .store_piece("kept", 0, b"first".to_vec().into(), 100)
+            .await
+            .unwrap();
+        store
+            .enqueue_pieces(conformance::job("kept"), 1, 100, 100)
+            .await
+            .unwrap();
+        assert_eq!(store.message_pieces().await.unwrap(), (3, 1));
+        assert_eq!(store.purge_stale_uploads(101).await.unwrap(), 1);
+        assert_eq!(store.message_pieces().await.unwrap(), (2, 0));
     }
 
     /// The SQLite engine passes the queue's conformance suite.

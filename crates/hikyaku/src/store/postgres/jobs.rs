@@ -23,7 +23,9 @@ use sqlx::postgres::PgRow;
 
 use super::{DB_NOW, PgStore, pg};
 use crate::i18n::Reason;
-use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, UnknownState, lease};
+use crate::queue::{
+    Claimed, Job, JobFilter, JobState, JobStore, NewJob, StoredBody, UnknownState, lease,
+};
 use crate::store::{Conflict, Result, StoreError};
 
 const JOB_COLUMNS: &str = "j.id, j.account_id, j.submitter, j.source, j.mail_from, j.rcpt_to, j.header_from, j.subject, j.size, j.state, j.attempts, j.next_attempt_at, j.last_reply, j.via_account_id, j.created_at, j.updated_at";
@@ -70,7 +72,13 @@ fn moves(from: &[JobState], to: JobState) {
 }
 
 impl PgStore {
-    async fn insert_job(&self, job: NewJob, now: i64, lease_until: Option<i64>) -> Result<()> {
+    async fn insert_job(
+        &self,
+        job: NewJob,
+        now: i64,
+        lease_until: Option<i64>,
+        pieces: Option<(u32, i64)>,
+    ) -> Result<()> {
         let rcpt = serde_json::to_string(&job.rcpt_to)
             .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
         let claimed = lease_until.is_some();
@@ -80,9 +88,17 @@ impl PgStore {
         let sql = format!(
             "WITH j AS (INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, lease_until, lease_owner, next_attempt_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $12 THEN COALESCE($16, {DB_NOW}) + $17 END, $13, $14, $14, $14) RETURNING id) \
-             INSERT INTO messages (job_id, body) SELECT id, $15 FROM j"
+             {body}",
+            // A message in pieces: its last piece goes in with the job, in
+            // the same statement, which makes the upload the job's.
+            body = if pieces.is_some() {
+                ", m AS (INSERT INTO messages (job_id, body, pieces) SELECT id, '\\x'::BYTEA, $18 FROM j RETURNING job_id) \
+                 INSERT INTO message_pieces (upload_id, seq, data, created_at) SELECT job_id, $18 - 1, $15, $14 FROM m"
+            } else {
+                "INSERT INTO messages (job_id, body) SELECT id, $15 FROM j"
+            }
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&job.id)
             .bind(job.account_id)
             .bind(&job.submitter)
@@ -91,7 +107,10 @@ impl PgStore {
             .bind(rcpt)
             .bind(&job.header_from)
             .bind(&job.subject)
-            .bind(i64::try_from(job.body.len()).unwrap_or(i64::MAX))
+            .bind(pieces.map_or_else(
+                || i64::try_from(job.body.len()).unwrap_or(i64::MAX),
+                |(_, size)| size,
+            ))
             .bind(if claimed {
                 JobState::Sending.as_str()
             } else {
@@ -103,10 +122,12 @@ impl PgStore {
             .bind(now)
             .bind(&job.body[..])
             .bind(base)
-            .bind(length)
-            .execute(&self.pool)
-            .await
-            .map_err(pg)?;
+            .bind(length);
+        let query = match pieces {
+            Some((n, _)) => query.bind(i32::try_from(n).unwrap_or(i32::MAX).saturating_add(1)),
+            None => query,
+        };
+        query.execute(&self.pool).await.map_err(pg)?;
         if claimed {
             self.held().insert(job.id, 1);
         }
@@ -249,11 +270,11 @@ impl JobStore for PgStore {
     type Error = StoreError;
 
     async fn enqueue_owned(&self, job: NewJob, now: i64) -> Result<()> {
-        self.insert_job(job, now, None).await
+        self.insert_job(job, now, None, None).await
     }
 
     async fn enqueue_claimed(&self, job: NewJob, now: i64, lease_until: i64) -> Result<()> {
-        self.insert_job(job, now, Some(lease_until)).await
+        self.insert_job(job, now, Some(lease_until), None).await
     }
 
     async fn claim_due_jobs_with_bodies(
@@ -268,7 +289,7 @@ impl JobStore for PgStore {
              ORDER BY next_attempt_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) \
              UPDATE jobs j SET state = 'sending', attempts = j.attempts + 1, lease_until = COALESCE($2, {DB_NOW}) + $5, lease_owner = $4, updated_at = $1 \
              FROM c WHERE j.id = c.id \
-             RETURNING {JOB_COLUMNS}, j.seq, CASE WHEN j.size <= {max} THEN (SELECT body FROM messages m WHERE m.job_id = j.id) END AS body",
+             RETURNING {JOB_COLUMNS}, j.seq, CASE WHEN j.size <= {max} THEN (SELECT body FROM messages m WHERE m.job_id = j.id AND m.pieces = 0) END AS body",
             // Large bodies are read by the worker that sends them.
             max = crate::queue::job::CLAIM_BODY_MAX
         );
@@ -312,8 +333,79 @@ impl JobStore for PgStore {
     }
 
     async fn job_body(&self, id: &str) -> Result<Vec<u8>> {
-        sqlx::query_scalar("SELECT body FROM messages WHERE job_id = $1")
+        match self.body_layout(id).await? {
+            StoredBody::Whole(body) => Ok(body),
+            StoredBody::Pieces(n) => {
+                let pieces: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT data FROM message_pieces WHERE upload_id = $1 ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(pg)?;
+                crate::store::jobs::whole(pieces, n)
+            }
+        }
+    }
+
+    async fn store_piece(
+        &self,
+        upload: &str,
+        seq: u32,
+        piece: bytes::Bytes,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO message_pieces (upload_id, seq, data, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(upload)
+        .bind(i32::try_from(seq).unwrap_or(i32::MAX))
+        .bind(&piece[..])
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn enqueue_pieces(&self, job: NewJob, pieces: u32, size: i64, now: i64) -> Result<()> {
+        self.insert_job(job, now, None, Some((pieces, size))).await
+    }
+
+    async fn discard_upload(&self, upload: &str) -> Result<()> {
+        sqlx::query("DELETE FROM message_pieces WHERE upload_id = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE job_id = $1)")
+            .bind(upload)
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn purge_uploads(&self, before: i64) -> Result<u64> {
+        let sql = crate::store::sql::pg(crate::store::jobs::PURGE_UPLOADS);
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(pg)?
+            .rows_affected())
+    }
+
+    async fn body_layout(&self, id: &str) -> Result<StoredBody> {
+        let row: Option<(i32, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT pieces, CASE WHEN pieces = 0 THEN body END FROM messages WHERE job_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(pg)?;
+        crate::store::jobs::layout(row.map(|(n, body)| (i64::from(n), body)))
+    }
+
+    async fn body_piece(&self, id: &str, seq: u32) -> Result<Vec<u8>> {
+        sqlx::query_scalar("SELECT data FROM message_pieces WHERE upload_id = $1 AND seq = $2")
             .bind(id)
+            .bind(i32::try_from(seq).unwrap_or(i32::MAX))
             .fetch_optional(&self.pool)
             .await
             .map_err(pg)?
