@@ -299,12 +299,25 @@ fn device_poll(shared: &Shared, form: &[(String, String)]) -> Response {
                 if let Some(g) = inner.device_grants.get_mut(device_code) {
                     g.status = DeviceStatus::Redeemed;
                 }
-                (mailbox, grant.scope, grant.tenant)
+                let scope = consented(&inner.withheld_permissions, &grant.scope);
+                (mailbox, scope, grant.tenant)
             }
         }
     };
     let (mailbox, scope, grant_tenant) = approved;
     token_response(shared, &mailbox, &scope, &grant_tenant, true)
+}
+
+/// `scope` without the permissions nobody consented to.
+fn consented(withheld: &[String], scope: &str) -> String {
+    scope
+        .split_whitespace()
+        .filter(|s| {
+            let name = s.rsplit('/').next().unwrap_or(s);
+            !withheld.iter().any(|w| w.eq_ignore_ascii_case(name))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn has_scope(scope: &str, wanted: &str) -> bool {
@@ -412,6 +425,8 @@ fn refresh(shared: &Shared, form: &[(String, String)]) -> Response {
             .filter(|s| !s.trim().is_empty())
             .map(str::to_owned)
             .unwrap_or(rt.scope);
+        // A refresh cannot gain what nobody consented to either.
+        let scope = consented(&inner.withheld_permissions, &scope);
         (rt.mailbox, scope, rt.tenant)
     };
     // The rotated grant keeps offline access whatever scope was asked.

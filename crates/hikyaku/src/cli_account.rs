@@ -63,6 +63,10 @@ pub struct AddArgs {
     /// Gmail API), for delegated and app-only accounts alike.
     #[arg(long)]
     pub transport: Option<String>,
+    /// Microsoft, delegated, --transport graph: also request Mail.ReadWrite,
+    /// so that messages over about 3 MB go through a draft (up to 35 MB).
+    #[arg(long)]
+    pub graph_large_messages: bool,
     /// App-only: a Microsoft Entra app (client credentials grant); needs
     /// --tenant, --client-id, --mailbox and --client-secret-file or --certificate.
     #[arg(long, requires_all = ["tenant", "client_id", "mailbox"])]
@@ -166,6 +170,19 @@ fn details(a: &Account) -> String {
         format!("smtp scope:      {}", a.delegated_smtp_scope()),
         format!("graph host:      {}", a.effective_graph_host()),
         format!("transport:       {}", a.transport),
+        format!(
+            "large via graph: {}",
+            match (a.graph_large_messages, a.delegated_graph_drafts()) {
+                (false, _) => "off",
+                (true, true) => "on (Mail.ReadWrite granted)",
+                (true, false) => "on (Mail.ReadWrite not granted yet: authorize again)",
+            }
+        ),
+        format!(
+            "max message:     {}",
+            a.max_message_size()
+                .map_or_else(|| "intake limit".to_string(), |n| format!("{n} bytes"))
+        ),
         format!("send as:         {}", a.send_as.join(", ")),
         format!("rate per minute: {}", limit(a.rate_per_minute)),
         format!("max connections: {}", limit(a.max_connections)),
@@ -174,6 +191,9 @@ fn details(a: &Account) -> String {
     ];
     if let Some(r) = &a.token_reason {
         out.push(format!("token reason:    {r}"));
+    }
+    if let Some(w) = &a.token_warning {
+        out.push(format!("token warning:   {w}"));
     }
     out.push(format!("connection:      {}", a.connection_status));
     out.join("\n")
@@ -215,6 +235,7 @@ pub async fn run(config: &Config, cmd: AccountCommand) -> Result<(), AccountCliE
                     .unwrap_or_default(),
                 enabled: !args.disabled,
                 transport: args.transport.clone().unwrap_or_default(),
+                graph_large_messages: args.graph_large_messages,
                 ..Default::default()
             };
             let a = admin.add_account(&input).await?;
