@@ -1132,3 +1132,78 @@ async fn a_delegated_graph_account_takes_large_messages_once_mail_readwrite_is_g
     assert_eq!(fc.graph_open_drafts(), 0);
     assert!(fc.inbox().is_empty(), "nothing went over SMTP");
 }
+
+/// `hikyaku account add --graph-large-messages` and `account set`: the
+/// setting, the limit it gives before the grant, refusals that save nothing.
+#[test]
+fn the_command_line_turns_large_messages_over_graph_on_and_off() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hikyaku.toml"), "data_dir = \"d\"\n").unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hikyaku"))
+            .current_dir(dir.path())
+            .arg("account")
+            .args(args)
+            .env_remove("HIKYAKU_CONFIG")
+            .env_remove("HIKYAKU_MASTER_KEY")
+            .output()
+            .expect("hikyaku runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run(&[
+        "add",
+        "--provider",
+        "microsoft",
+        "--name",
+        "big",
+        "--transport",
+        "graph",
+        "--graph-large-messages",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["show", "big"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("large via graph: on (Mail.ReadWrite not granted yet")
+            && out.contains("max message:     3080192 bytes"),
+        "{out}"
+    );
+    let (ok, out) = run(&["set", "big", "--graph-large-messages", "off"]);
+    assert!(ok && out.contains("large via graph: off"), "{out}");
+    // Google has no such setting; app-only accounts have the application
+    // permission instead: both refused, nothing saved.
+    let (ok, out) = run(&[
+        "add",
+        "--provider",
+        "google",
+        "--name",
+        "g",
+        "--graph-large-messages",
+    ]);
+    assert!(!ok && out.contains("for Microsoft accounts"), "{out}");
+    let (ok, out) = run(&[
+        "add",
+        "--microsoft-app",
+        "--tenant",
+        TENANT,
+        "--client-id",
+        APP,
+        "--client-secret-file",
+        "secret",
+        "--mailbox",
+        MS_MAILBOX,
+        "--graph-large-messages",
+    ]);
+    assert!(!ok && out.contains("cannot be used with"), "{out}");
+    let (ok, out) = run(&["list"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains(" g ") && !out.contains(MS_MAILBOX), "{out}");
+}
