@@ -417,6 +417,19 @@ fn refresh(shared: &Shared, form: &[(String, String)]) -> Response {
             }
             RefreshStatus::Active => {}
         }
+        // Asking a refresh for a permission nobody consented to fails.
+        let asked = form_get(form, "scope").unwrap_or("");
+        if asked.split_whitespace().count()
+            != consented(&inner.withheld_permissions, asked)
+                .split_whitespace()
+                .count()
+        {
+            return bad(
+                "invalid_grant",
+                65001,
+                "AADSTS65001: The user or administrator has not consented to use the application. Send an interactive authorization request for this user and resource.",
+            );
+        }
         if let Some(r) = inner.refresh_tokens.get_mut(presented) {
             r.status = RefreshStatus::Rotated;
         }
@@ -425,8 +438,6 @@ fn refresh(shared: &Shared, form: &[(String, String)]) -> Response {
             .filter(|s| !s.trim().is_empty())
             .map(str::to_owned)
             .unwrap_or(rt.scope);
-        // A refresh cannot gain what nobody consented to either.
-        let scope = consented(&inner.withheld_permissions, &scope);
         (rt.mailbox, scope, rt.tenant)
     };
     // The rotated grant keeps offline access whatever scope was asked.

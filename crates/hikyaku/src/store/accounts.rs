@@ -465,6 +465,21 @@ impl Account {
         }
     }
 
+    /// The scope a refresh asks for: what was asked at authorization, less
+    /// a `Mail.ReadWrite` the grant did not hold (Microsoft refuses a
+    /// refresh that asks for a permission nobody consented to).
+    pub fn refresh_scope(&self) -> String {
+        if self.transport == Transport::Graph
+            && self.graph_large_messages
+            && self.granted_scope.is_some()
+            && !self.granted_mail_read_write()
+        {
+            format!("https://{}/Mail.Send", self.effective_graph_host())
+        } else {
+            self.delegated_scope()
+        }
+    }
+
     /// Whether the last authorization granted Graph's `Mail.ReadWrite`
     /// (Microsoft lists Graph scopes short, `Mail.ReadWrite`, or with the
     /// resource, `https://graph.microsoft.com/Mail.ReadWrite`).
@@ -1318,6 +1333,11 @@ mod graph_large_tests {
         assert!(a.large_messages_not_granted().is_none());
         a.granted_scope = Some("https://graph.microsoft.com/Mail.Send offline_access".into());
         assert_eq!(a.max_message_size(), Some(GRAPH_MIME_MAX));
+        assert_eq!(a.refresh_scope(), "https://graph.microsoft.com/Mail.Send");
+        assert!(
+            a.delegated_scope().contains("Mail.ReadWrite"),
+            "asked again"
+        );
         assert_eq!(
             a.large_messages_not_granted().map(|r| r.code),
             Some("token-graph-read-write-not-granted".to_owned())

@@ -1092,6 +1092,14 @@ async fn a_delegated_graph_account_takes_large_messages_once_mail_readwrite_is_g
     assert!(ja.contains("Mail.ReadWrite が許可されなかった"), "{ja}");
     let r = submit_reply(&server, &m41).await;
     assert!(r.starts_with("552 5.3.4"), "{r}");
+    // Its refreshes ask only for what was granted, so it keeps sending.
+    let refreshes = fc.refresh_count();
+    fc.expire_access_tokens();
+    let (small, _) = big("small-after-refresh", 50_000, 3);
+    let r = submit_reply(&server, &small).await;
+    assert!(r.starts_with("250"), "{r}");
+    arrived(&fc, "small-after-refresh").await;
+    assert!(fc.refresh_count() > refreshes, "a refresh happened");
 
     // Consent given, authorized again: 4.1 MB and 30 MB are taken and go
     // through a draft, attachments byte-identical.
