@@ -299,12 +299,25 @@ fn device_poll(shared: &Shared, form: &[(String, String)]) -> Response {
                 if let Some(g) = inner.device_grants.get_mut(device_code) {
                     g.status = DeviceStatus::Redeemed;
                 }
-                (mailbox, grant.scope, grant.tenant)
+                let scope = consented(&inner.withheld_permissions, &grant.scope);
+                (mailbox, scope, grant.tenant)
             }
         }
     };
     let (mailbox, scope, grant_tenant) = approved;
     token_response(shared, &mailbox, &scope, &grant_tenant, true)
+}
+
+/// `scope` without the permissions nobody consented to.
+fn consented(withheld: &[String], scope: &str) -> String {
+    scope
+        .split_whitespace()
+        .filter(|s| {
+            let name = s.rsplit('/').next().unwrap_or(s);
+            !withheld.iter().any(|w| w.eq_ignore_ascii_case(name))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn has_scope(scope: &str, wanted: &str) -> bool {
@@ -403,6 +416,19 @@ fn refresh(shared: &Shared, form: &[(String, String)]) -> Response {
                 );
             }
             RefreshStatus::Active => {}
+        }
+        // Asking a refresh for a permission nobody consented to fails.
+        let asked = form_get(form, "scope").unwrap_or("");
+        if asked.split_whitespace().count()
+            != consented(&inner.withheld_permissions, asked)
+                .split_whitespace()
+                .count()
+        {
+            return bad(
+                "invalid_grant",
+                65001,
+                "AADSTS65001: The user or administrator has not consented to use the application. Send an interactive authorization request for this user and resource.",
+            );
         }
         if let Some(r) = inner.refresh_tokens.get_mut(presented) {
             r.status = RefreshStatus::Rotated;

@@ -353,6 +353,13 @@ impl FakeCloud {
         self.shared().lock().slow_down_remaining = n;
     }
 
+    /// Delegated Microsoft permissions nobody consented to (e.g.
+    /// `Mail.ReadWrite` when admin consent was refused): authorizations and
+    /// refreshes are granted without them. An empty list consents to all.
+    pub fn withhold_permissions(&self, names: &[&str]) {
+        self.shared().lock().withheld_permissions = names.iter().map(|n| (*n).to_owned()).collect();
+    }
+
     /// When each device-code token poll arrived.
     pub fn device_poll_times(&self) -> Vec<Instant> {
         self.shared().lock().device_poll_times.clone()

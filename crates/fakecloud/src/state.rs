@@ -218,6 +218,10 @@ pub(crate) struct Inner {
     /// Normalized user code → device code.
     pub user_codes: HashMap<String, String>,
     pub slow_down_remaining: u32,
+    /// Delegated Microsoft permissions (by name, e.g. `Mail.ReadWrite`)
+    /// nobody consented to: a device authorization asking for them is
+    /// granted without them, as the token response's `scope` then says.
+    pub withheld_permissions: Vec<String>,
     pub device_poll_times: Vec<Instant>,
     pub google_codes: HashMap<String, GoogleCode>,
     pub access_tokens: HashMap<String, AccessToken>,

@@ -24,10 +24,12 @@
 //! say) through the same load, right after this one, for an A/B in one
 //! invocation.
 //!
-//! `--transport smtp,graph` measures the account's transports side by side
+//! `--transport smtp,graph,gmail_api` measures the transports side by side
 //! instead (one run each, same fakecloud, same load): messages/s end to end
 //! and hikyaku's CPU per message, with the ratios of each to the first.
-//! `--transport graph` alone measures one.
+//! smtp and graph go through the delegated Microsoft account; gmail_api
+//! through a Google service account (domain-wide delegation) added for the
+//! run, the submitter bound to it. `--transport graph` alone measures one.
 //! `--compare-stores` instead measures the store: hikyaku on SQLite, on
 //! PostgreSQL (a throw-away server started for the run, fsync on) and two
 //! instances on that PostgreSQL with the load split across both intakes,
@@ -878,13 +880,13 @@ fn transports_arg(v: Option<&String>) -> Vec<String> {
         .unwrap_or_default();
     for t in &list {
         assert!(
-            ["smtp", "graph"].contains(&t.as_str()),
-            "--transport takes smtp and graph (comma-separated); gmail_api is not measured by this tool yet"
+            ["smtp", "graph", "gmail_api"].contains(&t.as_str()),
+            "--transport takes smtp, graph and gmail_api (comma-separated), not {t:?}"
         );
     }
     assert!(
         !list.is_empty(),
-        "--transport needs smtp, graph or smtp,graph"
+        "--transport needs one or more of smtp, graph, gmail_api, e.g. smtp,graph,gmail_api"
     );
     list
 }
@@ -902,7 +904,9 @@ struct TransportRun {
 /// (for graph: Graph at fakecloud, authorized again for Graph's scope).
 async fn transport_data_dir(fc: &fakecloud::FakeCloud, transport: &str) -> tempfile::TempDir {
     let (mut server, admin) = testkit::prepare(fc, tempfile::tempdir().expect("tempdir")).await;
-    if transport != "smtp" {
+    if transport == "gmail_api" {
+        gmail_api_account(fc, &server).await;
+    } else if transport != "smtp" {
         let store = hikyaku::store::Store::open(server.dir.path())
             .await
             .expect("store");
@@ -947,6 +951,79 @@ async fn transport_data_dir(fc: &fakecloud::FakeCloud, transport: &str) -> tempf
     }
     server.stop().await;
     std::mem::replace(&mut server.dir, tempfile::tempdir().expect("tempdir"))
+}
+
+/// The mailbox of the Google service account the gmail_api run sends as.
+const GMAIL_MAILBOX: &str = "load@workspace.example";
+
+/// Adds a Google service account on the Gmail API (at fakecloud) as the
+/// command line does, and binds the load's submitter to it.
+async fn gmail_api_account(fc: &fakecloud::FakeCloud, server: &testkit::TestServer) {
+    use hikyaku::store::accounts::{AccountSettings, Transport};
+    let sa = "load@hikyaku-load.iam.gserviceaccount.com";
+    let key_json = fc.new_service_account(sa);
+    fc.delegate(sa, &["https://www.googleapis.com/auth/gmail.send"]);
+    fc.add_workspace_user(GMAIL_MAILBOX);
+    let files = tempfile::tempdir().expect("tempdir");
+    let key_file = files.path().join("key.json");
+    std::fs::write(&key_file, key_json).expect("key file");
+    let (store, key) = hikyaku::app::open_data(&server.config)
+        .await
+        .expect("the store");
+    let clock = hikyaku::clock::SystemClock;
+    let tokens = hikyaku::app::token_service(&server.config, &store, key.clone(), Arc::new(clock))
+        .await
+        .expect("token service");
+    let args = hikyaku::cli_app::AppAccountArgs {
+        microsoft_app: false,
+        tenant: None,
+        client_id: None,
+        client_secret_file: None,
+        secret_expires: None,
+        certificate: None,
+        certificate_password_file: None,
+        google_service_account: Some(key_file),
+        mailbox: GMAIL_MAILBOX.to_owned(),
+        name: None,
+        cloud: "worldwide".into(),
+        endpoint: None,
+        transport: Some("gmail_api".into()),
+    };
+    let a = hikyaku::cli_app::add_app_account_cli(&store, &key, &tokens, &clock, &args)
+        .await
+        .expect("the Google service account");
+    tokens.shutdown();
+    // The Gmail API at fakecloud.
+    let settings = AccountSettings {
+        name: a.name.clone(),
+        cloud: a.cloud,
+        endpoint: a.endpoint.clone(),
+        smtp_host: a.smtp_host.clone(),
+        smtp_scope: None,
+        graph_host: Some(fc.api_host()),
+        send_as: Vec::new(),
+        rate_per_minute: None,
+        max_connections: None,
+        enabled: true,
+        transport: Transport::GmailApi,
+        graph_large_messages: false,
+    };
+    store
+        .update_account(a.id, &settings, 1)
+        .await
+        .expect("API host");
+    // The load's submitter sends through this account.
+    let sub = store
+        .submitter(SUBMITTER)
+        .await
+        .expect("submitters")
+        .expect("the load's submitter");
+    store.delete_submitter(SUBMITTER).await.expect("rebind");
+    store
+        .add_submitter(SUBMITTER, &sub.password_hash, Some(a.id), 1)
+        .await
+        .expect("rebind");
+    store.close().await;
 }
 
 /// The text of the element with `id` in a page.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::admin::account_setup::AccountInput;
+use crate::admin::account_setup::{AccountInput, input_of};
 use crate::admin::{Actor, Admin, AdminError, Live};
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -22,6 +22,19 @@ pub enum AccountCommand {
     },
     /// Add an account (delegated: authorize it afterwards with `hikyaku oauth … login --account NAME`).
     Add(Box<AddArgs>),
+    /// Change an account's transport or its large messages over Graph (a
+    /// delegated account must then be authorized again).
+    Set {
+        /// The account's name or id.
+        name: String,
+        /// smtp, graph (Microsoft) or gmail_api (Google).
+        #[arg(long)]
+        transport: Option<String>,
+        /// on: also request Mail.ReadWrite, so that messages over about
+        /// 3 MB go through a Graph draft (up to 35 MB); off: Mail.Send only.
+        #[arg(long, value_parser = ["on", "off"])]
+        graph_large_messages: Option<String>,
+    },
     /// Delete an account. Jobs still waiting for it need --move-jobs-to or --fail-jobs.
     Remove {
         /// The account's name or id.
@@ -63,61 +76,22 @@ pub struct AddArgs {
     /// Gmail API), for delegated and app-only accounts alike.
     #[arg(long)]
     pub transport: Option<String>,
-    /// App-only: a Microsoft Entra app (client credentials grant); needs
-    /// --tenant, --client-id, --mailbox and --client-secret-file or --certificate.
-    #[arg(long, requires_all = ["tenant", "client_id", "mailbox"])]
-    pub microsoft_app: bool,
-    /// App-only: the Directory (tenant) ID or a verified domain of the tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// App-only: the Application (client) ID.
-    #[arg(long)]
-    pub client_id: Option<String>,
-    /// App-only: a file holding the client secret's Value (not its ID).
-    #[arg(long, conflicts_with = "certificate")]
-    pub client_secret_file: Option<std::path::PathBuf>,
-    /// App-only: the secret's expiry, YYYY-MM-DD (warned 30 days before).
-    #[arg(long, requires = "client_secret_file")]
-    pub secret_expires: Option<String>,
-    /// App-only: the certificate with its private key, PKCS#12 (.pfx/.p12) or PEM.
-    #[arg(long)]
-    pub certificate: Option<std::path::PathBuf>,
-    /// App-only: a file holding the PKCS#12 password.
-    #[arg(long, requires = "certificate")]
-    pub certificate_password_file: Option<std::path::PathBuf>,
-    /// App-only: a Google service account's JSON key file (domain-wide delegation).
-    #[arg(long, conflicts_with_all = ["microsoft_app", "tenant", "client_id"], requires = "mailbox")]
-    pub google_service_account: Option<std::path::PathBuf>,
-    /// App-only: the mailbox to send as (Microsoft: the XOAUTH2 user; Google:
-    /// the user impersonated).
-    #[arg(long)]
-    pub mailbox: Option<String>,
-    /// App-only: the authorization server endpoint instead of the cloud's
-    /// (https://host/TENANT/oauth2/v2.0).
-    #[arg(long, requires = "microsoft_app")]
-    pub endpoint: Option<String>,
+    /// Microsoft, delegated, --transport graph: also request Mail.ReadWrite,
+    /// so that messages over about 3 MB go through a draft (up to 35 MB).
+    #[arg(long, conflicts_with_all = ["microsoft_app", "google_service_account"])]
+    pub graph_large_messages: bool,
+    #[command(flatten)]
+    pub app: crate::cli_app::AppFlags,
 }
 
 impl AddArgs {
     /// The app-only account these flags describe, if they describe one.
     pub fn app_only(&self) -> Option<crate::cli_app::AppAccountArgs> {
-        (self.microsoft_app || self.google_service_account.is_some()).then(|| {
-            crate::cli_app::AppAccountArgs {
-                microsoft_app: self.microsoft_app,
-                tenant: self.tenant.clone(),
-                client_id: self.client_id.clone(),
-                client_secret_file: self.client_secret_file.clone(),
-                secret_expires: self.secret_expires.clone(),
-                certificate: self.certificate.clone(),
-                certificate_password_file: self.certificate_password_file.clone(),
-                google_service_account: self.google_service_account.clone(),
-                mailbox: self.mailbox.clone().unwrap_or_default(),
-                name: self.name.clone(),
-                cloud: self.cloud.clone().unwrap_or_else(|| "worldwide".into()),
-                endpoint: self.endpoint.clone(),
-                transport: self.transport.clone(),
-            }
-        })
+        self.app.account(
+            self.name.clone(),
+            self.cloud.clone(),
+            self.transport.clone(),
+        )
     }
 }
 
@@ -166,6 +140,19 @@ fn details(a: &Account) -> String {
         format!("smtp scope:      {}", a.delegated_smtp_scope()),
         format!("graph host:      {}", a.effective_graph_host()),
         format!("transport:       {}", a.transport),
+        format!(
+            "large via graph: {}",
+            match (a.graph_large_messages, a.delegated_graph_drafts()) {
+                (false, _) => "off",
+                (true, true) => "on (Mail.ReadWrite granted)",
+                (true, false) => "on (Mail.ReadWrite not granted yet: authorize again)",
+            }
+        ),
+        format!(
+            "max message:     {}",
+            a.max_message_size()
+                .map_or_else(|| "intake limit".to_string(), |n| format!("{n} bytes"))
+        ),
         format!("send as:         {}", a.send_as.join(", ")),
         format!("rate per minute: {}", limit(a.rate_per_minute)),
         format!("max connections: {}", limit(a.max_connections)),
@@ -174,6 +161,9 @@ fn details(a: &Account) -> String {
     ];
     if let Some(r) = &a.token_reason {
         out.push(format!("token reason:    {r}"));
+    }
+    if let Some(w) = &a.token_warning {
+        out.push(format!("token warning:   {w}"));
     }
     out.push(format!("connection:      {}", a.connection_status));
     out.join("\n")
@@ -215,10 +205,45 @@ pub async fn run(config: &Config, cmd: AccountCommand) -> Result<(), AccountCliE
                     .unwrap_or_default(),
                 enabled: !args.disabled,
                 transport: args.transport.clone().unwrap_or_default(),
+                graph_large_messages: args.graph_large_messages,
                 ..Default::default()
             };
             let a = admin.add_account(&input).await?;
             println!("added account {} (id {})", a.name, a.id);
+            Ok(())
+        }
+        AccountCommand::Set {
+            name,
+            transport,
+            graph_large_messages,
+        } => {
+            let a = admin.find_account(&name).await?;
+            let mut input = input_of(&a, a.enabled);
+            if let Some(t) = transport {
+                input.transport = t;
+            }
+            if let Some(on) = graph_large_messages {
+                input.graph_large_messages = on == "on";
+            }
+            crate::tls::install_crypto_provider();
+            let tokens =
+                crate::app::token_service(config, &store, key.clone(), Arc::new(SystemClock))
+                    .await?;
+            let cas = crate::tls::ExtraCas::default();
+            let google_cas = crate::tls::ExtraCas::default();
+            let proxy = crate::proxy::SharedProxy::default();
+            let live = Live {
+                key: &key,
+                tokens: &tokens,
+                cas: &cas,
+                google_cas: &google_cas,
+                proxy: &proxy,
+                wake: &|| {},
+            };
+            let a = admin.update_account(&live, a.id, &input).await;
+            tokens.shutdown();
+            let a = a?;
+            println!("{}", details(&a));
             Ok(())
         }
         AccountCommand::Remove {

@@ -1,7 +1,7 @@
-//! `hikyaku account add-app`: an app-only account set up entirely from the
-//! command line, with nobody signing in: a Microsoft app with a client
-//! secret or a certificate, or a Google service account. Running it again
-//! with the same name replaces that account's credentials.
+//! `hikyaku account add` with app-only flags: an app-only account set up
+//! entirely from the command line, with nobody signing in: a Microsoft app
+//! with a client secret or a certificate, or a Google service account.
+//! Running it again with the same name replaces that account's credentials.
 
 use std::path::{Path, PathBuf};
 
@@ -13,55 +13,94 @@ use crate::provider::Provider;
 use crate::store::accounts::{Account, CredentialKind, NewAccount, Transport};
 use crate::store::{Store, StoreError};
 
-/// The flags of an app-only account.
-#[derive(clap::Args, Debug, Clone)]
-#[command(group(
-    clap::ArgGroup::new("app_kind")
-        .required(true)
-        .args(["microsoft_app", "google_service_account"])
-))]
-pub struct AppAccountArgs {
-    /// A Microsoft Entra app (client credentials grant): needs --tenant,
-    /// --client-id and either --client-secret-file or --certificate.
-    #[arg(long, requires_all = ["tenant", "client_id"])]
+/// The app-only flags of `hikyaku account add` (flattened into its
+/// arguments): given, they make the account app-only and set up its
+/// credential too.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AppFlags {
+    /// App-only: a Microsoft Entra app (client credentials grant); needs
+    /// --tenant, --client-id, --mailbox and --client-secret-file or --certificate.
+    #[arg(long, requires_all = ["tenant", "client_id", "mailbox"])]
     pub microsoft_app: bool,
-    /// The Directory (tenant) ID or a verified domain of the tenant.
+    /// App-only: the Directory (tenant) ID or a verified domain of the tenant.
     #[arg(long)]
     pub tenant: Option<String>,
-    /// The Application (client) ID.
+    /// App-only: the Application (client) ID.
     #[arg(long)]
     pub client_id: Option<String>,
-    /// File holding the client secret's Value (not its ID).
+    /// App-only: a file holding the client secret's Value (not its ID).
     #[arg(long, conflicts_with = "certificate")]
     pub client_secret_file: Option<PathBuf>,
-    /// The secret's expiry, YYYY-MM-DD (a warning appears 30 days before).
+    /// App-only: the secret's expiry, YYYY-MM-DD (warned 30 days before).
     #[arg(long, requires = "client_secret_file")]
     pub secret_expires: Option<String>,
-    /// The certificate with its private key: PKCS#12 (.pfx/.p12) or PEM.
+    /// App-only: the certificate with its private key, PKCS#12 (.pfx/.p12) or PEM.
     #[arg(long)]
     pub certificate: Option<PathBuf>,
-    /// File holding the PKCS#12 password.
+    /// App-only: a file holding the PKCS#12 password.
     #[arg(long, requires = "certificate")]
     pub certificate_password_file: Option<PathBuf>,
-    /// A Google service account's JSON key file (domain-wide delegation).
-    #[arg(long, conflicts_with_all = ["microsoft_app", "tenant", "client_id"])]
+    /// App-only: a Google service account's JSON key file (domain-wide delegation).
+    #[arg(long, conflicts_with_all = ["microsoft_app", "tenant", "client_id"], requires = "mailbox")]
     pub google_service_account: Option<PathBuf>,
-    /// The mailbox to send as (Microsoft: XOAUTH2 user; Google: the user impersonated).
+    /// App-only: the mailbox to send as (Microsoft: the XOAUTH2 user; Google:
+    /// the user impersonated).
     #[arg(long)]
-    pub mailbox: String,
-    /// The account's name (default: the mailbox).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Microsoft cloud: worldwide, gcc_high, dod or china.
-    #[arg(long, default_value = "worldwide")]
-    pub cloud: String,
-    /// The authorization server endpoint instead of the cloud's
-    /// (https://host/TENANT/oauth2/v2.0), for a private deployment.
+    pub mailbox: Option<String>,
+    /// App-only: the authorization server endpoint instead of the cloud's
+    /// (https://host/TENANT/oauth2/v2.0).
     #[arg(long, requires = "microsoft_app")]
     pub endpoint: Option<String>,
+}
+
+/// An app-only account to set up: what [`AppFlags`] and the account's
+/// name, cloud and transport flags describe.
+#[derive(Debug, Clone)]
+pub struct AppAccountArgs {
+    pub microsoft_app: bool,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub secret_expires: Option<String>,
+    pub certificate: Option<PathBuf>,
+    pub certificate_password_file: Option<PathBuf>,
+    pub google_service_account: Option<PathBuf>,
+    /// The mailbox to send as (Microsoft: XOAUTH2 user; Google: the user impersonated).
+    pub mailbox: String,
+    /// The account's name (default: the mailbox).
+    pub name: Option<String>,
+    /// worldwide, gcc_high, dod or china.
+    pub cloud: String,
+    pub endpoint: Option<String>,
     /// smtp (default), graph (Microsoft) or gmail_api (Google).
-    #[arg(long)]
     pub transport: Option<String>,
+}
+
+impl AppFlags {
+    /// The app-only account these flags describe with the account's name,
+    /// cloud and transport, if they describe one.
+    pub fn account(
+        &self,
+        name: Option<String>,
+        cloud: Option<String>,
+        transport: Option<String>,
+    ) -> Option<AppAccountArgs> {
+        (self.microsoft_app || self.google_service_account.is_some()).then(|| AppAccountArgs {
+            microsoft_app: self.microsoft_app,
+            tenant: self.tenant.clone(),
+            client_id: self.client_id.clone(),
+            client_secret_file: self.client_secret_file.clone(),
+            secret_expires: self.secret_expires.clone(),
+            certificate: self.certificate.clone(),
+            certificate_password_file: self.certificate_password_file.clone(),
+            google_service_account: self.google_service_account.clone(),
+            mailbox: self.mailbox.clone().unwrap_or_default(),
+            name,
+            cloud: cloud.unwrap_or_else(|| "worldwide".into()),
+            endpoint: self.endpoint.clone(),
+            transport,
+        })
+    }
 }
 
 /// Why the command failed.

@@ -873,3 +873,11 @@ cli-retried = job { $id } is { $state } and will be tried now
 cli-retried-all-one = { $n } deferred job will be tried now
 cli-retried-all-other = { $n } deferred jobs will be tried now
 cli-deleted = job { $id } deleted
+
+# HTTP transports: large messages over Graph for delegated accounts (Mail.ReadWrite)
+accounts-graph-large = Large messages over Graph: also request Mail.ReadWrite
+accounts-graph-large-note = For Microsoft accounts on the Graph transport that a person authorizes. Off (the default): the token holds Mail.Send only and messages are limited to about 3 MB. On: the authorization also asks for Mail.ReadWrite (read and write access to the mailbox, needed for drafts), and messages up to 35 MB go through a draft. Changing it ends the authorization: authorize the account again.
+err-graph-large-not-for = Large messages over Graph are for Microsoft accounts: the Gmail API takes up to 35 MiB without it.
+reason-token-graph-large-on = Large messages over Graph were turned on: the account now asks for Mail.ReadWrite as well, which the previous token did not hold. Authorize this account again (if your organization requires it, an administrator grants consent for Mail.ReadWrite first).
+reason-token-graph-large-off = Large messages over Graph were turned off: the token holding Mail.ReadWrite was discarded. Authorize this account again (Mail.Send only); messages are then limited to about 3 MB.
+reason-token-graph-read-write-not-granted = The authorization did not grant Mail.ReadWrite (granted: { $granted }), so messages over { $max } bytes are refused. Have an administrator grant consent for Mail.ReadWrite to the application in Microsoft Entra, then authorize this account again.

@@ -921,3 +921,11 @@ cli-retried = ジョブ { $id } は{ $state }になり、今から送信を試�
 cli-retried-all-one = 再送待ちのジョブ { $n } 件を今から送信します
 cli-retried-all-other = 再送待ちのジョブ { $n } 件を今から送信します
 cli-deleted = ジョブ { $id } を削除しました
+
+# HTTP transports: large messages over Graph for delegated accounts (Mail.ReadWrite)
+accounts-graph-large = Graph で大きなメッセージを送る(Mail.ReadWrite も要求する)
+accounts-graph-large-note = 人が認証する Microsoft アカウントで送信方式が Graph の場合の設定です。オフ(既定):トークンの権限は Mail.Send だけで、メッセージは約 3 MB までです。オン:認証で Mail.ReadWrite(メールボックスの読み書き。下書きに必要)も要求し、35 MB までのメッセージを下書き経由で送ります。変更すると認証は終了します。認証をやり直してください。
+err-graph-large-not-for = Graph で大きなメッセージを送る設定は Microsoft のアカウント用です。Gmail API はこの設定なしで 35 MiB まで送れます。
+reason-token-graph-large-on = Graph で大きなメッセージを送る設定がオンになりました。このアカウントは Mail.ReadWrite も要求しますが、これまでのトークンにはその権限がありません。このアカウントの認証をやり直してください(組織で必要な場合は、先に管理者が Mail.ReadWrite に同意してください)。
+reason-token-graph-large-off = Graph で大きなメッセージを送る設定がオフになりました。Mail.ReadWrite を持つトークンは破棄しました。このアカウントの認証をやり直してください(Mail.Send のみ)。メッセージは約 3 MB までになります。
+reason-token-graph-read-write-not-granted = 認証で Mail.ReadWrite が許可されなかったため(許可された権限:{ $granted })、{ $max } バイトを超えるメッセージは受け付けません。管理者が Microsoft Entra でアプリケーションの Mail.ReadWrite に同意してから、このアカウントの認証をやり直してください。

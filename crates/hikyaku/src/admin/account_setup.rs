@@ -51,6 +51,9 @@ pub struct AccountInput {
     pub enabled: bool,
     /// `smtp`, `graph` or `gmail_api`; empty keeps the account's (new: smtp).
     pub transport: String,
+    /// Microsoft, delegated Graph: also request `Mail.ReadWrite`, so that
+    /// messages over about 3 MB go through a draft.
+    pub graph_large_messages: bool,
 }
 
 /// Whether `host` is a DNS name or an IP address.
@@ -213,6 +216,9 @@ fn validate(
     if !transport.fits(provider) {
         problems.push(Problem::TransportNotFor(transport.as_str().to_string()));
     }
+    if input.graph_large_messages && provider != Provider::Microsoft {
+        problems.push(Problem::GraphLargeNotFor);
+    }
     let send_as = parse_send_as(&input.send_as, &mut problems);
     let rate_per_minute = parse_limit(
         &input.rate_per_minute,
@@ -243,6 +249,7 @@ fn validate(
         max_connections,
         enabled: input.enabled,
         transport,
+        graph_large_messages: input.graph_large_messages,
     })
 }
 
@@ -258,6 +265,7 @@ fn settings_detail(code: &str, provider: Provider, s: &AccountSettings) -> Reaso
         .arg("rate", limit(s.rate_per_minute))
         .arg("connections", limit(s.max_connections))
         .arg("transport", s.transport.as_str())
+        .arg("graph_large_messages", s.graph_large_messages)
 }
 
 impl Admin<'_> {
@@ -368,7 +376,13 @@ impl Admin<'_> {
         // Another transport needs a token for another scope: a person
         // authorizes again (delegated); app-only tokens are fetched anew.
         let transport_changed = settings.transport != a.transport;
-        let elsewhere = elsewhere || (transport_changed && !a.credential_kind.is_app_only());
+        // So does Graph's Mail.ReadWrite for large messages, on or off: a
+        // token keeps no permission the account no longer asks for.
+        let large_changed = settings.graph_large_messages != a.graph_large_messages
+            && settings.transport == Transport::Graph
+            && !transport_changed;
+        let elsewhere =
+            elsewhere || ((transport_changed || large_changed) && !a.credential_kind.is_app_only());
         let reset =
             (elsewhere || (a.enabled && !settings.enabled)) && a.token_status != "not_registered";
         if reset && let Err(e) = live.tokens.disable(a.id).await {
@@ -389,6 +403,15 @@ impl Admin<'_> {
             // Token Status says why the authorization ended.
             let why = Reason::new("token-transport-changed")
                 .arg("transport", settings.transport.as_str());
+            self.store
+                .set_token_status(a.id, "error", Some(&why), None)
+                .await?;
+        } else if large_changed && reset {
+            let why = Reason::new(if settings.graph_large_messages {
+                "token-graph-large-on"
+            } else {
+                "token-graph-large-off"
+            });
             self.store
                 .set_token_status(a.id, "error", Some(&why), None)
                 .await?;
@@ -501,6 +524,7 @@ pub fn input_of(a: &Account, enabled: bool) -> AccountInput {
         max_connections: a.max_connections.map(|n| n.to_string()).unwrap_or_default(),
         enabled,
         transport: a.transport.as_str().to_string(),
+        graph_large_messages: a.graph_large_messages,
     }
 }
 

@@ -192,6 +192,10 @@ pub enum Problem {
     )]
     TransportNotFor(String),
     #[error(
+        "large messages over Graph are for Microsoft accounts: the Gmail API takes up to 35 MiB without it"
+    )]
+    GraphLargeNotFor,
+    #[error(
         "unknown credential kind {0:?}: choose delegated, microsoft_secret, microsoft_certificate or google_service_account"
     )]
     UnknownCredentialKind(String),

@@ -495,7 +495,7 @@ impl Delivery {
                 } => {
                     let grant = match (a.transport, a.credential_kind.is_app_only()) {
                         (Transport::Graph, false) if large => {
-                            "Mail.ReadWrite (delegated; messages over 3 MB go through a draft)"
+                            "Mail.ReadWrite (delegated; messages over 3 MB go through a draft: consent to it, then authorize the account again)"
                         }
                         (Transport::Graph, false) => "Mail.Send (delegated)",
                         (Transport::Graph, true) if large => {

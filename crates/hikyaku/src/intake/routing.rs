@@ -153,6 +153,7 @@ mod tests {
                         max_connections: None,
                         enabled: true,
                         transport: a.transport,
+                        graph_large_messages: false,
                     },
                     1,
                 )

@@ -353,6 +353,13 @@ pub struct Account {
     pub credential_expires_at: Option<i64>,
     /// SMTP, Graph or the Gmail API.
     pub transport: Transport,
+    /// Delegated Graph: the administrator chose to also request
+    /// `Mail.ReadWrite`, so that messages over one `sendMail` request go
+    /// through a draft (off by default: least privilege).
+    pub graph_large_messages: bool,
+    /// The scopes the provider granted at the last authorization, as it
+    /// listed them (space-separated); `None` before one.
+    pub granted_scope: Option<String>,
 }
 
 /// The sealed columns of an account.
@@ -415,6 +422,7 @@ pub struct AccountSettings {
     pub max_connections: Option<u32>,
     pub enabled: bool,
     pub transport: Transport,
+    pub graph_large_messages: bool,
 }
 
 /// What happens to an account's waiting jobs when it is deleted.
@@ -443,24 +451,86 @@ impl Account {
 
     /// The scope delegated tokens are requested for, by transport: SMTP
     /// (the override, else the cloud's preset), Graph `Mail.Send` on the
-    /// account's Graph host, or Gmail's `gmail.send`.
+    /// account's Graph host (with `Mail.ReadWrite` after it, space-separated,
+    /// when large messages are turned on), or Gmail's `gmail.send`.
     pub fn delegated_scope(&self) -> String {
         match self.transport {
             Transport::Smtp => self.delegated_smtp_scope(),
+            Transport::Graph if self.graph_large_messages => {
+                let host = self.effective_graph_host();
+                format!("https://{host}/Mail.Send https://{host}/Mail.ReadWrite")
+            }
             Transport::Graph => format!("https://{}/Mail.Send", self.effective_graph_host()),
             Transport::GmailApi => GMAIL_SEND_SCOPE.to_owned(),
         }
     }
 
+    /// The scope a refresh asks for: what was asked at authorization, less
+    /// a `Mail.ReadWrite` the grant did not hold (Microsoft refuses a
+    /// refresh that asks for a permission nobody consented to).
+    pub fn refresh_scope(&self) -> String {
+        if self.transport == Transport::Graph
+            && self.graph_large_messages
+            && self.granted_scope.is_some()
+            && !self.granted_mail_read_write()
+        {
+            format!("https://{}/Mail.Send", self.effective_graph_host())
+        } else {
+            self.delegated_scope()
+        }
+    }
+
+    /// Whether the last authorization granted Graph's `Mail.ReadWrite`
+    /// (Microsoft lists Graph scopes short, `Mail.ReadWrite`, or with the
+    /// resource, `https://graph.microsoft.com/Mail.ReadWrite`).
+    pub fn granted_mail_read_write(&self) -> bool {
+        self.granted_scope.as_deref().is_some_and(|scope| {
+            scope.split_whitespace().any(|s| {
+                let name = s.rsplit('/').next().unwrap_or(s);
+                name.eq_ignore_ascii_case("Mail.ReadWrite")
+            })
+        })
+    }
+
+    /// Whether this account sends through Graph drafts with a person's
+    /// token: large messages are on and the grant holds `Mail.ReadWrite`.
+    pub fn delegated_graph_drafts(&self) -> bool {
+        self.transport == Transport::Graph
+            && !self.credential_kind.is_app_only()
+            && self.graph_large_messages
+            && self.granted_mail_read_write()
+    }
+
     /// The largest message this account can send, when smaller than what
-    /// SMTP takes. A delegated Graph token carries only `Mail.Send`, which
-    /// allows one `sendMail` request (about 3 MB) but no draft, so larger
-    /// messages need an app-only credential.
+    /// SMTP takes. A delegated Graph token with `Mail.Send` only allows one
+    /// `sendMail` request (about 3 MB) but no draft; with `Mail.ReadWrite`
+    /// granted too (large messages turned on) it takes what drafts take.
     pub fn max_message_size(&self) -> Option<usize> {
         match self.transport {
-            Transport::Graph if !self.credential_kind.is_app_only() => Some(GRAPH_MIME_MAX),
+            Transport::Graph
+                if !self.credential_kind.is_app_only() && !self.delegated_graph_drafts() =>
+            {
+                Some(GRAPH_MIME_MAX)
+            }
             t => t.max_message_size(),
         }
+    }
+
+    /// Why a delegated Graph account with large messages turned on still
+    /// takes only about 3 MB: its authorization did not grant
+    /// `Mail.ReadWrite` (consent refused). Shown beside Token Status.
+    pub fn large_messages_not_granted(&self) -> Option<Reason> {
+        let refused = self.transport == Transport::Graph
+            && !self.credential_kind.is_app_only()
+            && self.graph_large_messages
+            && self.token_status == TokenStatus::Active
+            && self.granted_scope.is_some()
+            && !self.granted_mail_read_write();
+        refused.then(|| {
+            Reason::new("token-graph-read-write-not-granted")
+                .arg("granted", self.granted_scope.clone().unwrap_or_default())
+                .arg("max", GRAPH_MIME_MAX)
+        })
     }
 
     /// The host of the HTTP sending API: the override, else the preset.
@@ -540,7 +610,7 @@ fn reason(row: &impl super::sql::DbRow, column: &str) -> Result<Option<Reason>> 
         .map(|text| Reason::from_stored(&text)))
 }
 
-const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at, cloud, credential_kind, smtp_scope, graph_host, send_as, rate_per_minute, max_connections, certificate IS NOT NULL AS has_certificate, private_key IS NOT NULL AS has_private_key, service_account_key IS NOT NULL AS has_service_account_key, service_account_email, credential_expires_at, transport";
+const COLUMNS: &str = "id, provider, name, enabled, verify_cert, verify_cn, endpoint, client_id, client_secret IS NOT NULL AS has_client_secret, smtp_host, smtp_port, smtp_security, sender, is_default, connection_status, connection_reason, connection_warning, connection_checked_at, clock_skew_secs, token_status, token_reason, token_warning, mailbox, identity_verified, access_expires_at, last_refreshed_at, authorized_at, refresh_token IS NOT NULL AS has_refresh_token, authorization IS NOT NULL AS has_authorization, updated_at, cloud, credential_kind, smtp_scope, graph_host, send_as, rate_per_minute, max_connections, certificate IS NOT NULL AS has_certificate, private_key IS NOT NULL AS has_private_key, service_account_key IS NOT NULL AS has_service_account_key, service_account_email, credential_expires_at, transport, graph_large_messages, granted_scope";
 
 /// A per-account limit; a stored value out of range reads as unset.
 fn limit(row: &impl super::sql::DbRow, column: &str) -> Result<Option<u32>> {
@@ -551,6 +621,17 @@ fn limit(row: &impl super::sql::DbRow, column: &str) -> Result<Option<u32>> {
 }
 
 fn account_from_row(row: &impl super::sql::DbRow) -> Result<Account> {
+    let mut a = account_columns(row)?;
+    // A grant without Mail.ReadWrite is kept (it sends up to 3 MB), so the
+    // refusal is no token status: it shows as the warning, computed here
+    // because every refresh clears the stored one.
+    if a.token_warning.is_none() {
+        a.token_warning = a.large_messages_not_granted();
+    }
+    Ok(a)
+}
+
+fn account_columns(row: &impl super::sql::DbRow) -> Result<Account> {
     let provider: String = row.col("provider")?;
     let port: i64 = row.col::<Option<i64>>("smtp_port")?.unwrap_or(587);
     Ok(Account {
@@ -620,6 +701,8 @@ fn account_from_row(row: &impl super::sql::DbRow) -> Result<Account> {
         // An unknown name (a newer version's) reads as SMTP, which every
         // account can do.
         transport: Transport::parse(&row.col::<String>("transport")?).unwrap_or_default(),
+        graph_large_messages: row.col("graph_large_messages")?,
+        granted_scope: row.col("granted_scope")?,
     })
 }
 
@@ -694,7 +777,7 @@ impl Store {
                 StoreError::Conflict(Conflict::Corrupt(format!("send_as cannot be written: {e}")))
             })?;
             let _changing = self.accounts.changing();
-            let done = sqlx::query(q("UPDATE accounts SET name = ?2, cloud = ?3, endpoint = ?4, smtp_host = ?5, smtp_scope = ?6, graph_host = ?7, send_as = ?8, rate_per_minute = ?9, max_connections = ?10, enabled = ?11, updated_at = ?12, transport = ?13 WHERE id = ?1"))
+            let done = sqlx::query(q("UPDATE accounts SET name = ?2, cloud = ?3, endpoint = ?4, smtp_host = ?5, smtp_scope = ?6, graph_host = ?7, send_as = ?8, rate_per_minute = ?9, max_connections = ?10, enabled = ?11, updated_at = ?12, transport = ?13, graph_large_messages = ?14 WHERE id = ?1"))
             .bind(id)
             .bind(&s.name)
             .bind(s.cloud.as_str())
@@ -708,6 +791,7 @@ impl Store {
             .bind(s.enabled)
             .bind(now)
             .bind(s.transport.as_str())
+            .bind(s.graph_large_messages)
             .execute(p)
             .await;
             match done {
@@ -848,7 +932,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if reset {
-                sqlx::query(q("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, connection_status = 'not_checked', connection_reason = NULL, connection_warning = NULL, connection_checked_at = NULL WHERE id = ?1"))
+                sqlx::query(q("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, granted_scope = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, connection_status = 'not_checked', connection_reason = NULL, connection_warning = NULL, connection_checked_at = NULL WHERE id = ?1"))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -988,11 +1072,25 @@ impl Store {
         })
     }
 
+    /// Records the scopes the provider granted to a new authorization (its
+    /// token response's `scope`), before its tokens are stored.
+    pub async fn set_granted_scope(&self, id: i64, scope: Option<&str>) -> Result<()> {
+        crate::on_pool!(self, |p, q| {
+            let _changing = self.accounts.changing();
+            sqlx::query(q("UPDATE accounts SET granted_scope = ?2 WHERE id = ?1"))
+                .bind(id)
+                .bind(scope)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// Forgets every token of an account and returns it to "not registered".
     pub async fn clear_tokens(&self, id: i64) -> Result<()> {
         crate::on_pool!(self, |p, q| {
             let _changing = self.accounts.changing();
-            sqlx::query(q("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL WHERE id = ?1"))
+            sqlx::query(q("UPDATE accounts SET refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, mailbox = NULL, identity_verified = NULL, last_refreshed_at = NULL, authorized_at = NULL, granted_scope = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL WHERE id = ?1"))
             .bind(id)
             .execute(p)
             .await?;
@@ -1048,7 +1146,7 @@ impl Store {
              service_account_email = CASE WHEN ?2 = 'google_service_account' THEN COALESCE(?9, service_account_email) ELSE NULL END, \
              mailbox = ?10, credential_expires_at = CASE WHEN ?11 THEN ?12 ELSE credential_expires_at END, \
              refresh_token = NULL, access_token = NULL, access_expires_at = NULL, authorization = NULL, identity_verified = NULL, \
-             last_refreshed_at = NULL, authorized_at = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, updated_at = ?13 \
+             last_refreshed_at = NULL, authorized_at = NULL, granted_scope = NULL, token_status = 'not_registered', token_reason = NULL, token_warning = NULL, updated_at = ?13 \
              WHERE id = ?1"))
         .bind(id)
         .bind(c.credential_kind.as_str())
@@ -1203,6 +1301,76 @@ mod create_tests {
                 .to_string(),
             "an account named scans already exists"
         );
+    }
+}
+
+#[cfg(test)]
+mod graph_large_tests {
+    use super::*;
+
+    /// A delegated Graph account takes drafts (35 MB) only when large
+    /// messages are on and the grant lists Mail.ReadWrite, in either of
+    /// the forms Microsoft uses; otherwise one request's 3 MB, and a
+    /// refused grant says so as the warning.
+    #[tokio::test]
+    async fn the_limit_follows_the_opt_in_and_the_granted_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let mut a = store.account_for(Provider::Microsoft).await.unwrap();
+        a.transport = Transport::Graph;
+        a.token_status = TokenStatus::Active;
+        a.granted_scope = Some("Mail.Send Mail.ReadWrite openid".into());
+        assert_eq!(a.max_message_size(), Some(GRAPH_MIME_MAX), "off");
+        assert!(!a.delegated_scope().contains("Mail.ReadWrite"));
+        a.graph_large_messages = true;
+        assert!(
+            a.delegated_scope()
+                .ends_with("/Mail.Send https://graph.microsoft.com/Mail.ReadWrite")
+        );
+        assert_eq!(a.max_message_size(), Some(GRAPH_DRAFT_MAX));
+        a.granted_scope = Some("https://graph.microsoft.com/mail.readwrite".into());
+        assert_eq!(a.max_message_size(), Some(GRAPH_DRAFT_MAX));
+        assert!(a.large_messages_not_granted().is_none());
+        a.granted_scope = Some("https://graph.microsoft.com/Mail.Send offline_access".into());
+        assert_eq!(a.max_message_size(), Some(GRAPH_MIME_MAX));
+        assert_eq!(a.refresh_scope(), "https://graph.microsoft.com/Mail.Send");
+        assert!(
+            a.delegated_scope().contains("Mail.ReadWrite"),
+            "asked again"
+        );
+        assert_eq!(
+            a.large_messages_not_granted().map(|r| r.code),
+            Some("token-graph-read-write-not-granted".to_owned())
+        );
+        // Stored and read back, the warning is there without being stored.
+        let settings = AccountSettings {
+            name: a.name.clone(),
+            cloud: a.cloud,
+            endpoint: a.endpoint.clone(),
+            smtp_host: a.smtp_host.clone(),
+            smtp_scope: None,
+            graph_host: None,
+            send_as: Vec::new(),
+            rate_per_minute: None,
+            max_connections: None,
+            enabled: true,
+            transport: Transport::Graph,
+            graph_large_messages: true,
+        };
+        store.update_account(a.id, &settings, 1).await.unwrap();
+        store
+            .set_granted_scope(a.id, a.granted_scope.as_deref())
+            .await
+            .unwrap();
+        store
+            .set_token_status(a.id, "active", None, None)
+            .await
+            .unwrap();
+        let read = store.account(a.id).await.unwrap();
+        assert!(read.graph_large_messages);
+        assert!(read.token_warning.is_some());
+        store.clear_tokens(a.id).await.unwrap();
+        assert_eq!(store.account(a.id).await.unwrap().granted_scope, None);
     }
 }
 

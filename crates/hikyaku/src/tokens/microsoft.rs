@@ -372,6 +372,14 @@ impl Inner {
             .id_token
             .as_deref()
             .and_then(super::mailbox_from_id_token);
+        // What was granted decides what the account may send (Graph's
+        // Mail.ReadWrite: large messages). A response without `scope`
+        // granted what was asked (RFC 6749 §5.1).
+        let granted = t.scopes().map_or_else(
+            || a.delegated_scope(),
+            |s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+        );
+        self.store.set_granted_scope(id, Some(&granted)).await?;
         self.store_token_set(
             a,
             t.access_token().secret(),

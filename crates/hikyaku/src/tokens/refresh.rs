@@ -410,7 +410,7 @@ impl Inner {
                 client
                     .exchange_refresh_token(&refresh)
                     .add_scopes(
-                        crate::provider::microsoft_scopes(&a.delegated_scope(), true)
+                        crate::provider::microsoft_scopes(&a.refresh_scope(), true)
                             .into_iter()
                             .map(Scope::new),
                     )

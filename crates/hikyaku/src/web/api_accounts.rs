@@ -65,6 +65,9 @@ fn object_json(a: &Account) -> Value {
         "max_connections": a.max_connections,
         "is_default": a.is_default,
         "transport": a.transport.as_str(),
+        "graph_large_messages": a.graph_large_messages,
+        "granted_scope": a.granted_scope,
+        "max_message_size": a.max_message_size(),
     });
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
@@ -104,6 +107,7 @@ struct AccountBody {
     max_connections: Option<u32>,
     enabled: Option<bool>,
     transport: Option<String>,
+    graph_large_messages: Option<bool>,
 }
 
 impl AccountBody {
@@ -125,6 +129,9 @@ impl AccountBody {
             max_connections: limit(self.max_connections, base.max_connections),
             enabled: self.enabled.unwrap_or(base.enabled),
             transport: self.transport.unwrap_or(base.transport),
+            graph_large_messages: self
+                .graph_large_messages
+                .unwrap_or(base.graph_large_messages),
         }
     }
 }

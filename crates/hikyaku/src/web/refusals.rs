@@ -50,6 +50,7 @@ pub fn problem(p: &Problem) -> Msg {
         Problem::CloudNotOffered(cloud) => Msg::new("err-cloud-not-offered").arg("cloud", cloud),
         Problem::UnknownTransport(t) => Msg::new("err-unknown-transport").arg("transport", t),
         Problem::TransportNotFor(t) => Msg::new("err-transport-not-for").arg("transport", t),
+        Problem::GraphLargeNotFor => Msg::new("err-graph-large-not-for"),
         Problem::UnknownCredentialKind(kind) => {
             Msg::new("err-unknown-credential-kind").arg("kind", kind)
         }

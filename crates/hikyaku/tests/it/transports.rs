@@ -927,3 +927,291 @@ async fn a_kill_between_the_http_request_and_the_record_sends_at_most_one_duplic
     assert!((1..=2).contains(&n), "{n} copies for one kill");
     hk.kill();
 }
+
+/// Saves the account's settings page with the API at fakecloud and
+/// "Large messages over Graph" as given.
+async fn save_graph_settings(admin: &Browser, fc: &FakeCloud, a: &Account, large: bool) -> String {
+    let page = format!("/settings/send/accounts/{}/settings", a.id);
+    let mut fields = vec![
+        ("name", a.name.as_str()),
+        ("provider", a.provider.as_str()),
+        ("cloud", "worldwide"),
+        ("endpoint", a.endpoint.as_deref().unwrap_or("")),
+        ("smtp_host", a.smtp_host.as_str()),
+        ("smtp_scope", ""),
+        ("send_as", ""),
+        ("rate_per_minute", ""),
+        ("max_connections", ""),
+        ("enabled", "on"),
+        ("transport", "graph"),
+    ];
+    let host = fc.api_host();
+    fields.push(("graph_host", &host));
+    if large {
+        fields.push(("graph_large_messages", "on"));
+    }
+    let r = admin.submit(&page, &page, &fields).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    admin.get(&page).await.body
+}
+
+/// Runs a device authorization on the Microsoft page and approves it;
+/// returns the scope it asked for once the account is Active with a grant
+/// that holds Mail.ReadWrite or not, as `read_write` says.
+async fn authorize_again(admin: &Browser, fc: &FakeCloud, id: i64, read_write: bool) -> String {
+    use crate::oauth_flow::{MAILBOX, by_id, refresh};
+    let before = fc.requests().len();
+    let mut page = refresh(admin, "microsoft").await;
+    if by_id(&page, "user-code").is_none() {
+        // Active: a new authorization runs beside the token in use.
+        let base = "/settings/send/oauth/microsoft";
+        let r = admin.submit(base, &format!("{base}/new-code"), &[]).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        page = admin.get(base).await;
+    }
+    let code = by_id(&page, "user-code").expect("a user code");
+    let asked = fc.requests()[before..]
+        .iter()
+        .rev()
+        .find(|r| r.path.ends_with("/devicecode"))
+        .and_then(|r| r.form.iter().find(|(k, _)| k == "scope"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    fc.approve_user_code(&code, MAILBOX).expect("approve");
+    eventually(Duration::from_secs(15), "authorization done", || async {
+        let a = admin.get(&format!("/api/v1/accounts/{id}")).await.json();
+        let granted = a["granted_scope"].as_str().unwrap_or("");
+        (a["token_status"] == "active" && granted.contains("Mail.ReadWrite") == read_write)
+            .then_some(())
+    })
+    .await;
+    asked
+}
+
+/// Submits `message` over SMTP as the bound submitter; the reply to DATA.
+async fn submit_reply(server: &TestServer, message: &str) -> String {
+    use crate::sending::{SUBMITTER, Smtp};
+    let (mut s, _) = Smtp::connect(server.smtp_addrs()[0]).await;
+    s.cmd("EHLO printer.local").await;
+    assert!(
+        s.auth_plain(SUBMITTER, testkit::ADMIN_PASSWORD)
+            .await
+            .starts_with("235")
+    );
+    let r = s
+        .send("scanner@printer.local", &["desk@example.net"], message)
+        .await;
+    s.cmd("QUIT").await;
+    r
+}
+
+#[tokio::test]
+async fn a_delegated_graph_account_takes_large_messages_once_mail_readwrite_is_granted() {
+    use crate::oauth_flow::{MAILBOX, edit_microsoft, trust};
+    use hikyaku::provider::Provider;
+    let fc = crate::oauth_flow::fakecloud(CertMode::Trusted).await;
+    let server = crate::oauth_flow::server_for(&fc).await;
+    let admin = server.setup_admin().await;
+    trust(&admin, &fc).await;
+    let r = edit_microsoft(&admin, &fc.entra_endpoint("organizations"), &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let store = Store::open(server.dir.path()).await.unwrap();
+    let a = store.account_for(Provider::Microsoft).await.unwrap();
+    let form = save_graph_settings(&admin, &fc, &a, false).await;
+    assert!(
+        form.contains("id=\"graph_large_messages\"") && !form.contains("checked> Large"),
+        "the opt-in is offered, off: {form}"
+    );
+    let asked = authorize_again(&admin, &fc, a.id, false).await;
+    assert!(
+        !asked.contains("Mail.ReadWrite"),
+        "least privilege: {asked}"
+    );
+    crate::sending::add_submitter(&admin, "microsoft").await;
+    let big = |subject: &str, size: usize, seed: u64| {
+        let bytes = noise(size * 100 / 137, seed);
+        let m = message(
+            MAILBOX,
+            "desk@example.net",
+            "desk@example.net",
+            subject,
+            &bytes,
+        );
+        (m, bytes)
+    };
+
+    // Off: a 4.1 MB message is refused at intake, nothing queued.
+    let (m41, _) = big("large-off", 4_100_000, 1);
+    let r = submit_reply(&server, &m41).await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+
+    // On: the settings say the account must be authorized again, and Token
+    // Status shows it, in English and Japanese.
+    let a = store.account(a.id).await.unwrap();
+    save_graph_settings(&admin, &fc, &a, true).await;
+    let page = admin.get("/settings/send/oauth/microsoft").await.body;
+    assert!(
+        page.contains("Large messages over Graph were turned on")
+            && page.contains("Authorize this account again"),
+        "{page}"
+    );
+    let ja_admin = Browser::with_lang(&server, "ja");
+    ja_admin.login("admin", testkit::ADMIN_PASSWORD).await;
+    let ja = ja_admin.get("/settings/send/oauth/microsoft").await.body;
+    assert!(
+        ja.contains("Graph で大きなメッセージを送る設定がオンになりました")
+            && ja.contains("認証をやり直してください"),
+        "{ja}"
+    );
+    let form = ja_admin
+        .get(&format!("/settings/send/accounts/{}/settings", a.id))
+        .await
+        .body;
+    assert!(form.contains("Mail.ReadWrite も要求する"), "{form}");
+
+    // Admin consent refused: the grant lacks Mail.ReadWrite; the account
+    // sends (Active) but stays at about 3 MB, and says why.
+    fc.withhold_permissions(&["Mail.ReadWrite"]);
+    let asked = authorize_again(&admin, &fc, a.id, false).await;
+    assert!(
+        asked.contains(&format!("https://{}/Mail.ReadWrite", fc.api_host())),
+        "{asked}"
+    );
+    let page = admin.get("/settings/send/oauth/microsoft").await.body;
+    assert!(page.contains("did not grant Mail.ReadWrite"), "{page}");
+    let json = admin
+        .get(&format!("/api/v1/accounts/{}", a.id))
+        .await
+        .json();
+    assert_eq!(
+        json["token_warning_code"], "token-graph-read-write-not-granted",
+        "{json}"
+    );
+    assert_eq!(json["max_message_size"], 3_080_192, "{json}");
+    let ja = ja_admin.get("/settings/send/oauth/microsoft").await.body;
+    assert!(ja.contains("Mail.ReadWrite が許可されなかった"), "{ja}");
+    let r = submit_reply(&server, &m41).await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    // Its refreshes ask only for what was granted, so it keeps sending.
+    let refreshes = fc.refresh_count();
+    fc.expire_access_tokens();
+    let (small, _) = big("small-after-refresh", 50_000, 3);
+    let r = submit_reply(&server, &small).await;
+    assert!(r.starts_with("250"), "{r}");
+    arrived(&fc, "small-after-refresh").await;
+    assert!(fc.refresh_count() > refreshes, "a refresh happened");
+
+    // Consent given, authorized again: 4.1 MB and 30 MB are taken and go
+    // through a draft, attachments byte-identical.
+    fc.withhold_permissions(&[]);
+    authorize_again(&admin, &fc, a.id, true).await;
+    let json = admin
+        .get(&format!("/api/v1/accounts/{}", a.id))
+        .await
+        .json();
+    assert_eq!(json["graph_large_messages"], true, "{json}");
+    assert_eq!(json["max_message_size"], 35 * 1024 * 1024, "{json}");
+    for (subject, size, sessions) in [("large-4.1mb", 4_100_000, 0), ("large-30mb", 30_000_000, 1)]
+    {
+        let (m, bytes) = big(subject, size, size as u64);
+        let r = submit_reply(&server, &m).await;
+        assert!(r.starts_with("250"), "{subject}: {r}");
+        let got = eventually(Duration::from_secs(180), subject, || async {
+            fc.api_inbox().into_iter().find(|m| {
+                String::from_utf8_lossy(&m.data[..m.data.len().min(4096)])
+                    .contains(&format!("Subject: {subject}\r\n"))
+            })
+        })
+        .await;
+        assert_eq!(got.api, MailApi::Graph);
+        assert_eq!(
+            (got.draft, got.upload_sessions),
+            (true, sessions),
+            "{subject}"
+        );
+        assert_eq!(got.recipients, vec!["desk@example.net".to_string()]);
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&got.data)
+            .unwrap();
+        let att = parsed.attachments().next().expect("the attachment");
+        assert!(att.contents() == &bytes[..], "{subject}: byte-identical");
+        assert_eq!(parsed.body_text(0).unwrap().trim(), "こんにちは");
+    }
+    assert_eq!(fc.graph_open_drafts(), 0);
+    assert!(fc.inbox().is_empty(), "nothing went over SMTP");
+}
+
+/// `hikyaku account add --graph-large-messages` and `account set`: the
+/// setting, the limit it gives before the grant, refusals that save nothing.
+#[test]
+fn the_command_line_turns_large_messages_over_graph_on_and_off() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hikyaku.toml"), "data_dir = \"d\"\n").unwrap();
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hikyaku"))
+            .current_dir(dir.path())
+            .arg("account")
+            .args(args)
+            .env_remove("HIKYAKU_CONFIG")
+            .env_remove("HIKYAKU_MASTER_KEY")
+            .output()
+            .expect("hikyaku runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run(&[
+        "add",
+        "--provider",
+        "microsoft",
+        "--name",
+        "big",
+        "--transport",
+        "graph",
+        "--graph-large-messages",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["show", "big"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("large via graph: on (Mail.ReadWrite not granted yet")
+            && out.contains("max message:     3080192 bytes"),
+        "{out}"
+    );
+    let (ok, out) = run(&["set", "big", "--graph-large-messages", "off"]);
+    assert!(ok && out.contains("large via graph: off"), "{out}");
+    // Google has no such setting; app-only accounts have the application
+    // permission instead: both refused, nothing saved.
+    let (ok, out) = run(&[
+        "add",
+        "--provider",
+        "google",
+        "--name",
+        "g",
+        "--graph-large-messages",
+    ]);
+    assert!(!ok && out.contains("for Microsoft accounts"), "{out}");
+    let (ok, out) = run(&[
+        "add",
+        "--microsoft-app",
+        "--tenant",
+        TENANT,
+        "--client-id",
+        APP,
+        "--client-secret-file",
+        "secret",
+        "--mailbox",
+        MS_MAILBOX,
+        "--graph-large-messages",
+    ]);
+    assert!(!ok && out.contains("cannot be used with"), "{out}");
+    let (ok, out) = run(&["list"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains(" g ") && !out.contains(MS_MAILBOX), "{out}");
+}

@@ -167,6 +167,7 @@ pub struct AccountForm {
     pub max_connections: String,
     pub enabled: Option<String>,
     pub transport: String,
+    pub graph_large_messages: Option<String>,
 }
 
 impl AccountForm {
@@ -186,6 +187,7 @@ impl AccountForm {
             max_connections: self.max_connections.clone(),
             enabled: self.enabled.is_some(),
             transport: self.transport.clone(),
+            graph_large_messages: self.graph_large_messages.is_some(),
         }
     }
 
@@ -208,6 +210,7 @@ impl AccountForm {
             max_connections: i.max_connections,
             enabled: a.enabled.then(|| "on".to_string()),
             transport: i.transport,
+            graph_large_messages: a.graph_large_messages.then(|| "on".to_string()),
         }
     }
 }
