@@ -873,3 +873,9 @@ cli-retried = job { $id } is { $state } and will be tried now
 cli-retried-all-one = { $n } deferred job will be tried now
 cli-retried-all-other = { $n } deferred jobs will be tried now
 cli-deleted = job { $id } deleted
+
+# Send Job History: account and day filters
+jobs-filter-since = From (day)
+jobs-filter-until = Until (day)
+jobs-filter-bad-day = “{ $value }” is not a day: enter it as YYYY-MM-DD, e.g. 2026-04-01.
+jobs-filter-bad-account = “{ $value }” is not an account: choose one from the list.

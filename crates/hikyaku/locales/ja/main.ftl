@@ -921,3 +921,9 @@ cli-retried = ジョブ { $id } は{ $state }になり、今から送信を試�
 cli-retried-all-one = 再送待ちのジョブ { $n } 件を今から送信します
 cli-retried-all-other = 再送待ちのジョブ { $n } 件を今から送信します
 cli-deleted = ジョブ { $id } を削除しました
+
+# Send Job History: account and day filters
+jobs-filter-since = 開始日
+jobs-filter-until = 終了日
+jobs-filter-bad-day = 「{ $value }」は日付ではありません。YYYY-MM-DD の形式 (例: 2026-04-01) で入力してください。
+jobs-filter-bad-account = 「{ $value }」はアカウントではありません。一覧から選んでください。
