@@ -73,7 +73,7 @@ pub(in crate::store) fn history_query(
             // The trigram index (migration 0016) names the few jobs that
             // contain every three-character piece of the term; the LIKE
             // below then decides, so the answer is the one a scan gives.
-            let m = param(Bind::Text(fts_phrase(search)), &mut binds);
+            let m = param(Bind::Text(fts_trigrams(search)), &mut binds);
             conds.push(format!(
                 "rowid IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH {m})"
             ));
@@ -126,10 +126,26 @@ fn like_pattern(term: &str) -> String {
     p
 }
 
-/// `term` as one FTS5 phrase: quoted, so that no character of it is read
-/// as query syntax (a quote inside is doubled).
-fn fts_phrase(term: &str) -> String {
-    format!("\"{}\"", term.replace('"', "\"\""))
+/// An FTS5 query for the jobs that hold every trigram of `term` (it has at
+/// least [`TRIGRAM`] characters): the trigrams that start at every third
+/// character, and the last one, cover the term with the fewest lists to
+/// intersect. Each is quoted, so that no character is read as query syntax
+/// (a quote inside is doubled).
+fn fts_trigrams(term: &str) -> String {
+    let chars: Vec<char> = term.chars().collect();
+    let last = chars.len().saturating_sub(TRIGRAM);
+    let mut starts: Vec<usize> = (0..=last).step_by(TRIGRAM).collect();
+    if starts.last() != Some(&last) {
+        starts.push(last);
+    }
+    starts
+        .into_iter()
+        .map(|i| {
+            let gram: String = chars[i..i + TRIGRAM].iter().collect();
+            format!("\"{}\"", gram.replace('"', "\"\""))
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 /// Binds a [`HistoryQuery`]'s values to a query of either engine.
@@ -167,6 +183,15 @@ mod tests {
             subject: Some("hello".to_owned()),
             body: bytes::Bytes::from_static(b"Subject: hello\r\n\r\nhi\r\n"),
         }
+    }
+
+    #[test]
+    fn the_trigrams_cover_the_term() {
+        assert_eq!(fts_trigrams("abc"), "\"abc\"");
+        assert_eq!(fts_trigrams("abcd"), "\"abc\" AND \"bcd\"");
+        assert_eq!(fts_trigrams("user0042"), "\"use\" AND \"r00\" AND \"042\"");
+        assert_eq!(fts_trigrams("a\"bcd"), "\"a\"\"b\" AND \"bcd\"");
+        assert_eq!(fts_trigrams("スキャン"), "\"スキャ\" AND \"キャン\"");
     }
 
     #[test]
