@@ -881,3 +881,9 @@ err-graph-large-not-for = Large messages over Graph are for Microsoft accounts: 
 reason-token-graph-large-on = Large messages over Graph were turned on: the account now asks for Mail.ReadWrite as well, which the previous token did not hold. Authorize this account again (if your organization requires it, an administrator grants consent for Mail.ReadWrite first).
 reason-token-graph-large-off = Large messages over Graph were turned off: the token holding Mail.ReadWrite was discarded. Authorize this account again (Mail.Send only); messages are then limited to about 3 MB.
 reason-token-graph-read-write-not-granted = The authorization did not grant Mail.ReadWrite (granted: { $granted }), so messages over { $max } bytes are refused. Have an administrator grant consent for Mail.ReadWrite to the application in Microsoft Entra, then authorize this account again.
+
+# Send Job History: account and day filters
+jobs-filter-since = From (day)
+jobs-filter-until = Until (day)
+jobs-filter-bad-day = “{ $value }” is not a day: enter it as YYYY-MM-DD, e.g. 2026-04-01.
+jobs-filter-bad-account = “{ $value }” is not an account: choose one from the list.

@@ -929,3 +929,9 @@ err-graph-large-not-for = Graph で大きなメッセージを送る設定は Mi
 reason-token-graph-large-on = Graph で大きなメッセージを送る設定がオンになりました。このアカウントは Mail.ReadWrite も要求しますが、これまでのトークンにはその権限がありません。このアカウントの認証をやり直してください(組織で必要な場合は、先に管理者が Mail.ReadWrite に同意してください)。
 reason-token-graph-large-off = Graph で大きなメッセージを送る設定がオフになりました。Mail.ReadWrite を持つトークンは破棄しました。このアカウントの認証をやり直してください(Mail.Send のみ)。メッセージは約 3 MB までになります。
 reason-token-graph-read-write-not-granted = 認証で Mail.ReadWrite が許可されなかったため(許可された権限:{ $granted })、{ $max } バイトを超えるメッセージは受け付けません。管理者が Microsoft Entra でアプリケーションの Mail.ReadWrite に同意してから、このアカウントの認証をやり直してください。
+
+# Send Job History: account and day filters
+jobs-filter-since = 開始日
+jobs-filter-until = 終了日
+jobs-filter-bad-day = 「{ $value }」は日付ではありません。YYYY-MM-DD の形式 (例: 2026-04-01) で入力してください。
+jobs-filter-bad-account = 「{ $value }」はアカウントではありません。一覧から選んでください。

@@ -13,6 +13,7 @@ mod cluster;
 mod corpus;
 mod crash;
 mod delivery;
+mod history;
 mod network;
 mod oauth_flow;
 mod ops;

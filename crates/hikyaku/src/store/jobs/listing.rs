@@ -69,10 +69,27 @@ pub(in crate::store) fn history_query(
         conds.push(format!("(created_at, id) < ({c}, {i})"));
     }
     if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
-        let p = param(Bind::Text(format!("%{search}%")), &mut binds);
-        let like = if pg { "ILIKE" } else { "LIKE" };
+        if !pg && search.chars().count() >= TRIGRAM {
+            // The trigram index (migration 0016) names the few jobs that
+            // contain every three-character piece of the term; the LIKE
+            // below then decides, so the answer is the one a scan gives.
+            let m = param(Bind::Text(fts_trigrams(search)), &mut binds);
+            conds.push(format!(
+                "rowid IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH {m})"
+            ));
+        }
+        // PostgreSQL's pg_trgm indexes (migration 0016) serve these ILIKEs
+        // directly. A term of one or two characters has no trigram: both
+        // engines then read the history (fine: such a term matches most).
+        let p = param(Bind::Text(like_pattern(search)), &mut binds);
+        let (like, escape) = if pg {
+            // Backslash is PostgreSQL's default escape in LIKE patterns.
+            ("ILIKE", "")
+        } else {
+            ("LIKE", " ESCAPE '\\'")
+        };
         conds.push(format!(
-            "(mail_from {like} {p} OR rcpt_to {like} {p} OR subject {like} {p} OR header_from {like} {p})"
+            "(mail_from {like} {p}{escape} OR rcpt_to {like} {p}{escape} OR subject {like} {p}{escape} OR header_from {like} {p}{escape})"
         ));
     }
     let limit = param(Bind::Int(limit), &mut binds);
@@ -88,6 +105,47 @@ pub(in crate::store) fn history_query(
         ),
         binds,
     }
+}
+
+/// The shortest term the trigram index can find: shorter ones have no
+/// trigram, so the search reads the history for them.
+pub const TRIGRAM: usize = 3;
+
+/// `term` as a substring pattern for LIKE: `%`, `_` and the escape itself
+/// stand for themselves, so a search for `50%` finds "50%", not "500".
+fn like_pattern(term: &str) -> String {
+    let mut p = String::with_capacity(term.len() + 2);
+    p.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// An FTS5 query for the jobs that hold every trigram of `term` (it has at
+/// least [`TRIGRAM`] characters): the trigrams that start at every third
+/// character, and the last one, cover the term with the fewest lists to
+/// intersect. Each is quoted, so that no character is read as query syntax
+/// (a quote inside is doubled).
+fn fts_trigrams(term: &str) -> String {
+    let chars: Vec<char> = term.chars().collect();
+    let last = chars.len().saturating_sub(TRIGRAM);
+    let mut starts: Vec<usize> = (0..=last).step_by(TRIGRAM).collect();
+    if starts.last() != Some(&last) {
+        starts.push(last);
+    }
+    starts
+        .into_iter()
+        .map(|i| {
+            let gram: String = chars[i..i + TRIGRAM].iter().collect();
+            format!("\"{}\"", gram.replace('"', "\"\""))
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 /// Binds a [`HistoryQuery`]'s values to a query of either engine.
@@ -125,6 +183,15 @@ mod tests {
             subject: Some("hello".to_owned()),
             body: bytes::Bytes::from_static(b"Subject: hello\r\n\r\nhi\r\n"),
         }
+    }
+
+    #[test]
+    fn the_trigrams_cover_the_term() {
+        assert_eq!(fts_trigrams("abc"), "\"abc\"");
+        assert_eq!(fts_trigrams("abcd"), "\"abc\" AND \"bcd\"");
+        assert_eq!(fts_trigrams("user0042"), "\"use\" AND \"r00\" AND \"042\"");
+        assert_eq!(fts_trigrams("a\"bcd"), "\"a\"\"b\" AND \"bcd\"");
+        assert_eq!(fts_trigrams("スキャン"), "\"スキャ\" AND \"キャン\"");
     }
 
     #[test]
@@ -211,5 +278,318 @@ mod tests {
             offset.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
             rest.iter().map(|j| j.id.clone()).collect::<Vec<_>>()
         );
+    }
+
+    /// Jobs whose text holds what a search can trip over: case, non-ASCII
+    /// text, LIKE's `%`, `_` and escape, FTS5's quote and syntax, terms
+    /// shorter than a trigram; several share a second.
+    fn seeded() -> Vec<(NewJob, i64)> {
+        // (sender, recipients, subject, From)
+        type Row<'a> = (&'a str, &'a [&'a str], Option<&'a str>, Option<&'a str>);
+        let rows: &[Row] = &[
+            (
+                "mfp-001@branch1.contoso.example",
+                &["boss@example.com"],
+                Some("Scan From MFP"),
+                None,
+            ),
+            (
+                "MFP-002@Branch2.Contoso.Example",
+                &["user_01@example.com", "b@example.com"],
+                Some("スキャン文書 第3版"),
+                Some("\"Printer\" <mfp-002@branch2.contoso.example>"),
+            ),
+            (
+                "cron@host.example",
+                &["ops@example.com"],
+                Some("50% done"),
+                Some("Cron Daemon <cron@host.example>"),
+            ),
+            (
+                "cron@host.example",
+                &["ops@example.com"],
+                Some("500 done"),
+                None,
+            ),
+            (
+                "erp@erp.example",
+                &["userx01@example.com"],
+                Some("Ärger mit der Rechnung"),
+                None,
+            ),
+            (
+                "erp@erp.example",
+                &["ar@example.com"],
+                Some("ärger, klein"),
+                None,
+            ),
+            (
+                "back\\slash@example",
+                &["q\"uote@example.com"],
+                Some("path C:\\scans\\a_b"),
+                None,
+            ),
+            (
+                "dev@example.org",
+                &["x@example.org"],
+                Some("NEAR(a b) OR c* -d"),
+                None,
+            ),
+            (
+                "dev@example.org",
+                &["y@example.org"],
+                None,
+                Some("スキャナー <scan@example.org>"),
+            ),
+            ("ab@example.net", &["z@example.net"], Some("a"), None),
+        ];
+        rows.iter()
+            .enumerate()
+            .map(|(i, (from, rcpt, subject, header_from))| {
+                let mut j = job(&format!("j{i:02}"), from);
+                j.rcpt_to = rcpt.iter().map(|r| (*r).to_owned()).collect();
+                j.subject = subject.map(str::to_owned);
+                j.header_from = header_from.map(str::to_owned);
+                // Pairs of jobs share a second: the id orders them.
+                (j, 1000 + i as i64 / 2)
+            })
+            .collect()
+    }
+
+    /// The terms the comparison searches for.
+    const TERMS: &[&str] = &[
+        "scan",
+        "SCAN",
+        "contoso",
+        "50%",
+        "%",
+        "_",
+        "0%",
+        "r_0",
+        "user_01",
+        "\\",
+        "\\s",
+        "\"",
+        "q\"u",
+        "スキャン",
+        "キャ",
+        "第3版",
+        "ärger",
+        "Ärger",
+        "NEAR(a",
+        "c* -d",
+        "OR",
+        "a",
+        "ab",
+        "example",
+        "nothing-here",
+        "example.com\"",
+        "[\"boss",
+    ];
+
+    /// What a plain substring scan finds, newest first: `fold` is the
+    /// engine's case rule (SQLite's LIKE folds ASCII letters only,
+    /// PostgreSQL's ILIKE every letter).
+    fn scan(jobs: &[(NewJob, i64)], term: &str, fold: fn(&str) -> String) -> Vec<String> {
+        let needle = fold(term);
+        let mut hits: Vec<(i64, String)> = jobs
+            .iter()
+            .filter(|(j, _)| {
+                let rcpt = serde_json::to_string(&j.rcpt_to).unwrap();
+                [
+                    Some(j.mail_from.as_str()),
+                    Some(rcpt.as_str()),
+                    j.subject.as_deref(),
+                    j.header_from.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|text| fold(text).contains(&needle))
+            })
+            .map(|(j, at)| (*at, j.id.clone()))
+            .collect();
+        hits.sort();
+        hits.reverse();
+        hits.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The search gives what a substring scan gives, in the same order, on
+    /// `store`; also a page at a time.
+    pub(crate) async fn search_matches_a_scan(store: &Store, fold: fn(&str) -> String) {
+        let jobs = seeded();
+        for (j, at) in &jobs {
+            store.enqueue(j, *at).await.unwrap();
+        }
+        for term in TERMS {
+            let filter = JobFilter {
+                search: Some((*term).to_owned()),
+                ..Default::default()
+            };
+            let found: Vec<String> = store
+                .jobs(&filter, 100, 0)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|j| j.id)
+                .collect();
+            assert_eq!(found, scan(&jobs, term, fold), "search for {term:?}");
+            // Two at a time, by offset and by keyset.
+            let want = found;
+            let mut paged = Vec::new();
+            let mut after: Option<Cursor> = None;
+            loop {
+                let page = store.jobs_page(&filter, after.as_ref(), 2).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some((last.created_at, last.id.clone()));
+                paged.extend(page.into_iter().map(|j| j.id));
+            }
+            assert_eq!(paged, want, "pages of the search for {term:?}");
+            let second: Vec<String> = store
+                .jobs(&filter, 2, 2)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|j| j.id)
+                .collect();
+            assert_eq!(
+                second,
+                want.iter().skip(2).take(2).cloned().collect::<Vec<_>>()
+            );
+        }
+        // With the other filters.
+        let filter = JobFilter {
+            search: Some("example".into()),
+            since: Some(1001),
+            until: Some(1004),
+            state: Some(JobState::Queued),
+            ..Default::default()
+        };
+        let found: Vec<String> = store
+            .jobs(&filter, 100, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(found, ["j07", "j06", "j05", "j04", "j03", "j02"]);
+    }
+
+    #[tokio::test]
+    async fn the_search_finds_what_a_substring_scan_finds_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        search_matches_a_scan(&store, |s| s.to_ascii_lowercase()).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_search_finds_what_a_substring_scan_finds_on_postgresql() {
+        let store = Store::open_postgres(&testkit::postgres::database(), "instance-a")
+            .await
+            .unwrap();
+        // ILIKE folds the letters its database's character type knows:
+        // ASCII only in the C locale (as SQLite), every letter otherwise.
+        let ctype: String = match store.engine() {
+            crate::store::Engine::Postgres(pg) => sqlx::query_scalar("SHOW lc_ctype")
+                .fetch_one(pg.pool())
+                .await
+                .unwrap(),
+            crate::store::Engine::Sqlite(_) => unreachable!(),
+        };
+        let fold: fn(&str) -> String = if ctype == "C" || ctype == "POSIX" {
+            |s| s.to_ascii_lowercase()
+        } else {
+            str::to_lowercase
+        };
+        search_matches_a_scan(&store, fold).await;
+    }
+
+    /// The trigram index follows the jobs through deletion, the purge, a
+    /// reused rowid, a backup and an index built by the migration for jobs
+    /// that were there before it.
+    #[tokio::test]
+    async fn the_search_index_stays_in_step_with_the_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let ids = |jobs: Vec<crate::queue::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        let search = |term: &str| JobFilter {
+            search: Some(term.to_owned()),
+            ..Default::default()
+        };
+        let check = async |store: &Store| {
+            sqlx::query("INSERT INTO jobs_search(jobs_search, rank) VALUES ('integrity-check', 1)")
+                .execute(store.pool())
+                .await
+                .unwrap();
+        };
+        store
+            .enqueue(&job("old", "alpha@example.com"), 10)
+            .await
+            .unwrap();
+        store
+            .enqueue(&job("last", "gamma@example.com"), 30)
+            .await
+            .unwrap();
+        // Deleting the newest job frees its rowid for the next one.
+        store.delete_job("last").await.unwrap();
+        store
+            .enqueue(&job("new", "beta@example.com"), 20)
+            .await
+            .unwrap();
+        check(&store).await;
+        assert_eq!(
+            ids(store.jobs(&search("gamma"), 10, 0).await.unwrap()),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            ids(store.jobs(&search("BETA@"), 10, 0).await.unwrap()),
+            ["new"]
+        );
+        assert_eq!(
+            ids(store.jobs(&search("alpha"), 10, 0).await.unwrap()),
+            ["old"]
+        );
+
+        // A backup keeps the index in step with its jobs.
+        let copy = dir.path().join("backup.sqlite");
+        sqlx::query("VACUUM INTO ?1")
+            .bind(copy.to_str().unwrap())
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+        let restored = tempfile::tempdir().unwrap();
+        std::fs::copy(&copy, restored.path().join("hikyaku.sqlite")).unwrap();
+        let store = Store::open(restored.path()).await.unwrap();
+        check(&store).await;
+        assert_eq!(
+            ids(store.jobs(&search("beta@"), 10, 0).await.unwrap()),
+            ["new"]
+        );
+
+        // Jobs written before the migration are indexed by it.
+        sqlx::query("DROP TABLE jobs_search")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        for trigger in ["insert", "delete", "update"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TRIGGER jobs_search_{trigger}"
+            )))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        let migration = include_str!("../../../migrations/sqlite/0016_history_search.sql");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(migration))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        check(&store).await;
+        assert_eq!(
+            ids(store.jobs(&search("alpha@"), 10, 0).await.unwrap()),
+            ["old"]
+        );
+        store.close().await;
     }
 }

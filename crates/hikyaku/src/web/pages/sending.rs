@@ -310,6 +310,14 @@ struct JobsPage {
     states: Vec<(&'static str, String)>,
     state: String,
     q: String,
+    /// Why a filter could not be used.
+    errors: Vec<String>,
+    /// (id, title) of each account, and the one chosen ("" for all).
+    accounts: Vec<(String, String)>,
+    account: String,
+    /// The day range as entered.
+    since: String,
+    until: String,
     can_manage: bool,
     /// The filtered rows as CSV.
     csv_href: String,
@@ -323,6 +331,12 @@ struct JobsPage {
 pub struct JobsQuery {
     state: String,
     q: String,
+    /// Jobs bound to this account (its id); empty for all.
+    account: String,
+    /// The first and the last day shown (`YYYY-MM-DD`, in the display
+    /// time zone); empty for no bound.
+    since: String,
+    until: String,
     /// Page number, 0 for the newest jobs.
     page: u32,
 }
@@ -330,30 +344,71 @@ pub struct JobsQuery {
 /// Jobs on one page of the history.
 const JOBS_PER_PAGE: u32 = 100;
 
-/// The history's address with these filters, on `page`.
-fn jobs_href(query: &JobsQuery, page: u32) -> String {
+/// The filters of `query` as a query string (without the page).
+fn filter_pairs(query: &JobsQuery) -> url::form_urlencoded::Serializer<'static, String> {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("state", &query.state)
-        .append_pair("q", &query.q)
-        .append_pair("page", &page.to_string());
+        .append_pair("q", &query.q);
+    // Only the filters in use, so that the usual links stay as they were.
+    for (name, value) in [
+        ("account", &query.account),
+        ("since", &query.since),
+        ("until", &query.until),
+    ] {
+        if !value.is_empty() {
+            q.append_pair(name, value);
+        }
+    }
+    q
+}
+
+/// The history's address with these filters, on `page`.
+fn jobs_href(query: &JobsQuery, page: u32) -> String {
+    let mut q = filter_pairs(query);
+    q.append_pair("page", &page.to_string());
     format!("/jobs?{}", q.finish())
 }
 
 /// The CSV export's address with these filters.
 fn jobs_csv_href(query: &JobsQuery) -> String {
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    q.append_pair("state", &query.state)
-        .append_pair("q", &query.q);
-    format!("/jobs.csv?{}", q.finish())
+    format!("/jobs.csv?{}", filter_pairs(query).finish())
 }
 
-/// The history's filters as the store takes them.
-fn job_filter(query: &JobsQuery) -> JobFilter {
-    JobFilter {
+/// The start of `day` (`YYYY-MM-DD`) in the display time zone, `days_after`
+/// days later (unix seconds).
+fn day_start(day: &str, days_after: i64, offset: time::UtcOffset) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(day.trim(), &format).ok()?;
+    let t = date.midnight().assume_offset(offset) + time::Duration::days(days_after);
+    Some(t.unix_timestamp())
+}
+
+/// The history's filters as the store takes them; a filter that cannot be
+/// read is refused with what to enter instead.
+fn job_filter(query: &JobsQuery, offset: time::UtcOffset) -> Result<JobFilter, Msg> {
+    let account_id = match query.account.trim() {
+        "" => None,
+        a => Some(
+            a.parse::<i64>()
+                .map_err(|_| Msg::new("jobs-filter-bad-account").arg("value", a))?,
+        ),
+    };
+    // The last day is shown whole: the bound is the start of the next.
+    let day = |value: &str, days_after: i64| -> Result<Option<i64>, Msg> {
+        if value.trim().is_empty() {
+            return Ok(None);
+        }
+        day_start(value, days_after, offset)
+            .map(Some)
+            .ok_or_else(|| Msg::new("jobs-filter-bad-day").arg("value", value))
+    };
+    Ok(JobFilter {
         state: query.state.parse::<JobState>().ok(),
         search: Some(query.q.clone()).filter(|q| !q.is_empty()),
-        ..Default::default()
-    }
+        account_id,
+        since: day(&query.since, 0)?,
+        until: day(&query.until, 1)?,
+    })
 }
 
 /// Every row the filters select, as CSV (the link beside the filters).
@@ -363,17 +418,10 @@ pub async fn jobs_csv(
     Query(query): Query<JobsQuery>,
 ) -> Result<Response, WebError> {
     ui.require(Permission::ViewStatus)?;
-    let style = crate::web::jobs_csv::Style::Page {
-        tr: ui.tr,
-        offset: display_offset(&state).await,
-    };
-    Ok(crate::web::jobs_csv::response(
-        &state.store,
-        job_filter(&query),
-        style,
-        "send-job-history.csv",
-    )
-    .await?)
+    let offset = display_offset(&state).await;
+    let filter = job_filter(&query, offset).map_err(WebError::BadRequest)?;
+    let style = crate::web::jobs_csv::Style::Page { tr: ui.tr, offset };
+    Ok(crate::web::jobs_csv::response(&state.store, filter, style, "send-job-history.csv").await?)
 }
 
 pub async fn jobs_page(
@@ -392,17 +440,24 @@ async fn render_jobs(
     notice: Option<String>,
 ) -> Result<Response, WebError> {
     let offset = display_offset(state).await;
-    let filter = job_filter(query);
     let accounts = state.store.accounts().await?;
-    // One more than a page: whether an older page exists.
-    let mut found = state
-        .store
-        .jobs(
-            &filter,
-            i64::from(JOBS_PER_PAGE) + 1,
-            i64::from(query.page) * i64::from(JOBS_PER_PAGE),
-        )
-        .await?;
+    let (mut found, errors) = match job_filter(query, offset) {
+        // One more than a page: whether an older page exists.
+        Ok(filter) => (
+            state
+                .store
+                .jobs(
+                    &filter,
+                    i64::from(JOBS_PER_PAGE) + 1,
+                    i64::from(query.page) * i64::from(JOBS_PER_PAGE),
+                )
+                .await?,
+            Vec::new(),
+        ),
+        // No rows rather than rows the filter did not choose; the form
+        // keeps what was entered, to be corrected.
+        Err(msg) => (Vec::new(), vec![msg.render(&ui.tr)]),
+    };
     let has_older = found.len() > JOBS_PER_PAGE as usize;
     found.truncate(JOBS_PER_PAGE as usize);
     let jobs = found
@@ -446,8 +501,18 @@ async fn render_jobs(
             id: j.id,
         })
         .collect();
-    Ok(JobsPage {
+    let status = super::form_status(&errors);
+    let account_options = accounts
+        .iter()
+        .map(|a| (a.id.to_string(), account_title(&ui.tr, a)))
+        .collect();
+    let page = JobsPage {
         c: Chrome::for_ui(ui, state, &jobs_href(query, query.page)).with_notice(notice),
+        errors,
+        accounts: account_options,
+        account: query.account.trim().to_owned(),
+        since: query.since.clone(),
+        until: query.until.clone(),
         csv_href: jobs_csv_href(query),
         newer: (query.page > 0).then(|| jobs_href(query, query.page - 1)),
         older: has_older.then(|| jobs_href(query, query.page.saturating_add(1))),
@@ -459,8 +524,8 @@ async fn render_jobs(
         state: query.state.clone(),
         q: query.q.clone(),
         can_manage: ui.can(Permission::ManageJobs),
-    }
-    .into_response())
+    };
+    Ok((status, page).into_response())
 }
 
 #[derive(Deserialize, Default)]
