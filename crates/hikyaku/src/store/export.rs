@@ -2,7 +2,7 @@
 //! last row of the one before (newest first), so that jobs accepted while an
 //! export runs neither repeat nor push rows out of it, however many pages.
 
-use super::jobs::listing::history_query;
+use super::jobs::listing::history_queries;
 use super::jobs::rows::job_from_row;
 
 use super::{Result, Store};
@@ -19,10 +19,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Job>> {
         crate::on_pool!(self, |p, _q, is_pg| {
-            let q = history_query(filter, after, limit, 0, is_pg);
-            let rows = crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
-                .fetch_all(p)
-                .await?;
+            let queries = history_queries(filter, after, limit, 0, is_pg);
+            let rows = crate::fetch_history!(p, queries, limit)?;
             rows.iter().map(job_from_row).collect()
         })
     }

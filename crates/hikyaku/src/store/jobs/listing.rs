@@ -36,6 +36,47 @@ pub(in crate::store) fn history_query(
     offset: i64,
     pg: bool,
 ) -> HistoryQuery {
+    build(filter, after, limit, offset, pg, false)
+}
+
+/// How many of the newest jobs (after the other filters) a search looks
+/// through before it asks the trigram index.
+pub const RECENT: i64 = 4000;
+
+/// The statements to answer a page of the history, tried in order until one
+/// fills the page (the last one always answers). A search first looks only
+/// through the [`RECENT`] newest jobs: a term that many jobs hold (a
+/// company's domain) fills its page there at once, where the trigram index
+/// would first collect every job holding it (seconds for a million). The
+/// recent jobs are the head of the same order, so a full page from them is
+/// the page the whole history gives.
+pub(in crate::store) fn history_queries(
+    filter: &JobFilter,
+    after: Option<&Cursor>,
+    limit: i64,
+    offset: i64,
+    pg: bool,
+) -> Vec<HistoryQuery> {
+    let full = build(filter, after, limit, offset, pg, false);
+    if searched(filter).is_some() && limit > 0 && offset.saturating_add(limit) <= RECENT {
+        vec![build(filter, after, limit, offset, pg, true), full]
+    } else {
+        vec![full]
+    }
+}
+
+fn searched(filter: &JobFilter) -> Option<&str> {
+    filter.search.as_deref().filter(|s| !s.is_empty())
+}
+
+fn build(
+    filter: &JobFilter,
+    after: Option<&Cursor>,
+    limit: i64,
+    offset: i64,
+    pg: bool,
+    recent: bool,
+) -> HistoryQuery {
     let mut binds = Vec::new();
     let param = |b: Bind, binds: &mut Vec<Bind>| {
         binds.push(b);
@@ -68,13 +109,14 @@ pub(in crate::store) fn history_query(
         // A row value compares as one index range on both engines.
         conds.push(format!("(created_at, id) < ({c}, {i})"));
     }
-    if let Some(search) = filter.search.as_deref().filter(|s| !s.is_empty()) {
-        if !pg && search.chars().count() >= TRIGRAM {
+    let mut searches: Vec<String> = Vec::new();
+    if let Some(search) = searched(filter) {
+        if !pg && !recent && search.chars().count() >= TRIGRAM {
             // The trigram index (migration 0016) names the few jobs that
             // contain every three-character piece of the term; the LIKE
             // below then decides, so the answer is the one a scan gives.
             let m = param(Bind::Text(fts_trigrams(search)), &mut binds);
-            conds.push(format!(
+            searches.push(format!(
                 "rowid IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH {m})"
             ));
         }
@@ -88,23 +130,65 @@ pub(in crate::store) fn history_query(
         } else {
             ("LIKE", " ESCAPE '\\'")
         };
-        conds.push(format!(
+        searches.push(format!(
             "(mail_from {like} {p}{escape} OR rcpt_to {like} {p}{escape} OR subject {like} {p}{escape} OR header_from {like} {p}{escape})"
         ));
     }
+    let order = "ORDER BY created_at DESC, id DESC";
+    let from = if recent {
+        // The other filters pick the newest jobs first; the search then
+        // looks through those alone.
+        let window = param(Bind::Int(RECENT), &mut binds);
+        let inner = where_clause(&conds);
+        conds = searches;
+        format!("(SELECT * FROM jobs{inner} {order} LIMIT {window}) AS recent")
+    } else {
+        conds.extend(searches);
+        "jobs".to_owned()
+    };
     let limit = param(Bind::Int(limit), &mut binds);
     let offset = param(Bind::Int(offset), &mut binds);
-    let filters = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
-    };
+    let filters = where_clause(&conds);
     HistoryQuery {
         sql: format!(
-            "SELECT {JOB_COLUMNS} FROM jobs{filters} ORDER BY created_at DESC, id DESC LIMIT {limit} OFFSET {offset}"
+            "SELECT {JOB_COLUMNS} FROM {from}{filters} {order} LIMIT {limit} OFFSET {offset}"
         ),
         binds,
     }
+}
+
+fn where_clause(conds: &[String]) -> String {
+    if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    }
+}
+
+/// Runs [`history_queries`] on a pool of either engine: the first statement
+/// whose rows fill the page answers, the last one in any case.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! fetch_history {
+    ($pool:expr, $queries:expr, $limit:expr) => {{
+        let queries = $queries;
+        let last = queries.len().saturating_sub(1);
+        let mut answer = Ok(Vec::new());
+        for (i, q) in queries.into_iter().enumerate() {
+            let rows = $crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
+                .fetch_all($pool)
+                .await;
+            let done = match &rows {
+                Ok(r) => i == last || i64::try_from(r.len()).unwrap_or(i64::MAX) >= $limit,
+                Err(_) => true,
+            };
+            if done {
+                answer = rows;
+                break;
+            }
+        }
+        answer
+    }};
 }
 
 /// The shortest term the trigram index can find: shorter ones have no
@@ -502,6 +586,69 @@ mod tests {
             str::to_lowercase
         };
         search_matches_a_scan(&store, fold).await;
+    }
+
+    /// A search looks through the newest jobs first and asks the index only
+    /// when they do not fill the page: a common term answers from the head of
+    /// the history, a rare one still finds jobs older than that head, and
+    /// both give the order a scan gives.
+    #[tokio::test]
+    async fn a_search_finds_old_jobs_beyond_the_recent_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        // RECENT + 100 sent jobs in one statement: every one holds "common";
+        // the 5 oldest and the 3 newest hold "needle" too.
+        let n = RECENT + 100;
+        sqlx::query(
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1) \
+             INSERT INTO jobs (id, submitter, source, mail_from, rcpt_to, size, state, next_attempt_at, created_at, updated_at) \
+             SELECT printf('j%06d', i), 's', '127.0.0.1', \
+             CASE WHEN i <= 5 OR i > ?1 - 3 THEN printf('needle%d@common.example', i) ELSE printf('u%d@common.example', i) END, \
+             '[\"r@example.com\"]', 10, 'sent', i, i, i FROM k",
+        )
+        .bind(n)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let find = |term: &str, limit: i64| {
+            let filter = JobFilter {
+                search: Some(term.to_owned()),
+                ..Default::default()
+            };
+            let store = store.clone();
+            async move {
+                store
+                    .jobs(&filter, limit, 0)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|j| j.id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let newest: Vec<String> = (0..10).map(|k| format!("j{:06}", n - k)).collect();
+        assert_eq!(find("COMMON", 10).await, newest);
+        let needles: Vec<String> = [n, n - 1, n - 2, 5, 4, 3, 2, 1]
+            .iter()
+            .map(|i| format!("j{i:06}"))
+            .collect();
+        assert_eq!(find("needle", 10).await, needles);
+        assert_eq!(find("needle", 3).await, needles[..3]);
+        // Past the recent jobs the index answers alone.
+        let page = store
+            .jobs_page(
+                &JobFilter {
+                    search: Some("needle".into()),
+                    ..Default::default()
+                },
+                Some(&(n - 2, format!("j{:06}", n - 2))),
+                10,
+            )
+            .await
+            .unwrap();
+        let ids: Vec<String> = page.into_iter().map(|j| j.id).collect();
+        assert_eq!(ids, needles[3..]);
+        store.close().await;
     }
 
     /// The trigram index follows the jobs through deletion, the purge, a

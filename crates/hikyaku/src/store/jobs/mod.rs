@@ -421,10 +421,8 @@ impl JobStore for Store {
             super::Engine::Postgres(pg) => return pg.jobs(filter, limit, offset).await,
             super::Engine::Sqlite(s) => s,
         };
-        let q = listing::history_query(filter, None, limit, offset, false);
-        let rows = crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
-            .fetch_all(s.pool())
-            .await?;
+        let queries = listing::history_queries(filter, None, limit, offset, false);
+        let rows = crate::fetch_history!(s.pool(), queries, limit)?;
         rows.iter().map(job_from_row).collect()
     }
 

@@ -486,11 +486,9 @@ impl JobStore for PgStore {
     async fn jobs(&self, filter: &JobFilter, limit: i64, offset: i64) -> Result<Vec<Job>> {
         // The same statement as SQLite's, in PostgreSQL's dialect (ILIKE:
         // SQLite's LIKE ignores the case of ASCII letters).
-        let q = crate::store::jobs::listing::history_query(filter, None, limit, offset, true);
-        let rows = crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(pg)?;
+        let queries =
+            crate::store::jobs::listing::history_queries(filter, None, limit, offset, true);
+        let rows = crate::fetch_history!(&self.pool, queries, limit).map_err(pg)?;
         rows.iter().map(job_from_row).collect()
     }
 
