@@ -666,7 +666,12 @@ impl StatementProfile {
         let syncs = c
             .sql("SELECT wal_sync FROM pg_stat_wal")
             .expect("pg_stat_wal");
-        let last = |s: &str| s.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+        let last = |s: &str| {
+            s.lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0)
+        };
         (last(&commits), last(&syncs))
     }
 
