@@ -19,48 +19,19 @@
 //!   delivering theirs).
 
 use sqlx::Row as _;
-use sqlx::postgres::PgRow;
 
 use std::time::Instant;
 
 use super::{DB_NOW, Held, PgStore, pg};
 use crate::i18n::Reason;
-use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, UnknownState, lease};
+use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, lease};
+use crate::store::jobs::rows::{job_from_row, state};
 use crate::store::{Conflict, Result, StoreError};
 
+/// [`crate::store::jobs::rows::JOB_COLUMNS`], qualified (a claim's
+/// `RETURNING` also sees the CTE's `id`); rows are read by the same
+/// mapping as SQLite's.
 const JOB_COLUMNS: &str = "j.id, j.account_id, j.submitter, j.source, j.mail_from, j.rcpt_to, j.header_from, j.subject, j.size, j.state, j.attempts, j.next_attempt_at, j.last_reply, j.via_account_id, j.created_at, j.updated_at";
-
-fn state(row: &PgRow) -> Result<JobState> {
-    let name: String = row.try_get("state").map_err(pg)?;
-    name.parse()
-        .map_err(|e: UnknownState| StoreError::Conflict(Conflict::Corrupt(e.to_string())))
-}
-
-fn job_from_row(row: &PgRow) -> Result<Job> {
-    let get = |e| pg(e);
-    let rcpt: String = row.try_get("rcpt_to").map_err(get)?;
-    let reply: Option<String> = row.try_get("last_reply").map_err(get)?;
-    Ok(Job {
-        id: row.try_get("id").map_err(get)?,
-        account_id: row.try_get("account_id").map_err(get)?,
-        submitter: row.try_get("submitter").map_err(get)?,
-        source: row.try_get("source").map_err(get)?,
-        mail_from: row.try_get("mail_from").map_err(get)?,
-        rcpt_to: serde_json::from_str(&rcpt).unwrap_or_default(),
-        header_from: row.try_get("header_from").map_err(get)?,
-        subject: row.try_get("subject").map_err(get)?,
-        size: row.try_get("size").map_err(get)?,
-        state: state(row)?,
-        attempts: row.try_get("attempts").map_err(get)?,
-        next_attempt_at: row.try_get("next_attempt_at").map_err(get)?,
-        last_reply: None,
-        last_reply_reason: None,
-        via_account_id: row.try_get("via_account_id").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-    }
-    .with_stored_reply(reply.as_deref()))
-}
 
 /// Asserts that a write moves jobs only as the state machine allows (the
 /// SQL's `WHERE state …` is what holds it; this keeps the two in step).
