@@ -70,6 +70,9 @@ struct Args {
     stores: Vec<Setup>,
     store: Option<Engine>,
     instances: usize,
+    /// `--pg-statements`: print the statements and commits per message of
+    /// each PostgreSQL set-up (pg_stat_statements).
+    pg_statements: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,6 +112,7 @@ fn args() -> Args {
         stores: Vec::new(),
         store: None,
         instances: 1,
+        pg_statements: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -148,6 +152,7 @@ fn args() -> Args {
                     },
                 ]
             }
+            "--pg-statements" => a.pg_statements = true,
             "--after" => a.after_secs = value("--after") as u64,
             "--compare" => {
                 a.compare = Some(
@@ -527,6 +532,8 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
         instances.iter().filter_map(Hikyaku::cpu_time).sum()
     };
     let before = fc.inbox().len();
+    let profile = (a.pg_statements && setup.engine == Engine::Postgres)
+        .then(|| StatementProfile::start(&url));
     let (cpu0, db0) = (cpu(&instances), postgres_cpu());
     let start = Instant::now();
     let intake = load_split(&targets, "s", n, c, a.size).await;
@@ -536,6 +543,9 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
     let arrived = fc.wait_for_inbox(want, timeout).await.len() - before;
     let end_to_end = start.elapsed();
     let (cpu1, db1) = (cpu(&instances), postgres_cpu());
+    if let Some(p) = profile {
+        p.report(&setup.name(), n);
+    }
     let logs: Vec<String> = instances.iter().map(Hikyaku::log_tail).collect();
     assert_eq!(
         arrived,
@@ -575,6 +585,9 @@ async fn run_stores(a: &Args) {
         "store load: {n} messages of ~{} bytes over {c} connections (split across the instances' intakes), delivery.workers = {} per instance",
         a.size, a.workers
     );
+    if a.pg_statements {
+        StatementProfile::enable();
+    }
     let fc = testkit::start_fakecloud().await;
     fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
     let bin = Path::new(env!("CARGO_BIN_EXE_hikyaku"));
@@ -615,6 +628,99 @@ async fn run_stores(a: &Args) {
             "two instances / one, on PostgreSQL: accept rate {:.0}% (budget: at least 90%), end to end {:.0}%",
             100.0 * accept(two) / accept(one),
             100.0 * e2e(two) / e2e(one)
+        );
+    }
+}
+
+/// `--pg-statements`: what one PostgreSQL set-up asked of the database
+/// per message — statements by kind (pg_stat_statements), transactions
+/// committed and WAL flushes — to see where its round trips go.
+struct StatementProfile {
+    database: String,
+    commits: i64,
+    wal_syncs: i64,
+}
+
+impl StatementProfile {
+    fn cluster() -> &'static testkit::postgres::Cluster {
+        testkit::postgres::shared().expect("PostgreSQL")
+    }
+
+    /// Loads pg_stat_statements into the run's cluster (a restart, before
+    /// any set-up uses it).
+    fn enable() {
+        let c = Self::cluster();
+        c.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            .expect("ALTER SYSTEM");
+        c.stop().expect("stop PostgreSQL");
+        c.restart().expect("restart PostgreSQL");
+        c.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .expect("pg_stat_statements (Debian's postgresql package has it)");
+    }
+
+    fn counters(database: &str) -> (i64, i64) {
+        let c = Self::cluster();
+        let commits = c
+            .sql(&format!(
+                "SELECT pg_stat_force_next_flush(); SELECT xact_commit FROM pg_stat_database WHERE datname = '{database}'"
+            ))
+            .expect("pg_stat_database");
+        let syncs = c
+            .sql("SELECT wal_sync FROM pg_stat_wal")
+            .expect("pg_stat_wal");
+        let last = |s: &str| {
+            s.lines()
+                .last()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (last(&commits), last(&syncs))
+    }
+
+    fn start(url: &str) -> Self {
+        let database = url
+            .rsplit('/')
+            .next()
+            .and_then(|t| t.split('?').next())
+            .expect("database name")
+            .to_owned();
+        Self::cluster()
+            .sql("SELECT pg_stat_statements_reset()")
+            .expect("pg_stat_statements_reset");
+        let (commits, wal_syncs) = Self::counters(&database);
+        StatementProfile {
+            database,
+            commits,
+            wal_syncs,
+        }
+    }
+
+    fn report(self, name: &str, n: usize) {
+        let (commits, wal_syncs) = Self::counters(&self.database);
+        let rows = Self::cluster()
+            .sql(&format!(
+                "SELECT s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements s \
+                 JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{}' ORDER BY s.calls DESC LIMIT 30",
+                self.database
+            ))
+            .expect("pg_stat_statements");
+        let per = |x: i64| x as f64 / n as f64;
+        let mut total = 0i64;
+        let mut lines = Vec::new();
+        for row in rows.lines() {
+            let Some((calls, query)) = row.split_once('|') else {
+                continue;
+            };
+            let calls: i64 = calls.parse().unwrap_or(0);
+            total += calls;
+            lines.push(format!("  {:6.2}  {query}", per(calls)));
+        }
+        println!(
+            "{name}: per message {:.2} statements, {:.2} commits (transactions), {:.2} WAL flushes:\n{}",
+            per(total),
+            per(commits - self.commits),
+            per(wal_syncs - self.wal_syncs),
+            lines.join("\n")
         );
     }
 }

@@ -326,8 +326,24 @@ impl Delivery {
                     // On PostgreSQL, one of the account's connections in the
                     // whole cluster too, held as long as the session lives.
                     let cap = u32::try_from(key.cap()).unwrap_or(u32::MAX);
-                    let permit = match inner.limits.connection(a.id, cap, CONNECTION_WAIT).await {
-                        Ok(cluster) => limits::Permit::new(local, cluster),
+                    let permit = match inner
+                        .limits
+                        .connection_or_returned(a.id, cap, CONNECTION_WAIT, async {
+                            // A fresh session is wanted: no idle one will do.
+                            if fresh_only {
+                                std::future::pending().await
+                            } else {
+                                inner.pool.given_back().await
+                            }
+                        })
+                        .await
+                    {
+                        Ok(limits::Connection::Slot(cluster)) => {
+                            limits::Permit::new(local, cluster)
+                        }
+                        // A session of this instance came back: take it
+                        // (the local slot goes back meanwhile).
+                        Ok(limits::Connection::Returned) => continue,
                         Err(limits::Refused::Wait(_)) => {
                             return Attempt::RateLimited {
                                 wait_secs: 5,

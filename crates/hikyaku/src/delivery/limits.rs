@@ -83,14 +83,38 @@ impl Limits {
         cap: u32,
         wait: Duration,
     ) -> Result<Option<ClusterSlot>, Refused> {
+        match self
+            .connection_or_returned(account, cap, wait, std::future::pending())
+            .await?
+        {
+            Connection::Slot(slot) => Ok(slot),
+            Connection::Returned => Err(Refused::Wait(Duration::from_secs(5))),
+        }
+    }
+
+    /// As [`Limits::connection`], but while the cluster has no slot free it
+    /// stops waiting once `returned` fires — a session of this instance was
+    /// given back, which the caller can use instead of a new one. Without
+    /// it, an instance whose own sessions keep coming back would still wait
+    /// for another instance to close one of its sessions.
+    pub async fn connection_or_returned(
+        &self,
+        account: i64,
+        cap: u32,
+        wait: Duration,
+        returned: impl std::future::Future<Output = ()>,
+    ) -> Result<Connection, Refused> {
         let Limits::Cluster(pg) = self else {
-            return Ok(None);
+            return Ok(Connection::Slot(None));
         };
         let deadline = Instant::now() + wait;
         let mut pause = SLOT_POLL_FIRST;
+        let mut returned = std::pin::pin!(returned);
         loop {
             match pg.acquire_slot(account, cap.max(1), SLOT_LEASE).await {
-                Ok(Some(slot)) => return Ok(Some(ClusterSlot::hold(pg.clone(), slot))),
+                Ok(Some(slot)) => {
+                    return Ok(Connection::Slot(Some(ClusterSlot::hold(pg.clone(), slot))));
+                }
                 Ok(None) => {}
                 Err(e) => return Err(Refused::Store(e)),
             }
@@ -98,10 +122,21 @@ impl Limits {
             if left.is_zero() {
                 return Err(Refused::Wait(Duration::from_secs(5)));
             }
-            tokio::time::sleep(pause.min(left)).await;
+            tokio::select! {
+                () = tokio::time::sleep(pause.min(left)) => {}
+                () = &mut returned => return Ok(Connection::Returned),
+            }
             pause = (pause * 2).min(SLOT_POLL_MAX);
         }
     }
+}
+
+/// What [`Limits::connection_or_returned`] found.
+pub(crate) enum Connection {
+    /// The cluster's slot (`None` on one instance).
+    Slot(Option<ClusterSlot>),
+    /// One of this instance's sessions was given back: use it instead.
+    Returned,
 }
 
 /// A connection slot held in the shared store: renewed while it lives,

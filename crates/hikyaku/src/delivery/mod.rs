@@ -339,7 +339,7 @@ impl Delivery {
             // renew it, or while a handed-over job waited), stop: the other
             // instance delivers it, and nothing is recorded here.
             Some(pg) => {
-                if matches!(pg.heartbeat(&job.id).await, Ok(false)) {
+                if matches!(pg.confirm_lease(&job.id).await, Ok(false)) {
                     lease_lost(&job.id)
                 } else {
                     tokio::select! {

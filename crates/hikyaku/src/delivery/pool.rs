@@ -220,6 +220,11 @@ impl Pool {
         }
     }
 
+    /// Returns once a session is given back (after this is first polled).
+    pub async fn given_back(&self) {
+        self.returned.notified().await;
+    }
+
     /// A slot for a new session of `key`'s account (never an idle session).
     pub async fn get_slot(&self, key: &Key, wait: Duration) -> Option<Got> {
         self.acquire(key, wait, false).await

@@ -29,7 +29,8 @@ pub(in crate::store) struct HistoryQuery {
 /// Up to `limit` jobs matching `filter`, newest first, below `after` (keyset)
 /// and then past `offset` rows. `pg` writes PostgreSQL's dialect (`$N`,
 /// `ILIKE` for SQLite's case-insensitive `LIKE`).
-pub(in crate::store) fn history_query(
+#[cfg(test)]
+fn history_query(
     filter: &JobFilter,
     after: Option<&Cursor>,
     limit: i64,

@@ -7,7 +7,7 @@ use crate::store::{Conflict, Result, StoreError};
 pub(in crate::store) const JOB_COLUMNS: &str = "id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, last_reply, via_account_id, created_at, updated_at";
 
 /// The row's state; a name the queue does not know is a damaged row.
-pub(super) fn state(row: &impl DbRow) -> Result<JobState> {
+pub(in crate::store) fn state(row: &impl DbRow) -> Result<JobState> {
     let name: String = row.col("state")?;
     name.parse().map_err(|e: crate::queue::UnknownState| {
         StoreError::Conflict(Conflict::Corrupt(e.to_string()))

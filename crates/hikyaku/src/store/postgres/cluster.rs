@@ -21,7 +21,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use sqlx::Row as _;
 
 use super::{PgStore, pg};
 use crate::store::Result;
@@ -43,6 +45,17 @@ fn lock_key(kind: LockKind, account_id: i64) -> i64 {
 /// The sliding window of the messages-per-minute limit, in milliseconds.
 const WINDOW_MS: i64 = 60_000;
 
+/// The database's clock in milliseconds.
+const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// A reservation of starts is used within this long, else given up.
+const RESERVE_HOLD: Duration = Duration::from_secs(1);
+/// At most this many starts per reservation, and at most this share
+/// (1/n) of the account's per-minute limit: what a reservation left
+/// unused withholds from the other instances for a minute at most.
+const RESERVE_MAX: u32 = 256;
+const RESERVE_SHARE: u32 = 64;
+
 /// How long a refresh waits for another instance's refresh of the same
 /// account before it fails as temporary (a token endpoint that hangs holds
 /// the lock at most its own timeout).
@@ -62,6 +75,34 @@ impl LocalLocks {
         };
         all.entry(account_id).or_default().clone()
     }
+}
+
+/// Starts this instance took from each account's window and has not used
+/// yet. One account's takers wait here for each other, so one of them at a
+/// time asks the database.
+#[derive(Debug, Default)]
+pub(crate) struct Reserved(Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Batch>>>>);
+
+impl Reserved {
+    fn of(&self, account_id: i64) -> Arc<tokio::sync::Mutex<Batch>> {
+        let mut all = match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        all.entry(account_id).or_default().clone()
+    }
+}
+
+/// One account's last reservation of starts.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// Starts still to use.
+    left: u32,
+    /// Until when they may be used (their rows are dated then).
+    until: Option<Instant>,
+    /// How many it got, and how many were used.
+    size: u32,
+    used: u32,
 }
 
 /// A held upstream connection slot of an account.
@@ -129,7 +170,10 @@ impl PgStore {
         .bind(slot.slot)
         .bind(&*self.owner)
         .bind(millis(lease))
-        .execute(&self.pool)
+        // Without waiting for the disk: a renewal lost in a database crash
+        // leaves the lease as the previous renewal set it, two renewals
+        // before it runs out.
+        .execute(&self.relaxed)
         .await
         .map_err(pg)?
         .rows_affected();
@@ -142,7 +186,9 @@ impl PgStore {
             .bind(slot.account_id)
             .bind(slot.slot)
             .bind(&*self.owner)
-            .execute(&self.pool)
+            // Without waiting for the disk: a give-back lost in a database
+            // crash leaves the slot taken until its lease runs out.
+            .execute(&self.relaxed)
             .await
             .map_err(pg)?;
         Ok(())
@@ -151,48 +197,102 @@ impl PgStore {
     /// Counts a message start for `account_id` if fewer than `per_minute`
     /// started in the last minute on any instance; otherwise how long until
     /// the oldest of them leaves the window.
+    ///
+    /// Starts are taken from the shared window a few at a time while they
+    /// are used up quickly (see [`Reserved`]); callers of this instance then
+    /// take them here without a round trip, one account's callers one after
+    /// the other.
     pub async fn take_send(
         &self,
         account_id: i64,
         per_minute: u32,
     ) -> Result<std::result::Result<(), Duration>> {
-        let mut tx = self.pool.begin().await.map_err(pg)?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(LockKind::Rate, account_id))
-            .execute(&mut *tx)
-            .await
-            .map_err(pg)?;
-        let now: i64 =
-            sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(pg)?;
-        sqlx::query("DELETE FROM account_starts WHERE account_id = $1 AND at_ms <= $2")
-            .bind(account_id)
-            .bind(now - WINDOW_MS)
-            .execute(&mut *tx)
-            .await
-            .map_err(pg)?;
-        let (count, oldest): (i64, Option<i64>) =
-            sqlx::query_as("SELECT COUNT(*), MIN(at_ms) FROM account_starts WHERE account_id = $1")
-                .bind(account_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(pg)?;
-        let answer = if count < i64::from(per_minute.max(1)) {
-            sqlx::query("INSERT INTO account_starts (account_id, at_ms) VALUES ($1, $2)")
-                .bind(account_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(pg)?;
-            Ok(())
+        let per_minute = per_minute.max(1);
+        let batch = self.starts.of(account_id);
+        let mut b = batch.lock().await;
+        let now = Instant::now();
+        if b.left > 0 && b.until.is_some_and(|until| now < until) {
+            b.left -= 1;
+            b.used += 1;
+            return Ok(Ok(()));
+        }
+        // Doubled while a reservation is used up within its time, else as
+        // many as the last one used: the next one matches the demand.
+        let want = if b.size > 0 && b.used >= b.size {
+            b.size.saturating_mul(2)
         } else {
-            let wait = oldest.unwrap_or(now) + WINDOW_MS - now;
-            Err(Duration::from_millis(u64::try_from(wait).unwrap_or(0)))
+            b.used.max(1)
+        }
+        .min((per_minute / RESERVE_SHARE).clamp(1, RESERVE_MAX));
+        match self.reserve_starts(account_id, per_minute, want).await? {
+            Ok(granted) => {
+                *b = Batch {
+                    left: granted - 1,
+                    until: Some(now + RESERVE_HOLD),
+                    size: granted,
+                    used: 1,
+                };
+                Ok(Ok(()))
+            }
+            Err(wait) => {
+                *b = Batch::default();
+                Ok(Err(wait))
+            }
+        }
+    }
+
+    /// Takes up to `want` (at least 1) starts from `account_id`'s window in
+    /// one round trip: how many it got, or how long until one frees.
+    async fn reserve_starts(
+        &self,
+        account_id: i64,
+        per_minute: u32,
+        want: u32,
+    ) -> Result<std::result::Result<u32, Duration>> {
+        // The first start is used now; the others are dated at the end of
+        // their use (`RESERVE_HOLD`), so that the window counts each no
+        // earlier than it really starts and the limit holds.
+        //
+        // One multi-statement string is one round trip and one transaction;
+        // the lock serializes the account's takers on every instance, and
+        // each statement after it sees what earlier takers committed. It
+        // holds only integers of ours, written out. On the relaxed pool: a
+        // start lost in a database crash undercounts the window by at most
+        // the last fraction of a second before it (the delivery that took it
+        // fails with the database anyway), and Exchange delays an excess
+        // rather than refusing it.
+        let sql = format!(
+            "SELECT pg_advisory_xact_lock({key}); \
+             DELETE FROM account_starts WHERE account_id = {account_id} AND at_ms <= {NOW_MS} - {WINDOW_MS}; \
+             WITH t AS (SELECT {NOW_MS} AS now), \
+             c AS (SELECT COUNT(*) AS n, MIN(at_ms) AS oldest FROM account_starts WHERE account_id = {account_id}), \
+             g AS (SELECT GREATEST(LEAST({want}, {per_minute} - c.n), 0) AS k FROM c), \
+             i AS (INSERT INTO account_starts (account_id, at_ms) \
+                   SELECT {account_id}, CASE WHEN s = 1 THEN t.now ELSE t.now + {hold} END FROM t, g, generate_series(1, g.k) AS s RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM i) AS granted, c.oldest, t.now FROM c, t",
+            key = lock_key(LockKind::Rate, account_id),
+            want = want.max(1),
+            hold = millis(RESERVE_HOLD),
+        );
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.relaxed)
+            .await
+            .map_err(pg)?;
+        let Some(row) = rows.last() else {
+            return Err(crate::store::StoreError::Conflict(
+                crate::store::Conflict::Corrupt("the rate window answered no row".into()),
+            ));
         };
-        tx.commit().await.map_err(pg)?;
-        Ok(answer)
+        let granted: i64 = row.try_get("granted").map_err(pg)?;
+        if granted > 0 {
+            return Ok(Ok(u32::try_from(granted).unwrap_or(1)));
+        }
+        let now: i64 = row.try_get("now").map_err(pg)?;
+        let oldest: Option<i64> = row.try_get("oldest").map_err(pg)?;
+        let wait = oldest.unwrap_or(now) + WINDOW_MS - now;
+        Ok(Err(Duration::from_millis(
+            u64::try_from(wait).unwrap_or(0).max(1),
+        )))
     }
 
     /// Runs `refresh` while holding the account's refresh lock for the whole

@@ -19,48 +19,19 @@
 //!   delivering theirs).
 
 use sqlx::Row as _;
-use sqlx::postgres::PgRow;
 
-use super::{DB_NOW, PgStore, pg};
+use std::time::Instant;
+
+use super::{DB_NOW, Held, PgStore, pg};
 use crate::i18n::Reason;
-use crate::queue::{
-    Claimed, Job, JobFilter, JobState, JobStore, NewJob, StoredBody, UnknownState, lease,
-};
+use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, StoredBody, lease};
+use crate::store::jobs::rows::{job_from_row, state};
 use crate::store::{Conflict, Result, StoreError};
 
+/// [`crate::store::jobs::rows::JOB_COLUMNS`], qualified (a claim's
+/// `RETURNING` also sees the CTE's `id`); rows are read by the same
+/// mapping as SQLite's.
 const JOB_COLUMNS: &str = "j.id, j.account_id, j.submitter, j.source, j.mail_from, j.rcpt_to, j.header_from, j.subject, j.size, j.state, j.attempts, j.next_attempt_at, j.last_reply, j.via_account_id, j.created_at, j.updated_at";
-
-fn state(row: &PgRow) -> Result<JobState> {
-    let name: String = row.try_get("state").map_err(pg)?;
-    name.parse()
-        .map_err(|e: UnknownState| StoreError::Conflict(Conflict::Corrupt(e.to_string())))
-}
-
-fn job_from_row(row: &PgRow) -> Result<Job> {
-    let get = |e| pg(e);
-    let rcpt: String = row.try_get("rcpt_to").map_err(get)?;
-    let reply: Option<String> = row.try_get("last_reply").map_err(get)?;
-    Ok(Job {
-        id: row.try_get("id").map_err(get)?,
-        account_id: row.try_get("account_id").map_err(get)?,
-        submitter: row.try_get("submitter").map_err(get)?,
-        source: row.try_get("source").map_err(get)?,
-        mail_from: row.try_get("mail_from").map_err(get)?,
-        rcpt_to: serde_json::from_str(&rcpt).unwrap_or_default(),
-        header_from: row.try_get("header_from").map_err(get)?,
-        subject: row.try_get("subject").map_err(get)?,
-        size: row.try_get("size").map_err(get)?,
-        state: state(row)?,
-        attempts: row.try_get("attempts").map_err(get)?,
-        next_attempt_at: row.try_get("next_attempt_at").map_err(get)?,
-        last_reply: None,
-        last_reply_reason: None,
-        via_account_id: row.try_get("via_account_id").map_err(get)?,
-        created_at: row.try_get("created_at").map_err(get)?,
-        updated_at: row.try_get("updated_at").map_err(get)?,
-    }
-    .with_stored_reply(reply.as_deref()))
-}
 
 /// Asserts that a write moves jobs only as the state machine allows (the
 /// SQL's `WHERE state …` is what holds it; this keeps the two in step).
@@ -82,6 +53,7 @@ impl PgStore {
         let rcpt = serde_json::to_string(&job.rcpt_to)
             .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
         let claimed = lease_until.is_some();
+        let asked = Instant::now();
         // One statement, so one implicit transaction: the job and its body
         // are committed together (or not at all) before this returns.
         let (base, length) = self.lease_terms(now, lease_until.unwrap_or(now));
@@ -129,7 +101,13 @@ impl PgStore {
         };
         query.execute(&self.pool).await.map_err(pg)?;
         if claimed {
-            self.held().insert(job.id, 1);
+            self.held().insert(
+                job.id,
+                Held {
+                    attempt: 1,
+                    since: asked,
+                },
+            );
         }
         Ok(())
     }
@@ -138,7 +116,7 @@ impl PgStore {
     /// claimed, forgotten as the claim ends. `None` (a claim made before a
     /// restart) fences by the owner alone.
     fn take_fence(&self, id: &str) -> Option<i64> {
-        self.held().remove(id)
+        self.held().remove(id).map(|h| h.attempt)
     }
 
     async fn finish(
@@ -151,10 +129,13 @@ impl PgStore {
     ) -> Result<()> {
         moves(&[JobState::Sending], state);
         let attempt = self.take_fence(id);
-        let mut tx = self.pool.begin().await.map_err(pg)?;
-        let n = sqlx::query(
-            "UPDATE jobs SET state = $2, lease_until = NULL, lease_owner = NULL, last_reply = $3, updated_at = $4, via_account_id = COALESCE($5, via_account_id) \
-             WHERE id = $1 AND state = 'sending' AND lease_owner = $6 AND ($7::BIGINT IS NULL OR attempts = $7)",
+        // One statement (one round trip, one synchronous commit): the job's
+        // end and, once sent, its body's removal — the upstream has it.
+        let n: i64 = sqlx::query_scalar(
+            "WITH f AS (UPDATE jobs SET state = $2, lease_until = NULL, lease_owner = NULL, last_reply = $3, updated_at = $4, via_account_id = COALESCE($5, via_account_id) \
+             WHERE id = $1 AND state = 'sending' AND lease_owner = $6 AND ($7::BIGINT IS NULL OR attempts = $7) RETURNING id), \
+             d AS (DELETE FROM messages m USING f WHERE m.job_id = f.id AND $2 = 'sent') \
+             SELECT COUNT(*) FROM f",
         )
         .bind(id)
         .bind(state.as_str())
@@ -163,21 +144,13 @@ impl PgStore {
         .bind(via)
         .bind(&*self.owner)
         .bind(attempt)
-        .execute(&mut *tx)
+        .fetch_one(&self.pool)
         .await
-        .map_err(pg)?
-        .rows_affected();
+        .map_err(pg)?;
         if n == 0 {
             lease_lost(id, state);
-        } else if state == JobState::Sent {
-            // The upstream has it: the body is no longer needed.
-            sqlx::query("DELETE FROM messages WHERE job_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(pg)?;
         }
-        tx.commit().await.map_err(pg)
+        Ok(())
     }
 
     /// `sending` jobs become deferred and due now: those of this instance
@@ -238,21 +211,40 @@ impl PgStore {
     }
 
     async fn renew_lease(&self, id: &str, until: Option<i64>, length: i64) -> Result<bool> {
-        let attempt = self.held().get(id).copied();
+        let attempt = self.held().get(id).map(|h| h.attempt);
         let sql = format!(
             "UPDATE jobs SET lease_until = COALESCE($2, {DB_NOW} + $5) WHERE id = $1 AND state = 'sending' AND lease_owner = $3 AND ($4::BIGINT IS NULL OR attempts = $4)"
         );
+        // Without waiting for the disk: a renewal lost in a database crash
+        // leaves the lease as the previous one set it, as a missed heartbeat
+        // does (the delivery renews every third of a lease); the job may
+        // then be taken over sooner, which the fencing makes safe.
         let n = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .bind(until)
             .bind(&*self.owner)
             .bind(attempt)
             .bind(length)
-            .execute(&self.pool)
+            .execute(&self.relaxed)
             .await
             .map_err(pg)?
             .rows_affected();
         Ok(n > 0)
+    }
+
+    /// Whether this instance still holds its lease of `id`, before a
+    /// delivery starts: without asking the database while the lease was
+    /// taken less than a third of its length ago (it cannot have run out,
+    /// so no other instance can have taken it over); else a heartbeat.
+    pub async fn confirm_lease(&self, id: &str) -> Result<bool> {
+        let recent = self
+            .held()
+            .get(id)
+            .is_some_and(|h| h.since.elapsed() < self.lease() / 3);
+        if recent {
+            return Ok(true);
+        }
+        self.heartbeat(id).await
     }
 }
 
@@ -294,6 +286,7 @@ impl JobStore for PgStore {
             max = crate::queue::job::CLAIM_BODY_MAX
         );
         let (base, length) = self.lease_terms(now, lease_until);
+        let asked = Instant::now();
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)
             .bind(base)
@@ -315,7 +308,13 @@ impl JobStore for PgStore {
         });
         let mut held = self.held();
         for (_, job, _) in &claimed {
-            held.insert(job.id.clone(), job.attempts);
+            held.insert(
+                job.id.clone(),
+                Held {
+                    attempt: job.attempts,
+                    since: asked,
+                },
+            );
         }
         Ok(claimed
             .into_iter()

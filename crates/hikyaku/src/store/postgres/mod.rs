@@ -33,6 +33,9 @@ use super::{Result, StoreError};
 /// Connections per instance. A waiting refresh or slot lock pins one at most
 /// per account (see [`cluster`]); the rest serve the queue and the pages.
 const MAX_CONNECTIONS: u32 = 16;
+/// Connections per instance for the writes that need not wait for the disk
+/// (heartbeats, slot renewals, the rate window).
+const RELAXED_CONNECTIONS: u32 = 4;
 /// How long a caller waits for a free pooled connection (or for the server
 /// to come back) before its write fails as temporary.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,9 +96,15 @@ pub struct PgStore {
     pool: PgPool,
     /// This instance's name in leases (`jobs.lease_owner`, slots).
     owner: Arc<str>,
-    /// The attempt number of each job this instance holds a lease on: the
-    /// fencing token its writes must still match.
-    held: Arc<Mutex<HashMap<String, i64>>>,
+    /// Writes whose loss in a database crash is harmless (each says why):
+    /// committed without waiting for the disk, so they cost no WAL flush.
+    relaxed: PgPool,
+    /// Each job this instance holds a lease on: the attempt number (the
+    /// fencing token its writes must still match) and when it was leased.
+    held: Arc<Mutex<HashMap<String, Held>>>,
+    /// Message starts taken from the cluster's per-minute window ahead of
+    /// use, per account (see [`cluster`]).
+    starts: Arc<cluster::Reserved>,
     /// One waiter per account on the cluster-wide refresh lock.
     refresh_locks: Arc<cluster::LocalLocks>,
     /// Whether leases are stamped and compared on the database's clock
@@ -104,6 +113,16 @@ pub struct PgStore {
     db_clock: bool,
     /// How long a claim or heartbeat leases a job on the database clock.
     lease_secs: i64,
+}
+
+/// A lease this instance holds on a job.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    /// The attempt the claim counted: the fencing token.
+    attempt: i64,
+    /// Taken before the claim was sent, so no later than the lease began
+    /// on the database's clock.
+    since: std::time::Instant,
 }
 
 /// The database's clock in Unix seconds, the one clock every instance
@@ -124,24 +143,32 @@ impl PgStore {
     pub async fn connect(url: &str, owner: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(pg)?
-            .application_name("hikyaku")
-            // "250 only after commit": whatever the server's or database's
-            // default, a commit returns once it is flushed to disk.
-            .options([("synchronous_commit", "on")]);
+            .application_name("hikyaku");
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            // "250 only after commit": whatever the server's or database's
+            // default, a commit returns once it is flushed to disk.
+            .connect_with(options.clone().options([("synchronous_commit", "on")]))
             .await
             .map_err(pg)?;
+        // Connects on first use: an instance that never writes a relaxed
+        // row holds no connection for it.
+        let relaxed = PgPoolOptions::new()
+            .max_connections(RELAXED_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.options([("synchronous_commit", "off")]));
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
         Ok(Self {
             pool,
+            relaxed,
             owner: owner.into(),
             held: Arc::default(),
+            starts: Arc::default(),
             refresh_locks: Arc::default(),
             db_clock: false,
             lease_secs: 600,
@@ -195,9 +222,10 @@ impl PgStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.relaxed.close().await;
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         match self.held.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
