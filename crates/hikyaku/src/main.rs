@@ -14,6 +14,17 @@ use hikyaku::config::{Config, LogFormat};
 
 mod cli;
 
+// ALLOCATOR-COMMENT
+// The others, for measuring them again without rebuilding the library:
+// `cargo rustc --release -p hikyaku --bin hikyaku -- --cfg 'hikyaku_allocator="mimalloc"'`
+// (or `="system"`).
+#[cfg(not(any(hikyaku_allocator = "system", hikyaku_allocator = "mimalloc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[cfg(hikyaku_allocator = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hikyaku",
