@@ -38,6 +38,11 @@
 //! and RSS for each, with the ratios. `--store postgres` and
 //! `--instances 2` measure one such set-up alone.
 //!
+//! `--binaries NAME=PATH,NAME=PATH` instead runs each of several hikyaku
+//! binaries (the same code built with different allocators, say) through
+//! the same load one after the other and prints their throughput, CPU per
+//! message and footprint as one table.
+//!
 //! A third run sends the baseline's traffic through a process that only
 //! forwards bytes (no SMTP, no TLS termination, no disk): the floor of what
 //! any relay in the path costs on this machine, side by side with the rest.
@@ -73,6 +78,9 @@ struct Args {
     /// `--pg-statements`: print the statements and commits per message of
     /// each PostgreSQL set-up (pg_stat_statements).
     pg_statements: bool,
+    /// `--binaries NAME=PATH,...`: hikyaku binaries (the same code built
+    /// with different allocators, say) measured one after the other.
+    binaries: Vec<(String, std::path::PathBuf)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -113,6 +121,7 @@ fn args() -> Args {
         store: None,
         instances: 1,
         pg_statements: false,
+        binaries: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -162,6 +171,7 @@ fn args() -> Args {
                 )
             }
             "--transport" => a.transports = transports_arg(it.next()),
+            "--binaries" => a.binaries = binaries_arg(it.next()),
             // cargo bench passes --bench; ignore anything else.
             _ => {}
         }
@@ -813,6 +823,9 @@ fn print_footprint(label: &str, f: &Footprint, connections: usize, after_secs: u
 }
 
 async fn run(a: Args) {
+    if !a.binaries.is_empty() {
+        return run_binaries(&a).await;
+    }
     if !a.transports.is_empty() {
         return run_transports(&a).await;
     }
@@ -975,6 +988,73 @@ async fn run(a: Args) {
         println!(
             "  this build / the other: {:.1}%",
             100.0 * rate(&hk) / rate(o)
+        );
+    }
+}
+
+/// `--binaries NAME=PATH,...`: the list, each path checked.
+fn binaries_arg(v: Option<&String>) -> Vec<(String, std::path::PathBuf)> {
+    let list: Vec<(String, std::path::PathBuf)> = v
+        .map(|v| {
+            v.split(',')
+                .map(|b| {
+                    let (name, path) = b
+                        .split_once('=')
+                        .unwrap_or_else(|| panic!("--binaries needs NAME=PATH, not {b:?}"));
+                    (
+                        name.trim().to_owned(),
+                        std::path::PathBuf::from(path.trim()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!list.is_empty(), "--binaries needs NAME=PATH,NAME=PATH");
+    for (_, path) in &list {
+        assert!(path.is_file(), "--binaries: no file at {}", path.display());
+    }
+    list
+}
+
+/// `--binaries`: each binary through the same load against the same
+/// fakecloud, one after the other, and a table of their throughput, CPU
+/// and footprint with the ratios to the first.
+async fn run_binaries(a: &Args) {
+    let (n, c) = (a.messages, a.connections);
+    println!(
+        "binaries: {n} messages of ~{} bytes over {c} connections, delivery.workers = {}, {} s after",
+        a.size, a.workers, a.after_secs
+    );
+    let fc = testkit::start_fakecloud().await;
+    fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
+    let mut runs = Vec::new();
+    for (name, bin) in &a.binaries {
+        let m = measure(bin, &fc, a).await;
+        print_footprint(name, &m.footprint, c, a.after_secs);
+        runs.push((name, m));
+    }
+    let rate = |m: &Measured| n as f64 / m.end_to_end.as_secs_f64();
+    let cpu_us = |m: &Measured| match (m.cpu_before.0, m.cpu_after.0) {
+        (Some(b), Some(e)) => e.saturating_sub(b).as_secs_f64() * 1e6 / n as f64,
+        _ => f64::NAN,
+    };
+    println!(
+        "| binary | messages/s | CPU per message | idle at start | after {c} SMTP logins | after set-up and logins | peak during load | {} s after |",
+        a.after_secs
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let first_rate = runs.first().map(|(_, m)| rate(m)).unwrap_or(1.0);
+    for (name, m) in &runs {
+        println!(
+            "| {name} | {:.1} ({:.1}%) | {:.0} µs | {} | {} | {} | {} | {} |",
+            rate(m),
+            100.0 * rate(m) / first_rate,
+            cpu_us(m),
+            mib(m.idle.rss_kib),
+            mib(m.after_logins.rss_kib),
+            mib(m.footprint.settled),
+            mib(m.footprint.peak_kib),
+            mib(m.footprint.later),
         );
     }
 }

@@ -1,10 +1,11 @@
 //! Argon2id password hashes for Remote UI users and SMTP submitters. Hashing
 //! takes tens of milliseconds of CPU and 19 MiB of memory, so it runs off the
-//! async threads, on [`THREADS`] threads of its own, and each of them checks
-//! passwords in one working memory it keeps: a burst of logins (eight
-//! devices connecting together) then costs time, not memory. (Allocating
-//! 19 MiB per check left the allocator holding several such blocks per
-//! thread: 150 MiB after eight simultaneous logins.)
+//! async threads, on [`THREADS`] threads of its own: a burst of logins (eight
+//! devices connecting together) then costs time, not memory. Each check's
+//! working memory is freed when it ends, and the process's allocator (see
+//! `main.rs`) gives blocks that large back to the system at once, so an idle
+//! relay holds none. (Under glibc's allocator the freed blocks stayed in
+//! each thread's arena: 150 MiB after eight simultaneous logins.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
@@ -80,27 +81,17 @@ pub async fn hash(password: String) -> Result<String, HashError> {
 
 /// Whether `password` matches the stored hash; a malformed hash never matches.
 pub async fn verify(password: String, stored: String) -> bool {
-    on_argon2_thread(move || {
-        WORKING_MEMORY.with(|m| match m.try_borrow_mut() {
-            Ok(mut blocks) => verify_in(&mut blocks, password.as_bytes(), &stored),
-            Err(_) => false,
-        })
-    })
-    .await
-    .unwrap_or(false)
+    on_argon2_thread(move || verify_in(&mut Vec::new(), password.as_bytes(), &stored))
+        .await
+        .unwrap_or(false)
 }
 
 /// Largest working memory a stored hash may ask for (our hashes use 19 MiB);
 /// a hash asking for more was not made here and is refused.
 const MAX_BLOCKS: usize = 256 * 1024;
 
-thread_local! {
-    /// The Argon2 thread's working memory, grown to the largest hash seen.
-    static WORKING_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Argon2 verification of a PHC string in `blocks`.
+/// Argon2 verification of a PHC string in `blocks`, grown to the hash's
+/// working memory if smaller.
 fn verify_in(blocks: &mut Vec<argon2::Block>, password: &[u8], stored: &str) -> bool {
     let Ok(hash) = argon2::PasswordHash::new(stored) else {
         return false;

@@ -225,6 +225,9 @@ pub(crate) enum Engine {
     Postgres(postgres::PgStore),
 }
 
+/// How long a pooled SQLite connection may stay unused before it is closed.
+const IDLE_CONNECTION: Duration = Duration::from_secs(20);
+
 /// The embedded SQLite file of one instance.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteEngine {
@@ -316,6 +319,11 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // Each pooled connection keeps up to 2 MiB of page cache and its
+            // prepared statements; those a burst of load opened are closed
+            // once idle this long (checked as often), so the process shrinks
+            // back within a minute. Under load they stay in use and open.
+            .idle_timeout(IDLE_CONNECTION)
             // When SQLite rolls a transaction back by itself (SQLITE_FULL,
             // some SQLITE_IOERR), sqlx's ROLLBACK fails and the connection
             // stays "inside a transaction": every later BEGIN on it would fail
