@@ -406,7 +406,7 @@ async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
     // Settling time before a memory figure, as above.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = hk.memory().expect("/proc/PID/status");
-    let later = rss_after(
+    let later_memory = memory_after(
         &hk,
         Duration::from_secs(a.after_secs).saturating_sub(Duration::from_millis(500)),
     )
@@ -425,7 +425,8 @@ async fn measure(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args) -> Measured {
         footprint: Footprint {
             settled,
             peak_kib,
-            later,
+            later: later_memory.rss_kib,
+            later_file: later_memory.file_kib,
         },
     }
 }
@@ -743,6 +744,8 @@ struct Footprint {
     peak_kib: u64,
     /// RSS `--after` seconds after the load.
     later: u64,
+    /// The file-backed part of `later` (the program's code, mostly).
+    later_file: u64,
 }
 
 /// Remote UI logins the footprint's idle figure includes.
@@ -800,10 +803,10 @@ impl RssSampler {
     }
 }
 
-/// RSS of `hk` after `wait`.
-async fn rss_after(hk: &Hikyaku, wait: Duration) -> u64 {
+/// Memory of `hk` after `wait`.
+async fn memory_after(hk: &Hikyaku, wait: Duration) -> testkit::Memory {
     tokio::time::sleep(wait).await;
-    hk.memory().expect("/proc/PID/status").rss_kib
+    hk.memory().expect("/proc/PID/status")
 }
 
 /// Prints the footprint of one run against the budget.
@@ -811,7 +814,7 @@ fn print_footprint(label: &str, f: &Footprint, connections: usize, after_secs: u
     let peak_budget = (64 + connections as u64) * 1024;
     let verdict = |ok: bool| if ok { "within" } else { "OVER" };
     println!(
-        "{label} footprint: idle after set-up and logins {} (budget 20 MiB, {}); peak during load {} (budget {}, {}); {after_secs} s after the load {} (budget 30 MiB, {})",
+        "{label} footprint: idle after set-up and logins {} (budget 20 MiB, {}); peak during load {} (budget {}, {}); {after_secs} s after the load {} (budget 30 MiB, {}; of it {} maps files, mostly the program's code)",
         mib(f.settled),
         verdict(f.settled <= 20 * 1024),
         mib(f.peak_kib),
@@ -819,6 +822,7 @@ fn print_footprint(label: &str, f: &Footprint, connections: usize, after_secs: u
         verdict(f.peak_kib <= peak_budget),
         mib(f.later),
         verdict(f.later <= 30 * 1024),
+        mib(f.later_file),
     );
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::admin::account_setup::{AccountInput, input_of};
-use crate::admin::{Actor, Admin, AdminError, Live};
+use crate::admin::{Actor, Admin, AdminError, Detached};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::store::accounts::{Account, JobsOnDelete};
@@ -229,17 +229,8 @@ pub async fn run(config: &Config, cmd: AccountCommand) -> Result<(), AccountCliE
             let tokens =
                 crate::app::token_service(config, &store, key.clone(), Arc::new(SystemClock))
                     .await?;
-            let cas = crate::tls::ExtraCas::default();
-            let google_cas = crate::tls::ExtraCas::default();
-            let proxy = crate::proxy::SharedProxy::default();
-            let live = Live {
-                key: &key,
-                tokens: &tokens,
-                cas: &cas,
-                google_cas: &google_cas,
-                proxy: &proxy,
-                wake: &|| {},
-            };
+            let detached = Detached::default();
+            let live = detached.live(&key, &tokens);
             let a = admin.update_account(&live, a.id, &input).await;
             tokens.shutdown();
             let a = a?;
@@ -261,17 +252,8 @@ pub async fn run(config: &Config, cmd: AccountCommand) -> Result<(), AccountCliE
             let tokens =
                 crate::app::token_service(config, &store, key.clone(), Arc::new(SystemClock))
                     .await?;
-            let cas = crate::tls::ExtraCas::default();
-            let google_cas = crate::tls::ExtraCas::default();
-            let proxy = crate::proxy::SharedProxy::default();
-            let live = Live {
-                key: &key,
-                tokens: &tokens,
-                cas: &cas,
-                google_cas: &google_cas,
-                proxy: &proxy,
-                wake: &|| {},
-            };
+            let detached = Detached::default();
+            let live = detached.live(&key, &tokens);
             let changed = admin.delete_account(&live, a.id, jobs).await?;
             println!(
                 "deleted account {} ({changed} waiting jobs moved or failed)",

@@ -152,18 +152,8 @@ pub async fn add_app_account_cli(
     clock: &dyn Clock,
     args: &AppAccountArgs,
 ) -> Result<Account, AddAppError> {
-    let cas = crate::admin::LiveCas::default();
-    let google_cas = crate::admin::LiveCas::default();
-    let proxy = crate::proxy::SharedProxy::default();
-    let live = Live {
-        key,
-        tokens,
-        cas: &cas,
-        google_cas: &google_cas,
-        proxy: &proxy,
-        wake: &|| {},
-    };
-    add_app_account(store, &live, clock, args).await
+    let detached = crate::admin::Detached::default();
+    add_app_account(store, &detached.live(key, tokens), clock, args).await
 }
 
 /// Creates (or updates, by name) the app-only account and sets its

@@ -24,6 +24,9 @@ pub struct Memory {
     pub rss_kib: u64,
     /// Peak resident set size (VmHWM).
     pub hwm_kib: u64,
+    /// The part of `rss_kib` that maps files (RssFile): mostly the program's
+    /// own code, shared and dropped by the kernel when memory runs short.
+    pub file_kib: u64,
 }
 
 pub fn memory(pid: u32) -> Option<Memory> {
@@ -38,6 +41,7 @@ pub fn memory(pid: u32) -> Option<Memory> {
     Some(Memory {
         rss_kib: field("VmRSS:")?,
         hwm_kib: field("VmHWM:")?,
+        file_kib: field("RssFile:").unwrap_or(0),
     })
 }
 

@@ -252,6 +252,35 @@ pub struct Live<'a> {
     pub wake: &'a (dyn Fn() + Send + Sync),
 }
 
+/// The shared parts for a change made outside the server (the command
+/// line): trust sets and proxy of its own, nothing to wake. The running
+/// server reads what was stored when it next loads it.
+#[derive(Default)]
+pub struct Detached {
+    cas: LiveCas,
+    google_cas: LiveCas,
+    proxy: SharedProxy,
+}
+
+impl Detached {
+    pub fn live<'a>(
+        &'a self,
+        key: &'a MasterKey,
+        tokens: &'a crate::tokens::TokenService,
+    ) -> Live<'a> {
+        Live {
+            key,
+            tokens,
+            cas: &self.cas,
+            google_cas: &self.google_cas,
+            proxy: &self.proxy,
+            wake: &no_wake,
+        }
+    }
+}
+
+fn no_wake() {}
+
 /// A change in the making: where it is stored, when, and by whom.
 pub struct Admin<'a> {
     pub store: &'a Store,
