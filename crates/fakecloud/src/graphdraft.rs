@@ -19,8 +19,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::mailapi::{
-    GRAPH_MAX, MailApi, check_token_for, fault_response, graph_error, header_recipients,
-    next_fault, record_as,
+    GRAPH_MAX, MailApi, check_token_for, fault_response, graph_error, graph_mime, graph_too_large,
+    header_recipients, next_fault, record_as,
 };
 use crate::state::{Shared, random_token};
 
@@ -86,14 +86,6 @@ fn not_found() -> Response {
     )
 }
 
-fn too_large() -> Response {
-    graph_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "ErrorRequestEntityTooLarge",
-        "The request is larger than 4 MB.",
-    )
-}
-
 /// `POST /v1.0/users/{mailbox}/messages`: a draft from base64 MIME.
 pub(crate) async fn create(
     State(shared): State<Arc<Shared>>,
@@ -104,31 +96,9 @@ pub(crate) async fn create(
     if let Err(r) = check(&shared, &headers, &mailbox) {
         return r;
     }
-    if body.len() > GRAPH_MAX {
-        return too_large();
-    }
-    let is_text = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
-    if !is_text {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "ErrorInvalidRequest",
-            "Content-Type must be text/plain for MIME.",
-        );
-    }
-    let cleaned: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    let Ok(mime) = base64::engine::general_purpose::STANDARD.decode(cleaned) else {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "ErrorMimeContentInvalidBase64String",
-            "Invalid base64 string for MIME content.",
-        );
+    let mime = match graph_mime(&headers, &body) {
+        Ok(mime) => mime,
+        Err(r) => return r,
     };
     let id = format!("AAMk{}", random_token(40));
     shared.lock().graph_drafts.drafts.insert(
@@ -241,7 +211,7 @@ pub(crate) async fn add_attachment(
         return r;
     }
     if body.len() > GRAPH_MAX {
-        return too_large();
+        return graph_too_large();
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Invalid JSON.");
@@ -389,7 +359,7 @@ pub(crate) async fn upload_chunk(
         return bad_range("The range does not continue the upload or does not match the body.");
     }
     if len > GRAPH_MAX {
-        return too_large();
+        return graph_too_large();
     }
     let last = end + 1 == total;
     if !last && !len.is_multiple_of(CHUNK_UNIT) {

@@ -290,35 +290,9 @@ pub(crate) async fn graph_send_mail(
     if let Some(f) = next_fault(&shared) {
         return fault_response(MailApi::Graph, f);
     }
-    if body.len() > GRAPH_MAX {
-        return graph_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "ErrorRequestEntityTooLarge",
-            "The request is larger than 4 MB.",
-        );
-    }
-    let is_text = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
-    if !is_text {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "ErrorInvalidRequest",
-            "Content-Type must be text/plain for MIME.",
-        );
-    }
-    let cleaned: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    let Ok(data) = base64::engine::general_purpose::STANDARD.decode(cleaned) else {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "ErrorMimeContentInvalidBase64String",
-            "Invalid base64 string for MIME content.",
-        );
+    let data = match graph_mime(&headers, &body) {
+        Ok(data) => data,
+        Err(r) => return r,
     };
     if header_recipients(&data).is_empty() {
         return graph_error(
@@ -442,4 +416,47 @@ fn gmail_accept(shared: &Shared, mailbox: &str, data: Vec<u8>) -> Response {
     }
     let id = record(shared, MailApi::Gmail, mailbox, data);
     axum::Json(json!({"id": id, "threadId": id, "labelIds": ["SENT"]})).into_response()
+}
+
+/// Graph's answer to a request over its 4 MB limit.
+pub(crate) fn graph_too_large() -> Response {
+    graph_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ErrorRequestEntityTooLarge",
+        "The request is larger than 4 MB.",
+    )
+}
+
+/// The message of a Graph request that carries it as base64 MIME
+/// (`sendMail` and a draft's creation), or Graph's refusal.
+#[allow(clippy::result_large_err)] // a test double's refusal, used at once
+pub(crate) fn graph_mime(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Response> {
+    if body.len() > GRAPH_MAX {
+        return Err(graph_too_large());
+    }
+    let is_text = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !is_text {
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRequest",
+            "Content-Type must be text/plain for MIME.",
+        ));
+    }
+    let cleaned: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned)
+        .map_err(|_| {
+            graph_error(
+                StatusCode::BAD_REQUEST,
+                "ErrorMimeContentInvalidBase64String",
+                "Invalid base64 string for MIME content.",
+            )
+        })
 }
