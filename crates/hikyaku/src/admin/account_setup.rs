@@ -143,7 +143,9 @@ fn validate(
 ) -> Result<AccountSettings, Vec<Problem>> {
     let mut problems = Vec::new();
     let name = input.name.trim().to_string();
-    if !valid_name(&name) {
+    // The limit holds for the name as sent too (the API's schema says so),
+    // not only once the spaces around it are gone.
+    if input.name.chars().count() > NAME_MAX || !valid_name(&name) {
         problems.push(Problem::AccountNameInvalid);
     }
     let cloud = match input.cloud.trim() {
