@@ -93,21 +93,46 @@ async fn list(State(state): State<AppState>, caller: ApiCaller) -> Result<Json<V
 #[derive(Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct AccountBody {
+    #[serde(deserialize_with = "present")]
     name: Option<String>,
+    #[serde(deserialize_with = "present")]
     provider: Option<String>,
+    #[serde(deserialize_with = "present")]
     cloud: Option<String>,
+    #[serde(deserialize_with = "present")]
     credential_kind: Option<String>,
+    #[serde(deserialize_with = "present")]
     mailbox: Option<String>,
+    #[serde(deserialize_with = "present")]
     endpoint: Option<String>,
+    #[serde(deserialize_with = "present")]
     smtp_host: Option<String>,
+    #[serde(deserialize_with = "present")]
     smtp_scope: Option<String>,
+    #[serde(deserialize_with = "present")]
     graph_host: Option<String>,
+    #[serde(deserialize_with = "present")]
     send_as: Option<Vec<String>>,
+    #[serde(deserialize_with = "present")]
     rate_per_minute: Option<u32>,
+    #[serde(deserialize_with = "present")]
     max_connections: Option<u32>,
+    #[serde(deserialize_with = "present")]
     enabled: Option<bool>,
+    #[serde(deserialize_with = "present")]
     transport: Option<String>,
+    #[serde(deserialize_with = "present")]
     graph_large_messages: Option<bool>,
+}
+
+/// A field sent as `null` is refused, as the schema says (no field is
+/// nullable): leaving it out is how a value is kept or defaulted.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 impl AccountBody {
