@@ -151,6 +151,17 @@ async fn openapi() -> Response {
         .into_response()
 }
 
+/// For an optional body field the schema does not make nullable: `null`
+/// is refused, as the schema says; leaving the field out is how a value is
+/// kept or defaulted.
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 fn parse_provider(text: &str) -> Result<Provider, WebError> {
     Provider::parse(text).ok_or(WebError::NotFound)
 }

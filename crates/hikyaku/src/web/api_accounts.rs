@@ -93,46 +93,36 @@ async fn list(State(state): State<AppState>, caller: ApiCaller) -> Result<Json<V
 #[derive(Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct AccountBody {
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     name: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     provider: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     cloud: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     credential_kind: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     mailbox: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     endpoint: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     smtp_host: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     smtp_scope: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     graph_host: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     send_as: Option<Vec<String>>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     rate_per_minute: Option<u32>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     max_connections: Option<u32>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     enabled: Option<bool>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     transport: Option<String>,
-    #[serde(deserialize_with = "present")]
+    #[serde(deserialize_with = "super::api::present")]
     graph_large_messages: Option<bool>,
-}
-
-/// A field sent as `null` is refused, as the schema says (no field is
-/// nullable): leaving it out is how a value is kept or defaulted.
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
 }
 
 impl AccountBody {
@@ -329,4 +319,18 @@ async fn email_put(
     caller.require(Permission::ManageEmail)?;
     managed(&state, &caller, id).await?;
     email_save(&state, &caller, id, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AccountBody;
+
+    #[test]
+    fn a_field_sent_as_null_is_refused_and_one_left_out_is_kept() {
+        assert!(serde_json::from_str::<AccountBody>(r#"{"enabled": null}"#).is_err());
+        assert!(serde_json::from_str::<AccountBody>(r#"{"name": null}"#).is_err());
+        let body: AccountBody = serde_json::from_str(r#"{"enabled": false}"#).unwrap();
+        assert_eq!(body.enabled, Some(false));
+        assert_eq!(body.name, None);
+    }
 }

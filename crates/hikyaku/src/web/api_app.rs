@@ -66,13 +66,21 @@ pub fn app_json(a: &Account, now: i64) -> Value {
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct AppBody {
+    #[serde(deserialize_with = "super::api::present")]
     mailbox: Option<String>,
+    #[serde(deserialize_with = "super::api::present")]
     tenant: Option<String>,
+    #[serde(deserialize_with = "super::api::present")]
     endpoint: Option<String>,
+    #[serde(deserialize_with = "super::api::present")]
     client_id: Option<String>,
+    #[serde(deserialize_with = "super::api::present")]
     client_secret: Option<String>,
+    #[serde(deserialize_with = "super::api::present")]
     secret_expires: Option<String>,
+    #[serde(deserialize_with = "super::api::present")]
     certificate: Option<String>,
+    #[serde(deserialize_with = "super::api::present")]
     certificate_password: Option<String>,
     service_account_key: Option<Value>,
 }
@@ -149,4 +157,20 @@ async fn app_check(
         .await
         .map_err(refused)?;
     Ok(Json(app_json(&a, state.clock.unix())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AppBody;
+
+    #[test]
+    fn an_app_credential_field_sent_as_null_is_refused() {
+        for field in ["mailbox", "tenant", "client_secret", "certificate"] {
+            let text = format!(r#"{{"{field}": null}}"#);
+            assert!(serde_json::from_str::<AppBody>(&text).is_err(), "{field}");
+        }
+        let body: AppBody = serde_json::from_str(r#"{"tenant": "contoso"}"#).unwrap();
+        assert_eq!(body.tenant.as_deref(), Some("contoso"));
+        assert_eq!(body.mailbox, None);
+    }
 }

@@ -128,9 +128,9 @@ async fn tokens_list(
 #[serde(deny_unknown_fields)]
 struct NewTokenBody {
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::api::present")]
     role: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::api::present")]
     expires_in: Option<String>,
 }
 
@@ -175,4 +175,19 @@ async fn tokens_revoke(
         .await
         .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NewTokenBody;
+
+    #[test]
+    fn a_token_role_sent_as_null_is_refused_and_one_left_out_is_the_default() {
+        assert!(serde_json::from_str::<NewTokenBody>(r#"{"name": "a", "role": null}"#).is_err());
+        assert!(
+            serde_json::from_str::<NewTokenBody>(r#"{"name": "a", "expires_in": null}"#).is_err()
+        );
+        let body: NewTokenBody = serde_json::from_str(r#"{"name": "a"}"#).unwrap();
+        assert_eq!((body.role, body.expires_in), (None, None));
+    }
 }
