@@ -651,6 +651,7 @@ struct StatementProfile {
     database: String,
     commits: i64,
     wal_syncs: i64,
+    wal_bytes: i64,
 }
 
 impl StatementProfile {
@@ -670,7 +671,7 @@ impl StatementProfile {
             .expect("pg_stat_statements (Debian's postgresql package has it)");
     }
 
-    fn counters(database: &str) -> (i64, i64) {
+    fn counters(database: &str) -> (i64, i64, i64) {
         let c = Self::cluster();
         let commits = c
             .sql(&format!(
@@ -678,15 +679,16 @@ impl StatementProfile {
             ))
             .expect("pg_stat_database");
         let syncs = c
-            .sql("SELECT wal_sync FROM pg_stat_wal")
+            .sql("SELECT wal_sync || '|' || wal_bytes FROM pg_stat_wal")
             .expect("pg_stat_wal");
-        let last = |s: &str| {
+        let last = |s: &str, field: usize| {
             s.lines()
                 .last()
-                .and_then(|l| l.trim().parse().ok())
-                .unwrap_or(0)
+                .and_then(|l| l.split('|').nth(field))
+                .and_then(|f| f.trim().parse::<f64>().ok())
+                .unwrap_or(0.0) as i64
         };
-        (last(&commits), last(&syncs))
+        (last(&commits, 0), last(&syncs, 0), last(&syncs, 1))
     }
 
     fn start(url: &str) -> Self {
@@ -699,19 +701,27 @@ impl StatementProfile {
         Self::cluster()
             .sql("SELECT pg_stat_statements_reset()")
             .expect("pg_stat_statements_reset");
-        let (commits, wal_syncs) = Self::counters(&database);
+        let (commits, wal_syncs, wal_bytes) = Self::counters(&database);
         StatementProfile {
             database,
             commits,
             wal_syncs,
+            wal_bytes,
         }
     }
 
     fn report(self, name: &str, n: usize) {
-        let (commits, wal_syncs) = Self::counters(&self.database);
+        let (commits, wal_syncs, wal_bytes) = Self::counters(&self.database);
+        // Per statement kind: calls per message, then per call the time the
+        // server spent executing it, the shared buffers it touched and
+        // dirtied, and the WAL it wrote (where its CPU goes).
         let rows = Self::cluster()
             .sql(&format!(
-                "SELECT s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements s \
+                "SELECT s.calls, round((s.total_exec_time * 1000 / s.calls)::numeric, 1) || ' µs, ' \
+                 || round((s.shared_blks_hit + s.shared_blks_read)::numeric / s.calls, 1) || ' blks (' \
+                 || round(s.shared_blks_dirtied::numeric / s.calls, 2) || ' dirtied), ' \
+                 || round(s.wal_bytes / s.calls) || ' WAL bytes' \
+                 || '  ' || left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements s \
                  JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '{}' ORDER BY s.calls DESC LIMIT 30",
                 self.database
             ))
@@ -728,10 +738,11 @@ impl StatementProfile {
             lines.push(format!("  {:6.2}  {query}", per(calls)));
         }
         println!(
-            "{name}: per message {:.2} statements, {:.2} commits (transactions), {:.2} WAL flushes:\n{}",
+            "{name}: per message {:.2} statements, {:.2} commits (transactions), {:.2} WAL flushes, {:.0} WAL bytes:\n{}",
             per(total),
             per(commits - self.commits),
             per(wal_syncs - self.wal_syncs),
+            per(wal_bytes - self.wal_bytes),
             lines.join("\n")
         );
     }

@@ -121,9 +121,8 @@ fn build(
                 "rowid IN (SELECT rowid FROM jobs_search WHERE jobs_search MATCH {m})"
             ));
         }
-        // PostgreSQL's pg_trgm indexes (migration 0016) serve these ILIKEs
-        // directly. A term of one or two characters has no trigram: both
-        // engines then read the history (fine: such a term matches most).
+        // A term of one or two characters has no trigram: both engines then
+        // read the history (fine: such a term matches most).
         let p = param(Bind::Text(like_pattern(search)), &mut binds);
         let (like, escape) = if pg {
             // Backslash is PostgreSQL's default escape in LIKE patterns.
@@ -131,9 +130,18 @@ fn build(
         } else {
             ("LIKE", " ESCAPE '\\'")
         };
-        searches.push(format!(
+        let matches = format!(
             "(mail_from {like} {p}{escape} OR rcpt_to {like} {p}{escape} OR subject {like} {p}{escape} OR header_from {like} {p}{escape})"
-        ));
+        );
+        if pg && !recent && search.chars().count() >= TRIGRAM {
+            // PostgreSQL keeps the same four columns in `job_search` with
+            // pg_trgm indexes (migration 0018), which serve these ILIKEs.
+            searches.push(format!(
+                "id IN (SELECT job_id FROM job_search WHERE {matches})"
+            ));
+        } else {
+            searches.push(matches);
+        }
     }
     let order = "ORDER BY created_at DESC, id DESC";
     let from = if recent {
@@ -293,6 +301,11 @@ mod tests {
         assert!(q.sql.contains("state = $1"), "{}", q.sql);
         assert!(q.sql.contains("(created_at, id) < ($2, $3)"), "{}", q.sql);
         assert!(q.sql.contains("mail_from ILIKE $4"), "{}", q.sql);
+        assert!(
+            q.sql.contains("id IN (SELECT job_id FROM job_search WHERE"),
+            "{}",
+            q.sql
+        );
         assert!(q.sql.ends_with("LIMIT $5 OFFSET $6"), "{}", q.sql);
     }
 

@@ -123,6 +123,20 @@ impl PgStore {
         cap: u32,
         lease: Duration,
     ) -> Result<Option<Slot>> {
+        // While every slot is held (deliveries of both instances waiting
+        // for one poll here), one read says so; the locked transaction
+        // below (six round trips) runs only when a slot looks free.
+        let held: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM account_slots WHERE account_id = $1 \
+             AND lease_until > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+        )
+        .bind(account_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(pg)?;
+        if held >= i64::from(cap) {
+            return Ok(None);
+        }
         let mut tx = self.pool.begin().await.map_err(pg)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(lock_key(LockKind::Slots, account_id))

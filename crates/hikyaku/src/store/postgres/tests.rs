@@ -509,3 +509,121 @@ async fn leases_run_on_the_database_clock() {
     assert_eq!(b.job("beating").await.unwrap().state, JobState::Deferred);
     assert!(!a.heartbeat("beating").await.unwrap());
 }
+
+/// The chart's counts are kept in parts, one per database session, so that
+/// concurrent outcomes do not wait for one another's commits: an hour's
+/// figure is the sum of its parts, a write to `job_stats` (as the copy
+/// does) adds a part, and the purge of old hours removes every part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_counts_in_parts_add_up_and_are_purged() {
+    let store = crate::store::Store::open_postgres(&testkit::postgres::database(), "instance-a")
+        .await
+        .unwrap();
+    let crate::store::Engine::Postgres(pg) = store.engine() else {
+        unreachable!()
+    };
+    let pool = pg.pool().clone();
+    let now: i64 = 50 * 3600 + 10;
+    let ids: Vec<String> = (0..12).map(|i| format!("part{i:02}")).collect();
+    for id in &ids {
+        store
+            .enqueue_owned(conformance::job(id), now)
+            .await
+            .unwrap();
+    }
+    let claimed = store
+        .claim_due_jobs_with_bodies(now, now + 600, 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), ids.len());
+    // All at once, on as many connections as the pool gives.
+    let ok = crate::i18n::Reason::new("upstream").arg("reply", "250 ok");
+    let mut tasks = Vec::new();
+    for id in ids.clone() {
+        let (store, ok) = (store.clone(), ok.clone());
+        tasks.push(tokio::spawn(async move {
+            store.mark_sent(&id, None, &ok, now).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let parts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_stats_parts WHERE hour = 50")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(parts >= 1, "{parts}");
+    // An hour written through the view, as `hikyaku store copy` does.
+    sqlx::query("INSERT INTO job_stats (hour, state, n) VALUES (50, 'sent', 5), (51, 'failed', 2)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let hours = store.hourly_outcomes(50, 51).await.unwrap();
+    let got: Vec<(i64, i64, i64)> = hours.iter().map(|(h, o)| (*h, o.sent, o.failed)).collect();
+    assert_eq!(got, [(50, 17, 0), (51, 0, 2)]);
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_stats")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "one row per hour and state, as on SQLite");
+    // The purge of the hours before 51 takes every part of hour 50.
+    store.purge_stats(51 * 3600, 100).await.unwrap();
+    let left: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT hour FROM job_stats_parts")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, [51]);
+    assert_eq!(store.hourly_outcomes(50, 51).await.unwrap().len(), 1);
+}
+
+/// The search text follows the jobs: written with the job, gone with it
+/// (a deletion and the purge), and searched in place of the jobs' columns.
+#[tokio::test]
+async fn the_search_table_follows_the_jobs() {
+    let store = crate::store::Store::open_postgres(&testkit::postgres::database(), "instance-a")
+        .await
+        .unwrap();
+    let crate::store::Engine::Postgres(pg) = store.engine() else {
+        unreachable!()
+    };
+    let pool = pg.pool().clone();
+    for id in ["s1", "s2", "s3"] {
+        store
+            .enqueue_owned(conformance::job(id), 100)
+            .await
+            .unwrap();
+    }
+    let count = async || -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM job_search j JOIN jobs USING (mail_from, rcpt_to) WHERE jobs.id = j.job_id")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 3);
+    store.delete_job("s2").await.unwrap();
+    assert_eq!(count().await, 2);
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM job_search s WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = s.job_id)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+    // The outcome leaves the search's row as it was (no new version).
+    let before: String =
+        sqlx::query_scalar("SELECT ctid::TEXT FROM job_search WHERE job_id = 's1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    store
+        .claim_due_jobs_with_bodies(200, 800, 10)
+        .await
+        .unwrap();
+    let ok = crate::i18n::Reason::new("upstream").arg("reply", "250 ok");
+    store.mark_sent("s1", None, &ok, 200).await.unwrap();
+    let after: String = sqlx::query_scalar("SELECT ctid::TEXT FROM job_search WHERE job_id = 's1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
