@@ -228,10 +228,6 @@ pub(crate) enum Engine {
 /// How long a pooled SQLite connection may stay unused before it is closed.
 const IDLE_CONNECTION: Duration = Duration::from_secs(20);
 
-/// A pooled SQLite connection that waited this long in the idle queue is
-/// closed when its turn comes instead of being used (see `open_at`).
-const IDLE_REUSE: Duration = Duration::from_secs(1);
-
 /// The embedded SQLite file of one instance.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteEngine {
@@ -328,13 +324,6 @@ impl Store {
             // once idle this long (checked as often), so the process shrinks
             // back within a minute. Under load they stay in use and open.
             .idle_timeout(IDLE_CONNECTION)
-            // The idle queue is first in, first out: the relay's periodic
-            // queries take each open connection in turn, so after a burst
-            // none of them ever stays unused for the idle timeout and all
-            // eight stay open for good. One that waited over a second is
-            // closed when its turn comes (the pool opens a new one if none
-            // is left); under load none waits that long.
-            .before_acquire(|_conn, meta| Box::pin(async move { Ok(meta.idle_for < IDLE_REUSE) }))
             // When SQLite rolls a transaction back by itself (SQLITE_FULL,
             // some SQLITE_IOERR), sqlx's ROLLBACK fails and the connection
             // stays "inside a transaction": every later BEGIN on it would fail
