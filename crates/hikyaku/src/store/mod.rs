@@ -228,6 +228,10 @@ pub(crate) enum Engine {
 /// How long a pooled SQLite connection may stay unused before it is closed.
 const IDLE_CONNECTION: Duration = Duration::from_secs(20);
 
+/// A pooled SQLite connection unused this long frees its page cache before
+/// its next use (see `open_at`).
+const IDLE_SHRINK: Duration = Duration::from_secs(2);
+
 /// The embedded SQLite file of one instance.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteEngine {
@@ -319,11 +323,30 @@ impl Store {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            // Each pooled connection keeps up to 2 MiB of page cache and its
+            // Each pooled connection keeps its page cache and its
             // prepared statements; those a burst of load opened are closed
             // once idle this long (checked as often), so the process shrinks
             // back within a minute. Under load they stay in use and open.
             .idle_timeout(IDLE_CONNECTION)
+            // After a burst the relay's periodic queries take the idle
+            // connections in turn (the pool's queue is first in, first out),
+            // so none reaches the idle timeout and each kept its page cache
+            // (up to 2 MiB, filled with the burst's bodies): most of what the
+            // relay held a minute after a load. A connection that rested a
+            // while gives that memory back before its next use; under load
+            // none rests that long and the cache stays as SQLite sized it
+            // (a smaller cache slowed the intake of a store with a large
+            // history).
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_SHRINK {
+                        sqlx::query("PRAGMA shrink_memory")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(true)
+                })
+            })
             // When SQLite rolls a transaction back by itself (SQLITE_FULL,
             // some SQLITE_IOERR), sqlx's ROLLBACK fails and the connection
             // stays "inside a transaction": every later BEGIN on it would fail
