@@ -19,6 +19,7 @@ mod proxy;
 mod server;
 mod smtp;
 mod wait;
+mod watchdog;
 
 pub use browser::{Browser, Page};
 pub use prepared::{
@@ -29,3 +30,4 @@ pub use proxy::ConnectProxy;
 pub use server::{ADMIN_PASSWORD, TestServer, add_user, test_config};
 pub use smtp::{Client, Sent, header, message};
 pub use wait::{Condition, POLL_INTERVAL, TimedOut, eventually, poll_until};
+pub use watchdog::Watchdog;

@@ -233,7 +233,22 @@ impl Drop for Cluster {
         let taken = self.sentinel.lock().map(|mut s| s.take());
         if let Ok(Some((mut child, stdin))) = taken {
             drop(stdin);
+            // The sentinel's stop waits at most 60 s for the server; past
+            // that, stop it here rather than hang the test process.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            eprintln!(
+                "PostgreSQL test cluster on port {} did not stop within 90 s; stopping it at once",
+                self.port
+            );
+            let _ = child.kill();
             let _ = child.wait();
+            let _ = self.stop();
         }
     }
 }

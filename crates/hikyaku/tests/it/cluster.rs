@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use fakecloud::FakeCloud;
 use testkit::postgres::Cluster;
 use testkit::{
-    Client, Hikyaku, MAILBOX, PASSWORD, SUBMITTER, eventually, header, message, poll_until,
-    prepare_with, test_config,
+    Client, Hikyaku, MAILBOX, PASSWORD, SUBMITTER, Watchdog, eventually, header, message,
+    poll_until, prepare_with, test_config,
 };
 
 const FROM: &str = "scanner@printer.local";
@@ -428,7 +428,15 @@ async fn a_killed_instances_jobs_are_taken_over_and_nothing_acknowledged_is_lost
     let n: usize = env_or("HIKYAKU_CLUSTER_MESSAGES", 5000);
     let connections: usize = env_or("HIKYAKU_CLUSTER_CONNECTIONS", 3);
     let started = Instant::now();
+    let watchdog = Watchdog::start(
+        "a_killed_instances_jobs_are_taken_over",
+        Duration::from_secs(20 * 60),
+    );
+    watchdog.step("set-up");
     let mut site = site(WORKERS, LEASE, "", "warn").await;
+    for hk in &site.nodes {
+        watchdog.watch_log(hk.log_path.clone());
+    }
     println!("cluster kill test: set-up {:?}", started.elapsed());
     let addrs = [site.nodes[0].smtp, site.nodes[1].smtp];
     let book = Book::new(n);
@@ -446,6 +454,7 @@ async fn a_killed_instances_jobs_are_taken_over_and_nothing_acknowledged_is_lost
     let mut takeovers = Vec::new();
     for (k, at) in [n / 3, 2 * n / 3].into_iter().enumerate() {
         let what = format!("{at} acknowledged messages");
+        watchdog.step(format!("kill {}: waiting for {what}", k + 1));
         if let Err(e) = poll_until(Duration::from_secs(180), &what, async || {
             lock(&book).acked.len() >= at
         })
@@ -458,6 +467,7 @@ async fn a_killed_instances_jobs_are_taken_over_and_nothing_acknowledged_is_lost
             !leased_to(&site.db, port).await.is_empty()
         })
         .await;
+        watchdog.step(format!("kill {}", k + 1));
         site.nodes[0].kill();
         let killed_at = Instant::now();
         kills += 1;
@@ -494,8 +504,10 @@ async fn a_killed_instances_jobs_are_taken_over_and_nothing_acknowledged_is_lost
             // predecessor's jobs itself.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        watchdog.step(format!("restart after kill {}", k + 1));
         site.nodes[0].start().await;
     }
+    watchdog.step("clients finishing");
     for c in clients {
         tokio::time::timeout(Duration::from_secs(240), c)
             .await
@@ -508,6 +520,7 @@ async fn a_killed_instances_jobs_are_taken_over_and_nothing_acknowledged_is_lost
         (b.acked.clone(), b.transmissions)
     };
     let want: HashSet<String> = acked.keys().cloned().collect();
+    watchdog.step("every acknowledged message delivered");
     settle(&site.fc, &want, Duration::from_secs(240)).await;
     let delivery_time = sending.elapsed();
     let (lost, duplicates, resent) = tally(&site.fc, &want);
@@ -531,15 +544,27 @@ async fn a_killed_instances_jobs_are_taken_over_and_nothing_acknowledged_is_lost
         resent <= kills * 2 * connections,
         "{resent} messages delivered again after resends"
     );
+    watchdog.step("stopping the instances and PostgreSQL");
     for hk in &mut site.nodes {
         hk.terminate(Duration::from_secs(20));
     }
+    drop(site);
+    drop(watchdog);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_restart_under_load_answers_451_and_loses_nothing() {
     let n: usize = env_or("HIKYAKU_CLUSTER_DB_MESSAGES", 600);
+    let watchdog = Watchdog::start(
+        "a_database_restart_under_load",
+        Duration::from_secs(15 * 60),
+    );
+    watchdog.step("set-up");
     let site = site(4, 60, "", "warn").await;
+    for hk in &site.nodes {
+        watchdog.watch_log(hk.log_path.clone());
+    }
+    watchdog.step("load, database stopped and restarted");
     let addrs = [site.nodes[0].smtp, site.nodes[1].smtp];
     let book = Book::new(n);
     let mut clients = Vec::new();
