@@ -41,7 +41,9 @@
 //! `--binaries NAME=PATH,NAME=PATH` instead runs each of several hikyaku
 //! binaries (the same code built with different allocators, say) through
 //! the same load one after the other and prints their throughput, CPU per
-//! message and footprint as one table.
+//! message and footprint as one table. With `--compare-stores` (or
+//! `--store`), each set-up runs each binary in turn, and the ratios are
+//! given per binary.
 //!
 //! A third run sends the baseline's traffic through a process that only
 //! forwards bytes (no SMTP, no TLS termination, no disk): the floor of what
@@ -478,6 +480,9 @@ struct StoreRun {
     database_cpu: Duration,
     idle_rss_kib: u64,
     peak_rss_kib: u64,
+    /// Upstream SMTP sessions opened during the run (each a TLS handshake
+    /// and an XOAUTH2 login).
+    upstream_sessions: u64,
 }
 
 /// A data directory with an Active Microsoft account on a store of its own
@@ -547,6 +552,7 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
     let profile = (a.pg_statements && setup.engine == Engine::Postgres)
         .then(|| StatementProfile::start(&url));
     let (cpu0, db0) = (cpu(&instances), postgres_cpu());
+    let sessions0 = fc.smtp_connections().opened;
     let start = Instant::now();
     let intake = load_split(&targets, "s", n, c, a.size).await;
     let accepted = start.elapsed();
@@ -555,6 +561,7 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
     let arrived = fc.wait_for_inbox(want, timeout).await.len() - before;
     let end_to_end = start.elapsed();
     let (cpu1, db1) = (cpu(&instances), postgres_cpu());
+    let upstream_sessions = fc.smtp_connections().opened - sessions0;
     if let Some(p) = profile {
         p.report(&setup.name(), n);
     }
@@ -586,6 +593,7 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
         },
         idle_rss_kib,
         peak_rss_kib,
+        upstream_sessions,
     }
 }
 
@@ -602,45 +610,68 @@ async fn run_stores(a: &Args) {
     }
     let fc = testkit::start_fakecloud().await;
     fc.set_smtp_reply_delay(Duration::from_millis(a.upstream_rtt_ms as u64));
-    let bin = Path::new(env!("CARGO_BIN_EXE_hikyaku"));
+    let bins: Vec<(String, std::path::PathBuf)> = if a.binaries.is_empty() {
+        vec![(String::new(), env!("CARGO_BIN_EXE_hikyaku").into())]
+    } else {
+        a.binaries.clone()
+    };
     let mut runs = Vec::new();
     for setup in &a.stores {
-        let r = measure_store(bin, &fc, a, *setup).await;
-        let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-        println!(
-            "{}: accepted {:.1} msg/s, end to end {:.1} msg/s; accept latency p50 {}, p99 {}; CPU per message hikyaku {:.0} µs + database server {:.0} µs; RSS idle {}, peak {} (all instances); refused {}",
-            r.setup.name(),
-            n as f64 / r.accepted.as_secs_f64(),
-            n as f64 / r.end_to_end.as_secs_f64(),
-            ms(percentile(&r.latencies, 50.0)),
-            ms(percentile(&r.latencies, 99.0)),
-            per_message(r.hikyaku_cpu),
-            per_message(r.database_cpu),
-            mib(r.idle_rss_kib),
-            mib(r.peak_rss_kib),
-            r.refused
-        );
-        runs.push(r);
+        // Binaries take turns within a set-up, so that both see the same
+        // state of the machine.
+        for (label, bin) in &bins {
+            let r = measure_store(bin, &fc, a, *setup).await;
+            let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+            let name = if label.is_empty() {
+                r.setup.name()
+            } else {
+                format!("{label}: {}", r.setup.name())
+            };
+            println!(
+                "{name}: accepted {:.1} msg/s, end to end {:.1} msg/s; accept latency p50 {}, p99 {}; CPU per message hikyaku {:.0} µs + database server {:.0} µs; RSS idle {}, peak {} (all instances); refused {}; upstream sessions opened {}",
+                n as f64 / r.accepted.as_secs_f64(),
+                n as f64 / r.end_to_end.as_secs_f64(),
+                ms(percentile(&r.latencies, 50.0)),
+                ms(percentile(&r.latencies, 99.0)),
+                per_message(r.hikyaku_cpu),
+                per_message(r.database_cpu),
+                mib(r.idle_rss_kib),
+                mib(r.peak_rss_kib),
+                r.refused,
+                r.upstream_sessions
+            );
+            runs.push((label.clone(), r));
+        }
     }
-    let find = |engine: Engine, instances: usize| {
-        runs.iter()
-            .find(|r| r.setup.engine == engine && r.setup.instances == instances)
-    };
     let accept = |r: &StoreRun| n as f64 / r.accepted.as_secs_f64();
     let e2e = |r: &StoreRun| n as f64 / r.end_to_end.as_secs_f64();
-    if let (Some(lite), Some(pg)) = (find(Engine::Sqlite, 1), find(Engine::Postgres, 1)) {
-        println!(
-            "PostgreSQL / SQLite, one instance: accept rate {:.0}% (budget: at least 50%), end to end {:.0}%",
-            100.0 * accept(pg) / accept(lite),
-            100.0 * e2e(pg) / e2e(lite)
-        );
-    }
-    if let (Some(one), Some(two)) = (find(Engine::Postgres, 1), find(Engine::Postgres, 2)) {
-        println!(
-            "two instances / one, on PostgreSQL: accept rate {:.0}% (budget: at least 90%), end to end {:.0}%",
-            100.0 * accept(two) / accept(one),
-            100.0 * e2e(two) / e2e(one)
-        );
+    for (label, _) in &bins {
+        let find = |engine: Engine, instances: usize| {
+            runs.iter()
+                .find(|(l, r)| {
+                    l == label && r.setup.engine == engine && r.setup.instances == instances
+                })
+                .map(|(_, r)| r)
+        };
+        let of = if label.is_empty() {
+            String::new()
+        } else {
+            format!("{label}: ")
+        };
+        if let (Some(lite), Some(pg)) = (find(Engine::Sqlite, 1), find(Engine::Postgres, 1)) {
+            println!(
+                "{of}PostgreSQL / SQLite, one instance: accept rate {:.0}% (budget: at least 50%), end to end {:.0}%",
+                100.0 * accept(pg) / accept(lite),
+                100.0 * e2e(pg) / e2e(lite)
+            );
+        }
+        if let (Some(one), Some(two)) = (find(Engine::Postgres, 1), find(Engine::Postgres, 2)) {
+            println!(
+                "{of}two instances / one, on PostgreSQL: accept rate {:.0}% (budget: at least 90%), end to end {:.0}%",
+                100.0 * accept(two) / accept(one),
+                100.0 * e2e(two) / e2e(one)
+            );
+        }
     }
 }
 
@@ -842,7 +873,7 @@ fn print_footprint(label: &str, f: &Footprint, connections: usize, after_secs: u
 }
 
 async fn run(a: Args) {
-    if !a.binaries.is_empty() {
+    if !a.binaries.is_empty() && a.stores.is_empty() {
         return run_binaries(&a).await;
     }
     if !a.transports.is_empty() {

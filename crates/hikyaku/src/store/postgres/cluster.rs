@@ -105,6 +105,41 @@ pub(crate) struct Batch {
     used: u32,
 }
 
+/// After the cluster answered that every slot of an account is held, this
+/// instance's deliveries wait this long before one of them asks again:
+/// otherwise every delivery woken by a session coming back would ask,
+/// hundreds of reads a second while the instances share the cap. A slot
+/// this instance gives back clears the mark at once.
+pub(crate) const FULL_FOR: Duration = Duration::from_millis(100);
+
+/// When the cluster last said each account's slots were all held.
+#[derive(Debug, Default)]
+pub(crate) struct SlotsFull(Mutex<HashMap<i64, Instant>>);
+
+impl SlotsFull {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Instant>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Whether `account_id`'s slots were all held a moment ago.
+    fn recently(&self, account_id: i64) -> bool {
+        self.map()
+            .get(&account_id)
+            .is_some_and(|at| at.elapsed() < FULL_FOR)
+    }
+
+    fn set(&self, account_id: i64, full: bool) {
+        if full {
+            self.map().insert(account_id, Instant::now());
+        } else {
+            self.map().remove(&account_id);
+        }
+    }
+}
+
 /// A held upstream connection slot of an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slot {
@@ -123,18 +158,21 @@ impl PgStore {
         cap: u32,
         lease: Duration,
     ) -> Result<Option<Slot>> {
+        if self.slots_full.recently(account_id) {
+            return Ok(None);
+        }
         // While every slot is held (deliveries of both instances waiting
         // for one poll here), one read says so; the locked transaction
         // below (six round trips) runs only when a slot looks free.
-        let held: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM account_slots WHERE account_id = $1 \
-             AND lease_until > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
-        )
+        let held: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM account_slots WHERE account_id = $1 AND lease_until > {NOW_MS}"
+        )))
         .bind(account_id)
         .fetch_one(&self.pool)
         .await
         .map_err(pg)?;
         if held >= i64::from(cap) {
+            self.slots_full.set(account_id, true);
             return Ok(None);
         }
         let mut tx = self.pool.begin().await.map_err(pg)?;
@@ -143,11 +181,10 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(pg)?;
-        let now: i64 =
-            sqlx::query_scalar("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(pg)?;
+        let now: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {NOW_MS}")))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(pg)?;
         sqlx::query("DELETE FROM account_slots WHERE account_id = $1 AND lease_until <= $2")
             .bind(account_id)
             .bind(now)
@@ -169,6 +206,7 @@ impl PgStore {
         .await
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
+        self.slots_full.set(account_id, slot.is_none());
         Ok(slot.map(|slot| Slot { account_id, slot }))
     }
 
@@ -176,10 +214,10 @@ impl PgStore {
     /// session); `false` if the slot is no longer ours (its lease ran out
     /// and another instance took it).
     pub async fn renew_slot(&self, slot: &Slot, lease: Duration) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE account_slots SET lease_until = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $4 \
-             WHERE account_id = $1 AND slot = $2 AND owner = $3",
-        )
+        let n = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE account_slots SET lease_until = {NOW_MS} + $4 \
+             WHERE account_id = $1 AND slot = $2 AND owner = $3"
+        )))
         .bind(slot.account_id)
         .bind(slot.slot)
         .bind(&*self.owner)
@@ -196,6 +234,7 @@ impl PgStore {
 
     /// Gives a slot back (a slot taken over by another instance stays theirs).
     pub async fn release_slot(&self, slot: Slot) -> Result<()> {
+        self.slots_full.set(slot.account_id, false);
         sqlx::query("DELETE FROM account_slots WHERE account_id = $1 AND slot = $2 AND owner = $3")
             .bind(slot.account_id)
             .bind(slot.slot)

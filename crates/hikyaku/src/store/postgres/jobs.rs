@@ -1,9 +1,9 @@
 //! The queue on PostgreSQL ([`JobStore`] for [`PgStore`]).
 //!
-//! - An enqueue is one statement (job row and body together), committed
-//!   with synchronous commit before it returns. PostgreSQL commits
-//!   concurrent sessions' transactions together by itself, so no group
-//!   commit of our own is needed.
+//! - Enqueues and the ends of claims (sent, failed) go through the group
+//!   commit ([`super::batch`]): the writes made at once share one statement
+//!   per kind, committed with synchronous commit before any of them
+//!   returns. A job and its body are written by the same statement.
 //! - A claim locks due rows with `FOR UPDATE SKIP LOCKED` (instances claiming
 //!   at once pass over each other's rows), counts the attempt and leases the
 //!   job to this instance: on a running instance for [`PgStore::lease`]
@@ -22,6 +22,7 @@ use sqlx::Row as _;
 
 use std::time::Instant;
 
+use super::batch::{Finish, Insert, Op};
 use super::{DB_NOW, Held, PgStore, pg};
 use crate::i18n::Reason;
 use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, StoredBody, lease};
@@ -43,72 +44,62 @@ fn moves(from: &[JobState], to: JobState) {
 }
 
 impl PgStore {
-    async fn insert_job(
-        &self,
-        job: NewJob,
-        now: i64,
-        lease_until: Option<i64>,
-        pieces: Option<(u32, i64)>,
-    ) -> Result<()> {
-        let rcpt = serde_json::to_string(&job.rcpt_to)
-            .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
-        let claimed = lease_until.is_some();
+    /// Stores a new job with its whole body through the group commit
+    /// ([`super::batch`]), claimed by this instance when `lease_until` is
+    /// given.
+    async fn insert_job(&self, job: NewJob, now: i64, lease_until: Option<i64>) -> Result<()> {
+        let rcpt = rcpt_json(&job)?;
         let asked = Instant::now();
-        // One statement, so one implicit transaction: the job and its body
-        // are committed together (or not at all) before this returns.
-        let (base, length) = self.lease_terms(now, lease_until.unwrap_or(now));
-        let sql = format!(
-            "WITH j AS (INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, lease_until, lease_owner, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, CASE WHEN $12 THEN COALESCE($16, {DB_NOW}) + $17 END, $13, $14, $14, $14) RETURNING id) \
-             {body}",
-            // A message in pieces: its last piece goes in with the job, in
-            // the same statement, which makes the upload the job's.
-            body = if pieces.is_some() {
-                ", m AS (INSERT INTO messages (job_id, body, pieces) SELECT id, '\\x'::BYTEA, $18 FROM j RETURNING job_id) \
-                 INSERT INTO message_pieces (upload_id, seq, data, created_at) SELECT job_id, $18 - 1, $15, $14 FROM m"
-            } else {
-                "INSERT INTO messages (job_id, body) SELECT id, $15 FROM j"
-            }
-        );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&job.id)
-            .bind(job.account_id)
-            .bind(&job.submitter)
-            .bind(&job.source)
-            .bind(&job.mail_from)
-            .bind(rcpt)
-            .bind(&job.header_from)
-            .bind(&job.subject)
-            .bind(pieces.map_or_else(
-                || i64::try_from(job.body.len()).unwrap_or(i64::MAX),
-                |(_, size)| size,
-            ))
-            .bind(if claimed {
-                JobState::Sending.as_str()
-            } else {
-                JobState::Queued.as_str()
-            })
-            .bind(i64::from(claimed))
-            .bind(claimed)
-            .bind(claimed.then(|| self.owner.to_string()))
-            .bind(now)
-            .bind(&job.body[..])
-            .bind(base)
-            .bind(length);
-        let query = match pieces {
-            Some((n, _)) => query.bind(i32::try_from(n).unwrap_or(i32::MAX).saturating_add(1)),
-            None => query,
-        };
-        query.execute(&self.pool).await.map_err(pg)?;
-        if claimed {
+        let id = job.id.clone();
+        let lease = lease_until.map(|until| self.lease_terms(now, until));
+        self.batch
+            .submit(Op::Insert(Insert {
+                job,
+                rcpt,
+                now,
+                lease,
+            }))
+            .await?;
+        if lease.is_some() {
             self.held().insert(
-                job.id,
+                id,
                 Held {
                     attempt: 1,
                     since: asked,
                 },
             );
         }
+        Ok(())
+    }
+
+    /// Stores a new job whose body came in `pieces` (the last one is
+    /// `job.body`) of `size` bytes in all.
+    async fn insert_pieces(&self, job: NewJob, now: i64, pieces: u32, size: i64) -> Result<()> {
+        let rcpt = rcpt_json(&job)?;
+        // One statement, so one implicit transaction: the job and its last
+        // piece are committed together (or not at all) before this returns,
+        // which makes the upload the job's.
+        sqlx::query(
+            "WITH j AS (INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10, $10, $10) RETURNING id), \
+             m AS (INSERT INTO messages (job_id, body, pieces) SELECT id, '\\x'::BYTEA, $12 FROM j RETURNING job_id) \
+             INSERT INTO message_pieces (upload_id, seq, data, created_at) SELECT job_id, $12 - 1, $11, $10 FROM m",
+        )
+        .bind(&job.id)
+        .bind(job.account_id)
+        .bind(&job.submitter)
+        .bind(&job.source)
+        .bind(&job.mail_from)
+        .bind(rcpt)
+        .bind(&job.header_from)
+        .bind(&job.subject)
+        .bind(size)
+        .bind(now)
+        .bind(&job.body[..])
+        .bind(i32::try_from(pieces).unwrap_or(i32::MAX).saturating_add(1))
+        .execute(&self.pool)
+        .await
+        .map_err(pg)?;
         Ok(())
     }
 
@@ -129,25 +120,18 @@ impl PgStore {
     ) -> Result<()> {
         moves(&[JobState::Sending], state);
         let attempt = self.take_fence(id);
-        // One statement (one round trip, one synchronous commit): the job's
-        // end and, once sent, its body's removal — the upstream has it.
-        let n: i64 = sqlx::query_scalar(
-            "WITH f AS (UPDATE jobs SET state = $2, lease_until = NULL, lease_owner = NULL, last_reply = $3, updated_at = $4, via_account_id = COALESCE($5, via_account_id) \
-             WHERE id = $1 AND state = 'sending' AND lease_owner = $6 AND ($7::BIGINT IS NULL OR attempts = $7) RETURNING id), \
-             d AS (DELETE FROM messages m USING f WHERE m.job_id = f.id AND $2 = 'sent') \
-             SELECT COUNT(*) FROM f",
-        )
-        .bind(id)
-        .bind(state.as_str())
-        .bind(reply.to_json())
-        .bind(now)
-        .bind(via)
-        .bind(&*self.owner)
-        .bind(attempt)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(pg)?;
-        if n == 0 {
+        let recorded = self
+            .batch
+            .submit(Op::Finish(Finish {
+                id: id.to_owned(),
+                state,
+                via,
+                reply: reply.to_json(),
+                now,
+                attempt,
+            }))
+            .await?;
+        if !recorded {
             lease_lost(id, state);
         }
         Ok(())
@@ -248,6 +232,12 @@ impl PgStore {
     }
 }
 
+/// The recipients as stored: a JSON array.
+fn rcpt_json(job: &NewJob) -> Result<String> {
+    serde_json::to_string(&job.rcpt_to)
+        .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))
+}
+
 /// A late write of a claim that was taken over (or of a job deleted or
 /// requeued meanwhile): nothing is recorded, the new owner's result stands.
 fn lease_lost(id: &str, state: JobState) {
@@ -262,11 +252,11 @@ impl JobStore for PgStore {
     type Error = StoreError;
 
     async fn enqueue_owned(&self, job: NewJob, now: i64) -> Result<()> {
-        self.insert_job(job, now, None, None).await
+        self.insert_job(job, now, None).await
     }
 
     async fn enqueue_claimed(&self, job: NewJob, now: i64, lease_until: i64) -> Result<()> {
-        self.insert_job(job, now, Some(lease_until), None).await
+        self.insert_job(job, now, Some(lease_until)).await
     }
 
     async fn claim_due_jobs_with_bodies(
@@ -368,7 +358,7 @@ impl JobStore for PgStore {
     }
 
     async fn enqueue_pieces(&self, job: NewJob, pieces: u32, size: i64, now: i64) -> Result<()> {
-        self.insert_job(job, now, None, Some((pieces, size))).await
+        self.insert_pieces(job, now, pieces, size).await
     }
 
     async fn discard_upload(&self, upload: &str) -> Result<()> {

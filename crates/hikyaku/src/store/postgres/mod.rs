@@ -15,6 +15,7 @@
 //! intake answers `451 4.3.0`); the pool replaces broken connections by
 //! itself.
 
+mod batch;
 pub mod cluster;
 pub mod jobs;
 #[cfg(test)]
@@ -96,6 +97,8 @@ pub struct PgStore {
     pool: PgPool,
     /// This instance's name in leases (`jobs.lease_owner`, slots).
     owner: Arc<str>,
+    /// The group commit of new jobs and of jobs' ends.
+    batch: batch::Batcher,
     /// Writes whose loss in a database crash is harmless (each says why):
     /// committed without waiting for the disk, so they cost no WAL flush.
     relaxed: PgPool,
@@ -107,6 +110,8 @@ pub struct PgStore {
     starts: Arc<cluster::Reserved>,
     /// One waiter per account on the cluster-wide refresh lock.
     refresh_locks: Arc<cluster::LocalLocks>,
+    /// Accounts whose connection slots were all held a moment ago.
+    slots_full: Arc<cluster::SlotsFull>,
     /// Whether leases are stamped and compared on the database's clock
     /// (every instance agrees on it) rather than the caller's `now`; see
     /// [`PgStore::with_database_clock`].
@@ -158,18 +163,33 @@ impl PgStore {
             .max_connections(RELAXED_CONNECTIONS)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options.options([("synchronous_commit", "off")]));
+            .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
+        // The group commit's statements (rows as arrays) are the same every
+        // time: planned once per connection rather than for every batch,
+        // which costs more than running them. Its own connections, so that
+        // the pages' queries keep plans made for their values.
+        let batched = PgPoolOptions::new()
+            .max_connections(batch::CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.options([
+                ("synchronous_commit", "on"),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]));
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
             .map_err(StoreError::Migrate)?;
+        let owner: Arc<str> = owner.into();
         Ok(Self {
+            batch: batch::Batcher::start(batched, owner.clone()),
             pool,
             relaxed,
-            owner: owner.into(),
+            owner,
             held: Arc::default(),
             starts: Arc::default(),
             refresh_locks: Arc::default(),
+            slots_full: Arc::default(),
             db_clock: false,
             lease_secs: 600,
         })
@@ -221,6 +241,7 @@ impl PgStore {
     }
 
     pub async fn close(&self) {
+        self.batch.close().await;
         self.pool.close().await;
         self.relaxed.close().await;
     }

@@ -270,6 +270,10 @@ async fn a_dead_instances_slots_come_back_after_their_lease() {
     a.release_slot(lost).await.unwrap();
     assert!(b.acquire_slot(1, 2, short).await.unwrap().is_none());
     a.release_slot(kept).await.unwrap();
+    // B, told a moment ago that every slot was held, asks the database
+    // again only after a short pause (not on every wake-up of its
+    // deliveries).
+    tokio::time::sleep(super::cluster::FULL_FOR + Duration::from_millis(50)).await;
     assert!(b.acquire_slot(1, 2, short).await.unwrap().is_some());
 }
 
@@ -626,4 +630,82 @@ async fn the_search_table_follows_the_jobs() {
         .await
         .unwrap();
     assert_eq!(before, after);
+}
+
+/// Writes made at once share statements and commits (the group commit):
+/// every one is stored, a faulty one (an id taken) fails alone, and an
+/// outcome in the same batch as others is still fenced by its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_committed_together_and_fail_alone() {
+    let (a, b, ()) = pair().await;
+    a.enqueue(&conformance::job("taken"), 100).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let a = a.clone();
+        let id = if i == 11 {
+            "taken".to_owned()
+        } else {
+            format!("b{i:02}")
+        };
+        tasks.push(tokio::spawn(async move {
+            (id.clone(), a.enqueue(&conformance::job(&id), 100).await)
+        }));
+    }
+    for t in tasks {
+        let (id, result) = t.await.unwrap();
+        assert_eq!(result.is_err(), id == "taken", "{id}: {result:?}");
+    }
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs j JOIN messages m ON m.job_id = j.id")
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored, 24, "23 new jobs and the first, each with its body");
+
+    // All claimed by a; b takes one over after its lease ran out.
+    assert_eq!(a.claim_due_jobs(100, 200, 50).await.unwrap().len(), 24);
+    for j in (0..24).filter(|i| *i != 11).map(|i| format!("b{i:02}")) {
+        if j != "b05" {
+            assert!(a.extend_lease(&j, 500).await.unwrap());
+        }
+    }
+    assert!(a.extend_lease("taken", 500).await.unwrap());
+    assert_eq!(b.requeue_expired_leases(300, &[]).await.unwrap(), 1);
+    assert_eq!(b.claim_due_jobs(300, 900, 5).await.unwrap()[0].id, "b05");
+    let ok = crate::i18n::Reason::new("upstream").arg("reply", "250 ok");
+    let mut tasks = Vec::new();
+    for i in (0..24).filter(|i| *i != 11) {
+        let (a, ok) = (a.clone(), ok.clone());
+        tasks.push(tokio::spawn(async move {
+            let id = format!("b{i:02}");
+            if i % 3 == 0 {
+                a.mark_failed(&id, None, &ok, 310).await.unwrap();
+            } else {
+                a.mark_sent(&id, None, &ok, 310).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let states: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, state FROM jobs WHERE id LIKE 'b%' ORDER BY id")
+            .fetch_all(a.pool())
+            .await
+            .unwrap();
+    for (id, state) in states {
+        let i: u32 = id[1..].parse().unwrap();
+        let want = match i {
+            5 => "sending", // b's now: a's late outcome is not recorded
+            _ if i.is_multiple_of(3) => "failed",
+            _ => "sent",
+        };
+        assert_eq!(state, want, "{id}");
+    }
+    // Sent jobs' bodies are gone; the failed ones' and b's are kept.
+    let bodies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE job_id LIKE 'b%'")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(bodies, 8 + 1, "{bodies}");
 }
