@@ -122,7 +122,7 @@ impl Batcher {
     }
 }
 
-fn closed() -> StoreError {
+pub(crate) fn closed() -> StoreError {
     StoreError::Shared {
         message: "the store is shutting down".to_owned(),
         temporary: true,
@@ -130,7 +130,7 @@ fn closed() -> StoreError {
 }
 
 /// A copy of `e` for every caller of a failed batch.
-fn share(e: &StoreError) -> StoreError {
+pub(crate) fn share(e: &StoreError) -> StoreError {
     match e {
         StoreError::Full => StoreError::Full,
         StoreError::NotFound => StoreError::NotFound,
@@ -167,28 +167,43 @@ impl Writer {
     }
 }
 
+/// `first` and the requests already waiting behind it, up to `max_ops` of
+/// them and `max_bytes` of message data: the task lets other tasks run
+/// [`GATHER_YIELDS`] times meanwhile, so that writes being prepared at that
+/// moment join. Shared by both engines' group commits.
+pub(crate) async fn gather<T>(
+    rx: &mut mpsc::Receiver<T>,
+    first: T,
+    bytes_of: impl Fn(&T) -> usize,
+    max_ops: usize,
+    max_bytes: usize,
+) -> Vec<T> {
+    let mut bytes = bytes_of(&first);
+    let mut batch = vec![first];
+    for round in 0..=GATHER_YIELDS {
+        if round > 0 {
+            tokio::task::yield_now().await;
+        }
+        while batch.len() < max_ops && bytes < max_bytes {
+            match rx.try_recv() {
+                Ok(r) => {
+                    bytes += bytes_of(&r);
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    batch
+}
+
 async fn run(
     mut writer: Writer,
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     mut rx: mpsc::Receiver<Request>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.0.bytes();
-        let mut batch = vec![first];
-        for round in 0..=GATHER_YIELDS {
-            if round > 0 {
-                tokio::task::yield_now().await;
-            }
-            while batch.len() < MAX_OPS && bytes < MAX_BYTES {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        bytes += r.0.bytes();
-                        batch.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
+        let batch = gather(&mut rx, first, |r| r.0.bytes(), MAX_OPS, MAX_BYTES).await;
         let results = commit(&mut writer, &lock, &batch).await;
         for ((_, done), result) in batch.into_iter().zip(results) {
             // The caller may have gone (its session closed); the write stands.

@@ -26,15 +26,13 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{DB_NOW, pg};
 use crate::queue::{JobState, NewJob};
-use crate::store::{Result, StoreError};
+use crate::store::Result;
+use crate::store::jobs::batch::{closed, gather, share};
 
 /// Operations at most per statement.
 const MAX_OPS: usize = 64;
 /// Message bytes at most per batch (a few large messages commit alone).
 const MAX_BYTES: usize = 16 * 1024 * 1024;
-/// Times the task lets other tasks run before it sends a batch, so that
-/// writes being prepared at that moment join it.
-const GATHER_YIELDS: usize = 2;
 /// Batches on their way to the database at once. One, as on SQLite: what
 /// arrives while a batch is written waits and joins the next, so batches
 /// grow with the load. Two were measured too: more statements of fewer
@@ -127,26 +125,6 @@ impl Batcher {
     }
 }
 
-fn closed() -> StoreError {
-    StoreError::Shared {
-        message: "the store is shutting down".to_owned(),
-        temporary: true,
-    }
-}
-
-/// A copy of `e` for every caller of a failed batch.
-fn share(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Full => StoreError::Full,
-        StoreError::NotFound => StoreError::NotFound,
-        StoreError::Conflict(s) => StoreError::Conflict(s.clone()),
-        other => StoreError::Shared {
-            message: other.to_string(),
-            temporary: other.is_temporary(),
-        },
-    }
-}
-
 #[derive(Clone)]
 struct Writer {
     pool: PgPool,
@@ -160,22 +138,7 @@ async fn run(writer: Writer, mut rx: mpsc::Receiver<Request>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut bytes = first.0.bytes();
-        let mut batch = vec![first];
-        for round in 0..=GATHER_YIELDS {
-            if round > 0 {
-                tokio::task::yield_now().await;
-            }
-            while batch.len() < MAX_OPS && bytes < MAX_BYTES {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        bytes += r.0.bytes();
-                        batch.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
+        let batch = gather(&mut rx, first, |r| r.0.bytes(), MAX_OPS, MAX_BYTES).await;
         let writer = writer.clone();
         tokio::spawn(async move {
             writer.write(batch).await;
