@@ -9,10 +9,14 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::process::tail;
+
 /// Ends the test process if the test holding it runs past its limit.
 pub struct Watchdog {
     state: Arc<Mutex<State>>,
-    done: Option<mpsc::Sender<()>>,
+    /// Dropped with the watchdog: the closed channel tells its thread the
+    /// test ended.
+    _done: mpsc::Sender<()>,
 }
 
 #[derive(Default)]
@@ -30,7 +34,6 @@ impl Watchdog {
         let test = test.to_owned();
         let started = Instant::now();
         std::thread::spawn(move || {
-            // A message or a closed channel both mean the test ended.
             if let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
                 let state = watched.lock().unwrap_or_else(|p| p.into_inner());
                 eprintln!(
@@ -45,10 +48,7 @@ impl Watchdog {
                 std::process::exit(101);
             }
         });
-        Self {
-            state,
-            done: Some(done),
-        }
+        Self { state, _done: done }
     }
 
     /// Names the step the test is at, for the report.
@@ -64,18 +64,4 @@ impl Watchdog {
             .logs
             .push(path);
     }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            let _ = done.send(());
-        }
-    }
-}
-
-fn tail(path: &PathBuf) -> String {
-    let log = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }

@@ -548,8 +548,6 @@ async fn a_killed_instances_jobs_are_taken_over_and_nothing_acknowledged_is_lost
     for hk in &mut site.nodes {
         hk.terminate(Duration::from_secs(20));
     }
-    drop(site);
-    drop(watchdog);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
