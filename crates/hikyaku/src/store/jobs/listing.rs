@@ -37,32 +37,78 @@ fn history_query(
     offset: i64,
     pg: bool,
 ) -> HistoryQuery {
-    build(filter, after, limit, offset, pg, false)
+    build(filter, after, limit, offset, pg, Search::Indexed)
 }
 
-/// How many of the newest jobs (after the other filters) a search looks
-/// through before it asks the trigram index.
+/// How many of the newest jobs (after the other filters) a search on
+/// PostgreSQL looks through before it asks the trigram index.
 pub const RECENT: i64 = 4000;
 
-/// The statements to answer a page of the history, tried in order until one
-/// fills the page (the last one always answers). A search first looks only
-/// through the [`RECENT`] newest jobs: a term that many jobs hold (a
-/// company's domain) fills its page there at once, where the trigram index
-/// would first collect every job holding it (seconds for a million). The
-/// recent jobs are the head of the same order, so a full page from them is
-/// the page the whole history gives.
+/// On SQLite, a term with at least this many jobs in the trigram index is
+/// searched by reading the history newest first instead: gathering every
+/// candidate first (a company's domain: a million) took seconds, while
+/// reading the history stops at the first page of matches. (Small in tests,
+/// so that their few jobs take both ways.)
+pub const COMMON: i64 = if cfg!(test) { 4 } else { 5000 };
+
+/// How a page of the history is read.
+#[derive(Debug)]
+pub(in crate::store) enum Plan {
+    /// Tried in order until one fills the page; the last answers in any case.
+    Steps(Vec<HistoryQuery>),
+    /// SQLite's search: `probe` counts the term's candidates in the trigram
+    /// index, up to [`COMMON`]; fewer are read through the index
+    /// (`indexed`), more by reading the history newest first (`scan`).
+    Probe {
+        probe: HistoryQuery,
+        indexed: HistoryQuery,
+        scan: HistoryQuery,
+    },
+}
+
+/// How the search term is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Search {
+    /// Among the [`RECENT`] newest jobs only.
+    Recent,
+    /// Through the trigram index (a term of a trigram or more).
+    Indexed,
+    /// By reading the history.
+    Scan,
+}
+
+/// The statements that answer a page of the history.
+///
+/// On PostgreSQL a search first looks only through the [`RECENT`] newest
+/// jobs: a term that many jobs hold fills its page there at once, where the
+/// trigram index would first collect every job holding it. The recent jobs
+/// are the head of the same order, so a full page from them is the page the
+/// whole history gives. SQLite's index says cheaply how many jobs hold a
+/// term ([`Plan::Probe`]), which also serves a common term missing from the
+/// newest jobs.
 pub(in crate::store) fn history_queries(
     filter: &JobFilter,
     after: Option<&Cursor>,
     limit: i64,
     offset: i64,
     pg: bool,
-) -> Vec<HistoryQuery> {
-    let full = build(filter, after, limit, offset, pg, false);
-    if searched(filter).is_some() && limit > 0 && offset.saturating_add(limit) <= RECENT {
-        vec![build(filter, after, limit, offset, pg, true), full]
-    } else {
-        vec![full]
+) -> Plan {
+    let term = searched(filter).filter(|t| t.chars().count() >= TRIGRAM);
+    let full = build(filter, after, limit, offset, pg, Search::Indexed);
+    match term {
+        Some(term) if !pg => Plan::Probe {
+            probe: HistoryQuery {
+                sql: "SELECT COUNT(*) FROM (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ?1 LIMIT ?2)".to_owned(),
+                binds: vec![Bind::Text(fts_trigrams(term)), Bind::Int(COMMON)],
+            },
+            indexed: full,
+            scan: build(filter, after, limit, offset, pg, Search::Scan),
+        },
+        Some(_) if limit > 0 && offset.saturating_add(limit) <= RECENT => Plan::Steps(vec![
+            build(filter, after, limit, offset, pg, Search::Recent),
+            full,
+        ]),
+        _ => Plan::Steps(vec![full]),
     }
 }
 
@@ -76,8 +122,10 @@ fn build(
     limit: i64,
     offset: i64,
     pg: bool,
-    recent: bool,
+    how: Search,
 ) -> HistoryQuery {
+    let recent = how == Search::Recent;
+    let indexed = how == Search::Indexed;
     let mut binds = Vec::new();
     let param = |b: Bind, binds: &mut Vec<Bind>| {
         binds.push(b);
@@ -112,7 +160,7 @@ fn build(
     }
     let mut searches: Vec<String> = Vec::new();
     if let Some(search) = searched(filter) {
-        if !pg && !recent && search.chars().count() >= TRIGRAM {
+        if !pg && indexed && search.chars().count() >= TRIGRAM {
             // The trigram index (migration 0016) names the few jobs that
             // contain every three-character piece of the term; the LIKE
             // below then decides, so the answer is the one a scan gives.
@@ -133,7 +181,7 @@ fn build(
         let matches = format!(
             "(mail_from {like} {p}{escape} OR rcpt_to {like} {p}{escape} OR subject {like} {p}{escape} OR header_from {like} {p}{escape})"
         );
-        if pg && !recent && search.chars().count() >= TRIGRAM {
+        if pg && indexed && search.chars().count() >= TRIGRAM {
             // PostgreSQL keeps the same four columns in `job_search` with
             // pg_trgm indexes (migration 0018), which serve these ILIKEs.
             searches.push(format!(
@@ -174,29 +222,59 @@ fn where_clause(conds: &[String]) -> String {
     }
 }
 
-/// Runs [`history_queries`] on a pool of either engine: the first statement
-/// whose rows fill the page answers, the last one in any case.
+/// Runs a [`Plan`] of [`history_queries`] on a pool of either engine.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! fetch_history {
-    ($pool:expr, $queries:expr, $limit:expr) => {{
-        let queries = $queries;
-        let last = queries.len().saturating_sub(1);
-        let mut answer = Ok(Vec::new());
-        for (i, q) in queries.into_iter().enumerate() {
-            let rows = $crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
-                .fetch_all($pool)
+    ($pool:expr, $plan:expr, $limit:expr) => {{
+        match $plan {
+            $crate::store::jobs::listing::Plan::Steps(queries) => {
+                // The first statement whose rows fill the page answers, the
+                // last one in any case.
+                let last = queries.len().saturating_sub(1);
+                let mut answer = Ok(Vec::new());
+                for (i, q) in queries.into_iter().enumerate() {
+                    let rows =
+                        $crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
+                            .fetch_all($pool)
+                            .await;
+                    let done = match &rows {
+                        Ok(r) => i == last || i64::try_from(r.len()).unwrap_or(i64::MAX) >= $limit,
+                        Err(_) => true,
+                    };
+                    if done {
+                        answer = rows;
+                        break;
+                    }
+                }
+                answer
+            }
+            $crate::store::jobs::listing::Plan::Probe {
+                probe,
+                indexed,
+                scan,
+            } => {
+                let counted: std::result::Result<i64, sqlx::Error> = $crate::bind_history!(
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(probe.sql)),
+                    &probe.binds
+                )
+                .fetch_one($pool)
                 .await;
-            let done = match &rows {
-                Ok(r) => i == last || i64::try_from(r.len()).unwrap_or(i64::MAX) >= $limit,
-                Err(_) => true,
-            };
-            if done {
-                answer = rows;
-                break;
+                match counted {
+                    Err(e) => Err(e),
+                    Ok(n) => {
+                        let q = if n >= $crate::store::jobs::listing::COMMON {
+                            scan
+                        } else {
+                            indexed
+                        };
+                        $crate::bind_history!(sqlx::query(sqlx::AssertSqlSafe(q.sql)), &q.binds)
+                            .fetch_all($pool)
+                            .await
+                    }
+                }
             }
         }
-        answer
     }};
 }
 
@@ -602,10 +680,69 @@ mod tests {
         search_matches_a_scan(&store, fold).await;
     }
 
-    /// A search looks through the newest jobs first and asks the index only
-    /// when they do not fill the page: a common term answers from the head of
-    /// the history, a rare one still finds jobs older than that head, and
-    /// both give the order a scan gives.
+    /// A term that many jobs hold is read from the history newest first, not
+    /// gathered from the trigram index, also when none of the newest jobs
+    /// holds it; a rare one goes through the index. Both give the order a
+    /// scan gives.
+    #[tokio::test]
+    async fn a_common_term_is_read_from_the_history_and_a_rare_one_from_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        // 20 older jobs from old.example, then 10 newer from new.example.
+        for i in 1..=30 {
+            let domain = if i <= 20 { "old" } else { "new" };
+            let j = job(&format!("j{i:02}"), &format!("dev{i}@{domain}.example"));
+            store.enqueue(&j, i).await.unwrap();
+        }
+        let filter = |term: &str| JobFilter {
+            search: Some(term.to_owned()),
+            ..Default::default()
+        };
+        let candidates = |term: &str| {
+            let Plan::Probe { probe, .. } = history_queries(&filter(term), None, 5, 0, false)
+            else {
+                panic!("SQLite searches a term of a trigram or more by probing the index");
+            };
+            let pool = store.pool().clone();
+            async move {
+                crate::bind_history!(
+                    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(probe.sql)),
+                    &probe.binds
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        let ids = |jobs: Vec<crate::queue::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        // Common: the probe stops counting at COMMON; the page is the newest
+        // five of the old jobs, past the ten newest that lack the term.
+        assert_eq!(candidates("old.example").await, COMMON);
+        let page = ids(store.jobs(&filter("OLD.example"), 5, 0).await.unwrap());
+        assert_eq!(page, ["j20", "j19", "j18", "j17", "j16"]);
+        let second = ids(store.jobs(&filter("old.example"), 5, 5).await.unwrap());
+        assert_eq!(second, ["j15", "j14", "j13", "j12", "j11"]);
+        // Rare: one candidate, found through the index.
+        assert_eq!(candidates("dev3@").await, 1);
+        assert_eq!(
+            ids(store.jobs(&filter("dev3@"), 5, 0).await.unwrap()),
+            ["j03"]
+        );
+        // Nothing: no candidate, no job.
+        assert_eq!(candidates("nowhere").await, 0);
+        assert!(
+            store
+                .jobs(&filter("nowhere"), 5, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        store.close().await;
+    }
+
+    /// The newest jobs first, then the rest: a common term answers from the
+    /// head of the history, a rare one still finds jobs older than that head,
+    /// and both give the order a scan gives.
     #[tokio::test]
     async fn a_search_finds_old_jobs_beyond_the_recent_ones() {
         let dir = tempfile::tempdir().unwrap();
