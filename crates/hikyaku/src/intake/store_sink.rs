@@ -27,9 +27,23 @@ pub fn summarize(message: &[u8]) -> HeaderSummary {
         .from()
         .and_then(|a| a.first())
         .and_then(|a| a.address())
-        .map(|s| s.chars().take(320).collect());
-    let subject = parsed.subject().map(|s| s.chars().take(500).collect());
+        .map(|s| shown(s, 320));
+    let subject = parsed.subject().map(|s| shown(s, 500));
     HeaderSummary { from, subject }
+}
+
+/// Header text as the history keeps it: at most `max` characters, control
+/// characters replaced. An encoded word can decode to any character, a NUL
+/// included, which PostgreSQL cannot store in text and a list cannot show.
+fn shown(text: &str, max: usize) -> String {
+    text.chars()
+        .take(max)
+        .map(|c| match c {
+            c if c.is_whitespace() && c.is_control() => ' ',
+            c if c.is_control() => char::REPLACEMENT_CHARACTER,
+            c => c,
+        })
+        .collect()
 }
 
 /// Builds the job for an accepted message.
@@ -234,6 +248,24 @@ impl IntakeSink for StoreSink {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_holds_no_control_characters() {
+        // Encoded words may decode to anything, a NUL included.
+        let message = b"From: =?utf-8?q?a=00b?= <dev@example.com>\r\n\
+Subject: =?utf-8?q?Scan=00_=09page=01_1_=E2=9C=93?=\r\n\r\nbody\r\n";
+        let summary = summarize(message);
+        assert_eq!(summary.from.as_deref(), Some("dev@example.com"));
+        assert_eq!(
+            summary.subject.as_deref(),
+            Some("Scan\u{fffd}  page\u{fffd} 1 \u{2713}")
+        );
+        let long = format!("Subject: {}\r\n\r\n", "x".repeat(600));
+        assert_eq!(
+            summarize(long.as_bytes()).subject.map(|s| s.len()),
+            Some(500)
+        );
+    }
 
     #[tokio::test]
     async fn failed_logins_throttle_that_address_not_the_other_devices() {

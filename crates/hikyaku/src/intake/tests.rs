@@ -951,3 +951,12 @@ async fn an_unreadable_allowlist_is_a_temporary_refusal() {
     assert_eq!(codes(&out), [220, 250, 451, 221], "{out}");
     assert!(out.contains("451 4.3.0"), "{out}");
 }
+
+#[tokio::test]
+async fn nul_bytes_in_addresses_are_refused() {
+    let sink = Arc::new(TestSink::default());
+    let input =
+        b"EHLO c\r\nMAIL FROM:<a\x00b@c>\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c\x00@d>\r\nQUIT\r\n";
+    let out = transcript(plain_config(), &sink, FRIEND, input).await;
+    assert_eq!(codes(&out), [220, 250, 501, 250, 501, 221], "{out}");
+}

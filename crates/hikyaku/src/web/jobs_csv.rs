@@ -211,6 +211,8 @@ struct Export {
     style: Style,
     accounts: Vec<Account>,
     after: Option<Cursor>,
+    /// The first page, read before the response starts.
+    first: Option<Vec<Job>>,
     /// Whether the heading row still has to go out.
     heading: bool,
     done: bool,
@@ -229,11 +231,15 @@ async fn next_chunk(mut e: Export) -> Option<(Result<Vec<u8>, std::io::Error>, E
     if e.done {
         return None;
     }
-    match e
-        .store
-        .jobs_page(&e.filter, e.after.as_ref(), ROWS_PER_CHUNK)
-        .await
-    {
+    let page = match e.first.take() {
+        Some(first) => Ok(first),
+        None => {
+            e.store
+                .jobs_page(&e.filter, e.after.as_ref(), ROWS_PER_CHUNK)
+                .await
+        }
+    };
+    match page {
         Ok(jobs) => {
             if jobs.len() < ROWS_PER_CHUNK as usize {
                 e.done = true;
@@ -263,12 +269,16 @@ pub async fn response(
     style: Style,
     file_name: &str,
 ) -> Result<Response, crate::store::StoreError> {
+    // The first page is read before the status line goes out, so that a
+    // store that cannot answer gets an error response, not a cut stream.
+    let first = store.jobs_page(&filter, None, ROWS_PER_CHUNK).await?;
     let export = Export {
         accounts: store.accounts().await?,
         store: store.clone(),
         filter,
         style,
         after: None,
+        first: Some(first),
         heading: true,
         done: false,
     };

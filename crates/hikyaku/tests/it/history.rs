@@ -177,6 +177,18 @@ async fn the_history_filters_by_account_and_day_at_the_page_and_in_the_csv() {
     let bad_csv = admin.get("/jobs.csv?until=tomorrow").await;
     assert_eq!(bad_csv.status, 400, "{}", bad_csv.body);
 
+    // Any term is searched: one holding a NUL (no stored text can) finds
+    // nothing, on the page and in a whole export, instead of an error.
+    let nul = admin
+        .get("/jobs?q=%C3%9E%3F%C2%9Df%F0%A6%9D%B4%0F%00W")
+        .await;
+    assert_eq!(nul.status, 200, "{}", nul.body);
+    assert!(subjects(&nul.body).is_empty());
+    let nul_csv = admin.get("/jobs.csv?q=m-0301%00").await;
+    assert_eq!(nul_csv.status, 200, "{}", nul_csv.body);
+    assert!(csv_subjects(&nul_csv.body).is_empty(), "{}", nul_csv.body);
+    assert!(nul_csv.body.lines().count() == 1, "{}", nul_csv.body);
+
     // Both languages label the new filters.
     let page = admin.get("/jobs").await.body;
     assert!(

@@ -96,6 +96,7 @@ pub(in crate::store) fn history_queries(
     let term = searched(filter).filter(|t| t.chars().count() >= TRIGRAM);
     let full = build(filter, after, limit, offset, pg, Search::Indexed);
     match term {
+        Some(term) if term.contains(NOWHERE) => Plan::Steps(vec![full]),
         Some(term) if !pg => Plan::Probe {
             probe: HistoryQuery {
                 sql: "SELECT COUNT(*) FROM (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ?1 LIMIT ?2)".to_owned(),
@@ -111,6 +112,12 @@ pub(in crate::store) fn history_queries(
         _ => Plan::Steps(vec![full]),
     }
 }
+
+/// The character no stored text holds: PostgreSQL cannot store it in text,
+/// and the intake refuses it in addresses and replaces it in headers. A
+/// term holding it finds nothing, without asking either engine, which would
+/// refuse to bind it (PostgreSQL) or to quote it in a MATCH (FTS5).
+const NOWHERE: char = '\0';
 
 fn searched(filter: &JobFilter) -> Option<&str> {
     filter.search.as_deref().filter(|s| !s.is_empty())
@@ -159,7 +166,9 @@ fn build(
         conds.push(format!("(created_at, id) < ({c}, {i})"));
     }
     let mut searches: Vec<String> = Vec::new();
-    if let Some(search) = searched(filter) {
+    if searched(filter).is_some_and(|t| t.contains(NOWHERE)) {
+        searches.push("1 = 0".to_owned());
+    } else if let Some(search) = searched(filter) {
         if !pg && indexed && search.chars().count() >= TRIGRAM {
             // The trigram index (migration 0016) names the few jobs that
             // contain every three-character piece of the term; the LIKE
@@ -737,6 +746,68 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        store.close().await;
+    }
+
+    /// Any text is a term, never an error: control characters and
+    /// characters outside the basic plane are searched for; a NUL, which no
+    /// stored text holds (PostgreSQL cannot store it, FTS5 cannot quote it),
+    /// finds nothing. The fuzzer's term once broke the CSV export mid-stream.
+    async fn any_term_is_searched(store: &Store) {
+        for i in 1..=6 {
+            let j = job(
+                &format!("j{i:02}"),
+                &format!("dev{i}@\u{1}\u{26774}.example"),
+            );
+            store.enqueue(&j, i).await.unwrap();
+        }
+        let find = |term: &str, after: Option<Cursor>| {
+            let filter = JobFilter {
+                search: Some(term.to_owned()),
+                ..Default::default()
+            };
+            let store = store.clone();
+            async move {
+                let found = match after {
+                    Some(a) => store.jobs_page(&filter, Some(&a), 10).await,
+                    None => store.jobs(&filter, 10, 0).await,
+                };
+                match found {
+                    Ok(jobs) => jobs.into_iter().map(|j| j.id).collect::<Vec<_>>(),
+                    Err(e) => panic!("term {filter:?}: {e}"),
+                }
+            }
+        };
+        let fuzzed = "\u{de}\u{f3}?\u{bf}2\u{9d}f\u{98}\u{a0af3}S\u{cd}\u{ff}\u{26774}*n\u{f}\u{ec}\u{0}W\u{16dc6}";
+        for term in [fuzzed, "\u{0}\u{0}\u{0}", "\u{0}", "dev2\u{0}"] {
+            assert!(find(term, None).await.is_empty(), "{term:?}");
+            assert!(
+                find(term, Some((4, "j04".into()))).await.is_empty(),
+                "{term:?}"
+            );
+        }
+        assert_eq!(find("\u{1}\u{26774}.ex", None).await.len(), 6);
+        assert_eq!(find("3@\u{1}\u{26774}", None).await, ["j03"]);
+        assert_eq!(
+            find("@\u{1}\u{26774}", Some((4, "j04".into()))).await,
+            ["j03", "j02", "j01"]
+        );
+    }
+
+    #[tokio::test]
+    async fn any_term_is_searched_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        any_term_is_searched(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn any_term_is_searched_on_postgresql() {
+        let store = Store::open_postgres(&testkit::postgres::database(), "instance-a")
+            .await
+            .unwrap();
+        any_term_is_searched(&store).await;
         store.close().await;
     }
 
