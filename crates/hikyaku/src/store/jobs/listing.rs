@@ -811,26 +811,47 @@ mod tests {
         store.close().await;
     }
 
-    /// The newest jobs first, then the rest: a common term answers from the
-    /// head of the history, a rare one still finds jobs older than that head,
-    /// and both give the order a scan gives.
-    #[tokio::test]
-    async fn a_search_finds_old_jobs_beyond_the_recent_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
+    /// A history longer than PostgreSQL's first window ([`RECENT`]): a common
+    /// term answers from the newest jobs, a rare one still finds jobs older
+    /// than them, page after page, in the order a scan gives. On SQLite the
+    /// same data takes the probe's two ways (read newest first; the index).
+    async fn old_jobs_past_the_newest(store: &Store) {
         // RECENT + 100 sent jobs in one statement: every one holds "common";
-        // the 5 oldest and the 3 newest hold "needle" too.
+        // the 2 oldest and the newest hold "needle" too (fewer than
+        // COMMON, so SQLite asks the index for them).
         let n = RECENT + 100;
-        sqlx::query(
-            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1) \
-             INSERT INTO jobs (id, submitter, source, mail_from, rcpt_to, size, state, next_attempt_at, created_at, updated_at) \
-             SELECT printf('j%06d', i), 's', '127.0.0.1', \
-             CASE WHEN i <= 5 OR i > ?1 - 3 THEN printf('needle%d@common.example', i) ELSE printf('u%d@common.example', i) END, \
-             '[\"r@example.com\"]', 10, 'sent', i, i, i FROM k",
-        )
-        .bind(n)
-        .execute(store.pool())
-        .await
+        let (series, name, needle, other) = match store.engine() {
+            crate::store::Engine::Postgres(_) => (
+                "SELECT i::BIGINT AS i FROM generate_series(1, $1) AS i",
+                "'j' || lpad(i::TEXT, 6, '0')",
+                "'needle' || i || '@common.example'",
+                "'u' || i || '@common.example'",
+            ),
+            crate::store::Engine::Sqlite(_) => (
+                "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1) SELECT i FROM k",
+                "printf('j%06d', i)",
+                "printf('needle%d@common.example', i)",
+                "printf('u%d@common.example', i)",
+            ),
+        };
+        let last = if matches!(store.engine(), crate::store::Engine::Postgres(_)) {
+            "$1"
+        } else {
+            "?1"
+        };
+        let sql = format!(
+            "INSERT INTO jobs (id, submitter, source, mail_from, rcpt_to, size, state, next_attempt_at, created_at, updated_at) \
+             SELECT {name}, 's', '127.0.0.1', \
+             CASE WHEN i <= 2 OR i = {last} THEN {needle} ELSE {other} END, \
+             '[\"r@example.com\"]', 10, 'sent', i, i, i FROM ({series}) AS k"
+        );
+        crate::on_pool!(store, |p, _q, _is_pg| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(n)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })
         .unwrap();
         let find = |term: &str, limit: i64| {
             let filter = JobFilter {
@@ -850,26 +871,39 @@ mod tests {
         };
         let newest: Vec<String> = (0..10).map(|k| format!("j{:06}", n - k)).collect();
         assert_eq!(find("COMMON", 10).await, newest);
-        let needles: Vec<String> = [n, n - 1, n - 2, 5, 4, 3, 2, 1]
-            .iter()
-            .map(|i| format!("j{i:06}"))
-            .collect();
+        let needles: Vec<String> = [n, 2, 1].iter().map(|i| format!("j{i:06}")).collect();
         assert_eq!(find("needle", 10).await, needles);
-        assert_eq!(find("needle", 3).await, needles[..3]);
-        // Past the recent jobs the index answers alone.
+        assert_eq!(find("needle", 1).await, needles[..1]);
+        // Past the newest jobs the full history answers alone.
         let page = store
             .jobs_page(
                 &JobFilter {
                     search: Some("needle".into()),
                     ..Default::default()
                 },
-                Some(&(n - 2, format!("j{:06}", n - 2))),
+                Some(&(n, format!("j{n:06}"))),
                 10,
             )
             .await
             .unwrap();
         let ids: Vec<String> = page.into_iter().map(|j| j.id).collect();
-        assert_eq!(ids, needles[3..]);
+        assert_eq!(ids, needles[1..]);
+    }
+
+    #[tokio::test]
+    async fn old_jobs_are_found_past_the_newest_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        old_jobs_past_the_newest(&store).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn old_jobs_are_found_past_the_newest_on_postgresql() {
+        let store = Store::open_postgres(&testkit::postgres::database(), "instance-a")
+            .await
+            .unwrap();
+        old_jobs_past_the_newest(&store).await;
         store.close().await;
     }
 

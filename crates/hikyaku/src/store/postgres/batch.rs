@@ -172,6 +172,19 @@ async fn run(writer: Writer, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
+/// The statement that writes a batch of new jobs and their bodies, built
+/// once: its text is the same for every batch.
+static INSERT_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH r AS (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::BOOLEAN[], $11::BIGINT[], $12::BIGINT[], $13::BIGINT[], $14::BYTEA[]) WITH ORDINALITY \
+         AS r(id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, claimed, base, length, now, body, ord)), \
+         j AS (INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, lease_until, lease_owner, next_attempt_at, created_at, updated_at) \
+         SELECT id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, CASE WHEN claimed THEN 'sending' ELSE 'queued' END, CASE WHEN claimed THEN 1 ELSE 0 END, \
+         CASE WHEN claimed THEN COALESCE(base, {DB_NOW}) + length END, CASE WHEN claimed THEN $15 END, now, now, now FROM r ORDER BY ord RETURNING id) \
+         INSERT INTO messages (job_id, body) SELECT r.id, r.body FROM r JOIN j ON j.id = r.id"
+    )
+});
+
 impl Writer {
     /// Writes a batch: its inserts in one statement, its finishes in one
     /// statement per outcome (so that each touches one row of the chart's
@@ -233,19 +246,11 @@ impl Writer {
     }
 
     async fn insert_all(&self, ops: &[&Insert]) -> sqlx::Result<Vec<bool>> {
-        let sql = format!(
-            "WITH r AS (SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::BOOLEAN[], $11::BIGINT[], $12::BIGINT[], $13::BIGINT[], $14::BYTEA[]) WITH ORDINALITY \
-             AS r(id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, claimed, base, length, now, body, ord)), \
-             j AS (INSERT INTO jobs (id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, state, attempts, lease_until, lease_owner, next_attempt_at, created_at, updated_at) \
-             SELECT id, account_id, submitter, source, mail_from, rcpt_to, header_from, subject, size, CASE WHEN claimed THEN 'sending' ELSE 'queued' END, CASE WHEN claimed THEN 1 ELSE 0 END, \
-             CASE WHEN claimed THEN COALESCE(base, {DB_NOW}) + length END, CASE WHEN claimed THEN $15 END, now, now, now FROM r ORDER BY ord RETURNING id) \
-             INSERT INTO messages (job_id, body) SELECT r.id, r.body FROM r JOIN j ON j.id = r.id"
-        );
         let text = |f: fn(&Insert) -> &str| ops.iter().map(|i| f(i)).collect::<Vec<_>>();
         let optional =
             |f: fn(&Insert) -> Option<&str>| ops.iter().map(|i| f(i)).collect::<Vec<_>>();
         let number = |f: fn(&Insert) -> Option<i64>| ops.iter().map(|i| f(i)).collect::<Vec<_>>();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        sqlx::query(sqlx::AssertSqlSafe(INSERT_ALL.as_str()))
             .bind(text(|i| &i.job.id))
             .bind(number(|i| i.job.account_id))
             .bind(text(|i| &i.job.submitter))
