@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo bench -p hikyaku --bench history
-//! cargo bench -p hikyaku --bench history -- --finished 1000000 --waiting 10000 --messages 2000
+//! cargo bench -p hikyaku --bench history -- --finished 1000000 --waiting 10000 --messages 12000
 //! ```
 //!
 //! Two data directories are prepared the same way (the Remote UI's steps,
@@ -12,17 +12,24 @@
 //! recipients, replies, spread over 90 days, `job_stats` counted as the
 //! trigger would) and `--waiting` jobs still in the queue (queued and
 //! deferred, due in a day so that they wait during the run), in big
-//! transactions. Then, for each store, the real `hikyaku serve`:
+//! transactions. Then the real `hikyaku serve` runs on each store, side by
+//! side:
 //!
 //! - start-up time: process start to the intake's greeting;
 //! - intake accept rate: `--messages` SMTP submissions over
-//!   `--connections` connections, until the last `250`;
+//!   `--connections` connections, in `--rounds` rounds that take turns
+//!   between the two servers (the order swapped each round, each round
+//!   after the other server's deliveries are done), so that a slow spell
+//!   of the machine falls on both alike; the time until each round's last
+//!   `250`, and the server's CPU per message until it is quiet again;
 //! - Send Job History latency, p50/p99 over `--requests` requests, at the
 //!   JSON API (`/api/v1/jobs`) and the page (`/jobs`), for the default view
 //!   and each filter.
 //!
 //! Options: `--finished N` (1,000,000), `--waiting N` (10,000),
-//! `--messages N` (2000), `--connections C` (8), `--requests R` (50).
+//! `--messages N` (12,000), `--rounds R` (4), `--connections C` (8),
+//! `--requests R` (50), `--keep DIR` (a copy of the long history's store after the
+//! run, for a look with the `sqlite3` shell).
 
 #![allow(clippy::unwrap_used)]
 
@@ -44,15 +51,20 @@ struct Args {
     messages: usize,
     connections: usize,
     requests: usize,
+    rounds: usize,
+    /// Where to keep a copy of the long history's store after the run.
+    keep: Option<std::path::PathBuf>,
 }
 
 fn args() -> Args {
     let mut a = Args {
         finished: 1_000_000,
         waiting: 10_000,
-        messages: 2000,
+        messages: 12_000,
         connections: 8,
         requests: 50,
+        rounds: 4,
+        keep: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -68,6 +80,8 @@ fn args() -> Args {
             "--messages" => a.messages = value("--messages").max(1),
             "--connections" => a.connections = value("--connections").max(1),
             "--requests" => a.requests = value("--requests").max(1),
+            "--rounds" => a.rounds = value("--rounds").max(1),
+            "--keep" => a.keep = it.next().map(Into::into),
             // cargo bench passes --bench; ignore anything else.
             _ => {}
         }
@@ -330,10 +344,30 @@ async fn latency(b: &Browser, path: &str, r: usize) -> (Duration, Duration) {
 /// What one store measured.
 struct Measured {
     startup: Duration,
-    accept_rate: f64,
+    /// Time until the last `250` of each intake round.
+    took: Vec<Duration>,
+    /// The server's CPU time from each round's start until it was quiet
+    /// again (its deliveries included).
+    cpu: Vec<Duration>,
     refused: usize,
+    /// The size of the store's write-ahead log after the intake rounds.
+    wal: u64,
     /// (name, path, p50, p99) per view.
     views: Vec<(String, String, Duration, Duration)>,
+}
+
+impl Measured {
+    fn accept_rate(&self, per_round: usize) -> f64 {
+        let took: f64 = self.took.iter().map(Duration::as_secs_f64).sum();
+        (per_round * self.took.len()) as f64 / took
+    }
+
+    fn cpu_per_message(&self, per_round: usize) -> Duration {
+        let cpu: Duration = self.cpu.iter().sum();
+        cpu / u32::try_from(per_round * self.cpu.len())
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
 }
 
 /// The views of the history to time: the default and each filter, at the
@@ -388,14 +422,43 @@ fn views(h: &History) -> Vec<(String, String)> {
     v
 }
 
-async fn measure(bin: &Path, data: &Path, h: &History, a: &Args, tag: &str) -> Measured {
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut hk = Hikyaku::new(bin, data, work.path(), 8);
-    let start = Instant::now();
+/// Waits until the server has spent under 5 ms of CPU in 300 ms (its
+/// deliveries of the last round done), at most a minute; returns the CPU it
+/// spent since `from`.
+async fn quiet(hk: &Hikyaku, from: Duration) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = hk.cpu_time().unwrap_or_default();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = hk.cpu_time().unwrap_or_default();
+        if now.saturating_sub(last) < Duration::from_millis(5) {
+            return now.saturating_sub(from);
+        }
+        last = now;
+    }
+    last.saturating_sub(from)
+}
+
+async fn start(bin: &Path, data: &Path, work: &Path) -> (Hikyaku, Duration) {
+    let mut hk = Hikyaku::new(bin, data, work, 8);
+    let began = Instant::now();
     hk.start().await;
-    let startup = start.elapsed();
-    let (took, refused) = intake(hk.smtp, tag, a.messages, a.connections).await;
-    let accept_rate = a.messages as f64 / took.as_secs_f64();
+    let startup = began.elapsed();
+    quiet(&hk, Duration::ZERO).await;
+    (hk, startup)
+}
+
+/// One intake round into `hk`: time until the last `250`, and the CPU the
+/// server spent until it was quiet again.
+async fn round(hk: &Hikyaku, tag: &str, a: &Args, m: &mut Measured) {
+    let cpu = hk.cpu_time().unwrap_or_default();
+    let (took, refused) = intake(hk.smtp, tag, a.messages / a.rounds, a.connections).await;
+    m.took.push(took);
+    m.cpu.push(quiet(hk, cpu).await);
+    m.refused += refused;
+}
+
+async fn views_of(hk: &Hikyaku, h: &History, a: &Args, m: &mut Measured) {
     let b = Browser {
         client: reqwest::Client::builder()
             .cookie_store(true)
@@ -406,19 +469,11 @@ async fn measure(bin: &Path, data: &Path, h: &History, a: &Args, tag: &str) -> M
         lang: "en",
     };
     b.login("admin", testkit::ADMIN_PASSWORD).await;
-    let mut out = Vec::new();
     for (name, path) in views(h) {
         // One request first, so that caches are as warm as in use.
         let _ = b.get(&path).await;
         let (p50, p99) = latency(&b, &path, a.requests).await;
-        out.push((name, path, p50, p99));
-    }
-    hk.terminate(Duration::from_secs(20));
-    Measured {
-        startup,
-        accept_rate,
-        refused,
-        views: out,
+        m.views.push((name, path, p50, p99));
     }
 }
 
@@ -428,24 +483,87 @@ async fn run(a: Args) {
     let full = testkit::prepare_data_dir(&fc).await;
     let h = generate(full.path(), a.finished, a.waiting).await;
     let bin = Path::new(env!("CARGO_BIN_EXE_hikyaku"));
-    let e = measure(bin, empty.path(), &h, &a, "e").await;
-    let f = measure(bin, full.path(), &h, &a, "f").await;
+    let (ew, fw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blank = || Measured {
+        startup: Duration::ZERO,
+        took: Vec::new(),
+        cpu: Vec::new(),
+        refused: 0,
+        wal: 0,
+        views: Vec::new(),
+    };
+    let (mut e, mut f) = (blank(), blank());
+    // Both servers run side by side; the intake rounds take turns (the
+    // order swapped each round), each after the other server is quiet, so
+    // that a slow spell of the machine falls on both alike.
+    let (ehk, es) = start(bin, empty.path(), ew.path()).await;
+    let (fhk, fs) = start(bin, full.path(), fw.path()).await;
+    (e.startup, f.startup) = (es, fs);
+    for r in 0..a.rounds {
+        let (ftag, etag) = (format!("f{r}-"), format!("e{r}-"));
+        if r % 2 == 0 {
+            round(&ehk, &etag, &a, &mut e).await;
+            round(&fhk, &ftag, &a, &mut f).await;
+        } else {
+            round(&fhk, &ftag, &a, &mut f).await;
+            round(&ehk, &etag, &a, &mut e).await;
+        }
+    }
+    let wal = |dir: &Path| {
+        std::fs::metadata(dir.join("hikyaku.sqlite-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    (e.wal, f.wal) = (wal(empty.path()), wal(full.path()));
+    views_of(&ehk, &h, &a, &mut e).await;
+    views_of(&fhk, &h, &a, &mut f).await;
+    let mut ehk = ehk;
+    let mut fhk = fhk;
+    ehk.terminate(Duration::from_secs(20));
+    fhk.terminate(Duration::from_secs(20));
+    if let Some(keep) = &a.keep {
+        std::fs::create_dir_all(keep).unwrap();
+        std::fs::copy(
+            full.path().join("hikyaku.sqlite"),
+            keep.join("hikyaku.sqlite"),
+        )
+        .unwrap();
+    }
+    let per_round = a.messages / a.rounds;
     println!(
-        "history: {} finished + {} waiting jobs vs an empty store; {} messages over {} connections; {} requests per view",
-        a.finished, a.waiting, a.messages, a.connections, a.requests
+        "history: {} finished + {} waiting jobs vs an empty store; {} rounds of {} messages over {} connections; {} requests per view",
+        a.finished, a.waiting, a.rounds, per_round, a.connections, a.requests
     );
     println!(
         "start-up to serving: empty {}, full {} (budget: 2 s)",
         ms(e.startup),
         ms(f.startup)
     );
+    let (er, fr) = (e.accept_rate(per_round), f.accept_rate(per_round));
     println!(
-        "intake accept rate: empty {:.1} messages/s, full {:.1} messages/s = {:.2}x (budget: 0.9x); refused {} / {}",
-        e.accept_rate,
-        f.accept_rate,
-        f.accept_rate / e.accept_rate,
+        "intake accept rate: empty {er:.1} messages/s, full {fr:.1} messages/s = {:.2}x (budget: 0.9x); refused {} / {}",
+        fr / er,
         e.refused,
         f.refused
+    );
+    let rounds: Vec<String> = e
+        .took
+        .iter()
+        .zip(&f.took)
+        .map(|(et, ft)| format!("{:.2}", et.as_secs_f64() / ft.as_secs_f64()))
+        .collect();
+    println!("  full / empty rate, round by round: {}", rounds.join(", "));
+    let (ec, fc) = (e.cpu_per_message(per_round), f.cpu_per_message(per_round));
+    println!(
+        "server CPU per message (intake and delivery): empty {:.0} µs, full {:.0} µs = {:.2}x",
+        ec.as_secs_f64() * 1e6,
+        fc.as_secs_f64() * 1e6,
+        fc.as_secs_f64() / ec.as_secs_f64()
+    );
+    println!(
+        "write-ahead log after the intake: empty {:.1} MiB, full {:.1} MiB",
+        e.wal as f64 / (1024.0 * 1024.0),
+        f.wal as f64 / (1024.0 * 1024.0)
     );
     println!(
         "{:<34} {:>21} {:>21}",

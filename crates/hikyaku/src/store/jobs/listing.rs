@@ -907,6 +907,21 @@ mod tests {
         store.close().await;
     }
 
+    /// The trigram index merges its segments 16 at a time (migration 0018):
+    /// the setting is kept in the index, for every connection.
+    #[tokio::test]
+    async fn the_search_index_merges_sixteen_segments_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let automerge: i64 =
+            sqlx::query_scalar("SELECT v FROM jobs_search_config WHERE k = 'automerge'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(automerge, 16);
+        store.close().await;
+    }
+
     /// The trigram index follows the jobs through deletion, the purge, a
     /// reused rowid, a backup and an index built by the migration for jobs
     /// that were there before it.
