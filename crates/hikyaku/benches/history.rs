@@ -342,6 +342,7 @@ async fn latency(b: &Browser, path: &str, r: usize) -> (Duration, Duration) {
 }
 
 /// What one store measured.
+#[derive(Default)]
 struct Measured {
     startup: Duration,
     /// Time until the last `250` of each intake round.
@@ -484,20 +485,12 @@ async fn run(a: Args) {
     let h = generate(full.path(), a.finished, a.waiting).await;
     let bin = Path::new(env!("CARGO_BIN_EXE_hikyaku"));
     let (ew, fw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let blank = || Measured {
-        startup: Duration::ZERO,
-        took: Vec::new(),
-        cpu: Vec::new(),
-        refused: 0,
-        wal: 0,
-        views: Vec::new(),
-    };
-    let (mut e, mut f) = (blank(), blank());
+    let (mut e, mut f) = (Measured::default(), Measured::default());
     // Both servers run side by side; the intake rounds take turns (the
     // order swapped each round), each after the other server is quiet, so
     // that a slow spell of the machine falls on both alike.
-    let (ehk, es) = start(bin, empty.path(), ew.path()).await;
-    let (fhk, fs) = start(bin, full.path(), fw.path()).await;
+    let (mut ehk, es) = start(bin, empty.path(), ew.path()).await;
+    let (mut fhk, fs) = start(bin, full.path(), fw.path()).await;
     (e.startup, f.startup) = (es, fs);
     for r in 0..a.rounds {
         let (ftag, etag) = (format!("f{r}-"), format!("e{r}-"));
@@ -517,8 +510,6 @@ async fn run(a: Args) {
     (e.wal, f.wal) = (wal(empty.path()), wal(full.path()));
     views_of(&ehk, &h, &a, &mut e).await;
     views_of(&fhk, &h, &a, &mut f).await;
-    let mut ehk = ehk;
-    let mut fhk = fhk;
     ehk.terminate(Duration::from_secs(20));
     fhk.terminate(Duration::from_secs(20));
     if let Some(keep) = &a.keep {

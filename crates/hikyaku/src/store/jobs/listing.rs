@@ -61,13 +61,12 @@ pub(in crate::store) enum Plan {
     Steps(Vec<HistoryQuery>),
     /// SQLite's search: `probe` gathers the term's candidates from the
     /// trigram index, up to [`COMMON`], as their count and a JSON array of
-    /// their rowids. Fewer are read by rowid (`indexed`, with the array
-    /// bound at `candidates` in its values), so the index is asked once;
-    /// more by reading the history newest first (`scan`).
+    /// their rowids. Fewer are read by rowid (`indexed`, whose first value
+    /// the array replaces), so the index is asked once; more by reading the
+    /// history newest first (`scan`).
     Probe {
         probe: HistoryQuery,
         indexed: HistoryQuery,
-        candidates: usize,
         scan: HistoryQuery,
     },
 }
@@ -102,26 +101,21 @@ pub(in crate::store) fn history_queries(
     offset: i64,
     pg: bool,
 ) -> Plan {
+    if searched(filter).is_some_and(|t| t.contains(NOWHERE)) {
+        // No statement: the page is empty.
+        return Plan::Steps(Vec::new());
+    }
     let term = searched(filter).filter(|t| t.chars().count() >= TRIGRAM);
     let full = || build(filter, after, limit, offset, pg, Search::Indexed);
     match term {
-        Some(term) if term.contains(NOWHERE) => Plan::Steps(vec![full()]),
-        Some(term) if !pg => {
-            let indexed = build(filter, after, limit, offset, pg, Search::Candidates);
-            Plan::Probe {
-                probe: HistoryQuery {
-                    sql: "SELECT COUNT(*), json_group_array(rowid) FROM (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ?1 LIMIT ?2)".to_owned(),
-                    binds: vec![Bind::Text(fts_trigrams(term)), Bind::Int(COMMON)],
-                },
-                candidates: indexed
-                    .binds
-                    .iter()
-                    .position(|b| matches!(b, Bind::Text(t) if t == CANDIDATES))
-                    .unwrap_or(usize::MAX),
-                indexed,
-                scan: build(filter, after, limit, offset, pg, Search::Scan),
-            }
-        }
+        Some(term) if !pg => Plan::Probe {
+            probe: HistoryQuery {
+                sql: "SELECT COUNT(*), json_group_array(rowid) FROM (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ?1 LIMIT ?2)".to_owned(),
+                binds: vec![Bind::Text(fts_trigrams(term)), Bind::Int(COMMON)],
+            },
+            indexed: build(filter, after, limit, offset, pg, Search::Candidates),
+            scan: build(filter, after, limit, offset, pg, Search::Scan),
+        },
         Some(_) if limit > 0 && offset.saturating_add(limit) <= RECENT => Plan::Steps(vec![
             build(filter, after, limit, offset, pg, Search::Recent),
             full(),
@@ -130,14 +124,10 @@ pub(in crate::store) fn history_queries(
     }
 }
 
-/// The value [`Plan::Probe`]'s `indexed` statement holds until the probe's
-/// rowids replace it (not JSON, so it cannot pass for them).
-const CANDIDATES: &str = "candidates of the probe";
-
 /// The character no stored text holds: PostgreSQL cannot store it in text,
 /// and the intake refuses it in addresses and replaces it in headers. A
-/// term holding it finds nothing, without asking either engine, which would
-/// refuse to bind it (PostgreSQL) or to quote it in a MATCH (FTS5).
+/// term holding it finds nothing without a statement: either engine would
+/// refuse it (PostgreSQL to bind it, FTS5 to quote it in a MATCH).
 const NOWHERE: char = '\0';
 
 fn searched(filter: &JobFilter) -> Option<&str> {
@@ -154,7 +144,6 @@ fn build(
 ) -> HistoryQuery {
     let recent = how == Search::Recent;
     let indexed = how == Search::Indexed;
-    let candidates = how == Search::Candidates;
     let mut binds = Vec::new();
     let param = |b: Bind, binds: &mut Vec<Bind>| {
         binds.push(b);
@@ -164,6 +153,10 @@ fn build(
             format!("?{}", binds.len())
         }
     };
+    // The probe's rowids: the first value, so that they are found without
+    // a search (an empty array until then).
+    let candidates =
+        (how == Search::Candidates).then(|| param(Bind::Text("[]".into()), &mut binds));
     let mut conds: Vec<String> = Vec::new();
     if let Some(state) = filter.state {
         let p = param(Bind::Text(JobState::as_str(state).to_owned()), &mut binds);
@@ -188,15 +181,12 @@ fn build(
         conds.push(format!("(created_at, id) < ({c}, {i})"));
     }
     let mut searches: Vec<String> = Vec::new();
-    if searched(filter).is_some_and(|t| t.contains(NOWHERE)) {
-        searches.push("1 = 0".to_owned());
-    } else if let Some(search) = searched(filter) {
-        if !pg && candidates {
+    if let Some(search) = searched(filter) {
+        if let Some(c) = &candidates {
             // The jobs the trigram index (migration 0016) named for the
-            // probe, as it found them: every three-character piece of the
-            // term is in them. Bound in place of the placeholder; the LIKE
-            // below then decides, so the answer is the one a scan gives.
-            let c = param(Bind::Text(CANDIDATES.to_owned()), &mut binds);
+            // probe: every three-character piece of the term is in them.
+            // The LIKE below then decides, so the answer is the one a scan
+            // gives.
             searches.push(format!("rowid IN (SELECT value FROM json_each({c}))"));
         }
         // A term of one or two characters has no trigram: both engines then
@@ -282,7 +272,6 @@ macro_rules! fetch_history {
             $crate::store::jobs::listing::Plan::Probe {
                 probe,
                 mut indexed,
-                candidates,
                 scan,
             } => {
                 let found: std::result::Result<(i64, String), sqlx::Error> = $crate::bind_history!(
@@ -297,7 +286,7 @@ macro_rules! fetch_history {
                         let q = if n >= $crate::store::jobs::listing::COMMON {
                             scan
                         } else {
-                            if let Some(slot) = indexed.binds.get_mut(candidates) {
+                            if let Some(slot) = indexed.binds.first_mut() {
                                 *slot = $crate::store::jobs::listing::Bind::Text(rowids);
                             }
                             indexed

@@ -14,9 +14,9 @@
 //! delivery that recorded one waits for it. Two batches at a time were
 //! measured too: smaller batches, and more of the database server's CPU per
 //! message with two instances (about 910 µs against 790 µs) for the same
-//! rates. Its statements are planned once
-//! per connection (`plan_cache_mode = force_generic_plan`): planning one
-//! for every batch cost more than running it.
+//! rates. Its statements are planned once per connection
+//! (`plan_cache_mode = force_generic_plan`): planning one for every batch
+//! cost more than running it.
 //!
 //! A failure that may pass (a lost connection, a deadlock) is tried again
 //! once for a deadlock, and otherwise given to every caller of the batch —
