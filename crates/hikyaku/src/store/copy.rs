@@ -48,7 +48,9 @@ const ORDER: &[&str] = &[
 /// Tables that are not moved: sessions and setup links (sign in again), the
 /// migrations' own bookkeeping, the limiter rows of running instances, and
 /// PostgreSQL's search text (written by a trigger as each job is copied)
-/// and its chart counts in parts (copied as their sums, `job_stats`).
+/// and its chart counts in parts (copied as their sums, `job_stats`), and
+/// how far SQLite's search index has got (a copied store's jobs are indexed
+/// by the server that opens it).
 const SKIPPED: &[&str] = &[
     "sessions",
     "setup_tokens",
@@ -57,6 +59,7 @@ const SKIPPED: &[&str] = &[
     "account_slots",
     "job_search",
     "job_stats_parts",
+    "search_mark",
 ];
 
 /// How a PostgreSQL connection of the copy names itself, so that it does

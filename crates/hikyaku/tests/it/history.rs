@@ -214,3 +214,52 @@ async fn the_history_filters_by_account_and_day_at_the_page_and_in_the_csv() {
     assert!(bad.contains("は日付ではありません"), "{bad}");
     store.close().await;
 }
+
+/// Jobs waiting for the search index (SQLite): those past its mark.
+async fn unindexed(server: &TestServer) -> i64 {
+    let file = server.dir.path().join("hikyaku.sqlite");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&file)
+        .read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let n = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE rowid > (SELECT indexed_to FROM search_mark)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    n
+}
+
+/// Messages just accepted are found by the search before the server has
+/// put them in the search index, and after: it does so by itself within
+/// about a second of the intake going quiet.
+#[tokio::test]
+async fn new_mail_is_searched_before_and_after_it_is_indexed() {
+    let (_fc, server, admin) = crate::sending::microsoft_ready().await;
+    for i in 0..3 {
+        let r = crate::sending::submit(&server, &format!("indexing-{i}"), "body").await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let found = |term: &'static str| {
+        let admin = &admin;
+        async move { subjects(&admin.get(&format!("/jobs?q={term}")).await.body) }
+    };
+    let all = ["indexing-2", "indexing-1", "indexing-0"];
+    // Found right away, however far the index has got.
+    assert_eq!(found("indexing-").await, all);
+    assert_eq!(found("ndexing-1").await, ["indexing-1"]);
+    let mut waiting = unindexed(&server).await;
+    for _ in 0..50 {
+        if waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waiting = unindexed(&server).await;
+    }
+    assert_eq!(waiting, 0, "jobs still wait for the search index after 5 s");
+    assert_eq!(found("indexing-").await, all);
+    assert_eq!(found("ndexing-1").await, ["indexing-1"]);
+    assert!(found("indexing-9").await.is_empty());
+}

@@ -24,6 +24,7 @@ use sqlx::{ConnectOptions as _, Connection as _, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::rows::{JOB_COLUMNS, job_from_row};
+use super::search_index;
 use crate::queue::{Claimed, JobState, NewJob};
 use crate::store::{Result, StoreError};
 use sqlx::Row as _;
@@ -202,14 +203,52 @@ async fn run(
     lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     mut rx: mpsc::Receiver<Request>,
 ) {
-    while let Some(first) = rx.recv().await {
+    let mut unindexed = search_index::Pending::at_start();
+    loop {
+        // Idle: the search index's turn when it is due.
+        let next = match tokio::time::timeout_at(unindexed.due_at().into(), rx.recv()).await {
+            Ok(next) => next,
+            Err(_) => {
+                index(&mut writer, &lock, &mut unindexed).await;
+                continue;
+            }
+        };
+        let Some(first) = next else { break };
         let batch = gather(&mut rx, first, |r| r.0.bytes(), MAX_OPS, MAX_BYTES).await;
         let results = commit(&mut writer, &lock, &batch).await;
+        let enqueued = batch
+            .iter()
+            .zip(&results)
+            .filter(|((op, _), r)| matches!(op, Op::Enqueue { .. }) && r.is_ok())
+            .count();
         for ((_, done), result) in batch.into_iter().zip(results) {
             // The caller may have gone (its session closed); the write stands.
             let _ = done.send(result);
         }
+        // After the answers: nobody waits for the index. Requests arriving
+        // meanwhile join the next commit.
+        unindexed.committed(enqueued);
+        if unindexed.due() {
+            index(&mut writer, &lock, &mut unindexed).await;
+        }
     }
+}
+
+/// Adds the next new jobs to the history search's index, in a transaction
+/// of its own: a failure there never fails a message.
+async fn index(
+    writer: &mut Writer,
+    lock: &std::sync::Arc<tokio::sync::Mutex<()>>,
+    unindexed: &mut search_index::Pending,
+) {
+    let outcome = {
+        let _guard = lock.lock().await;
+        search_index::index_next(&mut writer.conn).await
+    };
+    if outcome.is_err() {
+        writer.recover().await;
+    }
+    unindexed.indexed(&outcome);
 }
 
 async fn commit(

@@ -61,9 +61,10 @@ pub(in crate::store) enum Plan {
     Steps(Vec<HistoryQuery>),
     /// SQLite's search: `probe` gathers the term's candidates from the
     /// trigram index, up to [`COMMON`], as their count and a JSON array of
-    /// their rowids. Fewer are read by rowid (`indexed`, whose first value
-    /// the array replaces), so the index is asked once; more by reading the
-    /// history newest first (`scan`).
+    /// their rowids, with the index's mark. Fewer are read by rowid
+    /// (`indexed`, whose first two values the array and the mark replace,
+    /// adding the jobs past the mark), so the index is asked once; more by
+    /// reading the history newest first (`scan`).
     Probe {
         probe: HistoryQuery,
         indexed: HistoryQuery,
@@ -110,7 +111,9 @@ pub(in crate::store) fn history_queries(
     match term {
         Some(term) if !pg => Plan::Probe {
             probe: HistoryQuery {
-                sql: "SELECT COUNT(*), json_group_array(rowid) FROM (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ?1 LIMIT ?2)".to_owned(),
+                // One statement, so that the mark and the index are read
+                // as of the same commit.
+                sql: "SELECT COUNT(*), json_group_array(rowid), (SELECT indexed_to FROM search_mark) FROM (SELECT rowid FROM jobs_search WHERE jobs_search MATCH ?1 LIMIT ?2)".to_owned(),
                 binds: vec![Bind::Text(fts_trigrams(term)), Bind::Int(COMMON)],
             },
             indexed: build(filter, after, limit, offset, pg, Search::Candidates),
@@ -153,41 +156,64 @@ fn build(
             format!("?{}", binds.len())
         }
     };
-    // The probe's rowids: the first value, so that they are found without
-    // a search (an empty array until then).
-    let candidates =
-        (how == Search::Candidates).then(|| param(Bind::Text("[]".into()), &mut binds));
+    // The probe's rowids and the index's mark: the first two values, so
+    // that they are found without a search (nothing until then).
+    let candidates = (how == Search::Candidates).then(|| {
+        (
+            param(Bind::Text("[]".into()), &mut binds),
+            param(Bind::Int(i64::MAX), &mut binds),
+        )
+    });
+    // Among the probe's candidates (fewer than COMMON) the rowids drive:
+    // a unary `+` keeps SQLite from reading an index of the other filters
+    // instead, which it would do without statistics (a store never
+    // analysed), walking every sent job for a rare term.
+    let col = |name: &str| {
+        if candidates.is_some() {
+            format!("+{name}")
+        } else {
+            name.to_owned()
+        }
+    };
     let mut conds: Vec<String> = Vec::new();
     if let Some(state) = filter.state {
         let p = param(Bind::Text(JobState::as_str(state).to_owned()), &mut binds);
-        conds.push(format!("state = {p}"));
+        conds.push(format!("{} = {p}", col("state")));
     }
     if let Some(account) = filter.account_id {
         let p = param(Bind::Int(account), &mut binds);
-        conds.push(format!("account_id = {p}"));
+        conds.push(format!("{} = {p}", col("account_id")));
     }
     if let Some(since) = filter.since {
         let p = param(Bind::Int(since), &mut binds);
-        conds.push(format!("created_at >= {p}"));
+        conds.push(format!("{} >= {p}", col("created_at")));
     }
     if let Some(until) = filter.until {
         let p = param(Bind::Int(until), &mut binds);
-        conds.push(format!("created_at < {p}"));
+        conds.push(format!("{} < {p}", col("created_at")));
     }
     if let Some((created, id)) = after {
         let c = param(Bind::Int(*created), &mut binds);
         let i = param(Bind::Text(id.clone()), &mut binds);
         // A row value compares as one index range on both engines.
-        conds.push(format!("(created_at, id) < ({c}, {i})"));
+        conds.push(format!(
+            "({}, {}) < ({c}, {i})",
+            col("created_at"),
+            col("id")
+        ));
     }
     let mut searches: Vec<String> = Vec::new();
     if let Some(search) = searched(filter) {
-        if let Some(c) = &candidates {
+        if let Some((c, mark)) = &candidates {
             // The jobs the trigram index (migration 0016) named for the
-            // probe: every three-character piece of the term is in them.
-            // The LIKE below then decides, so the answer is the one a scan
+            // probe: every three-character piece of the term is in them;
+            // and the newest jobs, not yet indexed (migration 0019). The
+            // LIKE below then decides, so the answer is the one a scan
             // gives.
-            searches.push(format!("rowid IN (SELECT value FROM json_each({c}))"));
+            // One list, not an OR: SQLite then still reads by rowid.
+            searches.push(format!(
+                "rowid IN (SELECT value FROM json_each({c}) UNION ALL SELECT rowid FROM jobs WHERE rowid > {mark})"
+            ));
         }
         // A term of one or two characters has no trigram: both engines then
         // read the history (fine: such a term matches most).
@@ -274,20 +300,22 @@ macro_rules! fetch_history {
                 mut indexed,
                 scan,
             } => {
-                let found: std::result::Result<(i64, String), sqlx::Error> = $crate::bind_history!(
-                    sqlx::query_as(sqlx::AssertSqlSafe(probe.sql)),
-                    &probe.binds
-                )
-                .fetch_one($pool)
-                .await;
+                let found: std::result::Result<(i64, String, i64), sqlx::Error> =
+                    $crate::bind_history!(
+                        sqlx::query_as(sqlx::AssertSqlSafe(probe.sql)),
+                        &probe.binds
+                    )
+                    .fetch_one($pool)
+                    .await;
                 match found {
                     Err(e) => Err(e),
-                    Ok((n, rowids)) => {
+                    Ok((n, rowids, mark)) => {
                         let q = if n >= $crate::store::jobs::listing::COMMON {
                             scan
                         } else {
-                            if let Some(slot) = indexed.binds.first_mut() {
-                                *slot = $crate::store::jobs::listing::Bind::Text(rowids);
+                            if let [candidates, past, ..] = indexed.binds.as_mut_slice() {
+                                *candidates = $crate::store::jobs::listing::Bind::Text(rowids);
+                                *past = $crate::store::jobs::listing::Bind::Int(mark);
                             }
                             indexed
                         };
@@ -616,9 +644,26 @@ mod tests {
     /// `store`; also a page at a time.
     pub(crate) async fn search_matches_a_scan(store: &Store, fold: fn(&str) -> String) {
         let jobs = seeded();
-        for (j, at) in &jobs {
+        // On SQLite the first half is in the trigram index, the rest found
+        // by its text (not yet indexed); then all are indexed.
+        let (first, rest) = jobs.split_at(jobs.len() / 2);
+        for (j, at) in first {
             store.enqueue(j, *at).await.unwrap();
         }
+        store.index_search().await.unwrap();
+        for (j, at) in rest {
+            store.enqueue(j, *at).await.unwrap();
+        }
+        searches_match_a_scan(store, &jobs, fold).await;
+        store.index_search().await.unwrap();
+        searches_match_a_scan(store, &jobs, fold).await;
+    }
+
+    async fn searches_match_a_scan(
+        store: &Store,
+        jobs: &[(NewJob, i64)],
+        fold: fn(&str) -> String,
+    ) {
         for term in TERMS {
             let filter = JobFilter {
                 search: Some((*term).to_owned()),
@@ -631,7 +676,7 @@ mod tests {
                 .into_iter()
                 .map(|j| j.id)
                 .collect();
-            assert_eq!(found, scan(&jobs, term, fold), "search for {term:?}");
+            assert_eq!(found, scan(jobs, term, fold), "search for {term:?}");
             // Two at a time, by offset and by keyset.
             let want = found;
             let mut paged = Vec::new();
@@ -738,6 +783,13 @@ mod tests {
             }
         };
         let ids = |jobs: Vec<crate::queue::Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        // Not yet indexed: no candidate, found by its text all the same.
+        assert_eq!(candidates("dev3@").await, 0);
+        assert_eq!(
+            ids(store.jobs(&filter("dev3@"), 5, 0).await.unwrap()),
+            ["j03"]
+        );
+        store.index_search().await.unwrap();
         // Common: the probe stops counting at COMMON; the page is the newest
         // five of the old jobs, past the ten newest that lack the term.
         assert_eq!(candidates("old.example").await, COMMON);
@@ -883,6 +935,20 @@ mod tests {
                     .collect::<Vec<_>>()
             }
         };
+        // On SQLite first with none of them in the trigram index yet.
+        for indexed in [false, true] {
+            if indexed {
+                store.index_search().await.unwrap();
+            }
+            found_past_the_newest(store, n, &find).await;
+        }
+    }
+
+    async fn found_past_the_newest<F, R>(store: &Store, n: i64, find: &F)
+    where
+        F: Fn(&str, i64) -> R,
+        R: std::future::Future<Output = Vec<String>>,
+    {
         let newest: Vec<String> = (0..10).map(|k| format!("j{:06}", n - k)).collect();
         assert_eq!(find("COMMON", 10).await, newest);
         let needles: Vec<String> = [n, 2, 1].iter().map(|i| format!("j{i:06}")).collect();
@@ -936,9 +1002,97 @@ mod tests {
         store.close().await;
     }
 
+    /// A rare term's candidates are read by rowid whatever other filters
+    /// come with it, also in a store SQLite has no statistics of.
+    #[tokio::test]
+    async fn candidates_are_read_by_rowid_whatever_the_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let filters = [
+            JobFilter::default(),
+            JobFilter {
+                state: Some(JobState::Sent),
+                ..Default::default()
+            },
+            JobFilter {
+                account_id: Some(1),
+                since: Some(10),
+                until: Some(20),
+                ..Default::default()
+            },
+        ];
+        for (i, mut filter) in filters.into_iter().enumerate() {
+            filter.search = Some("rare@example".into());
+            let after = (i == 2).then(|| (15, "j".to_owned()));
+            let Plan::Probe { indexed, .. } = history_queries(&filter, after.as_ref(), 5, 0, false)
+            else {
+                panic!("SQLite probes for a term");
+            };
+            let plan = explain(&store, &indexed).await;
+            assert_eq!(
+                plan.first().map(String::as_str),
+                Some("SEARCH jobs USING INTEGER PRIMARY KEY (rowid=?)"),
+                "{filter:?}: {plan:?}"
+            );
+        }
+        store.close().await;
+    }
+
+    /// The steps of SQLite's plan for `q`.
+    async fn explain(store: &Store, q: &HistoryQuery) -> Vec<String> {
+        let rows = crate::bind_history!(
+            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {}", q.sql))),
+            &q.binds
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        rows.iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+            .collect()
+    }
+
+    /// Jobs past the trigram index's mark (SQLite).
+    async fn unindexed(store: &Store) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE rowid > (SELECT indexed_to FROM search_mark)",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+    }
+
+    /// The group-commit task indexes new jobs by itself once enough wait
+    /// (in tests it does not by time, so that they choose).
+    #[tokio::test]
+    async fn the_writer_indexes_new_jobs_once_enough_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let n = super::super::search_index::INDEX_JOBS + 10;
+        for i in 0..n {
+            let j = job(&format!("j{i:04}"), &format!("dev{i}@example.com"));
+            store.enqueue(&j, i64::try_from(i).unwrap()).await.unwrap();
+        }
+        // Indexing follows the answers of the commit that reached the count.
+        let mut left = unindexed(&store).await;
+        for _ in 0..100 {
+            if left < 256 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            left = unindexed(&store).await;
+        }
+        assert!(left < 256, "{left} of {n} jobs still wait for the index");
+        sqlx::query("INSERT INTO jobs_search(jobs_search, rank) VALUES ('integrity-check', 0)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+    }
+
     /// The trigram index follows the jobs through deletion, the purge, a
-    /// reused rowid, a backup and an index built by the migration for jobs
-    /// that were there before it.
+    /// reused rowid, a job deleted before it was indexed, a backup and an
+    /// index built by the migrations for jobs that were there before them.
     #[tokio::test]
     async fn the_search_index_stays_in_step_with_the_jobs() {
         let dir = tempfile::tempdir().unwrap();
@@ -948,7 +1102,9 @@ mod tests {
             search: Some(term.to_owned()),
             ..Default::default()
         };
+        // The index against every job's text: all indexed first.
         let check = async |store: &Store| {
+            store.index_search().await.unwrap();
             sqlx::query("INSERT INTO jobs_search(jobs_search, rank) VALUES ('integrity-check', 1)")
                 .execute(store.pool())
                 .await
@@ -962,12 +1118,22 @@ mod tests {
             .enqueue(&job("last", "gamma@example.com"), 30)
             .await
             .unwrap();
-        // Deleting the newest job frees its rowid for the next one.
+        // Deleting the newest job frees its rowid for the next one, which
+        // the index then takes at once (it is at or below the mark).
+        store.index_search().await.unwrap();
         store.delete_job("last").await.unwrap();
         store
             .enqueue(&job("new", "beta@example.com"), 20)
             .await
             .unwrap();
+        assert_eq!(unindexed(&store).await, 0);
+        // A job deleted before it was indexed leaves the index alone.
+        store
+            .enqueue(&job("brief", "delta@example.com"), 40)
+            .await
+            .unwrap();
+        assert_eq!(unindexed(&store).await, 1);
+        store.delete_job("brief").await.unwrap();
         check(&store).await;
         assert_eq!(
             ids(store.jobs(&search("gamma"), 10, 0).await.unwrap()),
@@ -999,11 +1165,13 @@ mod tests {
             ["new"]
         );
 
-        // Jobs written before the migration are indexed by it.
-        sqlx::query("DROP TABLE jobs_search")
-            .execute(store.pool())
-            .await
-            .unwrap();
+        // Jobs written before the migrations are indexed by them.
+        for table in ["jobs_search", "search_mark"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
         for trigger in ["insert", "delete", "update"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP TRIGGER jobs_search_{trigger}"
@@ -1012,11 +1180,16 @@ mod tests {
             .await
             .unwrap();
         }
-        let migration = include_str!("../../../migrations/sqlite/0016_history_search.sql");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(migration))
-            .execute(store.pool())
-            .await
-            .unwrap();
+        for migration in [
+            include_str!("../../../migrations/sqlite/0016_history_search.sql"),
+            include_str!("../../../migrations/sqlite/0019_search_after_commit.sql"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(migration))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        assert_eq!(unindexed(&store).await, 0);
         check(&store).await;
         assert_eq!(
             ids(store.jobs(&search("alpha@"), 10, 0).await.unwrap()),

@@ -8,6 +8,7 @@
 pub(super) mod batch;
 pub mod listing;
 pub(super) mod rows;
+pub(super) mod search_index;
 
 use sqlx::Row;
 
