@@ -109,9 +109,14 @@ impl Cluster {
         // Appended settings win over initdb's. fsync and synchronous_commit
         // are PostgreSQL's defaults, set here so that no packaged default
         // can turn them off under the durability tests.
+        // HIKYAKU_PG_SETTINGS (`name = value` lines, `;`-separated): for
+        // the load tool's runs that compare server settings.
+        let more = std::env::var("HIKYAKU_PG_SETTINGS")
+            .unwrap_or_default()
+            .replace(';', "\n");
         let settings = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-             fsync = on\nsynchronous_commit = on\nmax_connections = 300\nshared_buffers = 32MB\n",
+             fsync = on\nsynchronous_commit = on\nmax_connections = 300\nshared_buffers = 32MB\n{more}\n",
             dir.display()
         );
         std::fs::OpenOptions::new()
