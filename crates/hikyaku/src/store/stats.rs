@@ -65,8 +65,8 @@ impl Store {
     /// being sent) was accepted.
     pub async fn oldest_waiting_since(&self) -> Result<Option<i64>> {
         crate::on_pool!(self, |p, q| {
-            // The `jobs_due` index holds the waiting jobs apart from the
-            // finished ones, however many of those the history keeps.
+            // Read from `jobs_state_history` (state, created_at): the
+            // waiting jobs' entries alone, however long the history.
             Ok(sqlx::query_scalar(q(
                 "SELECT MIN(created_at) FROM jobs WHERE state IN ('queued', 'deferred', 'sending')",
             ))

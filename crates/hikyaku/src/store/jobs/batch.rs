@@ -375,7 +375,7 @@ async fn commit_all(
 
 /// Claims due jobs, returning each with its body and the number of the
 /// claim (`tag`) it answers.
-fn claim_jobs(script: &mut Script, tag: usize, now: i64, lease_until: i64, limit: u32) {
+pub(super) fn claim_jobs(script: &mut Script, tag: usize, now: i64, lease_until: i64, limit: u32) {
     script.push("UPDATE jobs SET state = 'sending', lease_until = ");
     script.push_bind(lease_until);
     script.push(", attempts = attempts + 1, updated_at = ");
@@ -415,7 +415,7 @@ fn claim_jobs(script: &mut Script, tag: usize, now: i64, lease_until: i64, limit
     script.push(" AS claim; ");
 }
 
-type Script = sqlx::QueryBuilder<sqlx::Sqlite>;
+pub(super) type Script = sqlx::QueryBuilder<sqlx::Sqlite>;
 
 /// Records the end of several jobs with one UPDATE, and drops the bodies of
 /// the sent ones with one DELETE. Only jobs still `sending` move, so an
@@ -453,7 +453,7 @@ fn finish_jobs(script: &mut Script, ops: &[&Op]) {
         // where the UPDATE applied: a job put back in the queue meanwhile
         // (its lease ran out) still needs its body. (Written as EXISTS on
         // the job's id: `id IN (SELECT … WHERE state = 'sent')` lets SQLite
-        // walk every sent job through the `jobs_due` index.)
+        // walk every sent job through an index of the states.)
         script.push("DELETE FROM messages WHERE job_id IN (");
         let mut list = script.separated(", ");
         for id in sent {

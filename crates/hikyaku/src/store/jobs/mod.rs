@@ -17,6 +17,16 @@ use crate::i18n::Reason;
 use crate::queue::{Claimed, Job, JobFilter, JobState, JobStore, NewJob, StoredBody, lease};
 use rows::{JOB_COLUMNS, job_from_row};
 
+/// When the next waiting job is due: each state on its own, so that both
+/// are read from the `jobs_due` index (migration 0020), whose condition an
+/// IN list does not meet.
+const NEXT_DUE: &str = "SELECT MIN(m) FROM (\
+     SELECT MIN(next_attempt_at) AS m FROM jobs WHERE state = 'queued' \
+     UNION ALL SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'deferred')";
+
+/// Jobs being sent (with an expired lease only, when `?2`) become deferred.
+const REQUEUE_SENDING: &str = "UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, ?3) WHERE state = 'sending' AND (?2 = 0 OR lease_until IS NULL OR lease_until <= ?1) AND id NOT IN (SELECT value FROM json_each(?4))";
+
 /// Asserts that a write moves jobs only as the state machine allows (the
 /// SQL's `WHERE state …` is what holds it; this keeps the two in step).
 fn moves(from: &[JobState], to: JobState) {
@@ -76,7 +86,7 @@ impl super::SqliteEngine {
         let busy = serde_json::to_string(busy)
             .map_err(|e| StoreError::Conflict(Conflict::Corrupt(e.to_string())))?;
         let mut tx = self.write().await?;
-        let n = sqlx::query("UPDATE jobs SET state = 'deferred', lease_until = NULL, next_attempt_at = ?1, updated_at = ?1, last_reply = COALESCE(last_reply, ?3) WHERE state = 'sending' AND (?2 = 0 OR lease_until IS NULL OR lease_until <= ?1) AND id NOT IN (SELECT value FROM json_each(?4))")
+        let n = sqlx::query(REQUEUE_SENDING)
             .bind(now)
             .bind(expired_only)
             .bind(
@@ -214,11 +224,7 @@ impl JobStore for Store {
             super::Engine::Postgres(pg) => return pg.next_due_at().await,
             super::Engine::Sqlite(s) => s,
         };
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM jobs WHERE state IN ('queued', 'deferred')",
-        )
-        .fetch_one(s.pool())
-        .await?)
+        Ok(sqlx::query_scalar(NEXT_DUE).fetch_one(s.pool()).await?)
     }
 
     async fn job_body(&self, id: &str) -> Result<Vec<u8>> {
@@ -516,6 +522,49 @@ mod tests {
     async fn fresh() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         (Store::open(dir.path()).await.unwrap(), dir)
+    }
+
+    /// The queue's own questions (a claim, the rescue of jobs being sent,
+    /// the next due time) read the `jobs_due` index of the live jobs, also
+    /// in a store SQLite has no statistics of; none reads the history.
+    #[tokio::test]
+    async fn the_queue_reads_only_the_live_jobs_index() {
+        let (store, _dir) = fresh().await;
+        let mut claim = sqlx::QueryBuilder::<sqlx::Sqlite>::new("");
+        super::batch::claim_jobs(&mut claim, 0, 100, 200, 8);
+        for sql in [
+            claim.sql().as_str().to_owned(),
+            super::REQUEUE_SENDING.to_owned(),
+            super::NEXT_DUE.to_owned(),
+        ] {
+            let binds = sql.matches('?').count();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+            for _ in 0..binds {
+                q = q.bind(0_i64);
+            }
+            let plan: Vec<String> = q
+                .fetch_all(store.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+                .filter(|d| d.contains("jobs"))
+                .collect();
+            let reads: Vec<&String> = plan
+                .iter()
+                .filter(|d| d.starts_with("SEARCH jobs") || d.starts_with("SCAN jobs"))
+                .collect();
+            assert!(!reads.is_empty(), "{sql}: {plan:?}");
+            for read in reads {
+                assert!(
+                    read.contains("INDEX jobs_due (state=?")
+                        || read.contains("PRIMARY KEY")
+                        || read.contains("sqlite_autoindex_jobs_1"),
+                    "{sql}: {plan:?}"
+                );
+            }
+        }
+        store.close().await;
     }
 
     /// A reply stored as prose by an older version reads back as it is.
