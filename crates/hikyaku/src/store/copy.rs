@@ -68,6 +68,10 @@ const SKIPPED: &[&str] = &[
     "jobs_search_config",
 ];
 
+/// How long a server's sessions may take to leave the database's list
+/// once it has closed them, before the copy takes them for a running server.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// How a PostgreSQL connection of the copy names itself, so that it does
 /// not take itself for a running server (whose connections say `hikyaku`).
 const APPLICATION_NAME: &str = "hikyaku store copy";
@@ -439,13 +443,23 @@ impl Side {
     }
 
     /// Whether a hikyaku server is connected to this PostgreSQL database.
+    /// A session its server has just closed stays listed until its backend
+    /// has exited (a busy database takes a moment): only sessions still
+    /// there after [`SETTLE`] count.
     async fn servers_connected(pool: &PgPool) -> Result<i64, CopyError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND application_name = 'hikyaku' AND pid <> pg_backend_pid()",
-        )
-        .fetch_one(pool)
-        .await?)
+        let deadline = std::time::Instant::now() + SETTLE;
+        loop {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'hikyaku' AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(pool)
+            .await?;
+            if n == 0 || std::time::Instant::now() >= deadline {
+                return Ok(n);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
