@@ -1068,7 +1068,8 @@ mod tests {
     async fn the_writer_indexes_new_jobs_once_enough_wait() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).await.unwrap();
-        let n = super::super::search_index::INDEX_JOBS + 10;
+        let enough = super::super::search_index::INDEX_JOBS;
+        let n = enough + 10;
         for i in 0..n {
             let j = job(&format!("j{i:04}"), &format!("dev{i}@example.com"));
             store.enqueue(&j, i64::try_from(i).unwrap()).await.unwrap();
@@ -1076,13 +1077,16 @@ mod tests {
         // Indexing follows the answers of the commit that reached the count.
         let mut left = unindexed(&store).await;
         for _ in 0..100 {
-            if left < 256 {
+            if left < i64::try_from(enough).unwrap() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             left = unindexed(&store).await;
         }
-        assert!(left < 256, "{left} of {n} jobs still wait for the index");
+        assert!(
+            left < i64::try_from(enough).unwrap(),
+            "{left} of {n} jobs still wait for the index"
+        );
         sqlx::query("INSERT INTO jobs_search(jobs_search, rank) VALUES ('integrity-check', 0)")
             .execute(store.pool())
             .await
