@@ -21,13 +21,17 @@
 //!   between the two servers (the order swapped each round, each round
 //!   after the other server's deliveries are done), so that a slow spell
 //!   of the machine falls on both alike; the time until each round's last
-//!   `250`, and the server's CPU per message until it is quiet again;
+//!   `250`, and the server's CPU per message until it is quiet again.
+//!   Before them, `--warmup` rounds (1) on each server, reported apart: a
+//!   server that has just started on a long history is slower in its first
+//!   seconds (its caches still cold), which the steady rate should not hide
+//!   nor be mixed with;
 //! - Send Job History latency, p50/p99 over `--requests` requests, at the
 //!   JSON API (`/api/v1/jobs`) and the page (`/jobs`), for the default view
 //!   and each filter.
 //!
 //! Options: `--finished N` (1,000,000), `--waiting N` (10,000),
-//! `--messages N` (12,000), `--rounds R` (4), `--connections C` (8),
+//! `--messages N` (12,000), `--rounds R` (4), `--warmup W` (1), `--connections C` (8),
 //! `--requests R` (50), `--keep DIR` (a copy of the long history's store after the
 //! run, for a look with the `sqlite3` shell).
 
@@ -52,6 +56,8 @@ struct Args {
     connections: usize,
     requests: usize,
     rounds: usize,
+    /// Rounds of `messages / rounds` each before the measured ones.
+    warmup: usize,
     /// Where to keep a copy of the long history's store after the run.
     keep: Option<std::path::PathBuf>,
 }
@@ -64,6 +70,7 @@ fn args() -> Args {
         connections: 8,
         requests: 50,
         rounds: 4,
+        warmup: 1,
         keep: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -81,6 +88,7 @@ fn args() -> Args {
             "--connections" => a.connections = value("--connections").max(1),
             "--requests" => a.requests = value("--requests").max(1),
             "--rounds" => a.rounds = value("--rounds").max(1),
+            "--warmup" => a.warmup = value("--warmup"),
             "--keep" => a.keep = it.next().map(Into::into),
             // cargo bench passes --bench; ignore anything else.
             _ => {}
@@ -504,6 +512,12 @@ async fn run(a: Args) {
     let (mut ehk, es) = start(bin, empty.path(), ew.path()).await;
     let (mut fhk, fs) = start(bin, full.path(), fw.path()).await;
     (e.startup, f.startup) = (es, fs);
+    let (mut ecold, mut fcold) = (Measured::default(), Measured::default());
+    for r in 0..a.warmup {
+        let (ftag, etag) = (format!("fw{r}-"), format!("ew{r}-"));
+        round(&ehk, &etag, &a, &mut ecold).await;
+        round(&fhk, &ftag, &a, &mut fcold).await;
+    }
     for r in 0..a.rounds {
         let (ftag, etag) = (format!("f{r}-"), format!("e{r}-"));
         if r % 2 == 0 {
@@ -534,8 +548,8 @@ async fn run(a: Args) {
     }
     let per_round = a.messages / a.rounds;
     println!(
-        "history: {} finished + {} waiting jobs vs an empty store; {} rounds of {} messages over {} connections; {} requests per view",
-        a.finished, a.waiting, a.rounds, per_round, a.connections, a.requests
+        "history: {} finished + {} waiting jobs vs an empty store; {} rounds of {} messages over {} connections after {} warm-up round(s); {} requests per view",
+        a.finished, a.waiting, a.rounds, per_round, a.connections, a.warmup, a.requests
     );
     println!(
         "start-up to serving: empty {}, full {} (budget: 2 s)",
@@ -549,13 +563,29 @@ async fn run(a: Args) {
         e.refused,
         f.refused
     );
-    let rounds: Vec<String> = e
-        .took
-        .iter()
-        .zip(&f.took)
-        .map(|(et, ft)| format!("{:.2}", et.as_secs_f64() / ft.as_secs_f64()))
-        .collect();
-    println!("  full / empty rate, round by round: {}", rounds.join(", "));
+    let by_round = |e: &[Duration], f: &[Duration]| {
+        e.iter()
+            .zip(f)
+            .map(|(e, f)| format!("{:.2}", e.as_secs_f64() / f.as_secs_f64()))
+            .collect::<Vec<String>>()
+            .join(", ")
+    };
+    println!(
+        "  full / empty rate, round by round: {}",
+        by_round(&e.took, &f.took)
+    );
+    // CPU: full / empty, so the inverse of the rates' order.
+    println!(
+        "  full / empty CPU per message, round by round: {}",
+        by_round(&f.cpu, &e.cpu)
+    );
+    if a.warmup > 0 {
+        println!(
+            "  warm-up rounds (first after start, not counted above): full / empty rate {}, CPU per message {}",
+            by_round(&ecold.took, &fcold.took),
+            by_round(&fcold.cpu, &ecold.cpu)
+        );
+    }
     let (ec, fc) = (e.cpu_per_message(per_round), f.cpu_per_message(per_round));
     println!(
         "server CPU per message (intake and delivery): empty {:.0} µs, full {:.0} µs = {:.2}x",

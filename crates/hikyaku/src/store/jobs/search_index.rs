@@ -1,9 +1,9 @@
 //! The history search's trigram index on SQLite takes new jobs after their
-//! commit, a few hundred at a time (migration 0019). Indexed in the intake's
+//! commit, up to a few thousand at a time (migration 0019). Indexed in the intake's
 //! own commits, each commit of a few messages made a small FTS5 segment that
 //! was merged again at every level of a long history: on a store with a
 //! million jobs the same intake cost a third more CPU than on an empty one.
-//! Hundreds of jobs at a time make a few large segments instead, and the
+//! Thousands of jobs at a time make a few large segments instead, and the
 //! intake's commits write no trigram at all.
 //!
 //! The index holds exactly the jobs whose rowid is at most the mark
@@ -18,8 +18,12 @@ use sqlx::SqliteConnection;
 
 use crate::store::{Engine, Result, Store};
 
-/// New jobs after which the writer indexes them.
-pub(crate) const INDEX_JOBS: usize = 256;
+/// New jobs after which the writer indexes them. Each indexing costs the
+/// intake's next commits more, the more so the larger the index (on a
+/// million jobs, 256 at a time cost the intake a fifth more CPU than on an
+/// empty store; 2,000 at a time, a twentieth): few large segments are
+/// cheaper to write and to merge than many small ones.
+pub(crate) const INDEX_JOBS: usize = 2000;
 /// The longest a committed job waits for the index (the search finds it
 /// meanwhile by its text). Tests index when they choose
 /// ([`Store::index_search`]), so that they know which way a job is found.
@@ -29,8 +33,10 @@ pub(crate) const INDEX_AFTER: Duration = Duration::from_secs(if cfg!(test) { 360
 pub(crate) const LOOK_EVERY: Duration = Duration::from_secs(if cfg!(test) { 7200 } else { 60 });
 /// Jobs indexed at most per transaction, so that a long tail (after a copy
 /// into an empty store, say) holds the writer up for tens of milliseconds
-/// at a time, not seconds.
-const CHUNK: i64 = 2000;
+/// at a time, not seconds. Well above [`INDEX_JOBS`], so that the jobs
+/// committed while an indexing was due join it instead of making a small
+/// segment of their own right after.
+const CHUNK: i64 = 5000;
 
 /// Indexes the next jobs past the mark (at most [`CHUNK`] rowids further) and
 /// moves the mark past them. Returns whether jobs past the
