@@ -36,7 +36,9 @@
 //! one after the other through the same load, and prints accept rate,
 //! end-to-end rate, CPU per message (hikyaku's and the database server's)
 //! and RSS for each, with the ratios. `--store postgres` and
-//! `--instances 2` measure one such set-up alone.
+//! `--instances 2` measure one such set-up alone. `--rounds R` runs the
+//! set-ups R times, taking turns (the order reversed every other round),
+//! and gives each ratio per round and their median.
 //!
 //! `--binaries NAME=PATH,NAME=PATH` instead runs each of several hikyaku
 //! binaries (the same code built with different allocators, say) through
@@ -80,6 +82,10 @@ struct Args {
     /// `--pg-statements`: print the statements and commits per message of
     /// each PostgreSQL set-up (pg_stat_statements).
     pg_statements: bool,
+    /// `--rounds R` (1): the store set-ups take turns R times, the order
+    /// reversed every other round, and each ratio is given per round and
+    /// as their median: on a shared machine one run of each is not enough.
+    rounds: usize,
     /// `--binaries NAME=PATH,...`: hikyaku binaries (the same code built
     /// with different allocators, say) measured one after the other.
     binaries: Vec<(String, std::path::PathBuf)>,
@@ -123,6 +129,7 @@ fn args() -> Args {
         store: None,
         instances: 1,
         pg_statements: false,
+        rounds: 1,
         binaries: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -164,6 +171,7 @@ fn args() -> Args {
                 ]
             }
             "--pg-statements" => a.pg_statements = true,
+            "--rounds" => a.rounds = value("--rounds").max(1),
             "--after" => a.after_secs = value("--after") as u64,
             "--compare" => {
                 a.compare = Some(
@@ -616,62 +624,117 @@ async fn run_stores(a: &Args) {
         a.binaries.clone()
     };
     let mut runs = Vec::new();
-    for setup in &a.stores {
-        // Binaries take turns within a set-up, so that both see the same
-        // state of the machine.
-        for (label, bin) in &bins {
-            let r = measure_store(bin, &fc, a, *setup).await;
-            let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-            let name = if label.is_empty() {
-                r.setup.name()
-            } else {
-                format!("{label}: {}", r.setup.name())
-            };
-            println!(
-                "{name}: accepted {:.1} msg/s, end to end {:.1} msg/s; accept latency p50 {}, p99 {}; CPU per message hikyaku {:.0} µs + database server {:.0} µs; RSS idle {}, peak {} (all instances); refused {}; upstream sessions opened {}",
-                n as f64 / r.accepted.as_secs_f64(),
-                n as f64 / r.end_to_end.as_secs_f64(),
-                ms(percentile(&r.latencies, 50.0)),
-                ms(percentile(&r.latencies, 99.0)),
-                per_message(r.hikyaku_cpu),
-                per_message(r.database_cpu),
-                mib(r.idle_rss_kib),
-                mib(r.peak_rss_kib),
-                r.refused,
-                r.upstream_sessions
-            );
-            runs.push((label.clone(), r));
+    for round in 0..a.rounds {
+        if a.rounds > 1 {
+            println!("round {} of {}", round + 1, a.rounds);
+        }
+        // Every other round in the reverse order, so that no set-up always
+        // follows the same one (a warm page cache, a busy spell).
+        let mut order: Vec<Setup> = a.stores.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for setup in order {
+            // Binaries take turns within a set-up, so that both see the
+            // same state of the machine.
+            for (label, bin) in &bins {
+                let r = measure_store(bin, &fc, a, setup).await;
+                let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+                let name = if label.is_empty() {
+                    r.setup.name()
+                } else {
+                    format!("{label}: {}", r.setup.name())
+                };
+                println!(
+                    "{name}: accepted {:.1} msg/s, end to end {:.1} msg/s; accept latency p50 {}, p99 {}; CPU per message hikyaku {:.0} µs + database server {:.0} µs; RSS idle {}, peak {} (all instances); refused {}; upstream sessions opened {}",
+                    n as f64 / r.accepted.as_secs_f64(),
+                    n as f64 / r.end_to_end.as_secs_f64(),
+                    ms(percentile(&r.latencies, 50.0)),
+                    ms(percentile(&r.latencies, 99.0)),
+                    per_message(r.hikyaku_cpu),
+                    per_message(r.database_cpu),
+                    mib(r.idle_rss_kib),
+                    mib(r.peak_rss_kib),
+                    r.refused,
+                    r.upstream_sessions
+                );
+                runs.push((label.clone(), round, r));
+            }
         }
     }
     let accept = |r: &StoreRun| n as f64 / r.accepted.as_secs_f64();
     let e2e = |r: &StoreRun| n as f64 / r.end_to_end.as_secs_f64();
     for (label, _) in &bins {
-        let find = |engine: Engine, instances: usize| {
+        let find = |round: usize, engine: Engine, instances: usize| {
             runs.iter()
-                .find(|(l, r)| {
-                    l == label && r.setup.engine == engine && r.setup.instances == instances
+                .find(|(l, r0, r)| {
+                    l == label
+                        && *r0 == round
+                        && r.setup.engine == engine
+                        && r.setup.instances == instances
                 })
-                .map(|(_, r)| r)
+                .map(|(_, _, r)| r)
         };
         let of = if label.is_empty() {
             String::new()
         } else {
             format!("{label}: ")
         };
-        if let (Some(lite), Some(pg)) = (find(Engine::Sqlite, 1), find(Engine::Postgres, 1)) {
+        // Each round's ratio of two set-ups run within a minute of each
+        // other; the median of those is the figure.
+        let ratios = |a_: (Engine, usize), b_: (Engine, usize), rate: &dyn Fn(&StoreRun) -> f64| {
+            (0..a.rounds)
+                .filter_map(|round| {
+                    let x = find(round, a_.0, a_.1)?;
+                    let y = find(round, b_.0, b_.1)?;
+                    Some(100.0 * rate(y) / rate(x))
+                })
+                .collect::<Vec<f64>>()
+        };
+        let pairs = [
+            (
+                (Engine::Sqlite, 1),
+                (Engine::Postgres, 1),
+                "PostgreSQL / SQLite, one instance",
+                50,
+            ),
+            (
+                (Engine::Postgres, 1),
+                (Engine::Postgres, 2),
+                "two instances / one, on PostgreSQL",
+                90,
+            ),
+        ];
+        for (base, other, what, budget) in pairs {
+            let acc = ratios(base, other, &accept);
+            if acc.is_empty() {
+                continue;
+            }
+            let end = ratios(base, other, &e2e);
             println!(
-                "{of}PostgreSQL / SQLite, one instance: accept rate {:.0}% (budget: at least 50%), end to end {:.0}%",
-                100.0 * accept(pg) / accept(lite),
-                100.0 * e2e(pg) / e2e(lite)
+                "{of}{what}: accept rate {} (budget: at least {budget}%), end to end {}",
+                median_of(&acc),
+                median_of(&end)
             );
         }
-        if let (Some(one), Some(two)) = (find(Engine::Postgres, 1), find(Engine::Postgres, 2)) {
-            println!(
-                "{of}two instances / one, on PostgreSQL: accept rate {:.0}% (budget: at least 90%), end to end {:.0}%",
-                100.0 * accept(two) / accept(one),
-                100.0 * e2e(two) / e2e(one)
-            );
-        }
+    }
+}
+
+/// `70%`, or with several rounds `78% (median of 70%, 78%, 92%)`.
+fn median_of(v: &[f64]) -> String {
+    let mut sorted = v.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    let median = if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    };
+    if v.len() == 1 {
+        format!("{median:.0}%")
+    } else {
+        let each: Vec<String> = v.iter().map(|x| format!("{x:.0}%")).collect();
+        format!("{median:.0}% (median of {})", each.join(", "))
     }
 }
 

@@ -282,6 +282,30 @@ impl Pool {
         close_all(stale);
     }
 
+    /// Whether any session idles (so that a cluster asks whether another
+    /// instance wants their slots only then).
+    pub fn has_idle(&self) -> bool {
+        !self.idle().is_empty()
+    }
+
+    /// Closes the idle sessions of `accounts`, giving their slots back:
+    /// another instance waits for them.
+    pub fn close_idle_of(&self, accounts: &[i64]) {
+        let wanted: Vec<Idle> = {
+            let mut idle = self.idle();
+            let keys: Vec<Key> = idle
+                .keys()
+                .filter(|k| accounts.contains(&k.account))
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| idle.remove(&k))
+                .flatten()
+                .collect()
+        };
+        close_all(wanted);
+    }
+
     /// Closes every idle session (shutdown).
     pub fn close_idle(&self) {
         let all: Vec<Idle> = self.idle().drain().flat_map(|(_, l)| l).collect();

@@ -100,7 +100,7 @@ impl Delivery {
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(sweep_every) => this.inner.pool.sweep(),
+                        _ = tokio::time::sleep(sweep_every) => this.sweep().await,
                     }
                 }
             })
@@ -248,6 +248,27 @@ impl Delivery {
         let _ = sweeper.await;
         inner.pool.close_idle();
         tracing::info!("delivery stopped");
+    }
+
+    /// Closes idle upstream sessions past their idle limit and, on a
+    /// cluster, those of accounts whose slots another instance waits for
+    /// (without that, a burst that ended unevenly between the instances
+    /// left one delivering with fewer slots while the other's sessions sat
+    /// idle for `CLUSTER_IDLE`).
+    async fn sweep(&self) {
+        let pool = &self.inner.pool;
+        if let limits::Limits::Cluster(pg) = &self.inner.limits
+            && pool.has_idle()
+        {
+            match pg.slots_wanted().await {
+                Ok(wanted) if !wanted.is_empty() => pool.close_idle_of(&wanted),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "delivery: cannot ask whether another instance waits for a connection slot")
+                }
+            }
+        }
+        pool.sweep();
     }
 
     pub(super) async fn requeue_expired(&self) {

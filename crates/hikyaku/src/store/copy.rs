@@ -58,6 +58,7 @@ const SKIPPED: &[&str] = &[
     "_sqlx_migrations",
     "account_starts",
     "account_slots",
+    "account_slot_wants",
     "job_search",
     "job_stats_parts",
     "search_mark",

@@ -356,6 +356,60 @@ async fn an_accounts_connection_cap_and_rate_hold_across_instances() {
     drop(site);
 }
 
+/// An instance whose deliveries wait for a slot of an account while the
+/// other instance holds them all in idle sessions gets them within about a
+/// second: it says it waits, and the other gives its idle sessions' slots
+/// back at its next look instead of after their idle limit (2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_sessions_give_their_slots_to_an_instance_that_waits() {
+    const CAP: usize = 2;
+    let site = site(
+        CAP as u64,
+        60,
+        &format!("UPDATE accounts SET max_connections = {CAP} WHERE name = 'microsoft'"),
+        "warn",
+    )
+    .await;
+    let fc = &site.fc;
+    // The first instance's deliveries overlap, so that it opens a session
+    // in each of the account's slots.
+    fc.set_smtp_reply_delay(Duration::from_millis(60));
+    let first = site.nodes[0].smtp;
+    let senders: Vec<_> = (0..CAP)
+        .map(|c| tokio::spawn(send_all(first, format!("a{c}"), 1)))
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let delivered = fc.wait_for_inbox(CAP, Duration::from_secs(30)).await;
+    assert_eq!(delivered.len(), CAP);
+    fc.set_smtp_reply_delay(Duration::ZERO);
+    let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM account_slots")
+        .fetch_one(&site.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        held, CAP as i64,
+        "the first instance holds every slot in its idle sessions"
+    );
+    let asked = Instant::now();
+    send_all(site.nodes[1].smtp, "b".to_owned(), 1).await;
+    let all = fc.wait_for_inbox(CAP + 1, Duration::from_secs(30)).await;
+    let took = asked.elapsed();
+    println!("cluster slots: the waiting instance delivered {took:?} after its message was sent");
+    assert_eq!(all.len(), CAP + 1);
+    assert!(
+        took < Duration::from_millis(1_700),
+        "the second instance waited {took:?} for a slot the first held idle (its idle limit is 2 s)"
+    );
+    let (max_sessions, _) = fc.mailbox_sessions(MAILBOX);
+    assert!(
+        max_sessions <= CAP as u64,
+        "{max_sessions} sessions at once (cap {CAP})"
+    );
+    drop(site);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refresh_storm_across_instances_refreshes_once() {
     const PER_INSTANCE: usize = 20;

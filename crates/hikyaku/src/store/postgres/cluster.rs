@@ -6,7 +6,9 @@
 //!   slots, held until released or until its lease runs out, so that a dead
 //!   instance's slots come back by themselves. A table of leases rather
 //!   than session advisory locks: a session lock pins a pooled connection
-//!   for as long as the upstream session lasts.
+//!   for as long as the upstream session lasts. An instance that finds them
+//!   all held says it waits ([`PgStore::slots_wanted`]), and the others give
+//!   back the slots their idle sessions hold.
 //! - [`PgStore::take_send`]: a start in the account's sliding window of the
 //!   last minute (`delivery.rate_per_minute`), counted for the whole cluster.
 //! - [`PgStore::single_refresh`]: one token refresh per account at a time in
@@ -112,6 +114,10 @@ pub(crate) struct Batch {
 /// this instance gives back clears the mark at once.
 pub(crate) const FULL_FOR: Duration = Duration::from_millis(100);
 
+/// How long a want of a slot ([`PgStore::slots_wanted`]) stands unless the
+/// waiting instance asks again; it asks every [`FULL_FOR`] while it waits.
+pub(crate) const WANT_FOR: Duration = Duration::from_secs(1);
+
 /// When the cluster last said each account's slots were all held.
 #[derive(Debug, Default)]
 pub(crate) struct SlotsFull(Mutex<HashMap<i64, Instant>>);
@@ -173,6 +179,7 @@ impl PgStore {
         .map_err(pg)?;
         if held >= i64::from(cap) {
             self.slots_full.set(account_id, true);
+            self.want_slot(account_id).await;
             return Ok(None);
         }
         let mut tx = self.pool.begin().await.map_err(pg)?;
@@ -207,7 +214,42 @@ impl PgStore {
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         self.slots_full.set(account_id, slot.is_none());
+        if slot.is_none() {
+            self.want_slot(account_id).await;
+        }
         Ok(slot.map(|slot| Slot { account_id, slot }))
+    }
+
+    /// Tells the other instances that this one waits for a slot of
+    /// `account_id` (for [`WANT_FOR`]), so that they give back the slots
+    /// their idle sessions hold ([`PgStore::slots_wanted`]).
+    async fn want_slot(&self, account_id: i64) {
+        let wanted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO account_slot_wants (account_id, owner, until_ms) VALUES ($1, $2, {NOW_MS} + $3) \
+             ON CONFLICT (account_id, owner) DO UPDATE SET until_ms = EXCLUDED.until_ms"
+        )))
+        .bind(account_id)
+        .bind(&*self.owner)
+        .bind(millis(WANT_FOR))
+        // Without waiting for the disk: a want lost in a database crash
+        // only leaves the others' idle sessions to their idle limit.
+        .execute(&self.relaxed)
+        .await;
+        if let Err(e) = wanted {
+            tracing::debug!(account = account_id, error = %e, "delivery: cannot say that a connection slot is wanted");
+        }
+    }
+
+    /// The accounts whose slots another instance waits for: this instance
+    /// closes its idle sessions of those, giving their slots back.
+    pub async fn slots_wanted(&self) -> Result<Vec<i64>> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT account_id FROM account_slot_wants WHERE owner <> $1 AND until_ms > {NOW_MS}"
+        )))
+        .bind(&*self.owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg)
     }
 
     /// Extends the lease of a slot this instance holds (a long upstream

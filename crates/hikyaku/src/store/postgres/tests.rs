@@ -277,6 +277,23 @@ async fn a_dead_instances_slots_come_back_after_their_lease() {
     assert!(b.acquire_slot(1, 2, short).await.unwrap().is_some());
 }
 
+/// An instance that finds every slot of an account held says it waits:
+/// the other instance hears it (an instance never hears its own want), and
+/// the want lapses once the waiting instance stops asking.
+#[tokio::test]
+async fn a_wait_for_a_slot_is_heard_by_the_other_instance() {
+    let (a, b, ()) = pair().await;
+    let lease = Duration::from_secs(60);
+    let held = a.acquire_slot(5, 1, lease).await.unwrap().unwrap();
+    assert!(a.slots_wanted().await.unwrap().is_empty());
+    assert!(b.acquire_slot(5, 1, lease).await.unwrap().is_none());
+    assert_eq!(a.slots_wanted().await.unwrap(), vec![5]);
+    assert!(b.slots_wanted().await.unwrap().is_empty());
+    a.release_slot(held).await.unwrap();
+    tokio::time::sleep(super::cluster::WANT_FOR + Duration::from_millis(200)).await;
+    assert!(a.slots_wanted().await.unwrap().is_empty());
+}
+
 /// Messages per minute count for the whole cluster: 2 instances × 10 starts
 /// of one account limited to 5 → 5 go, the rest are told to wait about a
 /// minute; another account is not affected.
