@@ -224,8 +224,12 @@ impl PgStore {
     /// `account_id` (for [`WANT_FOR`]), so that they give back the slots
     /// their idle sessions hold ([`PgStore::slots_wanted`]).
     async fn want_slot(&self, account_id: i64) {
+        // Wants past their date mean nothing; removed here, so that the
+        // table holds no more than the instances that wait now (each run
+        // of an instance has a name of its own).
         let wanted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO account_slot_wants (account_id, owner, until_ms) VALUES ($1, $2, {NOW_MS} + $3) \
+            "WITH stale AS (DELETE FROM account_slot_wants WHERE until_ms <= {NOW_MS} AND NOT (account_id = $1 AND owner = $2)) \
+             INSERT INTO account_slot_wants (account_id, owner, until_ms) VALUES ($1, $2, {NOW_MS} + $3) \
              ON CONFLICT (account_id, owner) DO UPDATE SET until_ms = EXCLUDED.until_ms"
         )))
         .bind(account_id)

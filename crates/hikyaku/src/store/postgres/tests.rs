@@ -292,6 +292,16 @@ async fn a_wait_for_a_slot_is_heard_by_the_other_instance() {
     a.release_slot(held).await.unwrap();
     tokio::time::sleep(super::cluster::WANT_FOR + Duration::from_millis(200)).await;
     assert!(a.slots_wanted().await.unwrap().is_empty());
+    // The next want (of any instance, for any account) removes the lapsed
+    // ones: each run of an instance has a name of its own.
+    let _all = a.acquire_slot(6, 1, lease).await.unwrap().unwrap();
+    assert!(b.acquire_slot(6, 1, lease).await.unwrap().is_none());
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT account_id, owner FROM account_slot_wants ORDER BY account_id")
+            .fetch_all(&a.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, vec![(6, "instance-b".to_owned())]);
 }
 
 /// Messages per minute count for the whole cluster: 2 instances × 10 starts
