@@ -682,15 +682,16 @@ async fn run_stores(a: &Args) {
         };
         // Each round's ratio of two set-ups run within a minute of each
         // other; the median of those is the figure.
-        let ratios = |a_: (Engine, usize), b_: (Engine, usize), rate: &dyn Fn(&StoreRun) -> f64| {
-            (0..a.rounds)
-                .filter_map(|round| {
-                    let x = find(round, a_.0, a_.1)?;
-                    let y = find(round, b_.0, b_.1)?;
-                    Some(100.0 * rate(y) / rate(x))
-                })
-                .collect::<Vec<f64>>()
-        };
+        let ratios =
+            |base: (Engine, usize), other: (Engine, usize), rate: &dyn Fn(&StoreRun) -> f64| {
+                (0..a.rounds)
+                    .filter_map(|round| {
+                        let x = find(round, base.0, base.1)?;
+                        let y = find(round, other.0, other.1)?;
+                        Some(100.0 * rate(y) / rate(x))
+                    })
+                    .collect::<Vec<f64>>()
+            };
         let pairs = [
             (
                 (Engine::Sqlite, 1),

@@ -187,20 +187,7 @@ impl Pool {
             if let Ok(p) = slots.clone().try_acquire_owned() {
                 return Some(Got::Slot(p));
             }
-            let evicted: Vec<Idle> = {
-                let mut idle = self.idle();
-                let others: Vec<Key> = idle
-                    .keys()
-                    .filter(|k| k.account == key.account && (*k != key || !reuse))
-                    .cloned()
-                    .collect();
-                others
-                    .into_iter()
-                    .filter_map(|k| idle.remove(&k))
-                    .flatten()
-                    .collect()
-            };
-            close_all(evicted);
+            close_all(self.take_idle(|k| k.account == key.account && (k != key || !reuse)));
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
@@ -291,25 +278,23 @@ impl Pool {
     /// Closes the idle sessions of `accounts`, giving their slots back:
     /// another instance waits for them.
     pub fn close_idle_of(&self, accounts: &[i64]) {
-        let wanted: Vec<Idle> = {
-            let mut idle = self.idle();
-            let keys: Vec<Key> = idle
-                .keys()
-                .filter(|k| accounts.contains(&k.account))
-                .cloned()
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| idle.remove(&k))
-                .flatten()
-                .collect()
-        };
-        close_all(wanted);
+        close_all(self.take_idle(|k| accounts.contains(&k.account)));
     }
 
     /// Closes every idle session (shutdown).
     pub fn close_idle(&self) {
-        let all: Vec<Idle> = self.idle().drain().flat_map(|(_, l)| l).collect();
-        close_all(all);
+        close_all(self.take_idle(|_| true));
+    }
+
+    /// Takes the idle sessions whose key matches out of the pool (to be
+    /// closed outside its lock).
+    fn take_idle(&self, matches: impl Fn(&Key) -> bool) -> Vec<Idle> {
+        let mut idle = self.idle();
+        let keys: Vec<Key> = idle.keys().filter(|k| matches(k)).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| idle.remove(&k))
+            .flatten()
+            .collect()
     }
 }
 

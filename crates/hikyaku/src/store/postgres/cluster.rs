@@ -178,8 +178,7 @@ impl PgStore {
         .await
         .map_err(pg)?;
         if held >= i64::from(cap) {
-            self.slots_full.set(account_id, true);
-            self.want_slot(account_id).await;
+            self.all_held(account_id).await;
             return Ok(None);
         }
         let mut tx = self.pool.begin().await.map_err(pg)?;
@@ -213,17 +212,24 @@ impl PgStore {
         .await
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
-        self.slots_full.set(account_id, slot.is_none());
-        if slot.is_none() {
-            self.want_slot(account_id).await;
+        match slot {
+            Some(slot) => {
+                self.slots_full.set(account_id, false);
+                Ok(Some(Slot { account_id, slot }))
+            }
+            None => {
+                self.all_held(account_id).await;
+                Ok(None)
+            }
         }
-        Ok(slot.map(|slot| Slot { account_id, slot }))
     }
 
-    /// Tells the other instances that this one waits for a slot of
-    /// `account_id` (for [`WANT_FOR`]), so that they give back the slots
+    /// Every slot of `account_id` is held: this instance waits a moment
+    /// before asking again ([`FULL_FOR`]), and tells the other instances
+    /// that it waits (for [`WANT_FOR`]), so that they give back the slots
     /// their idle sessions hold ([`PgStore::slots_wanted`]).
-    async fn want_slot(&self, account_id: i64) {
+    async fn all_held(&self, account_id: i64) {
+        self.slots_full.set(account_id, true);
         // Wants past their date mean nothing; removed here, so that the
         // table holds no more than the instances that wait now (each run
         // of an instance has a name of its own).
