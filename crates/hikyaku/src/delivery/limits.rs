@@ -25,6 +25,11 @@ use crate::store::postgres::cluster::Slot;
 pub const CLUSTER_IDLE: Duration = Duration::from_secs(2);
 /// How often idle sessions are looked at for closing on a cluster.
 pub const CLUSTER_SWEEP: Duration = Duration::from_millis(500);
+/// An idle session gives its slot to another instance that waits once it
+/// has idled this long: one given back a moment ago is likely reused by
+/// its own instance in a moment more under load. As long as the waiting
+/// instance's own pause between asks for a slot.
+pub const WANTED_IDLE: Duration = crate::store::postgres::cluster::FULL_FOR;
 
 /// How long a connection slot is held without renewal.
 pub const SLOT_LEASE: Duration = Duration::from_secs(30);
@@ -111,6 +116,9 @@ impl Limits {
         let mut pause = SLOT_POLL_FIRST;
         let mut returned = std::pin::pin!(returned);
         loop {
+            // Another instance announcing a slot given back ends the pause.
+            let mut freed = std::pin::pin!(pg.slot_freed_signal());
+            freed.as_mut().enable();
             match pg.acquire_slot(account, cap.max(1), SLOT_LEASE).await {
                 Ok(Some(slot)) => {
                     return Ok(Connection::Slot(Some(ClusterSlot::hold(pg.clone(), slot))));
@@ -124,6 +132,7 @@ impl Limits {
             }
             tokio::select! {
                 () = tokio::time::sleep(pause.min(left)) => {}
+                () = &mut freed => {}
                 () = &mut returned => return Ok(Connection::Returned),
             }
             pause = (pause * 2).min(SLOT_POLL_MAX);

@@ -187,7 +187,7 @@ impl Pool {
             if let Ok(p) = slots.clone().try_acquire_owned() {
                 return Some(Got::Slot(p));
             }
-            close_all(self.take_idle(|k| k.account == key.account && (k != key || !reuse)));
+            close_all(self.take_idle(|k, _| k.account == key.account && (k != key || !reuse)));
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return None;
@@ -253,20 +253,7 @@ impl Pool {
     /// Closes idle sessions older than the idle limit.
     pub fn sweep(&self) {
         let now = Instant::now();
-        let stale: Vec<Idle> = {
-            let mut idle = self.idle();
-            let mut stale = Vec::new();
-            for list in idle.values_mut() {
-                let (keep, old): (Vec<Idle>, Vec<Idle>) = list
-                    .drain(..)
-                    .partition(|i| now.duration_since(i.since) < self.idle_limit);
-                *list = keep;
-                stale.extend(old);
-            }
-            idle.retain(|_, l| !l.is_empty());
-            stale
-        };
-        close_all(stale);
+        close_all(self.take_idle(|_, i| now.duration_since(i.since) >= self.idle_limit));
     }
 
     /// Whether any session idles (so that a cluster asks whether another
@@ -275,26 +262,34 @@ impl Pool {
         !self.idle().is_empty()
     }
 
-    /// Closes the idle sessions of `accounts`, giving their slots back:
-    /// another instance waits for them.
-    pub fn close_idle_of(&self, accounts: &[i64]) {
-        close_all(self.take_idle(|k| accounts.contains(&k.account)));
+    /// Closes the sessions of `accounts` idle for at least `idle_for`,
+    /// giving their slots back: another instance waits for them. A session
+    /// given back a moment ago is kept, as its own instance is likely to
+    /// reuse it (closing those under load opened twice the sessions).
+    pub fn close_idle_of(&self, accounts: &[i64], idle_for: Duration) {
+        close_all(
+            self.take_idle(|k, i| accounts.contains(&k.account) && i.since.elapsed() >= idle_for),
+        );
     }
 
     /// Closes every idle session (shutdown).
     pub fn close_idle(&self) {
-        close_all(self.take_idle(|_| true));
+        close_all(self.take_idle(|_, _| true));
     }
 
-    /// Takes the idle sessions whose key matches out of the pool (to be
-    /// closed outside its lock).
-    fn take_idle(&self, matches: impl Fn(&Key) -> bool) -> Vec<Idle> {
+    /// Takes the idle sessions that match out of the pool (to be closed
+    /// outside its lock).
+    fn take_idle(&self, matches: impl Fn(&Key, &Idle) -> bool) -> Vec<Idle> {
         let mut idle = self.idle();
-        let keys: Vec<Key> = idle.keys().filter(|k| matches(k)).cloned().collect();
-        keys.into_iter()
-            .filter_map(|k| idle.remove(&k))
-            .flatten()
-            .collect()
+        let mut taken = Vec::new();
+        for (key, list) in idle.iter_mut() {
+            let (gone, keep): (Vec<Idle>, Vec<Idle>) =
+                list.drain(..).partition(|i| matches(key, i));
+            *list = keep;
+            taken.extend(gone);
+        }
+        idle.retain(|_, l| !l.is_empty());
+        taken
     }
 }
 

@@ -105,6 +105,17 @@ impl Delivery {
                 }
             })
         };
+        let listener = match &inner.limits {
+            limits::Limits::Cluster(pg) => {
+                let this = self.clone();
+                let pg = pg.clone();
+                let stop = shutdown.clone();
+                Some(tokio::spawn(
+                    async move { this.hear_slots(&pg, stop).await },
+                ))
+            }
+            limits::Limits::Local(_) => None,
+        };
         tracing::info!(workers, "delivery started");
         // Whether the queue may hold due jobs: at start, after a wake, when a
         // timer ran out, or after a claim that filled every free worker.
@@ -246,6 +257,9 @@ impl Delivery {
                 .await;
         }
         let _ = sweeper.await;
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
         inner.pool.close_idle();
         tracing::info!("delivery stopped");
     }
@@ -261,7 +275,9 @@ impl Delivery {
             && pool.has_idle()
         {
             match pg.slots_wanted().await {
-                Ok(wanted) if !wanted.is_empty() => pool.close_idle_of(&wanted),
+                Ok(wanted) if !wanted.is_empty() => {
+                    pool.close_idle_of(&wanted, limits::WANTED_IDLE)
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "delivery: cannot ask whether another instance waits for a connection slot")
@@ -269,6 +285,58 @@ impl Delivery {
             }
         }
         pool.sweep();
+    }
+
+    /// On a cluster, acts on the other instances' announcements about
+    /// connection slots until `stop`: closes this instance's idle sessions
+    /// of an account another waits for, and wakes this instance's waits
+    /// for a slot when another gives one back. Without a listener (the
+    /// database is away) the sweep's looks still do the first, and the
+    /// waits' own pauses the second.
+    async fn hear_slots(&self, pg: &crate::store::postgres::PgStore, stop: CancellationToken) {
+        use crate::store::postgres::cluster::SlotNews;
+        let mut listener = None;
+        loop {
+            let heard = match listener.as_mut() {
+                None => tokio::select! {
+                    _ = stop.cancelled() => return,
+                    l = pg.listen_slots() => l.map(|l| {
+                        listener = Some(l);
+                        None
+                    }),
+                },
+                Some(l) => tokio::select! {
+                    _ = stop.cancelled() => return,
+                    news = l.next() => news.map(Some),
+                },
+            };
+            match heard {
+                Ok(Some(SlotNews::Wanted(account))) => {
+                    self.inner
+                        .pool
+                        .close_idle_of(&[account], limits::WANTED_IDLE);
+                    // Sessions given back just now are looked at again once
+                    // they have idled long enough.
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(limits::WANTED_IDLE).await;
+                        this.inner
+                            .pool
+                            .close_idle_of(&[account], limits::WANTED_IDLE);
+                    });
+                }
+                Ok(Some(SlotNews::Freed(account))) => pg.slot_freed(account),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "delivery: cannot hear the other instances about connection slots; trying again");
+                    listener = None;
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
     }
 
     pub(super) async fn requeue_expired(&self) {

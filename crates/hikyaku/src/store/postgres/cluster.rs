@@ -8,7 +8,11 @@
 //!   than session advisory locks: a session lock pins a pooled connection
 //!   for as long as the upstream session lasts. An instance that finds them
 //!   all held says it waits ([`PgStore::slots_wanted`]), and the others give
-//!   back the slots their idle sessions hold.
+//!   back the slots their idle sessions hold. Both the want and a slot given
+//!   back are also announced at once (`NOTIFY`, [`SlotListener`]), so that
+//!   a slot passes between instances in a round trip or two instead of at
+//!   the next look of either (the looks stay, for announcements lost while
+//!   a listener reconnects).
 //! - [`PgStore::take_send`]: a start in the account's sliding window of the
 //!   last minute (`delivery.rate_per_minute`), counted for the whole cluster.
 //! - [`PgStore::single_refresh`]: one token refresh per account at a time in
@@ -26,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::Row as _;
+use sqlx::postgres::PgListener;
 
 use super::{PgStore, pg};
 use crate::store::Result;
@@ -117,6 +122,58 @@ pub(crate) const FULL_FOR: Duration = Duration::from_millis(100);
 /// How long a want of a slot ([`PgStore::slots_wanted`]) stands unless the
 /// waiting instance asks again; it asks every [`FULL_FOR`] while it waits.
 pub(crate) const WANT_FOR: Duration = Duration::from_secs(1);
+
+/// The channel on which the instances announce wants of slots and slots
+/// given back.
+const SLOTS_CHANNEL: &str = "hikyaku_slots";
+
+/// What another instance announced about an account's connection slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotNews {
+    /// It waits for one: give back the slots of idle sessions.
+    Wanted(i64),
+    /// It gave one back: a wait for one may try again now.
+    Freed(i64),
+}
+
+impl SlotNews {
+    /// Reads an announcement (`w ACCOUNT OWNER` or `f ACCOUNT OWNER`);
+    /// `None` for one of `own`'s or one it does not know.
+    fn parse(payload: &str, own: &str) -> Option<SlotNews> {
+        let mut parts = payload.splitn(3, ' ');
+        let (kind, account, owner) = (parts.next()?, parts.next()?, parts.next()?);
+        if owner == own {
+            return None;
+        }
+        let account = account.parse().ok()?;
+        match kind {
+            "w" => Some(SlotNews::Wanted(account)),
+            "f" => Some(SlotNews::Freed(account)),
+            _ => None,
+        }
+    }
+}
+
+/// Hears the other instances' [`SlotNews`] on a connection of its own.
+pub struct SlotListener {
+    listener: PgListener,
+    owner: Arc<str>,
+}
+
+impl SlotListener {
+    /// The next announcement of another instance. A lost connection is
+    /// an error; the next call connects again (what was announced
+    /// meanwhile is lost: the looks of [`PgStore::slots_wanted`] and of
+    /// the waits for a slot still find it).
+    pub async fn next(&mut self) -> Result<SlotNews> {
+        loop {
+            let n = self.listener.recv().await.map_err(pg)?;
+            if let Some(news) = SlotNews::parse(n.payload(), &self.owner) {
+                return Ok(news);
+            }
+        }
+    }
+}
 
 /// When the cluster last said each account's slots were all held.
 #[derive(Debug, Default)]
@@ -236,11 +293,13 @@ impl PgStore {
         let wanted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "WITH stale AS (DELETE FROM account_slot_wants WHERE until_ms <= {NOW_MS} AND NOT (account_id = $1 AND owner = $2)) \
              INSERT INTO account_slot_wants (account_id, owner, until_ms) VALUES ($1, $2, {NOW_MS} + $3) \
-             ON CONFLICT (account_id, owner) DO UPDATE SET until_ms = EXCLUDED.until_ms"
+             ON CONFLICT (account_id, owner) DO UPDATE SET until_ms = EXCLUDED.until_ms \
+             RETURNING pg_notify($4, 'w ' || $1 || ' ' || $2)"
         )))
         .bind(account_id)
         .bind(&*self.owner)
         .bind(millis(WANT_FOR))
+        .bind(SLOTS_CHANNEL)
         // Without waiting for the disk: a want lost in a database crash
         // only leaves the others' idle sessions to their idle limit.
         .execute(&self.relaxed)
@@ -260,6 +319,30 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(pg)
+    }
+
+    /// Starts hearing the other instances' announcements about slots.
+    pub async fn listen_slots(&self) -> Result<SlotListener> {
+        let mut listener = PgListener::connect_with(&self.listen).await.map_err(pg)?;
+        listener.listen(SLOTS_CHANNEL).await.map_err(pg)?;
+        Ok(SlotListener {
+            listener,
+            owner: self.owner.clone(),
+        })
+    }
+
+    /// Another instance gave back one of `account_id`'s slots: waits for
+    /// one of them try again at once.
+    pub fn slot_freed(&self, account_id: i64) {
+        self.slots_full.set(account_id, false);
+        self.freed.notify_waiters();
+    }
+
+    /// Fires when another instance gave back a slot of any account
+    /// ([`PgStore::slot_freed`]); enable it before asking for a slot, so
+    /// that a give-back between the ask and the wait is not missed.
+    pub fn slot_freed_signal(&self) -> tokio::sync::futures::OwnedNotified {
+        self.freed.clone().notified_owned()
     }
 
     /// Extends the lease of a slot this instance holds (a long upstream
@@ -287,15 +370,19 @@ impl PgStore {
     /// Gives a slot back (a slot taken over by another instance stays theirs).
     pub async fn release_slot(&self, slot: Slot) -> Result<()> {
         self.slots_full.set(slot.account_id, false);
-        sqlx::query("DELETE FROM account_slots WHERE account_id = $1 AND slot = $2 AND owner = $3")
-            .bind(slot.account_id)
-            .bind(slot.slot)
-            .bind(&*self.owner)
-            // Without waiting for the disk: a give-back lost in a database
-            // crash leaves the slot taken until its lease runs out.
-            .execute(&self.relaxed)
-            .await
-            .map_err(pg)?;
+        sqlx::query(
+            "DELETE FROM account_slots WHERE account_id = $1 AND slot = $2 AND owner = $3 \
+             RETURNING pg_notify($4, 'f ' || $1 || ' ' || $3)",
+        )
+        .bind(slot.account_id)
+        .bind(slot.slot)
+        .bind(&*self.owner)
+        .bind(SLOTS_CHANNEL)
+        // Without waiting for the disk: a give-back lost in a database
+        // crash leaves the slot taken until its lease runs out.
+        .execute(&self.relaxed)
+        .await
+        .map_err(pg)?;
         Ok(())
     }
 
@@ -435,4 +522,25 @@ impl PgStore {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlotNews;
+
+    #[test]
+    fn announcements_are_read_and_own_ones_ignored() {
+        assert_eq!(
+            SlotNews::parse("w 12 host:2525/7f", "me"),
+            Some(SlotNews::Wanted(12))
+        );
+        assert_eq!(
+            SlotNews::parse("f 3 host:2525/7f", "me"),
+            Some(SlotNews::Freed(3))
+        );
+        assert_eq!(SlotNews::parse("w 12 me", "me"), None);
+        assert_eq!(SlotNews::parse("x 12 other", "me"), None);
+        assert_eq!(SlotNews::parse("w twelve other", "me"), None);
+        assert_eq!(SlotNews::parse("w 12", "me"), None);
+    }
 }

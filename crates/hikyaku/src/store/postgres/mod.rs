@@ -112,6 +112,11 @@ pub struct PgStore {
     refresh_locks: Arc<cluster::LocalLocks>,
     /// Accounts whose connection slots were all held a moment ago.
     slots_full: Arc<cluster::SlotsFull>,
+    /// Woken when another instance gives back a slot.
+    freed: Arc<tokio::sync::Notify>,
+    /// The connection that hears the other instances' announcements
+    /// ([`cluster::SlotListener`]); none until delivery listens.
+    listen: PgPool,
     /// Whether leases are stamped and compared on the database's clock
     /// (every instance agrees on it) rather than the caller's `now`; see
     /// [`PgStore::with_database_clock`].
@@ -164,6 +169,11 @@ impl PgStore {
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
+        let listen = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
         // The group commit's statements (rows as arrays) are the same every
         // time: planned once per connection rather than for every batch,
         // which costs more than running them. Its own connections, so that
@@ -190,6 +200,8 @@ impl PgStore {
             starts: Arc::default(),
             refresh_locks: Arc::default(),
             slots_full: Arc::default(),
+            freed: Arc::default(),
+            listen,
             db_clock: false,
             lease_secs: 600,
         })
@@ -244,6 +256,7 @@ impl PgStore {
         self.batch.close().await;
         self.pool.close().await;
         self.relaxed.close().await;
+        self.listen.close().await;
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {

@@ -304,6 +304,42 @@ async fn a_wait_for_a_slot_is_heard_by_the_other_instance() {
     assert_eq!(rows, vec![(6, "instance-b".to_owned())]);
 }
 
+/// The want and the give-back are announced at once: the holder hears the
+/// other instance wait, and the waiter hears the slot come back, each
+/// without looking; neither hears its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wants_and_give_backs_are_announced_to_the_other_instance() {
+    use super::cluster::SlotNews;
+    let (a, b, ()) = pair().await;
+    let mut hears_a = a.listen_slots().await.unwrap();
+    let mut hears_b = b.listen_slots().await.unwrap();
+    let lease = Duration::from_secs(60);
+    let held = a.acquire_slot(9, 1, lease).await.unwrap().unwrap();
+    assert!(b.acquire_slot(9, 1, lease).await.unwrap().is_none());
+    let heard = tokio::time::timeout(Duration::from_secs(5), hears_a.next()).await;
+    assert_eq!(heard.unwrap().unwrap(), SlotNews::Wanted(9));
+    // B's wait would skip the database for a moment after "all held"; the
+    // give-back's announcement clears that and wakes it.
+    let woken = b.slot_freed_signal();
+    a.release_slot(held).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), hears_b.next()).await;
+    assert_eq!(heard.unwrap().unwrap(), SlotNews::Freed(9));
+    b.slot_freed(9);
+    tokio::time::timeout(Duration::from_secs(1), woken)
+        .await
+        .expect("a wait for a slot is woken");
+    assert!(b.acquire_slot(9, 1, lease).await.unwrap().is_some());
+    // A heard nothing of its own give-back, B nothing of its own want: the
+    // next thing each hears is the other's.
+    let c = b.acquire_slot(10, 1, lease).await.unwrap().unwrap();
+    assert!(a.acquire_slot(10, 1, lease).await.unwrap().is_none());
+    b.release_slot(c).await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(5), hears_a.next()).await;
+    assert_eq!(heard.unwrap().unwrap(), SlotNews::Freed(10));
+    let heard = tokio::time::timeout(Duration::from_secs(5), hears_b.next()).await;
+    assert_eq!(heard.unwrap().unwrap(), SlotNews::Wanted(10));
+}
+
 /// Messages per minute count for the whole cluster: 2 instances × 10 starts
 /// of one account limited to 5 → 5 go, the rest are told to wait about a
 /// minute; another account is not affected.
