@@ -117,7 +117,7 @@ impl Limits {
         let mut returned = std::pin::pin!(returned);
         loop {
             // Another instance announcing a slot given back ends the pause.
-            let mut freed = std::pin::pin!(pg.slot_freed_signal());
+            let mut freed = std::pin::pin!(pg.slot_freed_signal(account));
             freed.as_mut().enable();
             match pg.acquire_slot(account, cap.max(1), SLOT_LEASE).await {
                 Ok(Some(slot)) => {

@@ -175,6 +175,21 @@ impl SlotListener {
     }
 }
 
+/// Per account, the waits of this instance's deliveries for a slot that
+/// another instance gives back.
+#[derive(Debug, Default)]
+pub(crate) struct SlotsFreed(Mutex<HashMap<i64, Arc<tokio::sync::Notify>>>);
+
+impl SlotsFreed {
+    fn of(&self, account_id: i64) -> Arc<tokio::sync::Notify> {
+        let mut all = match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        all.entry(account_id).or_default().clone()
+    }
+}
+
 /// When the cluster last said each account's slots were all held.
 #[derive(Debug, Default)]
 pub(crate) struct SlotsFull(Mutex<HashMap<i64, Instant>>);
@@ -331,18 +346,19 @@ impl PgStore {
         })
     }
 
-    /// Another instance gave back one of `account_id`'s slots: waits for
-    /// one of them try again at once.
+    /// Another instance gave back one of `account_id`'s slots: one wait
+    /// for a slot tries again at once. One, as one slot came back: waking
+    /// every waiting delivery sent them all to the database for it.
     pub fn slot_freed(&self, account_id: i64) {
         self.slots_full.set(account_id, false);
-        self.freed.notify_waiters();
+        self.freed.of(account_id).notify_one();
     }
 
-    /// Fires when another instance gave back a slot of any account
+    /// Fires when another instance gave back a slot of `account_id`
     /// ([`PgStore::slot_freed`]); enable it before asking for a slot, so
     /// that a give-back between the ask and the wait is not missed.
-    pub fn slot_freed_signal(&self) -> tokio::sync::futures::OwnedNotified {
-        self.freed.clone().notified_owned()
+    pub fn slot_freed_signal(&self, account_id: i64) -> tokio::sync::futures::OwnedNotified {
+        self.freed.of(account_id).notified_owned()
     }
 
     /// Extends the lease of a slot this instance holds (a long upstream

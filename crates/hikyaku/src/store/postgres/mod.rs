@@ -113,7 +113,7 @@ pub struct PgStore {
     /// Accounts whose connection slots were all held a moment ago.
     slots_full: Arc<cluster::SlotsFull>,
     /// Woken when another instance gives back a slot.
-    freed: Arc<tokio::sync::Notify>,
+    freed: Arc<cluster::SlotsFreed>,
     /// The connection that hears the other instances' announcements
     /// ([`cluster::SlotListener`]); none until delivery listens.
     listen: PgPool,

@@ -320,7 +320,8 @@ async fn wants_and_give_backs_are_announced_to_the_other_instance() {
     assert_eq!(heard.unwrap().unwrap(), SlotNews::Wanted(9));
     // B's wait would skip the database for a moment after "all held"; the
     // give-back's announcement clears that and wakes it.
-    let woken = b.slot_freed_signal();
+    let woken = b.slot_freed_signal(9);
+    let other = b.slot_freed_signal(10);
     a.release_slot(held).await.unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(5), hears_b.next()).await;
     assert_eq!(heard.unwrap().unwrap(), SlotNews::Freed(9));
@@ -328,6 +329,12 @@ async fn wants_and_give_backs_are_announced_to_the_other_instance() {
     tokio::time::timeout(Duration::from_secs(1), woken)
         .await
         .expect("a wait for a slot is woken");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), other)
+            .await
+            .is_err(),
+        "a wait for another account's slot sleeps on"
+    );
     assert!(b.acquire_slot(9, 1, lease).await.unwrap().is_some());
     // A heard nothing of its own give-back, B nothing of its own want: the
     // next thing each hears is the other's.
