@@ -348,7 +348,7 @@ impl PgStore {
 
     /// Another instance gave back one of `account_id`'s slots: one wait
     /// for a slot tries again at once. One, as one slot came back: waking
-    /// every waiting delivery sent them all to the database for it.
+    /// every waiting delivery would send them all to the database for it.
     pub fn slot_freed(&self, account_id: i64) {
         self.slots_full.set(account_id, false);
         self.freed.of(account_id).notify_one();
@@ -399,6 +399,8 @@ impl PgStore {
         .execute(&self.relaxed)
         .await
         .map_err(pg)?;
+        // This instance's own waits hear no announcement of it.
+        self.freed.of(slot.account_id).notify_one();
         Ok(())
     }
 

@@ -335,7 +335,16 @@ async fn wants_and_give_backs_are_announced_to_the_other_instance() {
             .is_err(),
         "a wait for another account's slot sleeps on"
     );
-    assert!(b.acquire_slot(9, 1, lease).await.unwrap().is_some());
+    let got = b.acquire_slot(9, 1, lease).await.unwrap().unwrap();
+    // An instance hears no announcement of its own give-back: it wakes
+    // its own wait itself.
+    let own = b.slot_freed_signal(9);
+    b.release_slot(got).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(1), own)
+        .await
+        .expect("a give-back wakes the same instance's wait");
+    let heard = tokio::time::timeout(Duration::from_secs(5), hears_a.next()).await;
+    assert_eq!(heard.unwrap().unwrap(), SlotNews::Freed(9));
     // A heard nothing of its own give-back, B nothing of its own want: the
     // next thing each hears is the other's.
     let c = b.acquire_slot(10, 1, lease).await.unwrap().unwrap();
