@@ -294,24 +294,27 @@ impl Delivery {
     /// database is away) the sweep's looks still do the first, and the
     /// waits' own pauses the second.
     async fn hear_slots(&self, pg: &crate::store::postgres::PgStore, stop: CancellationToken) {
-        use crate::store::postgres::cluster::SlotNews;
-        let mut listener = None;
+        use crate::store::postgres::cluster::{SlotListener, SlotNews};
+        let mut listener: Option<SlotListener> = None;
         loop {
             let heard = match listener.as_mut() {
-                None => tokio::select! {
-                    _ = stop.cancelled() => return,
-                    l = pg.listen_slots() => l.map(|l| {
-                        listener = Some(l);
-                        None
-                    }),
-                },
                 Some(l) => tokio::select! {
                     _ = stop.cancelled() => return,
-                    news = l.next() => news.map(Some),
+                    news = l.next() => news,
                 },
+                None => {
+                    match tokio::select! {
+                        _ = stop.cancelled() => return,
+                        l = pg.listen_slots() => l,
+                    } {
+                        Ok(l) => listener = Some(l),
+                        Err(e) => Self::listener_lost(&e, &stop).await,
+                    }
+                    continue;
+                }
             };
             match heard {
-                Ok(Some(SlotNews::Wanted(account))) => {
+                Ok(SlotNews::Wanted(account)) => {
                     self.inner
                         .pool
                         .close_idle_of(&[account], limits::WANTED_IDLE);
@@ -325,17 +328,22 @@ impl Delivery {
                             .close_idle_of(&[account], limits::WANTED_IDLE);
                     });
                 }
-                Ok(Some(SlotNews::Freed(account))) => pg.slot_freed(account),
-                Ok(None) => {}
+                Ok(SlotNews::Freed(account)) => pg.slot_freed(account),
                 Err(e) => {
-                    tracing::debug!(error = %e, "delivery: cannot hear the other instances about connection slots; trying again");
                     listener = None;
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
+                    Self::listener_lost(&e, &stop).await;
                 }
             }
+        }
+    }
+
+    /// The slot listener could not connect or lost its connection: a pause
+    /// before it connects again (or until `stop`).
+    async fn listener_lost(e: &crate::store::StoreError, stop: &CancellationToken) {
+        tracing::debug!(error = %e, "delivery: cannot hear the other instances about connection slots; trying again");
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 

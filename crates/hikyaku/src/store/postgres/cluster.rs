@@ -68,14 +68,19 @@ const RESERVE_SHARE: u32 = 64;
 /// the lock at most its own timeout).
 const REFRESH_WAIT: &str = "SET LOCAL lock_timeout = '60s'";
 
-/// Tasks of this instance waiting for the same account's cluster-wide lock
-/// wait here first: one pooled connection waits on the database per
-/// account, not one per task (the refresh itself needs connections too).
-#[derive(Debug, Default)]
-pub(crate) struct LocalLocks(Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>);
+/// One `T` per account, made on first use and shared by this instance's
+/// tasks of that account.
+#[derive(Debug)]
+pub(crate) struct PerAccount<T>(Mutex<HashMap<i64, Arc<T>>>);
 
-impl LocalLocks {
-    fn of(&self, account_id: i64) -> Arc<tokio::sync::Mutex<()>> {
+impl<T> Default for PerAccount<T> {
+    fn default() -> Self {
+        PerAccount(Mutex::default())
+    }
+}
+
+impl<T: Default> PerAccount<T> {
+    fn of(&self, account_id: i64) -> Arc<T> {
         let mut all = match self.0.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -83,22 +88,16 @@ impl LocalLocks {
         all.entry(account_id).or_default().clone()
     }
 }
+
+/// Tasks of this instance waiting for the same account's cluster-wide lock
+/// wait here first: one pooled connection waits on the database per
+/// account, not one per task (the refresh itself needs connections too).
+pub(crate) type LocalLocks = PerAccount<tokio::sync::Mutex<()>>;
 
 /// Starts this instance took from each account's window and has not used
 /// yet. One account's takers wait here for each other, so one of them at a
 /// time asks the database.
-#[derive(Debug, Default)]
-pub(crate) struct Reserved(Mutex<HashMap<i64, Arc<tokio::sync::Mutex<Batch>>>>);
-
-impl Reserved {
-    fn of(&self, account_id: i64) -> Arc<tokio::sync::Mutex<Batch>> {
-        let mut all = match self.0.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        all.entry(account_id).or_default().clone()
-    }
-}
+pub(crate) type Reserved = PerAccount<tokio::sync::Mutex<Batch>>;
 
 /// One account's last reservation of starts.
 #[derive(Debug, Default)]
@@ -177,18 +176,7 @@ impl SlotListener {
 
 /// Per account, the waits of this instance's deliveries for a slot that
 /// another instance gives back.
-#[derive(Debug, Default)]
-pub(crate) struct SlotsFreed(Mutex<HashMap<i64, Arc<tokio::sync::Notify>>>);
-
-impl SlotsFreed {
-    fn of(&self, account_id: i64) -> Arc<tokio::sync::Notify> {
-        let mut all = match self.0.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        all.entry(account_id).or_default().clone()
-    }
-}
+pub(crate) type SlotsFreed = PerAccount<tokio::sync::Notify>;
 
 /// When the cluster last said each account's slots were all held.
 #[derive(Debug, Default)]
