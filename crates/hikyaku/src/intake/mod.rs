@@ -152,6 +152,14 @@ pub trait IntakeSink: Send + Sync + 'static {
         peer: IpAddr,
     ) -> impl Future<Output = Result<Option<Submitter>, SinkError>> + Send;
 
+    /// A mail transaction opened (MAIL accepted): counted as a message on
+    /// its way in until the guard drops, so that a group commit may wait a
+    /// moment for it ([`crate::queue::arrivals`]). `None` (the default):
+    /// nothing waits for it.
+    fn arriving(&self) -> Option<crate::queue::arrivals::Arriving> {
+        None
+    }
+
     /// Bytes per piece in which a message is stored while it arrives;
     /// `None` (the default): messages are handed over whole.
     fn piece_size(&self) -> Option<usize> {

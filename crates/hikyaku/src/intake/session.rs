@@ -155,6 +155,8 @@ enum Expect {
 struct Transaction {
     mail_from: String,
     rcpt_to: Vec<String>,
+    /// Counted as a message on its way in until handed over.
+    arriving: Option<crate::queue::arrivals::Arriving>,
 }
 
 struct Session<'a, S> {
@@ -842,6 +844,7 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         self.transaction = Some(Transaction {
             mail_from: from.address,
             rcpt_to: Vec::new(),
+            arriving: self.sink.arriving(),
         });
         self.reply(250, [2, 1, 0], "Ok");
     }
@@ -1018,6 +1021,8 @@ impl<'a, S: IntakeSink> Session<'a, S> {
         let upload_left = upload.as_ref().map(|u| u.id.clone());
         let recipients = transaction.rcpt_to.len();
         let submitter_name = submitter.name.clone();
+        // Handed over now: a group commit no longer waits for it but takes it.
+        drop(transaction.arriving);
         let submission = Submission {
             submitter,
             peer: self.peer,

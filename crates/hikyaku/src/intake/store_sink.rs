@@ -140,6 +140,12 @@ impl IntakeSink for StoreSink {
         }))
     }
 
+    fn arriving(&self) -> Option<crate::queue::arrivals::Arriving> {
+        self.store
+            .arrivals()
+            .map(crate::queue::arrivals::Arrivals::open)
+    }
+
     async fn allowlisted(&self, peer: IpAddr) -> Result<Option<Submitter>, SinkError> {
         let entries = self.store.allowlist().await.map_err(|e| {
             tracing::error!(error = %e, "cannot read the allowlist");

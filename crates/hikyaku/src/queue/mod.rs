@@ -4,12 +4,15 @@
 //! notices come back in as new jobs ([`notices`]).
 //!
 //! - [`JobState`]: the states and the moves between them.
+//! - [`arrivals`]: the messages on their way in, which a group commit may
+//!   wait a moment for.
 //! - [`lease`]: how long a claim holds and what happens when it runs out.
 //! - [`JobStore`]: what the queue needs from a store engine. The SQLite
 //!   engine (with its group commit) is in `store::jobs`; a PostgreSQL engine
 //!   implements the same trait and passes the same conformance suite
 //!   (`conformance`, run by each engine's tests).
 
+pub mod arrivals;
 pub mod job;
 pub mod lease;
 pub mod notices;

@@ -406,6 +406,17 @@ impl Store {
         })
     }
 
+    /// Counts the intakes' open mail transactions, for an engine whose
+    /// group commit waits a moment for them (PostgreSQL, where each
+    /// statement costs a round trip and a plan's run); `None` on SQLite,
+    /// whose commit gathers what is ready without waiting.
+    pub fn arrivals(&self) -> Option<&Arc<crate::queue::arrivals::Arrivals>> {
+        match &self.engine {
+            Engine::Sqlite(_) => None,
+            Engine::Postgres(pg) => Some(pg.arrivals()),
+        }
+    }
+
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -99,6 +99,9 @@ pub struct PgStore {
     owner: Arc<str>,
     /// The group commit of new jobs and of jobs' ends.
     batch: batch::Batcher,
+    /// The intakes' open mail transactions, which the group commit may
+    /// wait a moment for.
+    arrivals: Arc<crate::queue::arrivals::Arrivals>,
     /// Writes whose loss in a database crash is harmless (each says why):
     /// committed without waiting for the disk, so they cost no WAL flush.
     relaxed: PgPool,
@@ -151,6 +154,16 @@ impl PgStore {
     /// back the leases of the instance's earlier processes. Several instances may start at once: the
     /// migrations run under a lock.
     pub async fn connect(url: &str, owner: &str) -> Result<Self> {
+        Self::connect_counting(url, owner, Arc::default()).await
+    }
+
+    /// [`PgStore::connect`] with the group commit waiting for the
+    /// transactions `arrivals` counts.
+    pub(crate) async fn connect_counting(
+        url: &str,
+        owner: &str,
+        arrivals: Arc<crate::queue::arrivals::Arrivals>,
+    ) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(pg)?
             .application_name("hikyaku");
@@ -192,7 +205,8 @@ impl PgStore {
             .map_err(StoreError::Migrate)?;
         let owner: Arc<str> = owner.into();
         Ok(Self {
-            batch: batch::Batcher::start(batched, owner.clone()),
+            batch: batch::Batcher::start(batched, owner.clone(), Arc::clone(&arrivals)),
+            arrivals,
             pool,
             relaxed,
             owner,
@@ -245,6 +259,11 @@ impl PgStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The open mail transactions the group commit may wait for.
+    pub fn arrivals(&self) -> &Arc<crate::queue::arrivals::Arrivals> {
+        &self.arrivals
     }
 
     /// This instance's name in leases.

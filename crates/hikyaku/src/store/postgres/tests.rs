@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::{PgStore, StoreUrl, StoreUrlError};
+use crate::queue::arrivals::{Arrivals, YOUNG};
 use crate::queue::{JobState, JobStore as _, StoreFailure as _, conformance};
 
 /// A store on a fresh database of the shared test cluster.
@@ -787,4 +788,113 @@ async fn concurrent_writes_are_committed_together_and_fail_alone() {
         .await
         .unwrap();
     assert_eq!(bodies, 8 + 1, "{bodies}");
+}
+
+/// The transaction ids of the jobs' rows: equal ids were written by one
+/// statement of the group commit.
+async fn written_by(store: &PgStore, ids: &[&str]) -> Vec<String> {
+    let mut xids = Vec::new();
+    for id in ids {
+        let xid: String = sqlx::query_scalar("SELECT xmin::TEXT FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        xids.push(xid);
+    }
+    xids
+}
+
+/// A new job waits a moment for the messages of transactions opened just
+/// before, and they are written by one statement; transactions that never hand their message
+/// over hold a new job back only while they are young.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_jobs_wait_a_moment_for_messages_about_to_arrive() {
+    // A long wait, so that the test does not race the clock: the wait
+    // ends when the messages come.
+    let long = Duration::from_secs(30);
+    let arrivals = Arc::new(Arrivals::new(long, long));
+    let url = testkit::postgres::database();
+    let store = PgStore::connect_counting(&url, "instance-a", Arc::clone(&arrivals))
+        .await
+        .unwrap();
+    let enqueue = |id: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move { store.enqueue(&conformance::job(id), 100).await })
+    };
+
+    // Two other clients' transactions are open when the first message comes.
+    let coming = [arrivals.open(), arrivals.open()];
+    let first = enqueue("first");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !first.is_finished(),
+        "the first message waits for the others"
+    );
+    let [one, two] = coming;
+    drop(one);
+    let second = enqueue("second");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!first.is_finished(), "one more is coming");
+    drop(two);
+    let third = enqueue("third");
+    for t in [first, second, third] {
+        t.await.unwrap().unwrap();
+    }
+    let xids = written_by(&store, &["first", "second", "third"]).await;
+    assert!(
+        xids.iter().all(|x| *x == xids[0]),
+        "one statement wrote all: {xids:?}"
+    );
+
+    // Only the transactions open when the wait began are waited for: one
+    // opened meanwhile does not hold the batch back.
+    let coming = arrivals.open();
+    let first = enqueue("cohort");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let late = arrivals.open();
+    drop(coming);
+    let second = enqueue("cohort-2");
+    for t in [first, second] {
+        t.await.unwrap().unwrap();
+    }
+    let xids = written_by(&store, &["cohort", "cohort-2"]).await;
+    assert_eq!(xids[0], xids[1]);
+    drop(late);
+
+    // Transactions that stay open (slow clients) are waited for only while
+    // they are young: the job is written alone, long before the wait's
+    // limit.
+    let arrivals = Arc::new(Arrivals::new(long, YOUNG));
+    let store = PgStore::connect_counting(&url, "instance-a", Arc::clone(&arrivals))
+        .await
+        .unwrap();
+    let stalled = [arrivals.open(), arrivals.open()];
+    let started = std::time::Instant::now();
+    store
+        .enqueue(&conformance::job("alone"), 100)
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= YOUNG / 2,
+        "waited {waited:?} for young transactions"
+    );
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    store
+        .enqueue(&conformance::job("later"), 100)
+        .await
+        .unwrap();
+    let xids = written_by(&store, &["alone", "later"]).await;
+    assert_ne!(
+        xids[0], xids[1],
+        "the held job did not wait for the next one"
+    );
+    drop(stalled);
+
+    // Nothing open: no wait at all, the next job is its own statement.
+    assert_eq!(arrivals.expected(), (0, None));
+    store.enqueue(&conformance::job("free"), 100).await.unwrap();
+    let xids = written_by(&store, &["later", "free"]).await;
+    assert_ne!(xids[0], xids[1]);
 }
