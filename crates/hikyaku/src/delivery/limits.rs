@@ -115,11 +115,18 @@ impl Limits {
         let deadline = Instant::now() + wait;
         let mut pause = SLOT_POLL_FIRST;
         let mut returned = std::pin::pin!(returned);
+        let mut woken = false;
         loop {
-            // Another instance announcing a slot given back ends the pause.
+            // A slot given back (announced by another instance, or by this
+            // one) ends the pause of one waiting delivery, which then asks.
             let mut freed = std::pin::pin!(pg.slot_freed_signal(account));
             freed.as_mut().enable();
-            match pg.acquire_slot(account, cap.max(1), SLOT_LEASE).await {
+            let got = if std::mem::take(&mut woken) {
+                pg.acquire_freed_slot(account, cap.max(1), SLOT_LEASE).await
+            } else {
+                pg.acquire_slot(account, cap.max(1), SLOT_LEASE).await
+            };
+            match got {
                 Ok(Some(slot)) => {
                     return Ok(Connection::Slot(Some(ClusterSlot::hold(pg.clone(), slot))));
                 }
@@ -132,7 +139,7 @@ impl Limits {
             }
             tokio::select! {
                 () = tokio::time::sleep(pause.min(left)) => {}
-                () = &mut freed => {}
+                () = &mut freed => woken = true,
                 () = &mut returned => return Ok(Connection::Returned),
             }
             pause = (pause * 2).min(SLOT_POLL_MAX);

@@ -227,6 +227,25 @@ impl PgStore {
         if self.slots_full.recently(account_id) {
             return Ok(None);
         }
+        self.take_slot(account_id, cap, lease).await
+    }
+
+    /// [`PgStore::acquire_slot`] for a caller woken by a slot given back
+    /// ([`PgStore::slot_freed_signal`]): it asks the database even though
+    /// every slot was held a moment ago. Only the woken caller does: when
+    /// a give-back let every waiting delivery ask, they all found the slot
+    /// free, queued on the account's lock, and all but one found it taken
+    /// (three to four asks and a want for each slot given back).
+    pub async fn acquire_freed_slot(
+        &self,
+        account_id: i64,
+        cap: u32,
+        lease: Duration,
+    ) -> Result<Option<Slot>> {
+        self.take_slot(account_id, cap, lease).await
+    }
+
+    async fn take_slot(&self, account_id: i64, cap: u32, lease: Duration) -> Result<Option<Slot>> {
         // While every slot is held (deliveries of both instances waiting
         // for one poll here), one read says so; the locked transaction
         // below (six round trips) runs only when a slot looks free.
@@ -338,7 +357,6 @@ impl PgStore {
     /// for a slot tries again at once. One, as one slot came back: waking
     /// every waiting delivery would send them all to the database for it.
     pub fn slot_freed(&self, account_id: i64) {
-        self.slots_full.set(account_id, false);
         self.freed.of(account_id).notify_one();
     }
 
@@ -373,7 +391,6 @@ impl PgStore {
 
     /// Gives a slot back (a slot taken over by another instance stays theirs).
     pub async fn release_slot(&self, slot: Slot) -> Result<()> {
-        self.slots_full.set(slot.account_id, false);
         sqlx::query(
             "DELETE FROM account_slots WHERE account_id = $1 AND slot = $2 AND owner = $3 \
              RETURNING pg_notify($4, 'f ' || $1 || ' ' || $3)",

@@ -898,3 +898,28 @@ async fn new_jobs_wait_a_moment_for_messages_about_to_arrive() {
     let xids = written_by(&store, &["later", "free"]).await;
     assert_ne!(xids[0], xids[1]);
 }
+
+/// A slot given back lets the one delivery it woke ask for it; the others,
+/// told a moment ago that every slot was held, do not all go to the
+/// database for that one slot.
+#[tokio::test]
+async fn a_slot_given_back_is_asked_for_by_the_woken_delivery_only() {
+    let (a, b, ()) = pair().await;
+    let lease = Duration::from_secs(60);
+    let held = a.acquire_slot(11, 1, lease).await.unwrap().unwrap();
+    assert!(b.acquire_slot(11, 1, lease).await.unwrap().is_none());
+    a.release_slot(held).await.unwrap();
+    // B hears the give-back: one of its waits is woken.
+    let woken = b.slot_freed_signal(11);
+    b.slot_freed(11);
+    tokio::time::timeout(Duration::from_secs(5), woken)
+        .await
+        .unwrap();
+    // Another delivery of B still takes "all held" from a moment ago ...
+    assert!(b.acquire_slot(11, 1, lease).await.unwrap().is_none());
+    // ... while the woken one asks and gets the slot.
+    let taken = b.acquire_freed_slot(11, 1, lease).await.unwrap().unwrap();
+    assert_eq!(taken.account_id, 11);
+    // Woken again with nothing free, it finds every slot held.
+    assert!(a.acquire_freed_slot(11, 1, lease).await.unwrap().is_none());
+}
