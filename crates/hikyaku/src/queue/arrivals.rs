@@ -70,11 +70,9 @@ impl Arrivals {
         }
     }
 
-    /// The transactions opened less than [`YOUNG`] ago (by default) and
-    /// still open:
-    /// how many, and until when the youngest of them counts (`None` if
-    /// none).
-    pub fn expected(&self) -> (usize, Option<Instant>) {
+    /// Until when the youngest of the transactions opened less than
+    /// [`YOUNG`] ago (by default) and still open counts (`None`: none is).
+    pub fn expected(&self) -> Option<Instant> {
         self.expected_before(u64::MAX)
     }
 
@@ -85,15 +83,26 @@ impl Arrivals {
     }
 
     /// [`Arrivals::expected`], of the transactions opened before `mark`.
-    pub fn expected_before(&self, mark: u64) -> (usize, Option<Instant>) {
+    pub fn expected_before(&self, mark: u64) -> Option<Instant> {
+        self.fold_young(mark, None, |until, t| until.max(Some(t)))
+    }
+
+    /// How many transactions opened before `mark` are young and open.
+    #[cfg(test)]
+    fn count_before(&self, mark: u64) -> usize {
+        self.fold_young(mark, 0, |n, _| n + 1)
+    }
+
+    /// Folds, over the young transactions opened before `mark`, until when
+    /// each counts.
+    fn fold_young<B>(&self, mark: u64, init: B, f: impl FnMut(B, Instant) -> B) -> B {
         let now = Instant::now();
-        let open = self.lock();
-        let young = open
+        self.lock()
             .iter()
             .filter(|(id, _)| **id < mark)
             .map(|(_, opened)| *opened + self.young)
-            .filter(|young_until| *young_until > now);
-        young.fold((0, None), |(n, until), t| (n + 1, until.max(Some(t))))
+            .filter(|young_until| *young_until > now)
+            .fold(init, f)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
@@ -123,31 +132,27 @@ mod tests {
     #[test]
     fn open_transactions_count_until_handed_over_or_old() {
         let arrivals = Arc::new(Arrivals::default());
-        assert_eq!(arrivals.expected(), (0, None));
+        assert_eq!(arrivals.expected(), None);
         let a = arrivals.open();
         let b = arrivals.open();
-        let (n, until) = arrivals.expected();
-        assert_eq!(n, 2);
+        assert_eq!(arrivals.count_before(u64::MAX), 2);
+        let until = arrivals.expected();
         assert!(until.is_some_and(|t| t > Instant::now() && t <= Instant::now() + YOUNG));
         drop(a);
-        assert_eq!(arrivals.expected().0, 1, "b is still open");
+        assert_eq!(arrivals.count_before(u64::MAX), 1, "b is still open");
         // A slow transaction stops counting once it is no longer young.
         std::thread::sleep(YOUNG + Duration::from_millis(2));
-        assert_eq!(arrivals.expected(), (0, None));
+        assert_eq!(arrivals.expected(), None);
         let c = arrivals.open();
-        assert_eq!(arrivals.expected().0, 1);
+        assert_eq!(arrivals.count_before(u64::MAX), 1);
         let mark = arrivals.mark();
         let d = arrivals.open();
-        assert_eq!(arrivals.expected().0, 2);
-        assert_eq!(
-            arrivals.expected_before(mark).0,
-            1,
-            "d opened after the mark"
-        );
+        assert_eq!(arrivals.count_before(u64::MAX), 2);
+        assert_eq!(arrivals.count_before(mark), 1, "d opened after the mark");
         drop(c);
-        assert_eq!(arrivals.expected_before(mark), (0, None));
+        assert_eq!(arrivals.expected_before(mark), None);
         drop((b, d));
-        assert_eq!(arrivals.expected(), (0, None));
+        assert_eq!(arrivals.expected(), None);
         assert!(
             arrivals.lock().is_empty(),
             "dropped guards leave nothing behind"

@@ -195,7 +195,7 @@ async fn await_arrivals(
     let until = std::time::Instant::now() + arrivals.wait();
     let mut bytes: usize = batch.iter().map(|r| r.0.bytes()).sum();
     while batch.len() < MAX_OPS && bytes < MAX_BYTES {
-        let (_, Some(young_until)) = arrivals.expected_before(mark) else {
+        let Some(young_until) = arrivals.expected_before(mark) else {
             return;
         };
         tokio::select! {

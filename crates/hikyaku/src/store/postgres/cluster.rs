@@ -466,7 +466,9 @@ impl PgStore {
     ) -> Result<std::result::Result<u32, Duration>> {
         // The first start is used now; the others are dated at the end of
         // their use (`RESERVE_HOLD`), so that the window counts each no
-        // earlier than it really starts and the limit holds.
+        // earlier than it really starts and the limit holds. One row for
+        // each of the two dates, with its count: the window holds rows per
+        // reservation, not per start.
         //
         // One multi-statement string is one round trip and one transaction;
         // the lock serializes the account's takers on every instance, and
@@ -480,11 +482,12 @@ impl PgStore {
             "SELECT pg_advisory_xact_lock({key}); \
              DELETE FROM account_starts WHERE account_id = {account_id} AND at_ms <= {NOW_MS} - {WINDOW_MS}; \
              WITH t AS (SELECT {NOW_MS} AS now), \
-             c AS (SELECT COUNT(*) AS n, MIN(at_ms) AS oldest FROM account_starts WHERE account_id = {account_id}), \
+             c AS (SELECT COALESCE(SUM(n), 0) AS n, MIN(at_ms) AS oldest FROM account_starts WHERE account_id = {account_id}), \
              g AS (SELECT GREATEST(LEAST({want}, {per_minute} - c.n), 0) AS k FROM c), \
-             i AS (INSERT INTO account_starts (account_id, at_ms) \
-                   SELECT {account_id}, CASE WHEN s = 1 THEN t.now ELSE t.now + {hold} END FROM t, g, generate_series(1, g.k) AS s RETURNING 1) \
-             SELECT (SELECT COUNT(*) FROM i) AS granted, c.oldest, t.now FROM c, t",
+             i AS (INSERT INTO account_starts (account_id, at_ms, n) \
+                   SELECT {account_id}, t.now, 1 FROM t, g WHERE g.k >= 1 \
+                   UNION ALL SELECT {account_id}, t.now + {hold}, g.k - 1 FROM t, g WHERE g.k > 1 RETURNING n) \
+             SELECT (SELECT COALESCE(SUM(n), 0) FROM i)::BIGINT AS granted, c.oldest, t.now FROM c, t",
             key = lock_key(LockKind::Rate, account_id),
             want = want.max(1),
             hold = millis(RESERVE_HOLD),
