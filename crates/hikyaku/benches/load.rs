@@ -38,7 +38,10 @@
 //! and RSS for each, with the ratios. `--store postgres` and
 //! `--instances 2` measure one such set-up alone. `--rounds R` runs the
 //! set-ups R times, taking turns (the order reversed every other round),
-//! and gives each ratio per round and their median.
+//! and gives each ratio per round and their median. `--shared-threads N`
+//! starts each instance of a set-up with several with N runtime threads
+//! (`TOKIO_WORKER_THREADS`), as each would have on a host of its own with
+//! its share of this machine's cores; one instance keeps one per core.
 //!
 //! `--binaries NAME=PATH,NAME=PATH` instead runs each of several hikyaku
 //! binaries (the same code built with different allocators, say) through
@@ -89,6 +92,11 @@ struct Args {
     /// `--binaries NAME=PATH,...`: hikyaku binaries (the same code built
     /// with different allocators, say) measured one after the other.
     binaries: Vec<(String, std::path::PathBuf)>,
+    /// `--shared-threads N`: the runtime threads of each instance of a
+    /// set-up with several (`TOKIO_WORKER_THREADS`), as if each had its
+    /// share of the machine's cores; one instance keeps its default (one
+    /// per core).
+    shared_threads: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -131,6 +139,7 @@ fn args() -> Args {
         pg_statements: false,
         rounds: 1,
         binaries: Vec::new(),
+        shared_threads: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -172,6 +181,7 @@ fn args() -> Args {
             }
             "--pg-statements" => a.pg_statements = true,
             "--rounds" => a.rounds = value("--rounds").max(1),
+            "--shared-threads" => a.shared_threads = Some(value("--shared-threads").max(1)),
             "--after" => a.after_secs = value("--after") as u64,
             "--compare" => {
                 a.compare = Some(
@@ -535,7 +545,10 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
         .collect();
     let mut instances: Vec<Hikyaku> = Vec::new();
     for (dir, work) in dirs.iter().zip(&works) {
-        let hk = Hikyaku::new(bin, dir.path(), work.path(), a.workers);
+        let mut hk = Hikyaku::new(bin, dir.path(), work.path(), a.workers);
+        if let Some(threads) = a.shared_threads.filter(|_| setup.instances > 1) {
+            hk.set_env("TOKIO_WORKER_THREADS", &threads.to_string());
+        }
         if !url.is_empty() {
             let mut config = std::fs::read_to_string(&hk.config_path).expect("config");
             config.push_str(&format!("\n[store]\nurl = {url:?}\n"));
@@ -610,8 +623,14 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
 async fn run_stores(a: &Args) {
     let (n, c) = (a.messages, a.connections);
     println!(
-        "store load: {n} messages of ~{} bytes over {c} connections (split across the instances' intakes), delivery.workers = {} per instance",
-        a.size, a.workers
+        "store load: {n} messages of ~{} bytes over {c} connections (split across the instances' intakes), delivery.workers = {} per instance{}",
+        a.size,
+        a.workers,
+        a.shared_threads
+            .map(|t| format!(
+                ", {t} runtime thread(s) per instance where several share the machine"
+            ))
+            .unwrap_or_default()
     );
     if a.pg_statements {
         StatementProfile::enable();

@@ -74,6 +74,8 @@ pub struct Hikyaku {
     child: Option<Child>,
     /// How many times the process was started.
     pub starts: u32,
+    /// Environment variables the process is started with.
+    env: Vec<(String, String)>,
 }
 
 impl Hikyaku {
@@ -99,7 +101,13 @@ impl Hikyaku {
             log_path: work_dir.join("hikyaku.log"),
             child: None,
             starts: 0,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the next starts.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Starts the binary and waits until the intake greets (at most 60 s).
@@ -114,6 +122,7 @@ impl Hikyaku {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)

@@ -41,6 +41,12 @@ pub enum StoreError {
     // printed with its chain, an error says each cause once.
     #[error("database migration failed: {0}")]
     Migrate(sqlx::migrate::MigrateError),
+    /// The schema has a migration this release does not know: a newer
+    /// release set it up (a cluster upgraded in part, or a downgrade).
+    #[error(
+        "the database was upgraded by a newer release of hikyaku (its migration {0} is unknown to this one): run the same release on every instance that shares it"
+    )]
+    NewerSchema(i64),
     #[error("cannot create the data directory {path}: {error}")]
     DataDir { path: String, error: std::io::Error },
     #[error("cannot create the database {path}: {error}")]
@@ -110,7 +116,10 @@ fn db_code(e: &sqlx::Error) -> Option<String> {
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Migrate(e)
+        match e {
+            sqlx::migrate::MigrateError::VersionMissing(v) => StoreError::NewerSchema(v),
+            e => StoreError::Migrate(e),
+        }
     }
 }
 
@@ -507,5 +516,26 @@ mod tests {
         let store = Store::open(&dir).await.unwrap();
         assert_eq!(store.setting("k").await.unwrap().as_deref(), Some("v"));
         store.close().await;
+    }
+
+    /// A database a newer release migrated (a downgrade) is refused with
+    /// what to do, not with sqlx's words alone.
+    #[tokio::test]
+    async fn an_older_release_refuses_a_database_a_newer_one_migrated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'a later release', 1, x'00', 0)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        let Err(e) = Store::open(tmp.path()).await else {
+            panic!("opened a database with an unknown migration");
+        };
+        assert!(matches!(e, StoreError::NewerSchema(9999)), "{e:?}");
+        assert!(e.to_string().contains("newer release"), "{e}");
     }
 }

@@ -202,7 +202,7 @@ impl PgStore {
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
-            .map_err(StoreError::Migrate)?;
+            .map_err(StoreError::from)?;
         let owner: Arc<str> = owner.into();
         Ok(Self {
             batch: batch::Batcher::start(batched, owner.clone(), Arc::clone(&arrivals)),

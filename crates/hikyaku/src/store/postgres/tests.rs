@@ -38,6 +38,32 @@ async fn postgres_instances_share_one_queue() {
     conformance::instances(pair).await;
 }
 
+/// An instance of an older release on a database a newer one migrated (a
+/// cluster upgraded in part) refuses to start and says what to do.
+#[tokio::test]
+async fn an_older_release_refuses_a_database_a_newer_one_migrated() {
+    let url = testkit::postgres::database();
+    let a = PgStore::connect(&url, "a").await.unwrap();
+    // What a later release's migration leaves behind.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'a later release', TRUE, '\\x00'::BYTEA, 0)",
+    )
+    .execute(a.pool())
+    .await
+    .unwrap();
+    let e = PgStore::connect(&url, "b").await.unwrap_err();
+    assert!(
+        matches!(e, crate::store::StoreError::NewerSchema(9999)),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("newer release") && text.contains("same release on every instance"),
+        "says what happened and what to do: {text}"
+    );
+}
+
 /// The schema matches SQLite's: the seed accounts, and a second start (as
 /// another instance would) finds the migrations applied.
 #[tokio::test]
