@@ -125,6 +125,12 @@ impl Batcher {
         Batcher { queue, pool }
     }
 
+    /// The group commit's connections, to read their plans.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Closes its connections; later writes fail as temporary.
     pub(crate) async fn close(&self) {
         self.pool.close().await;
@@ -224,6 +230,16 @@ static INSERT_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// The statement that records a batch of jobs' ends: one round trip, one
+/// synchronous commit for the jobs' end and, once sent, their bodies'
+/// removal — the upstream has them.
+pub(super) const FINISH_ALL: &str = "WITH r AS (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[]) \
+             AS r(id, state, reply, now, via, attempt)), \
+             f AS (UPDATE jobs j SET state = r.state, lease_until = NULL, lease_owner = NULL, last_reply = r.reply, updated_at = r.now, via_account_id = COALESCE(r.via, j.via_account_id) \
+             FROM r WHERE j.id = r.id AND j.state = 'sending' AND j.lease_owner = $7 AND (r.attempt IS NULL OR j.attempts = r.attempt) RETURNING j.id, j.state), \
+             d AS (DELETE FROM messages m USING f WHERE m.job_id = f.id AND f.state = 'sent') \
+             SELECT id FROM f";
+
 impl Writer {
     /// Writes a batch: its inserts in one statement, its finishes in one
     /// statement per outcome (so that each touches one row of the chart's
@@ -313,25 +329,16 @@ impl Writer {
     }
 
     async fn finish_all(&self, ops: &[&Finish]) -> sqlx::Result<Vec<bool>> {
-        // One statement (one round trip, one synchronous commit): the jobs'
-        // end and, once sent, their bodies' removal — the upstream has them.
-        let recorded: Vec<String> = sqlx::query_scalar(
-            "WITH r AS (SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[]) \
-             AS r(id, state, reply, now, via, attempt)), \
-             f AS (UPDATE jobs j SET state = r.state, lease_until = NULL, lease_owner = NULL, last_reply = r.reply, updated_at = r.now, via_account_id = COALESCE(r.via, j.via_account_id) \
-             FROM r WHERE j.id = r.id AND j.state = 'sending' AND j.lease_owner = $7 AND (r.attempt IS NULL OR j.attempts = r.attempt) RETURNING j.id, j.state), \
-             d AS (DELETE FROM messages m USING f WHERE m.job_id = f.id AND f.state = 'sent') \
-             SELECT id FROM f",
-        )
-        .bind(ops.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
-        .bind(ops.iter().map(|f| f.state.as_str()).collect::<Vec<_>>())
-        .bind(ops.iter().map(|f| f.reply.as_str()).collect::<Vec<_>>())
-        .bind(ops.iter().map(|f| f.now).collect::<Vec<_>>())
-        .bind(ops.iter().map(|f| f.via).collect::<Vec<_>>())
-        .bind(ops.iter().map(|f| f.attempt).collect::<Vec<_>>())
-        .bind(&*self.owner)
-        .fetch_all(&self.pool)
-        .await?;
+        let recorded: Vec<String> = sqlx::query_scalar(FINISH_ALL)
+            .bind(ops.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
+            .bind(ops.iter().map(|f| f.state.as_str()).collect::<Vec<_>>())
+            .bind(ops.iter().map(|f| f.reply.as_str()).collect::<Vec<_>>())
+            .bind(ops.iter().map(|f| f.now).collect::<Vec<_>>())
+            .bind(ops.iter().map(|f| f.via).collect::<Vec<_>>())
+            .bind(ops.iter().map(|f| f.attempt).collect::<Vec<_>>())
+            .bind(&*self.owner)
+            .fetch_all(&self.pool)
+            .await?;
         let recorded: HashSet<String> = recorded.into_iter().collect();
         Ok(ops.iter().map(|f| recorded.contains(&f.id)).collect())
     }

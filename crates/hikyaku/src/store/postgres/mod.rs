@@ -190,7 +190,12 @@ impl PgStore {
         // The group commit's statements (rows as arrays) are the same every
         // time: planned once per connection rather than for every batch,
         // which costs more than running them. Its own connections, so that
-        // the pages' queries keep plans made for their values.
+        // the pages' queries keep plans made for their values. Without
+        // sequential scans: those plans are made at a connection's first
+        // batch, often with the queue nearly empty, and then kept while it
+        // grows; a record of jobs' ends planned as scans of `jobs` and
+        // `messages` read every page of them (hundreds under load) with
+        // every batch, where the statements only ever look rows up by key.
         let batched = PgPoolOptions::new()
             .max_connections(batch::CONNECTIONS)
             .min_connections(0)
@@ -198,6 +203,7 @@ impl PgStore {
             .connect_lazy_with(options.options([
                 ("synchronous_commit", "on"),
                 ("plan_cache_mode", "force_generic_plan"),
+                ("enable_seqscan", "off"),
             ]));
         sqlx::migrate!("migrations/postgres")
             .run(&pool)

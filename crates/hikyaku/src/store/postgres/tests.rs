@@ -38,6 +38,44 @@ async fn postgres_instances_share_one_queue() {
     conformance::instances(pair).await;
 }
 
+/// The group commit plans its statements once per connection, at its
+/// first batch, which is often on an empty queue: the plan of the jobs'
+/// ends still finds the bodies to remove by key, never by reading the
+/// whole `messages` table with every batch once the queue has grown.
+#[tokio::test]
+async fn the_group_commit_finds_sent_bodies_by_key_whatever_the_queue_held() {
+    let (store, ()) = fresh().await;
+    // A queue of a few messages, as counted by autovacuum's ANALYZE: one
+    // page, where reading it all looks cheaper than an index.
+    sqlx::raw_sql(
+        "INSERT INTO jobs (id, submitter, source, mail_from, rcpt_to, size, state, attempts, next_attempt_at, created_at, updated_at) \
+         SELECT 'j' || g, 's', '127.0.0.1', 'a@example.com', '[]', 10, 'queued', 0, 0, 0, 0 FROM generate_series(1, 20) g; \
+         INSERT INTO messages (job_id, body) SELECT 'j' || g, '\\x00'::BYTEA FROM generate_series(1, 20) g; \
+         ANALYZE jobs; ANALYZE messages",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let mut c = store.batch.pool().acquire().await.unwrap();
+    let prepare = format!(
+        "PREPARE finish_all(TEXT[], TEXT[], TEXT[], BIGINT[], BIGINT[], BIGINT[], TEXT) AS {}",
+        super::batch::FINISH_ALL
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(prepare))
+        .execute(&mut *c)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN EXECUTE finish_all('{a}', '{sent}', '{250}', '{1}', '{NULL}', '{1}', 'owner')",
+    )
+    .fetch_all(&mut *c)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("messages_pkey"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+}
+
 /// An instance of an older release on a database a newer one migrated (a
 /// cluster upgraded in part) refuses to start and says what to do.
 #[tokio::test]
