@@ -507,7 +507,11 @@ async fn open(at: &Location, source: bool, data_dirs: &[PathBuf]) -> Result<Side
     };
     let migrate_err = |e: sqlx::migrate::MigrateError| CopyError::Migrate {
         store: shown.clone(),
-        error: e.to_string(),
+        // A newer release's schema is said as the server says it.
+        error: match super::StoreError::from(e) {
+            super::StoreError::Migrate(e) => e.to_string(),
+            e => e.to_string(),
+        },
     };
     match at {
         Location::Sqlite(path) => {
