@@ -47,8 +47,10 @@
 //! binaries (the same code built with different allocators, say) through
 //! the same load one after the other and prints their throughput, CPU per
 //! message and footprint as one table. With `--compare-stores` (or
-//! `--store`), each set-up runs each binary in turn, and the ratios are
-//! given per binary.
+//! `--store`), each set-up runs each binary in turn (which goes first
+//! alternating by round), and the ratios are given per binary. Each run
+//! starts once the previous one's writes are on disk (`sync`, and
+//! `CHECKPOINT` for PostgreSQL) and its database is dropped.
 //!
 //! A third run sends the baseline's traffic through a process that only
 //! forwards bytes (no SMTP, no TLS termination, no disk): the floor of what
@@ -522,6 +524,33 @@ async fn prepare_store(fc: &fakecloud::FakeCloud, engine: Engine) -> (tempfile::
     }
 }
 
+/// The database of a `postgres://…/NAME?…` URL.
+fn database_name(url: &str) -> String {
+    url.rsplit('/')
+        .next()
+        .and_then(|t| t.split('?').next())
+        .expect("database name")
+        .to_owned()
+}
+
+/// Puts the previous run's writes on disk before the next run starts:
+/// the kernel's dirty pages (`sync`) and, for PostgreSQL, the shared
+/// buffers (`CHECKPOINT`), which would otherwise be written during the
+/// next run and slow its commits down.
+fn settle(engine: Engine) {
+    if engine == Engine::Postgres {
+        testkit::postgres::shared()
+            .expect("PostgreSQL")
+            .sql("CHECKPOINT")
+            .expect("CHECKPOINT");
+    }
+    let synced = std::process::Command::new("sync").status();
+    assert!(
+        synced.as_ref().is_ok_and(|s| s.success()),
+        "sync: {synced:?}"
+    );
+}
+
 /// Runs `setup` through the load: its instances on one store, the
 /// connections spread over their intakes, until fakecloud has every message.
 async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: Setup) -> StoreRun {
@@ -600,6 +629,17 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
     for hk in &mut instances {
         hk.terminate(Duration::from_secs(20));
     }
+    if setup.engine == Engine::Postgres {
+        // Its autovacuum (the bodies, the search's indexes) would
+        // otherwise run during the next set-up's load.
+        testkit::postgres::shared()
+            .expect("PostgreSQL")
+            .sql(&format!(
+                "DROP DATABASE \"{}\" WITH (FORCE)",
+                database_name(&url)
+            ))
+            .expect("DROP DATABASE");
+    }
     StoreRun {
         setup,
         accepted,
@@ -653,10 +693,19 @@ async fn run_stores(a: &Args) {
         if round % 2 == 1 {
             order.reverse();
         }
+        // Binaries take turns within a set-up, so that both see the same
+        // state of the machine, the first one in turn by round: the second
+        // of two runs in a row measured up to 10 % slower (the SQLite
+        // set-up, whose code both binaries shared). Within a round a
+        // binary's set-ups all run in the same place, so that its ratios
+        // compare like with like.
+        let mut turn: Vec<&(String, std::path::PathBuf)> = bins.iter().collect();
+        if round % 2 == 1 {
+            turn.reverse();
+        }
         for setup in order {
-            // Binaries take turns within a set-up, so that both see the
-            // same state of the machine.
-            for (label, bin) in &bins {
+            for (label, bin) in turn.iter().copied() {
+                settle(setup.engine);
                 let r = measure_store(bin, &fc, a, setup).await;
                 let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
                 let name = if label.is_empty() {
@@ -806,12 +855,7 @@ impl StatementProfile {
     }
 
     fn start(url: &str) -> Self {
-        let database = url
-            .rsplit('/')
-            .next()
-            .and_then(|t| t.split('?').next())
-            .expect("database name")
-            .to_owned();
+        let database = database_name(url);
         Self::cluster()
             .sql("SELECT pg_stat_statements_reset()")
             .expect("pg_stat_statements_reset");

@@ -39,18 +39,19 @@ async fn postgres_instances_share_one_queue() {
 }
 
 /// The group commit plans its statements once per connection, at its
-/// first batch, which is often on an empty queue: the plan of the jobs'
-/// ends still finds the bodies to remove by key, never by reading the
-/// whole `messages` table with every batch once the queue has grown.
+/// first batch (and again after each ANALYZE): the plan of the jobs' ends
+/// finds the jobs and the bodies to remove by key, never by reading every
+/// job in flight, or all of `messages`, with every batch.
 #[tokio::test]
-async fn the_group_commit_finds_sent_bodies_by_key_whatever_the_queue_held() {
+async fn the_group_commit_finds_ended_jobs_and_bodies_by_key_whatever_the_queue_held() {
     let (store, ()) = fresh().await;
-    // A queue of a few messages, as counted by autovacuum's ANALYZE: one
-    // page, where reading it all looks cheaper than an index.
+    // A queue with a short history, as counted by autovacuum's ANALYZE:
+    // one job in fifty in flight with its body, the others sent.
     sqlx::raw_sql(
-        "INSERT INTO jobs (id, submitter, source, mail_from, rcpt_to, size, state, attempts, next_attempt_at, created_at, updated_at) \
-         SELECT 'j' || g, 's', '127.0.0.1', 'a@example.com', '[]', 10, 'queued', 0, 0, 0, 0 FROM generate_series(1, 20) g; \
-         INSERT INTO messages (job_id, body) SELECT 'j' || g, '\\x00'::BYTEA FROM generate_series(1, 20) g; \
+        "INSERT INTO jobs (id, submitter, source, mail_from, rcpt_to, size, state, attempts, lease_owner, next_attempt_at, created_at, updated_at) \
+         SELECT 'j' || g, 's', '127.0.0.1', 'a@example.com', '[]', 10, CASE WHEN g % 50 = 0 THEN 'sending' ELSE 'sent' END, 1, \
+         CASE WHEN g % 50 = 0 THEN 'other' END, 0, 0, 0 FROM generate_series(1, 200) g; \
+         INSERT INTO messages (job_id, body) SELECT 'j' || g, '\\x00'::BYTEA FROM generate_series(50, 200, 50) g; \
          ANALYZE jobs; ANALYZE messages",
     )
     .execute(store.pool())
@@ -72,8 +73,15 @@ async fn the_group_commit_finds_sent_bodies_by_key_whatever_the_queue_held() {
     .await
     .unwrap();
     let plan = plan.join("\n");
-    assert!(plan.contains("messages_pkey"), "{plan}");
-    assert!(!plan.contains("Seq Scan"), "{plan}");
+    // Each of the batch's rows looked up by key, in `jobs` and in
+    // `messages`: not all the jobs in flight, nor a whole table.
+    assert!(plan.contains("Index Scan using jobs_pkey"), "{plan}");
+    assert!(plan.contains("Index Cond: (id = r.id)"), "{plan}");
+    assert!(plan.contains("Index Scan using messages_pkey"), "{plan}");
+    assert!(plan.contains("Index Cond: (job_id = "), "{plan}");
+    for whole in ["Seq Scan", "Hash Join", "Merge Join"] {
+        assert!(!plan.contains(whole), "{plan}");
+    }
 }
 
 /// An instance of an older release on a database a newer one migrated (a
