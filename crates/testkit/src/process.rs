@@ -9,12 +9,42 @@ use std::time::{Duration, Instant};
 use crate::smtp::Client;
 use crate::wait::poll_until;
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, for a listener a child
+/// process starts later. Taken below the kernel's range for the local
+/// ports of outgoing connections (`net.ipv4.ip_local_port_range`): a port
+/// the kernel handed out for `127.0.0.1:0` comes from that range, and a
+/// client's connection (to PostgreSQL, fakecloud, a browser) could take it
+/// before the child bound it ("Address already in use" at start). Handed
+/// out in turn from a start that depends on the process, so that the
+/// tests running at once do not pick the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .min(u32::from(u16::MAX));
+    if high < LOW + 1_000 {
+        // No room below the range: what the kernel gives.
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+    }
+    let span = high - LOW;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(LOW + (start + n) % span) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {high}");
 }
 
 /// Memory of a process from /proc/PID/status, in KiB.

@@ -32,11 +32,7 @@ impl Chrome {
             eprintln!("skipping browser test: chromedriver not installed (run scripts/test)");
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = testkit::free_port();
         let driver = tokio::process::Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
