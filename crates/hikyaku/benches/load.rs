@@ -524,6 +524,11 @@ async fn prepare_store(fc: &fakecloud::FakeCloud, engine: Engine) -> (tempfile::
     }
 }
 
+/// The run's PostgreSQL server, shared by its set-ups.
+fn pg_cluster() -> &'static testkit::postgres::Cluster {
+    testkit::postgres::shared().expect("PostgreSQL")
+}
+
 /// The database of a `postgres://…/NAME?…` URL.
 fn database_name(url: &str) -> String {
     url.rsplit('/')
@@ -539,10 +544,7 @@ fn database_name(url: &str) -> String {
 /// next run and slow its commits down.
 fn settle(engine: Engine) {
     if engine == Engine::Postgres {
-        testkit::postgres::shared()
-            .expect("PostgreSQL")
-            .sql("CHECKPOINT")
-            .expect("CHECKPOINT");
+        pg_cluster().sql("CHECKPOINT").expect("CHECKPOINT");
     }
     let synced = std::process::Command::new("sync").status();
     assert!(
@@ -632,8 +634,7 @@ async fn measure_store(bin: &Path, fc: &fakecloud::FakeCloud, a: &Args, setup: S
     if setup.engine == Engine::Postgres {
         // Its autovacuum (the bodies, the search's indexes) would
         // otherwise run during the next set-up's load.
-        testkit::postgres::shared()
-            .expect("PostgreSQL")
+        pg_cluster()
             .sql(&format!(
                 "DROP DATABASE \"{}\" WITH (FORCE)",
                 database_name(&url)
@@ -818,14 +819,10 @@ struct StatementProfile {
 }
 
 impl StatementProfile {
-    fn cluster() -> &'static testkit::postgres::Cluster {
-        testkit::postgres::shared().expect("PostgreSQL")
-    }
-
     /// Loads pg_stat_statements into the run's cluster (a restart, before
     /// any set-up uses it).
     fn enable() {
-        let c = Self::cluster();
+        let c = pg_cluster();
         c.sql("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
             .expect("ALTER SYSTEM");
         c.stop().expect("stop PostgreSQL");
@@ -835,7 +832,7 @@ impl StatementProfile {
     }
 
     fn counters(database: &str) -> (i64, i64, i64) {
-        let c = Self::cluster();
+        let c = pg_cluster();
         let commits = c
             .sql(&format!(
                 "SELECT pg_stat_force_next_flush(); SELECT xact_commit FROM pg_stat_database WHERE datname = '{database}'"
@@ -856,7 +853,7 @@ impl StatementProfile {
 
     fn start(url: &str) -> Self {
         let database = database_name(url);
-        Self::cluster()
+        pg_cluster()
             .sql("SELECT pg_stat_statements_reset()")
             .expect("pg_stat_statements_reset");
         let (commits, wal_syncs, wal_bytes) = Self::counters(&database);
@@ -873,7 +870,7 @@ impl StatementProfile {
         // Per statement kind: calls per message, then per call the time the
         // server spent executing it, the shared buffers it touched and
         // dirtied, and the WAL it wrote (where its CPU goes).
-        let rows = Self::cluster()
+        let rows = pg_cluster()
             .sql(&format!(
                 "SELECT s.calls, round((s.total_exec_time * 1000 / s.calls)::numeric, 1) || ' µs, ' \
                  || round((s.shared_blks_hit + s.shared_blks_read)::numeric / s.calls, 1) || ' blks (' \
