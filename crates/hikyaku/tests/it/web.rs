@@ -1002,7 +1002,10 @@ async fn sending_api_routes_validate_and_check_roles() {
         .0,
         400
     );
-    // Jobs: queue one locally, list, retry refused while queued? no: queued can be retried; delete.
+    // Jobs: queue one locally, list, delete. It is due tomorrow so that the
+    // server's own queue never claims it: a job being sent cannot be
+    // deleted (409), and the claim could land between enqueue and delete.
+    let tomorrow = time::OffsetDateTime::now_utc().unix_timestamp() + 86_400;
     let job = hikyaku::intake::store_sink::new_job(
         "test",
         "local",
@@ -1011,7 +1014,7 @@ async fn sending_api_routes_validate_and_check_roles() {
         vec!["b@example.com".into()],
         b"Subject: api\r\n\r\nx\r\n".to_vec(),
     );
-    store.enqueue(&job, 0).await.expect("enqueue");
+    store.enqueue(&job, tomorrow).await.expect("enqueue");
     let (s, b) = call(Method::GET, "/api/v1/jobs?state=queued", "gen", None).await;
     assert_eq!(s, 200);
     assert_eq!(b[0]["subject"], "api");
