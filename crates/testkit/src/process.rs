@@ -20,12 +20,15 @@ use crate::wait::poll_until;
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    static HIGH: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     const LOW: u32 = 10_000;
-    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768)
-        .min(u32::from(u16::MAX));
+    let high = *HIGH.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(32_768)
+            .min(u32::from(u16::MAX))
+    });
     if high < LOW + 1_000 {
         // No room below the range: what the kernel gives.
         return std::net::TcpListener::bind("127.0.0.1:0")
